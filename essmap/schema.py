@@ -1,0 +1,140 @@
+"""Canonical columns of every layer, shared by the readers, the store and the generator.
+
+Each reader returns exactly these columns (plus ``geometry`` in EPSG:4326); the store creates its
+tables from them. Codes are strings (leading zeros, "2A"/"2B").
+"""
+
+from __future__ import annotations
+
+#: column -> DuckDB type. ``geometry`` is stored as a spatial GEOMETRY (WGS84, lon/lat order).
+COMMUNES: dict[str, str] = {
+    "code_insee": "VARCHAR",
+    "nom": "VARCHAR",
+    "type_commune": "VARCHAR",  # COM, or ARM (arrondissement municipal of Paris/Lyon/Marseille)
+    "code_commune_parent": "VARCHAR",  # for ARM: the commune they belong to
+    "population": "BIGINT",  # populations légales; ARM are already counted in their parent
+    "code_departement": "VARCHAR",
+    "code_region": "VARCHAR",
+    "siren_epci": "VARCHAR",
+    "territoire": "VARCHAR",
+    "epsg_metrique": "INTEGER",
+}
+
+EPCI: dict[str, str] = {
+    "siren_epci": "VARCHAR",
+    "nom": "VARCHAR",
+    "type": "VARCHAR",
+    "population": "BIGINT",
+    "nb_communes": "INTEGER",
+}
+
+DEPARTEMENTS: dict[str, str] = {
+    "code_departement": "VARCHAR",
+    "nom": "VARCHAR",
+    "code_region": "VARCHAR",
+    "population": "BIGINT",
+    "territoire": "VARCHAR",
+    "epsg_metrique": "INTEGER",
+}
+
+REGIONS: dict[str, str] = {
+    "code_region": "VARCHAR",
+    "nom": "VARCHAR",
+    "population": "BIGINT",
+}
+
+QPV: dict[str, str] = {
+    "code_qp": "VARCHAR",
+    "lib_qp": "VARCHAR",
+    "generation": "VARCHAR",  # "2024" or "2015": which QPV generation this is
+    "insee_dep": "VARCHAR",
+    "insee_com": "VARCHAR",  # commune code(s), comma-separated when the QPV spans several
+    "lib_com": "VARCHAR",
+    "siren_epci": "VARCHAR",
+    "territoire": "VARCHAR",
+    "epsg_metrique": "INTEGER",
+}
+
+ETABLISSEMENTS: dict[str, str] = {
+    "siret": "VARCHAR",
+    "siren": "VARCHAR",
+    "denomination": "VARCHAR",
+    "enseigne": "VARCHAR",
+    "categorie_juridique": "VARCHAR",
+    "famille": "VARCHAR",  # see nomenclature.FAMILY_LABELS
+    "activite_naf": "VARCHAR",
+    "nomenclature_naf": "VARCHAR",
+    "secteur": "VARCHAR",  # see nomenclature.SECTOR_LABELS
+    "employeur": "BOOLEAN",  # caractereEmployeurEtablissement = 'O'
+    "tranche_effectifs": "VARCHAR",
+    "siege": "BOOLEAN",
+    "date_creation": "VARCHAR",
+    "adresse": "VARCHAR",
+    "code_postal": "VARCHAR",
+    "libelle_commune": "VARCHAR",
+    "code_commune": "VARCHAR",
+    "code_departement": "VARCHAR",
+    "x": "DOUBLE",  # as published, in the CRS given by ``epsg``
+    "y": "DOUBLE",
+    "epsg": "INTEGER",
+    "source_position": "VARCHAR",  # "stock_lambert" or "geolocalisation"
+    "territoire": "VARCHAR",
+    "epsg_metrique": "INTEGER",
+    "longitude": "DOUBLE",
+    "latitude": "DOUBLE",
+    "is_synthetic": "BOOLEAN",
+}
+
+TIERS_LIEUX: dict[str, str] = {
+    "id_tiers_lieu": "VARCHAR",
+    "nom": "VARCHAR",
+    "structure_porteuse": "VARCHAR",
+    "adresse": "VARCHAR",
+    "code_postal": "VARCHAR",
+    "commune": "VARCHAR",
+    "code_commune": "VARCHAR",
+    "code_departement": "VARCHAR",
+    "types": "VARCHAR",  # "; "-separated: a place can have several types
+    "labels": "VARCHAR",  # ANCT labels, "; "-separated
+    "fabrique_territoire": "BOOLEAN",
+    "manufacture_proximite": "BOOLEAN",
+    "site_web": "VARCHAR",
+    "territoire": "VARCHAR",
+    "epsg_metrique": "INTEGER",
+    "longitude": "DOUBLE",
+    "latitude": "DOUBLE",
+    "is_synthetic": "BOOLEAN",
+}
+
+#: Layers that carry a geometry column (all but EPCI/départements/régions attributes-only views).
+LAYERS: dict[str, dict[str, str]] = {
+    "communes": COMMUNES,
+    "epci": EPCI,
+    "departements": DEPARTEMENTS,
+    "regions": REGIONS,
+    "qpv": QPV,
+    "etablissements": ETABLISSEMENTS,
+    "tiers_lieux": TIERS_LIEUX,
+}
+
+QUARANTINE: dict[str, str] = {
+    "source": "VARCHAR",
+    "file_name": "VARCHAR",
+    "row_number": "BIGINT",  # line in the file (header = 1), or feature index + 1 for GeoJSON
+    "column_name": "VARCHAR",
+    "value": "VARCHAR",
+    "reason": "VARCHAR",  # in French, shown to users
+}
+
+SOURCES: dict[str, str] = {
+    "source": "VARCHAR",  # qpv, communes, sirene, tiers_lieux...
+    "generation": "VARCHAR",  # QPV generation or millésime of the file
+    "file_name": "VARCHAR",
+    "sha256": "VARCHAR",
+    "rows_read": "BIGINT",
+    "rows_kept": "BIGINT",
+    "rows_quarantined": "BIGINT",
+    "is_synthetic": "BOOLEAN",
+    "warnings": "VARCHAR",
+    "loaded_at": "TIMESTAMP",
+}
