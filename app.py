@@ -56,7 +56,7 @@ if synthetic:
                "aucun chiffre de cette carte ne décrit la réalité.")
 
 cols = st.columns(4)
-cols[0].metric("Communes", format_number(len(communes)))
+cols[0].metric("Communes", format_number(int((communes["type_commune"] == "COM").sum())))
 cols[1].metric("QPV (génération " + ", ".join(sorted(qpv["generation"].dropna().unique())) + ")", format_number(len(qpv)))
 cols[2].metric("Établissements ESS" + (" (données simulées)" if synthetic else ""), format_number(len(etablissements)))
 cols[3].metric("Tiers-lieux", format_number(len(tiers_lieux)))

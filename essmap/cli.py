@@ -135,6 +135,7 @@ def fetch(
     source: Annotated[str, typer.Argument(help="Source officielle à télécharger (voir `essmap fetch --liste`).")] = "",
     dest: Annotated[Path | None, typer.Option(help="Dossier de destination (défaut : data/cache).")] = None,
     liste: Annotated[bool, typer.Option("--liste", help="Lister les sources téléchargeables.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Retélécharger même si le fichier est déjà là (nouveau stock mensuel SIRENE).")] = False,
 ) -> None:
     """Télécharger les fichiers officiels (reprise des téléchargements interrompus, vérification)."""
     from essmap.fetch import fetch_source
@@ -152,7 +153,11 @@ def fetch(
             def update(done: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=total)
 
-            paths = fetch_source(source, dest or settings.cache_dir, catalogue=SOURCES, progress=update)
+            def label(file) -> None:
+                bar.update(task, description=file.filename, completed=0, total=None)
+
+            paths = fetch_source(source, dest or settings.cache_dir, catalogue=SOURCES, progress=update,
+                                 on_file=label, force=force)
     for p in paths:
         console.print(str(p))
 

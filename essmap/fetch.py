@@ -9,7 +9,6 @@ dependency. This module draws nothing: progress goes through a callback and the 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import http.client
 import os
@@ -28,8 +27,6 @@ from essmap.sources import SOURCES, OfficialFile
 
 #: ``progress(bytes_done, total_or_None)``, called after every chunk.
 Progress = Callable[[int, int | None], None]
-#: ``progress(file, bytes_done, total_or_None)``, for :func:`fetch_source` (several files).
-FileProgress = Callable[[OfficialFile, int, int | None], None]
 
 USER_AGENT = f"essmap/{__version__} (Python urllib)"
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
@@ -43,7 +40,7 @@ class _Restart(Exception):
 
 def _octets(n: int) -> str:
     """French-style byte count, e.g. ``3 145 728 octets``."""
-    return f"{n:,}".replace(",", "\u202f") + " octets"
+    return f"{n:,}".replace(",", " ") + " octets"
 
 
 def _to_int(value: str | None) -> int | None:
@@ -394,7 +391,8 @@ def fetch_source(
     cache_dir: Path,
     *,
     catalogue: dict[str, tuple[OfficialFile, ...]] = SOURCES,
-    progress: FileProgress | None = None,
+    progress: Progress | None = None,
+    on_file: Callable[[OfficialFile], None] | None = None,
     extract: bool = True,
     force: bool = False,
     timeout: float = 60,
@@ -410,7 +408,9 @@ def fetch_source(
     catalogue : dict
         Sources to pick from; :data:`essmap.sources.SOURCES` by default (tests pass their own).
     progress : callable, optional
-        ``progress(file, bytes_done, total)``.
+        ``progress(bytes_done, total)`` for the file being downloaded (restarts at each file).
+    on_file : callable, optional
+        ``on_file(file)``, called before each file, e.g. to label the progress bar.
     extract : bool
         Extract ZIP archives (detected by content, not by name: some stable data.gouv.fr
         addresses serve a ZIP) into a folder named after the archive.
@@ -438,13 +438,14 @@ def fetch_source(
     for file in files:
         if Path(file.filename).name != file.filename or file.filename in ("", ".", ".."):
             raise ValueError(f"{name}/{file.name}: filename must be a bare name: {file.filename!r}")
-        callback = None if progress is None else functools.partial(progress, file)
+        if on_file is not None:
+            on_file(file)
         path = download(
             file.url,
             folder / file.filename,
             expected_size=file.size,
             expected_sha256=file.sha256,
-            progress=callback,
+            progress=progress,
             timeout=timeout,
             force=force,
             retry_command=retry,

@@ -49,6 +49,12 @@ class RangeHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         state: ServerState = self.server.state  # type: ignore[attr-defined]
         state.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        if self.path.startswith("/r/"):  # like data.gouv.fr's stable /datasets/r/<id> addresses
+            self.send_response(302)
+            self.send_header("Location", self.path[2:])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         data = state.files.get(self.path)
         if data is None:
             self.send_error(404, "Not Found")
@@ -170,6 +176,17 @@ def test_resume_after_dropped_connection(server, tmp_path):
     assert not part.exists()
 
 
+def test_resume_through_redirect(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    server.state.drop_at = 2_000_000
+    with pytest.raises(FetchError):
+        download(server.url("/r/data.bin"), dest, chunk_size=CHUNK)
+    download(server.url("/r/data.bin"), dest, expected_sha256=PAYLOAD_SHA, chunk_size=CHUNK)
+    redirected = server.state.requests[-1]
+    assert redirected["path"] == "/data.bin" and redirected["range"] == "bytes=2000000-"
+    assert sha256(dest) == PAYLOAD_SHA
+
+
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     dest = tmp_path / "data.bin"
     (tmp_path / "data.bin.part").write_bytes(b"stale bytes that must not be kept")
@@ -213,8 +230,8 @@ def test_content_length_longer_than_body(server, tmp_path):
         download(server.url("/data.bin"), tmp_path / "data.bin", chunk_size=CHUNK)
     message = str(excinfo.value)
     assert server.url("/data.bin") in message
-    announced = f"{len(PAYLOAD) + 100:,}".replace(",", "\u202f")
-    received = f"{len(PAYLOAD):,}".replace(",", "\u202f")
+    announced = f"{len(PAYLOAD) + 100:,}".replace(",", " ")
+    received = f"{len(PAYLOAD):,}".replace(",", " ")
     assert announced in message and received in message
     assert not (tmp_path / "data.bin").exists()
 
@@ -329,11 +346,13 @@ def test_fetch_source_downloads_and_extracts(server, tmp_path):
         "other": (),
     }
     calls: list[tuple[str, int, int | None]] = []
+    current: list[str] = []
     paths = fetch_source(
         "demo",
         tmp_path,
         catalogue=catalogue,
-        progress=lambda file, done, total: calls.append((file.name, done, total)),
+        progress=lambda done, total: calls.append((current[-1], done, total)),
+        on_file=lambda file: current.append(file.name),
     )
     folder = tmp_path / "demo"
     assert paths == [
