@@ -40,7 +40,9 @@ class InputFileError(EssmapError, ValueError):
             where.append(f"ligne {self.row}")
         if self.column is not None:
             where.append(f"colonne « {self.column} »")
-        text = f"{', '.join(where).capitalize()} : {self.problem}"
+        place = ", ".join(where)
+        # not str.capitalize(): it would lowercase file and column names ("INSEE_COM")
+        text = f"{place[:1].upper()}{place[1:]} : {self.problem}"
         if self.hint:
             text += f" Solution : {self.hint}"
         return text
@@ -59,3 +61,10 @@ class StoreError(EssmapError, RuntimeError):
 
 class FetchError(EssmapError, OSError):
     """A download failed or did not match its expected size or checksum."""
+
+
+class SpatialInputError(EssmapError, ValueError):
+    """A layer cannot enter a spatial computation: wrong CRS, or features outside every territory.
+
+    Raised by :mod:`essmap.spatial` before any computation, never after a silent guess.
+    """

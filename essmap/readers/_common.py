@@ -178,7 +178,8 @@ def clean_text(values: pd.Series) -> pd.Series:
     Markup such as ``<script>`` is kept as literal text: escaping happens where text is shown.
     """
     text = values.astype("string")
-    text = text.map(lambda v: html.unescape(v) if isinstance(v, str) and "&" in v else v)
+    # astype again: map() on an all-missing column loses the string dtype
+    text = text.map(lambda v: html.unescape(v) if isinstance(v, str) and "&" in v else v).astype("string")
     text = text.str.replace(r"\s+", " ", regex=True).str.strip()
     return text.where(text != "", pd.NA).astype("string")
 
