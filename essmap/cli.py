@@ -76,7 +76,7 @@ def _parse_departements(text: str | None) -> list[str] | None:
 def _print_loaded(report) -> None:
     table = Table(title=f"Base : {report.db_path}")
     for col in ("source", "fichier", "génération", "lues", "gardées", "en quarantaine", "simulées"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for m in report.sources:
         table.add_row(m.source, m.file_name, m.generation, _fmt(m.rows_read), _fmt(m.rows_kept),
                       _fmt(m.rows_quarantined), "oui" if m.is_synthetic else "non")
@@ -178,14 +178,14 @@ def info(
         counts = store.layer_counts(con)
         table = Table(title="Couches")
         for col in ("couche", "lignes", "dont simulées"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for row in counts.itertuples():
             table.add_row(row.couche, _fmt(row.lignes), _fmt(row.dont_simulees))
         console.print(table)
         src = store.sources(con)
         table = Table(title="Sources chargées")
         for col in ("source", "fichier", "génération / millésime", "lues", "gardées", "quarantaine", "simulées", "chargé le"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for r in src.itertuples():
             table.add_row(r.source, r.file_name, r.generation or "", _fmt(r.rows_read), _fmt(r.rows_kept),
                           _fmt(r.rows_quarantined), "oui" if r.is_synthetic else "non",
@@ -197,7 +197,7 @@ def info(
         else:
             table = Table(title="Quarantaine (lignes rejetées, par motif)")
             for col in ("source", "fichier", "motif", "lignes"):
-                table.add_column(col)
+                table.add_column(col, overflow="fold")
             for r in summary.itertuples():
                 table.add_row(r.source, r.file_name, r.reason, _fmt(r.lignes))
             console.print(table)

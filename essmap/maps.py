@@ -37,6 +37,11 @@ def escape(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _is_true(value: object) -> bool:
+    """True for a set boolean flag; missing (<NA>) counts as false."""
+    return bool(pd.notna(value) and value)
+
+
 def base_map(bounds: tuple[float, float, float, float], *, tiles: str | None = None) -> folium.Map:
     """An empty map fitted to ``bounds`` (lon_min, lat_min, lon_max, lat_max, WGS84).
 
@@ -77,24 +82,21 @@ def establishment_popup(row: pd.Series) -> str:
         escape(FAMILY_LABELS.get(str(row.get("famille")), row.get("famille"))),
         escape(SECTOR_LABELS.get(str(row.get("secteur")), row.get("secteur"))),
         "Employeur : " + escape(SIZE_BAND_LABELS.get(str(row.get("tranche_effectifs")), "oui"))
-        if bool(row.get("employeur")) else "Non employeur",
+        if _is_true(row.get("employeur")) else "Non employeur",
         escape(row.get("adresse")) + " " + escape(row.get("code_postal")) + " " + escape(row.get("libelle_commune")),
         "SIRET " + escape(row.get("siret")),
     ]
-    if bool(row.get("is_synthetic")):
+    if _is_true(row.get("is_synthetic")):
         lines.append(f"<i>{SYNTHETIC_NOTICE}</i>")
     return "<br>".join(lines)
 
 
 def tiers_lieu_popup(row: pd.Series) -> str:
     lines = [f"<b>{escape(row.get('nom'))}</b>"]
-    if row.get("types"):
-        lines.append("Types : " + escape(row.get("types")))
-    if row.get("labels"):
-        lines.append("Labels ANCT : " + escape(row.get("labels")))
-    if row.get("adresse"):
-        lines.append(escape(row.get("adresse")))
-    if bool(row.get("is_synthetic")):
+    for label, column in (("Types : ", "types"), ("Labels ANCT : ", "labels"), ("", "adresse")):
+        if escape(row.get(column)):
+            lines.append(label + escape(row.get(column)))
+    if _is_true(row.get("is_synthetic")):
         lines.append(f"<i>{SYNTHETIC_NOTICE}</i>")
     return "<br>".join(lines)
 
