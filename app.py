@@ -62,12 +62,13 @@ cols[2].metric("Établissements ESS" + (" (données simulées)" if synthetic els
 cols[3].metric("Tiers-lieux", format_number(len(tiers_lieux)))
 
 m = maps.base_map(tuple(communes.total_bounds))
+maps.add_boundaries_layer(m, communes[communes["type_commune"] == "COM"], name="Communes")
 maps.add_qpv_layer(m, qpv)
 maps.add_points_layer(m, tiers_lieux, name="Tiers-lieux", popup=maps.tiers_lieu_popup, color="#1b7837", cluster=False)
 maps.add_points_layer(m, etablissements, name="Établissements ESS", popup=maps.establishment_popup, color="#2166ac")
 if synthetic:
     maps.add_synthetic_notice(m)
-maps.add_layer_control(m)
+maps.finish(m)
 st_folium(m, height=650, use_container_width=True, returned_objects=[])
 st.caption("Sources : INSEE (communes, populations légales), ANCT (QPV 2024), France Tiers-Lieux et "
            "Commune Mesure (tiers-lieux réels) ; établissements ESS : données simulées.")

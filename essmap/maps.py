@@ -6,12 +6,17 @@ which renders popups and tooltips as HTML.
 
 from __future__ import annotations
 
+import base64
 import html
+import json
+from functools import cache
+from importlib import resources
 
 import folium
 import geopandas as gpd
 import pandas as pd
-from folium.plugins import MarkerCluster
+from branca.element import Element
+from folium.plugins import FastMarkerCluster
 
 from essmap.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 
@@ -48,11 +53,28 @@ def base_map(bounds: tuple[float, float, float, float], *, tiles: str | None = N
     Without ``tiles`` the background is plain, so the map draws offline.
     """
     m = folium.Map(tiles=None, control_scale=True, prefer_canvas=True)
+    # without a tile layer Leaflet knows no zoom range, which marker clustering needs
+    m.options.update(maxZoom=19, minZoom=4)
     if tiles:
         spec = TILES[tiles]
         folium.TileLayer(spec["tiles"], attr=spec["attr"], name=tiles).add_to(m)
     lon_min, lat_min, lon_max, lat_max = bounds
     m.fit_bounds([[lat_min, lon_min], [lat_max, lon_max]])
+    return m
+
+
+def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, label_column: str = "nom") -> folium.Map:
+    """Outlines (communes, départements) as context on the plain offline background."""
+    if areas.empty:
+        return m
+    data = areas.to_crs(4326)[[label_column, "geometry"]].copy()
+    data["info"] = [escape(v) for v in data[label_column]]
+    folium.GeoJson(
+        data[["info", "geometry"]],
+        name=name,
+        style_function=lambda _f: {"color": "#636363", "weight": 0.8, "fillColor": "#f7f7f7", "fillOpacity": 0.6},
+        tooltip=folium.GeoJsonTooltip(fields=["info"], labels=False),
+    ).add_to(m)
     return m
 
 
@@ -103,17 +125,26 @@ def tiers_lieu_popup(row: pd.Series) -> str:
 
 def add_points_layer(m: folium.Map, points: gpd.GeoDataFrame, *, name: str, popup, color: str,
                      cluster: bool = True) -> folium.Map:
-    """Point markers (clustered by default) with popups built by ``popup(row)``."""
+    """Point markers with popups built by ``popup(row)`` (escaped HTML).
+
+    Points travel as one JSON array drawn by a small callback, not one JS object per marker:
+    tens of thousands of establishments stay a few MB and render in a second.
+    """
     if points.empty:
         return m
     points = points.to_crs(4326)
-    group = MarkerCluster(name=name) if cluster else folium.FeatureGroup(name=name)
-    for _, row in points.iterrows():
-        folium.CircleMarker(
-            location=[row.geometry.y, row.geometry.x], radius=5, color=color, fill=True,
-            fill_opacity=0.8, weight=1, popup=folium.Popup(popup(row), max_width=320),
-        ).add_to(group)
-    group.add_to(m)
+    data = [
+        [round(geom.y, 6), round(geom.x, 6), popup(row)]
+        for geom, (_, row) in zip(points.geometry, points.iterrows(), strict=True)
+    ]
+    callback = (
+        "function (row) {"
+        "var marker = L.circleMarker(new L.LatLng(row[0], row[1]), "
+        f"{{radius: 5, color: {json.dumps(color)}, weight: 1, fillOpacity: 0.8}});"
+        "marker.bindPopup(row[2], {maxWidth: 320}); return marker; }"
+    )
+    options = {} if cluster else {"disableClusteringAtZoom": 1}
+    FastMarkerCluster(data, callback=callback, name=name, options=options).add_to(m)
     return m
 
 
@@ -128,12 +159,51 @@ def add_synthetic_notice(m: folium.Map) -> folium.Map:
     return m
 
 
-def add_layer_control(m: folium.Map) -> folium.Map:
-    """The layer switcher; call it after the last layer is added."""
+def finish(m: folium.Map) -> folium.Map:
+    """Add the layer switcher and make the map self-contained (call after the last layer).
+
+    Leaflet and its marker-cluster plugin come from pinned PyPI packages and are inlined as
+    data URIs, so the map draws without internet, in Streamlit and in exported HTML alike;
+    folium's other CDN defaults (jQuery, Bootstrap, icon fonts) are not used and are dropped.
+    """
     folium.LayerControl(collapsed=False).add_to(m)
+    for element in _walk(m):
+        if hasattr(element, "default_js"):
+            element.default_js = [(n, _asset_uri(n)) for n, _url in element.default_js if n not in _UNUSED_ASSETS]
+        if hasattr(element, "default_css"):
+            element.default_css = [(n, _asset_uri(n)) for n, _url in element.default_css if n not in _UNUSED_ASSETS]
     return m
 
 
 def render_html(m: folium.Map) -> str:
     """The whole map as a standalone HTML page (exports, tests)."""
     return m.get_root().render()
+
+
+_UNUSED_ASSETS = frozenset({
+    "jquery", "bootstrap", "awesome_markers", "bootstrap_css", "glyphicons_css",
+    "awesome_markers_font_css", "awesome_markers_css", "awesome_rotate_css",
+})
+_ASSET_FILES: dict[str, tuple[str, str, str]] = {
+    # name used by folium -> (package, file, MIME type)
+    "leaflet": ("js_lib_leaflet", "static/js_lib_leaflet/leaflet.js", "text/javascript"),
+    "leaflet_css": ("js_lib_leaflet", "static/js_lib_leaflet/leaflet.css", "text/css"),
+    "markerclusterjs": ("xstatic.pkg.leaflet_markercluster", "data/leaflet.markercluster.js", "text/javascript"),
+    "markerclustercss": ("xstatic.pkg.leaflet_markercluster", "data/MarkerCluster.css", "text/css"),
+    "markerclusterdefaultcss": ("xstatic.pkg.leaflet_markercluster", "data/MarkerCluster.Default.css", "text/css"),
+}
+
+
+@cache
+def _asset_uri(name: str) -> str:
+    if name not in _ASSET_FILES:
+        raise KeyError(f"map asset {name!r} has no offline copy; add it to _ASSET_FILES")
+    package, path, mime = _ASSET_FILES[name]
+    content = resources.files(package).joinpath(path).read_bytes()
+    return f"data:{mime};base64,{base64.b64encode(content).decode('ascii')}"
+
+
+def _walk(element: Element):
+    yield element
+    for child in getattr(element, "_children", {}).values():
+        yield from _walk(child)
