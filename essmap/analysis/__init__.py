@@ -1,0 +1,49 @@
+"""Pure analysis functions: GeoDataFrames in, DataFrames/GeoDataFrames out.
+
+No I/O and no settings read here; geometry goes through :mod:`essmap.spatial` (WGS84 for
+topology, the metric CRS of each territory for distances). Modules:
+
+- :mod:`~essmap.analysis.filters`: :class:`Selection`, the one filter object.
+- :mod:`~essmap.analysis.proximity`: QPV x tiers-lieux / establishments, supplier search.
+- :mod:`~essmap.analysis.indicators`: indicator tables, breakdowns, comparisons.
+- :mod:`~essmap.analysis.references`: national reference figures with their sources.
+"""
+
+from essmap.analysis.filters import Selection, territory_names
+from essmap.analysis.indicators import (
+    INDICATORS,
+    Indicator,
+    breakdown,
+    compare,
+    indicators_by_level,
+    pivot_breakdown,
+    reference_figures,
+)
+from essmap.analysis.proximity import (
+    coverage_share,
+    establishments_near_point,
+    establishments_qpv,
+    qpv_establishments,
+    qpv_tiers_lieux,
+    tiers_lieux_qpv_status,
+    white_zones,
+)
+
+__all__ = [
+    "INDICATORS",
+    "Indicator",
+    "Selection",
+    "breakdown",
+    "compare",
+    "coverage_share",
+    "establishments_near_point",
+    "establishments_qpv",
+    "indicators_by_level",
+    "pivot_breakdown",
+    "qpv_establishments",
+    "qpv_tiers_lieux",
+    "reference_figures",
+    "territory_names",
+    "tiers_lieux_qpv_status",
+    "white_zones",
+]

@@ -1,0 +1,616 @@
+"""Vectorised geometry primitives: point in polygon, pairs within a radius, nearest feature.
+
+Every input is a GeoDataFrame in EPSG:4326 (longitude/latitude order), as
+:func:`essmap.store.read_layer` returns them; anything else raises
+:class:`~essmap.errors.SpatialInputError` naming both CRSs.
+
+Two rules, from ``docs/domain.md``:
+
+- **Topology on WGS84 coordinates.** "Is this point in that QPV?" is answered on the lon/lat
+  coordinates themselves. Official polygons are *defined* by their lon/lat vertices, so testing
+  against those vertices is the standard choice; reprojecting first would only move points that
+  sit exactly on a boundary by floating-point noise. (Edges are straight in lon/lat here and
+  straight in the metric CRS for distances: on QPV-sized edges the two differ by millimetres.)
+- **Distances in the metric CRS of each feature's territory**, never in degrees and never in one
+  projection for all of France: Lambert-93 (EPSG:2154) for metropolitan France and Corsica,
+  RGAF09 / UTM 20N (EPSG:5490) for Guadeloupe and Martinique, RGFG95 / UTM 22N (EPSG:2972) for
+  Guyane, RGR92 / UTM 40S (EPSG:2975) for La Réunion, RGM04 / UTM 38S (EPSG:4471) for Mayotte
+  (see :data:`essmap.territories.TERRITORIES`). Features of different territories are never
+  paired: they are hundreds of kilometres apart.
+
+A feature's territory is its canonical ``territoire`` column; where that is missing or unknown,
+the territory whose bounding box holds the feature's representative point.
+
+The two rules meet at distance 0: a point that *intersects* a polygon in WGS84 (inside or exactly
+on its boundary) is at distance 0, whatever floating-point noise the reprojection adds. So
+"distance 0" and "in the polygon" always agree, and radius 0 means "inside or on the boundary".
+
+Performance: radius queries find candidate pairs on WGS84 bounding boxes widened by a
+conservative number of degrees, then reproject and measure only those pairs, so a query against
+the ~1,600 QPVs costs little even for millions of points. Point-in-polygon queries use the
+STRtree for candidate boxes, then a prepared-polygon test on the candidate pairs.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS, Transformer
+
+from essmap.errors import SpatialInputError
+from essmap.territories import TERRITORIES, Territory, territory_of_lonlat
+
+#: The only CRS accepted as input: WGS84, longitude/latitude order.
+WGS84_EPSG = 4326
+
+# Conservative conversion of a metric radius into degrees (see _degree_margins): a degree of
+# latitude is at least 110,574 m (at the equator), a degree of longitude at least
+# 111,319 m x cos(latitude); the factor covers the scale error of the metric projections
+# (well under 1 % over each territory) with a wide margin.
+_M_PER_DEG_LAT_MIN = 110_574.0
+_M_PER_DEG_LON_EQUATOR = 111_319.0
+_RADIUS_SAFETY = 1.05
+_RADIUS_SLACK_M = 1.0
+
+_POINT_TYPE_ID = 0
+
+
+# --- Validation and territories ----------------------------------------------------------------
+
+
+def require_wgs84(frame: gpd.GeoDataFrame, name: str) -> None:
+    """Raise :class:`SpatialInputError` unless ``frame`` is a GeoDataFrame in EPSG:4326.
+
+    ``name`` is the argument name, quoted in the (French) message with both CRSs.
+    """
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise SpatialInputError(
+            f"« {name} » doit être un GeoDataFrame (reçu : {type(frame).__name__})."
+        )
+    crs = frame.crs
+    if crs is None:
+        raise SpatialInputError(
+            f"« {name} » n'a pas de système de coordonnées ; attendu EPSG:{WGS84_EPSG} "
+            "(WGS84, longitude/latitude). Solution : déclarez-le avec .set_crs(4326) si les "
+            "coordonnées sont bien des longitudes/latitudes."
+        )
+    if CRS.from_user_input(crs).to_epsg() != WGS84_EPSG:
+        raise SpatialInputError(
+            f"« {name} » est en {_crs_label(crs)} ; attendu EPSG:{WGS84_EPSG} (WGS84, "
+            "longitude/latitude). Solution : reprojetez-le avec .to_crs(4326) : les distances "
+            "sont ensuite calculées dans le système métrique de chaque territoire."
+        )
+
+
+def _crs_label(crs: object) -> str:
+    parsed = CRS.from_user_input(crs)
+    epsg = parsed.to_epsg()
+    return f"EPSG:{epsg} ({parsed.name})" if epsg else parsed.name
+
+
+def territory_codes(frame: gpd.GeoDataFrame) -> np.ndarray:
+    """Territory code of each row (object array, "" for rows without geometry nor territory).
+
+    The canonical ``territoire`` column wins; rows where it is absent, empty or unknown are
+    located by the bounding box of their representative point
+    (:func:`essmap.territories.territory_of_lonlat`). A row with a geometry that lies in no
+    territory raises :class:`SpatialInputError`: distances there would have no metric CRS.
+    """
+    names = np.array([*TERRITORIES, ""], dtype=object)
+    return names[_territory_labels(frame)]
+
+
+_TERRITORY_CODES: tuple[str, ...] = tuple(TERRITORIES)
+
+
+def _territory_labels(frame: gpd.GeoDataFrame) -> np.ndarray:
+    """Index in :data:`TERRITORIES` of each row's territory, -1 when none (see
+    :func:`territory_codes`). Works on the distinct values of ``territoire`` only."""
+    n = len(frame)
+    labels = np.full(n, -1, dtype=np.int64)
+    if "territoire" in frame.columns:
+        column_labels, uniques = pd.factorize(frame["territoire"], use_na_sentinel=True)
+        lookup = np.array(
+            [_TERRITORY_CODES.index(u) if u in TERRITORIES else -1 for u in uniques] + [-1],
+            dtype=np.int64,
+        )
+        labels = lookup[column_labels]  # -1 (missing) picks the trailing -1
+    unknown = np.flatnonzero(labels < 0)
+    if len(unknown) == 0:
+        return labels
+    geoms = _geoms(frame)[unknown]
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    lon = np.full(len(geoms), np.nan)
+    lat = np.full(len(geoms), np.nan)
+    if present.any():
+        rep = geoms[present]
+        not_point = shapely.get_type_id(rep) != _POINT_TYPE_ID
+        if not_point.any():
+            rep = rep.copy()
+            rep[not_point] = shapely.point_on_surface(rep[not_point])
+        lon[present] = shapely.get_x(rep)
+        lat[present] = shapely.get_y(rep)
+    located = territory_of_lonlat(lon, lat)
+    lost = present & (located == "")
+    if lost.any():
+        labels_lost = frame.index[unknown[lost]][:5].tolist()
+        raise SpatialInputError(
+            f"{int(lost.sum())} entité(s) hors de tout territoire couvert (index {labels_lost}) : "
+            "aucun système métrique pour mesurer leurs distances. Solution : vérifiez l'ordre "
+            "longitude/latitude des coordonnées, ou renseignez la colonne « territoire »."
+        )
+    lookup = {code: k for k, code in enumerate(_TERRITORY_CODES)}
+    labels[unknown] = pd.Series(located, dtype=object).map(lookup).fillna(-1).to_numpy(dtype=np.int64)
+    return labels
+
+
+def _positions_by_territory(frame: gpd.GeoDataFrame) -> dict[str, np.ndarray]:
+    """Row positions of each territory present, in :data:`TERRITORIES` order."""
+    labels = _territory_labels(frame)
+    counts = np.bincount(labels + 1, minlength=len(_TERRITORY_CODES) + 1)[1:]
+    out: dict[str, np.ndarray] = {}
+    for k in np.flatnonzero(counts):
+        # the usual case, one territory for every row, needs no index array scan
+        whole = counts[k] == len(labels)
+        out[_TERRITORY_CODES[k]] = np.arange(len(labels)) if whole else np.flatnonzero(labels == k)
+    return out
+
+
+def _geoms(frame: gpd.GeoDataFrame) -> np.ndarray:
+    """The geometry column as an object array of shapely geometries (no copy of geometries)."""
+    return np.asarray(frame.geometry.array, dtype=object)
+
+
+_TRANSFORMERS = threading.local()
+
+
+def _transformer(epsg: int) -> Transformer:
+    """WGS84 -> ``epsg`` transformer (lon/lat order), cached per thread (pyproj objects are not
+    meant to be shared between threads, and Streamlit serves each session on its own thread)."""
+    cache = getattr(_TRANSFORMERS, "cache", None)
+    if cache is None:
+        cache = _TRANSFORMERS.cache = {}
+    if epsg not in cache:
+        cache[epsg] = Transformer.from_crs(WGS84_EPSG, epsg, always_xy=True)
+    return cache[epsg]
+
+
+def to_metric(geoms: np.ndarray, territory: Territory) -> np.ndarray:
+    """New geometries reprojected from WGS84 to the territory's metric CRS (``territory.epsg``)."""
+    transformer = _transformer(territory.epsg)
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        x, y = transformer.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(np.asarray(geoms, dtype=object), project)
+
+
+def metric_groups(gdf: gpd.GeoDataFrame) -> Iterator[tuple[Territory, gpd.GeoDataFrame]]:
+    """Split a WGS84 frame by territory and yield each part in that territory's metric CRS.
+
+    Parts come in :data:`~essmap.territories.TERRITORIES` order; each keeps the original index
+    and columns, with its geometry reprojected (EPSG:2154 for metropolitan France and Corsica,
+    5490 for Guadeloupe and Martinique, 2972 Guyane, 2975 La Réunion, 4471 Mayotte...). Rows
+    with neither geometry nor territory are left out.
+
+    Raises
+    ------
+    SpatialInputError
+        If ``gdf`` is not in EPSG:4326, or has features outside every territory.
+    """
+    require_wgs84(gdf, "gdf")
+    for code, positions in _positions_by_territory(gdf).items():
+        territory = TERRITORIES[code]
+        yield territory, gdf.iloc[positions].to_crs(territory.epsg)
+
+
+# --- Small array helpers -----------------------------------------------------------------------
+
+
+def _key_rank(keys: pd.Series) -> np.ndarray:
+    """Rank of each row in ascending key order (missing keys last, ties by position)."""
+    values = pd.Series(keys.to_numpy(), index=pd.RangeIndex(len(keys)))
+    order = values.sort_values(kind="stable", na_position="last").index.to_numpy()
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(keys), dtype=np.int64)
+    return rank
+
+
+def _take(values: pd.Series | pd.Index, positions: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """``values[positions]`` with <NA> where a position is -1, keeping a nullable dtype."""
+    array = pd.Series(values).array
+    if isinstance(array, pd.arrays.NumpyExtensionArray):
+        array = pd.array(array.to_numpy())
+    if isinstance(array.dtype, pd.StringDtype) and array.dtype.na_value is not pd.NA:
+        array = array.astype(pd.StringDtype())  # pandas' default "str" misses as NaN, not <NA>
+    return array.take(np.asarray(positions, dtype=np.int64), allow_fill=True)
+
+
+def _first_per_group(group: np.ndarray, *sort_keys: np.ndarray) -> np.ndarray:
+    """Positions (into the inputs) of the first element of each group by ``sort_keys``."""
+    order = np.lexsort(tuple(reversed(sort_keys)) + (group,))
+    sorted_group = group[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = sorted_group[1:] != sorted_group[:-1]
+    return order[first]
+
+
+def _part(geoms: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``geoms[positions]``, without a copy when the positions are all rows in order."""
+    return geoms if len(positions) == len(geoms) else geoms[positions]
+
+
+def _usable(geoms: np.ndarray) -> np.ndarray:
+    return ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+
+
+# --- Intersecting pairs (WGS84) ------------------------------------------------------------------
+
+
+def _intersecting_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (i, j) with ``a[i]`` intersecting ``b[j]`` on their WGS84 coordinates.
+
+    Candidates come from an STRtree of ``b`` queried with ``a`` (bounding boxes only); the
+    predicate then runs on the candidate pairs with the more complex side prepared. Preparing
+    works on copies, so the caller's geometries are never mutated (shared frames stay safe to
+    use from several threads). Pairs are sorted by that side, so each prepared index stays in
+    cache: on 2 million points this is several times faster than ``query(predicate=...)``,
+    which prepares each point instead of each polygon.
+    """
+    empty = np.empty(0, dtype=np.int64)
+    if len(a) == 0 or len(b) == 0:
+        return empty, empty
+    ia, ib = shapely.STRtree(b).query(a)
+    if len(ia) == 0:
+        return empty, empty
+    hit = _pair_intersects(a, b, ia, ib)
+    return ia[hit], ib[hit]
+
+
+def _pair_intersects(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """WGS84 ``intersects(a[ia], b[ib])`` for each pair, the side with more vertices prepared
+    (the polygons of a point-in-polygon query)."""
+    if len(ia) == 0:
+        return np.zeros(0, dtype=bool)
+    step = max(1, len(ia) // 2048)  # a sample is enough to tell polygons from points
+    a_vertices = shapely.get_num_coordinates(a[ia[::step]]).mean()
+    b_vertices = shapely.get_num_coordinates(b[ib[::step]]).mean()
+    if b_vertices >= a_vertices:
+        return _prepared_predicate(b, ib, a, ia)
+    return _prepared_predicate(a, ia, b, ib)
+
+
+def _prepared_predicate(
+    heavy: np.ndarray, ih: np.ndarray, light: np.ndarray, il: np.ndarray
+) -> np.ndarray:
+    """``intersects(heavy[ih], light[il])`` elementwise, with prepared copies of ``heavy``.
+
+    Copies, so the caller's geometries are never mutated: shared frames stay safe to use from
+    several threads (GEOS builds prepared indexes lazily). Pairs are processed sorted by the
+    prepared geometry, so each prepared index stays in cache.
+    """
+    order = np.argsort(ih, kind="stable")
+    sorted_h = ih[order]
+    first = np.ones(len(sorted_h), dtype=bool)
+    first[1:] = sorted_h[1:] != sorted_h[:-1]
+    prepared = shapely.transform(heavy[sorted_h[first]], lambda xy: xy)  # deep copies
+    shapely.prepare(prepared)
+    lhs = prepared[np.cumsum(first) - 1]
+    rhs = light[il[order]]
+    coords, owner = shapely.get_coordinates(rhs, return_index=True)
+    if len(owner) == len(rhs) and np.array_equal(owner, np.arange(len(rhs))):
+        # one coordinate per geometry: points, tested without building anything
+        hit_sorted = shapely.intersects_xy(lhs, coords[:, 0], coords[:, 1])
+    else:
+        hit_sorted = shapely.intersects(lhs, rhs)
+    hit = np.empty(len(order), dtype=bool)
+    hit[order] = hit_sorted
+    return hit
+
+
+def points_in_polygons(points: gpd.GeoDataFrame, polygons: gpd.GeoDataFrame, key: str) -> pd.Series:
+    """For each point, the ``key`` of the polygon that contains it, <NA> when none.
+
+    The boundary counts as inside (``intersects``/``covers`` semantics): a point exactly on a
+    QPV boundary is in that QPV, at distance 0. Where polygons overlap (for example a commune
+    and its arrondissements municipaux, or QPVs of two generations), the point gets the first
+    polygon in ascending ``key`` order.
+
+    The test runs on the WGS84 coordinates (see the module docstring): official polygons are
+    defined by their lon/lat vertices, and a topological predicate needs no metric CRS.
+
+    Parameters
+    ----------
+    points : GeoDataFrame
+        EPSG:4326. Any geometry type works; points take the fast path.
+    polygons : GeoDataFrame
+        EPSG:4326, with a ``key`` column.
+    key : str
+        Column of ``polygons`` to return (e.g. ``"code_qp"``, ``"code_insee"``).
+
+    Returns
+    -------
+    pandas.Series
+        Aligned on ``points.index``, named ``key``, with the dtype of ``polygons[key]`` (nullable).
+    """
+    require_wgs84(points, "points")
+    require_wgs84(polygons, "polygons")
+    _require_column(polygons, key, "polygons")
+    position = _containing_positions(_geoms(points), polygons, key)
+    return pd.Series(_take(polygons[key], position), index=points.index, name=key)
+
+
+def _containing_positions(points: np.ndarray, polygons: gpd.GeoDataFrame, key: str) -> np.ndarray:
+    """Position in ``polygons`` of the first (by key) polygon intersecting each point, or -1."""
+    position = np.full(len(points), -1, dtype=np.int64)
+    ip, ig = _intersecting_pairs(points, _geoms(polygons))
+    if len(ip):
+        rank = _key_rank(polygons[key])
+        best = np.full(len(points), len(polygons), dtype=np.int64)
+        np.minimum.at(best, ip, rank[ig])  # overlaps: the first polygon by key
+        hit = best < len(polygons)
+        position[hit] = np.argsort(rank)[best[hit]]
+    return position
+
+
+def _require_column(frame: pd.DataFrame, column: str, name: str) -> None:
+    if column not in frame.columns:
+        raise KeyError(
+            f"« {name} » n'a pas de colonne « {column} » (colonnes : {list(frame.columns)})."
+        )
+
+
+# --- Pairs within a radius (metric CRS per territory) --------------------------------------------
+
+
+def _degree_margins(territory: Territory, radius_m: float) -> tuple[float, float]:
+    """(longitude, latitude) widening, in degrees, that surely covers ``radius_m`` metres anywhere
+    in the territory: used only to find candidate pairs, never as a distance."""
+    reach = radius_m * _RADIUS_SAFETY + _RADIUS_SLACK_M
+    d_lat = reach / _M_PER_DEG_LAT_MIN
+    lat_extreme = max(abs(territory.bbox[1]), abs(territory.bbox[3])) + d_lat
+    d_lon = reach / (_M_PER_DEG_LON_EQUATOR * math.cos(math.radians(min(lat_extreme, 89.0))))
+    return d_lon, d_lat
+
+
+def _candidate_pairs(
+    a: np.ndarray, b: np.ndarray, territory: Territory, radius_m: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) whose WGS84 bounding boxes come within ``radius_m`` metres (a superset of the pairs
+    within ``radius_m`` in the territory's metric CRS). The STRtree holds the widened boxes of
+    the smaller side and is queried with the larger side."""
+    empty = np.empty(0, dtype=np.int64)
+    swap = len(a) > len(b)
+    small, large = (b, a) if swap else (a, b)
+    kept = np.flatnonzero(_usable(small))  # boxes of missing geometries would be NaN
+    if len(kept) == 0 or len(large) == 0:
+        return empty, empty
+    d_lon, d_lat = _degree_margins(territory, radius_m)
+    bounds = shapely.bounds(small[kept])
+    boxes = shapely.box(
+        bounds[:, 0] - d_lon, bounds[:, 1] - d_lat, bounds[:, 2] + d_lon, bounds[:, 3] + d_lat
+    )
+    i_large, i_small = shapely.STRtree(boxes).query(large)
+    i_small = kept[i_small]
+    return (i_large, i_small) if swap else (i_small, i_large)
+
+
+def _metric_distances(
+    a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, territory: Territory
+) -> np.ndarray:
+    """Distance in metres of each pair, in the territory's metric CRS; only the geometries
+    involved are reprojected."""
+    ua, inv_a = _distinct(ia)
+    ub, inv_b = _distinct(ib)
+    ma = to_metric(a[ua], territory)
+    mb = to_metric(b[ub], territory)
+    return shapely.distance(ma[inv_a], mb[inv_b])
+
+
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` by sorting (numpy's hash-based unique is
+    several times slower on millions of integers)."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    first = np.ones(len(values), dtype=bool)
+    first[1:] = sorted_values[1:] != sorted_values[:-1]
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return sorted_values[first], inverse
+
+
+def _pairs_within(
+    a: gpd.GeoDataFrame, b: gpd.GeoDataFrame, radius_m: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions (i in ``a``, j in ``b``) and distance in metres of every pair of the same
+    territory at most ``radius_m`` apart, distance 0 when they intersect in WGS84."""
+    radius_m = _check_radius(radius_m)
+    ga, gb = _geoms(a), _geoms(b)
+    by_a = _positions_by_territory(a)
+    by_b = _positions_by_territory(b)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for code, pa in by_a.items():
+        pb = by_b.get(code)
+        if pb is None:
+            continue
+        territory = TERRITORIES[code]
+        ca, cb = _candidate_pairs(_part(ga, pa), _part(gb, pb), territory, radius_m)
+        if len(ca) == 0:
+            continue
+        ca, cb = pa[ca], pb[cb]
+        distance = _metric_distances(ga, gb, ca, cb, territory)
+        inside = _pair_intersects(ga, gb, ca, cb)
+        distance = np.where(inside, 0.0, distance)
+        keep = distance <= radius_m
+        parts.append((ca[keep], cb[keep], distance[keep]))
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=float)
+    ia, ib, d = (np.concatenate(x) for x in zip(*parts))
+    return ia, ib, d
+
+
+def _check_radius(radius_m: float) -> float:
+    value = float(radius_m)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"rayon invalide : {radius_m!r} ; attendu un nombre de mètres >= 0.")
+    return value
+
+
+def within_distance(
+    sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame, radius_m: float
+) -> pd.DataFrame:
+    """Every (source, target) pair of the same territory at most ``radius_m`` metres apart.
+
+    The general form of :func:`distances_to_polygons`, for any geometry types (e.g. ESS
+    suppliers around a site: points to a point). Distances are measured in the territory's
+    metric CRS (EPSG:2154 in metropolitan France, UTM-based overseas), 0 when the features
+    intersect in WGS84.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``source_index``, ``target_index`` (labels) and ``distance_m``, sorted by
+        source position then distance then target position.
+    """
+    require_wgs84(sources, "sources")
+    require_wgs84(targets, "targets")
+    i_s, i_t, distance = _pairs_within(sources, targets, radius_m)
+    order = np.lexsort((i_t, distance, i_s))
+    return pd.DataFrame(
+        {
+            "source_index": sources.index[i_s[order]],
+            "target_index": targets.index[i_t[order]],
+            "distance_m": distance[order],
+        }
+    )
+
+
+def distances_to_polygons(
+    points: gpd.GeoDataFrame, polygons: gpd.GeoDataFrame, radius_m: float, key: str
+) -> pd.DataFrame:
+    """Every (point, polygon) pair at most ``radius_m`` metres apart, with the distance.
+
+    Distances are measured in the metric CRS of the territory (EPSG:2154 in metropolitan
+    France, UTM-based CRSs overseas; points and polygons of different territories are never
+    paired), from the point to the nearest point of the polygon, 0 inside or on the boundary.
+    ``radius_m = 0`` therefore returns exactly the pairs where the point is in the polygon.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``point_index`` (label in ``points.index``), ``polygon_index`` (label in
+        ``polygons.index``), ``key`` and ``distance_m``; sorted by point, then distance, then
+        key. Empty (same columns) when no pair qualifies.
+    """
+    require_wgs84(points, "points")
+    require_wgs84(polygons, "polygons")
+    _require_column(polygons, key, "polygons")
+    ip, ig, distance = _pairs_within(points, polygons, radius_m)
+    rank = _key_rank(polygons[key])
+    order = np.lexsort((rank[ig], distance, ip))
+    ip, ig, distance = ip[order], ig[order], distance[order]
+    return pd.DataFrame(
+        {
+            "point_index": points.index[ip],
+            "polygon_index": polygons.index[ig],
+            key: _take(polygons[key], ig),
+            "distance_m": distance,
+        }
+    )
+
+
+# --- Nearest feature ---------------------------------------------------------------------------
+
+
+def nearest(
+    sources: gpd.GeoDataFrame,
+    targets: gpd.GeoDataFrame,
+    key: str,
+    *,
+    max_distance_m: float | None = None,
+) -> pd.DataFrame:
+    """For each source feature, the nearest target feature of its territory and the distance.
+
+    Works in both directions and for any geometry types: "for each QPV, the nearest
+    tiers-lieu" (polygons to points) as well as "for each establishment, the nearest QPV"
+    (points to polygons). Distances are in metres in the territory's metric CRS (EPSG:2154 in
+    metropolitan France, UTM-based overseas), 0 when the features intersect in WGS84. Ties
+    (equal distances, e.g. a point inside two overlapping polygons) go to the first target in
+    ascending ``key`` order.
+
+    Parameters
+    ----------
+    sources, targets : GeoDataFrame
+        EPSG:4326.
+    key : str
+        Column of ``targets`` identifying the nearest feature.
+    max_distance_m : float, optional
+        Ignore targets farther than this. Much faster on large inputs: only candidate pairs
+        are reprojected, whereas the unbounded search reprojects every feature of each
+        territory (count about 1 µs per point created, i.e. seconds for millions of points).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Aligned on ``sources.index``: ``key`` (nullable), ``nearest_index`` (label in
+        ``targets.index``) and ``distance_m`` (Float64); <NA> when the territory has no target
+        (within ``max_distance_m``).
+    """
+    require_wgs84(sources, "sources")
+    require_wgs84(targets, "targets")
+    _require_column(targets, key, "targets")
+    rank = _key_rank(targets[key])
+    if max_distance_m is not None:
+        isrc, itgt, distance = _pairs_within(sources, targets, max_distance_m)
+    else:
+        isrc, itgt, distance = _nearest_pairs(sources, targets)
+    position = np.full(len(sources), -1, dtype=np.int64)
+    best = np.full(len(sources), np.nan)
+    if len(isrc):
+        first = _first_per_group(isrc, distance, rank[itgt])
+        position[isrc[first]] = itgt[first]
+        best[isrc[first]] = distance[first]
+    return pd.DataFrame(
+        {
+            key: _take(targets[key], position),
+            "nearest_index": _take(targets.index, position),
+            "distance_m": pd.array(best, dtype="Float64"),
+        },
+        index=sources.index,
+    )
+
+
+def _nearest_pairs(
+    sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest candidates per source (all ties), per territory in its metric CRS, plus every
+    WGS84-intersecting pair at distance 0."""
+    gs, gt = _geoms(sources), _geoms(targets)
+    by_s = _positions_by_territory(sources)
+    by_t = _positions_by_territory(targets)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for code, ps in by_s.items():
+        pt = by_t.get(code)
+        if pt is None:
+            continue
+        territory = TERRITORIES[code]
+        tree = shapely.STRtree(to_metric(_part(gt, pt), territory))
+        (i_s, i_t), distance = tree.query_nearest(
+            to_metric(_part(gs, ps), territory), return_distance=True, all_matches=True
+        )
+        parts.append((ps[i_s], pt[i_t], distance))
+        j_s, j_t = _intersecting_pairs(_part(gs, ps), _part(gt, pt))
+        parts.append((ps[j_s], pt[j_t], np.zeros(len(j_s))))
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=float)
+    i_s, i_t, d = (np.concatenate(x) for x in zip(*parts))
+    return i_s, i_t, d

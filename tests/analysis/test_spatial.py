@@ -1,0 +1,299 @@
+"""essmap.spatial against independent references: pyproj.Geod distances, a Shapely loop."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from pyproj import Geod
+
+from essmap import spatial
+from essmap.errors import SpatialInputError
+
+GEOD = Geod(ellps="WGS84")
+QPV_PACA = Path(__file__).resolve().parents[2] / "data" / "geo" / "qpv2024_paca.geojson"
+
+#: (territoire, lon, lat, metric EPSG) at a real place of each territory.
+PLACES = {
+    "marseille": ("metropole", 5.3698, 43.2965, 2154),
+    "ajaccio": ("metropole", 8.7369, 41.9192, 2154),
+    "pointe_a_pitre": ("guadeloupe", -61.5331, 16.2411, 5490),
+    "fort_de_france": ("martinique", -61.0588, 14.6161, 5490),
+    "cayenne": ("guyane", -52.3135, 4.9224, 2972),
+    "saint_denis": ("reunion", 55.4504, -20.8823, 2975),
+    "mamoudzou": ("mayotte", 45.2279, -12.7806, 4471),
+}
+
+
+def _irregular_polygon(lon: float, lat: float, radius_m: float, seed: int) -> shapely.Polygon:
+    """A star-shaped lon/lat polygon of ~``radius_m`` around (lon, lat), 9 vertices."""
+    rng = np.random.default_rng(seed)
+    azimuths = np.sort(rng.uniform(0, 360, 9))
+    radii = radius_m * rng.uniform(0.6, 1.0, 9)
+    x, y, _ = GEOD.fwd(np.full(9, lon), np.full(9, lat), azimuths, radii)
+    return shapely.Polygon(np.column_stack([x, y]))
+
+
+def _geodesic_distance(point: tuple[float, float], geometry: shapely.Geometry, step_m: float = 1.0) -> float:
+    """Reference: geodesic distance from ``point`` to the boundary of ``geometry`` densified
+    every ``step_m`` metres along geodesics (0 when the point is covered)."""
+    if geometry.covers(shapely.Point(point)):
+        return 0.0
+    lons: list[float] = []
+    lats: list[float] = []
+    for ring in shapely.get_rings(shapely.get_parts(geometry)):
+        coords = np.asarray(ring.coords)
+        for (x1, y1), (x2, y2) in zip(coords[:-1], coords[1:]):
+            _, _, length = GEOD.inv(x1, y1, x2, y2)
+            lons.append(x1)
+            lats.append(y1)
+            n = int(length // step_m)
+            if n > 0:
+                inner = GEOD.npts(x1, y1, x2, y2, n)
+                lons.extend(p[0] for p in inner)
+                lats.extend(p[1] for p in inner)
+    lons_a, lats_a = np.asarray(lons), np.asarray(lats)
+    _, _, d = GEOD.inv(np.full(len(lons_a), point[0]), np.full(len(lats_a), point[1]), lons_a, lats_a)
+    return float(d.min())
+
+
+@pytest.mark.parametrize("place", sorted(PLACES))
+@pytest.mark.parametrize("distance_m", [300.0, 1000.0, 5000.0])
+def test_distances_match_geodesic_reference(build, place: str, distance_m: float) -> None:
+    territoire, lon, lat, _ = PLACES[place]
+    main = _irregular_polygon(lon, lat, 400.0, seed=len(place))
+    # second part of the MultiPolygon, on the other side: the distance is to the nearest part
+    far_lon, far_lat = build.offset(lon, lat, 200.0, 3000.0)
+    other = _irregular_polygon(far_lon, far_lat, 300.0, seed=len(place) + 1)
+    qpv = build.qpv_frame([shapely.MultiPolygon([main, other])], ["QN00001M"], territoire=territoire)
+    # points placed outward from three vertices of the main part, plus one between the parts
+    vertices = np.asarray(main.exterior.coords)[:-1]
+    starts = [vertices[0], vertices[3], vertices[6]]
+    lonlat = []
+    for vx, vy in starts:
+        azimuth, _, _ = GEOD.inv(lon, lat, vx, vy)
+        lonlat.append(build.offset(vx, vy, azimuth, distance_m))
+    lonlat.append(build.offset(lon, lat, 200.0, 1500.0))
+    points = build.points_frame(lonlat, territoire=territoire)
+    reference = np.array([_geodesic_distance(p, qpv.geometry.iloc[0]) for p in lonlat])
+
+    pairs = spatial.distances_to_polygons(points, qpv, 6000.0, "code_qp")
+    measured = pairs.set_index("point_index")["distance_m"].reindex(points.index).to_numpy()
+    tolerance = np.maximum(2.0, 0.005 * reference)
+    assert np.all(np.abs(measured - reference) <= tolerance), (place, measured, reference)
+
+    found = spatial.nearest(points, qpv, "code_qp")
+    assert np.allclose(found["distance_m"].to_numpy(dtype=float), measured)
+    assert (found["code_qp"] == "QN00001M").all()
+
+
+@pytest.mark.parametrize("place", sorted(PLACES))
+def test_metric_groups_use_the_territory_crs(build, place: str) -> None:
+    territoire, lon, lat, epsg = PLACES[place]
+    frame = build.points_frame([(lon, lat)], territoire=None)  # located by bounding box
+    groups = list(spatial.metric_groups(frame))
+    assert [(t.code, g.crs.to_epsg()) for t, g in groups] == [(territoire, epsg)]
+    assert groups[0][1].index.tolist() == [0]
+
+
+def test_metric_groups_split_by_territoire_column(build) -> None:
+    frame = pd.concat(
+        [
+            build.points_frame([PLACES["marseille"][1:3]], territoire="metropole"),
+            build.points_frame([PLACES["cayenne"][1:3]], territoire="guyane"),
+            build.points_frame([PLACES["ajaccio"][1:3]], territoire="metropole"),
+        ],
+        ignore_index=True,
+    )
+    groups = {t.code: g for t, g in spatial.metric_groups(frame)}
+    assert sorted(groups) == ["guyane", "metropole"]
+    assert groups["metropole"].index.tolist() == [0, 2]
+    assert groups["metropole"].crs.to_epsg() == 2154
+    assert groups["guyane"].crs.to_epsg() == 2972
+    # Lambert-93 coordinates of Marseille: x ~ 893 km, y ~ 6 245 km
+    x, y = groups["metropole"].geometry.iloc[0].coords[0]
+    assert 880_000 < x < 905_000 and 6_235_000 < y < 6_255_000
+
+
+def test_missing_territoire_values_are_located_by_bounding_box(build) -> None:
+    frame = build.points_frame([PLACES["marseille"][1:3], PLACES["saint_denis"][1:3]], territoire="metropole")
+    frame["territoire"] = pd.array(["metropole", None], dtype="string")
+    assert spatial.territory_codes(frame).tolist() == ["metropole", "reunion"]
+    assert [(t.code, g.crs.to_epsg()) for t, g in spatial.metric_groups(frame)] == [
+        ("metropole", 2154), ("reunion", 2975),
+    ]
+
+
+def test_non_wgs84_frame_is_refused_naming_both_crs(build) -> None:
+    frame = build.points_frame([PLACES["marseille"][1:3]]).to_crs(2154)
+    with pytest.raises(SpatialInputError) as error:
+        list(spatial.metric_groups(frame))
+    assert "EPSG:2154" in str(error.value) and "EPSG:4326" in str(error.value)
+    with pytest.raises(SpatialInputError, match="EPSG:4326"):
+        spatial.points_in_polygons(frame, frame, "territoire")
+    without = build.points_frame([PLACES["marseille"][1:3]]).set_crs(None, allow_override=True)
+    with pytest.raises(SpatialInputError, match="pas de système"):
+        spatial.nearest(without, without, "territoire")
+
+
+def test_features_outside_every_territory_are_refused(build) -> None:
+    lat, lon = PLACES["marseille"][2], PLACES["marseille"][1]
+    swapped = build.points_frame([(lat, lon)], territoire=None)  # lat/lon swapped: in Africa
+    polygons = build.qpv_frame([build.square(lon, lat, 200)], ["QN01301M"])
+    with pytest.raises(SpatialInputError, match="longitude/latitude"):
+        spatial.distances_to_polygons(swapped, polygons, 100.0, "code_qp")
+
+
+# --- Edge cases --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def marseille_square(build) -> gpd.GeoDataFrame:
+    """A 1 km square QPV in Marseille, with exactly representable edges (constant lon/lat)."""
+    polygon = shapely.box(5.36, 43.29, 5.37, 43.30)
+    return build.qpv_frame([polygon], ["QN01301M"])
+
+
+def test_point_on_boundary_is_inside_at_distance_zero(build, marseille_square) -> None:
+    on_edge = (5.365, 43.29)  # on the southern edge
+    on_vertex = (5.36, 43.30)
+    outside = (5.365, 43.2899)  # ~11 m south
+    points = build.points_frame([on_edge, on_vertex, outside])
+    inside = spatial.points_in_polygons(points, marseille_square, "code_qp")
+    assert inside.tolist()[:2] == ["QN01301M", "QN01301M"] and pd.isna(inside.iloc[2])
+    zero = spatial.distances_to_polygons(points, marseille_square, 0.0, "code_qp")
+    assert zero["point_index"].tolist() == [0, 1]
+    assert (zero["distance_m"] == 0.0).all()
+    found = spatial.nearest(points, marseille_square, "code_qp")
+    assert found["distance_m"].tolist()[:2] == [0.0, 0.0]
+    assert found["distance_m"].iloc[2] == pytest.approx(_geodesic_distance(outside, marseille_square.geometry.iloc[0]), abs=2.0)
+
+
+def test_radius_zero_keeps_only_inside_points(build, marseille_square) -> None:
+    points = build.points_frame([(5.365, 43.295), build.offset(5.37, 43.295, 90, 1.0)])
+    pairs = spatial.distances_to_polygons(points, marseille_square, 0.0, "code_qp")
+    assert pairs["point_index"].tolist() == [0]
+    wider = spatial.distances_to_polygons(points, marseille_square, 5.0, "code_qp")
+    assert wider["point_index"].tolist() == [0, 1]
+    assert wider["distance_m"].iloc[1] == pytest.approx(1.0, abs=0.05)
+
+
+def test_overlapping_polygons_first_key_wins(build) -> None:
+    big = shapely.box(5.36, 43.29, 5.38, 43.31)
+    small = shapely.box(5.365, 43.295, 5.37, 43.30)
+    qpv = build.qpv_frame([big, small], ["QN01399Z", "QN01301A"])
+    points = build.points_frame([(5.367, 43.297), (5.375, 43.305)])
+    assert spatial.points_in_polygons(points, qpv, "code_qp").tolist() == ["QN01301A", "QN01399Z"]
+    assert spatial.nearest(points, qpv, "code_qp")["code_qp"].tolist() == ["QN01301A", "QN01399Z"]
+    pairs = spatial.distances_to_polygons(points, qpv, 0.0, "code_qp")
+    assert pairs["code_qp"].tolist() == ["QN01301A", "QN01399Z", "QN01399Z"]
+
+
+def test_territories_are_never_paired(build) -> None:
+    guadeloupe = build.qpv_frame(
+        [build.square(-61.53, 16.24, 300)], ["QN97101M"], territoire="guadeloupe", insee_dep="971"
+    )
+    martinique_point = build.points_frame([(-61.06, 14.62)], territoire="martinique")
+    assert spatial.distances_to_polygons(martinique_point, guadeloupe, 1e6, "code_qp").empty
+    found = spatial.nearest(martinique_point, guadeloupe, "code_qp")
+    assert found["code_qp"].isna().all() and found["distance_m"].isna().all()
+
+
+def test_empty_and_missing_inputs(build, marseille_square) -> None:
+    no_polygon = marseille_square.iloc[0:0]
+    points = build.points_frame([(5.365, 43.295)])
+    assert spatial.points_in_polygons(points, no_polygon, "code_qp").isna().all()
+    empty_pairs = spatial.distances_to_polygons(points, no_polygon, 1000.0, "code_qp")
+    assert empty_pairs.empty
+    assert list(empty_pairs.columns) == ["point_index", "polygon_index", "code_qp", "distance_m"]
+    assert spatial.nearest(points, no_polygon, "code_qp")["code_qp"].isna().all()
+    with_null = points.copy()
+    with_null.loc[0, "geometry"] = None
+    assert spatial.points_in_polygons(with_null, marseille_square, "code_qp").isna().all()
+    assert spatial.nearest(with_null, marseille_square, "code_qp")["distance_m"].isna().all()
+    no_point = points.iloc[0:0]
+    assert len(spatial.points_in_polygons(no_point, marseille_square, "code_qp")) == 0
+    assert len(spatial.nearest(marseille_square, no_point, "territoire")) == 1
+
+
+def test_nearest_for_each_polygon_the_nearest_point(build, marseille_square) -> None:
+    lonlat = [build.offset(5.37, 43.295, 90, 250.0), build.offset(5.37, 43.295, 90, 900.0), (5.365, 43.295)]
+    points = build.points_frame(lonlat, nom=["a", "b", "c"])
+    far = build.points_frame(lonlat[:2], nom=["a", "b"])
+    found = spatial.nearest(marseille_square, far, "nom")
+    assert found["nom"].tolist() == ["a"]
+    assert found["distance_m"].iloc[0] == pytest.approx(250.0, abs=2.0)
+    assert spatial.nearest(marseille_square, points, "nom")["distance_m"].tolist() == [0.0]
+    bounded = spatial.nearest(marseille_square, far, "nom", max_distance_m=100.0)
+    assert bounded["nom"].isna().all()
+    bounded = spatial.nearest(marseille_square, far, "nom", max_distance_m=300.0)
+    assert bounded["nom"].tolist() == ["a"]
+
+
+def test_negative_radius_is_refused(build, marseille_square) -> None:
+    with pytest.raises(ValueError, match="rayon"):
+        spatial.distances_to_polygons(build.points_frame([(5.3, 43.3)]), marseille_square, -1, "code_qp")
+
+
+# --- Point in polygon against a plain Shapely loop on the real PACA QPVs ------------------------
+
+
+@pytest.fixture(scope="module")
+def paca_qpv() -> gpd.GeoDataFrame:
+    raw = gpd.read_file(QPV_PACA)
+    assert raw.crs.to_epsg() == 4326 and len(raw) == 135
+    return gpd.GeoDataFrame(
+        {
+            "code_qp": raw["q"].astype("string"),
+            "lib_qp": raw["n"].astype("string"),
+            "generation": "2024",
+            "insee_dep": raw["d"].astype("string"),
+            "insee_com": raw["com"].map(lambda c: ",".join(c) if isinstance(c, (list, np.ndarray)) else str(c)).astype("string"),
+            "territoire": "metropole",
+            "epsg_metrique": 2154,
+        },
+        geometry=raw.geometry.to_numpy(),
+        crs=4326,
+    )
+
+
+def test_points_in_polygons_equals_shapely_loop_on_real_qpv(paca_qpv) -> None:
+    rng = np.random.default_rng(20240101)
+    bounds = shapely.bounds(paca_qpv.geometry.to_numpy())
+    # 25 random points in each QPV's bounding box (slightly widened): hits and misses
+    lon = np.concatenate([rng.uniform(b[0] - 0.002, b[2] + 0.002, 25) for b in bounds])
+    lat = np.concatenate([rng.uniform(b[1] - 0.002, b[3] + 0.002, 25) for b in bounds])
+    vertices = np.concatenate(
+        [shapely.get_coordinates(g)[:: max(1, len(shapely.get_coordinates(g)) // 8)] for g in paca_qpv.geometry]
+    )
+    lon = np.concatenate([lon, vertices[:, 0], rng.uniform(4.2, 7.7, 500)])
+    lat = np.concatenate([lat, vertices[:, 1], rng.uniform(43.0, 45.1, 500)])
+    points = gpd.GeoDataFrame(geometry=shapely.points(lon, lat), crs=4326)  # no territoire: bbox
+    result = spatial.points_in_polygons(points, paca_qpv, "code_qp")
+
+    ordered = sorted(zip(paca_qpv["code_qp"], paca_qpv.geometry))
+    boxes = [(code, g, g.bounds) for code, g in ordered]
+    expected = []
+    for x, y in zip(lon, lat):
+        point = shapely.Point(x, y)
+        hit = next(
+            (code for code, g, (x0, y0, x1, y1) in boxes
+             if x0 <= x <= x1 and y0 <= y <= y1 and g.covers(point)),
+            None,
+        )
+        expected.append(hit)
+    expected_series = pd.Series(expected, dtype="string")
+    assert result.notna().sum() > 1000  # the vertices alone
+    assert result.fillna("-").tolist() == expected_series.fillna("-").tolist()
+
+
+def test_qpv_extract_is_the_documented_file() -> None:
+    meta = json.loads(QPV_PACA.read_text(encoding="utf-8"))
+    assert meta.get("millesime") == "2025"
+    assert math.isclose(len(meta["features"]), 135)
