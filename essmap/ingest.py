@@ -30,6 +30,7 @@ from essmap.readers.communes import (
 from essmap.readers.qpv import read_qpv
 from essmap.readers.sirene import read_sirene
 from essmap.readers.tiers_lieux import read_tiers_lieux
+from essmap.spatial import points_in_polygons
 from essmap.territories import departements_of_communes
 
 Progress = Callable[[str, float], None]
@@ -159,7 +160,7 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
             elif source == "sirene":
                 _write_establishments(con, read)
             else:
-                communes = store.read_layer(con, "communes", columns=["code_insee", "code_departement"])
+                communes = store.read_layer(con, "communes", columns=["code_insee", "type_commune"])
                 _write_tiers_lieux(con, read, communes, keep_departements=deps)
             report.sources.append(read.meta)
     progress("Terminé", 1.0)
@@ -267,12 +268,10 @@ def assign_communes(points: gpd.GeoDataFrame, communes: gpd.GeoDataFrame) -> gpd
     """
     points = points.copy()
     missing = points["code_commune"].isna() | (points["code_commune"] == "")
-    if missing.any() and not communes.empty and "geometry" in communes:
-        polygons = communes[communes.get("type_commune", pd.Series("COM", index=communes.index)).fillna("COM") != "ARM"]
-        joined = gpd.sjoin(points.loc[missing, ["geometry"]], polygons[["code_insee", "geometry"]],
-                           how="left", predicate="within")
-        joined = joined[~joined.index.duplicated(keep="first")]
-        points.loc[missing, "code_commune"] = joined["code_insee"].astype("string")
+    if missing.any() and not communes.empty:
+        polygons = communes[communes["type_commune"].fillna("COM") != "ARM"]
+        located = points_in_polygons(points.loc[missing], polygons, "code_insee")
+        points.loc[missing, "code_commune"] = located.astype("string")
     points["code_departement"] = points["code_departement"].where(
         points["code_departement"].notna() & (points["code_departement"] != ""),
         departements_of_communes(points["code_commune"]).replace("", pd.NA),
