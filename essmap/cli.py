@@ -162,6 +162,110 @@ def fetch(
         console.print(str(p))
 
 
+query_app = typer.Typer(help="Analyses : QPV et tiers-lieux dans un rayon, indicateurs par territoire.",
+                        no_args_is_help=True)
+app.add_typer(query_app, name="query")
+
+FormatOption = Annotated[str, typer.Option("--format", help="csv, xlsx, geojson ou gpkg.")]
+OutOption = Annotated[str | None, typer.Option("--out", help="Fichier de sortie ; « - » pour la sortie standard. "
+                                                "Défaut : un fichier nommé d'après la requête, le territoire et la date.")]
+SeparatorOption = Annotated[str, typer.Option("--separateur", help="Séparateur CSV : « , » ou « ; » (tableurs français, virgule décimale).")]
+DepartementOption = Annotated[str | None, typer.Option("--departement", help="Restreindre à un ou plusieurs départements, ex. 13 ou 13,84.")]
+
+
+def _write_query_result(frame, stem: str, territory: str, fmt: str, out: str | None, separator: str) -> None:
+    from essmap.export import TABLE_FORMATS, export_file_name, write_table
+
+    if fmt not in TABLE_FORMATS:
+        raise EssmapError(f"Format « {fmt} » inconnu. Formats possibles : {', '.join(TABLE_FORMATS)}.")
+    if separator not in (",", ";"):
+        raise EssmapError(f"Séparateur « {separator} » non pris en charge : utilisez « , » ou « ; ».")
+    target = out or export_file_name(stem, territory, fmt)
+    try:
+        write_table(frame, target, fmt, separator=separator, layer=stem)
+    except ValueError as exc:
+        raise EssmapError(str(exc)) from exc
+    if target != "-":
+        err_console.print(f"Écrit : {target}", highlight=False)
+
+
+def _territory_label(departements: list[str] | None) -> str:
+    return "-".join(departements) if departements else "ensemble"
+
+
+def _synthetic_note(flag: bool) -> None:
+    if flag:
+        err_console.print("[yellow]Attention :[/] ces résultats incluent des [bold]données simulées[/].")
+
+
+@query_app.command("qpv-radius")
+def query_qpv_radius(
+    radius: Annotated[float, typer.Option("--radius", min=0, max=50_000, help="Rayon en mètres (distance au polygone du QPV, 0 à l'intérieur).")] = 1000.0,
+    departement: DepartementOption = None,
+    generation: Annotated[str | None, typer.Option(help="Génération des QPV (défaut : la plus récente chargée).")] = None,
+    fmt: FormatOption = "csv",
+    out: OutOption = None,
+    separateur: SeparatorOption = ",",
+    db: DbOption = None,
+) -> None:
+    """Pour chaque QPV : tiers-lieux à moins de RADIUS mètres, le plus proche et sa distance."""
+    from essmap import store
+    from essmap.analysis import coverage_share, qpv_tiers_lieux
+    from essmap.formatting import format_number, format_percent
+
+    settings = _settings(db)
+    deps = _parse_departements(departement)
+    with _user_errors():
+        con = store.connect(settings.db_path)
+        try:
+            layers = store.read_analysis_layers(con, departements=deps, qpv_generation=generation)
+        finally:
+            con.close()
+        result = qpv_tiers_lieux(layers["qpv"], layers["tiers_lieux"], radius_m=radius)
+        covered = int(result["covered"].sum())
+        err_console.print(
+            f"QPV avec au moins un tiers-lieu à moins de {format_number(radius)} m : {covered} sur "
+            f"{len(result)} ({format_percent(coverage_share(result))}) ; zones blanches : {len(result) - covered}.",
+            highlight=False,
+        )
+        _synthetic_note(bool(result["is_synthetic_involved"].any()))
+        _write_query_result(result, f"qpv_tiers_lieux_{int(radius)}m", _territory_label(deps), fmt, out, separateur)
+
+
+@query_app.command("indicators")
+def query_indicators(
+    level: Annotated[str, typer.Option("--level", help="commune, epci, departement, region ou qpv.")] = "commune",
+    departement: DepartementOption = None,
+    radius: Annotated[float, typer.Option("--radius", min=0, max=50_000, help="Rayon de couverture des QPV par les tiers-lieux, en mètres.")] = 1000.0,
+    fmt: FormatOption = "csv",
+    out: OutOption = None,
+    separateur: SeparatorOption = ",",
+    db: DbOption = None,
+) -> None:
+    """Indicateurs ESS par territoire (établissements, pour 10 000 habitants, part en QPV, tiers-lieux)."""
+    from essmap import store
+    from essmap.analysis import indicators_by_level
+    from essmap.analysis.indicators import LEVELS
+
+    if level not in LEVELS:
+        err_console.print(f"[bold red]Erreur :[/] niveau « {level} » inconnu. Niveaux possibles : {', '.join(LEVELS)}.")
+        raise typer.Exit(1)
+    settings = _settings(db)
+    deps = _parse_departements(departement)
+    with _user_errors():
+        con = store.connect(settings.db_path)
+        try:
+            layers = store.read_analysis_layers(con, departements=deps)
+        finally:
+            con.close()
+        units = {"epci": "epci", "departement": "departements", "region": "regions"}.get(level)
+        table = indicators_by_level(level, communes=layers["communes"], establishments=layers["etablissements"],
+                                    tiers_lieux=layers["tiers_lieux"], qpv=layers["qpv"], radius_m=radius,
+                                    units=layers[units] if units else None)
+        _synthetic_note(bool(table["inclut_donnees_simulees"].any()))
+        _write_query_result(table, f"indicateurs_{level}", _territory_label(deps), fmt, out, separateur)
+
+
 @app.command()
 def info(
     db: DbOption = None,

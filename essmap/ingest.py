@@ -231,9 +231,26 @@ def _write_admin(con: duckdb.DuckDBPyConnection, communes: SourceRead, settings:
 
 def _write_qpv(con: duckdb.DuckDBPyConnection, qpv: SourceRead) -> None:
     generations = sorted(qpv.frame["generation"].dropna().unique())
-    store.replace_rows(con, "qpv", qpv.frame, where="generation IN (SELECT unnest(?))",
+    communes = store.read_layer(con, "communes", columns=["code_insee", "nom"])
+    frame = with_commune_names(qpv.frame, communes)
+    store.replace_rows(con, "qpv", frame, where="generation IN (SELECT unnest(?))",
                        params=[generations])
     store.record_source(con, qpv.meta, qpv.quarantine)
+
+
+def with_commune_names(qpv: gpd.GeoDataFrame, communes: pd.DataFrame) -> gpd.GeoDataFrame:
+    """Fill a missing ``lib_com`` from the commune codes (files that give codes only)."""
+    names = dict(zip(communes["code_insee"], communes["nom"], strict=True))
+    missing = qpv["lib_com"].isna() & qpv["insee_com"].notna()
+    if not missing.any() or not names:
+        return qpv
+    qpv = qpv.copy()
+    filled = [
+        ", ".join(names.get(code.strip(), code.strip()) for code in str(codes).split(","))
+        for codes in qpv.loc[missing, "insee_com"]
+    ]
+    qpv.loc[missing, "lib_com"] = pd.array(filled, dtype="string")
+    return qpv
 
 
 def _write_establishments(con: duckdb.DuckDBPyConnection, sirene: SourceRead) -> None:

@@ -236,6 +236,32 @@ _DEPARTEMENT_COLUMN = {
 }
 
 
+def read_analysis_layers(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    departements: Sequence[str] | None = None,
+    qpv_generation: str | None = None,
+) -> dict[str, gpd.GeoDataFrame]:
+    """The layers an analysis of some départements needs, keyed by table name.
+
+    Communes, QPV, establishments and départements are restricted to ``departements``;
+    EPCI and régions (names of units spanning borders) are read in full.
+
+    Tiers-lieux are always read in full: one across a département border can still be within
+    the radius of a QPV. ``qpv_generation`` defaults to the newest generation loaded.
+    """
+    layers = {t: read_layer(con, t, departements=departements)
+              for t in ("communes", "qpv", "etablissements")}
+    layers["tiers_lieux"] = read_layer(con, "tiers_lieux")
+    layers["departements"] = read_layer(con, "departements", departements=departements)
+    layers["epci"] = read_layer(con, "epci")
+    layers["regions"] = read_layer(con, "regions")
+    generations = qpv_generations(con)
+    wanted = qpv_generation or (generations[0] if generations else None)
+    layers["qpv"] = layers["qpv"][layers["qpv"]["generation"] == wanted].reset_index(drop=True)
+    return layers
+
+
 def _frame_from_arrow(table) -> gpd.GeoDataFrame:
     """The one place where WKB from DuckDB becomes shapely geometry."""
     if hasattr(table, "read_all"):

@@ -108,3 +108,9 @@ def test_build_failing_half_way_through_writing_leaves_previous_database_intact(
     con = store.connect(settings.db_path)
     assert len(store.read_layer(con, "qpv")) == 135
     con.close()
+
+
+def test_qpv_commune_names_are_filled_from_the_communes(con):
+    qpv = store.read_layer(con, "qpv").set_index("code_qp")
+    assert qpv.loc["QN01354M", "lib_com"] == "Marseille"
+    assert qpv["lib_com"].notna().all()

@@ -87,3 +87,52 @@ def test_fetch_lists_official_sources():
     result = runner.invoke(app, ["fetch", "--liste"])
     assert result.exit_code == 0, result.output
     assert "sirene" in result.output.lower()
+
+
+def test_query_qpv_radius_writes_a_csv_a_spreadsheet_opens(db, tmp_path):
+    out = tmp_path / "qpv.csv"
+    result = runner.invoke(app, ["query", "qpv-radius", "--radius", "1000", "--departement", "13",
+                                 "--out", str(out), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM
+    import pandas as pd
+
+    table = pd.read_csv(out, encoding="utf-8-sig", dtype={"insee_com": str})
+    assert len(table) == 71  # QPVs of the Bouches-du-Rhône
+    assert {"code_qp", "lib_qp", "n_tiers_lieux", "nearest_nom", "nearest_distance_m", "covered"} <= set(table.columns)
+    assert (table.loc[table["covered"], "nearest_distance_m"] <= 1000).all()
+    assert "à moins de 1\u202f000 m" in result.output and "données simulées" in result.output
+
+
+def test_query_qpv_radius_grows_with_the_radius_and_streams_geojson(db):
+    counts = []
+    for radius in ("0", "500", "2000"):
+        result = runner.invoke(app, ["query", "qpv-radius", "--radius", radius, "--format", "geojson",
+                                     "--out", "-", "--db", str(db)])
+        assert result.exit_code == 0, result.output
+        start = result.stdout.index("{")
+        collection = json.loads(result.stdout[start:])
+        assert len(collection["features"]) == 135
+        counts.append(sum(f["properties"]["covered"] for f in collection["features"]))
+    assert counts[0] <= counts[1] <= counts[2]
+
+
+def test_query_indicators_by_departement_with_french_separator(db, tmp_path):
+    out = tmp_path / "ind.csv"
+    result = runner.invoke(app, ["query", "indicators", "--level", "departement", "--separateur", ";",
+                                 "--out", str(out), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    table = pd.read_csv(out, sep=";", decimal=",", encoding="utf-8-sig", dtype={"code": str})
+    assert table["code"].tolist() == ["04", "05", "06", "13", "83", "84"]
+    assert table.set_index("code").loc["13", "nom"] == "Bouches-du-Rhône"
+    assert table["population"].sum() == 5_030_890
+    assert table["etablissements_pour_10k_hab"].gt(0).all()
+
+
+def test_query_indicators_rejects_an_unknown_level(db):
+    result = runner.invoke(app, ["query", "indicators", "--level", "canton", "--db", str(db)])
+    assert result.exit_code == 1
+    assert "niveau « canton » inconnu" in result.output

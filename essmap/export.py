@@ -1,0 +1,81 @@
+"""Writing what users take away: data tables (CSV, XLSX, GeoJSON, GeoPackage).
+
+CSV is UTF-8 with a BOM so spreadsheet software detects the encoding; the ``;`` separator (with
+a decimal comma) suits French spreadsheet settings. Geographic formats keep WGS84 (GeoJSON, as
+RFC 7946 requires) or the CRS asked for (GeoPackage).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import unicodedata
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import geopandas as gpd
+import pandas as pd
+
+TableFormat = Literal["csv", "xlsx", "geojson", "gpkg"]
+TABLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "geojson", "gpkg")
+
+
+def export_file_name(stem: str, territory: str, fmt: str, *, day: date | None = None) -> str:
+    """``qpv_tiers_lieux``, ``Bouches-du-Rhône`` -> ``qpv_tiers_lieux_bouches-du-rhone_2026-11-25.csv``."""
+    return f"{_slug(stem)}_{_slug(territory)}_{(day or date.today()).isoformat()}.{fmt}"
+
+
+def _slug(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9_]+", "-", ascii_text.lower()).strip("-_") or "france"
+
+
+def write_table(frame: pd.DataFrame, out: Path | str, fmt: TableFormat, *, separator: str = ",",
+                layer: str = "essmap", crs: str | int | None = None) -> None:
+    """Write a table; ``out`` ``"-"`` writes CSV/GeoJSON to standard output.
+
+    Geometry columns are dropped from CSV and XLSX (a ``longitude``/``latitude`` pair is kept
+    for points); GeoJSON and GeoPackage need a GeoDataFrame.
+    """
+    if fmt not in TABLE_FORMATS:
+        raise ValueError(f"format {fmt!r} inconnu ; formats possibles : {', '.join(TABLE_FORMATS)}")
+    to_stdout = str(out) == "-"
+    if fmt in ("csv", "xlsx"):
+        table = _plain_table(frame)
+        if fmt == "csv":
+            decimal = "," if separator == ";" else "."
+            if to_stdout:
+                table.to_csv(sys.stdout, sep=separator, decimal=decimal, index=False)
+            else:
+                table.to_csv(out, sep=separator, decimal=decimal, index=False, encoding="utf-8-sig")
+        else:
+            if to_stdout:
+                raise ValueError("le format xlsx ne peut pas être écrit sur la sortie standard ; utilisez --out FICHIER")
+            table.to_excel(out, index=False, sheet_name=layer[:31])
+        return
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise ValueError(f"le format {fmt} demande une géométrie")
+    geo = frame.to_crs(4326) if fmt == "geojson" else (frame.to_crs(crs) if crs else frame)
+    if fmt == "geojson":
+        if to_stdout:
+            sys.stdout.write(geo.to_json(drop_id=True))
+        else:
+            geo.to_file(out, driver="GeoJSON")
+    else:
+        if to_stdout:
+            raise ValueError("le format gpkg ne peut pas être écrit sur la sortie standard ; utilisez --out FICHIER")
+        geo.to_file(out, driver="GPKG", layer=layer)
+
+
+def _plain_table(frame: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(frame, gpd.GeoDataFrame):
+        return frame
+    table = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    geoms = frame.geometry
+    if len(geoms) and (geoms.geom_type == "Point").all():
+        wgs = geoms.to_crs(4326)
+        table["longitude"] = wgs.x.round(6)
+        table["latitude"] = wgs.y.round(6)
+    return table
+
