@@ -78,20 +78,22 @@ def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, l
     return m
 
 
-def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV") -> folium.Map:
-    """QPV polygons with an escaped tooltip (name, code, generation)."""
+def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
+                  color: str = "#b2182b", fill: str = "#ef8a62") -> folium.Map:
+    """QPV polygons with an escaped tooltip (name, code, and generation when known)."""
     if qpv.empty:
         return m
-    data = qpv.to_crs(4326)[["code_qp", "lib_qp", "generation", "geometry"]].copy()
-    data["info"] = [
-        f"<b>{escape(n)}</b><br>{escape(c)} · QPV {escape(g)}"
-        for n, c, g in zip(data["lib_qp"], data["code_qp"], data["generation"], strict=True)
+    data = qpv.to_crs(4326)
+    generation = data["generation"] if "generation" in data else pd.Series(pd.NA, index=data.index)
+    info = [
+        f"<b>{escape(n)}</b><br>{escape(c)}" + (f" · QPV {escape(g)}" if escape(g) else "")
+        for n, c, g in zip(data["lib_qp"], data["code_qp"], generation, strict=True)
     ]
-    data = data[["info", "geometry"]]
+    shapes = gpd.GeoDataFrame({"info": info}, geometry=data.geometry.to_numpy(), crs=4326)
     folium.GeoJson(
-        data,
+        shapes,
         name=name,
-        style_function=lambda _f: {"color": "#b2182b", "weight": 1.5, "fillColor": "#ef8a62", "fillOpacity": 0.35},
+        style_function=lambda _f: {"color": color, "weight": 1.5, "fillColor": fill, "fillOpacity": 0.4},
         tooltip=folium.GeoJsonTooltip(fields=["info"], labels=False),
     ).add_to(m)
     return m
