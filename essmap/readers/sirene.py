@@ -2,19 +2,27 @@
 
 The national stocks (``StockUniteLegale``, ``StockEtablissement``, and optionally INSEE's
 ``GeolocalisationEtablissement_Sirene_pour_etudes_statistiques``) are several GB each. They are
-never loaded into pandas: DuckDB scans them with a memory limit, keeps the legal units flagged
-ESS (``economieSocialeSolidaireUniteLegale = 'O'``) and their active establishments, and only
-that result (about 1.5 million rows nationally) is checked and projected in pandas.
+never loaded into pandas: DuckDB scans them with a memory limit (spilling to a temporary
+folder), keeps the legal units flagged ESS (``economieSocialeSolidaireUniteLegale = 'O'``) and
+their active establishments, and only that result (about 1.5 million rows nationally) is checked
+and projected in pandas.
 
-Line numbers (header = line 1) are counted by DuckDB while scanning: CSV files are read by one
-thread so that ``row_number() OVER ()`` follows the file order, and lines DuckDB rejects as
-malformed are put back into the count. They are exact for files without blank lines and without
-quoted values spanning several lines, which is the case of INSEE's files. For Parquet files the
-"line" is the row index + 2, so a Parquet file and its CSV version report the same numbers.
+Stages: headers are checked on a sample (missing column, empty file: refused at once); one
+streaming pass per file computes its SHA-256 and checks that it is entirely UTF-8 (a
+Windows-1252 file is copied to UTF-8 in the temporary folder, with a warning); then the DuckDB
+scans.
+
+Line numbers (header = line 1) are counted by DuckDB while scanning: ``row_number() OVER ()``
+runs as a single-threaded streaming pipeline that follows the file order, and the lines DuckDB
+rejects as malformed (quarantined) are put back into the count. They are exact for files without
+blank lines and without quoted values spanning several lines, which is the case of INSEE's
+files. For Parquet files the "line" is the row index + 2, so a Parquet file and its CSV version
+report the same numbers.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -231,6 +239,13 @@ _ETABLISSEMENT_OPTIONAL: tuple[str, ...] = (
     *_LAMBERT,
 )
 
+#: Legal-unit attributes joined to each establishment.
+_UL_ATTRIBUTES = ("categorieJuridiqueUniteLegale", "denominationUniteLegale", *_UNITE_LEGALE_OPTIONAL)
+#: Establishment columns kept from the scan (the state is only filtered on).
+_ETAB_COLUMNS = tuple(
+    c for c in (*ETABLISSEMENT_REQUIRED, *_ETABLISSEMENT_OPTIONAL) if c != "etatAdministratifEtablissement"
+)
+
 _GEO_WGS84 = ("x_longitude", "y_latitude")
 _GEO_PROJECTED = ("x", "y", "epsg")
 
@@ -248,6 +263,8 @@ DUCKDB_MEMORY_LIMIT = "2GB"
 DUCKDB_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: Malformed lines kept per file; beyond, the file is refused rather than half read.
 MAX_MALFORMED_LINES = 10_000
+#: Bytes read per block when hashing, checking or converting a file.
+_CHUNK_BYTES = 4 << 20
 #: Bytes read to check the header, the delimiter and the encoding.
 _SAMPLE_BYTES = 4 << 20
 
@@ -283,11 +300,20 @@ class _Input:
     columns: list[str]
     types: dict[str, str] = field(default_factory=dict)
     delimiter: str = ","
-    encoding: str = "utf-8"
+    encoding: str = "utf-8"  # of the file; "cp1252" files are read from a UTF-8 copy
+    read_path: Path | None = None  # that copy
+    sha256: str = ""
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def compressed(self) -> bool:
+        return self.path.suffix.lower() == ".gz"
+
+    def open_binary(self):
+        return gzip.open(self.path, "rb") if self.compressed else open(self.path, "rb")
 
 
 def _as_paths(value: Path | str | Sequence[Path | str] | None) -> list[Path]:
@@ -344,8 +370,7 @@ def _inspect_parquet(path: Path, required: Sequence[str]) -> _Input:
 
 def _read_sample(path: Path) -> tuple[bytes, bool]:
     """First bytes of the file (decompressed for .gz) and whether they are the whole file."""
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rb") as fh:
+    with (gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")) as fh:
         sample = fh.read(_SAMPLE_BYTES + 1)
     complete = len(sample) <= _SAMPLE_BYTES
     if not complete:
@@ -359,12 +384,14 @@ def _inspect_csv(path: Path, required: Sequence[str], expected_delimiter: str, w
     try:
         sample, complete = _read_sample(path)
     except (OSError, EOFError) as exc:
-        raise InputFileError(name, f"le fichier ne peut pas être lu ({exc}).", hint="vérifiez le téléchargement.") from exc
+        raise InputFileError(
+            name, f"le fichier ne peut pas être lu ({exc}).", hint="vérifiez le téléchargement."
+        ) from exc
     if not sample.strip():
         raise InputFileError(name, "le fichier est vide.", hint="vérifiez le téléchargement ou l'export.")
     decoded = decode_bytes(sample, name)
     warnings.extend(decoded.warnings)
-    encoding = "utf-8" if decoded.encoding == "utf-8" else "latin-1"
+    encoding = "utf-8" if decoded.encoding == "utf-8" else "cp1252"
     text = decoded.text.lstrip("\ufeff")
     lines = text.splitlines()
     header = lines[0]
@@ -399,12 +426,84 @@ def _detect_synthetic(etablissements: Sequence[Path]) -> bool:
     return False
 
 
-def _combined_sha256(paths: Sequence[Path]) -> str:
+def _prepare(inp: _Input, spill: Path, warnings: list[str]) -> None:
+    """Streaming pass over a file: its SHA-256 and, for CSV, a check that all of it is UTF-8.
+
+    The header check only sampled the start of the file; a Windows-1252 byte further down would
+    make DuckDB fail, so the whole file is checked here, in the same pass as the hash (memory
+    stays at one block). A Windows-1252 file is then copied to UTF-8 in the temporary folder,
+    and DuckDB reads the copy.
+    """
+    if inp.parquet or inp.compressed or inp.encoding != "utf-8":
+        inp.sha256 = sha256_of(inp.path, chunk=_CHUNK_BYTES)
+    if not inp.parquet and inp.encoding == "utf-8":
+        digest = None if inp.compressed else hashlib.sha256()
+        problem = _first_non_utf8(inp, digest)
+        if digest is not None:
+            inp.sha256 = digest.hexdigest()
+        if problem is not None:
+            line, column = problem
+            where = f"ligne {line}" + (f", colonne « {column} »" if column else "")
+            warnings.append(
+                f"Fichier « {inp.name} » : encodage non UTF-8 détecté ({where}) ; le fichier a été lu "
+                "en Windows-1252 (Latin-1). Vérifiez les accents ou convertissez le fichier en UTF-8."
+            )
+            inp.encoding = "cp1252"
+    if not inp.parquet and inp.encoding != "utf-8":
+        inp.read_path = spill / f"{len(list(spill.iterdir()))}_{inp.path.stem}.utf8.csv"
+        decoder = codecs.getincrementaldecoder(inp.encoding)(errors="replace")
+        with inp.open_binary() as src, open(inp.read_path, "w", encoding="utf-8", newline="") as dst:
+            while block := src.read(_CHUNK_BYTES):
+                dst.write(decoder.decode(block))
+            dst.write(decoder.decode(b"", final=True))
+
+
+def _first_non_utf8(inp: _Input, digest) -> tuple[int, str | None] | None:
+    """Line (header = 1) and column of the first byte that is not UTF-8, or None.
+
+    When ``digest`` is given it is updated with every byte, so the file is read to the end.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    problem: tuple[int, str | None] | None = None
+    lines_before = 0
+    tail = b""  # bytes of the current line read so far
+    with inp.open_binary() as fh:
+        while block := fh.read(_CHUNK_BYTES):
+            if digest is not None:
+                digest.update(block)
+            if problem is not None:
+                continue
+            pending = len(decoder.getstate()[0])  # bytes of a character begun in the previous block
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                data = tail + block[: max(exc.start - pending, 0)]
+                problem = _where(inp, lines_before + data.count(b"\n") + 1, data[data.rfind(b"\n") + 1 :])
+                if digest is None:
+                    break
+                continue
+            lines_before += block.count(b"\n")
+            cut = block.rfind(b"\n")
+            tail = block[cut + 1 :] if cut >= 0 else tail + block
+    if problem is None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:  # file ends in the middle of a character
+            problem = _where(inp, lines_before + 1, tail)
+    return problem
+
+
+def _where(inp: _Input, line: int, line_prefix: bytes) -> tuple[int, str | None]:
+    """(line, column name) of a position, from the bytes of its line before it (for messages)."""
+    index = line_prefix.decode("cp1252", errors="replace").count(inp.delimiter)
+    return line, inp.columns[index] if index < len(inp.columns) else None
+
+
+def _combined_sha256(inputs: Sequence[_Input]) -> str:
     """SHA-256 of the file, or for several files the SHA-256 of their ordered digests."""
-    digests = [sha256_of(p) for p in paths]
-    if len(digests) == 1:
-        return digests[0]
-    return hashlib.sha256("\n".join(digests).encode("ascii")).hexdigest()
+    if len(inputs) == 1:
+        return inputs[0].sha256
+    return hashlib.sha256("\n".join(i.sha256 for i in inputs).encode("ascii")).hexdigest()
 
 
 # --- SQL -----------------------------------------------------------------------------------------
@@ -422,15 +521,18 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _column_expr(inp: _Input, column: str) -> str:
-    """The column as trimmed VARCHAR (NULL when the file lacks it), padded if stored as a number."""
+def _value_sql(inp: _Input, column: str) -> str:
+    """The column as trimmed VARCHAR, NULL when blank or absent from the file.
+
+    Identifiers that a Parquet file stores as integers get their leading zeros back.
+    """
     if column not in inp.columns:
-        return f"CAST(NULL AS VARCHAR) AS {_ident(column)}"
+        return "CAST(NULL AS VARCHAR)"
     expr = f"trim(CAST({_ident(column)} AS VARCHAR))"
     sql_type = inp.types.get(column, "VARCHAR").upper()
     if column in _CODE_WIDTH and any(t in sql_type for t in ("INT", "DECIMAL", "DOUBLE", "FLOAT")):
         expr = f"lpad(CAST(CAST({_ident(column)} AS BIGINT) AS VARCHAR), {_CODE_WIDTH[column]}, '0')"
-    return f"nullif({expr}, '') AS {_ident(column)}"
+    return f"nullif({expr}, '')"
 
 
 def _source_sql(inp: _Input, rejects: str) -> str:
@@ -439,30 +541,50 @@ def _source_sql(inp: _Input, rejects: str) -> str:
         return f"read_parquet({_sql_str(inp.path)}, file_row_number = true)"
     columns = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in inp.columns) + "}"
     return (
-        f"read_csv({_sql_str(inp.path)}, header = true, auto_detect = false, columns = {columns}, "
+        f"read_csv({_sql_str(inp.read_path or inp.path)}, header = true, auto_detect = false, columns = {columns}, "
         f"delim = {_sql_str(inp.delimiter)}, quote = '\"', escape = '\"', "
-        f"encoding = {_sql_str(inp.encoding)}, store_rejects = true, "
+        "encoding = 'utf-8', store_rejects = true, "
         f"rejects_table = {_sql_str(rejects + '_errors')}, rejects_scan = {_sql_str(rejects + '_scans')}, "
         f"rejects_limit = {MAX_MALFORMED_LINES})"
     )
 
 
-def _scan_sql(inp: _Input, columns: Sequence[str], rejects: str, *, numbered: bool) -> str:
-    """SELECT of the wanted columns of one file, with ``_k`` (1-based data row) if ``numbered``."""
-    select = ", ".join(_column_expr(inp, c) for c in columns)
+def _scan_sql(
+    inp: _Input,
+    columns: Sequence[str],
+    rejects: str,
+    *,
+    numbered: bool,
+    where: Callable[[_Input], str],
+    filtered_on: Sequence[str] = (),
+) -> str:
+    """SELECT of ``columns`` (as text) of one file's rows matching ``where(inp)``.
+
+    ``filtered_on`` names the other columns ``where`` reads.
+
+    With ``numbered``, ``_k`` is the 1-based index of the data row in the file. The row number is
+    taken on the raw columns and the conversions come after the filter, so that the single
+    ordered pass over a national file does as little work per row as possible.
+    """
     source = _source_sql(inp, rejects)
+    select = ", ".join(f"{_value_sql(inp, c)} AS {_ident(c)}" for c in columns)
+    raw = ", ".join(_ident(c) for c in dict.fromkeys((*columns, *filtered_on)) if c in inp.columns)
     if not numbered:
-        return f"SELECT {select} FROM {source}"
+        return f"SELECT {select} FROM (SELECT {raw} FROM {source}) WHERE {where(inp)}"
     if inp.parquet:
-        return f"SELECT file_row_number + 1 AS _k, {select} FROM {source}"
-    return f"SELECT row_number() OVER () AS _k, {select} FROM {source}"
+        inner = f"SELECT file_row_number + 1 AS _k, {raw} FROM {source}"
+    else:
+        inner = f"SELECT row_number() OVER () AS _k, {raw} FROM {source}"
+    return f"SELECT _k, {select} FROM ({inner}) WHERE {where(inp)}"
 
 
-_DEPARTEMENT_SQL = (
-    "CASE WHEN regexp_full_match(codeCommuneEtablissement, '[0-9]{4}') THEN '0' || substr(codeCommuneEtablissement, 1, 1) "
-    "WHEN starts_with(upper(codeCommuneEtablissement), '97') THEN substr(codeCommuneEtablissement, 1, 3) "
-    "ELSE upper(substr(codeCommuneEtablissement, 1, 2)) END"
-)
+def _departement_sql(inp: _Input) -> str:
+    """Département of ``codeCommuneEtablissement`` (as territories.departement_of_commune)."""
+    code = f"upper({_value_sql(inp, 'codeCommuneEtablissement')})"
+    return (
+        f"CASE WHEN regexp_full_match({code}, '[0-9]{{4}}') THEN '0' || substr({code}, 1, 1) "
+        f"WHEN starts_with({code}, '97') THEN substr({code}, 1, 3) ELSE substr({code}, 1, 2) END"
+    )
 
 
 class _Scanner:
@@ -476,46 +598,24 @@ class _Scanner:
         self.malformed = 0
 
     def run(self, inp: _Input, sql_of: Callable[[str], str]) -> np.ndarray:
-        """Execute ``sql_of(rejects_name)`` for one file; returns its rejected line numbers.
-
-        Each scan is one transaction: a CSV with a non-UTF-8 byte beyond the sampled start is
-        rolled back and read again as Latin-1.
-        """
+        """Execute ``sql_of(rejects_name)`` for one file; returns its rejected line numbers."""
         self._count += 1
         rejects = f"essmap_rejects_{self._count}"
-        self.con.execute("BEGIN TRANSACTION")
         try:
             self.con.execute(sql_of(rejects))
-            errors = None
-            if not inp.parquet:
-                errors = self.con.sql(
-                    f"SELECT line, column_name, error_type, csv_line FROM {rejects}_errors ORDER BY line"
-                ).df()
+            if inp.parquet:
+                return np.zeros(0, dtype="int64")
+            errors = self.con.sql(
+                f"SELECT line, column_name, error_type, csv_line FROM {rejects}_errors ORDER BY line"
+            ).df()
         except duckdb.Error as exc:
-            self.con.execute("ROLLBACK")
             raise _duckdb_error(inp, exc) from exc
-        if errors is None:
-            self.con.execute("COMMIT")
-            return np.zeros(0, dtype="int64")
-        encoding_errors = errors[errors["error_type"] == "INVALID ENCODING"]
-        if inp.encoding == "utf-8" and len(encoding_errors):
-            self.con.execute("ROLLBACK")
-            first = encoding_errors.iloc[0]
-            self.warnings.append(
-                f"Fichier « {inp.name} » : encodage non UTF-8 détecté (ligne {int(first['line'])}, "
-                f"colonne « {first['column_name']} ») ; le fichier a été lu en Latin-1. "
-                "Vérifiez les accents ou convertissez le fichier en UTF-8."
-            )
-            inp.encoding = "latin-1"
-            return self.run(inp, sql_of)
         if len(errors) >= MAX_MALFORMED_LINES:
-            self.con.execute("ROLLBACK")
             raise InputFileError(
                 inp.name, f"au moins {MAX_MALFORMED_LINES} lignes mal formées (nombre de colonnes, guillemets).",
                 row=int(errors["line"].iloc[0]),
                 hint="vérifiez le séparateur et l'encodage, ou retéléchargez le fichier publié par l'INSEE.",
             )
-        self.con.execute("COMMIT")
         errors = errors.drop_duplicates("line")
         if len(errors):
             reasons = errors["error_type"].map(lambda t: _REJECT_REASONS.get(str(t), str(t).lower()))
@@ -618,7 +718,11 @@ def read_sirene(
     report("Fichiers vérifiés", 0.05)
 
     quarantines = _Quarantines()
+    all_inputs = [*ul_inputs, *etab_inputs, *geo_inputs]
     with tempfile.TemporaryDirectory(prefix="essmap-sirene-") as spill:
+        for inp in all_inputs:
+            _prepare(inp, Path(spill), warnings)
+        report("Encodage vérifié, empreintes calculées", 0.15)
         con = duckdb.connect(
             ":memory:",
             config={
@@ -629,9 +733,10 @@ def read_sirene(
             },
         )
         try:
+            con.execute("SET enable_progress_bar = false")  # no terminal bar in the CLI or the app
             scanner = _Scanner(con, quarantines, warnings)
             _load_unites_legales(scanner, ul_inputs)
-            report("Unités légales de l'ESS lues", 0.25)
+            report("Unités légales de l'ESS lues", 0.3)
             frame = _load_etablissements(scanner, etab_inputs, deps)
             report("Établissements actifs de l'ESS lus", 0.7)
             geo = _load_geolocalisation(scanner, geo_inputs) if geo_inputs else None
@@ -640,19 +745,16 @@ def read_sirene(
         finally:
             con.close()
 
-    if any(inp.encoding == "latin-1" for inp in (*ul_inputs, *etab_inputs)):
-        frame = _latin1_to_cp1252(frame)
     rows_found = len(frame)
     kept = _check_rows(frame, quarantines)
     kept = _place(kept, geo, quarantines, warnings)
     report("Contrôles et positions terminés", 0.9)
     out = _canonical(kept, synthetic)
 
-    all_paths = ul_paths + etab_paths + geo_paths
     meta = SourceMeta(
         source=SOURCE,
-        file_name=" + ".join(p.name for p in all_paths),
-        sha256=_combined_sha256(all_paths),
+        file_name=" + ".join(inp.name for inp in all_inputs),
+        sha256=_combined_sha256(all_inputs),
         generation=_generation(frame),
         rows_read=rows_found + scanner.malformed,
         rows_kept=len(out),
@@ -696,57 +798,62 @@ def _inspect_geolocalisation(path: Path, warnings: list[str]) -> _Input:
 
 def _load_unites_legales(scanner: _Scanner, inputs: Sequence[_Input]) -> None:
     """Table ``ul``: the legal units flagged ESS (all columns the output needs)."""
-    columns = ("siren", *UNITE_LEGALE_REQUIRED[2:], *_UNITE_LEGALE_OPTIONAL)
+    columns = ("siren", *_UL_ATTRIBUTES)
     scanner.con.execute(
         "CREATE TEMP TABLE ul (" + ", ".join(f"{_ident(c)} VARCHAR" for c in columns) + ")"
     )
+    names = ", ".join(_ident(c) for c in columns)
     for inp in inputs:
-        wanted = (*columns, "economieSocialeSolidaireUniteLegale")
 
-        def sql(rejects: str, inp: _Input = inp, wanted: tuple[str, ...] = wanted) -> str:
-            scan = _scan_sql(inp, wanted, rejects, numbered=False)
-            names = ", ".join(_ident(c) for c in columns)
-            return (
-                f"INSERT INTO ul SELECT {names} FROM ({scan}) "
-                "WHERE upper(economieSocialeSolidaireUniteLegale) = 'O' AND siren IS NOT NULL"
+        def sql(rejects: str, inp: _Input = inp) -> str:
+            scan = _scan_sql(
+                inp, columns, rejects, numbered=False,
+                where=lambda i: f"upper({_value_sql(i, 'economieSocialeSolidaireUniteLegale')}) = 'O' "
+                f"AND {_value_sql(i, 'siren')} IS NOT NULL",
+                filtered_on=("economieSocialeSolidaireUniteLegale",),
             )
+            return f"INSERT INTO ul SELECT {names} FROM ({scan})"
 
         scanner.run(inp, sql)
 
 
-_ETAB_SCAN_COLUMNS = ("siren", *ETABLISSEMENT_REQUIRED[1:], *_ETABLISSEMENT_OPTIONAL)
-
-
-def _load_etablissements(scanner: _Scanner, inputs: Sequence[_Input], deps: list[str] | None) -> pd.DataFrame:
+def _load_etablissements(
+    scanner: _Scanner, inputs: Sequence[_Input], deps: list[str] | None
+) -> pd.DataFrame:
     """Active establishments of ESS legal units (joined to their unit), with file line numbers."""
     con = scanner.con
-    names = [c for c in _ETAB_SCAN_COLUMNS if c != "etatAdministratifEtablissement"]
+    names = _ETAB_COLUMNS
     con.execute(
         "CREATE TEMP TABLE etab (_file INTEGER, _k BIGINT, "
         + ", ".join(f"{_ident(c)} VARCHAR" for c in names) + ")"
     )
-    dep_filter = ""
-    if deps is not None:
-        dep_filter = f" AND ({_DEPARTEMENT_SQL}) IN ({', '.join(_sql_str(d) for d in deps)})"
+    quoted_deps = ", ".join(_sql_str(d) for d in deps or ())
+
+    def where(inp: _Input) -> str:
+        sql = (
+            f"upper({_value_sql(inp, 'etatAdministratifEtablissement')}) = 'A' "
+            f"AND {_value_sql(inp, 'siren')} IN (SELECT siren FROM ul)"
+        )
+        if deps is not None:
+            sql += f" AND ({_departement_sql(inp)}) IN ({quoted_deps})"
+        return sql
+
     rejected: dict[int, np.ndarray] = {}
     for index, inp in enumerate(inputs):
 
         def sql(rejects: str, inp: _Input = inp, index: int = index) -> str:
-            scan = _scan_sql(inp, _ETAB_SCAN_COLUMNS, rejects, numbered=True)
-            return (
-                f"INSERT INTO etab SELECT {index}, _k, {', '.join(_ident(c) for c in names)} FROM ({scan}) "
-                "WHERE upper(etatAdministratifEtablissement) = 'A' "
-                f"AND siren IN (SELECT siren FROM ul){dep_filter}"
+            scan = _scan_sql(
+                inp, names, rejects, numbered=True, where=where, filtered_on=("etatAdministratifEtablissement",)
             )
+            return f"INSERT INTO etab SELECT {index}, * FROM ({scan})"
 
         rejected[index] = scanner.run(inp, sql)
 
-    ul_columns = [c for c in (*UNITE_LEGALE_REQUIRED[2:], *_UNITE_LEGALE_OPTIONAL)]
-    frame = con.sql(
-        "SELECT e.*, " + ", ".join(f"u.{_ident(c)}" for c in ul_columns)
-        + " FROM etab e JOIN (SELECT DISTINCT ON (siren) * FROM ul) u USING (siren) ORDER BY e._file, e._k"
-    ).df()
-    frame = _as_strings(frame, exclude=("_file", "_k"))
+    frame = _fetch(
+        con,
+        "SELECT e.*, " + ", ".join(f"u.{_ident(c)}" for c in _UL_ATTRIBUTES)
+        + " FROM etab e JOIN (SELECT DISTINCT ON (siren) * FROM ul) u USING (siren) ORDER BY e._file, e._k",
+    )
     frame["_file_name"] = frame["_file"].map({i: inp.name for i, inp in enumerate(inputs)}).astype("string")
     frame["_line"] = np.zeros(len(frame), dtype="int64")
     for index, inp in enumerate(inputs):
@@ -769,14 +876,14 @@ def _load_geolocalisation(scanner: _Scanner, inputs: Sequence[_Input]) -> pd.Dat
     for index, inp in enumerate(inputs):
 
         def sql(rejects: str, inp: _Input = inp, index: int = index) -> str:
-            scan = _scan_sql(inp, columns, rejects, numbered=True)
-            return (
-                f"INSERT INTO geo SELECT {index}, _k, {', '.join(_ident(c) for c in columns)} FROM ({scan}) "
-                "WHERE siret IN (SELECT siret FROM etab)"
+            scan = _scan_sql(
+                inp, columns, rejects, numbered=True,
+                where=lambda i: f"{_value_sql(i, 'siret')} IN (SELECT siret FROM etab)",
             )
+            return f"INSERT INTO geo SELECT {index}, * FROM ({scan})"
 
         rejected[index] = scanner.run(inp, sql)
-    frame = _as_strings(con.sql("SELECT * FROM geo ORDER BY _file, _k").df(), exclude=("_file", "_k"))
+    frame = _fetch(con, "SELECT * FROM geo ORDER BY _file, _k")
     frame["_geo_file"] = frame["_file"].map({i: inp.name for i, inp in enumerate(inputs)}).astype("string")
     frame["_geo_line"] = np.zeros(len(frame), dtype="int64")
     for index, inp in enumerate(inputs):
@@ -788,43 +895,30 @@ def _load_geolocalisation(scanner: _Scanner, inputs: Sequence[_Input]) -> pd.Dat
     return frame.drop(columns=["_file", "_k"])
 
 
-def _as_strings(frame: pd.DataFrame, *, exclude: Sequence[str] = ()) -> pd.DataFrame:
+def _fetch(con: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
+    """Query result as pandas (through Arrow), text columns as ``string``."""
+    frame = con.sql(query).to_arrow_table().to_pandas()
     for col in frame.columns:
-        if col not in exclude:
+        if col not in ("_file", "_k"):
             frame[col] = frame[col].astype("string")
     return frame
-
-
-_C1 = re.compile("[\u0080-\u009f]")
-
-
-def _latin1_to_cp1252(part: pd.DataFrame) -> pd.DataFrame:
-    """DuckDB reads Latin-1; French files are mostly Windows-1252 (’, œ, €): fix those bytes."""
-
-    def fix(value: object) -> object:
-        if isinstance(value, str) and _C1.search(value):
-            return value.encode("latin-1").decode("cp1252", errors="replace")
-        return value
-
-    part = part.copy()
-    for col in part.columns:
-        if col.startswith("_"):
-            continue
-        part[col] = part[col].map(fix).astype("string")
-    return part
 
 
 # --- Row checks and positions --------------------------------------------------------------------
 
 
-def _quarantine_rows(quarantines: _Quarantines, rows: pd.DataFrame, column: str, values: pd.Series, reason: str | pd.Series) -> None:
-    """Send rows (of possibly several files) to the quarantine; ``reason`` may vary per row."""
+def _quarantine_rows(
+    quarantines: _Quarantines, rows: pd.DataFrame, column: str, values: pd.Series, reason: str | pd.Series
+) -> None:
+    """Send rows to the quarantine of their file (``_file_name``, ``_line``); ``reason`` may vary per row."""
     if rows.empty:
         return
     reasons = reason if isinstance(reason, pd.Series) else pd.Series(reason, index=rows.index)
     files = rows["_file_name"] if "_file_name" in rows else pd.Series("", index=rows.index)
     for (file_name, text), part in rows.groupby([files, reasons], sort=False):
-        quarantines.of(str(file_name)).add(part["_line"].to_numpy(), column, values.loc[part.index].to_numpy(), str(text))
+        quarantines.of(str(file_name)).add(
+            part["_line"].to_numpy(), column, values.loc[part.index].to_numpy(), str(text)
+        )
 
 
 def _check_rows(frame: pd.DataFrame, quarantines: _Quarantines) -> pd.DataFrame:
@@ -917,22 +1011,29 @@ def _inside(territories: pd.Series, lon: np.ndarray, lat: np.ndarray) -> np.ndar
     return inside
 
 
-def _place(frame: pd.DataFrame, geo: pd.DataFrame | None, quarantines: _Quarantines, warnings: list[str]) -> pd.DataFrame:
+def _place(
+    frame: pd.DataFrame, geo: pd.DataFrame | None, quarantines: _Quarantines, warnings: list[str]
+) -> pd.DataFrame:
     """Positions from the geolocation file when it has the SIRET, else from the stock's Lambert
-    coordinates; rows without a position or outside their territory are quarantined."""
+    coordinates; rows without a position or outside their territory are quarantined.
+
+    A problem with a position taken from the geolocation file is reported on that file's line.
+    """
     frame = frame.copy()
-    n = len(frame)
     frame["epsg_metrique"] = epsg_of_territory_codes(frame["territoire"]).to_numpy()
-    sx = to_float(_not_nd(frame["coordonneeLambertAbscisseEtablissement"]))
-    sy = to_float(_not_nd(frame["coordonneeLambertOrdonneeEtablissement"]))
-    x = sx.to_numpy(copy=True)
-    y = sy.to_numpy(copy=True)
+    raw_x = frame["coordonneeLambertAbscisseEtablissement"]
+    raw_y = frame["coordonneeLambertOrdonneeEtablissement"]
+    x = to_float(_not_nd(raw_x)).to_numpy(copy=True)
+    y = to_float(_not_nd(raw_y)).to_numpy(copy=True)
     epsg = frame["epsg_metrique"].to_numpy(dtype="int64").copy()
     lon, lat = _to_lonlat(x, y, epsg)
     source = np.where(np.isfinite(x) & np.isfinite(y), POSITION_STOCK, "")
-    frame["_geo_file"] = pd.Series(pd.NA, index=frame.index, dtype="string")
-    frame["_geo_line"] = 0
-    from_wgs84 = np.zeros(n, dtype=bool)
+    # where a problem with the position is reported
+    where_file = frame["_file_name"].copy()
+    where_line = frame["_line"].to_numpy(dtype="int64").copy()
+    where_column = pd.Series(_LAMBERT[0], index=frame.index, dtype="string")
+    where_value = ("x=" + raw_x.fillna("") + " ; y=" + raw_y.fillna("")).astype("string")
+    from_wgs84 = np.zeros(len(frame), dtype=bool)
 
     if geo is not None and len(geo):
         dup = geo.duplicated("siret", keep="first")
@@ -942,15 +1043,15 @@ def _place(frame: pd.DataFrame, geo: pd.DataFrame | None, quarantines: _Quaranti
                 "seule la première ligne de chacun a été utilisée."
             )
         g = geo[~dup].set_index("siret").reindex(frame["siret"].to_numpy())
-        glon = to_float(g["x_longitude"]).to_numpy()
-        glat = to_float(g["y_latitude"]).to_numpy()
-        gx = to_float(g["x"]).to_numpy()
-        gy = to_float(g["y"]).to_numpy()
-        gepsg = pd.to_numeric(g["epsg"], errors="coerce").fillna(0).to_numpy(dtype="int64")
+        g.index = frame.index
+        glon, glat = to_float(g["x_longitude"]).to_numpy(), to_float(g["y_latitude"]).to_numpy()
+        gx, gy = to_float(g["x"]).to_numpy(), to_float(g["y"]).to_numpy()
+        # "2154", or "EPSG:2154" in some exports
+        gepsg = pd.to_numeric(g["epsg"].str.extract(r"(\d+)\s*$")[0], errors="coerce").fillna(0).to_numpy(dtype="int64")
         has_wgs84 = np.isfinite(glon) & np.isfinite(glat)
         has_projected = np.isfinite(gx) & np.isfinite(gy) & (gepsg > 0)
-        plon, plat = _to_lonlat(gx, gy, gepsg)
         use = has_wgs84 | has_projected
+        plon, plat = _to_lonlat(gx, gy, gepsg)
         lon = np.where(has_wgs84, glon, np.where(use, plon, lon))
         lat = np.where(has_wgs84, glat, np.where(use, plat, lat))
         # x, y, epsg as published by the geolocation file (its WGS84 pair when x/y are missing)
@@ -959,57 +1060,52 @@ def _place(frame: pd.DataFrame, geo: pd.DataFrame | None, quarantines: _Quaranti
         epsg = np.where(has_projected, gepsg, np.where(use, 4326, epsg))
         source = np.where(use, POSITION_GEOLOC, source)
         from_wgs84 = has_wgs84
-        frame["_geo_file"] = frame["_geo_file"].where(~use, g["_geo_file"].to_numpy())
-        frame["_geo_line"] = np.where(use, g["_geo_line"].fillna(0).to_numpy(dtype="int64"), 0)
+        where_file = where_file.where(~use, g["_geo_file"])
+        where_line = np.where(use, g["_geo_line"].fillna(0).to_numpy(dtype="int64"), where_line)
+        where_column = where_column.where(~use, np.where(has_wgs84, "x_longitude", "x"))
+        geo_value = np.where(
+            has_wgs84,
+            "x_longitude=" + g["x_longitude"].fillna("") + " ; y_latitude=" + g["y_latitude"].fillna(""),
+            "x=" + g["x"].fillna("") + " ; y=" + g["y"].fillna("") + " ; epsg=" + g["epsg"].fillna(""),
+        )
+        where_value = where_value.where(~use, geo_value)
 
     frame["x"], frame["y"], frame["epsg"] = x, y, epsg
     frame["longitude"], frame["latitude"] = lon, lat
     frame["source_position"] = pd.Series(source, index=frame.index, dtype="string")
+    report = frame[[]].assign(_file_name=where_file, _line=where_line)
 
     missing = source == ""
-    raw = (
-        "x=" + frame["coordonneeLambertAbscisseEtablissement"].fillna("")
-        + " ; y=" + frame["coordonneeLambertOrdonneeEtablissement"].fillna("")
-    )
-    nd = frame["coordonneeLambertAbscisseEtablissement"].fillna("").eq(NOT_DIFFUSED).to_numpy()
+    not_diffused = raw_x.fillna("").str.strip().eq(NOT_DIFFUSED).to_numpy()
     reasons = pd.Series(
-        np.where(nd, REASON_NO_COORDINATES + " (coordonnées non diffusibles [ND])", REASON_NO_COORDINATES),
+        np.where(not_diffused, REASON_NO_COORDINATES + " (coordonnées non diffusibles [ND])", REASON_NO_COORDINATES),
         index=frame.index,
     )
-    _quarantine_rows(quarantines, frame[missing], _LAMBERT[0], raw, reasons[missing])
+    _quarantine_rows(quarantines, report[missing], _LAMBERT[0], where_value, reasons[missing])
 
-    placed = ~missing
-    inside = _inside(frame["territoire"], lon, lat) & placed
-    outside = placed & ~inside
+    inside = _inside(frame["territoire"], lon, lat) & ~missing
+    outside = ~missing & ~inside
     if outside.any():
-        names = frame["territoire"].map(lambda t: TERRITORIES[t].name if t in TERRITORIES else t)
-        # swapped axes: the point falls inside its territory once the two values are exchanged
-        swapped_lonlat = _inside(frame["territoire"], lat, lon) & outside & from_wgs84
-        sw_x, sw_y = _to_lonlat(y, x, epsg)
-        swapped_xy = _inside(frame["territoire"], sw_x, sw_y) & outside & ~from_wgs84 & ~swapped_lonlat
-        at = pd.Series(
-            [f"{a:.6f}, {b:.6f}" if np.isfinite(a) else "incalculable" for a, b in zip(lon, lat)],
-            index=frame.index,
-        )
+        rows = frame[outside]
+        o_lon, o_lat, o_x, o_y, o_epsg = lon[outside], lat[outside], x[outside], y[outside], epsg[outside]
+        names = rows["territoire"].map(lambda t: TERRITORIES[t].name if t in TERRITORIES else t)
+        computed = np.isfinite(o_lon)
         reason = pd.Series(
-            "coordonnées hors du territoire du département (" + names + ") : point calculé en lon/lat " + at,
-            index=frame.index,
+            [
+                f"coordonnées hors du territoire du département ({name}) : point calculé en lon/lat {a:.6f}, {b:.6f}"
+                if ok else f"coordonnées inutilisables (EPSG {code} inconnu ou valeurs invalides)"
+                for name, a, b, ok, code in zip(names, o_lon, o_lat, computed, o_epsg)
+            ],
+            index=rows.index,
         )
+        # swapped axes: the point falls inside its territory once the two values are exchanged
+        swapped_lonlat = _inside(rows["territoire"], o_lat, o_lon) & from_wgs84[outside]
+        s_lon, s_lat = _to_lonlat(o_y, o_x, o_epsg)
+        swapped_xy = _inside(rows["territoire"], s_lon, s_lat) & ~from_wgs84[outside] & ~swapped_lonlat
         reason[swapped_lonlat] = REASON_SWAPPED + " (x_longitude et y_latitude échangées) : corrigez le fichier"
         reason[swapped_xy] = "abscisse et ordonnée inversées (x et y échangés) : corrigez le fichier"
-        geo_rows = outside & (frame["source_position"] == POSITION_GEOLOC).to_numpy()
-        stock_rows = outside & ~geo_rows
-        _quarantine_rows(quarantines, frame[stock_rows], _LAMBERT[0], raw, reason[stock_rows])
-        if geo_rows.any():
-            rows = frame[geo_rows].assign(_file_name=frame.loc[geo_rows, "_geo_file"], _line=frame.loc[geo_rows, "_geo_line"])
-            column = pd.Series(np.where(from_wgs84, "x_longitude", "x"), index=frame.index)
-            values = pd.Series(
-                np.where(from_wgs84, [f"x_longitude={a} ; y_latitude={b}" for a, b in zip(lon, lat)],
-                         [f"x={a} ; y={b} ; epsg={c}" for a, b, c in zip(x, y, epsg)]),
-                index=frame.index,
-            )
-            for col_name, part in rows.groupby(column[geo_rows], sort=False):
-                _quarantine_rows(quarantines, part, str(col_name), values, reason[part.index])
+        for column, part in report[outside].groupby(where_column[outside], sort=False):
+            _quarantine_rows(quarantines, part, str(column), where_value, reason[part.index])
     return frame[inside]
 
 
@@ -1029,8 +1125,11 @@ def _canonical(frame: pd.DataFrame, synthetic: bool) -> gpd.GeoDataFrame:
     out = pd.DataFrame(index=frame.index)
     out["siret"] = frame["siret"]
     out["siren"] = frame["siren"]
-    person = _join_words(_text(frame, "prenomUsuelUniteLegale").fillna(_text(frame, "prenom1UniteLegale")),
-                         _text(frame, "nomUsageUniteLegale").fillna(_text(frame, "nomUniteLegale")))
+    # natural persons have no denomination: first name and (usage) name
+    person = _join_words(
+        _text(frame, "prenomUsuelUniteLegale").fillna(_text(frame, "prenom1UniteLegale")),
+        _text(frame, "nomUsageUniteLegale").fillna(_text(frame, "nomUniteLegale")),
+    )
     out["denomination"] = (
         _text(frame, "denominationUniteLegale")
         .fillna(person)
@@ -1042,7 +1141,9 @@ def _canonical(frame: pd.DataFrame, synthetic: bool) -> gpd.GeoDataFrame:
     out["famille"] = family_of_legal_category(frame["categorieJuridiqueUniteLegale"])
     out["activite_naf"] = frame["activitePrincipaleEtablissement"]
     out["nomenclature_naf"] = frame["nomenclatureActivitePrincipaleEtablissement"]
-    out["secteur"] = sector_of_naf(frame["activitePrincipaleEtablissement"], frame["nomenclatureActivitePrincipaleEtablissement"])
+    out["secteur"] = sector_of_naf(
+        frame["activitePrincipaleEtablissement"], frame["nomenclatureActivitePrincipaleEtablissement"]
+    )
     out["employeur"] = frame["caractereEmployeurEtablissement"].fillna("").str.upper().eq("O").astype(bool)
     out["tranche_effectifs"] = frame["trancheEffectifsEtablissement"]
     out["siege"] = frame["etablissementSiege"].fillna("").str.lower().isin(["true", "1", "o", "oui"]).astype(bool)
