@@ -1,0 +1,42 @@
+"""Choropleth classes: the same edges, colours and labels for the map and the exports."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from essmap.classify import NO_DATA_COLOUR, PALETTE, classify
+
+
+@pytest.mark.parametrize("method", ["quantiles", "natural_breaks", "equal_interval"])
+def test_every_value_gets_a_class_and_missing_values_the_no_data_colour(method):
+    values = pd.Series([1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10, None, 100])
+    c = classify(values, method=method, k=5, unit="pour 10 000 hab.")
+    assert len(c.colours) == len(c.labels) == len(c.edges) - 1 == 5
+    assert list(c.edges) == sorted(c.edges) and c.edges[0] == 1 and c.edges[-1] == 100
+    classes = c.class_of(values)
+    assert classes.isna().tolist() == [False] * 10 + [True, False]
+    assert classes.iloc[-1] == 4 and classes.iloc[0] == 0
+    colours = c.colour_of(values)
+    assert colours.iloc[10] == NO_DATA_COLOUR
+    assert set(colours.drop(10)) <= set(PALETTE[5])
+
+
+def test_quantile_classes_hold_similar_counts_and_labels_use_french_numbers():
+    values = pd.Series(range(1, 101), dtype="float64") * 1.5
+    c = classify(values, method="quantiles", k=4, decimals=1)
+    counts = c.class_of(values).value_counts().sort_index().tolist()
+    assert counts == [25, 25, 25, 25]
+    assert c.labels[0] == "1,5 – 38,6"  # 25th percentile, interpolated
+    assert c.labels[-1].endswith("150,0")
+
+
+def test_equal_intervals_and_degenerate_inputs():
+    c = classify(pd.Series([0.0, 10.0, 20.0, 30.0, 40.0]), method="equal_interval", k=4)
+    assert c.edges == (0.0, 10.0, 20.0, 30.0, 40.0)
+    single = classify(pd.Series([3.0, 3.0]))
+    assert single.labels == ("3,0",) and len(single.colours) == 1
+    empty = classify(pd.Series([None, None], dtype="float64"))
+    assert empty.colours == () and empty.colour_of(pd.Series([None], dtype="float64")).tolist() == [NO_DATA_COLOUR]
+    with pytest.raises(ValueError, match="méthode de classification inconnue"):
+        classify(pd.Series([1.0]), method="kmeans")
