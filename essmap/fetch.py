@@ -386,6 +386,42 @@ def extract_zip(
     return extracted
 
 
+def _is_7z(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(6) == b"7z\xbc\xaf\x27\x1c"
+
+
+def extract_7z(archive: Path, target: Path | None = None, *, retry_command: str = "essmap fetch") -> list[Path]:
+    """Extract a 7-Zip archive (IGN ships ADMIN EXPRESS so) next to it by default.
+
+    Member paths are checked like ZIP members: nothing may land outside the target folder.
+    """
+    import py7zr
+
+    archive = Path(archive)
+    root = (target or archive.with_suffix("")).resolve()
+    try:
+        with py7zr.SevenZipFile(archive) as seven:
+            names = [n for n in seven.getnames()]
+            for member in names:
+                out = (root / member).resolve()
+                if not out.is_relative_to(root) or out == root:
+                    raise FetchError(
+                        f"Archive refusée : {archive} contient un chemin dangereux « {member} » "
+                        "(hors du dossier d'extraction). Supprimez-la et téléchargez le fichier "
+                        "depuis sa source officielle."
+                    )
+            seven.extractall(path=root)
+    except (py7zr.exceptions.ArchiveError, EOFError, OSError) as error:
+        if isinstance(error, FetchError):
+            raise
+        raise FetchError(
+            f"Archive corrompue : {archive} ({error}). Supprimez ce fichier puis relancez "
+            f"`{retry_command}`."
+        ) from error
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
 def fetch_source(
     name: str,
     cache_dir: Path,
@@ -423,7 +459,7 @@ def fetch_source(
     -------
     list of Path
         Usable files: the files extracted from each archive (when ``extract``), otherwise the
-        downloaded file itself. Other archives (e.g. IGN's ``.7z``) are returned as downloaded.
+        downloaded file itself. 7-Zip archives (IGN's ADMIN EXPRESS) are extracted the same way.
     """
     files = catalogue.get(name)
     if files is None:
@@ -452,6 +488,8 @@ def fetch_source(
         )
         if extract and zipfile.is_zipfile(path):
             paths.extend(extract_zip(path, retry_command=retry))
+        elif extract and _is_7z(path):
+            paths.extend(extract_7z(path, retry_command=retry))
         else:
             paths.append(path)
     return paths
