@@ -8,7 +8,7 @@ DB := data/essmap.duckdb
 DEMO_INPUTS := $(wildcard data/geo/* data/raw/*) $(wildcard essmap/*.py essmap/readers/*.py)
 PORT ?= 8501
 
-.PHONY: run test build bench clean setup
+.PHONY: run test build bench clean setup system-deps
 
 setup: $(STAMP)
 
@@ -26,8 +26,33 @@ build: $(DB)
 run: $(DB)
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
-test: $(STAMP) $(DB)
+system-deps:
+	bash .ci/system-deps.sh
+
+test: $(STAMP) $(DB) system-deps
 	$(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) $(DB) data/essmap.duckdb.* .pytest_cache
+
+# --- Benchmarks (how to run: top of bench/RESULTS.md) ------------------------------------------
+# `make bench`: national-scale benchmarks of the spatial engine against PostGIS and GeoPandas,
+# rewrites bench/RESULTS.md (generated data cached in bench/out/). `make bench-small`: smoke run.
+# PostgreSQL + PostGIS come from Debian (bench/install-system-deps.sh, a no-op when present); the
+# harness starts its own throw-away cluster with the /usr/lib/postgresql/<major>/bin binaries.
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+.PHONY: bench-small bench-deps
+
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench-deps: $(BENCH_STAMP)
+	@bash bench/install-system-deps.sh || echo "bench: PostgreSQL/PostGIS could not be installed; the PostGIS baseline will be reported as missing." >&2
+
+bench: $(STAMP) bench-deps
+	$(BIN)/python bench/run.py
+
+bench-small: $(STAMP) bench-deps
+	$(BIN)/python bench/run.py --small
