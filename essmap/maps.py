@@ -7,20 +7,36 @@ which renders popups and tooltips as HTML.
 from __future__ import annotations
 
 import base64
+import gzip
 import html
 import json
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import folium
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import shapely
 from branca.element import Element
-from folium.plugins import FastMarkerCluster
+from folium.plugins import MarkerCluster
+from folium.template import Template
 
+from essmap.classify import NO_DATA_COLOUR, NO_DATA_LABEL, Classification
+from essmap.formatting import format_number
 from essmap.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 
+if TYPE_CHECKING:
+    from essmap.display import ViewData
+
 SYNTHETIC_NOTICE = "données simulées"
+
+#: Layers of the dashboard map (:func:`view_map`), in drawing order.
+MAP_LAYERS: tuple[str, ...] = ("choropleth", "qpv", "tiers_lieux", "etablissements")
+
+#: Metropolitan France, when a view has nothing to fit the map to.
+FRANCE_BOUNDS = (-5.2, 41.3, 9.6, 51.1)
 
 #: Tile layers a user may add when online; the map never needs them.
 TILES: dict[str, dict[str, str]] = {
@@ -40,11 +56,6 @@ def escape(value: object) -> str:
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return ""
     return html.escape(str(value), quote=True)
-
-
-def _is_true(value: object) -> bool:
-    """True for a set boolean flag; missing (<NA>) counts as false."""
-    return bool(pd.notna(value) and value)
 
 
 def base_map(bounds: tuple[float, float, float, float], *, tiles: str | None = None) -> folium.Map:
@@ -79,75 +90,258 @@ def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, l
 
 
 def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
-                  color: str = "#b2182b", fill: str = "#ef8a62") -> folium.Map:
-    """QPV polygons with an escaped tooltip (name, code, and generation when known)."""
+                  color: str = "#b2182b", fill: str = "#ef8a62", show: bool = True) -> folium.Map:
+    """QPV polygons with an escaped tooltip (name, code, generation; radius results when present).
+
+    Each feature carries its ``code`` (a click on the map selects the QPV).
+    """
     if qpv.empty:
         return m
     data = qpv.to_crs(4326)
-    generation = data["generation"] if "generation" in data else pd.Series(pd.NA, index=data.index)
-    info = [
-        f"<b>{escape(n)}</b><br>{escape(c)}" + (f" · QPV {escape(g)}" if escape(g) else "")
-        for n, c, g in zip(data["lib_qp"], data["code_qp"], generation, strict=True)
-    ]
-    shapes = gpd.GeoDataFrame({"info": info}, geometry=data.geometry.to_numpy(), crs=4326)
+    info = "<b>" + _escaped(data["lib_qp"]) + "</b><br>" + _escaped(data["code_qp"])
+    if "generation" in data:
+        generation = _escaped(data["generation"])
+        info += np.where(generation != "", " · QPV " + generation, "")
+    if "n_tiers_lieux" in data:
+        distance = data["nearest_distance_m"].map(lambda d: format_number(d) if pd.notna(d) else "–")
+        info += ("<br>Tiers-lieux dans le rayon : " + data["n_tiers_lieux"].astype(str)
+                 + "<br>Le plus proche : " + _escaped(data["nearest_nom"]) + " (" + distance + " m)")
+    shapes = gpd.GeoDataFrame({"code": data["code_qp"].astype(str).to_numpy(), "info": info.to_numpy()},
+                              geometry=_rounded(data.geometry.to_numpy()), crs=4326)
     folium.GeoJson(
         shapes,
         name=name,
-        style_function=lambda _f: {"color": color, "weight": 1.5, "fillColor": fill, "fillOpacity": 0.4},
+        show=show,
+        style_function=lambda _f: {"color": color, "weight": 1.5, "fillColor": fill, "fillOpacity": 0.45},
+        highlight_function=lambda _f: {"weight": 3},
         tooltip=folium.GeoJsonTooltip(fields=["info"], labels=False),
     ).add_to(m)
     return m
 
 
-def establishment_popup(row: pd.Series) -> str:
-    """Popup HTML of an ESS establishment (escaped), with the synthetic notice when relevant."""
-    lines = [
-        f"<b>{escape(row.get('denomination'))}</b>",
-        escape(FAMILY_LABELS.get(str(row.get("famille")), row.get("famille"))),
-        escape(SECTOR_LABELS.get(str(row.get("secteur")), row.get("secteur"))),
-        "Employeur : " + escape(SIZE_BAND_LABELS.get(str(row.get("tranche_effectifs")), "oui"))
-        if _is_true(row.get("employeur")) else "Non employeur",
-        escape(row.get("adresse")) + " " + escape(row.get("code_postal")) + " " + escape(row.get("libelle_commune")),
-        "SIRET " + escape(row.get("siret")),
+#: Styles of the QPV radius layers: covered / not covered (a "white zone"), colour-blind safe.
+QPV_COVERED_STYLE = {"color": "#1b7837", "fill": "#5aae61"}
+QPV_NOT_COVERED_STYLE = {"color": "#762a83", "fill": "#c2a5cf"}
+
+
+def qpv_radius_layer_names(radius_m: float) -> tuple[str, str]:
+    """Names of the two QPV layers (covered, not covered) for a radius."""
+    radius = format_number(radius_m)
+    return (f"QPV avec tiers-lieu à moins de {radius} m", f"QPV sans tiers-lieu à moins de {radius} m")
+
+
+def add_qpv_radius_layers(m: folium.Map, result: gpd.GeoDataFrame, *, radius_m: float) -> folium.Map:
+    """QPVs of a :func:`~essmap.analysis.proximity.qpv_tiers_lieux` result in two styles."""
+    covered = result["covered"].fillna(False).to_numpy(dtype=bool)
+    names = qpv_radius_layer_names(radius_m)
+    add_qpv_layer(m, result[covered], name=names[0], **QPV_COVERED_STYLE)
+    add_qpv_layer(m, result[~covered], name=names[1], **QPV_NOT_COVERED_STYLE)
+    return m
+
+
+def add_choropleth_layer(m: folium.Map, areas: gpd.GeoDataFrame, classification: Classification, *,
+                         name: str, value_label: str, decimals: int = 1) -> folium.Map:
+    """Units coloured by class (``classe_couleur``), tooltip with name, code and value.
+
+    ``areas`` has ``code``, ``nom``, ``valeur``, ``classe_couleur`` (see
+    :class:`essmap.display.ViewData`); each feature carries its ``code`` (click to select).
+    """
+    if areas.empty:
+        return m
+    values = areas["valeur"].map(
+        lambda v: format_number(float(v), decimals, unit=classification.unit) if pd.notna(v) else NO_DATA_LABEL
+    )
+    info = ("<b>" + _escaped(areas["nom"]) + "</b> (" + _escaped(areas["code"]) + ")<br>"
+            + escape(value_label) + " : " + _escaped(values))
+    shapes = gpd.GeoDataFrame(
+        {"code": areas["code"].astype(str).to_numpy(), "info": info.to_numpy(),
+         "couleur": areas["classe_couleur"].astype(str).to_numpy()},
+        geometry=_rounded(areas.to_crs(4326).geometry.to_numpy()), crs=4326,
+    )
+    folium.GeoJson(
+        shapes,
+        name=name,
+        style_function=lambda f: {"color": "#525252", "weight": 0.6, "fillColor": f["properties"]["couleur"],
+                                  "fillOpacity": 0.75},
+        highlight_function=lambda _f: {"weight": 2.5, "color": "#000000"},
+        tooltip=folium.GeoJsonTooltip(fields=["info"], labels=False),
+    ).add_to(m)
+    return m
+
+
+def legend_html(title: str, classification: Classification, source: str) -> str:
+    """The legend box: title, one line per class, "Pas de données", "Source : ...", escaped."""
+    def line(colour: str, label: str) -> str:
+        return (f'<div><span style="display:inline-block;width:14px;height:12px;margin-right:6px;'
+                f'vertical-align:middle;border:1px solid #777;background:{escape(colour)}"></span>'
+                f"{escape(label)}</div>")
+
+    rows = [line(c, label) for c, label in zip(classification.colours, classification.labels, strict=True)]
+    rows.append(line(NO_DATA_COLOUR, NO_DATA_LABEL))
+    return (
+        '<div class="essmap-legend" style="position:absolute;bottom:24px;right:10px;z-index:9999;'
+        'background:#fff;border:1px solid #999;padding:6px 8px;font:12px sans-serif;max-width:280px;">'
+        f'<div style="font-weight:bold;margin-bottom:4px;">{escape(title)}</div>{"".join(rows)}'
+        f'<div style="margin-top:4px;color:#555;">Source : {escape(source)}</div></div>'
+    )
+
+
+def add_legend(m: folium.Map, title: str, classification: Classification, source: str) -> folium.Map:
+    m.get_root().html.add_child(folium.Element(legend_html(title, classification, source)))
+    return m
+
+
+def view_map(data: ViewData, *, layers: tuple[str, ...] = MAP_LAYERS) -> folium.Map:
+    """The dashboard map of a :class:`~essmap.display.ViewData`, ready to render.
+
+    ``layers`` picks among :data:`MAP_LAYERS` (choropleth, QPV, establishments, tiers-lieux).
+    """
+    unknown = set(layers) - set(MAP_LAYERS)
+    if unknown:
+        raise ValueError(f"couches inconnues {sorted(unknown)} ; couches possibles : {', '.join(MAP_LAYERS)}")
+    view = data.view
+    bounds = _bounds([f for f in (data.areas, data.qpv) if not f.empty])
+    m = base_map(bounds, tiles=view.tiles)
+    if "choropleth" in layers:
+        add_choropleth_layer(m, data.areas, data.classification, name=data.indicator.label_fr,
+                             value_label=data.indicator.label_fr)
+        add_legend(m, data.legend_title, data.classification, data.indicator.source_fr)
+    if "qpv" in layers and not data.qpv.empty:
+        add_qpv_radius_layers(m, data.qpv, radius_m=view.radius_m)
+    if "tiers_lieux" in layers:
+        add_points_layer(m, data.tiers_lieux, name="Tiers-lieux", popup=tiers_lieu_popup, color="#1b7837",
+                         cluster=False)
+    if "etablissements" in layers:
+        add_points_layer(m, data.etablissements, name="Établissements ESS", popup=establishment_popup,
+                         color="#2166ac")
+    if data.synthetic:
+        add_synthetic_notice(m)
+    return finish(m)
+
+
+def _bounds(frames: list[gpd.GeoDataFrame]) -> tuple[float, float, float, float]:
+    if not frames:
+        return FRANCE_BOUNDS
+    boxes = np.array([f.to_crs(4326).total_bounds for f in frames])
+    return (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
+
+
+def establishment_popup(points: pd.DataFrame) -> list[pd.Series]:
+    """Popup lines (escaped HTML) of ESS establishments: name, family, sector, employer status,
+    address, SIRET, and the synthetic notice for simulated rows."""
+    employer = points["employeur"].fillna(False).to_numpy(dtype=bool)
+    band = points["tranche_effectifs"].astype("string").map(SIZE_BAND_LABELS).fillna("oui")
+    address = (_escaped(points["adresse"]) + " " + _escaped(points["code_postal"]) + " "
+               + _escaped(points["libelle_commune"])).str.strip()
+    return [
+        "<b>" + _escaped(points["denomination"]) + "</b>",
+        _escaped(points["famille"].astype("string").map(lambda v: FAMILY_LABELS.get(v, v))),
+        _escaped(points["secteur"].astype("string").map(lambda v: SECTOR_LABELS.get(v, v))),
+        pd.Series(np.where(employer, "Employeur : " + _escaped(band), "Non employeur"), index=points.index),
+        address,
+        "SIRET " + _escaped(points["siret"]),
+        _synthetic_line(points),
     ]
-    if _is_true(row.get("is_synthetic")):
-        lines.append(f"<i>{SYNTHETIC_NOTICE}</i>")
-    return "<br>".join(lines)
 
 
-def tiers_lieu_popup(row: pd.Series) -> str:
-    lines = [f"<b>{escape(row.get('nom'))}</b>"]
-    for label, column in (("Types : ", "types"), ("Labels ANCT : ", "labels"), ("", "adresse")):
-        if escape(row.get(column)):
-            lines.append(label + escape(row.get(column)))
-    if _is_true(row.get("is_synthetic")):
-        lines.append(f"<i>{SYNTHETIC_NOTICE}</i>")
-    return "<br>".join(lines)
+def tiers_lieu_popup(points: pd.DataFrame) -> list[pd.Series]:
+    """Popup lines (escaped HTML) of tiers-lieux: name, types, ANCT labels, address, synthetic notice."""
+    lines = ["<b>" + _escaped(points["nom"]) + "</b>"]
+    for prefix, column in (("Types : ", "types"), ("Labels ANCT : ", "labels"), ("", "adresse")):
+        text = _escaped(points[column]) if column in points else pd.Series("", index=points.index)
+        lines.append(pd.Series(np.where(text != "", prefix + text, ""), index=points.index))
+    lines.append(_synthetic_line(points))
+    return lines
+
+
+def _synthetic_line(points: pd.DataFrame) -> pd.Series:
+    flag = points["is_synthetic"].fillna(False).to_numpy(dtype=bool) if "is_synthetic" in points else False
+    return pd.Series(np.where(flag, f"<i>{SYNTHETIC_NOTICE}</i>", ""), index=points.index)
+
+
+_HTML_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
+
+
+def _escaped(values: pd.Series) -> pd.Series:
+    """:func:`escape` over a column, vectorised (missing values become "")."""
+    text = values.astype("string").fillna("")
+    for char, entity in _HTML_ENTITIES:
+        text = text.str.replace(char, entity, regex=False)
+    return text
+
+
+def _rounded(geometries: np.ndarray) -> np.ndarray:
+    """Coordinates rounded to 1e-5 degree (about 1 m): shorter GeoJSON, nothing visible lost."""
+    return shapely.transform(geometries, lambda xy: np.round(xy, 5))
 
 
 def add_points_layer(m: folium.Map, points: gpd.GeoDataFrame, *, name: str, popup, color: str,
                      cluster: bool = True) -> folium.Map:
-    """Point markers with popups built by ``popup(row)`` (escaped HTML).
+    """Point markers with popups whose lines come from ``popup(points)`` (escaped HTML).
 
-    Points travel as one JSON array drawn by a small callback, not one JS object per marker:
-    tens of thousands of establishments stay a few MB and render in a second.
+    The points travel as one gzip-compressed JSON payload, unpacked by the browser
+    (``DecompressionStream``) and drawn as canvas circle markers; popups are built on click.
+    Tens of thousands of establishments stay well under a megabyte.
     """
     if points.empty:
         return m
     points = points.to_crs(4326)
-    data = [
-        [round(geom.y, 6), round(geom.x, 6), popup(row)]
-        for geom, (_, row) in zip(points.geometry, points.iterrows(), strict=True)
-    ]
-    callback = (
-        "function (row) {"
-        "var marker = L.circleMarker(new L.LatLng(row[0], row[1]), "
-        f"{{radius: 5, color: {json.dumps(color)}, weight: 1, fillOpacity: 0.8}});"
-        "marker.bindPopup(row[2], {maxWidth: 320}); return marker; }"
-    )
-    options = {} if cluster else {"disableClusteringAtZoom": 1}
-    FastMarkerCluster(data, callback=callback, name=name, options=options).add_to(m)
+    lon, lat = points.geometry.x.to_numpy(), points.geometry.y.to_numpy()
+    lon0, lat0 = float(np.floor(lon.min() * 100) / 100), float(np.floor(lat.min() * 100) / 100)
+    payload = {
+        "lat0": lat0,
+        "lon0": lon0,
+        "xy": np.column_stack([np.round((lat - lat0) * 1e5), np.round((lon - lon0) * 1e5)]).astype(np.int64).ravel().tolist(),
+        "lines": [_column_payload(line) for line in popup(points)],
+    }
+    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    PackedPoints(base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii"), name=name, color=color,
+                 cluster=cluster).add_to(m)
     return m
+
+
+def _column_payload(line: pd.Series) -> list[str] | dict[str, list]:
+    """A column of popup lines: plain, or dictionary-encoded when values repeat."""
+    codes, uniques = pd.factorize(line.astype(str))
+    if len(uniques) * 2 < len(line):
+        return {"v": list(uniques), "i": codes.tolist()}
+    return line.astype(str).tolist()
+
+
+class PackedPoints(MarkerCluster):
+    """A marker layer filled from a compressed payload (see :func:`add_points_layer`)."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = {% if this.cluster %}L.markerClusterGroup({{ this.options|tojavascript }})
+            {% else %}L.featureGroup(){% endif %};
+        {{ this.get_name() }}.addTo({{ this._parent.get_name() }});
+        (function (group) {
+            var bytes = Uint8Array.from(atob({{ this.payload|tojson }}), function (c) { return c.charCodeAt(0); });
+            var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+            new Response(stream).json().then(function (d) {
+                var n = d.xy.length / 2, markers = [];
+                var cell = function (col, i) { return Array.isArray(col) ? col[i] : col.v[col.i[i]]; };
+                var style = {radius: 5, color: {{ this.color|tojson }}, weight: 1, fillOpacity: 0.8};
+                for (var i = 0; i < n; i++) {
+                    var marker = L.circleMarker([d.lat0 + d.xy[2 * i] / 1e5, d.lon0 + d.xy[2 * i + 1] / 1e5], style);
+                    marker.bindPopup((function (k) { return function () {
+                        return d.lines.map(function (col) { return cell(col, k); })
+                            .filter(function (t) { return t; }).join("<br>");
+                    }; })(i), {maxWidth: 320});
+                    markers.push(marker);
+                }
+                if (group.addLayers) { group.addLayers(markers); } else { markers.forEach(function (mk) { group.addLayer(mk); }); }
+            });
+        })({{ this.get_name() }});
+        {% endmacro %}""")
+
+    def __init__(self, payload: str, *, name: str, color: str, cluster: bool) -> None:
+        super().__init__(name=name)
+        self._name = "PackedPoints"
+        self.payload = payload
+        self.color = color
+        self.cluster = cluster
 
 
 def add_synthetic_notice(m: folium.Map) -> folium.Map:
@@ -155,7 +349,7 @@ def add_synthetic_notice(m: folium.Map) -> folium.Map:
     caption = (
         '<div style="position:absolute;bottom:24px;left:10px;z-index:9999;background:#fff3cd;'
         'border:1px solid #b58900;padding:4px 8px;font:13px sans-serif;">'
-        f"Établissements ESS : {SYNTHETIC_NOTICE}</div>"
+        f"Carte contenant des {SYNTHETIC_NOTICE} (démonstration)</div>"
     )
     m.get_root().html.add_child(folium.Element(caption))
     return m

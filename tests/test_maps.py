@@ -1,14 +1,19 @@
-"""Map builders: self-contained HTML (draws offline) and text from data escaped."""
+"""Map builders: self-contained HTML (draws offline), text from data escaped, legend, size."""
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import re
 
 import geopandas as gpd
 import pytest
 import shapely
 
-from essmap import maps, store
+from essmap import display, maps, store
+from essmap.analysis import Selection
+from essmap.view import MapView
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -16,34 +21,92 @@ HOSTILE = "<script>alert(1)</script>"
 @pytest.fixture(scope="module")
 def layers(demo_db):
     con = store.connect(demo_db)
-    out = {t: store.read_layer(con, t, departements=["13"]) for t in ("communes", "qpv", "etablissements", "tiers_lieux")}
+    out = store.read_analysis_layers(con, departements=["13"])
     con.close()
     return out
 
 
-def _page(layers) -> str:
-    m = maps.base_map(tuple(layers["communes"].total_bounds))
-    maps.add_boundaries_layer(m, layers["communes"], name="Communes")
-    maps.add_qpv_layer(m, layers["qpv"])
-    maps.add_points_layer(m, layers["tiers_lieux"], name="Tiers-lieux", popup=maps.tiers_lieu_popup, color="#1b7837")
-    maps.add_points_layer(m, layers["etablissements"], name="Établissements ESS", popup=maps.establishment_popup, color="#2166ac")
-    maps.add_synthetic_notice(m)
-    return maps.render_html(maps.finish(m))
+@pytest.fixture(scope="module")
+def data(layers):
+    return display.view_data(MapView(Selection(departements=("13",))), layers)
 
 
-def test_map_page_needs_no_network(layers):
-    page = _page(layers)
+def _payloads(page: str) -> list[dict]:
+    """The packed point layers of a page, decoded as the browser does."""
+    found = re.findall(r'atob\("([A-Za-z0-9+/=]+)"\)', page)
+    return [json.loads(gzip.decompress(base64.b64decode(p))) for p in found]
+
+
+def _popups(payload: dict) -> list[str]:
+    def cell(col, i):
+        return col[i] if isinstance(col, list) else col["v"][col["i"][i]]
+    return ["<br>".join(t for t in (cell(c, i) for c in payload["lines"]) if t) for i in range(len(payload["xy"]) // 2)]
+
+
+def test_dashboard_map_needs_no_network_and_has_every_layer(data):
+    page = maps.render_html(maps.view_map(data))
     external = re.findall(r'(?:src|href)="(https?://[^"]+)"', page)
     assert external == []
     assert "data:text/javascript;base64," in page  # Leaflet inlined
     assert "L.markerClusterGroup" in page
     assert "données simulées" in page
-    assert len(page) < 3_000_000
+    overlays = [json.loads(n) for n in re.findall(r'^\s*("(?:[^"\\]|\\.)*") : \w+,$', page, re.M)]
+    assert overlays == [data.indicator.label_fr, "QPV avec tiers-lieu à moins de 1\u202f000 m",
+                        "QPV sans tiers-lieu à moins de 1\u202f000 m", "Tiers-lieux", "Établissements ESS"]
+    establishments, tiers_lieux = sorted(_payloads(page), key=lambda p: len(p["xy"]))[::-1]
+    assert len(establishments["xy"]) // 2 == len(data.etablissements)
+    assert len(tiers_lieux["xy"]) // 2 == len(data.tiers_lieux)
+
+
+def test_legend_has_title_classes_no_data_and_source(data):
+    page = maps.render_html(maps.view_map(data))
+    legend = page[page.index('class="essmap-legend"'):]
+    assert escape_fr(data.legend_title) in legend
+    for label in data.classification.labels:
+        assert label in legend
+    assert "Pas de données" in legend
+    assert "Source : " + escape_fr(data.indicator.source_fr) in legend
+
+
+def escape_fr(text: str) -> str:
+    return maps.escape(text)
+
+
+def test_tiles_are_optional(data):
+    offline = maps.render_html(maps.view_map(data))
+    assert "tile.openstreetmap.org" not in offline and "data.geopf.fr" not in offline
+    online = maps.render_html(maps.view_map(data.with_view(data.view.replace(tiles="Plan IGN"))))
+    assert "data.geopf.fr/wmts" in online
+
+
+def test_layers_can_be_chosen(data):
+    page = maps.render_html(maps.view_map(data, layers=("choropleth",)))
+    assert "atob(" not in page and "QPV avec tiers-lieu" not in page
+    with pytest.raises(ValueError, match="couches inconnues"):
+        maps.view_map(data, layers=("routes",))
+
+
+def test_clickable_features_carry_their_code(data):
+    page = maps.render_html(maps.view_map(data))
+    assert '"code": "13055"' in page
+    assert f'"code": "{data.qpv["code_qp"].iloc[0]}"' in page
+
+
+def test_establishment_popups_show_every_field(data):
+    page = maps.render_html(maps.view_map(data, layers=("etablissements",)))
+    (payload,) = _payloads(page)
+    row = data.etablissements.iloc[0]
+    popup = _popups(payload)[0]
+    assert popup.startswith(f"<b>{maps.escape(row['denomination'])}</b>")
+    assert "SIRET " + row["siret"] in popup
+    assert ("Employeur : " in popup) == bool(row["employeur"]) and ("Non employeur" in popup) != bool(row["employeur"])
+    assert maps.escape(row["adresse"]) in popup
+    assert popup.endswith("<i>données simulées</i>")
 
 
 def test_text_from_data_is_escaped_in_popups_and_tooltips():
     points = gpd.GeoDataFrame(
-        {"nom": [HOSTILE, "Escale & CO"], "types": ["coworking", None], "labels": [None, "Fabrique de territoire"],
+        {"nom": [HOSTILE, "Escale &amp; CO"], "types": ["coworking", None], "labels": [None, "Fabrique de territoire"],
          "adresse": ["1 rue <b>x</b>", None], "is_synthetic": [False, True]},
         geometry=[shapely.Point(5.37, 43.30), shapely.Point(5.38, 43.31)], crs=4326,
     )
@@ -56,12 +119,25 @@ def test_text_from_data_is_escaped_in_popups_and_tooltips():
     maps.add_points_layer(m, points, name="Tiers-lieux", popup=maps.tiers_lieu_popup, color="#1b7837")
     page = maps.render_html(maps.finish(m))
     assert HOSTILE not in page
-    assert "alert(1)" in page  # still there, as text
-    assert "&lt;script&gt;" in page or "\\u0026lt;script\\u0026gt;" in page
-    assert "Escale \\u0026amp; CO" in page or "Escale &amp; CO" in page
+    assert "&lt;script&gt;" in page or "\\u0026lt;script\\u0026gt;" in page  # QPV tooltip, as text
+    (payload,) = _payloads(page)
+    first, second = _popups(payload)
+    assert first == "<b>&lt;script&gt;alert(1)&lt;/script&gt;</b><br>Types : coworking<br>1 rue &lt;b&gt;x&lt;/b&gt;"
+    assert second == ("<b>Escale &amp;amp; CO</b><br>Labels ANCT : Fabrique de territoire"
+                      "<br><i>données simulées</i>")
 
 
-def test_popups_label_synthetic_rows():
-    assert "données simulées" in maps.tiers_lieu_popup({"nom": "X", "is_synthetic": True})
-    assert "données simulées" not in maps.tiers_lieu_popup({"nom": "X", "is_synthetic": False})
-    assert maps.escape(None) == "" and maps.escape(float("nan")) == ""
+def test_legend_escapes_its_text():
+    classification = display.classify(gpd.pd.Series([1.0, 2.0, 3.0]), k=3)
+    legend = maps.legend_html(HOSTILE, classification, "A & B")
+    assert HOSTILE not in legend and "&lt;script&gt;" in legend and "Source : A &amp; B" in legend
+
+
+def test_department_map_stays_small(data, layers):
+    """The map of a département stays under 3 MB; the establishments cost a few dozen bytes each,
+    so the full-scale demo (25,000 establishments in the Bouches-du-Rhône) fits too."""
+    page = maps.render_html(maps.view_map(data))
+    assert len(page.encode()) < 3_000_000
+    without_points = maps.render_html(maps.view_map(data, layers=("choropleth", "qpv", "tiers_lieux")))
+    per_point = (len(page.encode()) - len(without_points.encode())) / len(data.etablissements)
+    assert per_point < 60
