@@ -193,14 +193,16 @@ def cluster(*, log=print) -> Iterator[Cluster]:
 def _copy(conn, table: str, frame: pd.DataFrame, geometry: np.ndarray, columns: Sequence[str], *, chunk: int = 250_000) -> None:
     """COPY ``frame[columns]`` plus the geometry (hex EWKB, SRID 4326) into ``table``."""
     names = ", ".join([*columns, "geom"])
-    with conn.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv, HEADER true)") as copy:
+    # No header anywhere: the column list of the COPY names the fields, so a chunk can never
+    # put a header line where a data row is expected.
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
         for start in range(0, len(frame), chunk):
             part = frame.iloc[start:start + chunk]
             geoms = shapely.set_srid(geometry[start:start + chunk], 4326)
             arrays = {c: pa.array(part[c].astype(object).where(part[c].notna(), None).tolist()) for c in columns}
             arrays["geom"] = pa.array(shapely.to_wkb(geoms, hex=True, include_srid=True))
-            buffer = io.BytesIO()  # one header for the whole stream: HEADER skips only the first line
-            pacsv.write_csv(pa.table(arrays), buffer, write_options=pacsv.WriteOptions(include_header=start == 0))
+            buffer = io.BytesIO()
+            pacsv.write_csv(pa.table(arrays), buffer, write_options=pacsv.WriteOptions(include_header=False))
             copy.write(buffer.getvalue())
 
 
