@@ -266,6 +266,190 @@ def query_indicators(
         _write_query_result(table, f"indicateurs_{level}", _territory_label(deps), fmt, out, separateur)
 
 
+export_app = typer.Typer(help="Exports pour les rapports : carte (PNG 300 dpi, PDF, SVG), portrait de territoire (PDF), "
+                         "tableaux de la vue.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+VueOption = Annotated[str | None, typer.Option("--vue", help="Lien du tableau de bord (ou sa partie après « ? ») : "
+                                               "reproduit ses filtres, indicateur, niveau, rayon et classes.")]
+EpciOption = Annotated[str | None, typer.Option("--epci", help="SIREN d'un EPCI, ex. 200054807.")]
+CommuneOption = Annotated[str | None, typer.Option("--commune", help="Code INSEE d'une commune, ex. 13055.")]
+LevelOption = Annotated[str | None, typer.Option("--level", help="Niveau de la carte : commune, epci, departement, region ou qpv.")]
+IndicatorOption = Annotated[str | None, typer.Option("--indicateur", help="Indicateur de la carte (voir essmap query indicators).")]
+MethodOption = Annotated[str | None, typer.Option("--methode", help="Classes : quantiles, natural_breaks ou equal_interval.")]
+ClassesOption = Annotated[int | None, typer.Option("--classes", min=3, max=7, help="Nombre de classes (3 à 7).")]
+RadiusOption = Annotated[float | None, typer.Option("--rayon", min=0, max=50_000, help="Rayon QPV – tiers-lieux en mètres.")]
+
+
+def _export_view(vue: str | None, *, departement: str | None, epci: str | None, commune: str | None,
+                 level: str | None, indicateur: str | None, methode: str | None, classes: int | None,
+                 rayon: float | None):
+    """The MapView of a dashboard link, changed by the options given."""
+    import dataclasses
+    from urllib.parse import parse_qsl, urlsplit
+
+    from essmap.view import MapView
+
+    try:
+        params = dict(parse_qsl(urlsplit(vue).query or vue)) if vue else {}
+        view = MapView.from_query_params(params)
+        territory = {"departements": tuple(_parse_departements(departement) or ()),
+                     "epci": (epci.strip(),) if epci else (), "communes": (commune.strip(),) if commune else ()}
+        changes = {k: v for k, v in territory.items() if v}
+        if changes:
+            view = view.replace(selection=dataclasses.replace(view.selection, **changes))
+        options = {"level": level, "indicator": indicateur, "method": methode, "k": classes, "radius_m": rayon}
+        return view.replace(**{k: v for k, v in options.items() if v is not None})
+    except ValueError as exc:
+        raise EssmapError(f"Vue invalide : {exc}") from exc
+
+
+def _view_layers(con, view):
+    """Layers of the départements a view needs (all loaded départements when it names none)."""
+    from essmap import store
+    from essmap.territories import departement_of_commune
+
+    selection = view.selection
+    deps = set(selection.departements) | {departement_of_commune(c) for c in selection.communes}
+    if selection.epci or selection.region:
+        communes = store.read_layer(con, "communes", columns=["code_departement", "code_region", "siren_epci"])
+        hit = communes["siren_epci"].isin(selection.epci) | (communes["code_region"] == selection.region)
+        deps |= set(communes.loc[hit.fillna(False).to_numpy(dtype=bool), "code_departement"].dropna())
+        if not deps:
+            raise EssmapError("Aucune commune de l'EPCI ou de la région demandés dans la base : vérifiez le code.")
+    known = set(store.departements_present(con, "communes"))
+    missing = sorted(deps - known)
+    if missing:
+        raise EssmapError(f"Département(s) {', '.join(missing)} absent(s) de la base. "
+                          f"Départements chargés : {', '.join(sorted(known))}.")
+    return store.read_analysis_layers(con, departements=sorted(deps) or None,
+                                      qpv_generation=selection.qpv_generation)
+
+
+def _view_data_from_store(db: Path | None, view):
+    from essmap import store
+    from essmap.display import view_data
+
+    settings = _settings(db)
+    con = store.connect(settings.db_path)
+    try:
+        layers = _view_layers(con, view)
+        sources = store.sources(con)
+    finally:
+        con.close()
+    data = view_data(view, layers)
+    if data.areas.empty:
+        raise EssmapError("La vue ne contient aucun territoire : vérifiez les codes et les filtres.")
+    return data, sources
+
+
+@export_app.command("map")
+def export_map(
+    vue: VueOption = None,
+    departement: DepartementOption = None,
+    epci: EpciOption = None,
+    commune: CommuneOption = None,
+    level: LevelOption = None,
+    indicateur: IndicatorOption = None,
+    methode: MethodOption = None,
+    classes: ClassesOption = None,
+    rayon: RadiusOption = None,
+    titre: Annotated[str | None, typer.Option("--titre", help="Titre de la carte (défaut : indicateur et territoire).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="png (300 dpi), pdf ou svg.")] = "png",
+    orientation: Annotated[str, typer.Option("--orientation", help="A4 paysage ou portrait.")] = "paysage",
+    out: Annotated[Path | None, typer.Option("--out", help="Fichier de sortie (défaut : nommé d'après le territoire et la date).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Carte de la vue pour un rapport : A4, titre, légende, sources et millésimes, échelle, flèche du nord."""
+    from essmap.export import export_file_name
+    from essmap.snapshot import A4_PIXELS, SNAPSHOT_FORMATS, render_snapshot
+
+    with _user_errors():
+        if fmt not in SNAPSHOT_FORMATS:
+            raise EssmapError(f"Format « {fmt} » inconnu. Formats possibles : {', '.join(SNAPSHOT_FORMATS)}.")
+        if orientation not in A4_PIXELS:
+            raise EssmapError(f"Orientation « {orientation} » inconnue : paysage ou portrait.")
+        view = _export_view(vue, departement=departement, epci=epci, commune=commune, level=level,
+                            indicateur=indicateur, methode=methode, classes=classes, rayon=rayon)
+        data, sources = _view_data_from_store(db, view)
+        content = render_snapshot(data, sources=sources, fmt=fmt, title=titre,  # type: ignore[arg-type]
+                                  orientation=orientation)  # type: ignore[arg-type]
+        target = out or Path(export_file_name("carte", data.territory_label, fmt))
+        target.write_bytes(content)
+    _synthetic_note(data.synthetic)
+    err_console.print(f"Écrit : {target}", highlight=False)
+
+
+@export_app.command("table")
+def export_table(
+    couche: Annotated[str, typer.Option("--couche", help="indicateurs, qpv, etablissements ou tiers_lieux.")] = "indicateurs",
+    vue: VueOption = None,
+    departement: DepartementOption = None,
+    epci: EpciOption = None,
+    commune: CommuneOption = None,
+    level: LevelOption = None,
+    rayon: RadiusOption = None,
+    fmt: FormatOption = "csv",
+    separateur: SeparatorOption = ",",
+    crs: Annotated[str, typer.Option("--crs", help="GeoPackage : 4326 (WGS84, défaut) ou metrique (Lambert-93 en métropole).")] = "4326",
+    out: OutOption = None,
+    db: DbOption = None,
+) -> None:
+    """Un tableau de la vue (ce que montre le tableau de bord) : CSV, XLSX, GeoJSON ou GeoPackage."""
+    from essmap.export import TABLE_FORMATS, VIEW_TABLES, export_file_name, view_table, write_table
+
+    with _user_errors():
+        if couche not in VIEW_TABLES:
+            raise EssmapError(f"Couche « {couche} » inconnue. Couches possibles : {', '.join(VIEW_TABLES)}.")
+        if fmt not in TABLE_FORMATS:
+            raise EssmapError(f"Format « {fmt} » inconnu. Formats possibles : {', '.join(TABLE_FORMATS)}.")
+        if separateur not in (",", ";"):
+            raise EssmapError(f"Séparateur « {separateur} » non pris en charge : utilisez « , » ou « ; ».")
+        if crs not in ("4326", "metrique"):
+            raise EssmapError(f"CRS « {crs} » non pris en charge : 4326 ou metrique.")
+        view = _export_view(vue, departement=departement, epci=epci, commune=commune, level=level,
+                            indicateur=None, methode=None, classes=None, rayon=rayon)
+        data, _sources = _view_data_from_store(db, view)
+        target = out or export_file_name(couche, data.territory_label, fmt)
+        try:
+            write_table(view_table(data, couche), target, fmt, separator=separateur, layer=couche,  # type: ignore[arg-type]
+                        crs=4326 if crs == "4326" else crs)
+        except ValueError as exc:
+            raise EssmapError(str(exc)) from exc
+    _synthetic_note(data.synthetic)
+    if target != "-":
+        err_console.print(f"Écrit : {target}", highlight=False)
+
+
+@export_app.command("portrait")
+def export_portrait(
+    level: Annotated[str, typer.Option("--level", help="commune, epci, departement ou qpv.")] = "commune",
+    departement: Annotated[str | None, typer.Option("--departement", help="Un portrait par territoire de ce département, ex. 13.")] = None,
+    code: Annotated[str | None, typer.Option("--code", help="Un seul territoire : code INSEE, SIREN d'EPCI, code de département ou de QPV.")] = None,
+    rayon: Annotated[float, typer.Option("--rayon", min=0, max=50_000, help="Rayon QPV – tiers-lieux en mètres.")] = 1000.0,
+    out: Annotated[Path, typer.Option("--out", help="Dossier des PDF (créé au besoin).", file_okay=False)] = Path("."),
+    db: DbOption = None,
+) -> None:
+    """Portrait de territoire (PDF de 4 pages) : un territoire (--code) ou tous ceux d'un département."""
+    from essmap import store
+    from essmap.portrait import load_scope_layers, resolve_scope, write_portraits
+
+    settings = _settings(db)
+    with _user_errors():
+        con = store.connect(settings.db_path)
+        try:
+            scope = resolve_scope(con, level, departement=departement, code=code)
+            layers = load_scope_layers(con, scope)
+            sources = store.sources(con)
+        finally:
+            con.close()
+        err_console.print(f"{len(scope.codes)} portrait(s) à produire dans {out}", highlight=False)
+        with _progress_bar(total=float(len(scope.codes))) as progress:
+            paths = write_portraits(layers, scope, out, sources=sources, radius_m=rayon, progress=progress)
+    for path in paths:
+        console.print(str(path), highlight=False)
+
+
 @app.command()
 def info(
     db: DbOption = None,

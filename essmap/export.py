@@ -1,21 +1,30 @@
 """Writing what users take away: data tables (CSV, XLSX, GeoJSON, GeoPackage).
 
 CSV is UTF-8 with a BOM so spreadsheet software detects the encoding; the ``;`` separator (with
-a decimal comma) suits French spreadsheet settings. Geographic formats keep WGS84 (GeoJSON, as
-RFC 7946 requires) or the CRS asked for (GeoPackage).
+a decimal comma) suits French spreadsheet settings. GeoJSON is always WGS84 (RFC 7946). A
+GeoPackage is WGS84 (EPSG:4326) by default, which holds any mix of territories; ``crs="metrique"``
+writes it in the metric CRS of its territory (Lambert-93, EPSG:2154, in metropolitan France; see
+:mod:`essmap.territories`), the usual choice for measuring in a GIS. Either way the CRS is
+recorded in the file.
+
+Map snapshots are in :mod:`essmap.snapshot`, portraits de territoire in :mod:`essmap.portrait`.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+import tempfile
 import unicodedata
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import geopandas as gpd
 import pandas as pd
+
+if TYPE_CHECKING:
+    from essmap.display import ViewData
 
 TableFormat = Literal["csv", "xlsx", "geojson", "gpkg"]
 TABLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "geojson", "gpkg")
@@ -56,7 +65,12 @@ def write_table(frame: pd.DataFrame, out: Path | str, fmt: TableFormat, *, separ
         return
     if not isinstance(frame, gpd.GeoDataFrame):
         raise ValueError(f"le format {fmt} demande une géométrie")
-    geo = frame.to_crs(4326) if fmt == "geojson" else (frame.to_crs(crs) if crs else frame)
+    if fmt == "geojson":
+        geo = frame.to_crs(4326)
+    elif crs == "metrique":
+        geo = frame.to_crs(metric_crs(frame))
+    else:
+        geo = frame.to_crs(crs) if crs else frame
     if fmt == "geojson":
         if to_stdout:
             sys.stdout.write(geo.to_json(drop_id=True))
@@ -79,3 +93,47 @@ def _plain_table(frame: pd.DataFrame) -> pd.DataFrame:
         table["latitude"] = wgs.y.round(6)
     return table
 
+
+
+def metric_crs(frame: gpd.GeoDataFrame) -> int:
+    """EPSG of the one metric CRS of the rows' territory; several territories raise ValueError."""
+    from essmap.spatial import territory_codes
+    from essmap.territories import TERRITORIES
+
+    present = frame[~(frame.geometry.isna() | frame.geometry.is_empty)]
+    codes = sorted(set(territory_codes(present.to_crs(4326))) - {""})
+    epsg = sorted({TERRITORIES[c].epsg for c in codes})
+    if len(epsg) != 1:
+        raise ValueError("les lignes couvrent plusieurs territoires de systèmes métriques différents "
+                         f"({', '.join(codes) or 'aucun'}) ; exportez en WGS84 (EPSG:4326)")
+    return epsg[0]
+
+
+def table_bytes(frame: pd.DataFrame, fmt: TableFormat, *, separator: str = ",", layer: str = "essmap",
+                crs: str | int | None = None) -> bytes:
+    """The content of :func:`write_table`'s file, for download buttons."""
+    with tempfile.TemporaryDirectory(prefix="essmap-") as folder:
+        path = Path(folder) / f"{_slug(layer)}.{fmt}"
+        write_table(frame, path, fmt, separator=separator, layer=layer, crs=crs)
+        return path.read_bytes()
+
+
+#: Tables of a view that can be exported, with their French names.
+VIEW_TABLES: dict[str, str] = {
+    "indicateurs": "Indicateurs par territoire",
+    "qpv": "QPV et tiers-lieux dans le rayon",
+    "etablissements": "Établissements de l'ESS",
+    "tiers_lieux": "Tiers-lieux",
+}
+
+
+def view_table(data: ViewData, name: str) -> gpd.GeoDataFrame:
+    """One table of what a view shows (:data:`VIEW_TABLES`), with its geometry.
+
+    The indicator table carries the displayed (simplified) boundaries of its units.
+    """
+    if name not in VIEW_TABLES:
+        raise ValueError(f"table « {name} » inconnue ; tables possibles : {', '.join(VIEW_TABLES)}")
+    if name == "indicateurs":
+        return data.areas.drop(columns=["classe_couleur"])
+    return {"qpv": data.qpv, "etablissements": data.etablissements, "tiers_lieux": data.tiers_lieux}[name]
