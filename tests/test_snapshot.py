@@ -1,0 +1,205 @@
+"""Map snapshots: the files themselves (pixels, dpi, PDF/SVG text), on the demo store."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PatchCollection
+from matplotlib.colors import to_hex
+from PIL import Image
+
+from essmap import snapshot, store
+from essmap.analysis.filters import Selection
+from essmap.classify import NO_DATA_LABEL
+from essmap.display import view_data
+from essmap.formatting import format_date
+from essmap.view import MapView
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+DAY = date(2026, 11, 25)
+SCRIPT = "<script>alert(1)</script>"
+ESCALE = "Escale &amp; CO"
+
+
+def poppler(tool: str) -> str:
+    """pdftotext/pdftoppm (poppler-utils, installed by .ci/system-deps.sh): a missing tool fails."""
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} introuvable : installez poppler-utils (.ci/system-deps.sh) pour vérifier les PDF.")
+    return path
+
+
+def pdf_text(content: bytes) -> str:
+    result = subprocess.run([poppler("pdftotext"), "-layout", "-", "-"], input=content, capture_output=True,
+                            check=True)
+    return result.stdout.decode("utf-8")
+
+
+def save_page_png(content: bytes, name: str, page: int = 1) -> Path:
+    """Render one PDF page with pdftoppm into tests/artifacts/ for a human to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    pdf = ARTIFACTS / f"{name}.pdf"
+    pdf.write_bytes(content)
+    subprocess.run([poppler("pdftoppm"), "-png", "-r", "80", "-f", str(page), "-l", str(page), "-singlefile",
+                    str(pdf), str(ARTIFACTS / f"{name}_page{page}")], check=True)
+    return ARTIFACTS / f"{name}_page{page}.png"
+
+
+@pytest.fixture(scope="module")
+def demo(demo_db):
+    con = store.connect(demo_db)
+    try:
+        layers = store.read_analysis_layers(con, departements=["13"])
+        sources = store.sources(con)
+    finally:
+        con.close()
+    return layers, sources
+
+
+@pytest.fixture(scope="module")
+def data(demo):
+    layers, _ = demo
+    return view_data(MapView(selection=Selection(departements=("13",)), level="commune"), layers)
+
+
+@pytest.fixture(scope="module")
+def tricky_data(demo):
+    """Commune 13001 renamed with HTML and mathtext characters."""
+    layers, _ = demo
+    communes = layers["communes"].copy()
+    communes.loc[communes["code_insee"] == "13001", "nom"] = f"{SCRIPT} $x$ 50 %"
+    view = MapView(selection=Selection(communes=("13001",)), level="commune")
+    return view_data(view, {**layers, "communes": communes})
+
+
+@pytest.mark.parametrize("orientation", ["paysage", "portrait"])
+def test_png_is_exactly_a4_at_300_dpi(data, demo, orientation):
+    content = snapshot.render_snapshot(data, sources=demo[1], fmt="png", orientation=orientation, day=DAY)
+    image = Image.open(io.BytesIO(content))
+    assert image.format == "PNG"
+    assert image.size == {"paysage": (3508, 2480), "portrait": (2480, 3508)}[orientation]
+    # the PNG pHYs chunk stores pixels per metre: 11811 px/m is 300 dpi to 4 decimals
+    assert tuple(round(d) for d in image.info["dpi"]) == (300, 300)
+    ARTIFACTS.mkdir(exist_ok=True)
+    image.reduce(4).save(ARTIFACTS / f"snapshot_{orientation}_reduit.png")
+
+
+def test_pdf_has_title_subtitle_legend_sources_date_and_synthetic_notice(data, demo):
+    title = "Les employeurs de l'ESS dans les Bouches-du-Rhône"
+    content = snapshot.render_snapshot(data, sources=demo[1], fmt="pdf", title=title, day=DAY)
+    assert content.startswith(b"%PDF")
+    text = " ".join(pdf_text(content).split())
+    assert title in text
+    assert "Bouches-du-Rhône (13)" in text  # subtitle: territory
+    assert f"Filtres : {data.filters_label}" in text
+    assert "Établissements employeurs de l'ESS pour 10 000 habitants (pour 10 000 hab.)" in text
+    for label in data.classification.labels:
+        assert label in text
+    assert NO_DATA_LABEL in text
+    assert "QPV avec tiers-lieu à moins de 1 000 m" in text
+    # source line: every loaded source with its millésime, synthetic ones labelled
+    assert "Sources : " in text
+    assert "INSEE, base SIRENE (établissements de l'ESS) : 2025-10 (données simulées)" in text
+    assert "ANCT, quartiers prioritaires (QPV) : 2024 (millésime 2025)" in text
+    assert "Cette carte inclut des données simulées" in text
+    assert format_date(DAY) == "25/11/2026"
+    assert "Export essmap du 25/11/2026" in text
+    assert "km" in text  # scale bar
+    png = save_page_png(content, "snapshot_paysage")
+    assert Image.open(png).size[0] > Image.open(png).size[1]
+
+
+def test_svg_is_xml_with_the_title_as_text(data, demo):
+    content = snapshot.render_snapshot(data, sources=demo[1], fmt="svg", orientation="portrait",
+                                       title="Carte des QPV & des tiers-lieux", day=DAY)
+    root = ET.fromstring(content)
+    assert root.tag.endswith("svg")
+    assert root.get("width") == "595.44pt" or root.get("width").endswith("pt")
+    texts = " ".join("".join(e.itertext()) for e in root.iter() if e.tag.endswith("text"))
+    assert "Carte des QPV & des tiers-lieux" in texts
+    assert NO_DATA_LABEL in texts
+
+
+def test_names_with_html_and_mathtext_characters_are_plain_text(tricky_data, demo):
+    title = f"{SCRIPT} $x$ 50 % – {ESCALE}"
+    content = snapshot.render_snapshot(tricky_data, sources=demo[1], fmt="pdf", title=title, day=DAY)
+    text = " ".join(pdf_text(content).split())
+    assert title in text
+    assert f"{SCRIPT} $x$ 50 % (13001)" in text  # territory label in the subtitle
+    svg = snapshot.render_snapshot(tricky_data, sources=demo[1], fmt="svg", title=title, day=DAY)
+    root = ET.fromstring(svg)  # escaped by the SVG writer: still valid XML
+    texts = " ".join("".join(e.itertext()) for e in root.iter() if e.tag.endswith("text"))
+    assert title in texts
+    assert b"<script>" not in svg
+
+
+def test_map_fills_units_with_the_interactive_map_colours_in_lambert_93(data):
+    with snapshot.text_style():
+        fig = snapshot.snapshot_figure(data, sources=pd.DataFrame(columns=["source", "generation", "rows_kept",
+                                                                            "is_synthetic"]), day=DAY)
+    map_ax = fig.axes[0]
+    fills = {to_hex(c) for coll in map_ax.collections if isinstance(coll, PatchCollection)
+             for c in coll.get_facecolors()}
+    expected = set(data.areas["classe_couleur"].str.lower())
+    assert expected <= fills
+    # metres in Lambert-93: the département is about 100-150 km wide
+    x0, x1 = map_ax.get_xlim()
+    assert 700_000 < x0 < x1 < 1_100_000
+    assert 90_000 < x1 - x0 < 250_000
+    assert snapshot.metric_epsg(data.areas) == 2154
+
+
+def test_scale_bar_lengths_and_labels():
+    assert snapshot.nice_length(23_456) == 20_000
+    assert snapshot.nice_length(4_999) == 2_000
+    assert snapshot.nice_length(730) == 500
+    assert snapshot.distance_label(500) == "500\u202fm"
+    assert snapshot.distance_label(20_000) == "20\u202fkm"
+    assert snapshot.distance_label(2_500) == "2,5\u202fkm"
+
+
+def test_north_arrow_points_to_true_north():
+    # Lambert-93: no convergence on its central meridian (3° E), grid north east of true north
+    # to the east of it (about 1.7° at Marseille, 5.4° E).
+    from pyproj import Transformer
+
+    to_l93 = Transformer.from_crs(4326, 2154, always_xy=True)
+    assert snapshot.true_north_angle(2154, *to_l93.transform(3.0, 46.5)) == pytest.approx(0, abs=0.01)
+    angle = snapshot.true_north_angle(2154, *to_l93.transform(5.4, 43.3))
+    assert -2.0 < angle < -1.4
+
+
+def test_source_line_lists_kept_sources_and_millesimes(demo):
+    sources = demo[1]
+    line = snapshot.source_line(sources, synthetic=False)
+    assert "2025-10 (données simulées)" in line
+    assert "2024 (millésime 2025)" in line
+    # the census extract kept no row (no coordinates): its millésime is not claimed
+    kept_2023 = sources[(sources["generation"] == "2023") & (sources["rows_kept"] > 0)]
+    assert ("2023" in line) == (not kept_2023.empty)
+    assert "Cette carte inclut" not in line
+    assert "Cette carte inclut des données simulées" in snapshot.source_line(sources, synthetic=True)
+
+
+def test_unknown_format_and_orientation_are_refused(data, demo):
+    with pytest.raises(ValueError, match="format « tiff » inconnu"):
+        snapshot.render_snapshot(data, sources=demo[1], fmt="tiff")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="orientation « carré » inconnue"):
+        snapshot.render_snapshot(data, sources=demo[1], orientation="carré")  # type: ignore[arg-type]
+
+
+def test_empty_points_and_qpv_still_draw(data, demo):
+    bare = data.__class__(**{**data.__dict__, "qpv": data.qpv.iloc[0:0], "etablissements": data.etablissements.iloc[0:0],
+                             "tiers_lieux": data.tiers_lieux.iloc[0:0], "synthetic": False})
+    text = " ".join(pdf_text(snapshot.render_snapshot(bare, sources=demo[1], fmt="pdf", day=DAY)).split())
+    assert "QPV avec tiers-lieu" not in text
+    assert "Cette carte inclut des données simulées" not in text
+    assert np.all([label in text for label in data.classification.labels])
