@@ -1,17 +1,38 @@
 """essmap dashboard (Streamlit). Layout, widgets and caching only: data, analysis and maps come
-from the essmap package."""
+from the essmap package (display.view_data computes what is shown, maps.view_map draws it).
+
+Widget labels and keys follow ``coord/UI_CONTRACT.md``. The view lives in the URL query string
+(``MapView.to_query_params``): opening a link reproduces it.
+"""
 
 from __future__ import annotations
+
+import re
 
 import streamlit as st
 from streamlit_folium import st_folium
 
-from essmap import maps, store
+from essmap import display, maps, store
+from essmap.analysis import Selection
+from essmap.analysis.indicators import INDICATORS, INDICATORS_BY_KEY
+from essmap.analysis.proximity import coverage_share
 from essmap.config import load_settings
-from essmap.formatting import format_number
+from essmap.export import export_file_name
+from essmap.formatting import format_number, format_percent
+from essmap.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
+from essmap.view import MapView
 
 st.set_page_config(page_title="essmap – ESS, QPV et tiers-lieux", layout="wide")
 SETTINGS = load_settings()
+
+LEVELS = {"commune": "Commune", "epci": "EPCI", "departement": "Département"}
+METHODS = {"quantiles": "Quantiles", "natural_breaks": "Seuils naturels (Jenks)", "equal_interval": "Intervalles égaux"}
+TILES = {"": "Aucun (hors ligne)", **{name: name for name in maps.TILES}}
+CHOROPLETH_INDICATORS = [i.key for i in INDICATORS if i.key not in ("rayon_m", "inclut_donnees_simulees")]
+TABS = ["Carte", "Rayon autour des QPV", "Fiche", "Exports"]
+
+
+# --- Cached data -------------------------------------------------------------------------------
 
 
 @st.cache_resource
@@ -19,56 +40,257 @@ def _connection():
     return store.connect(SETTINGS.db_path)
 
 
-@st.cache_data
-def _layers(departement: str):
+@st.cache_data(show_spinner=False)
+def _catalogue() -> dict:
+    """Names and choices for the sidebar (small tables, read once)."""
     con = _connection()
-    deps = [departement]
-    return (
-        store.read_layer(con, "communes", departements=deps),
-        store.read_layer(con, "qpv", departements=deps),
-        store.read_layer(con, "etablissements", departements=deps),
-        store.read_layer(con, "tiers_lieux", departements=deps),
-    )
+    columns = {"communes": ["code_insee", "nom", "type_commune", "code_departement", "code_region", "siren_epci"],
+               "departements": ["code_departement", "nom", "code_region"], "regions": ["code_region", "nom"],
+               "epci": ["siren_epci", "nom"], "tiers_lieux": ["types", "labels"]}
+    tables = {t: store.read_layer(con, t, columns=c).drop(columns="geometry") for t, c in columns.items()}
+    return {**{t: f for t, f in tables.items() if t != "tiers_lieux"},
+            "types_tl": display.filter_choices(tables["tiers_lieux"], "types"),
+            "labels_tl": display.filter_choices(tables["tiers_lieux"], "labels"),
+            "generations": store.qpv_generations(con)}
 
 
-@st.cache_data
-def _departements():
-    con = _connection()
-    deps = store.read_layer(con, "departements", columns=["code_departement", "nom"])
-    return dict(zip(deps["code_departement"], deps["nom"], strict=True))
+@st.cache_data(show_spinner="Lecture des données du département…", max_entries=8)
+def _layers(departement: str, generation: str | None):
+    return store.read_analysis_layers(_connection(), departements=[departement], qpv_generation=generation)
 
+
+def _layers_of(view: MapView):
+    return _layers(view.selection.departements[0], view.selection.qpv_generation)
+
+
+@st.cache_data(show_spinner="Calcul de la carte…", max_entries=32)
+def _view_data(params: tuple[tuple[str, str], ...]) -> display.ViewData:
+    """Keyed on :func:`display.computation_key`: classes, tiles and selection do not recompute it."""
+    view = MapView.from_query_params(dict(params))
+    return display.view_data(view, _layers_of(view))
+
+
+@st.cache_resource(max_entries=16)
+def _map(params: tuple[tuple[str, str], ...]):
+    """The folium map of a view without its selection (a click does not redraw it)."""
+    view = MapView.from_query_params(dict(params))
+    return maps.view_map(_data(view))
+
+
+@st.cache_data(show_spinner="Calcul de la fiche…", max_entries=32)
+def _fiche(params: tuple[tuple[str, str], ...], code: str):
+    view = MapView.from_query_params(dict(params))
+    return display.fiche(_data(view), _layers_of(view), code)
+
+
+def _key(view: MapView) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(view.to_query_params().items()))
+
+
+def _data(view: MapView) -> display.ViewData:
+    return _view_data(_key(display.computation_key(view))).with_view(view)
+
+
+def _plain(text: object) -> str:
+    """Text from data shown through Markdown (headers, metrics): every markup character escaped."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|&~$=:])", r"\\\1", str(text))
+
+
+# --- The view from the URL, once per session ----------------------------------------------------
+
+CATALOGUE = _catalogue()
+communes, departements = CATALOGUE["communes"], CATALOGUE["departements"]
+state = st.session_state
+if "departement" not in state:
+    try:
+        initial = MapView.from_query_params(st.query_params.to_dict())
+    except ValueError as exc:
+        st.error(f"Lien invalide : {exc}. La vue par défaut est affichée.")
+        initial = MapView()
+    sel = initial.selection
+    deps = list(departements["code_departement"])
+    dep = sel.departements[0] if sel.departements and sel.departements[0] in deps else ("13" if "13" in deps else deps[0])
+    state.update({
+        "departement": dep,
+        "region": str(departements.set_index("code_departement").loc[dep, "code_region"]),
+        "epci": sel.epci[0] if sel.epci else "", "commune": sel.communes[0] if sel.communes else "",
+        "familles": list(sel.families), "secteurs": list(sel.sectors), "employeurs": sel.employer_only,
+        "tranches": list(sel.size_bands), "types_tl": list(sel.tiers_lieu_types),
+        "labels_tl": list(sel.tiers_lieu_labels),
+        "generation_qpv": sel.qpv_generation or (CATALOGUE["generations"] or [""])[0],
+        "indicateur": initial.indicator if initial.indicator in CHOROPLETH_INDICATORS else CHOROPLETH_INDICATORS[0],
+        "niveau": initial.level if initial.level in LEVELS else "commune",
+        "methode": initial.method, "k": initial.k, "fond": initial.tiles or "",
+        "rayon": int(initial.radius_m), "selection": initial.selected or "",
+    })
+if "_a_ouvrir" in state:  # a click on the map, handled before the widgets are drawn
+    state["selection"] = state.pop("_a_ouvrir")
+    state["onglet"] = "Fiche"
+
+
+def _choose(key: str, options: list) -> None:
+    """Keep a widget's value among its (cascading) options."""
+    if state.get(key) not in options:
+        state[key] = options[0]
+
+
+# --- Sidebar: territory and filters -------------------------------------------------------------
+
+side = st.sidebar
+regions = dict(zip(CATALOGUE["regions"]["code_region"], CATALOGUE["regions"]["nom"], strict=True))
+region_codes = sorted(set(departements["code_region"]) & set(regions))
+_choose("region", region_codes)
+side.selectbox("Région", region_codes, key="region", format_func=lambda c: f"{regions[c]} – {c}")
+dep_names = dict(zip(departements["code_departement"], departements["nom"], strict=True))
+dep_codes = sorted(departements.loc[departements["code_region"] == state["region"], "code_departement"])
+_choose("departement", dep_codes)
+side.selectbox("Département", dep_codes, key="departement", format_func=lambda c: f"{c} – {dep_names[c]}")
+com_rows = communes[(communes["code_departement"] == state["departement"]) & (communes["type_commune"] == "COM")]
+epci_names = dict(zip(CATALOGUE["epci"]["siren_epci"], CATALOGUE["epci"]["nom"], strict=True))
+epci_codes = ["", *sorted(set(com_rows["siren_epci"].dropna()), key=lambda c: epci_names.get(c, c))]
+_choose("epci", epci_codes)
+side.selectbox("EPCI", epci_codes, key="epci",
+               format_func=lambda c: f"{epci_names.get(c, c)} ({c})" if c else "Tous les EPCI")
+if state["epci"]:
+    com_rows = com_rows[com_rows["siren_epci"] == state["epci"]]
+com_names = dict(zip(com_rows["code_insee"], com_rows["nom"], strict=True))
+commune_codes = ["", *sorted(com_names, key=lambda c: (com_names[c], c))]
+_choose("commune", commune_codes)
+side.selectbox("Commune", commune_codes, key="commune",
+               format_func=lambda c: f"{com_names[c]} ({c})" if c else "Toutes les communes")
+side.multiselect("Familles ESS", list(FAMILY_LABELS), key="familles", format_func=FAMILY_LABELS.get)
+side.multiselect("Secteurs d'activité", list(SECTOR_LABELS), key="secteurs", format_func=SECTOR_LABELS.get)
+side.checkbox("Établissements employeurs uniquement", key="employeurs")
+side.multiselect("Tranches d'effectifs", list(SIZE_BAND_LABELS), key="tranches", format_func=SIZE_BAND_LABELS.get)
+side.multiselect("Types de tiers-lieux", CATALOGUE["types_tl"], key="types_tl")
+side.multiselect("Labels ANCT", CATALOGUE["labels_tl"], key="labels_tl")
+generations = CATALOGUE["generations"] or [""]
+_choose("generation_qpv", generations)
+side.selectbox("Génération QPV", generations, key="generation_qpv", format_func=lambda g: f"QPV {g}" if g else "–")
+
+# --- Main area ----------------------------------------------------------------------------------
 
 st.title("essmap : l'économie sociale et solidaire, les QPV et les tiers-lieux")
-names = _departements()
-codes = sorted(names)
-departement = st.sidebar.selectbox(
-    "Département", codes, index=codes.index("13") if "13" in codes else 0,
-    format_func=lambda c: f"{c} – {names[c]}",
+controls = st.columns([3, 1.3, 1.6, 1.3, 1.5])
+controls[0].selectbox("Indicateur", CHOROPLETH_INDICATORS, key="indicateur",
+                      format_func=lambda k: INDICATORS_BY_KEY[k].label_fr)
+controls[1].selectbox("Niveau", list(LEVELS), key="niveau", format_func=LEVELS.get)
+controls[2].selectbox("Classes", list(METHODS), key="methode", format_func=METHODS.get)
+controls[3].slider("Nombre de classes", 3, 7, key="k")
+controls[4].selectbox("Fond de carte", list(TILES), key="fond", format_func=TILES.get)
+st.slider("Rayon (m)", 100, 5000, step=100, key="rayon")
+
+selection = Selection(
+    departements=(state["departement"],),
+    epci=(state["epci"],) if state["epci"] else (),
+    communes=(state["commune"],) if state["commune"] else (),
+    families=tuple(state["familles"]), sectors=tuple(state["secteurs"]), employer_only=state["employeurs"],
+    size_bands=tuple(state["tranches"]), tiers_lieu_types=tuple(state["types_tl"]),
+    tiers_lieu_labels=tuple(state["labels_tl"]),
+    qpv_generation=state["generation_qpv"] if state["generation_qpv"] != generations[0] else None,
 )
-employers_only = st.sidebar.checkbox("Établissements employeurs seulement", value=True)
+view = MapView(selection, indicator=state["indicateur"], level=state["niveau"], radius_m=state["rayon"],
+               method=state["methode"], k=state["k"], tiles=state["fond"] or None)
+data = _data(view)
 
-communes, qpv, etablissements, tiers_lieux = _layers(departement)
-if employers_only:
-    etablissements = etablissements[etablissements["employeur"].fillna(False)]
-synthetic = bool(etablissements["is_synthetic"].fillna(False).any() or tiers_lieux["is_synthetic"].fillna(False).any())
-if synthetic:
-    st.warning("Les établissements ESS affichés sont des **données simulées** (démonstration) : "
-               "aucun chiffre de cette carte ne décrit la réalité.")
+if data.synthetic:
+    st.warning("Cette vue contient des **données simulées** (démonstration) : les établissements ESS et la "
+               "plupart des tiers-lieux sont générés par essmap ; aucun chiffre ne décrit la réalité.")
+st.caption(f"{_plain(data.territory_label)} · {_plain(data.filters_label)}")
 
-cols = st.columns(4)
-cols[0].metric("Communes", format_number(int((communes["type_commune"] == "COM").sum())))
-cols[1].metric("QPV (génération " + ", ".join(sorted(qpv["generation"].dropna().unique())) + ")", format_number(len(qpv)))
-cols[2].metric("Établissements ESS" + (" (données simulées)" if synthetic else ""), format_number(len(etablissements)))
-cols[3].metric("Tiers-lieux", format_number(len(tiers_lieux)))
+carte, rayon, onglet_fiche, exports = st.tabs(TABS, key="onglet", on_change="rerun")
 
-m = maps.base_map(tuple(communes.total_bounds))
-maps.add_boundaries_layer(m, communes[communes["type_commune"] == "COM"], name="Communes")
-maps.add_qpv_layer(m, qpv)
-maps.add_points_layer(m, tiers_lieux, name="Tiers-lieux", popup=maps.tiers_lieu_popup, color="#1b7837", cluster=False)
-maps.add_points_layer(m, etablissements, name="Établissements ESS", popup=maps.establishment_popup, color="#2166ac")
-if synthetic:
-    maps.add_synthetic_notice(m)
-maps.finish(m)
-st_folium(m, height=650, use_container_width=True, returned_objects=[])
-st.caption("Sources : INSEE (communes, populations légales), ANCT (QPV 2024), France Tiers-Lieux et "
-           "Commune Mesure (tiers-lieux réels) ; établissements ESS : données simulées.")
+with carte:
+    cols = st.columns(4)
+    suffix = " (données simulées)" if data.synthetic else ""
+    cols[0].metric("Établissements ESS" + suffix, format_number(len(data.etablissements)))
+    cols[1].metric("Tiers-lieux", format_number(len(data.tiers_lieux)))
+    cols[2].metric("QPV", format_number(len(data.qpv)))
+    cols[3].metric(f"Unités cartographiées ({LEVELS[view.level].lower()})", format_number(len(data.areas)))
+    clicked = st_folium(_map(_key(view.replace(selected=None))), height=620, use_container_width=True,
+                        returned_objects=["last_active_drawing"], key="carte")
+    feature = (clicked or {}).get("last_active_drawing") or {}
+    code = str((feature.get("properties") or {}).get("code") or "")
+    if code and code != state.get("_dernier_clic"):
+        state["_dernier_clic"] = code
+        state["_a_ouvrir"] = code
+        st.rerun()
+    st.caption("Cliquez sur une commune ou un QPV pour ouvrir sa fiche. Sources : INSEE (communes, populations "
+               "légales, SIRENE), ANCT (QPV), France Tiers-Lieux et Commune Mesure (tiers-lieux)."
+               + (" Établissements ESS : données simulées." if data.synthetic else ""))
+
+with rayon:
+    radius = format_number(view.radius_m)
+    st.metric("QPV couverts", format_percent(coverage_share(data.qpv)),
+              help=f"Part des QPV ayant au moins un tiers-lieu dans le quartier ou à moins de {radius} m.")
+    st.dataframe(display.qpv_tiers_lieux_table(data), hide_index=True, width="stretch", key="table_rayon")
+    st.subheader("Établissements ESS autour des QPV")
+    st.caption(f"Établissements ESS retenus par les filtres ({_plain(data.filters_label)}) à moins de {radius} m "
+               "de chaque QPV" + (" ; données simulées." if data.synthetic else "."))
+    st.metric("QPV avec un établissement ESS proche", format_percent(coverage_share(data.qpv_etablissements)))
+    st.dataframe(display.qpv_establishments_table(data), hide_index=True, width="stretch",
+                 key="table_rayon_etablissements")
+
+with onglet_fiche:
+    units = display.selectable_units(data)
+    _choose("selection", ["", *units])
+    st.selectbox("Territoire sélectionné", ["", *units], key="selection",
+                 format_func=lambda c: units.get(c, "Aucun (cliquez sur la carte)"))
+    view = view.replace(selected=state["selection"] or None)
+    fiche = _fiche(_key(display.computation_key(view)), view.selected) if view.selected else None
+    if fiche is None:
+        st.info("Choisissez un territoire ci-dessus ou cliquez sur une commune ou un QPV de la carte.")
+    else:
+        st.header(f"Fiche : {_plain(fiche.name)}")
+        st.caption(f"{fiche.level_label} {_plain(fiche.code)} · {_plain(data.filters_label)}")
+        if fiche.synthetic:
+            st.warning("Fiche calculée sur des **données simulées** (démonstration).")
+        card_columns = st.columns(4)
+        for i, card in enumerate(fiche.comparisons):
+            with card_columns[i % 4]:
+                st.metric(card.indicator.label_fr, display.format_value(card.value, card.indicator))
+                lines = []
+                if card.parent_name is not None:
+                    lines.append(f"{_plain(card.parent_name)} : {display.format_value(card.parent_value, card.indicator)}")
+                if card.france_value is not None:
+                    lines.append(f"France : {display.format_value(card.france_value, card.indicator)} "
+                                 f"(source : {_plain(card.france_source_fr)})")
+                if card.note_fr:
+                    lines.append(_plain(card.note_fr))
+                lines.append(f"Source : {_plain(card.indicator.source_fr)}")
+                st.caption("  \n".join(lines))
+        charts = st.columns(2)
+        charts[0].subheader("Établissements par famille")
+        charts[0].bar_chart(fiche.familles.set_index("libelle")["n"], horizontal=True, x_label="Établissements",
+                            y_label="")
+        charts[1].subheader("Établissements par secteur")
+        charts[1].bar_chart(fiche.secteurs.set_index("libelle")["n"], horizontal=True, x_label="Établissements",
+                            y_label="")
+        st.subheader("Dans les QPV et hors QPV")
+        st.dataframe(fiche.qpv_hors_qpv, hide_index=True, width="stretch")
+        st.subheader(f"Établissements ESS ({format_number(len(fiche.etablissements))})")
+        st.dataframe(display.establishments_table(fiche.etablissements), hide_index=True, width="stretch")
+        st.subheader(f"Tiers-lieux ({format_number(len(fiche.tiers_lieux))})")
+        st.dataframe(display.tiers_lieux_table(fiche.tiers_lieux), hide_index=True, width="stretch")
+
+with exports:
+    st.subheader("Tableaux de la vue")
+    st.caption(f"{_plain(data.territory_label)} · {_plain(data.filters_label)}"
+               + (" · contient des données simulées" if data.synthetic else ""))
+    tables = display.export_tables(data)
+    label = st.selectbox("Tableau", list(tables), key="table_export")
+    stem, frame = tables[label]
+    st.dataframe(frame.drop(columns=frame.geometry.name).head(200), hide_index=True, width="stretch")
+    buttons = st.columns(len(display.DOWNLOAD_FORMATS))
+    for column, fmt in zip(buttons, display.DOWNLOAD_FORMATS, strict=True):
+        extension = display.DOWNLOAD_FORMATS[fmt][2]
+        name = export_file_name(stem + ("_point-virgule" if fmt == "CSV « ; »" else ""), data.territory_label,
+                                extension)
+        column.download_button(fmt, data=lambda frame=frame, fmt=fmt, stem=stem: display.table_bytes(frame, fmt, layer=stem),
+                               file_name=name, key=f"export_{stem}_{extension}_{fmt == 'CSV « ; »'}")
+    # --- Map snapshot and portrait (essmap/snapshot.py, essmap/portrait.py): added here by the export helper.
+
+# --- Keep the URL in sync with the view ----------------------------------------------------------
+params = view.to_query_params()
+if st.query_params.to_dict() != params:
+    st.query_params.from_dict(params)

@@ -14,7 +14,9 @@ Every analysis uses the exact geometries of the layers.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -35,6 +37,9 @@ from essmap.analysis.indicators import (
 )
 from essmap.analysis.proximity import qpv_establishments, qpv_tiers_lieux
 from essmap.classify import Classification, classify
+from essmap.export import write_table
+from essmap.formatting import format_number, format_percent
+from essmap.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.spatial import points_in_polygons
 from essmap.view import MapView
 
@@ -349,3 +354,127 @@ def _parent_row(level: str, code: str, attributes: Selection, layers: dict[str, 
                                units=_units_layer(parent_level, layers), **common)
     rows = rows[rows["code"].astype(str) == str(parent)]
     return None if rows.empty else rows.iloc[0].to_dict()
+
+
+# --- Tables shown and exported -----------------------------------------------------------------
+
+
+def format_value(value: object, indicator: Indicator) -> str:
+    """An indicator value as users read it: "36,0 %", "32,2", "1 234"; "–" when missing."""
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    if pd.isna(number):
+        return "–"
+    if indicator.unit_fr == "%":
+        return format_percent(float(number))
+    return format_number(float(number), 1 if indicator.unit_fr == "pour 10 000 hab." else 0)
+
+
+def radius_table(result: pd.DataFrame, *, count_label: str, nearest_label: str) -> pd.DataFrame:
+    """A :func:`~essmap.analysis.proximity.qpv_points_within` result as the radius tab shows it.
+
+    Columns "QPV", "Code QPV", "Commune", ``count_label``, ``nearest_label``, "Distance (m)",
+    and "Données simulées" (oui/non) when a simulated point is involved.
+    """
+    count_column = next(c for c in ("n_tiers_lieux", "n_etablissements") if c in result.columns)
+    table = pd.DataFrame({
+        "QPV": result["lib_qp"].astype("string").to_numpy(),
+        "Code QPV": result["code_qp"].astype("string").to_numpy(),
+        "Commune": result["lib_com"].astype("string").to_numpy(),
+        count_label: result[count_column].astype("Int64").to_numpy(),
+        nearest_label: result["nearest_nom"].astype("string").to_numpy(),
+        "Distance (m)": pd.to_numeric(result["nearest_distance_m"], errors="coerce").round().astype("Int64").to_numpy(),
+    })
+    if _any_flag(result, "is_synthetic_involved"):
+        table["Données simulées"] = np.where(result["is_synthetic_involved"].fillna(False).to_numpy(dtype=bool),
+                                             "oui", "non")
+    return table
+
+
+def qpv_tiers_lieux_table(data: ViewData) -> pd.DataFrame:
+    return radius_table(data.qpv, count_label="Tiers-lieux dans le rayon", nearest_label="Tiers-lieu le plus proche")
+
+
+def qpv_establishments_table(data: ViewData) -> pd.DataFrame:
+    return radius_table(data.qpv_etablissements, count_label="Établissements ESS dans le rayon",
+                        nearest_label="Établissement ESS le plus proche")
+
+
+def establishments_table(points: pd.DataFrame) -> pd.DataFrame:
+    """ESS establishments with French column names and labels (lists and exports)."""
+    employer = points["employeur"].astype("boolean")
+    return pd.DataFrame({
+        "Dénomination": points["denomination"].astype("string").to_numpy(),
+        "Famille": points["famille"].astype("string").map(FAMILY_LABELS).to_numpy(),
+        "Secteur": points["secteur"].astype("string").map(SECTOR_LABELS).to_numpy(),
+        "Employeur": np.where(employer.fillna(False).to_numpy(dtype=bool), "oui", "non"),
+        "Tranche d'effectifs": points["tranche_effectifs"].astype("string").map(SIZE_BAND_LABELS).to_numpy(),
+        "Adresse": points["adresse"].astype("string").to_numpy(),
+        "Code postal": points["code_postal"].astype("string").to_numpy(),
+        "Commune": points["libelle_commune"].astype("string").to_numpy(),
+        "SIRET": points["siret"].astype("string").to_numpy(),
+        "Données simulées": _yes_no(points, "is_synthetic"),
+    }, index=points.index)
+
+
+def tiers_lieux_table(points: pd.DataFrame) -> pd.DataFrame:
+    """Tiers-lieux with French column names (lists and exports)."""
+    return pd.DataFrame({
+        "Nom": points["nom"].astype("string").to_numpy(),
+        "Types": points["types"].astype("string").to_numpy(),
+        "Labels ANCT": points["labels"].astype("string").to_numpy(),
+        "Adresse": points["adresse"].astype("string").to_numpy(),
+        "Commune": points["commune"].astype("string").to_numpy(),
+        "Données simulées": _yes_no(points, "is_synthetic"),
+    }, index=points.index)
+
+
+def indicators_table(data: ViewData) -> pd.DataFrame:
+    """The choropleth units and every indicator (code columns as in the analysis tables)."""
+    return pd.DataFrame(data.areas.drop(columns=[data.areas.geometry.name, "classe_couleur"]))
+
+
+def export_tables(data: ViewData) -> dict[str, tuple[str, gpd.GeoDataFrame]]:
+    """What is on screen, as exportable tables: {label: (file stem, frame with geometry)}."""
+    def geo(frame: pd.DataFrame, geometry: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        return gpd.GeoDataFrame(frame, geometry=geometry.geometry.to_numpy(), crs=4326)
+
+    level = LEVEL_LABELS[data.view.level].lower()
+    return {
+        f"Indicateurs par {level}": ("indicateurs_" + data.view.level, geo(indicators_table(data), data.areas)),
+        "QPV et tiers-lieux dans le rayon": ("qpv_tiers_lieux", geo(qpv_tiers_lieux_table(data), data.qpv)),
+        "QPV et établissements ESS dans le rayon": (
+            "qpv_etablissements", geo(qpv_establishments_table(data), data.qpv_etablissements)),
+        "Établissements ESS": ("etablissements_ess", geo(establishments_table(data.etablissements),
+                                                        data.etablissements)),
+        "Tiers-lieux": ("tiers_lieux", geo(tiers_lieux_table(data.tiers_lieux), data.tiers_lieux)),
+    }
+
+
+#: Download formats of the Exports tab: label -> (export format, CSV separator, file extension).
+DOWNLOAD_FORMATS: dict[str, tuple[str, str, str]] = {
+    "CSV": ("csv", ",", "csv"),
+    "CSV « ; »": ("csv", ";", "csv"),
+    "XLSX": ("xlsx", ",", "xlsx"),
+    "GeoJSON": ("geojson", ",", "geojson"),
+    "GeoPackage": ("gpkg", ",", "gpkg"),
+}
+
+
+def table_bytes(frame: gpd.GeoDataFrame, label: str, *, layer: str = "essmap") -> bytes:
+    """A table in one of :data:`DOWNLOAD_FORMATS`, as the bytes of the file to download."""
+    fmt, separator, extension = DOWNLOAD_FORMATS[label]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"table.{extension}"
+        write_table(frame, path, fmt, separator=separator, layer=layer)  # type: ignore[arg-type]
+        return path.read_bytes()
+
+
+def _yes_no(frame: pd.DataFrame, column: str) -> np.ndarray:
+    flags = frame[column].fillna(False).to_numpy(dtype=bool) if column in frame else np.zeros(len(frame), bool)
+    return np.where(flags, "oui", "non")
+
+
+def filter_choices(tiers_lieux: pd.DataFrame, column: str) -> list[str]:
+    """Distinct values of a "; "-separated tiers-lieux column (types, labels), sorted."""
+    values = tiers_lieux[column].dropna().astype(str).str.split(";").explode().str.strip()
+    return sorted(set(values[values != ""]), key=str.casefold)

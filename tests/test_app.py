@@ -1,24 +1,139 @@
-"""The Streamlit app runs headless on the demo store (AppTest, no browser)."""
+"""The Streamlit app runs headless on the demo store (AppTest, no browser): filters, radius,
+URL restore, fiche, synthetic labels and escaped names."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import duckdb
+import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
+TIMEOUT = 600  # the machine is slow and shared: generous on purpose, this is no speed test
+HOSTILE = "<script>alert(1)</script> Escale &amp; CO"
 
 
-def test_app_shows_the_demo_and_labels_synthetic_data(demo_db, monkeypatch):
-    monkeypatch.setenv("ESSMAP_DB", str(demo_db))
-    at = AppTest.from_file(APP, default_timeout=120).run()
+def _app(db: Path, monkeypatch, **params: str) -> AppTest:
+    monkeypatch.setenv("ESSMAP_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(params)
+    at.run()
     assert not at.exception, at.exception
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _table(at: AppTest, column: str):
+    """The displayed table having ``column`` (dataframes without selection carry no key)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _count(value: str) -> int:
+    return int(value.replace("\u202f", ""))
+
+
+@pytest.fixture()
+def fresh_caches():
+    """The app caches by argument, not by database file: start and end clean."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def test_default_view_labels_synthetic_data_and_filters_change_counts(demo_db, monkeypatch, fresh_caches):
+    at = _app(demo_db, monkeypatch)
+    assert at.title[0].value == "essmap : l'économie sociale et solidaire, les QPV et les tiers-lieux"
     assert any("données simulées" in w.value for w in at.warning)
-    labels = {m.label: m.value for m in at.metric}
-    assert labels["Communes"] == "119"  # Bouches-du-Rhône, selected by default
-    assert any("données simulées" in label for label in labels)
-    dep = at.sidebar.selectbox[0]
-    assert dep.value == "13"
-    dep.set_value("05").run()
+    assert at.selectbox(key="departement").value == "13"
+    assert at.selectbox(key="region").value == "93"
+    assert [t.label for t in at.tabs] == ["Carte", "Rayon autour des QPV", "Fiche", "Exports"]
+    everything = _count(_metrics(at)["Établissements ESS (données simulées)"])
+    assert everything > 0
+
+    at.multiselect(key="familles").set_value(["cooperative"]).run()
     assert not at.exception
-    assert {m.label: m.value for m in at.metric}["Communes"] == "162"
+    coops = _count(_metrics(at)["Établissements ESS (données simulées)"])
+    assert 0 < coops < everything
+    assert at.query_params["families"] == "cooperative"
+
+    at.checkbox(key="employeurs").check().run()
+    assert _count(_metrics(at)["Établissements ESS (données simulées)"]) < coops
+
+    commune = at.selectbox(key="commune")
+    assert "13055" in commune.options or "Marseille (13055)" in commune.options
+    commune.set_value("13055").run()
+    assert at.caption[0].value.startswith("Marseille \\(13055\\)")
+
+    at.selectbox(key="departement").set_value("05").run()
+    assert not at.exception
+    assert at.selectbox(key="commune").value == ""  # the cascade resets what no longer exists
+    assert at.query_params["departements"] == "05"
+
+
+def test_radius_change_changes_the_radius_table(demo_db, monkeypatch, fresh_caches):
+    at = _app(demo_db, monkeypatch)
+    table = _table(at, "Tiers-lieux dans le rayon")
+    assert list(table.columns[:6]) == ["QPV", "Code QPV", "Commune", "Tiers-lieux dans le rayon",
+                                       "Tiers-lieu le plus proche", "Distance (m)"]
+    covered = _metrics(at)["QPV couverts"]
+    at.slider(key="rayon").set_value(4000).run()
+    assert not at.exception
+    wider = _table(at, "Tiers-lieux dans le rayon")
+    assert list(wider["Code QPV"]) == list(table["Code QPV"])
+    assert wider["Tiers-lieux dans le rayon"].sum() > table["Tiers-lieux dans le rayon"].sum()
+    assert _metrics(at)["QPV couverts"] != covered
+    assert at.query_params["rayon"] == "4000"
+
+
+def test_url_restores_the_view_and_opens_the_fiche(demo_db, monkeypatch, fresh_caches):
+    at = _app(demo_db, monkeypatch, departements="13", indicateur="part_employeurs_en_qpv", niveau="epci",
+              rayon="2500", classes="4", methode="equal_interval", selection="13055", families="association")
+    assert at.selectbox(key="indicateur").value == "part_employeurs_en_qpv"
+    assert at.selectbox(key="niveau").value == "epci"
+    assert at.slider(key="rayon").value == 2500
+    assert at.slider(key="k").value == 4
+    assert at.selectbox(key="methode").value == "equal_interval"
+    assert at.multiselect(key="familles").value == ["association"]
+    # 13055 is no EPCI: the selection falls back to none, the rest of the view stays
+    assert at.selectbox(key="selection").value == ""
+
+    at = _app(demo_db, monkeypatch, departements="13", niveau="commune", rayon="2500", selection="13055")
+    assert any(h.value == "Fiche : Marseille" for h in at.header)
+    assert at.query_params["selection"] == "13055"
+    assert at.query_params["rayon"] == "2500"
+    cards = _metrics(at)
+    assert "Établissements employeurs de l'ESS pour 10 000 habitants" in cards
+    assert any("France : " in c.value and "source : " in c.value for c in at.caption)
+    assert any("Bouches" in c.value for c in at.caption)
+
+
+def test_choosing_a_qpv_shows_its_fiche(demo_db, monkeypatch, fresh_caches):
+    at = _app(demo_db, monkeypatch)
+    box = at.selectbox(key="selection")
+    qpv_code = next(o for o in box.options if o.startswith("QPV "))
+    code = qpv_code[qpv_code.rindex("(") + 1:-1]
+    box.set_value(code).run()
+    assert not at.exception
+    assert any(h.value.startswith("Fiche : ") for h in at.header)
+    assert at.query_params["selection"] == code
+    assert any("données simulées" in w.value for w in at.warning)
+
+
+def test_names_from_data_are_shown_as_text(demo_db, monkeypatch, tmp_path, fresh_caches):
+    db = tmp_path / "hostile.duckdb"
+    shutil.copy(demo_db, db)
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE communes SET nom = ? WHERE code_insee = '13055'", [HOSTILE])
+    con.close()
+    at = _app(db, monkeypatch, departements="13", selection="13055")
+    headers = [h.value for h in at.header if h.value.startswith("Fiche : ")]
+    assert headers == ["Fiche : \\<script\\>alert\\(1\\)\\</script\\> Escale \\&amp; CO"]
+    assert any(HOSTILE in option for option in at.selectbox(key="commune").options)  # a plain-text widget
