@@ -447,7 +447,7 @@ def export_portrait(
         with _progress_bar(total=float(len(scope.codes))) as progress:
             paths = write_portraits(layers, scope, out, sources=sources, radius_m=rayon, progress=progress)
     for path in paths:
-        console.print(str(path), highlight=False)
+        console.print(str(path), highlight=False, soft_wrap=True)
 
 
 @app.command()

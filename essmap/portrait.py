@@ -290,6 +290,9 @@ def _key_figures_page(fig: Figure, portrait: Portrait, day: date) -> None:
         if comparison.note_fr:
             notes.append(f"{comparison.indicator.label_fr} : {comparison.note_fr}")
     top = text_block(fig, top, "Chiffres clés", A4_PORTRAIT_IN[1], fontsize=12, x=0.06, fontweight="bold")
+    compared = f"{parent_name} (niveau supérieur) et la France" if parent_name else "la France"
+    top = text_block(fig, top, f"{unit.name} comparé à {compared}.", A4_PORTRAIT_IN[1], fontsize=8.5, x=0.06,
+                     color="#333333") - 0.006
     top = _table(fig, top - 0.005, columns, rows, (0.06, 0.62, 0.79, 0.94), label_width=52, fontsize=8.5)
     counting = sorted({c.indicator.counting_unit for c in unit.comparisons})
     lines = [f"Unités de compte : {', '.join(counting)}."]

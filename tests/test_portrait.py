@@ -1,0 +1,152 @@
+"""Portraits de territoire: PDF pages and text, batch from the CLI, French errors (demo store)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from datetime import date
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from essmap import portrait, store
+from essmap.cli import app
+from essmap.errors import EssmapError
+from test_snapshot import ESCALE, SCRIPT, pdf_text, poppler, save_page_png
+
+DAY = date(2026, 11, 25)
+
+
+def page_count(content: bytes) -> int:
+    info = subprocess.run([poppler("pdfinfo"), "-"], input=content, capture_output=True, check=True).stdout.decode()
+    return int(re.search(r"Pages:\s+(\d+)", info).group(1))
+
+
+@pytest.fixture(scope="module")
+def commune_scope(demo_db):
+    con = store.connect(demo_db)
+    try:
+        scope = portrait.resolve_scope(con, "commune", code="13055")
+        return scope, portrait.load_scope_layers(con, scope), store.sources(con)
+    finally:
+        con.close()
+
+
+def test_commune_portrait_pages_figures_sources_and_footer(commune_scope):
+    scope, layers, sources = commune_scope
+    assert scope.codes == ("13055",) and scope.departements == ("13",)
+    unit = portrait.compute_portrait(layers, "commune", "13055", radius_m=1000)
+    content = portrait.render_portrait(unit, sources=sources, day=DAY)
+    assert page_count(content) == 4
+    pages = pdf_text(content).split("\f")
+    text = " ".join(" ".join(pages).split())
+    assert "Marseille (13055)" in text
+    assert "Chiffres clés" in text
+    # compared with the parent level and France, with the source of the national figure
+    assert "Bouches-du-Rhône" in text and "France" in text
+    assert "Observatoire national de l'ESS" in text
+    establishments = next(c for c in unit.fiche.comparisons if c.indicator.key == "n_etablissements")
+    assert portrait.format_number(establishments.value) in text
+    assert "Par famille juridique" in text and "Associations" in text
+    assert "Par secteur d'activité" in text
+    assert "Tiers-lieux à moins de 1 km des QPV" in text
+    assert "Les plus grands employeurs de l'ESS" in text
+    assert "Ce portrait inclut des données simulées" in text
+    assert "2025-10 (données simulées)" in text  # footer: sources with millésimes
+    for number, page in enumerate(pages[:4], start=1):
+        flat = " ".join(page.split())
+        assert f"Page {number} / 4" in flat
+        assert "export du 25/11/2026" in flat
+        assert "données simulées" in flat
+    save_page_png(content, "portrait_commune_marseille", page=1)
+    save_page_png(content, "portrait_commune_marseille", page=3)
+
+
+def test_qpv_coverage_table_follows_the_radius(commune_scope):
+    _, layers, sources = commune_scope
+    near = portrait.compute_portrait(layers, "commune", "13055", radius_m=300)
+    far = portrait.compute_portrait(layers, "commune", "13055", radius_m=5000)
+    assert far.map_data.qpv["covered"].sum() >= near.map_data.qpv["covered"].sum()
+    text = " ".join(pdf_text(portrait.render_portrait(near, sources=sources, day=DAY)).split())
+    covered = int(near.map_data.qpv["covered"].sum())
+    assert f"{covered} QPV sur {len(near.map_data.qpv)} ont au moins un tiers-lieu" in text
+    assert "à moins de 300 m" in text
+    assert "Référence France : 36 %" not in text  # only comparable at 1 km
+
+
+def test_departement_portrait_compares_with_its_region(demo_db):
+    con = store.connect(demo_db)
+    try:
+        scope = portrait.resolve_scope(con, "departement", code="04")
+        layers = portrait.load_scope_layers(con, scope)
+        sources = store.sources(con)
+    finally:
+        con.close()
+    assert scope.departements == ("04", "05", "06", "13", "83", "84")  # the whole région, for the parent
+    unit = portrait.compute_portrait(layers, "departement", "04")
+    assert all(c.parent_name == "Provence-Alpes-Côte d'Azur" for c in unit.fiche.comparisons)
+    text = " ".join(pdf_text(portrait.render_portrait(unit, sources=sources, day=DAY)).split())
+    assert "Alpes-de-Haute-Provence (04)" in text
+    assert "Provence-Alpes-Côte d'Azur" in text
+
+
+def test_names_with_html_and_mathtext_characters_are_plain_text(commune_scope):
+    _, layers, sources = commune_scope
+    communes = layers["communes"].copy()
+    communes.loc[communes["code_insee"] == "13055", "nom"] = f"{SCRIPT} $x$ 50 %"
+    establishments = layers["etablissements"].copy()
+    employers = portrait.largest_employers(establishments[establishments["code_commune"].str.startswith("132")])
+    establishments.loc[employers.index[0], "denomination"] = ESCALE
+    unit = portrait.compute_portrait({**layers, "communes": communes, "etablissements": establishments},
+                                     "commune", "13055")
+    text = " ".join(pdf_text(portrait.render_portrait(unit, sources=sources, day=DAY)).split())
+    assert f"{SCRIPT} $x$ 50 % (13055)" in text
+    assert ESCALE in text
+
+
+def test_largest_employers_are_ranked_by_size_band(commune_scope):
+    _, layers, _ = commune_scope
+    frame = pd.DataFrame({
+        "denomination": ["Petite", "Grande", "Moyenne", "Sans salarié"],
+        "employeur": pd.array([True, True, True, False], dtype="boolean"),
+        "tranche_effectifs": ["01", "32", "12", "NN"],
+    })
+    assert portrait.largest_employers(frame)["denomination"].tolist() == ["Grande", "Moyenne", "Petite"]
+
+
+def test_unknown_codes_and_levels_give_french_errors(demo_db):
+    con = store.connect(demo_db)
+    try:
+        with pytest.raises(EssmapError, match=r"Commune « 99999 » inconnue dans la base"):
+            portrait.resolve_scope(con, "commune", code="99999")
+        with pytest.raises(EssmapError, match=r"QPV « QN99999Z » inconnu dans la base \(département 13\)"):
+            portrait.resolve_scope(con, "qpv", departement="13", code="QN99999Z")
+        with pytest.raises(EssmapError, match=r"Département « 77 » absent de la base"):
+            portrait.resolve_scope(con, "commune", departement="77")
+        with pytest.raises(EssmapError, match=r"Niveau « region » non pris en charge"):
+            portrait.resolve_scope(con, "region", departement="13")
+    finally:
+        con.close()
+
+
+def test_cli_batch_writes_one_pdf_per_qpv_named_after_territory_and_date(demo_db, tmp_path):
+    out = tmp_path / "portraits"
+    result = CliRunner().invoke(app, ["export", "portrait", "--departement", "04", "--level", "qpv",
+                                      "--out", str(out), "--db", str(demo_db)])
+    assert result.exit_code == 0, result.output
+    files = sorted(out.glob("*.pdf"))
+    today = date.today().isoformat()
+    assert len(files) == 3  # the three QPV of the Alpes-de-Haute-Provence
+    for path in files:
+        assert re.fullmatch(rf"portrait_qpv_[a-z0-9-]+-qn004\d\dm_{today}\.pdf", path.name), path.name
+        assert page_count(path.read_bytes()) == 4
+    assert str(files[0]) in result.output
+
+
+def test_cli_unknown_code_exits_with_a_french_message(demo_db, tmp_path):
+    result = CliRunner().invoke(app, ["export", "portrait", "--level", "commune", "--code", "99999",
+                                      "--out", str(tmp_path), "--db", str(demo_db)])
+    assert result.exit_code == 1
+    assert "Commune « 99999 » inconnue dans la base" in result.output
+    assert not list(tmp_path.glob("*.pdf"))
