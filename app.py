@@ -7,12 +7,13 @@ Widget labels and keys follow ``coord/UI_CONTRACT.md``. The view lives in the UR
 
 from __future__ import annotations
 
+import copy
 import re
 
 import streamlit as st
 from streamlit_folium import st_folium
 
-from essmap import display, maps, store
+from essmap import display, maps, portrait, snapshot, store
 from essmap.analysis import Selection
 from essmap.analysis.indicators import INDICATORS, INDICATORS_BY_KEY
 from essmap.analysis.proximity import coverage_share
@@ -30,6 +31,7 @@ METHODS = {"quantiles": "Quantiles", "natural_breaks": "Seuils naturels (Jenks)"
 TILES = {"": "Aucun (hors ligne)", **{name: name for name in maps.TILES}}
 CHOROPLETH_INDICATORS = [i.key for i in INDICATORS if i.key not in ("rayon_m", "inclut_donnees_simulees")]
 TABS = ["Carte", "Rayon autour des QPV", "Fiche", "Exports"]
+SNAPSHOT_FORMATS = {"PNG 300 dpi": "png", "PDF": "pdf", "SVG": "svg"}
 
 
 # --- Cached data -------------------------------------------------------------------------------
@@ -72,7 +74,10 @@ def _view_data(params: tuple[tuple[str, str], ...]) -> display.ViewData:
 
 @st.cache_resource(max_entries=16)
 def _map(params: tuple[tuple[str, str], ...]):
-    """The folium map of a view without its selection (a click does not redraw it)."""
+    """The folium map of a view without its selection (a click does not rebuild it).
+
+    st_folium changes the map it renders: every run gets a copy of the cached one.
+    """
     view = MapView.from_query_params(dict(params))
     return maps.view_map(_data(view))
 
@@ -81,6 +86,17 @@ def _map(params: tuple[tuple[str, str], ...]):
 def _fiche(params: tuple[tuple[str, str], ...], code: str):
     view = MapView.from_query_params(dict(params))
     return display.fiche(_data(view), _layers_of(view), code)
+
+
+@st.cache_data(show_spinner=False)
+def _sources():
+    return store.sources(_connection())
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _portrait_pdf(level: str, code: str, radius_m: float) -> bytes:
+    """Run on click (deferred download), in another thread: its own DuckDB cursor."""
+    return portrait.portrait_pdf(_connection().cursor(), level, code, radius_m=radius_m)
 
 
 def _key(view: MapView) -> tuple[tuple[str, str], ...]:
@@ -207,7 +223,7 @@ with carte:
     cols[1].metric("Tiers-lieux", format_number(len(data.tiers_lieux)))
     cols[2].metric("QPV", format_number(len(data.qpv)))
     cols[3].metric(f"Unités cartographiées ({LEVELS[view.level].lower()})", format_number(len(data.areas)))
-    clicked = st_folium(_map(_key(view.replace(selected=None))), height=620, use_container_width=True,
+    clicked = st_folium(copy.deepcopy(_map(_key(view.replace(selected=None)))), height=620, use_container_width=True,
                         returned_objects=["last_active_drawing"], key="carte")
     feature = (clicked or {}).get("last_active_drawing") or {}
     code = str((feature.get("properties") or {}).get("code") or "")
@@ -288,7 +304,37 @@ with exports:
                                 extension)
         column.download_button(fmt, data=lambda frame=frame, fmt=fmt, stem=stem: display.table_bytes(frame, fmt, layer=stem),
                                file_name=name, key=f"export_{stem}_{extension}_{fmt == 'CSV « ; »'}")
-    # --- Map snapshot and portrait (essmap/snapshot.py, essmap/portrait.py): added here by the export helper.
+    st.subheader("Carte de la vue")
+    snap = st.columns([3, 1.2, 1.2])
+    default_title = snapshot.default_title(data)
+    title = snap[0].text_input("Titre de la carte", key="titre_export", placeholder=default_title) or default_title
+    snap_format = snap[1].selectbox("Format", list(SNAPSHOT_FORMATS), key="format_carte")
+    orientation = snap[2].selectbox("Orientation", ["paysage", "portrait"], key="orientation_carte",
+                                    format_func=lambda o: f"A4 {o}")
+    extension = SNAPSHOT_FORMATS[snap_format]
+    st.download_button(
+        f"Télécharger la carte ({snap_format}, A4 {orientation})",
+        data=lambda data=data, fmt=extension, title=title, orientation=orientation: snapshot.render_snapshot(
+            data, sources=_sources(), fmt=fmt, title=title, orientation=orientation),
+        file_name=export_file_name("carte", data.territory_label, extension), key="export_carte",
+    )
+    st.subheader("Portrait de territoire")
+    chosen = state.get("selection") or ""
+    if not chosen:
+        st.info("Choisissez un territoire dans l'onglet « Fiche » (ou cliquez sur la carte) pour son portrait.")
+    else:
+        level = view.level if chosen in set(data.areas["code"].astype(str)) else "qpv"
+        names = {**dict(zip(data.areas["code"].astype(str), data.areas["nom"])),
+                 **dict(zip(data.qpv["code_qp"].astype(str), data.qpv["lib_qp"]))}
+        st.caption(f"{_plain(names[chosen])} ({_plain(chosen)}) · PDF de 4 pages : chiffres clés comparés, familles "
+                   f"et secteurs, carte et QPV à moins de {format_number(view.radius_m)} m, principaux employeurs ; "
+                   "tout le territoire, sans les filtres de familles ou de secteurs.")
+        st.download_button(
+            "Portrait de territoire (PDF)",
+            data=lambda level=level, code=chosen, radius=view.radius_m: _portrait_pdf(level, code, radius),
+            file_name=portrait.portrait_file_name(level, str(names[chosen]), chosen), mime="application/pdf",
+            key="export_portrait",
+        )
 
 # --- Keep the URL in sync with the view ----------------------------------------------------------
 params = view.to_query_params()

@@ -382,7 +382,8 @@ def export_map(
 
 @export_app.command("table")
 def export_table(
-    couche: Annotated[str, typer.Option("--couche", help="indicateurs, qpv, etablissements ou tiers_lieux.")] = "indicateurs",
+    couche: Annotated[str, typer.Option("--couche", help="indicateurs, qpv_tiers_lieux, qpv_etablissements, "
+                                        "etablissements_ess ou tiers_lieux.")] = "indicateurs",
     vue: VueOption = None,
     departement: DepartementOption = None,
     epci: EpciOption = None,
@@ -395,12 +396,11 @@ def export_table(
     out: OutOption = None,
     db: DbOption = None,
 ) -> None:
-    """Un tableau de la vue (ce que montre le tableau de bord) : CSV, XLSX, GeoJSON ou GeoPackage."""
-    from essmap.export import TABLE_FORMATS, VIEW_TABLES, export_file_name, view_table, write_table
+    """Un tableau de la vue, comme l'onglet Exports du tableau de bord : CSV, XLSX, GeoJSON ou GeoPackage."""
+    from essmap.display import export_tables
+    from essmap.export import TABLE_FORMATS, export_file_name, write_table
 
     with _user_errors():
-        if couche not in VIEW_TABLES:
-            raise EssmapError(f"Couche « {couche} » inconnue. Couches possibles : {', '.join(VIEW_TABLES)}.")
         if fmt not in TABLE_FORMATS:
             raise EssmapError(f"Format « {fmt} » inconnu. Formats possibles : {', '.join(TABLE_FORMATS)}.")
         if separateur not in (",", ";"):
@@ -410,9 +410,14 @@ def export_table(
         view = _export_view(vue, departement=departement, epci=epci, commune=commune, level=level,
                             indicateur=None, methode=None, classes=None, rayon=rayon)
         data, _sources = _view_data_from_store(db, view)
-        target = out or export_file_name(couche, data.territory_label, fmt)
+        tables = {stem: frame for stem, frame in export_tables(data).values()}
+        stems = {("indicateurs" if stem.startswith("indicateurs_") else stem): stem for stem in tables}
+        if couche not in stems:
+            raise EssmapError(f"Couche « {couche} » inconnue. Couches possibles : {', '.join(stems)}.")
+        stem = stems[couche]
+        target = out or export_file_name(stem, data.territory_label, fmt)
         try:
-            write_table(view_table(data, couche), target, fmt, separator=separateur, layer=couche,  # type: ignore[arg-type]
+            write_table(tables[stem], target, fmt, separator=separateur, layer=stem,  # type: ignore[arg-type]
                         crs=4326 if crs == "4326" else crs)
         except ValueError as exc:
             raise EssmapError(str(exc)) from exc

@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import re
 import sys
-import tempfile
 import unicodedata
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import geopandas as gpd
 import pandas as pd
-
-if TYPE_CHECKING:
-    from essmap.display import ViewData
 
 TableFormat = Literal["csv", "xlsx", "geojson", "gpkg"]
 TABLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "geojson", "gpkg")
@@ -94,7 +90,6 @@ def _plain_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-
 def metric_crs(frame: gpd.GeoDataFrame) -> int:
     """EPSG of the one metric CRS of the rows' territory; several territories raise ValueError."""
     from essmap.spatial import territory_codes
@@ -108,32 +103,3 @@ def metric_crs(frame: gpd.GeoDataFrame) -> int:
                          f"({', '.join(codes) or 'aucun'}) ; exportez en WGS84 (EPSG:4326)")
     return epsg[0]
 
-
-def table_bytes(frame: pd.DataFrame, fmt: TableFormat, *, separator: str = ",", layer: str = "essmap",
-                crs: str | int | None = None) -> bytes:
-    """The content of :func:`write_table`'s file, for download buttons."""
-    with tempfile.TemporaryDirectory(prefix="essmap-") as folder:
-        path = Path(folder) / f"{_slug(layer)}.{fmt}"
-        write_table(frame, path, fmt, separator=separator, layer=layer, crs=crs)
-        return path.read_bytes()
-
-
-#: Tables of a view that can be exported, with their French names.
-VIEW_TABLES: dict[str, str] = {
-    "indicateurs": "Indicateurs par territoire",
-    "qpv": "QPV et tiers-lieux dans le rayon",
-    "etablissements": "Établissements de l'ESS",
-    "tiers_lieux": "Tiers-lieux",
-}
-
-
-def view_table(data: ViewData, name: str) -> gpd.GeoDataFrame:
-    """One table of what a view shows (:data:`VIEW_TABLES`), with its geometry.
-
-    The indicator table carries the displayed (simplified) boundaries of its units.
-    """
-    if name not in VIEW_TABLES:
-        raise ValueError(f"table « {name} » inconnue ; tables possibles : {', '.join(VIEW_TABLES)}")
-    if name == "indicateurs":
-        return data.areas.drop(columns=["classe_couleur"])
-    return {"qpv": data.qpv, "etablissements": data.etablissements, "tiers_lieux": data.tiers_lieux}[name]

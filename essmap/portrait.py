@@ -469,12 +469,22 @@ def _employers_page(fig: Figure, portrait: Portrait, day: date) -> None:
            (0.06, 0.40, 0.53, 0.72, 0.84), label_width=44, fontsize=6.5, align="lllll")
 
 
-# --- Batch -------------------------------------------------------------------------------------
+# --- Entry points --------------------------------------------------------------------------------
 
 
-def portrait_file_name(portrait: Portrait, day: date | None = None) -> str:
+def portrait_pdf(con: duckdb.DuckDBPyConnection, level: str, code: str, *, radius_m: float = 1000.0,
+                 day: date | None = None) -> bytes:
+    """One portrait straight from the store, as PDF content (the dashboard button)."""
+    scope = resolve_scope(con, level, code=code)
+    layers = load_scope_layers(con, scope)
+    portrait = compute_portrait(layers, level, scope.codes[0], radius_m=radius_m)
+    return render_portrait(portrait, sources=store.sources(con), day=day)
+
+
+
+def portrait_file_name(level: str, name: str, code: str, day: date | None = None) -> str:
     """``portrait_commune_marseille-13055_2026-12-03.pdf``."""
-    return export_file_name(f"portrait_{portrait.level}", f"{portrait.name} {portrait.code}", "pdf", day=day)
+    return export_file_name(f"portrait_{level}", f"{name} {code}", "pdf", day=day)
 
 
 def write_portraits(layers: dict[str, gpd.GeoDataFrame], scope: Scope, out_dir: Path, *,
@@ -487,7 +497,7 @@ def write_portraits(layers: dict[str, gpd.GeoDataFrame], scope: Scope, out_dir: 
         portrait = compute_portrait(layers, scope.level, code, radius_m=radius_m)
         if progress:
             progress(f"{k + 1}/{len(scope.codes)} {portrait.name} ({code})", k / len(scope.codes))
-        path = out_dir / portrait_file_name(portrait, day)
+        path = out_dir / portrait_file_name(portrait.level, portrait.name, portrait.code, day)
         path.write_bytes(render_portrait(portrait, sources=sources, day=day))
         written.append(path)
     if progress:
