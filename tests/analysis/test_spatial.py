@@ -297,3 +297,63 @@ def test_qpv_extract_is_the_documented_file() -> None:
     meta = json.loads(QPV_PACA.read_text(encoding="utf-8"))
     assert meta.get("millesime") == "2025"
     assert math.isclose(len(meta["features"]), 135)
+
+
+# --- The point-in-polygon grid against every candidate tested by Shapely ---------------------
+
+COMMUNES = Path(__file__).resolve().parents[2] / "data" / "geo" / "communes_france.parquet"
+
+
+def _reference_pairs(points: np.ndarray, polygons: np.ndarray) -> set[tuple[int, int]]:
+    """Every (point, polygon) pair that intersects, from Shapely's own predicate query."""
+    ip, ig = shapely.STRtree(polygons).query(points, predicate="intersects")
+    return set(zip(ip.tolist(), ig.tolist()))
+
+
+def test_point_in_polygon_grid_equals_shapely_on_real_communes() -> None:
+    """The grid decides whole cells by one centre test: check it on the real communes of the
+    Bouches-du-Rhône and Var (shared boundaries, arrondissements overlapping Marseille),
+    with a dense cluster (refined tiles), every 3rd vertex and edge midpoints (boundaries)."""
+    communes = gpd.read_parquet(COMMUNES)
+    communes = communes[communes["code_departement"].isin(["13", "83"])].reset_index(drop=True)
+    polygons = communes.geometry.to_numpy()
+    rng = np.random.default_rng(7)
+    x0, y0, x1, y1 = shapely.total_bounds(polygons)
+    coords = shapely.get_coordinates(polygons)
+    midpoints = (coords[:-1] + coords[1:]) / 2
+    lon = np.concatenate([
+        rng.uniform(x0 - 0.05, x1 + 0.05, 20_000),
+        rng.normal(5.38, 0.03, 40_000),  # dense around Marseille: refined tiles
+        coords[::3, 0], midpoints[::5, 0],
+    ])
+    lat = np.concatenate([
+        rng.uniform(y0 - 0.05, y1 + 0.05, 20_000),
+        rng.normal(43.30, 0.03, 40_000),
+        coords[::3, 1], midpoints[::5, 1],
+    ])
+    points = shapely.points(lon, lat)
+    points[5] = None  # missing and empty points are in no polygon
+    points[6] = shapely.Point()
+    ip, ig = spatial._intersecting_pairs(points, polygons)
+    assert len(ip) > 60_000
+    assert set(zip(ip.tolist(), ig.tolist())) == _reference_pairs(points, polygons)
+
+
+def test_point_in_polygon_grid_with_holes_and_far_apart_parts(build) -> None:
+    """Holes, multi-part polygons far apart (metropole and Réunion in one layer), a polygon
+    inside another's hole, a missing polygon."""
+    outer = shapely.box(5.30, 43.25, 5.40, 43.35)
+    hole = shapely.box(5.33, 43.28, 5.37, 43.32)
+    ring = shapely.Polygon(outer.exterior.coords, [hole.exterior.coords])
+    island = shapely.box(5.34, 43.29, 5.36, 43.31)
+    reunion = shapely.MultiPolygon([shapely.box(55.4, -21.0, 55.5, -20.9), shapely.box(55.6, -21.2, 55.7, -21.1)])
+    polygons = np.array([ring, island, None, reunion], dtype=object)
+    rng = np.random.default_rng(3)
+    lon = np.concatenate([rng.uniform(5.28, 5.42, 30_000), rng.uniform(55.35, 55.75, 5_000), [5.33, 5.35, 55.4]])
+    lat = np.concatenate([rng.uniform(43.23, 43.37, 30_000), rng.uniform(-21.25, -20.85, 5_000), [43.30, 43.29, -21.0]])
+    points = shapely.points(lon, lat)
+    ip, ig = spatial._intersecting_pairs(points, polygons)
+    pairs = set(zip(ip.tolist(), ig.tolist()))
+    assert pairs == _reference_pairs(points, polygons)
+    n = len(points)
+    assert {(n - 3, 0), (n - 2, 1), (n - 1, 3)} <= pairs  # on the hole's edge, the island's, a corner
