@@ -173,7 +173,8 @@ SeparatorOption = Annotated[str, typer.Option("--separateur", help="Séparateur 
 DepartementOption = Annotated[str | None, typer.Option("--departement", help="Restreindre à un ou plusieurs départements, ex. 13 ou 13,84.")]
 
 
-def _write_query_result(frame, stem: str, territory: str, fmt: str, out: str | None, separator: str) -> None:
+def _write_query_result(frame, stem: str, territory: str, fmt: str, out: str | None, separator: str,
+                        crs: str | int | None = None) -> None:
     from essmap.export import TABLE_FORMATS, export_file_name, write_table
 
     if fmt not in TABLE_FORMATS:
@@ -182,7 +183,7 @@ def _write_query_result(frame, stem: str, territory: str, fmt: str, out: str | N
         raise EssmapError(f"Séparateur « {separator} » non pris en charge : utilisez « , » ou « ; ».")
     target = out or export_file_name(stem, territory, fmt)
     try:
-        write_table(frame, target, fmt, separator=separator, layer=stem)
+        write_table(frame, target, fmt, separator=separator, layer=stem, crs=crs)
     except ValueError as exc:
         raise EssmapError(str(exc)) from exc
     if target != "-":
@@ -398,13 +399,8 @@ def export_table(
 ) -> None:
     """Un tableau de la vue, comme l'onglet Exports du tableau de bord : CSV, XLSX, GeoJSON ou GeoPackage."""
     from essmap.display import export_tables
-    from essmap.export import TABLE_FORMATS, export_file_name, write_table
 
     with _user_errors():
-        if fmt not in TABLE_FORMATS:
-            raise EssmapError(f"Format « {fmt} » inconnu. Formats possibles : {', '.join(TABLE_FORMATS)}.")
-        if separateur not in (",", ";"):
-            raise EssmapError(f"Séparateur « {separateur} » non pris en charge : utilisez « , » ou « ; ».")
         if crs not in ("4326", "metrique"):
             raise EssmapError(f"CRS « {crs} » non pris en charge : 4326 ou metrique.")
         view = _export_view(vue, departement=departement, epci=epci, commune=commune, level=level,
@@ -414,16 +410,10 @@ def export_table(
         stems = {("indicateurs" if stem.startswith("indicateurs_") else stem): stem for stem in tables}
         if couche not in stems:
             raise EssmapError(f"Couche « {couche} » inconnue. Couches possibles : {', '.join(stems)}.")
+        _synthetic_note(data.synthetic)
         stem = stems[couche]
-        target = out or export_file_name(stem, data.territory_label, fmt)
-        try:
-            write_table(tables[stem], target, fmt, separator=separateur, layer=stem,  # type: ignore[arg-type]
-                        crs=4326 if crs == "4326" else crs)
-        except ValueError as exc:
-            raise EssmapError(str(exc)) from exc
-    _synthetic_note(data.synthetic)
-    if target != "-":
-        err_console.print(f"Écrit : {target}", highlight=False)
+        _write_query_result(tables[stem], stem, data.territory_label, fmt, out, separateur,
+                            crs=4326 if crs == "4326" else crs)
 
 
 @export_app.command("portrait")
