@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from essmap import store
 from essmap.analysis.filters import Selection
@@ -391,6 +392,7 @@ def _bars(ax, frame: pd.DataFrame, title: str) -> None:
     ax.set_yticks(np.arange(len(frame)), labels, fontsize=7.5)
     ax.set_title(title, fontsize=10, loc="left", fontweight="bold", x=-0.62)
     ax.tick_params(axis="x", labelsize=7)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.xaxis.set_major_formatter(lambda v, _pos: format_number(v))
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
@@ -404,7 +406,8 @@ def _map_page(fig: Figure, portrait: Portrait, day: date) -> None:
     data = portrait.map_data
     top = _header(fig, portrait, f"Carte · {data.indicator.label_fr} · tiers-lieux et QPV")
     map_ax = fig.add_axes((0.06, top - 0.42, 0.58, 0.42))
-    draw_map(map_ax, data)
+    focus = data.qpv if portrait.level == "qpv" else None
+    draw_map(map_ax, data, focus=focus, focus_margin_m=max(portrait.radius_m * 1.2, 500.0))
     legend_ax = fig.add_axes((0.66, top - 0.42, 0.30, 0.42))
     legend_ax.set_axis_off()
     legend_ax.legend(handles=legend_handles(data), loc="upper left", frameon=False, fontsize=6.5,

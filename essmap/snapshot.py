@@ -135,11 +135,13 @@ def metric_epsg(frame: gpd.GeoDataFrame) -> int:
     return TERRITORIES[codes.mode().iloc[0]].epsg if len(codes) else TERRITORIES["metropole"].epsg
 
 
-def draw_map(ax: Axes, data: ViewData, *, epsg: int | None = None) -> int:
+def draw_map(ax: Axes, data: ViewData, *, epsg: int | None = None,
+             focus: gpd.GeoDataFrame | None = None, focus_margin_m: float = 0.0) -> int:
     """Draw the view (choropleth, QPV, points, scale bar, north arrow) in its metric CRS.
 
     Returns the EPSG code used. ``ax`` should already have its final position: the extent is
-    widened to the shape of the axes so the map fills it at one scale.
+    widened to the shape of the axes so the map fills it at one scale. The extent is that of
+    the units, or of ``focus`` widened by ``focus_margin_m`` metres (a QPV and its radius).
     """
     epsg = epsg or metric_epsg(data.areas)
     areas = data.areas.to_crs(epsg)
@@ -155,7 +157,11 @@ def draw_map(ax: Axes, data: ViewData, *, epsg: int | None = None) -> int:
                 qpv[mask].plot(ax=ax, facecolor=style["fill"], edgecolor=style["color"], linewidth=0.8, alpha=0.8)
     _scatter(ax, data.etablissements, epsg, colour=ESTABLISHMENT_COLOUR, size=1.5, alpha=0.7, zorder=4)
     _scatter(ax, data.tiers_lieux, epsg, colour=TIERS_LIEU_COLOUR, size=24, alpha=1.0, zorder=5, marker="^")
-    bounds = areas.total_bounds if not areas.empty else (qpv.total_bounds if not qpv.empty else None)
+    if focus is not None and not focus.empty:
+        x0, y0, x1, y1 = focus.to_crs(epsg).total_bounds
+        bounds = np.array([x0 - focus_margin_m, y0 - focus_margin_m, x1 + focus_margin_m, y1 + focus_margin_m])
+    else:
+        bounds = areas.total_bounds if not areas.empty else (qpv.total_bounds if not qpv.empty else None)
     if bounds is None or not np.all(np.isfinite(bounds)):
         return epsg
     _set_extent(ax, bounds)
@@ -230,7 +236,8 @@ def add_scale_bar(ax: Axes) -> float:
     for i, colour in enumerate(("black", "white")):
         ax.add_patch(Rectangle((left + i * length / 2, bottom), length / 2, height, facecolor=colour,
                                edgecolor="black", linewidth=0.6, zorder=10))
-    for position, text in ((0, "0"), (length / 2, distance_label(length / 2)), (length, distance_label(length))):
+    half = format_number(length / 2000, 1 if length % 2000 else 0) if length >= 1000 else format_number(length / 2)
+    for position, text in ((0, "0"), (length / 2, half), (length, distance_label(length))):
         ax.text(left + position, bottom + height * 1.6, text, ha="center", va="bottom", fontsize=7, zorder=10)
     return length
 
