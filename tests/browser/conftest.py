@@ -49,6 +49,7 @@ class BrowserStore:
     db_path: Path
     script_place: HtmlPlace
     entity_place: HtmlPlace
+    qpv_count: int  # QPV of Bouches-du-Rhône, the département shown by default
 
 
 @pytest.fixture(scope="session")
@@ -62,11 +63,14 @@ def browser_store(demo_db, tmp_path_factory) -> BrowserStore:
     con = store.connect(db_path)
     try:
         qpv = store.read_layer(con, "qpv", departements=["13"])
+        tiers_lieux = store.read_layer(con, "tiers_lieux", departements=["13"], columns=["nom"])
     finally:
         con.close()
-    marseille = qpv[qpv["insee_com"].fillna("").str.contains(r"^(?:13055|132\d\d)", regex=True)]
+    # two QPV of Marseille with no tiers-lieu inside: the new places are their only nearest ones
+    empty = ~qpv.geometry.apply(lambda shape: bool(tiers_lieux.geometry.within(shape).any()))
+    marseille = qpv[empty & qpv["insee_com"].fillna("").str.contains(r"^(?:13055|132\d\d)", regex=True)]
     marseille = marseille.sort_values("code_qp").head(2)
-    assert len(marseille) == 2, "the demo store should hold QPV in Marseille"
+    assert len(marseille) == 2, "the demo store should hold QPV of Marseille without tiers-lieux"
     points = marseille.geometry.representative_point()
     places = [
         HtmlPlace(name, float(p.y), float(p.x), code, lib)
@@ -93,7 +97,7 @@ def browser_store(demo_db, tmp_path_factory) -> BrowserStore:
     names = dict(zip(stored["id_tiers_lieu"], stored["nom"], strict=True))
     assert names.get("test-html-1") == SCRIPT_NAME, names.get("test-html-1")
     assert names.get("test-html-2") == ENTITY_NAME, names.get("test-html-2")
-    return BrowserStore(db_path, places[0], places[1])
+    return BrowserStore(db_path, places[0], places[1], len(qpv))
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@
 
 One Streamlit server serves the whole session (``app_url``) on a copy of the demo store with
 HTML-named tiers-lieux (``browser_store``); every test opens a fresh tab that fails on any
-dialog, so a name executed as code (``alert``) fails the test that shows it. Screenshots go to
-tests/artifacts/browser/.
+dialog, so a name executed as code (``alert``) fails the test that shows it. Widget labels
+follow coord/UI_CONTRACT.md. Screenshots go to tests/artifacts/browser/.
 """
 
 from __future__ import annotations
@@ -13,9 +13,17 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from appdriver import ARTIFACTS, click_map_at, map_frame, wait_for_script_idle
+from appdriver import ARTIFACTS, click_map_at, map_frame, mark_map_stale, wait_for_script_idle
+from essmap.analysis.indicators import INDICATORS_BY_KEY
+from essmap.view import DEFAULT_INDICATOR
 
 pytestmark = pytest.mark.browser
+
+RADIUS_COLUMNS = ["QPV", "Code QPV", "Commune", "Tiers-lieux dans le rayon", "Tiers-lieu le plus proche", "Distance (m)"]
+PERCENT = re.compile(r"^\d{1,3}(,\d+)?\u202f%$")
+
+
+# --- Helpers -----------------------------------------------------------------------------------
 
 
 def open_app(page, url: str, query: str = ""):
@@ -31,36 +39,193 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def popup_text(frame, containing: str) -> str:
-    """Text of the open map popup that contains ``containing``."""
-    popup = frame.locator(".leaflet-popup-content").filter(has_text=containing)
-    expect(popup).to_be_visible()
-    return popup.inner_text()
+def metric(page, label: str):
+    """The visible metric whose label is ``label`` (hidden tabs hold metrics too)."""
+    return (page.locator('[data-testid="stMetric"]')
+            .filter(has=page.locator('[data-testid="stMetricLabel"]').get_by_text(label, exact=True))
+            .filter(visible=True))
 
 
-def test_map_draws_and_labels_synthetic_data(page, app_url):
+def metric_value(page, label: str) -> str:
+    found = metric(page, label)
+    expect(found).to_have_count(1)
+    return found.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def french_number(text: str) -> float:
+    return float(text.replace("\u202f", "").replace("%", "").replace(",", ".").strip())
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+    wait_for_script_idle(page)
+    expect(page.get_by_role("tab", name=name)).to_have_attribute("aria-selected", "true")
+
+
+def sidebar_checkbox(page, label: str):
+    return page.locator('[data-testid="stSidebar"] [data-testid="stCheckbox"]').filter(has_text=label)
+
+
+def grid_rows(frame_locator) -> list[list[str]]:
+    """Cells of the rows a dataframe has rendered (its accessible table; the grid is a canvas)."""
+    rows = frame_locator.locator("tbody tr")
+    return [[cell.text_content() or "" for cell in row.locator("td").all()] for row in rows.all()]
+
+
+def grid_row(page, dataframe, first_cell_of: dict[int, str]) -> list[str]:
+    """The row whose cells match ``{column index: text}``, searched with the grid's own search."""
+    def find() -> list[str] | None:
+        for row in grid_rows(dataframe):
+            if all(len(row) > i and row[i] == text for i, text in first_cell_of.items()):
+                return row
+        return None
+
+    row = find()
+    if row is None:  # not among the rendered rows: let the grid scroll to it
+        dataframe.hover()
+        dataframe.get_by_role("button", name="Search").click()
+        page.keyboard.type(next(iter(first_cell_of.values())))
+        page.wait_for_timeout(500)
+        row = find()
+    assert row is not None, f"no row with {first_cell_of} in {grid_rows(dataframe)[:5]}..."
+    return row
+
+
+def visible_dataframe(page, index: int = 0):
+    frames = page.locator('[data-testid="stDataFrame"]').filter(visible=True)
+    expect(frames.nth(index)).to_be_visible()
+    return frames.nth(index)
+
+
+def legend_text(frame) -> str:
+    return frame.locator("body").inner_text()
+
+
+def hide_point_layers(frame) -> None:
+    """Untick the point layers in the layer switcher, as a user would to click a polygon."""
+    for name in ("Établissements ESS", "Tiers-lieux"):
+        box = frame.locator(".leaflet-control-layers-overlays label").filter(has_text=name).locator("input")
+        if box.count() and box.first.is_checked():
+            box.first.uncheck()
+
+
+# --- Tests -------------------------------------------------------------------------------------
+
+
+def test_map_legend_and_synthetic_notice(page, app_url):
     frame = open_app(page, app_url)
-    expect(page.get_by_text("essmap : l'économie sociale et solidaire", exact=False).first).to_be_visible()
-    expect(page.locator('[data-testid="stAlert"]').filter(has_text="données simulées").first).to_be_visible()
-    assert "données simulées" in frame.locator("body").inner_text()
-    assert frame.locator(".leaflet-container").count() == 1
     shot(page, "map")
+    expect(page.get_by_role("heading", name="essmap : l'économie sociale et solidaire, les QPV et les tiers-lieux"))\
+        .to_be_visible()
+    expect(page.locator('[data-testid="stAlert"]').filter(has_text="données simulées").first).to_be_visible()
+    indicator = INDICATORS_BY_KEY[DEFAULT_INDICATOR]
+    text = legend_text(frame)
+    assert f"{indicator.label_fr} ({indicator.unit_fr})" in text
+    assert "Pas de données" in text
+    assert f"Source : {indicator.source_fr}" in text
+    assert "données simulées" in text  # on the map itself, not only in the page
+    assert frame.locator(".leaflet-container").count() == 1
+
+
+def test_filter_change_updates_figures_and_map(page, app_url):
+    frame = open_app(page, app_url)
+    label = "Établissements ESS (données simulées)"
+    before = french_number(metric_value(page, label))
+    mark_map_stale(frame)
+    sidebar_checkbox(page, "Établissements employeurs uniquement").locator("label").click()
+    wait_for_script_idle(page)
+    map_frame(page)  # a new map is drawn
+    after = french_number(metric_value(page, label))
+    shot(page, "filter-employeurs")
+    assert 0 < after < before
+    assert "employer_only=1" in page.url
+
+
+def test_radius_tab_table_and_coverage(page, app_url, browser_store):
+    open_app(page, app_url, "rayon=100")
+    open_tab(page, "Rayon autour des QPV")
+    small = metric_value(page, "QPV couverts")
+    assert PERCENT.match(small), small
+    table = visible_dataframe(page)
+    headers = [h.text_content() for h in table.locator("thead th").all()]
+    assert headers[: len(RADIUS_COLUMNS)] == RADIUS_COLUMNS
+    assert int(table.locator("table").get_attribute("aria-rowcount")) - 1 == browser_store.qpv_count
+
+    for place in (browser_store.script_place, browser_store.entity_place):
+        row = grid_row(page, table, {1: place.code_qp})
+        shot(page, f"radius-{place.code_qp}")
+        assert row[0] == place.lib_qp
+        assert row[4] == place.name  # HTML and entities shown as typed
+        assert row[5] == "0"
+        assert int(row[3]) >= 1
+
+    slider = page.get_by_role("slider", name="Rayon (m)")
+    expect(slider).to_have_value("100")
+    slider.focus()
+    page.keyboard.press("End")
+    wait_for_script_idle(page)
+    expect(slider).to_have_value("5000")
+    large = metric_value(page, "QPV couverts")
+    shot(page, "radius-5000")
+    assert french_number(large) > french_number(small)
+    assert "rayon=5000" in page.url
+
+
+def test_click_on_a_qpv_opens_its_fiche(page, app_url, browser_store):
+    frame = open_app(page, app_url)
+    hide_point_layers(frame)
+    place = browser_store.script_place
+    click_map_at(page, frame, place.latitude, place.longitude, zoom=16)
+    header = page.get_by_role("heading", name=f"Fiche : {place.lib_qp}")
+    expect(header).to_be_visible()
+    wait_for_script_idle(page)
+    expect(page.get_by_role("tab", name="Fiche")).to_have_attribute("aria-selected", "true")
+    shot(page, "fiche-qpv")
+    figures = page.locator('[data-testid="stMetric"]').filter(visible=True)
+    assert figures.count() >= 2
+    assert all(f.locator('[data-testid="stMetricValue"]').inner_text().strip() for f in figures.all())
+    fiche_text = page.locator('[data-testid="stMain"]').inner_text()
+    assert "France : " in fiche_text and "Source : " in fiche_text
+    assert "données simulées" in fiche_text
+    assert f"selection={place.code_qp}" in page.url
+    tiers_lieux = page.locator('[data-testid="stDataFrame"]').filter(visible=True).last
+    tiers_lieux.scroll_into_view_if_needed()
+    assert any(place.name in row for row in grid_rows(tiers_lieux)), grid_rows(tiers_lieux)
+
+
+def test_url_restores_the_view(page, app_url, browser_store):
+    place = browser_store.entity_place
+    indicator = INDICATORS_BY_KEY["n_etablissements"]
+    query = (f"departements=13&employer_only=1&indicateur={indicator.key}&niveau=departement&rayon=2500"
+             f"&selection={place.code_qp}")
+    frame = open_app(page, app_url, query)
+    shot(page, "url-view")
+    assert sidebar_checkbox(page, "Établissements employeurs uniquement").locator("input").is_checked()
+    expect(page.get_by_role("combobox", name="Niveau")).to_have_value("Département")
+    expect(page.get_by_role("combobox", name="Indicateur")).to_have_value(indicator.label_fr)
+    expect(page.get_by_role("slider", name="Rayon (m)")).to_have_value("2500")
+    assert f"{indicator.label_fr} ({indicator.unit_fr})" in legend_text(frame)
+    open_tab(page, "Fiche")
+    expect(page.get_by_role("heading", name=f"Fiche : {place.lib_qp}")).to_be_visible()
+    for key in ("employer_only=1", "niveau=departement", "rayon=2500", f"selection={place.code_qp}"):
+        assert key in page.url
 
 
 def test_html_names_show_as_text_in_popups(page, app_url, browser_store):
     frame = open_app(page, app_url)
     place = browser_store.script_place
-    click_map_at(page, frame, place.latitude, place.longitude, zoom=18)
-    text = popup_text(frame, place.name)
-    shot(page, "popup-script-name")
     assert place.name == "<script>alert(1)</script>"
-    assert place.name in text
-    assert '<img src="x" onerror="alert(2)">' in text
-    assert frame.locator(".leaflet-popup-content script, .leaflet-popup-content img").count() == 0
+    click_map_at(page, frame, place.latitude, place.longitude, zoom=18)
+    popup = frame.locator(".leaflet-popup-content").filter(has_text=place.name)
+    expect(popup).to_be_visible()
+    shot(page, "popup-script-name")
+    assert '<img src="x" onerror="alert(2)">' in popup.inner_text()
+    assert popup.locator("script, img").count() == 0
 
     place = browser_store.entity_place
-    click_map_at(page, frame, place.latitude, place.longitude, zoom=18)
     assert place.name == "Escale &amp; CO"
-    text = popup_text(frame, place.name)
+    click_map_at(page, frame, place.latitude, place.longitude, zoom=18)
+    popup = frame.locator(".leaflet-popup-content").filter(has_text=place.name)
+    expect(popup).to_be_visible()
     shot(page, "popup-entity-name")
-    assert re.search(r"(^|\n)" + re.escape(place.name) + r"($|\n)", text), text
+    assert place.name in popup.inner_text().splitlines()

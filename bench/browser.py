@@ -1,0 +1,225 @@
+"""``make bench-browser``: the dashboard's speed in a real browser, on the embedded data.
+
+Measured in one run, on ``data/essmap.duckdb`` (``make build``), with Debian's chromium driven by
+Playwright against ``streamlit run app.py`` on a free local port (the tests' driver,
+tests/browser/appdriver.py):
+
+- first complete map: from the start of the page load to the Leaflet map of the streamlit-folium
+  frame having drawn its vector layers; each repetition is a new browser tab on the warm server
+  (caches filled by one warm-up load, whose time is reported as the cold start);
+- filter change: from the click on the employer checkbox of the sidebar to the new map drawn;
+- map size: bytes received on the Streamlit websocket for one page load, and the largest
+  message (the one carrying the map), for every département of the embedded region.
+
+Figures are medians of several repetitions; results go to bench/BROWSER.md with the machine and
+the verdict against the targets of the dashboard issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "tests" / "browser"))
+
+from appdriver import (  # noqa: E402
+    VIEWPORT,
+    StreamlitServer,
+    launch_chromium,
+    map_frame,
+    mark_map_stale,
+    wait_for_script_idle,
+)
+
+from essmap.config import DEMO_DEPARTEMENTS, load_settings  # noqa: E402
+
+RESULTS = HERE / "BROWSER.md"
+LOG = HERE / "out" / "browser-streamlit.log"
+
+#: Targets of the dashboard issue (#4).
+TARGET_FIRST_MAP_S = 3.0
+TARGET_FILTER_REDRAW_S = 1.0
+TARGET_MAP_BYTES = 3_000_000
+
+#: Label of the sidebar checkbox toggled as "a filter change" (UI contract: "Établissements
+#: employeurs uniquement"; matched on its stable part).
+FILTER_CHECKBOX_TEXT = "employeurs"
+
+
+def log(message: str) -> None:
+    print(f"[bench-browser {datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+@dataclass
+class PageLoad:
+    seconds: float
+    ws_bytes: int
+    largest_message: int
+
+
+@dataclass
+class Results:
+    cold_first_map_s: float = 0.0
+    first_map_s: list[float] = field(default_factory=list)
+    filter_redraw_s: list[float] = field(default_factory=list)
+    map_bytes: dict[str, PageLoad] = field(default_factory=dict)
+    chromium: str = ""
+
+
+def load_page(browser, url: str) -> tuple[PageLoad, object]:
+    """Open ``url`` in a new tab; time to the complete map and websocket bytes received."""
+    context = browser.new_context(viewport=VIEWPORT, locale="fr-FR")
+    page = context.new_page()
+    sizes: list[int] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: sizes.append(len(payload))))
+    start = time.perf_counter()
+    page.goto(url)
+    map_frame(page, timeout_ms=120_000)
+    seconds = time.perf_counter() - start
+    wait_for_script_idle(page)
+    return PageLoad(seconds, sum(sizes), max(sizes, default=0)), page
+
+
+def filter_checkbox(page):
+    return page.locator('[data-testid="stSidebar"] [data-testid="stCheckbox"]').filter(has_text=FILTER_CHECKBOX_TEXT)
+
+
+def time_filter_change(page) -> float:
+    """Toggle the employer checkbox; seconds until the new map has drawn."""
+    mark_map_stale(map_frame(page))
+    start = time.perf_counter()
+    filter_checkbox(page).locator("label").click()
+    map_frame(page, timeout_ms=120_000)
+    seconds = time.perf_counter() - start
+    wait_for_script_idle(page)
+    return seconds
+
+
+def run(repetitions: int, db_path: Path) -> Results:
+    from playwright.sync_api import sync_playwright
+
+    results = Results()
+    with StreamlitServer(db_path, LOG) as server, sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        results.chromium = browser.version
+        log(f"server {server.url}, chromium {browser.version}")
+        cold, page = load_page(browser, server.url)
+        results.cold_first_map_s = cold.seconds
+        page.context.close()
+        log(f"cold start (server caches empty): {cold.seconds:.2f} s")
+        for i in range(repetitions):
+            load, page = load_page(browser, server.url)
+            results.first_map_s.append(load.seconds)
+            log(f"first map {i + 1}/{repetitions}: {load.seconds:.2f} s, {load.ws_bytes / 1e6:.2f} MB")
+            if i == 0:
+                # every filter state once before timing: the heavy work is cached across reruns
+                for _ in range(2):
+                    time_filter_change(page)
+                for j in range(repetitions):
+                    seconds = time_filter_change(page)
+                    results.filter_redraw_s.append(seconds)
+                    log(f"filter change {j + 1}/{repetitions}: {seconds:.2f} s")
+            page.context.close()
+        for dep in DEMO_DEPARTEMENTS:
+            load, page = load_page(browser, f"{server.url}/?departements={dep}")
+            page.context.close()
+            results.map_bytes[dep] = load
+            log(f"département {dep}: {load.ws_bytes / 1e6:.2f} MB on the websocket "
+                f"(largest message {load.largest_message / 1e6:.2f} MB)")
+        browser.close()
+    return results
+
+
+def machine() -> list[str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} logical cores; RAM {mem_gb:.0f} GB; {platform.platform()}",
+        f"- Python {platform.python_version()}, streamlit {version('streamlit')}, "
+        f"streamlit-folium {version('streamlit-folium')}, folium {version('folium')}, playwright {version('playwright')}",
+        f"- git commit {commit or '?'}",
+    ]
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def write_report(results: Results, repetitions: int, db_path: Path) -> str:
+    first = statistics.median(results.first_map_s)
+    redraw = statistics.median(results.filter_redraw_s)
+    largest_dep, largest = max(results.map_bytes.items(), key=lambda item: item[1].ws_bytes)
+    lines = [
+        "# Browser benchmark of the dashboard (`make bench-browser`)",
+        "",
+        f"Generated by `bench/browser.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, on the embedded "
+        f"data (`{db_path.relative_to(REPO) if db_path.is_relative_to(REPO) else db_path}`, région PACA, "
+        "synthetic establishments at full scale), in Debian chromium "
+        f"{results.chromium} (headless, Playwright), window {VIEWPORT['width']}×{VIEWPORT['height']}.",
+        "",
+        *machine(),
+        "",
+        "How: `streamlit run app.py` on a free local port (file watcher off); each page load is a new "
+        "browser tab on the warm server; the map is complete when the Leaflet map of the streamlit-folium "
+        "frame has drawn its vector layers (pixels on its canvas). A filter change is a click on the "
+        "sidebar checkbox « Établissements employeurs uniquement », timed until the new map is drawn, after "
+        "both states were shown once (server caches filled). Map size: bytes received on the Streamlit "
+        f"websocket for one page load (the map is its largest message). Medians of {repetitions} repetitions.",
+        "",
+        "| measure | median | min | max | target | verdict |",
+        "|---|---|---|---|---|---|",
+        f"| first complete map after page load (warm server) | {first:.2f} s | {min(results.first_map_s):.2f} s | "
+        f"{max(results.first_map_s):.2f} s | < {TARGET_FIRST_MAP_S:g} s | {verdict(first < TARGET_FIRST_MAP_S)} |",
+        f"| redraw after a filter change | {redraw:.2f} s | {min(results.filter_redraw_s):.2f} s | "
+        f"{max(results.filter_redraw_s):.2f} s | < {TARGET_FILTER_REDRAW_S:g} s | {verdict(redraw < TARGET_FILTER_REDRAW_S)} |",
+        f"| map sent to the browser, largest département ({largest_dep}) | {largest.ws_bytes / 1e6:.2f} MB | | | "
+        f"< {TARGET_MAP_BYTES / 1e6:g} MB | {verdict(largest.ws_bytes < TARGET_MAP_BYTES)} |",
+        "",
+        f"Cold start (first page load after the server started, caches empty): {results.cold_first_map_s:.2f} s.",
+        "",
+        "Bytes received per département view (`?departements=XX`, default indicator and level):",
+        "",
+        "| département | websocket total | largest message (map) |",
+        "|---|---|---|",
+        *(f"| {dep} | {load.ws_bytes / 1e6:.2f} MB | {load.largest_message / 1e6:.2f} MB |"
+          for dep, load in results.map_bytes.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--db", type=Path, default=None, help="database (default: the embedded one)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    db_path = (args.db or load_settings().db_path).resolve()
+    if not db_path.exists():
+        sys.exit(f"{db_path} is missing: run `make build` first")
+    results = run(args.repetitions, db_path)
+    args.out.write_text(write_report(results, args.repetitions, db_path))
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
