@@ -56,3 +56,10 @@ bench: $(STAMP) bench-deps
 
 bench-small: $(STAMP) bench-deps
 	$(BIN)/python bench/run.py --small
+
+# `make bench-browser`: the dashboard in Debian chromium on the embedded data (first complete map,
+# redraw after a filter change, bytes of the map sent to the browser); rewrites bench/BROWSER.md.
+.PHONY: bench-browser
+
+bench-browser: $(STAMP) $(DB) system-deps
+	$(BIN)/python bench/browser.py
