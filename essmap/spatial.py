@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
@@ -226,8 +227,9 @@ def _key_rank(keys: pd.Series) -> np.ndarray:
     return rank
 
 
-def _take(values: pd.Series | pd.Index, positions: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """``values[positions]`` with <NA> where a position is -1, keeping a nullable dtype."""
+def take_or_na(values: pd.Series | pd.Index, positions: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """``values[positions]`` with <NA> where a position is -1, keeping a nullable dtype (the
+    columns of :func:`nearest` and :func:`points_in_polygons`)."""
     array = pd.Series(values).array
     if isinstance(array, pd.arrays.NumpyExtensionArray):
         array = pd.array(array.to_numpy())
@@ -306,7 +308,8 @@ def _pair_intersects(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarra
 def _prepared_predicate(
     heavy: np.ndarray, ih: np.ndarray, light: np.ndarray, il: np.ndarray
 ) -> np.ndarray:
-    """``intersects(heavy[ih], light[il])`` elementwise, with prepared copies of ``heavy``.
+    """``intersects(heavy[ih], light[il])`` elementwise, with prepared copies of ``heavy``
+    (when each is tested several times).
 
     Copies, so the caller's geometries are never mutated: shared frames stay safe to use from
     several threads (GEOS builds prepared indexes lazily). Pairs are processed sorted by the
@@ -316,7 +319,9 @@ def _prepared_predicate(
     sorted_h = ih[order]
     first = np.ones(len(sorted_h), dtype=bool)
     first[1:] = sorted_h[1:] != sorted_h[:-1]
-    prepared = _prepared_copies(heavy[sorted_h[first]])
+    distinct = heavy[sorted_h[first]]
+    # preparing pays off only when each geometry is tested several times
+    prepared = _prepared_copies(distinct) if len(ih) >= 4 * len(distinct) else distinct
     lhs = prepared[np.cumsum(first) - 1]
     rhs = light[il[order]]
     coords, owner = shapely.get_coordinates(rhs, return_index=True)
@@ -359,7 +364,7 @@ def points_in_polygons(points: gpd.GeoDataFrame, polygons: gpd.GeoDataFrame, key
     require_wgs84(polygons, "polygons")
     _require_column(polygons, key, "polygons")
     position = _containing_positions(_geoms(points), polygons, key)
-    return pd.Series(_take(polygons[key], position), index=points.index, name=key)
+    return pd.Series(take_or_na(polygons[key], position), index=points.index, name=key)
 
 
 def _containing_positions(points: np.ndarray, polygons: gpd.GeoDataFrame, key: str) -> np.ndarray:
@@ -766,7 +771,7 @@ def distances_to_polygons(
         {
             "point_index": points.index[ip],
             "polygon_index": polygons.index[ig],
-            key: _take(polygons[key], ig),
+            key: take_or_na(polygons[key], ig),
             "distance_m": distance,
         }
     )
@@ -812,25 +817,60 @@ def nearest(
     require_wgs84(sources, "sources")
     require_wgs84(targets, "targets")
     _require_column(targets, key, "targets")
-    rank = _key_rank(targets[key])
     if max_distance_m is not None:
         isrc, itgt, distance = _pairs_within(sources, targets, max_distance_m)
     else:
         isrc, itgt, distance = _nearest_pairs(sources, targets)
-    position = np.full(len(sources), -1, dtype=np.int64)
-    best = np.full(len(sources), np.nan)
-    if len(isrc):
-        first = _first_per_group(isrc, distance, rank[itgt])
-        position[isrc[first]] = itgt[first]
-        best[isrc[first]] = distance[first]
+    return _nearest_frame(sources, targets, key, isrc, itgt, distance)
+
+
+def _nearest_frame(
+    sources: gpd.GeoDataFrame,
+    targets: gpd.GeoDataFrame,
+    key: str,
+    isrc: np.ndarray,
+    itgt: np.ndarray,
+    distance: np.ndarray,
+) -> pd.DataFrame:
+    """:func:`nearest`'s frame from candidate pairs: the first per source by (distance, key)."""
+    position, best = _nearest_positions(len(sources), targets[key], isrc, itgt, distance)
     return pd.DataFrame(
         {
-            key: _take(targets[key], position),
-            "nearest_index": _take(targets.index, position),
+            key: take_or_na(targets[key], position),
+            "nearest_index": take_or_na(targets.index, position),
             "distance_m": pd.array(best, dtype="Float64"),
         },
         index=sources.index,
     )
+
+
+def _nearest_positions(
+    n_sources: int, keys: pd.Series, isrc: np.ndarray, itgt: np.ndarray, distance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each source's nearest target (-1 when none) and its distance (NaN), from
+    candidate pairs; equal distances go to the first target by ``keys`` (ranked only for the
+    sources that have such ties: ranking every key is the slow part on small queries)."""
+    position = np.full(n_sources, -1, dtype=np.int64)
+    best = np.full(n_sources, np.nan)
+    if len(isrc) == 0:
+        return position, best
+    order = np.lexsort((itgt, distance, isrc))
+    isrc, itgt, distance = isrc[order], itgt[order], distance[order]
+    head = np.ones(len(isrc), dtype=bool)
+    head[1:] = isrc[1:] != isrc[:-1]
+    group_start = np.flatnonzero(head)
+    tied = distance == distance[group_start][np.cumsum(head) - 1]
+    position[isrc[head]] = itgt[head]
+    best[isrc[head]] = distance[head]
+    several = np.bincount(isrc[tied], minlength=n_sources) > 1
+    if several.any():
+        pick = np.flatnonzero(tied & several[isrc])
+        candidates = np.unique(itgt[pick])
+        rank = np.empty(len(keys), dtype=np.int64)
+        rank[candidates] = _key_rank(keys.iloc[candidates])
+        first = _first_per_group(isrc[pick], rank[itgt[pick]])
+        position[isrc[pick][first]] = itgt[pick][first]
+    return position, best
 
 
 def _nearest_pairs(
@@ -859,3 +899,149 @@ def _nearest_pairs(
         return empty, empty, np.empty(0, dtype=float)
     i_s, i_t, d = (np.concatenate(x) for x in zip(*parts))
     return i_s, i_t, d
+
+
+# --- Radius query and nearest feature in one pass (cached metric geometries) --------------------
+
+#: Metric reprojections kept for reuse, keyed by the identity of the WGS84 geometries (shapely
+#: geometries are immutable and the cache holds them, so equal identities mean equal shapes).
+_METRIC_CACHE_SIZE = 32
+_METRIC_CACHE_MAX_GEOMETRIES = 200_000
+_METRIC_CACHE: dict[tuple[int, bytes], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+_METRIC_CACHE_LOCK = threading.Lock()
+
+
+def _metric_with_centres(geoms: np.ndarray, territory: Territory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The geometries in the territory's metric CRS, their centroids and each centroid's distance
+    to its geometry (0 inside): what a radius or nearest query needs, cached for repeated calls
+    on the same geometries (the dashboard asks the same QPVs and tiers-lieux again and again)."""
+    ids = np.fromiter(map(id, geoms), dtype=np.int64, count=len(geoms))
+    key = (territory.epsg, ids.tobytes())
+    with _METRIC_CACHE_LOCK:
+        hit = _METRIC_CACHE.get(key)
+    if hit is not None:
+        return hit[1], hit[2], hit[3]
+    metric = to_metric(geoms, territory)
+    centres = shapely.centroid(metric)
+    offsets = shapely.distance(centres, metric)
+    if len(geoms) <= _METRIC_CACHE_MAX_GEOMETRIES:
+        with _METRIC_CACHE_LOCK:
+            while len(_METRIC_CACHE) >= _METRIC_CACHE_SIZE:
+                del _METRIC_CACHE[next(iter(_METRIC_CACHE))]  # oldest first
+            _METRIC_CACHE[key] = (geoms.copy(), metric, centres, offsets)
+    return metric, centres, offsets
+
+
+@dataclass(frozen=True)
+class RadiusAndNearest:
+    """Result of :func:`within_and_nearest`, by row *position* in the inputs.
+
+    ``source``, ``target``, ``distance_m``: every pair within the radius, sorted by source, then
+    distance, then target (as :func:`within_distance`). ``nearest`` (-1 when none) and
+    ``nearest_distance_m`` (NaN when none): each source's nearest target (as :func:`nearest`).
+    """
+
+    source: np.ndarray
+    target: np.ndarray
+    distance_m: np.ndarray
+    nearest: np.ndarray
+    nearest_distance_m: np.ndarray
+
+
+def within_and_nearest(
+    sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame, radius_m: float, key: str
+) -> RadiusAndNearest:
+    """:func:`within_distance` and :func:`nearest` (ties by ``key``) in one pass, with the same
+    pairs, distances and nearest targets, by position: "for each QPV, the tiers-lieux within
+    1 km and the nearest one" at dashboard speed.
+
+    One candidate search per territory: targets within the radius of a source's box; then,
+    for the sources left without any, targets within U = d(c, t0) + d(c, S) of their box, where
+    c is the source's centroid and t0 the target nearest to c (the triangle inequality bounds
+    the nearest distance by U). Each distance is measured once, in the territory's metric CRS,
+    and the metric reprojections are reused across calls on the same geometries.
+    """
+    require_wgs84(sources, "sources")
+    require_wgs84(targets, "targets")
+    _require_column(targets, key, "targets")
+    radius_m = _check_radius(radius_m)
+    gs, gt = _geoms(sources), _geoms(targets)
+    by_t = _positions_by_territory(targets)
+    within: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    near: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for code, ps in _positions_by_territory(sources).items():
+        pt = by_t.get(code)
+        if pt is None:
+            continue
+        ps = ps[_usable(_part(gs, ps))]
+        pt = pt[_usable(_part(gt, pt))]
+        if len(ps) and len(pt):
+            found = _radius_and_nearest_part(gs, gt, ps, pt, TERRITORIES[code], radius_m)
+            within.append(found[0])
+            near.append(found[1])
+    i_s, i_t, distance = _concatenated(within)
+    order = np.lexsort((i_t, distance, i_s))
+    nearest_position, nearest_distance = _nearest_positions(len(sources), targets[key], *_concatenated(near))
+    return RadiusAndNearest(i_s[order], i_t[order], distance[order], nearest_position, nearest_distance)
+
+
+def _radius_and_nearest_part(
+    gs: np.ndarray, gt: np.ndarray, ps: np.ndarray, pt: np.ndarray, territory: Territory, radius_m: float
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Within-radius pairs and nearest candidates of one territory (positions ``ps``, ``pt``)."""
+    ms, centres, offsets = _metric_with_centres(_part(gs, ps), territory)
+    mt = _metric_with_centres(_part(gt, pt), territory)[0]
+    tree = shapely.STRtree(mt)
+    bounds = shapely.bounds(ms)
+    cs, ct, distance = _measured_candidates(gs, gt, ps, pt, ms, mt, tree, bounds, np.arange(len(ps)),
+                                            np.full(len(ps), radius_m))
+    keep = distance <= radius_m
+    within = (ps[cs[keep]], pt[ct[keep]], distance[keep])
+    # sources with a target within the radius have their nearest among those; the others
+    # search again within their bound U
+    covered = np.zeros(len(ps), dtype=bool)
+    covered[cs[keep]] = True
+    rest = np.flatnonzero(~covered)
+    near_s, near_t, near_d = [cs[keep]], [ct[keep]], [distance[keep]]
+    if len(rest):
+        (i_c, i_t0), d0 = tree.query_nearest(centres[rest], return_distance=True)
+        reach = np.zeros(len(rest))
+        np.maximum.at(reach, i_c, d0)
+        reach = np.maximum(reach + offsets[rest], radius_m)
+        rs, rt, rd = _measured_candidates(gs, gt, ps, pt, ms, mt, tree, bounds, rest, reach)
+        near_s.append(rs)
+        near_t.append(rt)
+        near_d.append(rd)
+    nearest = (ps[np.concatenate(near_s)], pt[np.concatenate(near_t)], np.concatenate(near_d))
+    return within, nearest
+
+
+def _measured_candidates(
+    gs: np.ndarray, gt: np.ndarray, ps: np.ndarray, pt: np.ndarray, ms: np.ndarray, mt: np.ndarray,
+    tree: shapely.STRtree, bounds: np.ndarray, which: np.ndarray, reach: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(source, target, metric distance) of the targets whose box meets the box of each source
+    ``which`` widened by ``reach`` metres (plus a metre of slack); distance 0 where they
+    intersect in WGS84."""
+    b = bounds[which]
+    widen = reach + _RADIUS_SLACK_M
+    boxes = shapely.box(b[:, 0] - widen, b[:, 1] - widen, b[:, 2] + widen, b[:, 3] + widen)
+    i_box, ct = tree.query(boxes)
+    cs = which[i_box]
+    distance = shapely.distance(ms[cs], mt[ct])
+    # only pairs whose WGS84 boxes meet can intersect in WGS84
+    bs, bt = shapely.bounds(gs[ps[cs]]), shapely.bounds(gt[pt[ct]])
+    meet = np.flatnonzero(
+        (bs[:, 0] <= bt[:, 2]) & (bt[:, 0] <= bs[:, 2]) & (bs[:, 1] <= bt[:, 3]) & (bt[:, 1] <= bs[:, 3])
+    )
+    if len(meet):
+        distance[meet[_pair_intersects(gs, gt, ps[cs[meet]], pt[ct[meet]])]] = 0.0
+    return cs, ct, distance
+
+
+def _concatenated(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=float)
+    i, j, d = (np.concatenate(x) for x in zip(*parts))
+    return i, j, d

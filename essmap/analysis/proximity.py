@@ -25,6 +25,8 @@ from essmap.spatial import (
     nearest,
     points_in_polygons,
     require_wgs84,
+    take_or_na,
+    within_and_nearest,
     within_distance,
 )
 from essmap.territories import TERRITORIES, territory_of_lonlat
@@ -128,19 +130,14 @@ def qpv_points_within(
     for column in (id_column, name_column):
         if column not in points.columns:
             raise KeyError(f"« points » n'a pas de colonne « {column} ».")
-    pairs = within_distance(qpv, points, radius_m)
-    q_pos = _positions(qpv.index, pairs["source_index"], "qpv")
-    p_pos = _positions(points.index, pairs["target_index"], "points")
+    for frame, name in ((qpv, "qpv"), (points, "points")):
+        _require_unique_index(frame.index, name)
+    found = within_and_nearest(qpv, points, radius_m, id_column)
+    q_pos, p_pos = found.source, found.target
     synthetic = _synthetic_flags(points)
     counts = np.bincount(q_pos, minlength=len(qpv)).astype(np.int64)
     involved = np.bincount(q_pos, weights=synthetic[p_pos], minlength=len(qpv)) > 0
-
-    found = nearest(qpv, points, id_column)
-    has_nearest = found["nearest_index"].notna().to_numpy()
-    near_pos = np.full(len(qpv), -1, dtype=np.int64)
-    near_pos[has_nearest] = _positions(
-        points.index, found["nearest_index"][has_nearest], "points"
-    )
+    near_pos = found.nearest
     has = near_pos >= 0
     involved[has] |= synthetic[near_pos[has]]
 
@@ -148,9 +145,9 @@ def qpv_points_within(
         {
             **{c: _column_or_na(qpv, c) for c in QPV_COLUMNS},
             count_column: counts,
-            "nearest_id": found[id_column].array,
+            "nearest_id": take_or_na(points[id_column], near_pos),
             "nearest_nom": _take_string(points[name_column], near_pos),
-            "nearest_distance_m": found["distance_m"].array,
+            "nearest_distance_m": pd.array(found.nearest_distance_m, dtype="Float64"),
             "covered": counts > 0,
             "is_synthetic_involved": involved,
             "radius_m": float(radius_m),
@@ -304,12 +301,17 @@ def establishments_near_point(
 
 def _positions(index: pd.Index, labels: pd.Series | pd.Index, name: str) -> np.ndarray:
     """Row positions of index labels (the index must be unique)."""
+    _require_unique_index(index, name)
+    return index.get_indexer(pd.Index(labels)).astype(np.int64)
+
+
+def _require_unique_index(index: pd.Index, name: str) -> None:
+    """Results are aligned on the index: a duplicated label would be ambiguous."""
     if not index.is_unique:
         raise ValueError(
             f"« {name} » a un index en double ; les résultats sont alignés sur l'index. "
             "Solution : .reset_index(drop=True)."
         )
-    return index.get_indexer(pd.Index(labels)).astype(np.int64)
 
 
 def _synthetic_flags(frame: pd.DataFrame) -> np.ndarray:
