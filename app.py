@@ -230,6 +230,7 @@ with carte:
     if code and code != state.get("_dernier_clic"):
         state["_dernier_clic"] = code
         state["_a_ouvrir"] = code
+        st.query_params["selection"] = code
         st.rerun()
     st.caption("Cliquez sur une commune ou un QPV pour ouvrir sa fiche. Sources : INSEE (communes, populations "
                "légales, SIRENE), ANCT (QPV), France Tiers-Lieux et Commune Mesure (tiers-lieux)."
