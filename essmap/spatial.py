@@ -263,7 +263,7 @@ def _intersecting_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
     """All (i, j) with ``a[i]`` intersecting ``b[j]`` on their WGS84 coordinates.
 
     Points against polygons (the point-in-polygon of millions of establishments) take the
-    grid of :func:`_points_in_polygon_pairs`. Otherwise candidates come from an STRtree of
+    grid of :func:`_points_in_polygon_pairs` when there are more points than polygon vertices. Otherwise candidates come from an STRtree of
     ``b`` queried with ``a`` (bounding boxes only); the
     predicate then runs on the candidate pairs with the more complex side prepared. Preparing
     works on copies, so the caller's geometries are never mutated (shared frames stay safe to
@@ -274,7 +274,8 @@ def _intersecting_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
     empty = np.empty(0, dtype=np.int64)
     if len(a) == 0 or len(b) == 0:
         return empty, empty
-    points = _point_coordinates(a) if _polygonal(b) else None
+    # the grid pays for its set-up (every polygon edge) only with more points than edges
+    points = _point_coordinates(a) if len(a) > _polygon_vertices(b) and _polygonal(b) else None
     if points is not None:
         positions, x, y = points
         ia, ib = _points_in_polygon_pairs(x, y, b)
@@ -284,6 +285,10 @@ def _intersecting_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
         return empty, empty
     hit = _pair_intersects(a, b, ia, ib)
     return ia[hit], ib[hit]
+
+
+def _polygon_vertices(geoms: np.ndarray) -> int:
+    return int(shapely.get_num_coordinates(geoms).sum())
 
 
 def _polygonal(geoms: np.ndarray) -> bool:

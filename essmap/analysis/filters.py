@@ -75,8 +75,8 @@ def _parents_of(codes: pd.Index, communes: pd.DataFrame | None) -> pd.Series:
     for low, high, parent in _PLM_RANGES:
         for code in np.asarray(codes, dtype=object)[(numeric >= low) & (numeric <= high)]:
             mapping.setdefault(str(code), parent)
-    if mapping:
-        parents = parents.map(lambda c: mapping.get(c, c) if isinstance(c, str) else c).astype("string")
+    if mapping:  # vectorised lookup (a per-code lambda cost ~0.1 s on the 35,000 communes)
+        parents = pd.Series(mapping, dtype="string").reindex(codes).fillna(parents)
     return parents
 
 
