@@ -147,7 +147,7 @@ def view_data(view: MapView, layers: dict[str, gpd.GeoDataFrame]) -> ViewData:
     selection = view.selection
     communes, qpv_all = layers["communes"], layers["qpv"]
     establishments = layers["etablissements"]
-    in_qpv = points_in_polygons(establishments, qpv_all, "code_qp")
+    in_qpv, tl_in_qpv = _qpv_of_points(layers)
     qpv = selection.filter_qpv(qpv_all, communes=communes)
     reachable = selection.without_territory().filter_tiers_lieux(layers["tiers_lieux"])
     coverage = qpv_tiers_lieux(qpv, reachable, radius_m=view.radius_m)
@@ -169,7 +169,6 @@ def view_data(view: MapView, layers: dict[str, gpd.GeoDataFrame]) -> ViewData:
 
     etab = selection.filter_establishments(establishments, communes=communes, in_qpv=in_qpv)
     etab = etab.assign(code_qp=in_qpv.reindex(etab.index).astype("string"))
-    tl_in_qpv = points_in_polygons(layers["tiers_lieux"], qpv_all, "code_qp")
     tiers_lieux = selection.filter_tiers_lieux(layers["tiers_lieux"], communes=communes, in_qpv=tl_in_qpv)
     near_etab = qpv_establishments(
         qpv, selection.without_territory().filter_establishments(establishments), radius_m=view.radius_m
@@ -246,6 +245,12 @@ def _names(layers: dict[str, gpd.GeoDataFrame]) -> dict[str, dict[str, str]]:
     )
 
 
+def _qpv_of_points(layers: dict[str, gpd.GeoDataFrame]) -> tuple[pd.Series, pd.Series]:
+    """Code of the QPV holding each establishment and each tiers-lieu (<NA> outside any)."""
+    return (points_in_polygons(layers["etablissements"], layers["qpv"], "code_qp"),
+            points_in_polygons(layers["tiers_lieux"], layers["qpv"], "code_qp"))
+
+
 def _any_flag(frame: pd.DataFrame, column: str) -> bool:
     return column in frame.columns and bool(frame[column].fillna(False).to_numpy(dtype=bool).any())
 
@@ -294,7 +299,7 @@ def fiche(data: ViewData, layers: dict[str, gpd.GeoDataFrame], code: str) -> Fic
     communes, establishments, qpv = layers["communes"], layers["etablissements"], layers["qpv"]
     attributes = data.view.selection.without_territory()
     unit_selection = _restrict(attributes, level, code)
-    in_qpv = points_in_polygons(establishments, qpv, "code_qp")
+    in_qpv, tl_in_qpv = _qpv_of_points(layers)
     common = dict(communes=communes, establishments=establishments, tiers_lieux=layers["tiers_lieux"], qpv=qpv,
                   radius_m=data.view.radius_m, in_qpv=in_qpv)
     unit_rows = indicators_by_level(level, selection=unit_selection, units=_units_layer(level, layers), **common)
@@ -315,7 +320,6 @@ def fiche(data: ViewData, layers: dict[str, gpd.GeoDataFrame], code: str) -> Fic
         "Hors QPV": (familles["n"] - in_qpv_families["n"]).to_numpy(),
     })
     etab = unit_selection.filter_establishments(establishments, communes=communes, in_qpv=in_qpv)
-    tl_in_qpv = points_in_polygons(layers["tiers_lieux"], qpv, "code_qp")
     tl = unit_selection.filter_tiers_lieux(layers["tiers_lieux"], communes=communes, in_qpv=tl_in_qpv)
     return Fiche(
         code=code,

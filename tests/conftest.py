@@ -34,3 +34,15 @@ def demo_db(demo_settings) -> Path:
 def shared_qpv2015_lyon() -> Path:
     """The real 2015-generation QPV file of the Lyon metropolis (ANCT), copied in tests/data."""
     return DATA_DIR / "qpv" / "qpv2015_lyon.geojson"
+
+
+@pytest.fixture(scope="session")
+def bdr_layers(demo_db) -> dict:
+    """The analysis layers of the Bouches-du-Rhône (13) in the demo store (read-only: do not modify)."""
+    from essmap import store
+
+    con = store.connect(demo_db)
+    try:
+        return store.read_analysis_layers(con, departements=["13"])
+    finally:
+        con.close()

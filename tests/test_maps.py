@@ -8,27 +8,21 @@ import json
 import re
 
 import geopandas as gpd
+import pandas as pd
 import pytest
 import shapely
 
-from essmap import display, maps, store
+from essmap import display, maps
 from essmap.analysis import Selection
+from essmap.classify import classify
 from essmap.view import MapView
 
 HOSTILE = "<script>alert(1)</script>"
 
 
 @pytest.fixture(scope="module")
-def layers(demo_db):
-    con = store.connect(demo_db)
-    out = store.read_analysis_layers(con, departements=["13"])
-    con.close()
-    return out
-
-
-@pytest.fixture(scope="module")
-def data(layers):
-    return display.view_data(MapView(Selection(departements=("13",))), layers)
+def data(bdr_layers):
+    return display.view_data(MapView(Selection(departements=("13",))), bdr_layers)
 
 
 def _payloads(page: str) -> list[dict]:
@@ -61,15 +55,11 @@ def test_dashboard_map_needs_no_network_and_has_every_layer(data):
 def test_legend_has_title_classes_no_data_and_source(data):
     page = maps.render_html(maps.view_map(data))
     legend = page[page.index('class="essmap-legend"'):]
-    assert escape_fr(data.legend_title) in legend
+    assert maps.escape(data.legend_title) in legend
     for label in data.classification.labels:
         assert label in legend
     assert "Pas de données" in legend
-    assert "Source : " + escape_fr(data.indicator.source_fr) in legend
-
-
-def escape_fr(text: str) -> str:
-    return maps.escape(text)
+    assert "Source : " + maps.escape(data.indicator.source_fr) in legend
 
 
 def test_tiles_are_optional(data):
@@ -128,12 +118,12 @@ def test_text_from_data_is_escaped_in_popups_and_tooltips():
 
 
 def test_legend_escapes_its_text():
-    classification = display.classify(gpd.pd.Series([1.0, 2.0, 3.0]), k=3)
+    classification = classify(pd.Series([1.0, 2.0, 3.0]), k=3)
     legend = maps.legend_html(HOSTILE, classification, "A & B")
     assert HOSTILE not in legend and "&lt;script&gt;" in legend and "Source : A &amp; B" in legend
 
 
-def test_department_map_stays_small(data, layers):
+def test_department_map_stays_small(data):
     """The map of a département stays under 3 MB; the establishments cost a few dozen bytes each,
     so the full-scale demo (25,000 establishments in the Bouches-du-Rhône) fits too."""
     page = maps.render_html(maps.view_map(data))
