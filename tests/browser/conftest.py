@@ -33,6 +33,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives the dashboard in Debian's chromium (make test runs them)")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so the ``page`` fixture knows a test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @dataclass(frozen=True)
 class HtmlPlace:
     """A tiers-lieu of the test store with a name holding HTML, inside a QPV."""
@@ -109,7 +117,10 @@ def app_url(browser_store) -> str:
 
 @pytest.fixture(scope="session")
 def chromium():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # the machine may be busy (2 cores shared): waits are generous, they end as soon as the page is ready
+    expect.set_options(timeout=30_000)
 
     try:
         with sync_playwright() as playwright:
@@ -124,7 +135,7 @@ def chromium():
 def page(chromium, request):
     """A fresh browser tab; fails the test if the page opens any dialog (alert, confirm...)."""
     context = chromium.new_context(viewport=VIEWPORT, locale="fr-FR")
-    context.set_default_timeout(60_000)
+    context.set_default_timeout(90_000)
     tab = context.new_page()
     dialogs: list[str] = []
 
@@ -133,12 +144,12 @@ def page(chromium, request):
         dialog.dismiss()
 
     tab.on("dialog", on_dialog)
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
     yield tab
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
-        tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}-end.png"), full_page=True)
+        report = getattr(request.node, "report_call", None)
+        if report is None or report.failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}-failed.png"), full_page=True)
     finally:
         context.close()
     assert not dialogs, f"the page opened dialogs (code from data was executed): {dialogs}"

@@ -29,7 +29,7 @@ PERCENT = re.compile(r"^\d{1,3}(,\d+)?\u202f%$")
 def open_app(page, url: str, query: str = ""):
     """Load the dashboard and return the frame of its complete map."""
     page.goto(url + (f"/?{query}" if query else "/"))
-    frame = map_frame(page)
+    frame = map_frame(page, timeout_ms=120_000)
     wait_for_script_idle(page)
     return frame
 
