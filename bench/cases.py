@@ -14,6 +14,7 @@ everything around it (candidate search, preparation, coordinate copies, sorting,
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import time
 from collections.abc import Callable
@@ -32,9 +33,13 @@ RADIUS_M = 1000.0
 
 @dataclass
 class Timing:
-    """Wall-clock seconds of each run of one case."""
+    """Wall-clock seconds of each run of one case, the CPU seconds of this process for the same
+    runs (less sensitive to other jobs on the machine), and the 1-minute load average before
+    the first run."""
 
     runs: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    load: float = float("nan")
 
     @property
     def median(self) -> float:
@@ -45,15 +50,20 @@ class Timing:
         return len(self.runs)
 
 
-def measure(fn: Callable[[], object], *, repeat: int, budget_s: float = float("inf")) -> tuple[Timing, object]:
+def measure(fn: Callable[[], object], *, repeat: int, budget_s: float = float("inf"),
+            before: Callable[[], object] | None = None) -> tuple[Timing, object]:
     """Run ``fn`` up to ``repeat`` times (at least once), stopping early once the runs so far
-    took more than ``budget_s``; returns the timings and the last result."""
-    timing = Timing()
+    took more than ``budget_s``; ``before`` runs untimed before each run (e.g. to empty a
+    cache). Returns the timings and the last result."""
+    timing = Timing(load=os.getloadavg()[0])
     result = None
     for _ in range(max(1, repeat)):
-        start = time.perf_counter()
+        if before is not None:
+            before()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = fn()
         timing.runs.append(time.perf_counter() - start)
+        timing.cpu.append(time.process_time() - start_cpu)
         if sum(timing.runs) > budget_s:
             break
     return timing, result
@@ -75,6 +85,39 @@ def assign_essmap(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame, commu
     in_qpv = establishments_qpv(establishments, qpv)
     commune = points_in_polygons(establishments, communes_com, "code_insee")
     return pd.DataFrame({"code_qp": in_qpv["code_qp"], "code_insee": commune}, index=establishments.index)
+
+
+def assign_essmap_by_code(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame, communes_com: gpd.GeoDataFrame,
+                          communes: pd.DataFrame) -> pd.DataFrame:
+    """essmap as the product attributes establishments: the QPV by geometry
+    (:func:`establishments_qpv`), the commune from the SIRENE commune code
+    (``codeCommuneEtablissement``, arrondissements rolled up to their commune) **taken as
+    given, not checked against the geometry**; only establishments whose code is missing or is
+    no commune of the layer are located by :func:`points_in_polygons`."""
+    from essmap.analysis.filters import parent_commune_codes
+    from essmap.analysis.proximity import establishments_qpv
+    from essmap.spatial import points_in_polygons
+
+    in_qpv = establishments_qpv(establishments, qpv)
+    code = parent_commune_codes(establishments["code_commune"], communes)
+    unknown = ~_known_codes(code, communes_com)
+    if unknown.any():  # missing or unknown codes: located geometrically
+        code[unknown] = points_in_polygons(establishments[unknown], communes_com, "code_insee").to_numpy()
+    return pd.DataFrame({"code_qp": in_qpv["code_qp"], "code_insee": code.to_numpy()}, index=establishments.index)
+
+
+def parent_codes_known(establishments: pd.DataFrame, communes_com: gpd.GeoDataFrame, communes: pd.DataFrame) -> np.ndarray:
+    """Whether each establishment's SIRENE commune code (rolled up) names a commune of the layer."""
+    from essmap.analysis.filters import parent_commune_codes
+
+    return _known_codes(parent_commune_codes(establishments["code_commune"], communes), communes_com)
+
+
+def _known_codes(code: pd.Series, communes_com: gpd.GeoDataFrame) -> np.ndarray:
+    """Whether each code is a commune of the layer (tested on the distinct codes)."""
+    labels, uniques = pd.factorize(code, use_na_sentinel=True)
+    known = pd.Index(np.asarray(uniques, dtype=object)).isin(communes_com["code_insee"].to_numpy(dtype=object))
+    return (labels >= 0) & np.append(known, False)[labels]
 
 
 def assign_essmap_qpv_only(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame) -> pd.DataFrame:
