@@ -38,8 +38,8 @@ from essmap.errors import EssmapError
 from essmap.export import export_file_name
 from essmap.formatting import format_date, format_number, format_percent
 from essmap.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS, SIZE_BAND_MIDPOINT
+from essmap.maps import SYNTHETIC_NOTICE
 from essmap.snapshot import (
-    SYNTHETIC_NOTICE,
     distance_label,
     draw_map,
     legend_handles,
@@ -299,7 +299,8 @@ def _key_figures_page(fig: Figure, portrait: Portrait, day: date) -> None:
     lines = [f"Unités de compte : {', '.join(counting)}."]
     lines += [f"({k}) France : {s}" for k, s in enumerate(sources, start=1)]
     lines += notes
-    lines.append("Sources des indicateurs : " + " ; ".join(dict.fromkeys(c.indicator.source_fr for c in unit.comparisons)) + ".")
+    indicator_sources = dict.fromkeys(part.strip() for c in unit.comparisons for part in c.indicator.source_fr.split(" ; "))
+    lines.append("Sources des indicateurs : " + " ; ".join(indicator_sources) + ".")
     if not any(c.parent_value is not None for c in unit.comparisons):
         lines.append("Niveau parent : non disponible pour ce territoire.")
     top -= 0.01

@@ -34,9 +34,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrow, Patch, Rectangle
 from pyproj import Transformer
 
+from essmap.analysis.indicators import LEVEL_LABELS
 from essmap.classify import NO_DATA_COLOUR, NO_DATA_LABEL
 from essmap.formatting import format_date, format_number
-from essmap.maps import QPV_COVERED_STYLE, QPV_NOT_COVERED_STYLE, qpv_radius_layer_names
+from essmap.maps import QPV_COVERED_STYLE, QPV_NOT_COVERED_STYLE, SYNTHETIC_NOTICE, qpv_radius_layer_names
 from essmap.spatial import territory_codes
 from essmap.territories import TERRITORIES
 
@@ -49,7 +50,6 @@ Orientation = Literal["paysage", "portrait"]
 #: A4 at 300 dpi, in pixels (297 x 210 mm).
 A4_PIXELS: dict[str, tuple[int, int]] = {"paysage": (3508, 2480), "portrait": (2480, 3508)}
 DPI = 300
-SYNTHETIC_NOTICE = "données simulées"
 
 #: Producers of the store's sources (``sources.source``), for the source line.
 SOURCE_LABELS: dict[str, str] = {
@@ -358,8 +358,6 @@ def text_block(fig: Figure, top: float, text: str, fig_height_in: float, *, font
 
 
 def _level_label(level: str) -> str:
-    from essmap.analysis.indicators import LEVEL_LABELS
-
     return LEVEL_LABELS.get(level, level).lower() if level != "epci" else "EPCI"
 
 
