@@ -258,7 +258,7 @@ def _rule(y: float):
 def _header(fig: Figure, portrait: Portrait, subtitle: str) -> float:
     top = text_block(fig, 0.965, "Portrait de territoire", A4_PORTRAIT_IN[1], fontsize=9, x=0.06, color="#2c7fb8",
                      fontweight="bold")
-    top = text_block(fig, top, wrap(f"{portrait.name} ({portrait.code})", 48), A4_PORTRAIT_IN[1], fontsize=18,
+    top = text_block(fig, top, wrap(f"{portrait.name} ({portrait.code})", 40), A4_PORTRAIT_IN[1], fontsize=18,
                      x=0.06, fontweight="bold")
     top = text_block(fig, top - 0.004, subtitle, A4_PORTRAIT_IN[1], fontsize=10.5, x=0.06, color="#333333")
     if portrait.synthetic:
