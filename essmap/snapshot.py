@@ -10,8 +10,9 @@ Every text comes out as plain text: ``$x$`` is not mathtext and ``<script>`` is 
 (matplotlib never interprets HTML). PDF fonts are embedded as TrueType and SVG keeps text as
 ``<text>`` elements, so titles can be searched, copied and checked by ``pdftotext``.
 
-No base map: the snapshot is drawn on a plain background with commune outlines as context, so it
-never depends on the network.
+A base map is drawn only when the view asks for one (``MapView.tiles``) and its tiles can be
+fetched within a few seconds; otherwise the snapshot says so and keeps its plain background.
+Snapshots never need the network.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from __future__ import annotations
 import io
 import math
 import textwrap
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from typing import TYPE_CHECKING, Literal
@@ -32,12 +34,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrow, Patch, Rectangle
+from PIL import Image
 from pyproj import Transformer
 
 from essmap.analysis.indicators import LEVEL_LABELS
 from essmap.classify import NO_DATA_COLOUR, NO_DATA_LABEL
 from essmap.formatting import format_date, format_number
-from essmap.maps import QPV_COVERED_STYLE, QPV_NOT_COVERED_STYLE, SYNTHETIC_NOTICE, qpv_radius_layer_names
+from essmap.maps import QPV_COVERED_STYLE, QPV_NOT_COVERED_STYLE, SYNTHETIC_NOTICE, TILES, qpv_radius_layer_names
 from essmap.spatial import territory_codes
 from essmap.territories import TERRITORIES
 
@@ -75,6 +78,10 @@ ESTABLISHMENT_COLOUR = "#2166ac"
 BOUNDARY_COLOUR = "#636363"
 #: Above this many points a layer is rasterised inside PDF/SVG (files stay small).
 RASTERISE_ABOVE = 5000
+#: Base map: at most this many 256-pixel tiles, each fetched within this many seconds.
+MAX_TILES = 48
+TILE_TIMEOUT_S = 4.0
+_MERCATOR_HALF = 20037508.342789244
 
 
 @contextmanager
@@ -136,20 +143,36 @@ def metric_epsg(frame: gpd.GeoDataFrame) -> int:
 
 
 def draw_map(ax: Axes, data: ViewData, *, epsg: int | None = None,
-             focus: gpd.GeoDataFrame | None = None, focus_margin_m: float = 0.0) -> int:
+             focus: gpd.GeoDataFrame | None = None, focus_margin_m: float = 0.0,
+             tiles: Mapping[str, str] | None = None) -> int:
     """Draw the view (choropleth, QPV, points, scale bar, north arrow) in its metric CRS.
 
     Returns the EPSG code used. ``ax`` should already have its final position: the extent is
     widened to the shape of the axes so the map fills it at one scale. The extent is that of
     the units, or of ``focus`` widened by ``focus_margin_m`` metres (a QPV and its radius).
+    ``tiles`` (``{"tiles": url template, "attr": attribution}``) defaults to the view's tile
+    layer (:data:`essmap.maps.TILES`); none draws on a plain background.
     """
     epsg = epsg or metric_epsg(data.areas)
     areas = data.areas.to_crs(epsg)
     ax.set_axis_off()
-    if not areas.empty:
-        areas.plot(ax=ax, color=areas["classe_couleur"].to_numpy(), edgecolor="white", linewidth=0.35)
-        areas.boundary.plot(ax=ax, color=BOUNDARY_COLOUR, linewidth=0.25)
     qpv = data.qpv.to_crs(epsg) if not data.qpv.empty else data.qpv
+    if focus is not None and not focus.empty:
+        x0, y0, x1, y1 = focus.to_crs(epsg).total_bounds
+        bounds = np.array([x0 - focus_margin_m, y0 - focus_margin_m, x1 + focus_margin_m, y1 + focus_margin_m])
+    else:
+        bounds = areas.total_bounds if not areas.empty else (qpv.total_bounds if not qpv.empty else None)
+    known = bounds is not None and bool(np.all(np.isfinite(bounds)))
+    if tiles is None and data.view.tiles:
+        tiles = TILES.get(data.view.tiles)
+    with_base_map = False
+    if tiles and known:
+        _set_extent(ax, bounds)
+        with_base_map = add_base_map(ax, epsg, tiles)
+    if not areas.empty:
+        areas.plot(ax=ax, color=areas["classe_couleur"].to_numpy(), edgecolor="white", linewidth=0.35,
+                   alpha=0.7 if with_base_map else 1.0)
+        areas.boundary.plot(ax=ax, color=BOUNDARY_COLOUR, linewidth=0.25)
     if not qpv.empty:
         covered = _covered(qpv)
         for mask, style in ((covered, QPV_COVERED_STYLE), (~covered, QPV_NOT_COVERED_STYLE)):
@@ -157,17 +180,94 @@ def draw_map(ax: Axes, data: ViewData, *, epsg: int | None = None,
                 qpv[mask].plot(ax=ax, facecolor=style["fill"], edgecolor=style["color"], linewidth=0.8, alpha=0.8)
     _scatter(ax, data.etablissements, epsg, colour=ESTABLISHMENT_COLOUR, size=1.5, alpha=0.7, zorder=4)
     _scatter(ax, data.tiers_lieux, epsg, colour=TIERS_LIEU_COLOUR, size=24, alpha=1.0, zorder=5, marker="^")
-    if focus is not None and not focus.empty:
-        x0, y0, x1, y1 = focus.to_crs(epsg).total_bounds
-        bounds = np.array([x0 - focus_margin_m, y0 - focus_margin_m, x1 + focus_margin_m, y1 + focus_margin_m])
-    else:
-        bounds = areas.total_bounds if not areas.empty else (qpv.total_bounds if not qpv.empty else None)
-    if bounds is None or not np.all(np.isfinite(bounds)):
+    if not known:
         return epsg
     _set_extent(ax, bounds)
     add_scale_bar(ax)
     add_north_arrow(ax, epsg)
     return epsg
+
+
+def add_base_map(ax: Axes, epsg: int, tiles: Mapping[str, str]) -> bool:
+    """Tiles under the map, reprojected to its CRS, with their attribution.
+
+    Returns False, after writing a note on the map, when the tiles cannot be fetched.
+    """
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    mercator = Transformer.from_crs(epsg, 3857, always_xy=True).transform_bounds(x0, y0, x1, y1)
+    fetched = fetch_tiles(tiles["tiles"], mercator, width_px=1600)
+    if fetched is None:
+        ax.text(0.99, 0.01, "Fond de carte indisponible (hors ligne) : carte sans fond.", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=6.5, color="#555555", zorder=11)
+        return False
+    image, extent = fetched
+    ax.imshow(warp_to_metric(image, extent, epsg, (x0, x1), (y0, y1)), extent=(x0, x1, y0, y1), origin="upper",
+              zorder=0, interpolation="bilinear")
+    ax.text(0.99, 0.01, f"Fond de carte : {tiles.get('attr', '')}", transform=ax.transAxes, ha="right",
+            va="bottom", fontsize=6.5, color="#333333", zorder=11,
+            bbox={"boxstyle": "square,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    return True
+
+
+def fetch_tiles(url_template: str, bounds_3857: tuple[float, float, float, float], *, width_px: int,
+                timeout: float = TILE_TIMEOUT_S) -> tuple[np.ndarray, tuple[float, float, float, float]] | None:
+    """A mosaic of XYZ tiles covering ``bounds_3857`` (Web Mercator) and its extent
+    (left, right, bottom, top); None when any tile cannot be fetched or read.
+
+    The zoom is the largest that keeps within :data:`MAX_TILES`, stopping once the mosaic is
+    ``width_px`` wide.
+    """
+    x0, y0, x1, y1 = bounds_3857
+    span = 2 * _MERCATOR_HALF
+
+    def tile_range(zoom: int) -> tuple[int, int, int, int]:
+        n = 2**zoom
+
+        def clamp(v: float) -> int:
+            return min(max(int(v), 0), n - 1)
+
+        return (clamp((x0 + _MERCATOR_HALF) / span * n), clamp((x1 + _MERCATOR_HALF) / span * n),
+                clamp((_MERCATOR_HALF - y1) / span * n), clamp((_MERCATOR_HALF - y0) / span * n))
+
+    zoom = 0
+    for candidate in range(19):
+        tx0, tx1, ty0, ty1 = tile_range(candidate)
+        if (tx1 - tx0 + 1) * (ty1 - ty0 + 1) > MAX_TILES:
+            break
+        zoom = candidate
+        if (x1 - x0) / span * 2**candidate * 256 >= width_px:
+            break
+    tx0, tx1, ty0, ty1 = tile_range(zoom)
+    mosaic = Image.new("RGB", ((tx1 - tx0 + 1) * 256, (ty1 - ty0 + 1) * 256), "white")
+    try:
+        for tx in range(tx0, tx1 + 1):
+            for ty in range(ty0, ty1 + 1):
+                request = urllib.request.Request(url_template.format(z=zoom, x=tx, y=ty),
+                                                 headers={"User-Agent": "essmap (carte pour un rapport)"})
+                with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https templates)
+                    tile = Image.open(io.BytesIO(response.read())).convert("RGB").resize((256, 256))
+                mosaic.paste(tile, ((tx - tx0) * 256, (ty - ty0) * 256))
+    except (OSError, ValueError):
+        return None
+    n = 2**zoom
+    extent = (tx0 / n * span - _MERCATOR_HALF, (tx1 + 1) / n * span - _MERCATOR_HALF,
+              _MERCATOR_HALF - (ty1 + 1) / n * span, _MERCATOR_HALF - ty0 / n * span)
+    return np.asarray(mosaic), extent
+
+
+def warp_to_metric(image: np.ndarray, extent_3857: tuple[float, float, float, float], epsg: int,
+                   xlim: tuple[float, float], ylim: tuple[float, float], width: int = 1400) -> np.ndarray:
+    """Resample a Web Mercator image onto a grid of the metric CRS (nearest pixel; white outside)."""
+    height = max(int(width * (ylim[1] - ylim[0]) / (xlim[1] - xlim[0])), 1)
+    grid_x, grid_y = np.meshgrid(np.linspace(xlim[0], xlim[1], width), np.linspace(ylim[1], ylim[0], height))
+    mx, my = Transformer.from_crs(epsg, 3857, always_xy=True).transform(grid_x, grid_y)
+    left, right, bottom, top = extent_3857
+    col = np.floor((mx - left) / (right - left) * image.shape[1]).astype(np.int64)
+    row = np.floor((top - my) / (top - bottom) * image.shape[0]).astype(np.int64)
+    inside = (col >= 0) & (col < image.shape[1]) & (row >= 0) & (row < image.shape[0])
+    out = np.full((height, width, 3), 255, dtype=np.uint8)
+    out[inside] = image[row[inside], col[inside]]
+    return out
 
 
 def _covered(qpv: gpd.GeoDataFrame) -> np.ndarray:
@@ -299,7 +399,8 @@ def _with_synthetic(label: str, frame: pd.DataFrame) -> str:
 
 
 def snapshot_figure(data: ViewData, *, sources: pd.DataFrame, title: str | None = None,
-                    orientation: Orientation = "paysage", day: date | None = None) -> Figure:
+                    orientation: Orientation = "paysage", day: date | None = None,
+                    tiles: Mapping[str, str] | None = None) -> Figure:
     """The A4 page: title, subtitle, map, legend, source line, export date.
 
     Call inside :func:`text_style` (as :func:`render_snapshot` does).
@@ -328,7 +429,7 @@ def snapshot_figure(data: ViewData, *, sources: pd.DataFrame, title: str | None 
     else:
         map_ax = fig.add_axes((0.04, 0.25, 0.92, map_top - 0.25))
         legend_ax = fig.add_axes((0.04, 0.085, 0.92, 0.15))
-    draw_map(map_ax, data)
+    draw_map(map_ax, data, tiles=tiles)
     map_ax.add_patch(Rectangle((0, 0), 1, 1, transform=map_ax.transAxes, fill=False, edgecolor="#999999",
                                linewidth=0.6, clip_on=False))
     if data.synthetic:
@@ -363,12 +464,14 @@ def _level_label(level: str) -> str:
 
 def render_snapshot(data: ViewData, *, sources: pd.DataFrame, fmt: SnapshotFormat = "png",
                     title: str | None = None, orientation: Orientation = "paysage",
-                    day: date | None = None) -> bytes:
-    """The snapshot as file content: PNG 300 dpi (exactly A4 in pixels), PDF or SVG (vector)."""
+                    day: date | None = None, tiles: Mapping[str, str] | None = None) -> bytes:
+    """The snapshot as file content: PNG 300 dpi (exactly A4 in pixels), PDF or SVG (vector).
+
+    ``tiles`` overrides the view's base map (see :func:`draw_map`)."""
     if fmt not in SNAPSHOT_FORMATS:
         raise ValueError(f"format « {fmt} » inconnu ; formats possibles : {', '.join(SNAPSHOT_FORMATS)}")
     with text_style():
-        fig = snapshot_figure(data, sources=sources, title=title, orientation=orientation, day=day)
+        fig = snapshot_figure(data, sources=sources, title=title, orientation=orientation, day=day, tiles=tiles)
         buffer = io.BytesIO()
         fig.savefig(buffer, format=fmt, dpi=DPI, metadata=_metadata(fmt, title or default_title(data)))
     return buffer.getvalue()

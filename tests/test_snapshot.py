@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -15,6 +16,7 @@ import pytest
 from matplotlib.collections import PatchCollection
 from matplotlib.colors import to_hex
 from PIL import Image
+from pyproj import Transformer
 
 from essmap import snapshot, store
 from essmap.analysis.filters import Selection
@@ -169,8 +171,6 @@ def test_scale_bar_lengths_and_labels():
 def test_north_arrow_points_to_true_north():
     # Lambert-93: no convergence on its central meridian (3° E), grid north east of true north
     # to the east of it (about 1.7° at Marseille, 5.4° E).
-    from pyproj import Transformer
-
     to_l93 = Transformer.from_crs(4326, 2154, always_xy=True)
     assert snapshot.true_north_angle(2154, *to_l93.transform(3.0, 46.5)) == pytest.approx(0, abs=0.01)
     angle = snapshot.true_north_angle(2154, *to_l93.transform(5.4, 43.3))
@@ -203,3 +203,86 @@ def test_empty_points_and_qpv_still_draw(data, demo):
     assert "QPV avec tiers-lieu" not in text
     assert "Cette carte inclut des données simulées" not in text
     assert np.all([label in text for label in data.classification.labels])
+
+
+# --- Optional base map (a local tile server: tests never touch the network) ---------------------
+
+MAGENTA = (255, 0, 255)
+
+
+@pytest.fixture()
+def tile_server():
+    """An XYZ tile server on localhost answering every tile with one magenta PNG."""
+    import http.server
+    import threading
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (256, 256), MAGENTA).save(buffer, format="PNG")
+    tile = buffer.getvalue()
+    requested: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server API)
+            requested.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(tile)))
+            self.end_headers()
+            self.wfile.write(tile)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{{z}}/{{x}}/{{y}}.png", requested
+    server.shutdown()
+    server.server_close()
+
+
+def _magenta_share(png: bytes) -> float:
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3)
+    return float(np.all(pixels == MAGENTA, axis=1).mean())
+
+
+def test_base_map_tiles_are_drawn_under_the_map_with_their_attribution(data, demo, tile_server):
+    url, requested = tile_server
+    tiles = {"tiles": url, "attr": "© tuiles de test"}
+    with_tiles = snapshot.render_snapshot(data, sources=demo[1], fmt="png", day=DAY, tiles=tiles)
+    assert 0 < len(requested) <= snapshot.MAX_TILES
+    assert all(re.fullmatch(r"/\d+/\d+/\d+\.png", path) for path in requested)
+    assert _magenta_share(with_tiles) > 0.02  # the sea and the land around, outside the communes
+    assert _magenta_share(snapshot.render_snapshot(data, sources=demo[1], fmt="png", day=DAY)) == 0
+    text = " ".join(pdf_text(snapshot.render_snapshot(data, sources=demo[1], fmt="pdf", day=DAY,
+                                                      tiles=tiles)).split())
+    assert "Fond de carte : © tuiles de test" in text
+
+
+def test_unreachable_tiles_leave_a_plain_background_and_a_note(data, demo):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tiles = {"tiles": f"http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png", "attr": "© personne"}
+    text = " ".join(pdf_text(snapshot.render_snapshot(data, sources=demo[1], fmt="pdf", day=DAY,
+                                                      tiles=tiles)).split())
+    assert "Fond de carte indisponible (hors ligne)" in text
+    assert "© personne" not in text
+
+
+def test_warp_places_mercator_pixels_at_their_metric_position():
+    # one white image with a black top-left quarter, over Marseille
+    to_mercator = Transformer.from_crs(4326, 3857, always_xy=True)
+    left, bottom = to_mercator.transform(5.0, 43.0)
+    right, top = to_mercator.transform(6.0, 44.0)
+    image = np.full((200, 200, 3), 255, dtype=np.uint8)
+    image[:100, :100] = 0
+    to_l93 = Transformer.from_crs(4326, 2154, always_xy=True)
+    x0, y0 = to_l93.transform(5.1, 43.1)
+    x1, y1 = to_l93.transform(5.9, 43.9)
+    warped = snapshot.warp_to_metric(image, (left, right, bottom, top), 2154, (x0, x1), (y0, y1), width=200)
+    h, w, _ = warped.shape
+    assert tuple(warped[h // 6, w // 6]) == (0, 0, 0)  # north-west stays north-west
+    assert tuple(warped[5 * h // 6, 5 * w // 6]) == (255, 255, 255)
