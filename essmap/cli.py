@@ -284,7 +284,7 @@ RadiusOption = Annotated[float | None, typer.Option("--rayon", min=0, max=50_000
 
 def _export_view(vue: str | None, *, departement: str | None, epci: str | None, commune: str | None,
                  level: str | None, indicateur: str | None, methode: str | None, classes: int | None,
-                 rayon: float | None):
+                 rayon: float | None, fond: str | None = None):
     """The MapView of a dashboard link, changed by the options given."""
     import dataclasses
     from urllib.parse import parse_qsl, urlsplit
@@ -299,7 +299,8 @@ def _export_view(vue: str | None, *, departement: str | None, epci: str | None, 
         changes = {k: v for k, v in territory.items() if v}
         if changes:
             view = view.replace(selection=dataclasses.replace(view.selection, **changes))
-        options = {"level": level, "indicator": indicateur, "method": methode, "k": classes, "radius_m": rayon}
+        options = {"level": level, "indicator": indicateur, "method": methode, "k": classes, "radius_m": rayon,
+                   "tiles": fond}
         return view.replace(**{k: v for k, v in options.items() if v is not None})
     except ValueError as exc:
         raise EssmapError(f"Vue invalide : {exc}") from exc
@@ -355,6 +356,8 @@ def export_map(
     methode: MethodOption = None,
     classes: ClassesOption = None,
     rayon: RadiusOption = None,
+    fond: Annotated[str | None, typer.Option("--fond", help="Fond de carte si ses tuiles sont accessibles : "
+                                             "« OpenStreetMap » ou « Plan IGN » (défaut : aucun, hors ligne).")] = None,
     titre: Annotated[str | None, typer.Option("--titre", help="Titre de la carte (défaut : indicateur et territoire).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="png (300 dpi), pdf ou svg.")] = "png",
     orientation: Annotated[str, typer.Option("--orientation", help="A4 paysage ou portrait.")] = "paysage",
@@ -371,7 +374,7 @@ def export_map(
         if orientation not in A4_PIXELS:
             raise EssmapError(f"Orientation « {orientation} » inconnue : paysage ou portrait.")
         view = _export_view(vue, departement=departement, epci=epci, commune=commune, level=level,
-                            indicateur=indicateur, methode=methode, classes=classes, rayon=rayon)
+                            indicateur=indicateur, methode=methode, classes=classes, rayon=rayon, fond=fond)
         data, sources = _view_data_from_store(db, view)
         content = render_snapshot(data, sources=sources, fmt=fmt, title=titre,  # type: ignore[arg-type]
                                   orientation=orientation)  # type: ignore[arg-type]
