@@ -212,7 +212,7 @@ data = _data(view)
 if data.synthetic:
     st.warning("Cette vue contient des **données simulées** (démonstration) : les établissements ESS et la "
                "plupart des tiers-lieux sont générés par essmap ; aucun chiffre ne décrit la réalité.")
-st.caption(f"{_plain(data.territory_label)} · {_plain(data.filters_label)}")
+st.caption(f"{_plain(data.territory_label)} · {_plain(view.selection.without_territory().describe())}")
 
 carte, rayon, onglet_fiche, exports = st.tabs(TABS, key="onglet", on_change="rerun")
 
