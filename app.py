@@ -174,12 +174,16 @@ commune_codes = ["", *sorted(com_names, key=lambda c: (com_names[c], c))]
 _choose("commune", commune_codes)
 side.selectbox("Commune", commune_codes, key="commune",
                format_func=lambda c: f"{com_names[c]} ({c})" if c else "Toutes les communes")
-side.multiselect("Familles ESS", list(FAMILY_LABELS), key="familles", format_func=FAMILY_LABELS.get)
-side.multiselect("Secteurs d'activité", list(SECTOR_LABELS), key="secteurs", format_func=SECTOR_LABELS.get)
+side.multiselect("Familles ESS", list(FAMILY_LABELS), key="familles",
+                placeholder="Toutes les familles", format_func=FAMILY_LABELS.get)
+side.multiselect("Secteurs d'activité", list(SECTOR_LABELS), key="secteurs",
+                placeholder="Tous les secteurs", format_func=SECTOR_LABELS.get)
 side.checkbox("Établissements employeurs uniquement", key="employeurs")
-side.multiselect("Tranches d'effectifs", list(SIZE_BAND_LABELS), key="tranches", format_func=SIZE_BAND_LABELS.get)
-side.multiselect("Types de tiers-lieux", CATALOGUE["types_tl"], key="types_tl")
-side.multiselect("Labels ANCT", CATALOGUE["labels_tl"], key="labels_tl")
+side.multiselect("Tranches d'effectifs", list(SIZE_BAND_LABELS), key="tranches",
+                placeholder="Toutes les tranches", format_func=SIZE_BAND_LABELS.get)
+side.multiselect("Types de tiers-lieux", CATALOGUE["types_tl"], key="types_tl", placeholder="Tous les types")
+side.multiselect("Labels ANCT", CATALOGUE["labels_tl"], key="labels_tl",
+                placeholder="Tous (avec ou sans label)")
 generations = CATALOGUE["generations"] or [""]
 _choose("generation_qpv", generations)
 side.selectbox("Génération QPV", generations, key="generation_qpv", format_func=lambda g: f"QPV {g}" if g else "–")

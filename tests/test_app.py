@@ -55,6 +55,8 @@ def test_default_view_labels_synthetic_data_and_filters_change_counts(demo_db, m
     assert at.selectbox(key="departement").value == "13"
     assert at.selectbox(key="region").value == "93"
     assert [t.label for t in at.tabs] == ["Carte", "Rayon autour des QPV", "Fiche", "Exports"]
+    # empty filters say "all" in French, not Streamlit's English default
+    assert all(m.placeholder.startswith("Tou") for m in at.multiselect), [m.placeholder for m in at.multiselect]
     everything = _count(_metrics(at)["Établissements ESS (données simulées)"])
     assert everything > 0
 
