@@ -39,6 +39,7 @@ from appdriver import (  # noqa: E402
     launch_chromium,
     map_frame,
     mark_map_stale,
+    new_page,
     wait_for_script_idle,
 )
 
@@ -94,8 +95,7 @@ def _largest_since(messages: list[tuple[float, int]], start: float) -> tuple[flo
 
 def load_page(browser, url: str) -> tuple[PageLoad, object, list[tuple[float, int]]]:
     """Open ``url`` in a new tab; time to the complete map and websocket bytes received."""
-    context = browser.new_context(viewport=VIEWPORT, locale="fr-FR")
-    page = context.new_page()
+    page = new_page(browser)
     messages: list[tuple[float, int]] = []
     page.on("websocket", lambda ws: ws.on(
         "framereceived", lambda payload: messages.append((time.perf_counter(), len(payload)))))
@@ -207,7 +207,7 @@ def write_report(results: Results, repetitions: int, db_path: Path) -> str:
         "",
         "How: `streamlit run app.py` on a free local port (file watcher off); each page load is a new "
         "browser tab on the warm server; the map is complete when the Leaflet map of the streamlit-folium "
-        "frame has drawn its vector layers (pixels on its canvas). A filter change is a click on the "
+        "frame has drawn its vector layers (pixels on its canvas) and added its packed point layers. A filter change is a click on the "
         "sidebar checkbox « Établissements employeurs uniquement », timed until the new map is drawn, after "
         "both states were shown once (server caches filled). Map size: bytes received on the Streamlit "
         f"websocket for one page load (the map is its largest message). Medians of {repetitions} repetitions.",

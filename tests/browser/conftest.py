@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from appdriver import ARTIFACTS, VIEWPORT, ChromiumMissing, StreamlitServer, launch_chromium
+from appdriver import ARTIFACTS, ChromiumMissing, StreamlitServer, launch_chromium, new_page
 
 ESSMAP = Path(sys.executable).parent / "essmap"
 
@@ -134,9 +134,9 @@ def chromium():
 @pytest.fixture
 def page(chromium, request):
     """A fresh browser tab; fails the test if the page opens any dialog (alert, confirm...)."""
-    context = chromium.new_context(viewport=VIEWPORT, locale="fr-FR")
+    tab = new_page(chromium)
+    context = tab.context
     context.set_default_timeout(90_000)
-    tab = context.new_page()
     dialogs: list[str] = []
 
     def on_dialog(dialog) -> None:
