@@ -112,7 +112,7 @@ def ingest(
     source: Annotated[str, typer.Argument(help="qpv, communes, sirene ou tiers-lieux.")],
     files: Annotated[list[Path], typer.Argument(help="Fichiers officiels tels que publiés.")],
     departements: Annotated[str | None, typer.Option(help="Restreindre à ces départements, ex. 13,93,2A.")] = None,
-    generation: Annotated[str | None, typer.Option(help="Génération des QPV (2024 ou 2015) si le fichier ne le dit pas.")] = None,
+    generation: Annotated[str | None, typer.Option(help="Génération des QPV (2024 ou 2015), ou millésime des communes / tiers-lieux, si le fichier ne le dit pas.")] = None,
     colonnes: Annotated[str | None, typer.Option(help="Correspondance des colonnes (tiers-lieux), ex. nom=NOM,latitude=LAT.")] = None,
     db: DbOption = None,
 ) -> None:

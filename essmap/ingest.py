@@ -59,6 +59,13 @@ def _noop(_label: str, _fraction: float) -> None:
 # --- Embedded demo -----------------------------------------------------------------------------
 
 
+#: Millésimes of the shipped files whose names do not say it (see data/README.md).
+DEMO_MILLESIMES = {
+    "communes_france.parquet": "populations légales 2017",
+    "tiers_lieux_commune_mesure.csv": "2022",
+}
+
+
 def build_demo(settings: Settings, *, db_path: Path | None = None, scale: float = 1.0,
                progress: Progress | None = None) -> LoadReport:
     """Build the embedded default database (région PACA) from the files under ``data/``.
@@ -76,12 +83,14 @@ def build_demo(settings: Settings, *, db_path: Path | None = None, scale: float 
     report = LoadReport(db_path)
 
     progress("Communes", 0.05)
-    communes = read_communes(geo / "communes_france.parquet", departements=deps)
+    communes = read_communes(geo / "communes_france.parquet", departements=deps,
+                             millesime=DEMO_MILLESIMES["communes_france.parquet"])
     progress("QPV 2024", 0.15)
     qpv = read_qpv(geo / "qpv2024_paca.geojson", departements=deps)
     progress("Tiers-lieux réels", 0.2)
     real_tiers_lieux = [
-        read_tiers_lieux(raw / "tiers_lieux_commune_mesure.csv"),
+        read_tiers_lieux(raw / "tiers_lieux_commune_mesure.csv",
+                         millesime=DEMO_MILLESIMES["tiers_lieux_commune_mesure.csv"]),
         read_tiers_lieux(raw / "france_tiers_lieux_2023_numerique_extrait.csv", departements=deps),
     ]
     with tempfile.TemporaryDirectory(prefix="essmap-demo-") as tmp:
@@ -116,7 +125,8 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
 
     Real data replaces what the store had for the same scope: QPVs of the same generation,
     establishments and communes of the départements the new files cover, tiers-lieux with the
-    same identifier (and the synthetic ones of the départements covered).
+    same identifier (and the synthetic ones of the départements covered). ``generation`` is
+    the QPV generation, or the millésime of communes and tiers-lieux, when the files do not say.
     """
     progress = progress or _noop
     files = [Path(f) for f in files]
@@ -140,7 +150,7 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
     if source == "qpv":
         reads = [read_qpv(f, generation=generation, departements=deps) for f in files]
     elif source == "communes":
-        reads = [read_communes(f, departements=deps) for f in files]
+        reads = [read_communes(f, departements=deps, millesime=generation) for f in files]
     elif source == "sirene":
         roles = classify_sirene_files(files)
         reads = [read_sirene(roles["unites_legales"], roles["etablissements"],
@@ -148,7 +158,8 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
                              departements=deps,
                              progress=lambda label, frac: progress(label, 0.1 + 0.6 * frac))]
     else:
-        reads = [read_tiers_lieux(f, columns=columns, departements=deps) for f in files]
+        reads = [read_tiers_lieux(f, columns=columns, departements=deps, millesime=generation)
+                 for f in files]
 
     progress("Écriture de la base", 0.8)
     with store.atomic_update(db_path) as con:

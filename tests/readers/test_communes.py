@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import geopandas as gpd
@@ -216,3 +217,13 @@ def test_derived_levels_without_names(communes):
     deps = derive_departements(communes.frame, pd.DataFrame(columns=["code_departement", "nom"]))
     assert deps["nom"].isna().all()
     assert deps.set_index("code_departement").loc["2A", "code_region"] == "94"  # from the communes
+
+
+def test_millesime_from_the_admin_express_folders_or_given(tmp_path):
+    delivery = tmp_path / "ADMIN-EXPRESS" / "1_DONNEES_LIVRAISON_2024-02-00118" / "ADE_3-2_SHP_LAMB93_FXX"
+    delivery.mkdir(parents=True)
+    for part in ADMIN_SHP.parent.glob("COMMUNE.*"):
+        shutil.copy(part, delivery / part.name)
+    assert read_communes(delivery / "COMMUNE.shp").meta.generation == "2024"
+    assert read_communes(ADMIN_SHP, millesime="populations légales 2021").meta.generation == "populations légales 2021"
+    assert read_communes(ADMIN_SHP).meta.generation == ""  # nothing says it: nothing invented

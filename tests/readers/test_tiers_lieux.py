@@ -79,6 +79,8 @@ def test_commune_mesure_list_loads_as_published():
     assert frame.set_index("nom").loc["L'Ecole Buissonnière", "code_postal"] == "04110"
     assert frame["fabrique_territoire"].isna().all()  # the list says nothing about labels
     assert set(frame["territoire"]) == {"metropole"} and not frame["is_synthetic"].any()
+    assert read.meta.generation == ""  # the file name says no year: none is invented
+    assert read_tiers_lieux(COMMUNE_MESURE, millesime="2022").meta.generation == "2022"
 
 
 def test_commune_mesure_ids_are_stable_across_row_order(tmp_path):
