@@ -6,7 +6,8 @@ tests/browser/appdriver.py):
 
 - first complete map: from the start of the page load to the Leaflet map of the streamlit-folium
   frame having drawn its vector layers; each repetition is a new browser tab on the warm server
-  (caches filled by one warm-up load, whose time is reported as the cold start);
+  (caches filled by one warm-up load, whose time is reported as the cold start); also from the
+  page's load event (the Streamlit page itself loaded) to the map drawn;
 - filter change: from the click on the employer checkbox of the sidebar to the new map drawn;
 - map size: bytes received on the Streamlit websocket for one page load, and the largest
   message (the one carrying the map), for every département of the embedded region.
@@ -34,6 +35,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "browser"))
 
 from appdriver import (  # noqa: E402
+    MAP_IFRAME,
     VIEWPORT,
     StreamlitServer,
     launch_chromium,
@@ -65,7 +67,9 @@ def log(message: str) -> None:
 @dataclass
 class PageLoad:
     seconds: float  # start of the page load -> map drawn
+    after_load_event_s: float  # the page's load event -> map drawn
     map_message_s: float  # start -> the websocket message carrying the map received
+    iframe_s: float  # start -> the map component's frame attached
     ws_bytes: int
     largest_message: int
 
@@ -101,11 +105,14 @@ def load_page(browser, url: str) -> tuple[PageLoad, object, list[tuple[float, in
         "framereceived", lambda payload: messages.append((time.perf_counter(), len(payload)))))
     start = time.perf_counter()
     page.goto(url)
+    page.wait_for_selector(MAP_IFRAME, state="attached", timeout=120_000)
+    iframe_s = time.perf_counter() - start
     map_frame(page, timeout_ms=120_000)
     seconds = time.perf_counter() - start
+    load_event_s = page.evaluate("() => performance.getEntriesByType('navigation')[0].loadEventEnd / 1000")
     arrival, largest = _largest_since(messages, start)
     wait_for_script_idle(page)
-    return PageLoad(seconds, arrival - start, sum(size for _, size in messages), largest), page, messages
+    return PageLoad(seconds, seconds - load_event_s, arrival - start, iframe_s, sum(size for _, size in messages), largest), page, messages
 
 
 def filter_checkbox(page):
@@ -189,7 +196,11 @@ def write_report(results: Results, repetitions: int, db_path: Path) -> str:
     first_s = [load.seconds for load in results.first_map]
     redraw_s = [redraw.seconds for redraw in results.filter_redraw]
     first, redraw = statistics.median(first_s), statistics.median(redraw_s)
+    after_load = [load.after_load_event_s for load in results.first_map]
+    first_after_load = statistics.median(after_load)
     first_message = statistics.median(load.map_message_s for load in results.first_map)
+    first_iframe = statistics.median(load.iframe_s for load in results.first_map)
+    load_event = statistics.median(load.seconds - load.after_load_event_s for load in results.first_map)
     redraw_message = statistics.median(r.map_message_s for r in results.filter_redraw)
     largest_dep, largest = max(results.map_bytes.items(), key=lambda item: item[1].ws_bytes)
     lines = [
@@ -214,17 +225,21 @@ def write_report(results: Results, repetitions: int, db_path: Path) -> str:
         "",
         "| measure | median | min | max | target | verdict |",
         "|---|---|---|---|---|---|",
-        f"| first complete map after page load (warm server) | {first:.2f} s | {min(first_s):.2f} s | "
+        f"| first complete map from the start of the page load (warm server) | {first:.2f} s | {min(first_s):.2f} s | "
         f"{max(first_s):.2f} s | < {TARGET_FIRST_MAP_S:g} s | {verdict(first < TARGET_FIRST_MAP_S)} |",
+        f"| first complete map after the page's load event | {first_after_load:.2f} s | {min(after_load):.2f} s | "
+        f"{max(after_load):.2f} s | < {TARGET_FIRST_MAP_S:g} s | {verdict(first_after_load < TARGET_FIRST_MAP_S)} |",
         f"| redraw after a filter change | {redraw:.2f} s | {min(redraw_s):.2f} s | "
         f"{max(redraw_s):.2f} s | < {TARGET_FILTER_REDRAW_S:g} s | {verdict(redraw < TARGET_FILTER_REDRAW_S)} |",
         f"| map sent to the browser, largest département ({largest_dep}) | {largest.ws_bytes / 1e6:.2f} MB | | | "
         f"< {TARGET_MAP_BYTES / 1e6:g} MB | {verdict(largest.ws_bytes < TARGET_MAP_BYTES)} |",
         "",
-        "Where the time goes (medians): the websocket message carrying the map arrives "
-        f"{first_message:.2f} s after the start of the page load and {redraw_message:.2f} s after a filter click "
-        "(server: script run, map built and serialised); the rest, until the map is drawn, is the browser "
-        f"({first - first_message:.2f} s and {redraw - redraw_message:.2f} s: component frame, Leaflet, drawing).",
+        "Where the time goes (medians). Page load: the Streamlit page has loaded (load event) at "
+        f"{load_event:.2f} s, the websocket message carrying the map arrives at {first_message:.2f} s (server: "
+        f"script run, map serialised by st_folium), the map component's frame is attached at {first_iframe:.2f} s, "
+        f"the map is drawn at {first:.2f} s (component page, Leaflet scripts, drawing). Filter change: the new map "
+        f"message arrives {redraw_message:.2f} s after the click, the map is drawn {redraw - redraw_message:.2f} s "
+        "later.",
         "",
         f"Cold start (first page load after the server started, caches empty): {results.cold_first_map_s:.2f} s.",
         "",
