@@ -165,6 +165,7 @@ def test_radius_tab_table_and_coverage(page, app_url, browser_store):
     page.keyboard.press("End")
     wait_for_script_idle(page)
     expect(slider).to_have_value("5000")
+    expect(metric(page, "QPV couverts").locator('[data-testid="stMetricValue"]')).not_to_have_text(small)
     large = metric_value(page, "QPV couverts")
     shot(page, "radius-5000")
     assert french_number(large) > french_number(small)
