@@ -620,7 +620,7 @@ def _points_in_polygon_pairs(
     hit = inside[cand]
     exact = np.flatnonzero(~hit)
     if len(exact):
-        exact = exact[np.argsort(cand_poly[exact], kind="stable")]  # one polygon at a time
+        exact = exact[np.argsort(cand_poly[exact])]  # one polygon at a time (any order within)
         pts = point_ids[cand_point[exact]]
         hit[exact] = shapely.intersects_xy(prepared[cand_poly[exact]], x[pts], y[pts])
     return point_ids[cand_point[hit]], poly_ids[cand_poly[hit]]
