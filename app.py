@@ -7,11 +7,10 @@ Widget labels and keys follow ``coord/UI_CONTRACT.md``. The view lives in the UR
 
 from __future__ import annotations
 
-import copy
 import re
 
 import streamlit as st
-from streamlit_folium import st_folium
+import streamlit_folium
 
 from essmap import display, maps, portrait, snapshot, store
 from essmap.analysis import Selection
@@ -56,7 +55,7 @@ def _catalogue() -> dict:
             "generations": store.qpv_generations(con)}
 
 
-@st.cache_data(show_spinner="Lecture des données du département…", max_entries=8)
+@st.cache_resource(show_spinner="Lecture des données du département…", max_entries=8)
 def _layers(departement: str, generation: str | None):
     return store.read_analysis_layers(_connection(), departements=[departement], qpv_generation=generation)
 
@@ -65,21 +64,49 @@ def _layers_of(view: MapView):
     return _layers(view.selection.departements[0], view.selection.qpv_generation)
 
 
-@st.cache_data(show_spinner="Calcul de la carte…", max_entries=32)
+@st.cache_resource(show_spinner="Calcul de la carte…", max_entries=32)
 def _view_data(params: tuple[tuple[str, str], ...]) -> display.ViewData:
-    """Keyed on :func:`display.computation_key`: classes, tiles and selection do not recompute it."""
+    """Keyed on :func:`display.computation_key`: classes, tiles and selection do not recompute it.
+
+    Shared, not copied (cache_resource): copying 25 000 establishments on every rerun cost more than
+    the rest of the run. Nothing downstream mutates a ViewData or the layers (they derive new frames).
+    """
     view = MapView.from_query_params(dict(params))
     return display.view_data(view, _layers_of(view))
 
 
-@st.cache_resource(max_entries=16)
-def _map(params: tuple[tuple[str, str], ...]):
-    """The folium map of a view without its selection (a click does not rebuild it).
+@st.cache_resource(show_spinner="Préparation de la carte…", max_entries=16)
+def _map_component(params: tuple[tuple[str, str], ...]) -> dict:
+    """The arguments of the streamlit-folium component for the map of a view without its selection.
 
-    st_folium changes the map it renders: every run gets a copy of the cached one.
+    ``st_folium`` renders the whole folium map (about a second for a département) on every run; the map
+    of a view never changes, so it is rendered once here and the component is called with the same
+    arguments on every rerun (same key: the browser keeps the drawn map, a click does not rebuild it).
     """
     view = MapView.from_query_params(dict(params))
-    return maps.view_map(_data(view))
+    m = maps.view_map(_data(view))
+    m.get_root().render()
+    html = streamlit_folium._get_html(m)  # what st_folium 0.27.4 computes, in its order (it alters the map)
+    header = streamlit_folium._get_header(m)
+    script = streamlit_folium._get_map_string(m)
+    map_id = streamlit_folium.get_full_id(m)
+    elements = list(maps.walk(m))
+    return {
+        "script": script, "header": header, "html": html, "id": map_id,
+        "css_links": list(dict.fromkeys(url for e in elements for _n, url in getattr(e, "default_css", []))),
+        "js_links": list(dict.fromkeys(url for e in elements for _n, url in getattr(e, "default_js", []))),
+        "key": streamlit_folium.generate_js_hash(script, "carte", False),
+    }
+
+
+def _map_widget(params: tuple[tuple[str, str], ...], *, height: int) -> dict | None:
+    """``st_folium(map, returned_objects=["last_active_drawing"], use_container_width=True)``, cached."""
+    args = _map_component(params)
+    return streamlit_folium._component_func(
+        **args, height=height, width=None, returned_objects=["last_active_drawing"],
+        default={"last_active_drawing": None}, zoom=None, center=None, feature_group=None, return_on_hover=False,
+        layer_control=None, pixelated=False, wrap_longitude=False,
+    )
 
 
 @st.cache_data(show_spinner="Calcul de la fiche…", max_entries=32)
@@ -227,8 +254,7 @@ with carte:
     cols[1].metric("Tiers-lieux", format_number(len(data.tiers_lieux)))
     cols[2].metric("QPV", format_number(len(data.qpv)))
     cols[3].metric(f"Unités cartographiées ({LEVELS[view.level].lower()})", format_number(len(data.areas)))
-    clicked = st_folium(copy.deepcopy(_map(_key(view.replace(selected=None)))), height=620, use_container_width=True,
-                        returned_objects=["last_active_drawing"], key="carte")
+    clicked = _map_widget(_key(view.replace(selected=None)), height=620)
     feature = (clicked or {}).get("last_active_drawing") or {}
     code = str((feature.get("properties") or {}).get("code") or "")
     if code and code != state.get("_dernier_clic"):

@@ -363,7 +363,7 @@ def finish(m: folium.Map) -> folium.Map:
     folium's other CDN defaults (jQuery, Bootstrap, icon fonts) are not used and are dropped.
     """
     folium.LayerControl(collapsed=False).add_to(m)
-    for element in _walk(m):
+    for element in walk(m):
         if hasattr(element, "default_js"):
             element.default_js = [(n, _asset_uri(n)) for n, _url in element.default_js if n not in _UNUSED_ASSETS]
         if hasattr(element, "default_css"):
@@ -399,7 +399,8 @@ def _asset_uri(name: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(content).decode('ascii')}"
 
 
-def _walk(element: Element):
+def walk(element: Element):
+    """``element`` and all its descendants (depth first)."""
     yield element
     for child in getattr(element, "_children", {}).values():
-        yield from _walk(child)
+        yield from walk(child)
