@@ -131,3 +131,33 @@ def test_department_map_stays_small(data):
     without_points = maps.render_html(maps.view_map(data, layers=("choropleth", "qpv", "tiers_lieux")))
     per_point = (len(page.encode()) - len(without_points.encode())) / len(data.etablissements)
     assert per_point < 60
+
+
+def test_feature_collection_matches_geopandas_with_rounded_coordinates(data):
+    """The direct GeoJSON builder gives geopandas' features (same properties, geometry rounded to 1e-5°)."""
+    areas = data.areas.to_crs(4326)
+    properties = {"code": areas["code"].astype(str), "nom": areas["nom"].astype(str)}
+    built = maps.feature_collection(areas.geometry.to_numpy(), properties)
+    rounded = shapely.transform(areas.geometry.to_numpy(), lambda xy: xy.round(5))
+    expected = json.loads(json.dumps(
+        gpd.GeoDataFrame({k: v.to_numpy() for k, v in properties.items()}, geometry=rounded, crs=4326).__geo_interface__
+    ))
+    assert built["type"] == "FeatureCollection" and len(built["features"]) == len(areas) > 100
+    for mine, theirs in zip(built["features"], expected["features"], strict=True):
+        assert mine["properties"] == theirs["properties"]
+        assert mine["geometry"]["type"] == theirs["geometry"]["type"]
+        assert shapely.equals_exact(shapely.geometry.shape(mine["geometry"]), shapely.geometry.shape(theirs["geometry"]), 0)
+    coordinates = re.findall(r"-?\d+\.\d+", json.dumps([f["geometry"] for f in built["features"]]))
+    assert coordinates and max(len(c.split(".")[1]) for c in coordinates) == 5
+    assert len({f["id"] for f in built["features"]}) == len(areas)
+
+
+def test_feature_collection_keeps_text_and_missing_geometry():
+    built = maps.feature_collection(
+        [shapely.Point(5.123456789, 43.1), None],
+        {"info": pd.Series(["Escale &amp; CO « é »", HOSTILE])},
+    )
+    first, second = built["features"]
+    assert first["geometry"] == {"type": "Point", "coordinates": [5.12346, 43.1]}
+    assert first["properties"] == {"info": "Escale &amp; CO « é »"}
+    assert second["geometry"] is None and second["properties"] == {"info": HOSTILE}  # escaping is the caller's job
