@@ -922,8 +922,8 @@ def _nearest_pairs(
 
 #: Metric reprojections kept for reuse, keyed by the identity of the WGS84 geometries (shapely
 #: geometries are immutable and the cache holds them, so equal identities mean equal shapes).
-_METRIC_CACHE_SIZE = 32
-_METRIC_CACHE_MAX_GEOMETRIES = 200_000
+_METRIC_CACHE_SIZE = 16
+_METRIC_CACHE_MAX_GEOMETRIES = 100_000  # bounds the memory: ~16 x 100,000 geometries
 _METRIC_CACHE: dict[tuple[int, bytes], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 _METRIC_CACHE_LOCK = threading.Lock()
 
