@@ -166,6 +166,18 @@ def _positions_by_territory(frame: gpd.GeoDataFrame) -> dict[str, np.ndarray]:
     return out
 
 
+def _shared_territories(
+    a: gpd.GeoDataFrame, b: gpd.GeoDataFrame
+) -> Iterator[tuple[Territory, np.ndarray, np.ndarray]]:
+    """(territory, positions in ``a``, positions in ``b``) for each territory both have:
+    features of different territories are never paired."""
+    by_b = _positions_by_territory(b)
+    for code, pa in _positions_by_territory(a).items():
+        pb = by_b.get(code)
+        if pb is not None:
+            yield TERRITORIES[code], pa, pb
+
+
 def _geoms(frame: gpd.GeoDataFrame) -> np.ndarray:
     """The geometry column as an object array of shapely geometries (no copy of geometries)."""
     return np.asarray(frame.geometry.array, dtype=object)
@@ -700,14 +712,8 @@ def _pairs_within(
     territory at most ``radius_m`` apart, distance 0 when they intersect in WGS84."""
     radius_m = _check_radius(radius_m)
     ga, gb = _geoms(a), _geoms(b)
-    by_a = _positions_by_territory(a)
-    by_b = _positions_by_territory(b)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for code, pa in by_a.items():
-        pb = by_b.get(code)
-        if pb is None:
-            continue
-        territory = TERRITORIES[code]
+    for territory, pa, pb in _shared_territories(a, b):
         ca, cb = _candidate_pairs(_part(ga, pa), _part(gb, pb), territory, radius_m)
         if len(ca) == 0:
             continue
@@ -717,11 +723,7 @@ def _pairs_within(
         distance = np.where(inside, 0.0, distance)
         keep = distance <= radius_m
         parts.append((ca[keep], cb[keep], distance[keep]))
-    if not parts:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty, np.empty(0, dtype=float)
-    ia, ib, d = (np.concatenate(x) for x in zip(*parts))
-    return ia, ib, d
+    return _concatenated(parts)
 
 
 def _check_radius(radius_m: float) -> float:
@@ -896,14 +898,8 @@ def _nearest_pairs(
     """Nearest candidates per source (all ties), per territory in its metric CRS, plus every
     WGS84-intersecting pair at distance 0."""
     gs, gt = _geoms(sources), _geoms(targets)
-    by_s = _positions_by_territory(sources)
-    by_t = _positions_by_territory(targets)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for code, ps in by_s.items():
-        pt = by_t.get(code)
-        if pt is None:
-            continue
-        territory = TERRITORIES[code]
+    for territory, ps, pt in _shared_territories(sources, targets):
         tree = shapely.STRtree(to_metric(_part(gt, pt), territory))
         (i_s, i_t), distance = tree.query_nearest(
             to_metric(_part(gs, ps), territory), return_distance=True, all_matches=True
@@ -911,11 +907,7 @@ def _nearest_pairs(
         parts.append((ps[i_s], pt[i_t], distance))
         j_s, j_t = _intersecting_pairs(_part(gs, ps), _part(gt, pt))
         parts.append((ps[j_s], pt[j_t], np.zeros(len(j_s))))
-    if not parts:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty, np.empty(0, dtype=float)
-    i_s, i_t, d = (np.concatenate(x) for x in zip(*parts))
-    return i_s, i_t, d
+    return _concatenated(parts)
 
 
 # --- Radius query and nearest feature in one pass (cached metric geometries) --------------------
@@ -983,17 +975,13 @@ def within_and_nearest(
     _require_column(targets, key, "targets")
     radius_m = _check_radius(radius_m)
     gs, gt = _geoms(sources), _geoms(targets)
-    by_t = _positions_by_territory(targets)
     within: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     near: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for code, ps in _positions_by_territory(sources).items():
-        pt = by_t.get(code)
-        if pt is None:
-            continue
+    for territory, ps, pt in _shared_territories(sources, targets):
         ps = ps[_usable(_part(gs, ps))]
         pt = pt[_usable(_part(gt, pt))]
         if len(ps) and len(pt):
-            found = _radius_and_nearest_part(gs, gt, ps, pt, TERRITORIES[code], radius_m)
+            found = _radius_and_nearest_part(gs, gt, ps, pt, territory, radius_m)
             within.append(found[0])
             near.append(found[1])
     i_s, i_t, distance = _concatenated(within)
@@ -1057,6 +1045,7 @@ def _measured_candidates(
 
 
 def _concatenated(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (i, j, distance) parts of each territory joined, empty typed arrays when none."""
     if not parts:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, np.empty(0, dtype=float)
