@@ -171,10 +171,10 @@ def _category(key: tuple[str, int, str]) -> str:
 
 PROFILE_LABELS: dict[str, str] = {
     "predicate": "exact point-in-polygon predicate (shapely intersects/contains on candidate pairs)",
-    "candidates": "candidate search (STRtree build and bounding-box query)",
+    "candidates": "STRtree build and bounding-box query (small inputs; large ones use essmap's grid, counted below)",
     "preparation": "polygon preparation (shapely.prepare)",
     "coordinates": "other shapely calls (coordinate extraction and copies, WKB, types)",
-    "other": "numpy/pandas around them (sorting, grouping, CRS checks, result assembly)",
+    "other": "numpy/pandas around them (grid cells and candidates, sorting, CRS checks, result assembly)",
 }
 
 
