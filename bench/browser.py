@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests" / "browser"))
+for path in (str(HERE), str(REPO / "tests" / "browser")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 from appdriver import (  # noqa: E402
     MAP_IFRAME,
@@ -170,20 +171,15 @@ def run(repetitions: int, db_path: Path) -> Results:
 
 
 def machine() -> list[str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    """The machine, from the spatial benchmark's description, plus the browser stack."""
+    from run import machine_info
+
+    info = machine_info()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     return [
-        f"- CPU: {cpu}, {os.cpu_count()} logical cores; RAM {mem_gb:.0f} GB; {platform.platform()}",
-        f"- Python {platform.python_version()}, streamlit {version('streamlit')}, "
-        f"streamlit-folium {version('streamlit-folium')}, folium {version('folium')}, playwright {version('playwright')}",
+        f"- CPU: {info['CPU']}; RAM {info['RAM']}; {info['OS']}",
+        f"- Python {info['Python']}, streamlit {version('streamlit')}, streamlit-folium {version('streamlit-folium')}, "
+        f"folium {version('folium')}, playwright {version('playwright')}",
         f"- git commit {commit or '?'}",
     ]
 

@@ -212,21 +212,24 @@ def test_url_restores_the_view(page, app_url, browser_store):
         assert key in page.url
 
 
-def test_html_names_show_as_text_in_popups(page, app_url, browser_store):
-    frame = open_app(page, app_url)
-    place = browser_store.script_place
-    assert place.name == "<script>alert(1)</script>"
+def open_popup(page, frame, place):
+    """Click the place's marker, close up, and return its popup (a screenshot is saved)."""
     click_map_at(page, frame, place.latitude, place.longitude, zoom=18)
     popup = frame.locator(".leaflet-popup-content").filter(has_text=place.name)
     expect(popup).to_be_visible()
-    shot(page, "popup-script-name")
+    shot(page, f"popup-{place.code_qp}")
+    return popup
+
+
+def test_html_names_show_as_text_in_popups(page, app_url, browser_store):
+    frame = open_app(page, app_url)
+    script, entity = browser_store.script_place, browser_store.entity_place
+    assert (script.name, entity.name) == ("<script>alert(1)</script>", "Escale &amp; CO")
+
+    popup = open_popup(page, frame, script)
+    assert script.name in popup.inner_text().splitlines()
     assert '<img src="x" onerror="alert(2)">' in popup.inner_text()
     assert popup.locator("script, img").count() == 0
 
-    place = browser_store.entity_place
-    assert place.name == "Escale &amp; CO"
-    click_map_at(page, frame, place.latitude, place.longitude, zoom=18)
-    popup = frame.locator(".leaflet-popup-content").filter(has_text=place.name)
-    expect(popup).to_be_visible()
-    shot(page, "popup-entity-name")
-    assert place.name in popup.inner_text().splitlines()
+    popup = open_popup(page, frame, entity)
+    assert entity.name in popup.inner_text().splitlines()
