@@ -109,6 +109,16 @@ def _map_widget(params: tuple[tuple[str, str], ...], *, height: int) -> dict | N
     )
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _tables(params: tuple[tuple[str, str], ...]) -> dict:
+    """Tables of the radius and export tabs, keyed on :func:`display.computation_key` (shared, read only):
+    rebuilt on every rerun they cost more than the rest of it (25 000 establishments)."""
+    data = _view_data(params)
+    return {"qpv_tiers_lieux": display.qpv_tiers_lieux_table(data),
+            "qpv_etablissements": display.qpv_establishments_table(data),
+            "exports": display.export_tables(data)}
+
+
 @st.cache_data(show_spinner="Calcul de la fiche…", max_entries=32)
 def _fiche(params: tuple[tuple[str, str], ...], code: str):
     view = MapView.from_query_params(dict(params))
@@ -239,6 +249,7 @@ selection = Selection(
 view = MapView(selection, indicator=state["indicateur"], level=state["niveau"], radius_m=state["rayon"],
                method=state["methode"], k=state["k"], tiles=state["fond"] or None)
 data = _data(view)
+tables = _tables(_key(display.computation_key(view)))
 
 if data.synthetic:
     st.warning("Cette vue contient des **données simulées** (démonstration) : les établissements ESS et la "
@@ -270,12 +281,12 @@ with rayon:
     radius = format_number(view.radius_m)
     st.metric("QPV couverts", format_percent(coverage_share(data.qpv)),
               help=f"Part des QPV ayant au moins un tiers-lieu dans le quartier ou à moins de {radius} m.")
-    st.dataframe(display.qpv_tiers_lieux_table(data), hide_index=True, width="stretch", key="table_rayon")
+    st.dataframe(tables["qpv_tiers_lieux"], hide_index=True, width="stretch", key="table_rayon")
     st.subheader("Établissements ESS autour des QPV")
     st.caption(f"Établissements ESS retenus par les filtres ({_plain(data.filters_label)}) à moins de {radius} m "
                "de chaque QPV" + (" ; données simulées." if data.synthetic else "."))
     st.metric("QPV avec un établissement ESS proche", format_percent(coverage_share(data.qpv_etablissements)))
-    st.dataframe(display.qpv_establishments_table(data), hide_index=True, width="stretch",
+    st.dataframe(tables["qpv_etablissements"], hide_index=True, width="stretch",
                  key="table_rayon_etablissements")
 
 with onglet_fiche:
@@ -324,10 +335,9 @@ with exports:
     st.subheader("Tableaux de la vue")
     st.caption(f"{_plain(data.territory_label)} · {_plain(data.filters_label)}"
                + (" · contient des données simulées" if data.synthetic else ""))
-    tables = display.export_tables(data)
-    label = st.selectbox("Tableau", list(tables), key="table_export")
-    stem, frame = tables[label]
-    st.dataframe(frame.drop(columns=frame.geometry.name).head(200), hide_index=True, width="stretch")
+    label = st.selectbox("Tableau", list(tables["exports"]), key="table_export")
+    stem, frame = tables["exports"][label]
+    st.dataframe(frame.head(200).drop(columns=frame.geometry.name), hide_index=True, width="stretch")
     buttons = st.columns(len(display.DOWNLOAD_FORMATS))
     for column, fmt in zip(buttons, display.DOWNLOAD_FORMATS, strict=True):
         extension = display.DOWNLOAD_FORMATS[fmt][2]
