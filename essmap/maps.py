@@ -336,24 +336,28 @@ class PackedPoints(MarkerCluster):
             var bytes = Uint8Array.from(atob({{ this.payload|tojson }}), function (c) { return c.charCodeAt(0); });
             var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
             new Response(stream).json().then(function (d) {
-                var n = d.xy.length / 2, markers = [];
-                var cell = function (col, i) { return Array.isArray(col) ? col[i] : col.v[col.i[i]]; };
+                var n = d.xy.length / 2, markers = new Array(n);
                 var style = {radius: 5, color: {{ this.color|tojson }}, weight: 1, fillOpacity: 0.8};
                 for (var i = 0; i < n; i++) {
-                    var marker = L.circleMarker([d.lat0 + d.xy[2 * i] / 1e5, d.lon0 + d.xy[2 * i + 1] / 1e5], style);
-                    marker.bindPopup((function (k) { return function () {
-                        return d.lines.map(function (col) { return cell(col, k); })
-                            .filter(function (t) { return t; }).join("<br>");
-                    }; })(i), {maxWidth: 320});
-                    markers.push(marker);
+                    markers[i] = L.circleMarker([d.lat0 + d.xy[2 * i] / 1e5, d.lon0 + d.xy[2 * i + 1] / 1e5], style);
+                    markers[i].essmapRow = i;
                 }
+                group.on("click", function (e) {  // one listener for the layer, the popup built on click
+                    var k = e.layer.essmapRow;
+                    if (k === undefined) { return; }
+                    var text = d.lines.map(function (col) { return Array.isArray(col) ? col[k] : col.v[col.i[k]]; })
+                        .filter(function (t) { return t; }).join("<br>");
+                    L.popup({maxWidth: 320}).setLatLng(e.layer.getLatLng()).setContent(text)
+                        .openOn({{ this._parent.get_name() }});
+                });
                 if (group.addLayers) { group.addLayers(markers); } else { markers.forEach(function (mk) { group.addLayer(mk); }); }
             });
         })({{ this.get_name() }});
         {% endmacro %}""")
 
     def __init__(self, payload: str, *, name: str, color: str, cluster: bool) -> None:
-        super().__init__(name=name)
+        # street level and closer (zoom >= 15): every point shown, so clustering computes 11 zoom levels, not 16
+        super().__init__(name=name, options={"disableClusteringAtZoom": 15})
         self._name = "PackedPoints"
         self.payload = payload
         self.color = color
