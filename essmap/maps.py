@@ -19,7 +19,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from branca.element import Element
+from branca.element import Element, MacroElement
 from folium.plugins import MarkerCluster
 from folium.template import Template
 
@@ -63,7 +63,8 @@ def base_map(bounds: tuple[float, float, float, float], *, tiles: str | None = N
 
     Without ``tiles`` the background is plain, so the map draws offline.
     """
-    m = folium.Map(tiles=None, control_scale=True, prefer_canvas=True)
+    m = folium.Map(tiles=None, prefer_canvas=True)
+    MetricScale().add_to(m)
     # without a tile layer Leaflet knows no zoom range, which marker clustering needs
     m.options.update(maxZoom=19, minZoom=4)
     if tiles:
@@ -72,6 +73,17 @@ def base_map(bounds: tuple[float, float, float, float], *, tiles: str | None = N
     lon_min, lat_min, lon_max, lat_max = bounds
     m.fit_bounds([[lat_min, lon_min], [lat_max, lon_max]])
     return m
+
+
+class MetricScale(MacroElement):
+    """Leaflet's scale bar in metres and kilometres only (French users; folium's default adds
+    miles and feet)."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        L.control.scale({imperial: false, position: "bottomleft"}).addTo({{ this._parent.get_name() }});
+        {% endmacro %}
+    """)
 
 
 def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, label_column: str = "nom") -> folium.Map:
@@ -367,7 +379,8 @@ class PackedPoints(MarkerCluster):
 def add_synthetic_notice(m: folium.Map) -> folium.Map:
     """A visible caption on the map itself: synthetic rows are shown."""
     caption = (
-        '<div style="position:absolute;bottom:24px;left:10px;z-index:9999;background:#fff3cd;'
+        # bottom left, above the scale bar (the legend is bottom right, layers top right)
+        '<div style="position:absolute;bottom:44px;left:10px;z-index:9999;background:#fff3cd;'
         'border:1px solid #b58900;padding:4px 8px;font:13px sans-serif;">'
         f"Carte contenant des {SYNTHETIC_NOTICE} (démonstration)</div>"
     )

@@ -161,3 +161,10 @@ def test_feature_collection_keeps_text_and_missing_geometry():
     assert first["geometry"] == {"type": "Point", "coordinates": [5.12346, 43.1]}
     assert first["properties"] == {"info": "Escale &amp; CO « é »"}
     assert second["geometry"] is None and second["properties"] == {"info": HOSTILE}  # escaping is the caller's job
+
+
+def test_scale_bar_is_metric_only_and_clear_of_the_synthetic_notice(data):
+    page = maps.render_html(maps.view_map(data))
+    assert "L.control.scale({imperial: false" in page
+    assert "control_scale" not in page and "L.control.scale()" not in page
+    assert 'bottom:44px;left:10px' in page  # the notice sits above the scale bar, not on it
