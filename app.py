@@ -84,19 +84,7 @@ def _map_component(params: tuple[tuple[str, str], ...]) -> dict:
     arguments on every rerun (same key: the browser keeps the drawn map, a click does not rebuild it).
     """
     view = MapView.from_query_params(dict(params))
-    m = maps.view_map(_data(view))
-    m.get_root().render()
-    html = streamlit_folium._get_html(m)  # what st_folium 0.27.4 computes, in its order (it alters the map)
-    header = streamlit_folium._get_header(m)
-    script = streamlit_folium._get_map_string(m)
-    map_id = streamlit_folium.get_full_id(m)
-    elements = list(maps.walk(m))
-    return {
-        "script": script, "header": header, "html": html, "id": map_id,
-        "css_links": list(dict.fromkeys(url for e in elements for _n, url in getattr(e, "default_css", []))),
-        "js_links": list(dict.fromkeys(url for e in elements for _n, url in getattr(e, "default_js", []))),
-        "key": streamlit_folium.generate_js_hash(script, "carte", False),
-    }
+    return maps.streamlit_folium_args(maps.view_map(_data(view)), key="carte")
 
 
 def _map_widget(params: tuple[tuple[str, str], ...], *, height: int) -> dict | None:

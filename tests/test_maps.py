@@ -168,3 +168,18 @@ def test_scale_bar_is_metric_only_and_clear_of_the_synthetic_notice(data):
     assert "L.control.scale({imperial: false" in page
     assert "control_scale" not in page and "L.control.scale()" not in page
     assert 'bottom:44px;left:10px' in page  # the notice sits above the scale bar, not on it
+
+
+def test_cached_component_arguments_equal_what_st_folium_sends(data, monkeypatch):
+    import copy
+
+    import streamlit_folium
+
+    m = maps.view_map(data)
+    ours = maps.streamlit_folium_args(copy.deepcopy(m), key="carte")
+    sent: dict = {}
+    monkeypatch.setattr(streamlit_folium, "_component_func", lambda **kwargs: sent.update(kwargs))
+    streamlit_folium.st_folium(copy.deepcopy(m), key="carte", returned_objects=["last_active_drawing"],
+                               use_container_width=True)
+    assert sent, "st_folium did not call its component"
+    assert {k: sent[k] for k in ours} == ours
