@@ -1,8 +1,8 @@
 """essmap dashboard (Streamlit). Layout, widgets and caching only: data, analysis and maps come
 from the essmap package (display.view_data computes what is shown, maps.view_map draws it).
 
-Widget labels and keys follow ``coord/UI_CONTRACT.md``. The view lives in the URL query string
-(``MapView.to_query_params``): opening a link reproduces it.
+Widget labels and keys are an interface: tests/test_app.py and tests/browser rely on them. The view
+lives in the URL query string (``MapView.to_query_params``): opening a link reproduces it.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 One Streamlit server serves the whole session (``app_url``) on a copy of the demo store with
 HTML-named tiers-lieux (``browser_store``); every test opens a fresh tab that fails on any
-dialog, so a name executed as code (``alert``) fails the test that shows it. Widget labels
-follow coord/UI_CONTRACT.md. Screenshots go to tests/artifacts/browser/.
+dialog, so a name executed as code (``alert``) fails the test that shows it. Widgets are found
+by their French labels, as a user finds them. Screenshots go to tests/artifacts/browser/.
 """
 
 from __future__ import annotations
