@@ -441,6 +441,21 @@ def _ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, np.arange(len(owner), dtype=np.int64) - starts[owner]
 
 
+def _cells_of_boxes(
+    x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every integer cell (x, y) of the inclusive boxes [x0, x1] x [y0, y1], column by column.
+
+    Returns (box of each cell, x, y, box heights, position of each box's first cell): cell (x, y)
+    of box k is at ``start[k] + (x - x0[k]) * height[k] + (y - y0[k])``.
+    """
+    height = y1 - y0 + 1
+    count = (x1 - x0 + 1) * height
+    start = np.cumsum(count) - count
+    box, local = _ranges(count)
+    return box, x0[box] + local // height[box], y0[box] + local % height[box], height, start
+
+
 def _points_in_polygon_pairs(
     x: np.ndarray, y: np.ndarray, polygons: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -489,12 +504,7 @@ def _points_in_polygon_pairs(
 
     # (polygon, tile) pairs over each bounding box; the tiles used get a compact number
     ptx0, pty0, ptx1, pty1 = tile_x(b[:, 0]), tile_y(b[:, 1]), tile_x(b[:, 2]), tile_y(b[:, 3])
-    pth = pty1 - pty0 + 1
-    pt_count = (ptx1 - ptx0 + 1) * pth
-    pt_start = np.cumsum(pt_count) - pt_count
-    pt_poly, local = _ranges(pt_count)
-    pt_tx = ptx0[pt_poly] + local // pth[pt_poly]
-    pt_ty = pty0[pt_poly] + local % pth[pt_poly]
+    pt_poly, pt_tx, pt_ty, pth, pt_start = _cells_of_boxes(ptx0, ptx1, pty0, pty1)
     tile_key = pt_tx * nty + pt_ty
     used_keys = np.unique(tile_key)
     pt_tile = np.searchsorted(used_keys, tile_key)
@@ -532,12 +542,7 @@ def _points_in_polygon_pairs(
     p = pt_poly
     cx0, cx1 = local_range(b[p, 0], b[p, 2], pt_tile, pt_tx == ptx0[p], pt_tx == ptx1[p], tile_ox)
     cy0, cy1 = local_range(b[p, 1], b[p, 3], pt_tile, pt_ty == pty0[p], pt_ty == pty1[p], tile_oy)
-    ch = cy1 - cy0 + 1
-    pc_count = (cx1 - cx0 + 1) * ch
-    pc_start = np.cumsum(pc_count) - pc_count
-    pc_pt, local = _ranges(pc_count)
-    pc_cx = cx0[pc_pt] + local // ch[pc_pt]
-    pc_cy = cy0[pc_pt] + local % ch[pc_pt]
+    pc_pt, pc_cx, pc_cy, ch, pc_start = _cells_of_boxes(cx0, cx1, cy0, cy1)
     pc_tile = pt_tile[pc_pt]
     pc_cell = cell_start[pc_tile] + pc_cx * side[pc_tile] + pc_cy
 
@@ -554,11 +559,9 @@ def _points_in_polygon_pairs(
     ey1 = np.maximum(coords[:-1, 1], coords[1:, 1])[same_ring]
     e_poly = part_poly[ring_part[vertex_ring[:-1][same_ring]]]
     etx0, etx1, ety0, ety1 = tile_x(ex0), tile_x(ex1), tile_y(ey0), tile_y(ey1)
-    eth = ety1 - ety0 + 1
-    et_edge, local = _ranges((etx1 - etx0 + 1) * eth)  # (edge, tile) pairs, mostly one per edge
+    # (edge, tile) pairs, mostly one per edge
+    et_edge, e_tx, e_ty, _height, _start = _cells_of_boxes(etx0, etx1, ety0, ety1)
     ep = e_poly[et_edge]
-    e_tx = etx0[et_edge] + local // eth[et_edge]
-    e_ty = ety0[et_edge] + local % eth[et_edge]
     e_pt = pt_start[ep] + (e_tx - ptx0[ep]) * pth[ep] + (e_ty - pty0[ep])  # its (polygon, tile)
     e_tile = pt_tile[e_pt]
     e = et_edge
