@@ -124,7 +124,7 @@ def run_essmap(results: Results, data: nd.NationalData, repeat: int) -> dict[str
 
     # cold: the cache of metric reprojections emptied before each run (a first query)
     results.time("b.essmap.cold", lambda: cases.qpv_tiers_lieux_essmap(q, tl), repeat=max(repeat, 7), budget_s=20,
-                 before=spatial._METRIC_CACHE.clear)
+                 before=spatial.distance._METRIC_CACHE.clear)
     near = results.time("b.essmap", lambda: cases.qpv_tiers_lieux_essmap(q, tl), repeat=max(repeat, 7), budget_s=20)
     out["qpv_tiers_lieux"] = near
     results.facts["b.essmap.summary"] = cases.summarise_qpv_tiers_lieux(near)

@@ -334,7 +334,7 @@ def test_point_in_polygon_grid_equals_shapely_on_real_communes() -> None:
     points = shapely.points(lon, lat)
     points[5] = None  # missing and empty points are in no polygon
     points[6] = shapely.Point()
-    ip, ig = spatial._intersecting_pairs(points, polygons)
+    ip, ig = spatial.contains._intersecting_pairs(points, polygons)
     assert len(ip) > 60_000
     assert set(zip(ip.tolist(), ig.tolist())) == _reference_pairs(points, polygons)
 
@@ -352,7 +352,7 @@ def test_point_in_polygon_grid_with_holes_and_far_apart_parts(build) -> None:
     lon = np.concatenate([rng.uniform(5.28, 5.42, 30_000), rng.uniform(55.35, 55.75, 5_000), [5.33, 5.35, 55.4]])
     lat = np.concatenate([rng.uniform(43.23, 43.37, 30_000), rng.uniform(-21.25, -20.85, 5_000), [43.30, 43.29, -21.0]])
     points = shapely.points(lon, lat)
-    ip, ig = spatial._intersecting_pairs(points, polygons)
+    ip, ig = spatial.contains._intersecting_pairs(points, polygons)
     pairs = set(zip(ip.tolist(), ig.tolist()))
     assert pairs == _reference_pairs(points, polygons)
     n = len(points)
