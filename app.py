@@ -30,6 +30,9 @@ METHODS = {"quantiles": "Quantiles", "natural_breaks": "Seuils naturels (Jenks)"
 TILES = {"": "Aucun (hors ligne)", **{name: name for name in maps.TILES}}
 CHOROPLETH_INDICATORS = [i.key for i in INDICATORS if i.key not in ("rayon_m", "inclut_donnees_simulees")]
 TABS = ["Carte", "Rayon autour des QPV", "Fiche", "Exports"]
+#: Widgets of the tabs that run only while open: Streamlit forgets a widget's value in a run that does not
+#: draw it, so these are carried over explicitly (see below).
+TAB_WIDGETS = ("selection", "table_export", "titre_export", "format_carte", "orientation_carte")
 SNAPSHOT_FORMATS = {"PNG 300 dpi": "png", "PDF": "pdf", "SVG": "svg"}
 
 
@@ -164,6 +167,9 @@ if "departement" not in state:
         "methode": initial.method, "k": initial.k, "fond": initial.tiles or "",
         "rayon": int(initial.radius_m), "selection": initial.selected or "",
     })
+for key in TAB_WIDGETS:  # kept while their tab is closed (assigning turns them into plain session state)
+    if key in state:
+        state[key] = state[key]
 if "_a_ouvrir" in state:  # a click on the map, handled before the widgets are drawn
     state["selection"] = state.pop("_a_ouvrir")
     state["onglet"] = "Fiche"
@@ -173,6 +179,114 @@ def _choose(key: str, options: list) -> None:
     """Keep a widget's value among its (cascading) options."""
     if state.get(key) not in options:
         state[key] = options[0]
+
+
+# --- Tabs other than the map (each runs only while open) ---------------------------------------
+
+
+def _radius_tab(data: display.ViewData, view: MapView) -> None:
+    """QPV x tiers-lieux and QPV x ESS establishments within the radius."""
+    tables = _tables(_key(display.computation_key(view)))
+    radius = format_number(view.radius_m)
+    st.metric("QPV couverts", format_percent(coverage_share(data.qpv)),
+              help=f"Part des QPV ayant au moins un tiers-lieu dans le quartier ou à moins de {radius} m.")
+    st.dataframe(tables["qpv_tiers_lieux"], hide_index=True, width="stretch", key="table_rayon")
+    st.subheader("Établissements ESS autour des QPV")
+    st.caption(f"Établissements ESS retenus par les filtres ({_plain(data.filters_label)}) à moins de {radius} m "
+               "de chaque QPV" + (" ; données simulées." if data.synthetic else "."))
+    st.metric("QPV avec un établissement ESS proche", format_percent(coverage_share(data.qpv_etablissements)))
+    st.dataframe(tables["qpv_etablissements"], hide_index=True, width="stretch",
+                 key="table_rayon_etablissements")
+
+
+def _fiche_tab(data: display.ViewData, view: MapView, units: dict[str, str]) -> None:
+    """The fiche of the selected unit (chosen here or by a click on the map)."""
+    st.selectbox("Territoire sélectionné", ["", *units], key="selection",
+                 format_func=lambda c: units.get(c, "Aucun (cliquez sur la carte)"))
+    fiche = _fiche(_key(display.computation_key(view)), view.selected) if view.selected else None
+    if fiche is None:
+        st.info("Choisissez un territoire ci-dessus ou cliquez sur une commune ou un QPV de la carte.")
+    else:
+        st.header(f"Fiche : {_plain(fiche.name)}")
+        st.caption(f"{fiche.level_label} {_plain(fiche.code)} · {_plain(data.filters_label)}")
+        if fiche.synthetic:
+            st.warning("Fiche calculée sur des **données simulées** (démonstration).")
+        card_columns = st.columns(4)
+        for i, card in enumerate(fiche.comparisons):
+            with card_columns[i % 4]:
+                st.metric(card.indicator.label_fr, display.format_value(card.value, card.indicator))
+                lines = []
+                if card.parent_name is not None:
+                    lines.append(f"{_plain(card.parent_name)} : {display.format_value(card.parent_value, card.indicator)}")
+                if card.france_value is not None:
+                    lines.append(f"France : {display.format_value(card.france_value, card.indicator)} "
+                                 f"(source : {_plain(card.france_source_fr)})")
+                if card.note_fr:
+                    lines.append(_plain(card.note_fr))
+                lines.append(f"Source : {_plain(card.indicator.source_fr)}")
+                st.caption("  \n".join(lines))
+        charts = st.columns(2)
+        charts[0].subheader("Établissements par famille")
+        charts[0].bar_chart(fiche.familles.set_index("libelle")["n"], horizontal=True, x_label="Établissements",
+                            y_label="")
+        charts[1].subheader("Établissements par secteur")
+        charts[1].bar_chart(fiche.secteurs.set_index("libelle")["n"], horizontal=True, x_label="Établissements",
+                            y_label="")
+        st.subheader("Dans les QPV et hors QPV")
+        st.dataframe(fiche.qpv_hors_qpv, hide_index=True, width="stretch")
+        st.subheader(f"Établissements ESS ({format_number(len(fiche.etablissements))})")
+        st.dataframe(display.establishments_table(fiche.etablissements), hide_index=True, width="stretch")
+        st.subheader(f"Tiers-lieux ({format_number(len(fiche.tiers_lieux))})")
+        st.dataframe(display.tiers_lieux_table(fiche.tiers_lieux), hide_index=True, width="stretch")
+
+
+def _exports_tab(data: display.ViewData, view: MapView) -> None:
+    """Tables, map snapshot and portrait of the view, as files."""
+    tables = _tables(_key(display.computation_key(view)))
+    st.subheader("Tableaux de la vue")
+    st.caption(f"{_plain(data.territory_label)} · {_plain(data.filters_label)}"
+               + (" · contient des données simulées" if data.synthetic else ""))
+    label = st.selectbox("Tableau", list(tables["exports"]), key="table_export")
+    stem, frame = tables["exports"][label]
+    st.dataframe(frame.head(200).drop(columns=frame.geometry.name), hide_index=True, width="stretch")
+    buttons = st.columns(len(display.DOWNLOAD_FORMATS))
+    for column, fmt in zip(buttons, display.DOWNLOAD_FORMATS, strict=True):
+        extension = display.DOWNLOAD_FORMATS[fmt][2]
+        name = export_file_name(stem + ("_point-virgule" if fmt == "CSV « ; »" else ""), data.territory_label,
+                                extension)
+        column.download_button(fmt, data=lambda frame=frame, fmt=fmt, stem=stem: display.table_bytes(frame, fmt, layer=stem),
+                               file_name=name, key=f"export_{stem}_{extension}_{fmt == 'CSV « ; »'}")
+    st.subheader("Carte de la vue")
+    snap = st.columns([3, 1.2, 1.2])
+    default_title = snapshot.default_title(data)
+    title = snap[0].text_input("Titre de la carte", key="titre_export", placeholder=default_title) or default_title
+    snap_format = snap[1].selectbox("Format", list(SNAPSHOT_FORMATS), key="format_carte")
+    orientation = snap[2].selectbox("Orientation", ["paysage", "portrait"], key="orientation_carte",
+                                    format_func=lambda o: f"A4 {o}")
+    extension = SNAPSHOT_FORMATS[snap_format]
+    st.download_button(
+        f"Télécharger la carte ({snap_format}, A4 {orientation})",
+        data=lambda data=data, fmt=extension, title=title, orientation=orientation: snapshot.render_snapshot(
+            data, sources=_sources(), fmt=fmt, title=title, orientation=orientation),
+        file_name=export_file_name("carte", data.territory_label, extension), key="export_carte",
+    )
+    st.subheader("Portrait de territoire")
+    chosen = view.selected or ""
+    if not chosen:
+        st.info("Choisissez un territoire dans l'onglet « Fiche » (ou cliquez sur la carte) pour son portrait.")
+    else:
+        level = view.level if chosen in set(data.areas["code"].astype(str)) else "qpv"
+        names = {**dict(zip(data.areas["code"].astype(str), data.areas["nom"])),
+                 **dict(zip(data.qpv["code_qp"].astype(str), data.qpv["lib_qp"]))}
+        st.caption(f"{_plain(names[chosen])} ({_plain(chosen)}) · PDF de 4 pages : chiffres clés comparés, familles "
+                   f"et secteurs, carte et QPV à moins de {format_number(view.radius_m)} m, principaux employeurs ; "
+                   "tout le territoire, sans les filtres de familles ou de secteurs.")
+        st.download_button(
+            "Portrait de territoire (PDF)",
+            data=lambda level=level, code=chosen, radius=view.radius_m: _portrait_pdf(level, code, radius),
+            file_name=portrait.portrait_file_name(level, str(names[chosen]), chosen), mime="application/pdf",
+            key="export_portrait",
+        )
 
 
 # --- Sidebar: territory and filters -------------------------------------------------------------
@@ -237,13 +351,17 @@ selection = Selection(
 view = MapView(selection, indicator=state["indicateur"], level=state["niveau"], radius_m=state["rayon"],
                method=state["methode"], k=state["k"], tiles=state["fond"] or None)
 data = _data(view)
-tables = _tables(_key(display.computation_key(view)))
+units = display.selectable_units(data)
+_choose("selection", ["", *units])
+view = view.replace(selected=state["selection"] or None)
 
 if data.synthetic:
     st.warning("Cette vue contient des **données simulées** (démonstration) : les établissements ESS et la "
                "plupart des tiers-lieux sont générés par essmap ; aucun chiffre ne décrit la réalité.")
 st.caption(f"{_plain(data.territory_label)} · {_plain(view.selection.without_territory().describe())}")
 
+# Only the open tab runs (the map tab always does, so coming back to it is instant): the first map is not
+# held up by the tables, the fiche and the exports.
 carte, rayon, onglet_fiche, exports = st.tabs(TABS, key="onglet", on_change="rerun")
 
 with carte:
@@ -265,105 +383,15 @@ with carte:
                "légales, SIRENE), ANCT (QPV), France Tiers-Lieux et Commune Mesure (tiers-lieux)."
                + (" Établissements ESS : données simulées." if data.synthetic else ""))
 
-with rayon:
-    radius = format_number(view.radius_m)
-    st.metric("QPV couverts", format_percent(coverage_share(data.qpv)),
-              help=f"Part des QPV ayant au moins un tiers-lieu dans le quartier ou à moins de {radius} m.")
-    st.dataframe(tables["qpv_tiers_lieux"], hide_index=True, width="stretch", key="table_rayon")
-    st.subheader("Établissements ESS autour des QPV")
-    st.caption(f"Établissements ESS retenus par les filtres ({_plain(data.filters_label)}) à moins de {radius} m "
-               "de chaque QPV" + (" ; données simulées." if data.synthetic else "."))
-    st.metric("QPV avec un établissement ESS proche", format_percent(coverage_share(data.qpv_etablissements)))
-    st.dataframe(tables["qpv_etablissements"], hide_index=True, width="stretch",
-                 key="table_rayon_etablissements")
-
-with onglet_fiche:
-    units = display.selectable_units(data)
-    _choose("selection", ["", *units])
-    st.selectbox("Territoire sélectionné", ["", *units], key="selection",
-                 format_func=lambda c: units.get(c, "Aucun (cliquez sur la carte)"))
-    view = view.replace(selected=state["selection"] or None)
-    fiche = _fiche(_key(display.computation_key(view)), view.selected) if view.selected else None
-    if fiche is None:
-        st.info("Choisissez un territoire ci-dessus ou cliquez sur une commune ou un QPV de la carte.")
-    else:
-        st.header(f"Fiche : {_plain(fiche.name)}")
-        st.caption(f"{fiche.level_label} {_plain(fiche.code)} · {_plain(data.filters_label)}")
-        if fiche.synthetic:
-            st.warning("Fiche calculée sur des **données simulées** (démonstration).")
-        card_columns = st.columns(4)
-        for i, card in enumerate(fiche.comparisons):
-            with card_columns[i % 4]:
-                st.metric(card.indicator.label_fr, display.format_value(card.value, card.indicator))
-                lines = []
-                if card.parent_name is not None:
-                    lines.append(f"{_plain(card.parent_name)} : {display.format_value(card.parent_value, card.indicator)}")
-                if card.france_value is not None:
-                    lines.append(f"France : {display.format_value(card.france_value, card.indicator)} "
-                                 f"(source : {_plain(card.france_source_fr)})")
-                if card.note_fr:
-                    lines.append(_plain(card.note_fr))
-                lines.append(f"Source : {_plain(card.indicator.source_fr)}")
-                st.caption("  \n".join(lines))
-        charts = st.columns(2)
-        charts[0].subheader("Établissements par famille")
-        charts[0].bar_chart(fiche.familles.set_index("libelle")["n"], horizontal=True, x_label="Établissements",
-                            y_label="")
-        charts[1].subheader("Établissements par secteur")
-        charts[1].bar_chart(fiche.secteurs.set_index("libelle")["n"], horizontal=True, x_label="Établissements",
-                            y_label="")
-        st.subheader("Dans les QPV et hors QPV")
-        st.dataframe(fiche.qpv_hors_qpv, hide_index=True, width="stretch")
-        st.subheader(f"Établissements ESS ({format_number(len(fiche.etablissements))})")
-        st.dataframe(display.establishments_table(fiche.etablissements), hide_index=True, width="stretch")
-        st.subheader(f"Tiers-lieux ({format_number(len(fiche.tiers_lieux))})")
-        st.dataframe(display.tiers_lieux_table(fiche.tiers_lieux), hide_index=True, width="stretch")
-
-with exports:
-    st.subheader("Tableaux de la vue")
-    st.caption(f"{_plain(data.territory_label)} · {_plain(data.filters_label)}"
-               + (" · contient des données simulées" if data.synthetic else ""))
-    label = st.selectbox("Tableau", list(tables["exports"]), key="table_export")
-    stem, frame = tables["exports"][label]
-    st.dataframe(frame.head(200).drop(columns=frame.geometry.name), hide_index=True, width="stretch")
-    buttons = st.columns(len(display.DOWNLOAD_FORMATS))
-    for column, fmt in zip(buttons, display.DOWNLOAD_FORMATS, strict=True):
-        extension = display.DOWNLOAD_FORMATS[fmt][2]
-        name = export_file_name(stem + ("_point-virgule" if fmt == "CSV « ; »" else ""), data.territory_label,
-                                extension)
-        column.download_button(fmt, data=lambda frame=frame, fmt=fmt, stem=stem: display.table_bytes(frame, fmt, layer=stem),
-                               file_name=name, key=f"export_{stem}_{extension}_{fmt == 'CSV « ; »'}")
-    st.subheader("Carte de la vue")
-    snap = st.columns([3, 1.2, 1.2])
-    default_title = snapshot.default_title(data)
-    title = snap[0].text_input("Titre de la carte", key="titre_export", placeholder=default_title) or default_title
-    snap_format = snap[1].selectbox("Format", list(SNAPSHOT_FORMATS), key="format_carte")
-    orientation = snap[2].selectbox("Orientation", ["paysage", "portrait"], key="orientation_carte",
-                                    format_func=lambda o: f"A4 {o}")
-    extension = SNAPSHOT_FORMATS[snap_format]
-    st.download_button(
-        f"Télécharger la carte ({snap_format}, A4 {orientation})",
-        data=lambda data=data, fmt=extension, title=title, orientation=orientation: snapshot.render_snapshot(
-            data, sources=_sources(), fmt=fmt, title=title, orientation=orientation),
-        file_name=export_file_name("carte", data.territory_label, extension), key="export_carte",
-    )
-    st.subheader("Portrait de territoire")
-    chosen = state.get("selection") or ""
-    if not chosen:
-        st.info("Choisissez un territoire dans l'onglet « Fiche » (ou cliquez sur la carte) pour son portrait.")
-    else:
-        level = view.level if chosen in set(data.areas["code"].astype(str)) else "qpv"
-        names = {**dict(zip(data.areas["code"].astype(str), data.areas["nom"])),
-                 **dict(zip(data.qpv["code_qp"].astype(str), data.qpv["lib_qp"]))}
-        st.caption(f"{_plain(names[chosen])} ({_plain(chosen)}) · PDF de 4 pages : chiffres clés comparés, familles "
-                   f"et secteurs, carte et QPV à moins de {format_number(view.radius_m)} m, principaux employeurs ; "
-                   "tout le territoire, sans les filtres de familles ou de secteurs.")
-        st.download_button(
-            "Portrait de territoire (PDF)",
-            data=lambda level=level, code=chosen, radius=view.radius_m: _portrait_pdf(level, code, radius),
-            file_name=portrait.portrait_file_name(level, str(names[chosen]), chosen), mime="application/pdf",
-            key="export_portrait",
-        )
+if rayon.open:
+    with rayon:
+        _radius_tab(data, view)
+if onglet_fiche.open:
+    with onglet_fiche:
+        _fiche_tab(data, view, units)
+if exports.open:
+    with exports:
+        _exports_tab(data, view)
 
 # --- Keep the URL in sync with the view ----------------------------------------------------------
 params = view.to_query_params()

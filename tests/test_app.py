@@ -25,6 +25,14 @@ def _app(db: Path, monkeypatch, **params: str) -> AppTest:
     return at
 
 
+def _open_tab(at: AppTest, name: str) -> AppTest:
+    """Only the open tab runs (besides the map): open ``name`` as a click on it would."""
+    at.session_state["onglet"] = name
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
@@ -82,6 +90,8 @@ def test_default_view_labels_synthetic_data_and_filters_change_counts(demo_db, m
 
 def test_radius_change_changes_the_radius_table(demo_db, monkeypatch, fresh_caches):
     at = _app(demo_db, monkeypatch)
+    assert not any("Tiers-lieux dans le rayon" in d.value.columns for d in at.dataframe)  # closed tab: not run
+    _open_tab(at, "Rayon autour des QPV")
     table = _table(at, "Tiers-lieux dans le rayon")
     assert list(table.columns[:6]) == ["QPV", "Code QPV", "Commune", "Tiers-lieux dans le rayon",
                                        "Tiers-lieu le plus proche", "Distance (m)"]
@@ -98,6 +108,7 @@ def test_radius_change_changes_the_radius_table(demo_db, monkeypatch, fresh_cach
 def test_url_restores_the_view_and_opens_the_fiche(demo_db, monkeypatch, fresh_caches):
     at = _app(demo_db, monkeypatch, departements="13", indicateur="part_employeurs_en_qpv", niveau="epci",
               rayon="2500", classes="4", methode="equal_interval", selection="13055", families="association")
+    _open_tab(at, "Fiche")
     assert at.selectbox(key="indicateur").value == "part_employeurs_en_qpv"
     assert at.selectbox(key="niveau").value == "epci"
     assert at.slider(key="rayon").value == 2500
@@ -108,6 +119,8 @@ def test_url_restores_the_view_and_opens_the_fiche(demo_db, monkeypatch, fresh_c
     assert at.selectbox(key="selection").value == ""
 
     at = _app(demo_db, monkeypatch, departements="13", niveau="commune", rayon="2500", selection="13055")
+    assert at.query_params["selection"] == "13055"  # kept while the fiche tab is closed
+    _open_tab(at, "Fiche")
     assert any(h.value == "Fiche : Marseille" for h in at.header)
     assert at.query_params["selection"] == "13055"
     assert at.query_params["rayon"] == "2500"
@@ -118,7 +131,7 @@ def test_url_restores_the_view_and_opens_the_fiche(demo_db, monkeypatch, fresh_c
 
 
 def test_choosing_a_qpv_shows_its_fiche(demo_db, monkeypatch, fresh_caches):
-    at = _app(demo_db, monkeypatch)
+    at = _open_tab(_app(demo_db, monkeypatch), "Fiche")
     box = at.selectbox(key="selection")
     qpv_code = next(o for o in box.options if o.startswith("QPV "))
     code = qpv_code[qpv_code.rindex("(") + 1:-1]
@@ -128,6 +141,14 @@ def test_choosing_a_qpv_shows_its_fiche(demo_db, monkeypatch, fresh_caches):
     assert at.query_params["selection"] == code
     assert any("données simulées" in w.value for w in at.warning)
 
+    # the choice outlives its tab: closed, the URL keeps it; reopened, the fiche is back
+    _open_tab(at, "Carte")
+    assert not any(h.value.startswith("Fiche : ") for h in at.header)
+    assert at.query_params["selection"] == code
+    _open_tab(at, "Fiche")
+    assert at.selectbox(key="selection").value == code
+    assert any(h.value.startswith("Fiche : ") for h in at.header)
+
 
 def test_names_from_data_are_shown_as_text(demo_db, monkeypatch, tmp_path, fresh_caches):
     db = tmp_path / "hostile.duckdb"
@@ -135,7 +156,7 @@ def test_names_from_data_are_shown_as_text(demo_db, monkeypatch, tmp_path, fresh
     con = duckdb.connect(str(db))
     con.execute("UPDATE communes SET nom = ? WHERE code_insee = '13055'", [HOSTILE])
     con.close()
-    at = _app(db, monkeypatch, departements="13", selection="13055")
+    at = _open_tab(_app(db, monkeypatch, departements="13", selection="13055"), "Fiche")
     headers = [h.value for h in at.header if h.value.startswith("Fiche : ")]
     assert headers == ["Fiche : \\<script\\>alert\\(1\\)\\</script\\> Escale \\&amp; CO"]
     assert any(HOSTILE in option for option in at.selectbox(key="commune").options)  # a plain-text widget

@@ -197,6 +197,8 @@ def test_exports_tab_buttons_produce_the_map_and_the_portrait(demo_db, monkeypat
     at = AppTest.from_file(APP, default_timeout=600)
     at.query_params.update({"departements": "84", "selection": "84007"})  # Avignon
     at.run()
+    at.session_state["onglet"] = "Exports"  # only the open tab runs
+    at.run()
     assert not at.exception, at.exception
     at.text_input(key="titre_export").set_value(f"Avignon {SCRIPT} $x$").run()
     at.selectbox(key="format_carte").set_value("PDF").run()
