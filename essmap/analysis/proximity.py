@@ -15,6 +15,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from pyproj import CRS
 
 from essmap.analysis.filters import Selection
 from essmap.errors import SpatialInputError
@@ -33,6 +34,9 @@ from essmap.territories import TERRITORIES, territory_of_lonlat
 
 #: Columns of :func:`qpv_points_within` besides the count column and geometry.
 QPV_COLUMNS: tuple[str, ...] = ("code_qp", "lib_qp", "insee_com", "lib_com")
+
+#: CRS of every result, built once (parsing an EPSG code costs more than the rest of a small query).
+_WGS84_CRS = CRS.from_epsg(WGS84_EPSG)
 
 STATUS_INSIDE = "dans un QPV"
 STATUS_FAR = "plus loin"
@@ -141,21 +145,22 @@ def qpv_points_within(
     has = near_pos >= 0
     involved[has] |= synthetic[near_pos[has]]
 
-    return gpd.GeoDataFrame(
-        {
-            **{c: _column_or_na(qpv, c) for c in QPV_COLUMNS},
-            count_column: counts,
-            "nearest_id": take_or_na(points[id_column], near_pos),
-            "nearest_nom": _take_string(points[name_column], near_pos),
-            "nearest_distance_m": pd.array(found.nearest_distance_m, dtype="Float64"),
-            "covered": counts > 0,
-            "is_synthetic_involved": involved,
-            "radius_m": float(radius_m),
-        },
-        geometry=qpv.geometry.array,
-        crs=WGS84_EPSG,
-        index=qpv.index,
-    )
+    columns = {
+        **{c: _column_or_na(qpv, c) for c in QPV_COLUMNS},
+        count_column: counts,
+        "nearest_id": take_or_na(points[id_column], near_pos),
+        "nearest_nom": _take_string(points[name_column], near_pos),
+        "nearest_distance_m": pd.array(found.nearest_distance_m, dtype="Float64"),
+        "covered": counts > 0,
+        "is_synthetic_involved": involved,
+        "radius_m": float(radius_m),
+        # a copy: the GeoDataFrame sets its CRS on the array it is given
+        "geometry": qpv.geometry.array.copy(),
+    }
+    # a DataFrame first, then its column as geometry: several times faster than
+    # GeoDataFrame(columns, geometry=..., crs=...), which looks up a missing geometry column
+    frame = pd.DataFrame(columns, index=qpv.index, copy=False)
+    return gpd.GeoDataFrame(frame, geometry="geometry", crs=_WGS84_CRS, copy=False)
 
 
 def qpv_tiers_lieux(
@@ -317,12 +322,12 @@ def _require_unique_index(index: pd.Index, name: str) -> None:
 def _synthetic_flags(frame: pd.DataFrame) -> np.ndarray:
     if "is_synthetic" not in frame.columns:
         return np.zeros(len(frame), dtype=bool)
-    return frame["is_synthetic"].fillna(False).to_numpy(dtype=bool)
+    return frame["is_synthetic"].to_numpy(dtype=bool, na_value=False)
 
 
 def _column_or_na(frame: pd.DataFrame, column: str) -> pd.api.extensions.ExtensionArray:
     if column in frame.columns:
-        return frame[column].astype("string").array
+        return pd.array(frame[column], dtype="string")
     return pd.array([pd.NA] * len(frame), dtype="string")
 
 

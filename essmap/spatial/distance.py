@@ -14,19 +14,21 @@ import pandas as pd
 import shapely
 
 from essmap.spatial.base import (
+    _TERRITORY_CODES,
     _first_per_group,
     _geoms,
     _key_rank,
     _part,
     _require_column,
     _shared_territories,
+    _territory_labels,
     _usable,
     require_wgs84,
     take_or_na,
     to_metric,
 )
 from essmap.spatial.contains import _intersecting_pairs, _pair_intersects
-from essmap.territories import Territory
+from essmap.territories import TERRITORIES, Territory
 
 # Conservative conversion of a metric radius into degrees (see _degree_margins): a degree of
 # latitude is at least 110,574 m (at the equator), a degree of longitude at least
@@ -302,35 +304,67 @@ def _nearest_pairs(
     return _concatenated(parts)
 
 
-# --- Radius query and nearest feature in one pass (cached metric geometries) --------------------
+# --- Radius query and nearest feature in one pass (cached metric layers) -------------------------
 
-#: Metric reprojections kept for reuse, keyed by the identity of the WGS84 geometries (shapely
-#: geometries are immutable and the cache holds them, so equal identities mean equal shapes).
+
+@dataclass(frozen=True)
+class _MetricLayer:
+    """A layer as :func:`within_and_nearest` needs it, built once per set of geometries and
+    territories and then reused (the dashboard asks the same QPVs and tiers-lieux again and
+    again): what the query would otherwise rebuild on every call."""
+
+    #: The input geometries, held so that their ``id`` (the cache key) cannot be reused.
+    wgs84: np.ndarray
+    #: Index in :data:`~essmap.territories.TERRITORIES` of each row, -1 without a geometry.
+    territory: np.ndarray
+    #: Each geometry in its territory's metric CRS (None without a geometry).
+    metric: np.ndarray
+    #: ``shapely.bounds`` of ``metric`` and of ``wgs84`` (NaN without a geometry).
+    metric_bounds: np.ndarray
+    wgs84_bounds: np.ndarray
+    #: Per territory: the row positions and an STRtree of their metric geometries.
+    trees: dict[int, tuple[np.ndarray, shapely.STRtree]]
+
+
+#: Metric layers kept for reuse, keyed by the identity of the WGS84 geometries and the territory
+#: of each (shapely geometries are immutable and the entry holds them, so equal identities mean
+#: equal shapes). Least recently used first; ``clear()`` empties it.
 _METRIC_CACHE_SIZE = 16
-_METRIC_CACHE_MAX_GEOMETRIES = 100_000  # bounds the memory: ~16 x 100,000 geometries
-_METRIC_CACHE: dict[tuple[int, bytes], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+_METRIC_CACHE_MAX_GEOMETRIES = 100_000  # bounds the memory: at most 16 x 100,000 geometries
+_METRIC_CACHE: dict[tuple[bytes, bytes], _MetricLayer] = {}
 _METRIC_CACHE_LOCK = threading.Lock()
 
 
-def _metric_with_centres(geoms: np.ndarray, territory: Territory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The geometries in the territory's metric CRS, their centroids and each centroid's distance
-    to its geometry (0 inside): what a radius or nearest query needs, cached for repeated calls
-    on the same geometries (the dashboard asks the same QPVs and tiers-lieux again and again)."""
+def _metric_layer(frame: gpd.GeoDataFrame) -> _MetricLayer:
+    """The frame's :class:`_MetricLayer`, from the cache when the same geometries (by identity)
+    in the same territories were seen recently."""
+    geoms = _geoms(frame)
+    territory = _territory_labels(frame)
     ids = np.fromiter(map(id, geoms), dtype=np.int64, count=len(geoms))
-    key = (territory.epsg, ids.tobytes())
+    key = (ids.tobytes(), territory.tobytes())
     with _METRIC_CACHE_LOCK:
-        hit = _METRIC_CACHE.get(key)
-    if hit is not None:
-        return hit[1], hit[2], hit[3]
-    metric = to_metric(geoms, territory)
-    centres = shapely.centroid(metric)
-    offsets = shapely.distance(centres, metric)
+        layer = _METRIC_CACHE.pop(key, None)
+        if layer is not None:
+            _METRIC_CACHE[key] = layer  # now the most recently used
+            return layer
+    layer = _build_metric_layer(geoms.copy(), territory)
     if len(geoms) <= _METRIC_CACHE_MAX_GEOMETRIES:
         with _METRIC_CACHE_LOCK:
             while len(_METRIC_CACHE) >= _METRIC_CACHE_SIZE:
-                del _METRIC_CACHE[next(iter(_METRIC_CACHE))]  # oldest first
-            _METRIC_CACHE[key] = (geoms.copy(), metric, centres, offsets)
-    return metric, centres, offsets
+                del _METRIC_CACHE[next(iter(_METRIC_CACHE))]
+            _METRIC_CACHE[key] = layer
+    return layer
+
+
+def _build_metric_layer(geoms: np.ndarray, territory: np.ndarray) -> _MetricLayer:
+    territory = np.where(_usable(geoms), territory, -1)
+    metric = np.full(len(geoms), None, dtype=object)
+    trees: dict[int, tuple[np.ndarray, shapely.STRtree]] = {}
+    for k in np.unique(territory[territory >= 0]).tolist():
+        positions = np.flatnonzero(territory == k)
+        metric[positions] = to_metric(geoms[positions], TERRITORIES[_TERRITORY_CODES[k]])
+        trees[k] = (positions, shapely.STRtree(metric[positions]))
+    return _MetricLayer(geoms, territory, metric, shapely.bounds(metric), shapely.bounds(geoms), trees)
 
 
 @dataclass(frozen=True)
@@ -356,84 +390,111 @@ def within_and_nearest(
     pairs, distances and nearest targets, by position: "for each QPV, the tiers-lieux within
     1 km and the nearest one" at dashboard speed.
 
-    One candidate search per territory: targets within the radius of a source's box; then,
-    for the sources left without any, targets within U = d(c, t0) + d(c, S) of their box, where
-    c is the source's centroid and t0 the target nearest to c (the triangle inequality bounds
-    the nearest distance by U). Each distance is measured once, in the territory's metric CRS,
-    and the metric reprojections are reused across calls on the same geometries.
+    Candidates come from the metric bounding boxes: first the targets within the radius of each
+    source's box; then, for the sources left without any, the targets within U of their box,
+    where U is the distance to the target t0 nearest to the box's centre (U bounds the nearest
+    distance). Each distance is measured once, in the territory's metric CRS, for all
+    territories at once; reprojections and indexes are reused across calls on the same
+    geometries.
     """
     require_wgs84(sources, "sources")
     require_wgs84(targets, "targets")
     _require_column(targets, key, "targets")
-    radius_m = _check_radius(radius_m)
-    gs, gt = _geoms(sources), _geoms(targets)
-    within: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    near: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for territory, ps, pt in _shared_territories(sources, targets):
-        ps = ps[_usable(_part(gs, ps))]
-        pt = pt[_usable(_part(gt, pt))]
-        if len(ps) and len(pt):
-            found = _radius_and_nearest_part(gs, gt, ps, pt, territory, radius_m)
-            within.append(found[0])
-            near.append(found[1])
-    i_s, i_t, distance = _concatenated(within)
-    order = np.lexsort((i_t, distance, i_s))
-    nearest_position, nearest_distance = _nearest_positions(len(sources), targets[key], *_concatenated(near))
-    return RadiusAndNearest(i_s[order], i_t[order], distance[order], nearest_position, nearest_distance)
+    return _within_and_nearest(sources, targets, _check_radius(radius_m), key)
 
 
-def _radius_and_nearest_part(
-    gs: np.ndarray, gt: np.ndarray, ps: np.ndarray, pt: np.ndarray, territory: Territory, radius_m: float
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Within-radius pairs and nearest candidates of one territory (positions ``ps``, ``pt``)."""
-    ms, centres, offsets = _metric_with_centres(_part(gs, ps), territory)
-    mt = _metric_with_centres(_part(gt, pt), territory)[0]
-    tree = shapely.STRtree(mt)
-    bounds = shapely.bounds(ms)
-    cs, ct, distance = _measured_candidates(gs, gt, ps, pt, ms, mt, tree, bounds, np.arange(len(ps)),
-                                            np.full(len(ps), radius_m))
+def _within_and_nearest(
+    sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame, radius_m: float, key: str
+) -> RadiusAndNearest:
+    """:func:`within_and_nearest` on checked inputs."""
+    src, tgt = _metric_layer(sources), _metric_layer(targets)
+    which = np.flatnonzero(src.territory >= 0)
+    cs, ct = _box_candidates(src, tgt, which, np.full(len(which), radius_m))
+    distance = _measured(src, tgt, cs, ct)
     keep = distance <= radius_m
-    within = (ps[cs[keep]], pt[ct[keep]], distance[keep])
+    i_s, i_t, d_within = cs[keep], ct[keep], distance[keep]
     # sources with a target within the radius have their nearest among those; the others
     # search again within their bound U
-    covered = np.zeros(len(ps), dtype=bool)
-    covered[cs[keep]] = True
-    rest = np.flatnonzero(~covered)
-    near_s, near_t, near_d = [cs[keep]], [ct[keep]], [distance[keep]]
-    if len(rest):
-        (i_c, i_t0), d0 = tree.query_nearest(centres[rest], return_distance=True)
-        reach = np.zeros(len(rest))
-        np.maximum.at(reach, i_c, d0)
-        reach = np.maximum(reach + offsets[rest], radius_m)
-        rs, rt, rd = _measured_candidates(gs, gt, ps, pt, ms, mt, tree, bounds, rest, reach)
-        near_s.append(rs)
-        near_t.append(rt)
-        near_d.append(rd)
-    nearest = (ps[np.concatenate(near_s)], pt[np.concatenate(near_t)], np.concatenate(near_d))
-    return within, nearest
+    covered = np.zeros(len(sources), dtype=bool)
+    covered[i_s] = True
+    rest_s, rest_t, rest_d = _nearest_candidates(src, tgt, which[~covered[which]])
+    nearest_position, nearest_distance = _nearest_positions(
+        len(sources), targets[key], np.concatenate([i_s, rest_s]), np.concatenate([i_t, rest_t]),
+        np.concatenate([d_within, rest_d]),
+    )
+    order = np.lexsort((i_t, d_within, i_s))
+    return RadiusAndNearest(i_s[order], i_t[order], d_within[order], nearest_position, nearest_distance)
 
 
-def _measured_candidates(
-    gs: np.ndarray, gt: np.ndarray, ps: np.ndarray, pt: np.ndarray, ms: np.ndarray, mt: np.ndarray,
-    tree: shapely.STRtree, bounds: np.ndarray, which: np.ndarray, reach: np.ndarray,
+def _nearest_candidates(
+    src: _MetricLayer, tgt: _MetricLayer, which: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(source, target, metric distance) of the targets whose box meets the box of each source
-    ``which`` widened by ``reach`` metres (plus a metre of slack); distance 0 where they
-    intersect in WGS84."""
-    b = bounds[which]
+    """(source, target, distance) of every target that may be nearest to the sources ``which``:
+    those within U = d(source, t0) of the source's box, t0 being the target nearest to the
+    box's centre (sources of a territory without targets get none)."""
+    b = src.metric_bounds[which]
+    centres = shapely.points((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2)
+    territory = src.territory[which]
+    first = np.full(len(which), -1, dtype=np.int64)
+    for k, (positions, tree) in tgt.trees.items():
+        mine = np.flatnonzero(territory == k)
+        if len(mine):
+            i, j = tree.query_nearest(centres[mine], all_matches=False)
+            first[mine[i]] = positions[j]
+    which, first = which[first >= 0], first[first >= 0]
+    bound = _measured(src, tgt, which, first)
+    cs, ct = _box_candidates(src, tgt, which, bound)
+    cs_again = np.searchsorted(which, cs)  # ``which`` is sorted
+    others = ct != first[cs_again]
+    cs, ct = cs[others], ct[others]
+    return (
+        np.concatenate([which, cs]),
+        np.concatenate([first, ct]),
+        np.concatenate([bound, _measured(src, tgt, cs, ct)]),
+    )
+
+
+def _box_candidates(
+    src: _MetricLayer, tgt: _MetricLayer, which: np.ndarray, reach: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(source, target) positions of the same territory whose metric boxes are at most
+    ``reach`` metres apart (one value per source ``which``, plus a metre of slack): a superset
+    of the pairs at most that far apart, since two geometries are never nearer than their boxes."""
     widen = reach + _RADIUS_SLACK_M
+    b = src.metric_bounds[which]
     boxes = shapely.box(b[:, 0] - widen, b[:, 1] - widen, b[:, 2] + widen, b[:, 3] + widen)
-    i_box, ct = tree.query(boxes)
-    cs = which[i_box]
-    distance = shapely.distance(ms[cs], mt[ct])
+    territory = src.territory[which]
+    found_w: list[np.ndarray] = []
+    found_t: list[np.ndarray] = []
+    for k, (positions, tree) in tgt.trees.items():
+        mine = np.flatnonzero(territory == k)
+        if len(mine):
+            i, j = tree.query(boxes[mine])
+            found_w.append(mine[i])
+            found_t.append(positions[j])
+    if not found_w:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    iw, ct = np.concatenate(found_w), np.concatenate(found_t)
+    # the boxes met only by their widened corners are farther apart than ``reach``
+    bs, bt = b[iw], tgt.metric_bounds[ct]
+    gap_x = np.maximum(np.maximum(bs[:, 0] - bt[:, 2], bt[:, 0] - bs[:, 2]), 0.0)
+    gap_y = np.maximum(np.maximum(bs[:, 1] - bt[:, 3], bt[:, 1] - bs[:, 3]), 0.0)
+    near = np.hypot(gap_x, gap_y) <= widen[iw]
+    return which[iw[near]], ct[near]
+
+
+def _measured(src: _MetricLayer, tgt: _MetricLayer, cs: np.ndarray, ct: np.ndarray) -> np.ndarray:
+    """Metric distance of each (source, target) pair, 0 where they intersect in WGS84."""
+    distance = shapely.distance(src.metric[cs], tgt.metric[ct])
     # only pairs whose WGS84 boxes meet can intersect in WGS84
-    bs, bt = shapely.bounds(gs[ps[cs]]), shapely.bounds(gt[pt[ct]])
+    bs, bt = src.wgs84_bounds[cs], tgt.wgs84_bounds[ct]
     meet = np.flatnonzero(
         (bs[:, 0] <= bt[:, 2]) & (bt[:, 0] <= bs[:, 2]) & (bs[:, 1] <= bt[:, 3]) & (bt[:, 1] <= bs[:, 3])
     )
     if len(meet):
-        distance[meet[_pair_intersects(gs, gt, ps[cs[meet]], pt[ct[meet]])]] = 0.0
-    return cs, ct, distance
+        distance[meet[_pair_intersects(src.wgs84, tgt.wgs84, cs[meet], ct[meet])]] = 0.0
+    return distance
 
 
 def _concatenated(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
