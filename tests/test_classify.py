@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 import pytest
 
@@ -40,3 +42,13 @@ def test_equal_intervals_and_degenerate_inputs():
     assert empty.colours == () and empty.colour_of(pd.Series([None], dtype="float64")).tolist() == [NO_DATA_COLOUR]
     with pytest.raises(ValueError, match="méthode de classification inconnue"):
         classify(pd.Series([1.0]), method="kmeans")
+
+
+def test_ties_merge_classes_quietly():
+    """Most communes at 0: quantile edges coincide, so fewer classes, and no warning for users of the CLI."""
+    values = pd.Series([0.0] * 80 + [1.0, 2.0, 3.0, 5.0, 8.0] * 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = classify(values, method="quantiles", k=5)
+    assert 2 <= len(result.labels) < 5
+    assert result.edges[0] == 0.0 and result.edges[-1] == 8.0
