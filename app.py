@@ -67,6 +67,14 @@ def _layers_of(view: MapView):
     return _layers(view.selection.departements[0], view.selection.qpv_generation)
 
 
+@st.cache_resource(show_spinner="Lecture des données de la région…", max_entries=2)
+def _region_layers(region: str, generation: str | None):
+    """Every département of the région: only for comparing a département's fiche with its région."""
+    deps = _catalogue()["departements"]
+    codes = sorted(deps.loc[deps["code_region"] == region, "code_departement"])
+    return store.read_analysis_layers(_connection(), departements=codes, qpv_generation=generation)
+
+
 @st.cache_resource(show_spinner="Calcul de la carte…", max_entries=32)
 def _view_data(params: tuple[tuple[str, str], ...]) -> display.ViewData:
     """Keyed on :func:`display.computation_key`: classes, tiles and selection do not recompute it.
@@ -113,7 +121,11 @@ def _tables(params: tuple[tuple[str, str], ...]) -> dict:
 @st.cache_data(show_spinner="Calcul de la fiche…", max_entries=32)
 def _fiche(params: tuple[tuple[str, str], ...], code: str):
     view = MapView.from_query_params(dict(params))
-    return display.fiche(_data(view), _layers_of(view), code)
+    region_layers = None
+    if view.level == "departement":  # its parent, the région, spans départements the view has not loaded
+        deps = _catalogue()["departements"].set_index("code_departement")["code_region"]
+        region_layers = _region_layers(str(deps[view.selection.departements[0]]), view.selection.qpv_generation)
+    return display.fiche(_data(view), _layers_of(view), code, region_layers=region_layers)
 
 
 @st.cache_data(show_spinner=False)

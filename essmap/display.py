@@ -287,8 +287,15 @@ def selectable_units(data: ViewData) -> dict[str, str]:
     return units
 
 
-def fiche(data: ViewData, layers: dict[str, gpd.GeoDataFrame], code: str) -> Fiche | None:
-    """The fiche of unit ``code`` (a unit of the choropleth or a QPV in view); None if unknown."""
+def fiche(data: ViewData, layers: dict[str, gpd.GeoDataFrame], code: str, *,
+          region_layers: dict[str, gpd.GeoDataFrame] | None = None) -> Fiche | None:
+    """The fiche of unit ``code`` (a unit of the choropleth or a QPV in view); None if unknown.
+
+    Each figure is compared with the parent unit and France. The parent of a département is its
+    région, which the layers of one département do not cover: ``region_layers`` (the analysis
+    layers of the whole région) give that comparison; without them a département is compared with
+    France only.
+    """
     code = str(code)
     if code in set(data.areas["code"].astype(str)):
         level = data.view.level
@@ -307,7 +314,7 @@ def fiche(data: ViewData, layers: dict[str, gpd.GeoDataFrame], code: str) -> Fic
     if unit_rows.empty:
         return None
     unit_row = unit_rows.iloc[0].to_dict()
-    parent_row = _parent_row(level, code, attributes, layers, common)
+    parent_row = _parent_row(level, code, attributes, layers, common, region_layers)
     comparisons = tuple(compare(key, unit_row, parent_row) for key in FICHE_INDICATORS)
     by = dict(communes=communes, establishments=establishments, qpv=qpv, selection=unit_selection,
               units=_units_layer(level, layers), in_qpv=in_qpv)
@@ -346,14 +353,21 @@ def _restrict(attributes: Selection, level: str, code: str) -> Selection:
 
 
 def _parent_row(level: str, code: str, attributes: Selection, layers: dict[str, gpd.GeoDataFrame],
-                common: dict) -> dict | None:
-    """Indicators of the parent unit, when the layers at hand cover it entirely."""
+                common: dict, region_layers: dict[str, gpd.GeoDataFrame] | None) -> dict | None:
+    """Indicators of the parent unit, from layers that cover it entirely (None without them)."""
     parent_level = PARENT_LEVEL.get(level)
-    if parent_level is None or parent_level == "region":
-        return None  # the layers hold one département, not its whole région
+    if parent_level is None:
+        return None
     parent = parent_codes(level, [code], communes=layers["communes"], qpv=layers["qpv"]).iloc[0]
     if pd.isna(parent):
         return None
+    if parent_level == "region":
+        if region_layers is None:
+            return None
+        layers = region_layers
+        common = dict(communes=layers["communes"], establishments=layers["etablissements"],
+                      tiers_lieux=layers["tiers_lieux"], qpv=layers["qpv"], radius_m=common["radius_m"],
+                      in_qpv=_qpv_of_points(layers)[0])
     rows = indicators_by_level(parent_level, selection=_restrict(attributes, parent_level, str(parent)),
                                units=_units_layer(parent_level, layers), **common)
     rows = rows[rows["code"].astype(str) == str(parent)]

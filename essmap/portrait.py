@@ -32,7 +32,7 @@ from matplotlib.ticker import MaxNLocator
 
 from essmap import store
 from essmap.analysis.filters import Selection
-from essmap.analysis.indicators import LEVEL_LABELS, Comparison, indicators_by_level, parent_codes
+from essmap.analysis.indicators import LEVEL_LABELS, Comparison, parent_codes
 from essmap.display import Fiche, ViewData, fiche, view_data
 from essmap.errors import EssmapError
 from essmap.export import export_file_name
@@ -171,11 +171,10 @@ def compute_portrait(layers: dict[str, gpd.GeoDataFrame], level: str, code: str,
     fiche_data = map_data
     if level in ("epci", "departement"):
         fiche_data = view_data(map_view.replace(level=level), layers)
-    unit = fiche(fiche_data, layers, code)
+    # a département's layers hold its whole région (see resolve_scope): compared with the région too
+    unit = fiche(fiche_data, layers, code, region_layers=layers if level == "departement" else None)
     if unit is None:
         raise EssmapError(f"{LEVEL_LABELS[level]} « {code} » : aucune donnée dans les couches chargées.")
-    if level == "departement":
-        unit = _with_region_parent(unit, layers, radius_m)
     if level == "qpv":
         qpv = map_data.qpv[map_data.qpv["code_qp"].astype(str) == code]
         map_data = dataclasses.replace(map_data, qpv=qpv)
@@ -189,32 +188,6 @@ def _map_selection(layers: dict[str, gpd.GeoDataFrame], level: str, code: str) -
     if pd.isna(commune):
         raise EssmapError(f"QPV « {code} » : sa commune est introuvable dans les couches chargées.")
     return Selection(communes=(str(commune),))
-
-
-def _with_region_parent(unit: Fiche, layers: dict[str, gpd.GeoDataFrame], radius_m: float) -> Fiche:
-    """A département compared with its région (the layers hold the whole région)."""
-    region = parent_codes("departement", [unit.code], communes=layers["communes"]).iloc[0]
-    if pd.isna(region):
-        return unit
-    rows = indicators_by_level(
-        "region", communes=layers["communes"], establishments=layers["etablissements"],
-        tiers_lieux=layers["tiers_lieux"], qpv=layers["qpv"], radius_m=radius_m,
-        selection=Selection(region=str(region)), units=layers["regions"],
-    )
-    rows = rows[rows["code"].astype(str) == str(region)]
-    if rows.empty:
-        return unit
-    row = rows.iloc[0]
-    comparisons = tuple(
-        dataclasses.replace(c, parent_value=_number(row.get(c.indicator.key)), parent_name=str(row["nom"]))
-        for c in unit.comparisons
-    )
-    return dataclasses.replace(unit, comparisons=comparisons)
-
-
-def _number(value: object) -> float | None:
-    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
-    return None if pd.isna(number) else float(number)
 
 
 # --- Rendering ---------------------------------------------------------------------------------

@@ -160,3 +160,12 @@ def test_names_from_data_are_shown_as_text(demo_db, monkeypatch, tmp_path, fresh
     headers = [h.value for h in at.header if h.value.startswith("Fiche : ")]
     assert headers == ["Fiche : \\<script\\>alert\\(1\\)\\</script\\> Escale \\&amp; CO"]
     assert any(HOSTILE in option for option in at.selectbox(key="commune").options)  # a plain-text widget
+
+
+def test_departement_fiche_compares_with_its_region(demo_db, monkeypatch, fresh_caches):
+    at = _open_tab(_app(demo_db, monkeypatch, departements="84", niveau="departement", selection="84"), "Fiche")
+    assert any(h.value == "Fiche : Vaucluse" for h in at.header)
+    cards = [c.value for c in at.caption if "Source : " in c.value]  # one caption under each key figure
+    # every key figure compared with the région (loaded for this), and with France where a figure exists
+    assert len(cards) >= 4 and all("Provence\\-Alpes\\-Côte d'Azur : " in c for c in cards), cards
+    assert any("France : " in c for c in cards)
