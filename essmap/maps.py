@@ -396,6 +396,10 @@ def finish(m: folium.Map) -> folium.Map:
     folium's other CDN defaults (jQuery, Bootstrap, icon fonts) are not used and are dropped.
     """
     folium.LayerControl(collapsed=False).add_to(m)
+    # long indicator names wrap instead of widening the open layer switcher over the map
+    m.get_root().header.add_child(folium.Element(
+        "<style>.leaflet-control-layers-expanded{max-width:16rem}"
+        ".leaflet-control-layers label{white-space:normal;font-size:12px;line-height:1.25}</style>"))
     for element in walk(m):
         if hasattr(element, "default_js"):
             element.default_js = [(n, _asset_uri(n)) for n, _url in element.default_js if n not in _UNUSED_ASSETS]

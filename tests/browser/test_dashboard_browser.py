@@ -125,6 +125,9 @@ def test_map_legend_and_synthetic_notice(page, app_url):
     assert f"Source : {indicator.source_fr}" in text
     assert "données simulées" in text  # on the map itself, not only in the page
     assert frame.locator(".leaflet-container").count() == 1
+    # the layer switcher wraps the long indicator name instead of covering a third of the map
+    switcher = frame.locator(".leaflet-control-layers").bounding_box()
+    assert switcher["width"] <= 300, switcher
 
 
 def test_filter_change_updates_figures_and_map(page, app_url):
