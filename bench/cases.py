@@ -78,13 +78,11 @@ def com_polygons(communes: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def assign_essmap(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame, communes_com: gpd.GeoDataFrame) -> pd.DataFrame:
-    """essmap: :func:`establishments_qpv` then :func:`points_in_polygons` on the communes."""
-    from essmap.analysis.proximity import establishments_qpv
-    from essmap.spatial import points_in_polygons
+    """essmap: :func:`points_in_polygon_layers`, the QPV and the commune in one call (the
+    points' coordinates read once, the two layers on parallel threads)."""
+    from essmap.spatial import points_in_polygon_layers
 
-    in_qpv = establishments_qpv(establishments, qpv)
-    commune = points_in_polygons(establishments, communes_com, "code_insee")
-    return pd.DataFrame({"code_qp": in_qpv["code_qp"], "code_insee": commune}, index=establishments.index)
+    return points_in_polygon_layers(establishments, {"code_qp": qpv, "code_insee": communes_com})
 
 
 def assign_essmap_by_code(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame, communes_com: gpd.GeoDataFrame,

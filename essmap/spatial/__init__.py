@@ -42,7 +42,7 @@ from essmap.spatial.base import (
     territory_codes,
     to_metric,
 )
-from essmap.spatial.contains import points_in_polygons
+from essmap.spatial.contains import points_in_polygon_layers, points_in_polygons
 from essmap.spatial.distance import (
     RadiusAndNearest,
     distances_to_polygons,
@@ -57,6 +57,7 @@ __all__ = [
     "distances_to_polygons",
     "metric_groups",
     "nearest",
+    "points_in_polygon_layers",
     "points_in_polygons",
     "require_wgs84",
     "take_or_na",

@@ -9,6 +9,9 @@ use an STRtree for candidate boxes, then a prepared test on the candidate pairs.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import geopandas as gpd
 import numpy as np
@@ -36,17 +39,22 @@ def _intersecting_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
     empty = np.empty(0, dtype=np.int64)
     if len(a) == 0 or len(b) == 0:
         return empty, empty
-    # the grid pays for its set-up (every polygon edge) only with more points than edges
-    points = _point_coordinates(a) if len(a) > _polygon_vertices(b) and _polygonal(b) else None
+    points = _point_coordinates(a) if _grid_pays(len(a), b) else None
     if points is not None:
         positions, x, y = points
         ia, ib = _points_in_polygon_pairs(x, y, b)
-        return positions[ia], ib
+        return (ia if positions is None else positions[ia]), ib
     ia, ib = shapely.STRtree(b).query(a)
     if len(ia) == 0:
         return empty, empty
     hit = _pair_intersects(a, b, ia, ib)
     return ia[hit], ib[hit]
+
+
+def _grid_pays(n_points: int, polygons: np.ndarray) -> bool:
+    """Whether the grid suits these polygons: it pays for its set-up (every polygon edge) only
+    with more points than edges."""
+    return n_points > _polygon_vertices(polygons) and _polygonal(polygons)
 
 
 def _polygon_vertices(geoms: np.ndarray) -> int:
@@ -111,7 +119,8 @@ def points_in_polygons(points: gpd.GeoDataFrame, polygons: gpd.GeoDataFrame, key
     polygon in ascending ``key`` order.
 
     The test runs on the WGS84 coordinates (see the module docstring): official polygons are
-    defined by their lon/lat vertices, and a topological predicate needs no metric CRS.
+    defined by their lon/lat vertices, and a topological predicate needs no metric CRS. For
+    several polygon layers and the same points, :func:`points_in_polygon_layers` is faster.
 
     Parameters
     ----------
@@ -127,21 +136,69 @@ def points_in_polygons(points: gpd.GeoDataFrame, polygons: gpd.GeoDataFrame, key
     pandas.Series
         Aligned on ``points.index``, named ``key``, with the dtype of ``polygons[key]`` (nullable).
     """
+    return points_in_polygon_layers(points, {key: polygons})[key]
+
+
+def points_in_polygon_layers(points: gpd.GeoDataFrame, layers: Mapping[str, gpd.GeoDataFrame]) -> pd.DataFrame:
+    """For each point, the key of the polygon that contains it in each layer, <NA> when none:
+    ``{"code_qp": qpv, "code_insee": communes}`` gives the columns ``code_qp`` and ``code_insee``.
+
+    Each column follows the rules of :func:`points_in_polygons` (boundary inside, first key
+    where polygons overlap). One call for all the layers of the same points reads the points'
+    coordinates once and assigns the layers on parallel threads (shapely and numpy release the
+    GIL): the QPV and the commune of 2 million establishments at once.
+
+    Parameters
+    ----------
+    points : GeoDataFrame
+        EPSG:4326.
+    layers : mapping of str to GeoDataFrame
+        Key column -> polygons (EPSG:4326) holding that column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Aligned on ``points.index``, one column per key, each with the dtype of its layer's
+        key column (nullable).
+    """
     require_wgs84(points, "points")
-    require_wgs84(polygons, "polygons")
-    _require_column(polygons, key, "polygons")
-    position = _containing_positions(_geoms(points), polygons, key)
-    return pd.Series(take_or_na(polygons[key], position), index=points.index, name=key)
+    for key, polygons in layers.items():
+        require_wgs84(polygons, f"layers['{key}']")
+        _require_column(polygons, key, f"layers['{key}']")
+    geoms = _geoms(points)
+    any_grid = any(_grid_pays(len(geoms), _geoms(polygons)) for polygons in layers.values())
+    coords = _point_coordinates(geoms) if any_grid else None
+
+    def assign(key: str) -> pd.api.extensions.ExtensionArray:
+        polygons = layers[key]
+        return take_or_na(polygons[key], _containing_positions(geoms, polygons, key, coords))
+
+    threads = min(len(layers), os.cpu_count() or 1)
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            columns = dict(zip(layers, pool.map(assign, layers)))
+    else:
+        columns = {key: assign(key) for key in layers}
+    return pd.DataFrame(columns, index=points.index)
 
 
-def _containing_positions(points: np.ndarray, polygons: gpd.GeoDataFrame, key: str) -> np.ndarray:
-    """Position in ``polygons`` of the first (by key) polygon intersecting each point, or -1."""
+def _containing_positions(
+    points: np.ndarray, polygons: gpd.GeoDataFrame, key: str, coords: _PointCoordinates | None
+) -> np.ndarray:
+    """Position in ``polygons`` of the first (by key) polygon intersecting each point, or -1;
+    ``coords`` are the points' :func:`_point_coordinates`, if read."""
     position = np.full(len(points), -1, dtype=np.int64)
-    ip, ig = _intersecting_pairs(points, _geoms(polygons))
+    geoms = _geoms(polygons)
+    rank = _key_rank(polygons[key])
+    if coords is not None and _grid_pays(len(points), geoms):
+        positions, x, y = coords
+        ip, ig = _points_in_polygon_pairs(x, y, geoms, rank)  # one polygon per point
+        position[ip if positions is None else positions[ip]] = ig
+        return position
+    ip, ig = _intersecting_pairs(points, geoms)
     if len(ip) and np.bincount(ip, minlength=len(points)).max() == 1:
         position[ip] = ig  # no point in two polygons: no ranking needed
     elif len(ip):
-        rank = _key_rank(polygons[key])
         best = np.full(len(points), len(polygons), dtype=np.int64)
         np.minimum.at(best, ip, rank[ig])  # overlaps: the first polygon by key
         hit = best < len(polygons)
@@ -168,13 +225,26 @@ _GRID_EPS = 1e-9
 _POLYGONAL_TYPE_IDS = (3, 6)  # Polygon, MultiPolygon
 
 
-def _point_coordinates(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(positions, x, y) of the geometries that are points, if every geometry is a point or
-    missing/empty; None otherwise (one coordinate extraction pass, no type scan)."""
-    coords, owner = shapely.get_coordinates(points, return_index=True)
-    if len(owner) > 1 and not (owner[1:] > owner[:-1]).all():
-        return None  # some geometry has several coordinates
-    return owner.astype(np.int64, copy=False), coords[:, 0].copy(), coords[:, 1].copy()
+#: (positions, x, y) of the points with coordinates; positions None when that is every row.
+_PointCoordinates = tuple[np.ndarray | None, np.ndarray, np.ndarray]
+
+
+def _point_coordinates(points: np.ndarray) -> _PointCoordinates | None:
+    """(positions, x, y) of the points with finite coordinates, positions None when that is
+    every row; None unless every geometry is a point or missing (a point-only type scan and
+    two coordinate reads: half the time of ``get_coordinates`` with its index)."""
+    if len(points) and shapely.get_type_id(points).max() > 0:  # -1 missing, 0 Point
+        return None
+    try:
+        x, y = shapely.get_x(points), shapely.get_y(points)  # NaN for missing points
+    except shapely.errors.GEOSException:  # an empty point has no x: read as missing
+        points = np.where(shapely.is_empty(points), None, points)
+        x, y = shapely.get_x(points), shapely.get_y(points)
+    present = np.isfinite(x) & np.isfinite(y)
+    if present.all():
+        return None, x, y
+    positions = np.flatnonzero(present)
+    return positions, x[positions], y[positions]
 
 
 def _ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -182,6 +252,19 @@ def _ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     owner = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     starts = np.cumsum(counts) - counts
     return owner, np.arange(len(owner), dtype=np.int64) - starts[owner]
+
+
+def _argsort_small_ints(keys: np.ndarray, bound: int) -> np.ndarray:
+    """Stable argsort of integer keys in [0, ``bound``): numpy sorts 16-bit keys by radix, in
+    linear time, so keys below 2**32 take two such passes (low half, then high half); on
+    millions of keys this is 2-4 times faster than a comparison sort."""
+    if bound <= 1 << 16:
+        return np.argsort(keys.astype(np.uint16), kind="stable")
+    if bound > 1 << 32:
+        return np.argsort(keys, kind="stable")
+    low = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    high = np.argsort((keys[low] >> 16).astype(np.uint16), kind="stable")
+    return low[high]
 
 
 def _cells_of_boxes(
@@ -200,7 +283,7 @@ def _cells_of_boxes(
 
 
 def _points_in_polygon_pairs(
-    x: np.ndarray, y: np.ndarray, polygons: np.ndarray
+    x: np.ndarray, y: np.ndarray, polygons: np.ndarray, rank: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """All (i, j) with the point (x[i], y[i]) intersecting ``polygons[j]`` (WGS84, boundary
     included), the same pairs as the predicate on every candidate, with far fewer predicates.
@@ -209,13 +292,14 @@ def _points_in_polygon_pairs(
     are dense. For each polygon, the cells its edges pass through (in each column an edge
     spans, the rows its y-range there meets, widened by :data:`_GRID_EPS`) are *boundary*
     cells; any other cell of its box lies wholly inside or wholly outside it, so one test at
-    the cell centre decides for every point of the cell. Only the points of boundary cells are
-    tested one by one. Why this is exact: if a point and its cell centre were on different
-    sides, the segment between them would cross an edge inside the cell (cell indices are
-    monotonic in each coordinate), and the cell would be a boundary cell. Only occupied cells
-    are looked at. Against the ~35,000 communes most of 2 million establishments still need a
-    test (points are too sparse for most cells to be interior), but fewer than an STRtree's
-    candidates and after a cheaper search; against the QPVs, far fewer tests are needed.
+    the cell centre decides for every point of the cell. Why this is exact: if a point and its
+    cell centre were on different sides, the segment between them would cross an edge inside
+    the cell (cell indices are monotonic in each coordinate: points, vertices and boxes go
+    through the same formula), and the cell would be a boundary cell. Only occupied cells are
+    looked at. A point whose cell one polygon holds whole, and no edge crosses, is answered
+    by a lookup (most points against communes, which tile the territory); the others are
+    tested one by one against the polygons whose edges cross their cell, grouped by polygon
+    so that each prepared polygon stays in cache.
     """
     empty = np.empty(0, dtype=np.int64)
     bounds = shapely.bounds(polygons)
@@ -272,14 +356,22 @@ def _points_in_polygon_pairs(
     cell_start = np.cumsum(side * side) - side * side
     n_cells = int((side * side).sum())
 
+    def scaled(v: np.ndarray, t: np.ndarray, origin: np.ndarray) -> np.ndarray:
+        """Coordinate ``v`` in cell units from the origin of tile ``t``."""
+        return (v - origin[t]) / cell_size[t]
+
+    def cell_of(u: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Column (or row) of tile ``t`` holding scaled coordinate ``u``: one formula for points,
+        vertices and boxes, monotonic, so they agree to the last bit."""
+        return np.clip(u.astype(np.int64), 0, side[t] - 1)
+
     def local_range(lo: np.ndarray, hi: np.ndarray, t: np.ndarray, at_first: np.ndarray,
                     at_last: np.ndarray, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cells of tile ``t`` met by [lo, hi]: from the tile's first cell unless the range
         starts in this tile, to its last cell unless it ends in it."""
-        n = side[t]
-        first = np.where(at_first, np.clip(np.floor((lo - origin[t]) / cell_size[t]), 0, n - 1), 0)
-        last = np.where(at_last, np.clip(np.floor((hi - origin[t]) / cell_size[t]), 0, n - 1), n - 1)
-        return first.astype(np.int64), last.astype(np.int64)
+        first = np.where(at_first, cell_of(scaled(lo, t, origin), t), 0)
+        last = np.where(at_last, cell_of(scaled(hi, t, origin), t), side[t] - 1)
+        return first, last
 
     # (polygon, cell) pairs over each bounding box, per (polygon, tile)
     p = pt_poly
@@ -289,25 +381,45 @@ def _points_in_polygon_pairs(
     pc_tile = pt_tile[pc_pt]
     pc_cell = cell_start[pc_tile] + pc_cx * side[pc_tile] + pc_cy
 
-    # boundary cells: those met by the bounding box of an edge of the polygon
-    parts, part_poly = shapely.get_parts(geoms, return_index=True)
-    rings, ring_part = shapely.get_rings(parts, return_index=True)
-    coords, vertex_ring = shapely.get_coordinates(rings, return_index=True)
-    same_ring = vertex_ring[1:] == vertex_ring[:-1]
-    vx0, vy0 = coords[:-1, 0][same_ring], coords[:-1, 1][same_ring]
-    vx1, vy1 = coords[1:, 0][same_ring], coords[1:, 1][same_ring]
-    ex0 = np.minimum(coords[:-1, 0], coords[1:, 0])[same_ring]
-    ex1 = np.maximum(coords[:-1, 0], coords[1:, 0])[same_ring]
-    ey0 = np.minimum(coords[:-1, 1], coords[1:, 1])[same_ring]
-    ey1 = np.maximum(coords[:-1, 1], coords[1:, 1])[same_ring]
-    e_poly = part_poly[ring_part[vertex_ring[:-1][same_ring]]]
+    def pair_of(poly: np.ndarray, tx: np.ndarray, ty: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+        """Position of (polygon, cell) among the (polygon, cell) pairs, the cell given by its
+        tile (tx, ty) and its column and row in the tile."""
+        pt = pt_start[poly] + (tx - ptx0[poly]) * pth[poly] + (ty - pty0[poly])
+        return pc_start[pt] + (cx - cx0[pt]) * ch[pt] + (cy - cy0[pt])
+
+    # boundary cells: those met by an edge of the polygon
+    boundary = np.zeros(len(pc_pt), dtype=bool)
+    # (edges: consecutive vertices of a polygon, across its rings; the joins between rings, if
+    # any, are extra edges, which can only add boundary cells, and reading the vertices without
+    # building ring objects is ten times faster)
+    coords, vertex_poly = shapely.get_coordinates(geoms, return_index=True)
+    vx, vy = coords[:, 0], coords[:, 1]
+    vtx, vty = tile_x(vx), tile_y(vy)
+    vt = tile_of_key[vtx * nty + vty]  # every vertex lies in its polygon's box: a used tile
+    ux, uy = scaled(vx, vt, tile_ox), scaled(vy, vt, tile_oy)
+    vcx, vcy = cell_of(ux, vt), cell_of(uy, vt)
+    margin = _GRID_EPS / cell_size[vt]
+    clear = ((ux - vcx > margin) & (ux - vcx < 1 - margin)
+             & (uy - vcy > margin) & (uy - vcy < 1 - margin))  # not within _GRID_EPS of a cell side
+    same_polygon = vertex_poly[1:] == vertex_poly[:-1]
+    e_poly = vertex_poly[:-1]
+    # most edges start and end well inside one cell: that cell is the only one they meet
+    short = (same_polygon & clear[:-1] & clear[1:] & (vt[:-1] == vt[1:])
+             & (vcx[:-1] == vcx[1:]) & (vcy[:-1] == vcy[1:]))
+    s = np.flatnonzero(short)
+    boundary[pair_of(e_poly[s], vtx[s], vty[s], vcx[s], vcy[s])] = True
+    # the others: the cells of each tile they cross, column by column
+    long = np.flatnonzero(same_polygon & ~short)
+    vx0, vy0, vx1, vy1 = vx[long], vy[long], vx[long + 1], vy[long + 1]
+    ex0, ex1 = np.minimum(vx0, vx1), np.maximum(vx0, vx1)
+    ey0, ey1 = np.minimum(vy0, vy1), np.maximum(vy0, vy1)
+    e_poly = e_poly[long]
     etx0, etx1, ety0, ety1 = tile_x(ex0), tile_x(ex1), tile_y(ey0), tile_y(ey1)
-    # (edge, tile) pairs, mostly one per edge
-    et_edge, e_tx, e_ty, _height, _start = _cells_of_boxes(etx0, etx1, ety0, ety1)
-    ep = e_poly[et_edge]
+    # (edge, tile) pairs
+    e, e_tx, e_ty, _height, _start = _cells_of_boxes(etx0, etx1, ety0, ety1)
+    ep = e_poly[e]
     e_pt = pt_start[ep] + (e_tx - ptx0[ep]) * pth[ep] + (e_ty - pty0[ep])  # its (polygon, tile)
     e_tile = pt_tile[e_pt]
-    e = et_edge
     ecx0, ecx1 = local_range(ex0[e], ex1[e], e_tile, e_tx == etx0[e], e_tx == etx1[e], tile_ox)
     # columns of the tile that the edge spans; in each, the rows its y-range there meets
     col_et, local = _ranges(ecx1 - ecx0 + 1)
@@ -334,20 +446,16 @@ def _points_in_polygon_pairs(
     ec_cx = ec_cx[ec_col]
     ec_cy = ecy0[ec_col] + local
     ec_pt = col_pt[ec_col]
-    boundary = np.zeros(len(pc_pt), dtype=bool)
     boundary[pc_start[ec_pt] + (ec_cx - cx0[ec_pt]) * ch[ec_pt] + (ec_cy - cy0[ec_pt])] = True
 
     # each point's cell; only occupied cells are looked at
     t = point_tile
-    lx, _ = local_range(x[point_ids], x[point_ids], t, np.ones(len(t), bool), np.ones(len(t), bool), tile_ox)
-    ly, _ = local_range(y[point_ids], y[point_ids], t, np.ones(len(t), bool), np.ones(len(t), bool), tile_oy)
-    point_cell = cell_start[t] + lx * side[t] + ly
-    occupied = np.zeros(n_cells, dtype=bool)
-    occupied[point_cell] = True
-    keep = occupied[pc_cell]
+    point_cell = (cell_start[t] + cell_of(scaled(x[point_ids], t, tile_ox), t) * side[t]
+                  + cell_of(scaled(y[point_ids], t, tile_oy), t))
+    points_per_cell = np.bincount(point_cell, minlength=n_cells)
+    keep = points_per_cell[pc_cell] > 0
 
     # prepared copies only of the polygons with many points to test (copying is not free)
-    points_per_cell = np.bincount(point_cell, minlength=n_cells)
     kept = np.flatnonzero(keep)
     tests = np.bincount(pt_poly[pc_pt[kept]], weights=points_per_cell[pc_cell[kept]], minlength=len(geoms))
     busy = np.flatnonzero(tests >= _GRID_PREPARE_MIN_TESTS)
@@ -364,24 +472,62 @@ def _points_in_polygon_pairs(
     )
     inside = np.zeros(len(pc_pt), dtype=bool)
     inside[centre[inside_centre]] = True
-    relevant = np.flatnonzero(inside | (keep & boundary))
+    crossed = keep & boundary
 
-    # candidates of each point: the relevant (polygon, cell) pairs of its cell
-    order = np.argsort(pc_cell[relevant], kind="stable")
-    relevant = relevant[order]
+    # candidates of each cell: the polygons holding it whole and those whose edges cross it,
+    # in rank order (polygon order without ranks)
+    relevant = np.flatnonzero(inside | crossed)
+    if rank is not None:
+        relevant_rank = rank[poly_ids[pt_poly[pc_pt[relevant]]]]
+        relevant = relevant[_argsort_small_ints(relevant_rank, len(rank))]
+    relevant = relevant[_argsort_small_ints(pc_cell[relevant], n_cells)]
     per_cell = np.bincount(pc_cell[relevant], minlength=n_cells)
     first = np.cumsum(per_cell) - per_cell
-    count = per_cell[point_cell]
-    cand_point, local = _ranges(count)
-    cand = relevant[first[point_cell[cand_point]] + local]
-    cand_poly = pt_poly[pc_pt[cand]]
-    hit = inside[cand]
-    exact = np.flatnonzero(~hit)
-    if len(exact):
-        exact = exact[np.argsort(cand_poly[exact])]  # one polygon at a time (any order within)
-        pts = point_ids[cand_point[exact]]
-        hit[exact] = shapely.intersects_xy(prepared[cand_poly[exact]], x[pts], y[pts])
-    return point_ids[cand_point[hit]], poly_ids[cand_poly[hit]]
+    # cells decided without a test: their first candidate holds them whole (and, for all
+    # pairs, is their only candidate)
+    leader = relevant[first[per_cell > 0]]
+    decided = inside[leader] if rank is not None else inside[leader] & (per_cell[pc_cell[leader]] == 1)
+    whole_cell = np.full(n_cells, -1, dtype=np.int64)
+    whole_cell[pc_cell[leader[decided]]] = pt_poly[pc_pt[leader[decided]]]
+    held = whole_cell[point_cell]
+    direct = np.flatnonzero(held >= 0)
+    # the other points of cells with candidates, grouped by tile: the prepared polygons of a
+    # tile stay in cache while its points are tested
+    others = np.flatnonzero((held < 0) & (per_cell[point_cell] > 0))
+    others = others[_argsort_small_ints(point_tile[others], n_tiles)]
+    start = first[point_cell[others]]
+    end = start + per_cell[point_cell[others]]
+    ox, oy = x[point_ids[others]], y[point_ids[others]]
+    relevant_poly = pt_poly[pc_pt[relevant]]
+    relevant_inside = inside[relevant]
+
+    def hits(k: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Whether each point ``others[k]`` lies in its candidate ``relevant[c]``: held whole,
+        or tested."""
+        hit = relevant_inside[c]
+        test = np.flatnonzero(~hit)
+        kt = k[test]
+        hit[test] = shapely.intersects_xy(prepared[relevant_poly[c[test]]], ox[kt], oy[kt])
+        return hit
+
+    if rank is None:  # every pair: each candidate tested
+        k, local = _ranges(end - start)
+        c = start[k] + local
+        hit = hits(k, c)
+        found_k, found_c = k[hit], c[hit]
+    else:  # the first hit in rank order: candidates tested round by round, hits leave
+        k, c = np.arange(len(others)), start
+        found_ks, found_cs = [k[:0]], [c[:0]]
+        while len(k):
+            hit = hits(k, c)
+            found_ks.append(k[hit])
+            found_cs.append(c[hit])
+            more = ~hit & (c + 1 < end[k])
+            k, c = k[more], c[more] + 1
+        found_k, found_c = np.concatenate(found_ks), np.concatenate(found_cs)
+    ip = np.concatenate([point_ids[direct], point_ids[others[found_k]]])
+    ig = np.concatenate([poly_ids[held[direct]], poly_ids[relevant_poly[found_c]]])
+    return ip, ig
 
 
 def _prepared_copies(geoms: np.ndarray) -> np.ndarray:

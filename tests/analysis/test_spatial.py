@@ -383,3 +383,108 @@ def test_within_and_nearest_equals_the_two_queries(paca_qpv, radius_m: float) ->
             assert got.tolist() == expected["nearest_index"].astype("Int64").tolist()
             assert pd.array(found.nearest_distance_m, dtype="Float64").tolist() == expected["distance_m"].tolist()
     assert (found.nearest_distance_m == 0).sum() > 100
+
+
+# --- The first polygon by key, on the grid, against Shapely --------------------------------------
+
+
+def _first_key_reference(points: np.ndarray, polygons: gpd.GeoDataFrame, key: str) -> list[object]:
+    """For each point, the smallest key among the polygons Shapely finds intersecting it."""
+    ip, ig = shapely.STRtree(polygons.geometry.to_numpy()).query(points, predicate="intersects")
+    keys = polygons[key].to_numpy(dtype=object)
+    best: dict[int, object] = {}
+    for i, j in zip(ip.tolist(), ig.tolist()):
+        if i not in best or keys[j] < best[i]:
+            best[i] = keys[j]
+    return [best.get(i) for i in range(len(points))]
+
+
+@pytest.fixture(scope="module")
+def communes_13_83() -> gpd.GeoDataFrame:
+    """Real communes of the Bouches-du-Rhône and Var with Marseille's arrondissements (which
+    overlap Marseille), rows shuffled so that key order is not row order."""
+    communes = gpd.read_parquet(COMMUNES)
+    communes = communes[communes["code_departement"].isin(["13", "83"])]
+    communes = communes.sample(frac=1.0, random_state=5)
+    communes.index = np.arange(len(communes)) * 7
+    return communes[["code_insee", "type_commune", "geometry"]].astype({"code_insee": "string"})
+
+
+def _points_around(polygons: gpd.GeoDataFrame, seed: int) -> np.ndarray:
+    """Random points over the polygons' box and beyond (sea: in none), a dense cluster on
+    Marseille, every 3rd vertex and edge midpoints (on boundaries shared by two polygons),
+    a missing and an empty point."""
+    rng = np.random.default_rng(seed)
+    x0, y0, x1, y1 = polygons.total_bounds
+    coords = shapely.get_coordinates(polygons.geometry.to_numpy())
+    midpoints = (coords[:-1] + coords[1:]) / 2
+    lon = np.concatenate([rng.uniform(x0 - 0.05, x1 + 0.05, 20_000), rng.normal(5.38, 0.03, 30_000),
+                          coords[::3, 0], midpoints[::5, 0]])
+    lat = np.concatenate([rng.uniform(y0 - 0.05, y1 + 0.05, 20_000), rng.normal(43.30, 0.03, 30_000),
+                          coords[::3, 1], midpoints[::5, 1]])
+    points = shapely.points(lon, lat)
+    points[5] = None
+    points[6] = shapely.Point()
+    return points
+
+
+def test_points_in_polygons_first_key_on_the_grid_equals_shapely(communes_13_83) -> None:
+    """On the grid path (more points than vertices), candidates are tested in key order and the
+    first hit wins: the same answer as the smallest key among all Shapely hits, for points on
+    shared boundaries, in the arrondissements (Marseille 13055 before 13201...), at sea."""
+    points = _points_around(communes_13_83, seed=9)
+    assert spatial.contains._grid_pays(len(points), communes_13_83.geometry.to_numpy())
+    frame = gpd.GeoDataFrame(geometry=points, crs=4326, index=np.arange(len(points))[::-1])
+    result = spatial.points_in_polygons(frame, communes_13_83, "code_insee")
+    expected = _first_key_reference(points, communes_13_83, "code_insee")
+    assert result.index.equals(frame.index) and result.dtype == "string"
+    assert result.fillna("-").tolist() == [e or "-" for e in expected]
+    assert result.isna().sum() > 1000 and (result == "13055").sum() > 10_000  # at sea; Marseille
+    assert result.iloc[5:7].isna().all()  # missing, empty
+
+
+def test_points_in_polygon_layers_equals_one_call_per_layer(communes_13_83, paca_qpv) -> None:
+    """Several layers in one call (coordinates read once, layers on threads) give each layer's
+    own answer, aligned on the points' index, with each key's dtype."""
+    points = _points_around(communes_13_83, seed=10)
+    frame = gpd.GeoDataFrame({"n": np.arange(len(points))}, geometry=points, crs=4326,
+                             index=pd.Index(np.arange(len(points)) * 2 + 1))
+    both = spatial.points_in_polygon_layers(frame, {"code_qp": paca_qpv, "code_insee": communes_13_83})
+    assert both.columns.tolist() == ["code_qp", "code_insee"] and both.index.equals(frame.index)
+    for key, layer in (("code_qp", paca_qpv), ("code_insee", communes_13_83)):
+        alone = spatial.points_in_polygons(frame, layer, key)
+        assert both[key].dtype == alone.dtype
+        assert both[key].fillna("-").tolist() == alone.fillna("-").tolist()
+        assert both[key].fillna("-").tolist() == [e or "-" for e in _first_key_reference(points, layer, key)]
+    assert both["code_qp"].notna().sum() > 500
+
+
+def test_first_key_on_the_grid_with_holes_overlaps_and_overseas(build) -> None:
+    """Grid path, first key: a polygon with a hole, an island in the hole, a polygon
+    overlapping both with a key between theirs, a MultiPolygon in La Réunion, a missing one."""
+    outer = shapely.box(5.30, 43.25, 5.40, 43.35)
+    hole = shapely.box(5.33, 43.28, 5.37, 43.32)
+    ring = shapely.Polygon(outer.exterior.coords, [hole.exterior.coords])
+    island = shapely.box(5.34, 43.29, 5.36, 43.31)
+    across = shapely.box(5.35, 43.26, 5.45, 43.30)
+    reunion = shapely.MultiPolygon([shapely.box(55.4, -21.0, 55.5, -20.9), shapely.box(55.6, -21.2, 55.7, -21.1)])
+    layer = build.qpv_frame([island, ring, None, across, reunion], ["QN013C", "QN013A", "QN013Z", "QN013B", "QN974A"],
+                            territoire=None)
+    rng = np.random.default_rng(4)
+    lon = np.concatenate([rng.uniform(5.28, 5.47, 30_000), rng.uniform(55.35, 55.75, 5_000), [5.33, 5.345, 55.4, 5.40]])
+    lat = np.concatenate([rng.uniform(43.23, 43.37, 30_000), rng.uniform(-21.25, -20.85, 5_000), [43.30, 43.31, -21.0, 43.28]])
+    points = shapely.points(lon, lat)
+    result = spatial.points_in_polygons(gpd.GeoDataFrame(geometry=points, crs=4326), layer, "code_qp")
+    assert result.fillna("-").tolist() == [e or "-" for e in _first_key_reference(points, layer, "code_qp")]
+    # on the hole's edge (ring), the island's edge (island), a corner in La Réunion, the ring's
+    # edge inside the overlapping box: QN013A before QN013B
+    assert result.iloc[-4:].tolist() == ["QN013A", "QN013C", "QN974A", "QN013A"]
+    assert {"QN013A", "QN013B", "QN013C", "QN974A"} <= set(result.dropna())
+
+
+def test_points_in_polygon_layers_checks_each_layer(build, marseille_square) -> None:
+    points = build.points_frame([(5.37, 43.30)])
+    with pytest.raises(SpatialInputError, match=r"layers\['code_qp'\]"):
+        spatial.points_in_polygon_layers(points, {"code_qp": marseille_square.to_crs(2154)})
+    with pytest.raises(KeyError, match="code_insee"):
+        spatial.points_in_polygon_layers(points, {"code_insee": marseille_square})
