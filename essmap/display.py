@@ -251,6 +251,12 @@ def _qpv_of_points(layers: dict[str, gpd.GeoDataFrame]) -> tuple[pd.Series, pd.S
             points_in_polygons(layers["tiers_lieux"], layers["qpv"], "code_qp"))
 
 
+def _indicator_inputs(layers: dict[str, gpd.GeoDataFrame], radius_m: float, in_qpv: pd.Series) -> dict:
+    """The layers as keyword arguments of :func:`indicators_by_level`."""
+    return dict(communes=layers["communes"], establishments=layers["etablissements"],
+                tiers_lieux=layers["tiers_lieux"], qpv=layers["qpv"], radius_m=radius_m, in_qpv=in_qpv)
+
+
 def _any_flag(frame: pd.DataFrame, column: str) -> bool:
     return column in frame.columns and bool(frame[column].fillna(False).to_numpy(dtype=bool).any())
 
@@ -307,8 +313,7 @@ def fiche(data: ViewData, layers: dict[str, gpd.GeoDataFrame], code: str, *,
     attributes = data.view.selection.without_territory()
     unit_selection = _restrict(attributes, level, code)
     in_qpv, tl_in_qpv = _qpv_of_points(layers)
-    common = dict(communes=communes, establishments=establishments, tiers_lieux=layers["tiers_lieux"], qpv=qpv,
-                  radius_m=data.view.radius_m, in_qpv=in_qpv)
+    common = _indicator_inputs(layers, data.view.radius_m, in_qpv)
     unit_rows = indicators_by_level(level, selection=unit_selection, units=_units_layer(level, layers), **common)
     unit_rows = unit_rows[unit_rows["code"].astype(str) == code]
     if unit_rows.empty:
@@ -365,9 +370,7 @@ def _parent_row(level: str, code: str, attributes: Selection, layers: dict[str, 
         if region_layers is None:
             return None
         layers = region_layers
-        common = dict(communes=layers["communes"], establishments=layers["etablissements"],
-                      tiers_lieux=layers["tiers_lieux"], qpv=layers["qpv"], radius_m=common["radius_m"],
-                      in_qpv=_qpv_of_points(layers)[0])
+        common = _indicator_inputs(layers, common["radius_m"], _qpv_of_points(layers)[0])
     rows = indicators_by_level(parent_level, selection=_restrict(attributes, parent_level, str(parent)),
                                units=_units_layer(parent_level, layers), **common)
     rows = rows[rows["code"].astype(str) == str(parent)]
