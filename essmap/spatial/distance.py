@@ -5,7 +5,9 @@ tiers-lieux again and again)."""
 from __future__ import annotations
 
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -14,6 +16,7 @@ import pandas as pd
 import shapely
 
 from essmap.spatial.base import (
+    _POINT_TYPE_ID,
     _TERRITORY_CODES,
     _first_per_group,
     _geoms,
@@ -334,6 +337,8 @@ class _MetricLayer:
     wgs84_bounds: np.ndarray
     #: Per territory: the row positions and an STRtree of their metric geometries.
     trees: dict[int, tuple[np.ndarray, shapely.STRtree]]
+    #: Every geometry is a point (then ``wgs84_bounds`` holds the coordinates).
+    points: bool
 
 
 #: Metric layers kept for reuse, keyed by the identity of the WGS84 geometries and the territory
@@ -343,6 +348,12 @@ _METRIC_CACHE_SIZE = 16
 _METRIC_CACHE_MAX_GEOMETRIES = 100_000  # bounds the memory: at most 16 x 100,000 geometries
 _METRIC_CACHE: dict[tuple[bytes, bytes], _MetricLayer] = {}
 _METRIC_CACHE_LOCK = threading.Lock()
+
+#: Lists of pairs from this length on are measured on two threads (:func:`_distances`); one
+#: worker thread serves every caller.
+_PARALLEL_MIN_PAIRS = 512
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="essmap-distance")
 
 
 def _metric_layer(frame: gpd.GeoDataFrame) -> _MetricLayer:
@@ -374,7 +385,8 @@ def _build_metric_layer(geoms: np.ndarray, territory: np.ndarray) -> _MetricLaye
         positions = np.flatnonzero(territory == k)
         metric[positions] = to_metric(geoms[positions], TERRITORIES[_TERRITORY_CODES[k]])
         trees[k] = (positions, shapely.STRtree(metric[positions]))
-    return _MetricLayer(geoms, territory, metric, shapely.bounds(metric), shapely.bounds(geoms), trees)
+    points = bool((shapely.get_type_id(geoms[territory >= 0]) == _POINT_TYPE_ID).all())
+    return _MetricLayer(geoms, territory, metric, shapely.bounds(metric), shapely.bounds(geoms), trees, points)
 
 
 @dataclass(frozen=True)
@@ -496,15 +508,34 @@ def _box_candidates(
 
 def _measured(src: _MetricLayer, tgt: _MetricLayer, cs: np.ndarray, ct: np.ndarray) -> np.ndarray:
     """Metric distance of each (source, target) pair, 0 where they intersect in WGS84."""
-    distance = shapely.distance(src.metric[cs], tgt.metric[ct])
+    distance = _distances(src.metric[cs], tgt.metric[ct])
     # only pairs whose WGS84 boxes meet can intersect in WGS84
     bs, bt = src.wgs84_bounds[cs], tgt.wgs84_bounds[ct]
     meet = np.flatnonzero(
         (bs[:, 0] <= bt[:, 2]) & (bt[:, 0] <= bs[:, 2]) & (bs[:, 1] <= bt[:, 3]) & (bt[:, 1] <= bs[:, 3])
     )
-    if len(meet):
-        distance[meet[_pair_intersects(src.wgs84, tgt.wgs84, cs[meet], ct[meet])]] = 0.0
+    if len(meet) == 0:
+        return distance
+    if tgt.points:  # e.g. tiers-lieux around QPVs: a point in polygon test, nothing to build
+        intersect = shapely.intersects_xy(src.wgs84[cs[meet]], bt[meet, 0], bt[meet, 1])
+    else:
+        intersect = _pair_intersects(src.wgs84, tgt.wgs84, cs[meet], ct[meet])
+    distance[meet[intersect]] = 0.0
     return distance
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``shapely.distance(a, b)``, the second half of a long list offered to the worker thread:
+    Shapely releases the GIL while it measures, so two free cores measure twice as fast. A half
+    the worker has not started when this thread is done is measured here, so a busy machine
+    costs no waiting."""
+    if len(a) < _PARALLEL_MIN_PAIRS or _CORES < 2:
+        return shapely.distance(a, b)
+    half = len(a) // 2
+    second = _WORKER.submit(shapely.distance, a[half:], b[half:])
+    first = shapely.distance(a[:half], b[:half])
+    rest = shapely.distance(a[half:], b[half:]) if second.cancel() else second.result()
+    return np.concatenate([first, rest])
 
 
 def _concatenated(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

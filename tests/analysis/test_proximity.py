@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
-from pyproj import Geod
+from pyproj import CRS, Geod
 
 from essmap.analysis import proximity
 from essmap.analysis.filters import Selection
@@ -174,6 +175,22 @@ def test_establishments_near_point_refuses_swapped_coordinates(etab) -> None:
 
 def test_inputs_are_not_modified(qpv, tiers_lieux) -> None:
     before_q, before_t = qpv.copy(), tiers_lieux.copy()
+    crs_q = qpv.geometry.array.crs
     proximity.qpv_tiers_lieux(qpv, tiers_lieux)
     assert qpv.equals(before_q) and tiers_lieux.equals(before_t)
     assert not shapely.is_prepared(qpv.geometry.to_numpy()).any()
+    assert qpv.geometry.array.crs is crs_q
+
+
+def test_result_columns_keep_their_types(qpv, tiers_lieux) -> None:
+    """The dashboard, the CLI, the exports and the notebook read these dtypes."""
+    result = proximity.qpv_tiers_lieux(qpv, tiers_lieux, radius_m=1000)
+    string = pd.StringDtype(na_value=pd.NA)
+    assert result.dtypes.drop("geometry").to_dict() == {
+        "code_qp": string, "lib_qp": string, "insee_com": string, "lib_com": string,
+        "n_tiers_lieux": np.dtype("int64"), "nearest_id": string, "nearest_nom": string,
+        "nearest_distance_m": pd.Float64Dtype(), "covered": np.dtype(bool),
+        "is_synthetic_involved": np.dtype(bool), "radius_m": np.dtype("float64"),
+    }
+    assert result.geometry.name == "geometry" and result.crs == CRS.from_epsg(4326)
+    assert result.index.equals(qpv.index)
