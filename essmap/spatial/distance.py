@@ -4,11 +4,14 @@ tiers-lieux again and again)."""
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import geopandas as gpd
 import numpy as np
@@ -335,6 +338,8 @@ class _MetricLayer:
     #: ``shapely.bounds`` of ``metric`` and of ``wgs84`` (NaN without a geometry).
     metric_bounds: np.ndarray
     wgs84_bounds: np.ndarray
+    #: The centre of each metric box, as a point (None without a geometry).
+    centres: np.ndarray
     #: Per territory: the row positions and an STRtree of their metric geometries.
     trees: dict[int, tuple[np.ndarray, shapely.STRtree]]
     #: Every geometry is a point (then ``wgs84_bounds`` holds the coordinates).
@@ -349,9 +354,9 @@ _METRIC_CACHE_MAX_GEOMETRIES = 100_000  # bounds the memory: at most 16 x 100,00
 _METRIC_CACHE: dict[tuple[bytes, bytes], _MetricLayer] = {}
 _METRIC_CACHE_LOCK = threading.Lock()
 
-#: Lists of pairs from this length on are measured on two threads (:func:`_distances`); one
-#: worker thread serves every caller.
-_PARALLEL_MIN_PAIRS = 512
+#: Arrays from this length on are processed on two threads (:func:`_in_two_halves`); one worker
+#: thread serves every caller.
+_PARALLEL_MIN_ITEMS = 512
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="essmap-distance")
 
@@ -361,8 +366,7 @@ def _metric_layer(frame: gpd.GeoDataFrame) -> _MetricLayer:
     in the same territories were seen recently."""
     geoms = _geoms(frame)
     territory = _territory_labels(frame)
-    ids = np.fromiter(map(id, geoms), dtype=np.int64, count=len(geoms))
-    key = (ids.tobytes(), territory.tobytes())
+    key = (_identities(geoms).tobytes(), territory.tobytes())
     with _METRIC_CACHE_LOCK:
         layer = _METRIC_CACHE.pop(key, None)
         if layer is not None:
@@ -383,10 +387,28 @@ def _build_metric_layer(geoms: np.ndarray, territory: np.ndarray) -> _MetricLaye
     trees: dict[int, tuple[np.ndarray, shapely.STRtree]] = {}
     for k in np.unique(territory[territory >= 0]).tolist():
         positions = np.flatnonzero(territory == k)
-        metric[positions] = to_metric(geoms[positions], TERRITORIES[_TERRITORY_CODES[k]])
+        reproject = partial(to_metric, territory=TERRITORIES[_TERRITORY_CODES[k]])
+        metric[positions] = _in_two_halves(reproject, geoms[positions])
         trees[k] = (positions, shapely.STRtree(metric[positions]))
     points = bool((shapely.get_type_id(geoms[territory >= 0]) == _POINT_TYPE_ID).all())
-    return _MetricLayer(geoms, territory, metric, shapely.bounds(metric), shapely.bounds(geoms), trees, points)
+    metric_bounds = shapely.bounds(metric)
+    if points:
+        centres = metric
+    else:
+        centres = np.full(len(geoms), None, dtype=object)
+        usable = territory >= 0
+        b = metric_bounds[usable]
+        centres[usable] = shapely.points((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2)
+    return _MetricLayer(geoms, territory, metric, metric_bounds, shapely.bounds(geoms), centres, trees, points)
+
+
+def _identities(objects: np.ndarray) -> np.ndarray:
+    """``id`` of each element of an object array, read from the array's memory: in CPython an
+    object array holds the addresses of its elements, which are their ids (a hundred times
+    faster than ``map(id, ...)``, which costs most of a cache look-up otherwise)."""
+    objects = np.ascontiguousarray(objects, dtype=object)
+    addresses = (ctypes.c_int64 * len(objects)).from_address(objects.ctypes.data)
+    return np.ctypeslib.as_array(addresses).copy()
 
 
 @dataclass(frozen=True)
@@ -454,8 +476,7 @@ def _nearest_candidates(
     """(source, target, distance) of every target that may be nearest to the sources ``which``:
     those within U = d(source, t0) of the source's box, t0 being the target nearest to the
     box's centre (sources of a territory without targets get none)."""
-    b = src.metric_bounds[which]
-    centres = shapely.points((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2)
+    centres = src.centres[which]
     territory = src.territory[which]
     first = np.full(len(which), -1, dtype=np.int64)
     for k, (positions, tree) in tgt.trees.items():
@@ -525,16 +546,21 @@ def _measured(src: _MetricLayer, tgt: _MetricLayer, cs: np.ndarray, ct: np.ndarr
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``shapely.distance(a, b)``, the second half of a long list offered to the worker thread:
-    Shapely releases the GIL while it measures, so two free cores measure twice as fast. A half
-    the worker has not started when this thread is done is measured here, so a busy machine
-    costs no waiting."""
-    if len(a) < _PARALLEL_MIN_PAIRS or _CORES < 2:
-        return shapely.distance(a, b)
-    half = len(a) // 2
-    second = _WORKER.submit(shapely.distance, a[half:], b[half:])
-    first = shapely.distance(a[:half], b[:half])
-    rest = shapely.distance(a[half:], b[half:]) if second.cancel() else second.result()
+    """``shapely.distance(a, b)``, on two threads for long lists (see :func:`_in_two_halves`)."""
+    return _in_two_halves(shapely.distance, a, b)
+
+
+def _in_two_halves(function: Callable[..., np.ndarray], *arrays: np.ndarray) -> np.ndarray:
+    """``function(*arrays)`` for an elementwise ``function`` that releases the GIL (Shapely,
+    pyproj), the second half of long arrays offered to the worker thread: two free cores
+    compute twice as fast. A half the worker has not started when this thread is done is
+    computed here, so a busy machine costs no waiting."""
+    if len(arrays[0]) < _PARALLEL_MIN_ITEMS or _CORES < 2:
+        return function(*arrays)
+    half = len(arrays[0]) // 2
+    second = _WORKER.submit(function, *(a[half:] for a in arrays))
+    first = function(*(a[:half] for a in arrays))
+    rest = function(*(a[half:] for a in arrays)) if second.cancel() else second.result()
     return np.concatenate([first, rest])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import geopandas as gpd
@@ -17,6 +18,7 @@ from pyproj import Geod
 from essmap import spatial
 from essmap.spatial import distance
 from essmap.spatial.base import _key_rank
+from essmap.territories import TERRITORIES
 
 GEOD = Geod(ellps="WGS84")
 QPV_PACA = Path(__file__).resolve().parents[2] / "data" / "geo" / "qpv2024_paca.geojson"
@@ -133,6 +135,13 @@ def test_a_changed_geometry_or_territory_is_measured_again(layers) -> None:
     assert distance._metric_layer(elsewhere) is not distance._metric_layer(points)
 
 
+def test_identities_are_the_ids(layers) -> None:
+    _, points = layers
+    geoms = points.geometry.to_numpy()
+    for array in (geoms, geoms[::-3], geoms[:0]):
+        assert distance._identities(array).tolist() == [id(g) for g in array]
+
+
 def test_the_cache_is_bounded(layers, monkeypatch) -> None:
     polygons, points = layers
     distance._METRIC_CACHE.clear()
@@ -169,13 +178,18 @@ def test_concurrent_queries_give_the_same_answer(layers) -> None:
             np.testing.assert_array_equal(getattr(found, field), getattr(alone, field))
 
 
-def test_distances_on_two_threads_equal_one_call(layers, monkeypatch) -> None:
+def test_two_threads_give_what_one_call_gives(layers, monkeypatch) -> None:
+    """Distances and reprojections of long arrays are split over two threads."""
     polygons, points = layers
     monkeypatch.setattr(distance, "_CORES", 2)
     rng = np.random.default_rng(8)
-    a = rng.choice(polygons.geometry.to_numpy(), 3 * distance._PARALLEL_MIN_PAIRS)
+    a = rng.choice(polygons.geometry.to_numpy(), 3 * distance._PARALLEL_MIN_ITEMS)
     b = rng.choice(points.geometry.dropna().to_numpy(), len(a))
     np.testing.assert_array_equal(distance._distances(a, b), shapely.distance(a, b))
+
+    metropole = TERRITORIES["metropole"]
+    reprojected = distance._in_two_halves(partial(spatial.to_metric, territory=metropole), a)
+    assert shapely.equals_exact(reprojected, spatial.to_metric(a, metropole), tolerance=0).all()
 
 
 @pytest.mark.parametrize(
