@@ -8,6 +8,7 @@ lives in the URL query string (``MapView.to_query_params``): opening a link repr
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import streamlit as st
 import streamlit_folium
@@ -95,7 +96,18 @@ def _map_component(params: tuple[tuple[str, str], ...]) -> dict:
     arguments on every rerun (same key: the browser keeps the drawn map, a click does not rebuild it).
     """
     view = MapView.from_query_params(dict(params))
-    return maps.streamlit_folium_args(maps.view_map(_data(view)), key="carte")
+    return maps.with_asset_urls(maps.streamlit_folium_args(maps.view_map(_data(view)), key="carte"), _asset_urls())
+
+
+@st.cache_resource(show_spinner=False)
+def _asset_urls() -> dict[str, str]:
+    """Leaflet's files in ./static, which Streamlit serves at app/static (``enableStaticServing``); the URLs are
+    relative to the map component's frame (``<base>/component/<name>/index.html``). A read-only install keeps
+    them inlined in the map."""
+    try:
+        return maps.publish_assets(Path(__file__).resolve().parent / "static", "../../app/static")
+    except OSError:
+        return {}
 
 
 def _map_widget(params: tuple[tuple[str, str], ...], *, height: int) -> dict | None:

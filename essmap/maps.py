@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import html
 import json
+import os
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import folium
@@ -427,13 +430,47 @@ _ASSET_FILES: dict[str, tuple[str, str, str]] = {
 }
 
 
-@cache
-def _asset_uri(name: str) -> str:
+def _asset_content(name: str) -> bytes:
     if name not in _ASSET_FILES:
         raise KeyError(f"map asset {name!r} has no offline copy; add it to _ASSET_FILES")
-    package, path, mime = _ASSET_FILES[name]
-    content = resources.files(package).joinpath(path).read_bytes()
-    return f"data:{mime};base64,{base64.b64encode(content).decode('ascii')}"
+    package, path, _mime = _ASSET_FILES[name]
+    return resources.files(package).joinpath(path).read_bytes()
+
+
+@cache
+def _asset_uri(name: str) -> str:
+    mime = _ASSET_FILES[name][2] if name in _ASSET_FILES else ""
+    return f"data:{mime};base64,{base64.b64encode(_asset_content(name)).decode('ascii')}"
+
+
+def publish_assets(folder: Path, url_base: str) -> dict[str, str]:
+    """Write the map's scripts and styles into ``folder``, served at ``url_base``; return the URL
+    that replaces each inlined copy (see :func:`with_asset_urls`).
+
+    The dashboard serves them as files: the browser then caches and compiles Leaflet once, instead of
+    decoding and compiling it from every map message (each filter change rebuilds the map's frame).
+    Files are replaced atomically, so several servers may publish into the same folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    urls = {}
+    for name, (_package, path, _mime) in _ASSET_FILES.items():
+        content = _asset_content(name)
+        target = folder / Path(path).name
+        if not target.exists() or target.read_bytes() != content:
+            partial = target.with_name(f".{target.name}.{os.getpid()}")
+            partial.write_bytes(content)
+            partial.replace(target)
+        version = hashlib.sha256(content).hexdigest()[:12]  # a new package version is a new URL
+        urls[_asset_uri(name)] = f"{url_base.rstrip('/')}/{target.name}?v={version}"
+    return urls
+
+
+def with_asset_urls(component_args: dict[str, object], urls: dict[str, str]) -> dict[str, object]:
+    """:func:`streamlit_folium_args` loading the inlined scripts and styles from ``urls`` instead."""
+    return {**component_args,
+            "js_links": [urls.get(link, link) for link in component_args["js_links"]],
+            "css_links": [urls.get(link, link) for link in component_args["css_links"]]}
 
 
 def walk(element: Element):

@@ -183,3 +183,19 @@ def test_cached_component_arguments_equal_what_st_folium_sends(data, monkeypatch
                                use_container_width=True)
     assert sent, "st_folium did not call its component"
     assert {k: sent[k] for k in ours} == ours
+
+
+def test_dashboard_serves_the_map_scripts_as_files(data, tmp_path):
+    args = maps.streamlit_folium_args(maps.view_map(data), key="carte")
+    assert all(link.startswith("data:") for link in args["js_links"] + args["css_links"])  # standalone map
+    urls = maps.publish_assets(tmp_path / "static", "../../app/static")
+    served = maps.with_asset_urls(args, urls)
+    links = served["js_links"] + served["css_links"]
+    assert len(links) == len(args["js_links"] + args["css_links"]) and not any(link.startswith("data:") for link in links)
+    assert {k: v for k, v in served.items() if not k.endswith("_links")} == {
+        k: v for k, v in args.items() if not k.endswith("_links")}
+    for inlined, url in zip(args["js_links"], served["js_links"], strict=True):
+        name = url.removeprefix("../../app/static/").split("?v=")[0]
+        assert (tmp_path / "static" / name).read_bytes() == base64.b64decode(inlined.split(",", 1)[1])
+    assert sum(len(u) for u in links) < 1000  # the map message no longer carries Leaflet (~240 kB inlined)
+    assert maps.publish_assets(tmp_path / "static", "../../app/static") == urls  # idempotent

@@ -203,6 +203,7 @@ def test_click_on_a_qpv_opens_its_fiche(page, app_url, browser_store):
     assert f"selection={place.code_qp}" in page.url
     tiers_lieux = page.locator('[data-testid="stDataFrame"]').filter(visible=True).last
     tiers_lieux.scroll_into_view_if_needed()
+    expect(tiers_lieux.locator("tbody tr")).not_to_have_count(0, timeout=30_000)  # the grid fills in after its frame
     assert any(place.name in row for row in grid_rows(tiers_lieux)), grid_rows(tiers_lieux)
 
 
