@@ -77,12 +77,13 @@ def com_polygons(communes: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return communes[communes["type_commune"] == "COM"][["code_insee", "territoire", "geometry"]]
 
 
-def assign_essmap(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame, communes_com: gpd.GeoDataFrame) -> pd.DataFrame:
+def assign_essmap(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame, communes_com: gpd.GeoDataFrame,
+                  *, threads: int | None = None) -> pd.DataFrame:
     """essmap: :func:`points_in_polygon_layers`, the QPV and the commune in one call (the
-    points' coordinates read once, the two layers on parallel threads)."""
+    points' coordinates read once, the work on parallel threads unless ``threads`` is 1)."""
     from essmap.spatial import points_in_polygon_layers
 
-    return points_in_polygon_layers(establishments, {"code_qp": qpv, "code_insee": communes_com})
+    return points_in_polygon_layers(establishments, {"code_qp": qpv, "code_insee": communes_com}, threads=threads)
 
 
 def assign_essmap_by_code(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame, communes_com: gpd.GeoDataFrame,
@@ -178,10 +179,11 @@ PROFILE_LABELS: dict[str, str] = {
 
 def profile_assign(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame, communes_com: gpd.GeoDataFrame,
                    *, dump: Path | None = None) -> dict[str, float]:
-    """Seconds of essmap's (a) by category (cProfile self time; profiling overhead included)."""
+    """Seconds of essmap's (a) by category (cProfile self time; profiling overhead included), run
+    on one thread: cProfile sees only the thread that enabled it."""
     profiler = cProfile.Profile()
     profiler.enable()
-    assign_essmap(establishments, qpv, communes_com)
+    assign_essmap(establishments, qpv, communes_com, threads=1)
     profiler.disable()
     stats = pstats.Stats(profiler)
     seconds = dict.fromkeys(PROFILE_LABELS, 0.0)

@@ -2,8 +2,10 @@
 
 Points against polygons use an adaptive grid (:func:`_points_in_polygon_pairs`): whole cells
 inside or outside a polygon are decided by one test at their centre, and only points in cells
-that a polygon edge crosses are tested one by one, with prepared polygons. Other geometry pairs
-use an STRtree for candidate boxes, then a prepared test on the candidate pairs.
+that a polygon edge crosses are tested one by one, with prepared polygons, in key order until
+the first hit. Millions of points are split in a west and an east half assigned on two
+threads, and :func:`points_in_polygon_layers` reads the points once for several layers. Other
+geometry pairs use an STRtree for candidate boxes, then a prepared test on the candidate pairs.
 """
 
 from __future__ import annotations
@@ -139,14 +141,17 @@ def points_in_polygons(points: gpd.GeoDataFrame, polygons: gpd.GeoDataFrame, key
     return points_in_polygon_layers(points, {key: polygons})[key]
 
 
-def points_in_polygon_layers(points: gpd.GeoDataFrame, layers: Mapping[str, gpd.GeoDataFrame]) -> pd.DataFrame:
+def points_in_polygon_layers(
+    points: gpd.GeoDataFrame, layers: Mapping[str, gpd.GeoDataFrame], *, threads: int | None = None
+) -> pd.DataFrame:
     """For each point, the key of the polygon that contains it in each layer, <NA> when none:
     ``{"code_qp": qpv, "code_insee": communes}`` gives the columns ``code_qp`` and ``code_insee``.
 
     Each column follows the rules of :func:`points_in_polygons` (boundary inside, first key
     where polygons overlap). One call for all the layers of the same points reads the points'
     coordinates once and assigns the layers on parallel threads (shapely and numpy release the
-    GIL): the QPV and the commune of 2 million establishments at once.
+    GIL), each layer's points split in two halves when they are many: the QPV and the commune
+    of 2 million establishments at once.
 
     Parameters
     ----------
@@ -154,6 +159,9 @@ def points_in_polygon_layers(points: gpd.GeoDataFrame, layers: Mapping[str, gpd.
         EPSG:4326.
     layers : mapping of str to GeoDataFrame
         Key column -> polygons (EPSG:4326) holding that column.
+    threads : int, optional
+        Threads to use, by default the number of CPUs; 1 runs everything on the calling thread
+        (e.g. to profile it).
 
     Returns
     -------
@@ -168,14 +176,14 @@ def points_in_polygon_layers(points: gpd.GeoDataFrame, layers: Mapping[str, gpd.
     geoms = _geoms(points)
     any_grid = any(_grid_pays(len(geoms), _geoms(polygons)) for polygons in layers.values())
     coords = _point_coordinates(geoms) if any_grid else None
+    threads = threads or os.cpu_count() or 1
 
     def assign(key: str) -> pd.api.extensions.ExtensionArray:
         polygons = layers[key]
-        return take_or_na(polygons[key], _containing_positions(geoms, polygons, key, coords))
+        return take_or_na(polygons[key], _containing_positions(geoms, polygons, key, coords, threads))
 
-    threads = min(len(layers), os.cpu_count() or 1)
-    if threads > 1:
-        with ThreadPoolExecutor(threads) as pool:
+    if threads > 1 and len(layers) > 1:
+        with ThreadPoolExecutor(min(threads, len(layers))) as pool:
             columns = dict(zip(layers, pool.map(assign, layers)))
     else:
         columns = {key: assign(key) for key in layers}
@@ -183,17 +191,19 @@ def points_in_polygon_layers(points: gpd.GeoDataFrame, layers: Mapping[str, gpd.
 
 
 def _containing_positions(
-    points: np.ndarray, polygons: gpd.GeoDataFrame, key: str, coords: _PointCoordinates | None
+    points: np.ndarray, polygons: gpd.GeoDataFrame, key: str, coords: _PointCoordinates | None, threads: int
 ) -> np.ndarray:
     """Position in ``polygons`` of the first (by key) polygon intersecting each point, or -1;
     ``coords`` are the points' :func:`_point_coordinates`, if read."""
-    position = np.full(len(points), -1, dtype=np.int64)
     geoms = _geoms(polygons)
     rank = _key_rank(polygons[key])
+    position = np.full(len(points), -1, dtype=np.int64)
     if coords is not None and _grid_pays(len(points), geoms):
         positions, x, y = coords
-        ip, ig = _points_in_polygon_pairs(x, y, geoms, rank)  # one polygon per point
-        position[ip if positions is None else positions[ip]] = ig
+        first = _first_containing(x, y, geoms, rank, threads)
+        if positions is None:
+            return first
+        position[positions] = first
         return position
     ip, ig = _intersecting_pairs(points, geoms)
     if len(ip) and np.bincount(ip, minlength=len(points)).max() == 1:
@@ -203,6 +213,37 @@ def _containing_positions(
         np.minimum.at(best, ip, rank[ig])  # overlaps: the first polygon by key
         hit = best < len(polygons)
         position[hit] = np.argsort(rank)[best[hit]]
+    return position
+
+
+def _first_containing(
+    x: np.ndarray, y: np.ndarray, polygons: np.ndarray, rank: np.ndarray, threads: int
+) -> np.ndarray:
+    """Position of the first polygon by ``rank`` intersecting each point (x, y), or -1.
+
+    Many points, with ``threads`` > 1, are split at their median longitude into a west and an
+    east half, assigned on two threads (numpy and shapely release the GIL): a point west of the line can only lie
+    in a polygon whose box starts west of it, so each half keeps only those polygons."""
+    position = np.full(len(x), -1, dtype=np.int64)
+    if len(x) < _SPLIT_MIN_POINTS or threads < 2:
+        ip, ig = _points_in_polygon_pairs(x, y, polygons, rank)
+        position[ip] = ig
+        return position
+    split = float(np.median(x[:: max(1, len(x) // 10_000)]))
+    bounds = shapely.bounds(polygons)
+    west = x < split
+    halves = [(np.flatnonzero(west), np.flatnonzero(~(bounds[:, 0] >= split))),  # NaN box: kept
+              (np.flatnonzero(~west), np.flatnonzero(~(bounds[:, 2] < split)))]
+
+    def assign(half: tuple[np.ndarray, np.ndarray]) -> None:
+        points, kept = half
+        ip, ig = _points_in_polygon_pairs(x[points], y[points], polygons[kept], rank[kept])
+        position[points[ip]] = kept[ig]
+
+    with ThreadPoolExecutor(1) as pool:
+        west_done = pool.submit(assign, halves[0])
+        assign(halves[1])
+        west_done.result()
     return position
 
 
@@ -218,6 +259,8 @@ _GRID_MAX_REFINE = 64
 _GRID_MAX_TILES = 2_000_000
 #: A polygon is prepared (a copy with an index of its edges) when it has this many points to test.
 _GRID_PREPARE_MIN_TESTS = 16
+#: Points split into a west and an east half, assigned on two threads, above this many.
+_SPLIT_MIN_POINTS = 200_000
 #: Margin (degrees, ~0.1 mm) around each cell when finding the cells an edge crosses: far
 #: larger than floating-point error, so no crossed cell is ever missed.
 _GRID_EPS = 1e-9

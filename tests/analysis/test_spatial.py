@@ -428,10 +428,13 @@ def _points_around(polygons: gpd.GeoDataFrame, seed: int) -> np.ndarray:
     return points
 
 
-def test_points_in_polygons_first_key_on_the_grid_equals_shapely(communes_13_83) -> None:
+@pytest.mark.parametrize("split", [False, True])
+def test_points_in_polygons_first_key_on_the_grid_equals_shapely(communes_13_83, monkeypatch, split: bool) -> None:
     """On the grid path (more points than vertices), candidates are tested in key order and the
     first hit wins: the same answer as the smallest key among all Shapely hits, for points on
-    shared boundaries, in the arrondissements (Marseille 13055 before 13201...), at sea."""
+    shared boundaries, in the arrondissements (Marseille 13055 before 13201...), at sea. Split:
+    the points in a west and an east half on two threads (as for millions of points)."""
+    monkeypatch.setattr(spatial.contains, "_SPLIT_MIN_POINTS", 1_000 if split else 10**9)
     points = _points_around(communes_13_83, seed=9)
     assert spatial.contains._grid_pays(len(points), communes_13_83.geometry.to_numpy())
     frame = gpd.GeoDataFrame(geometry=points, crs=4326, index=np.arange(len(points))[::-1])
@@ -444,13 +447,15 @@ def test_points_in_polygons_first_key_on_the_grid_equals_shapely(communes_13_83)
 
 
 def test_points_in_polygon_layers_equals_one_call_per_layer(communes_13_83, paca_qpv) -> None:
-    """Several layers in one call (coordinates read once, layers on threads) give each layer's
-    own answer, aligned on the points' index, with each key's dtype."""
+    """Several layers in one call (coordinates read once, layers on threads, or on one) give
+    each layer's own answer, aligned on the points' index, with each key's dtype."""
     points = _points_around(communes_13_83, seed=10)
     frame = gpd.GeoDataFrame({"n": np.arange(len(points))}, geometry=points, crs=4326,
                              index=pd.Index(np.arange(len(points)) * 2 + 1))
     both = spatial.points_in_polygon_layers(frame, {"code_qp": paca_qpv, "code_insee": communes_13_83})
     assert both.columns.tolist() == ["code_qp", "code_insee"] and both.index.equals(frame.index)
+    one_thread = spatial.points_in_polygon_layers(frame, {"code_qp": paca_qpv, "code_insee": communes_13_83}, threads=1)
+    pd.testing.assert_frame_equal(one_thread, both)
     for key, layer in (("code_qp", paca_qpv), ("code_insee", communes_13_83)):
         alone = spatial.points_in_polygons(frame, layer, key)
         assert both[key].dtype == alone.dtype
