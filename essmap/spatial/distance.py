@@ -267,14 +267,21 @@ def _nearest_positions(
     n_sources: int, keys: pd.Series, isrc: np.ndarray, itgt: np.ndarray, distance: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Position of each source's nearest target (-1 when none) and its distance (NaN), from
-    candidate pairs; equal distances go to the first target by ``keys`` (ranked only for the
-    sources that have such ties: ranking every key is the slow part on small queries)."""
+    candidate pairs; equal distances go to the first target by ``keys``."""
+    order = np.lexsort((itgt, distance, isrc))
+    return _nearest_of_sorted(n_sources, keys, isrc[order], itgt[order], distance[order])
+
+
+def _nearest_of_sorted(
+    n_sources: int, keys: pd.Series, isrc: np.ndarray, itgt: np.ndarray, distance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_nearest_positions` of pairs grouped by source and sorted by distance within
+    each group; the keys are ranked only for the sources with equal distances (ranking every
+    key is the slow part on small queries)."""
     position = np.full(n_sources, -1, dtype=np.int64)
     best = np.full(n_sources, np.nan)
     if len(isrc) == 0:
         return position, best
-    order = np.lexsort((itgt, distance, isrc))
-    isrc, itgt, distance = isrc[order], itgt[order], distance[order]
     head = np.ones(len(isrc), dtype=bool)
     head[1:] = isrc[1:] != isrc[:-1]
     group_start = np.flatnonzero(head)
@@ -444,13 +451,7 @@ def within_and_nearest(
     require_wgs84(sources, "sources")
     require_wgs84(targets, "targets")
     _require_column(targets, key, "targets")
-    return _within_and_nearest(sources, targets, _check_radius(radius_m), key)
-
-
-def _within_and_nearest(
-    sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame, radius_m: float, key: str
-) -> RadiusAndNearest:
-    """:func:`within_and_nearest` on checked inputs."""
+    radius_m = _check_radius(radius_m)
     src, tgt = _metric_layer(sources), _metric_layer(targets)
     which = np.flatnonzero(src.territory >= 0)
     cs, ct = _box_candidates(src, tgt, which, np.full(len(which), radius_m))
@@ -461,13 +462,16 @@ def _within_and_nearest(
     # search again within their bound U
     covered = np.zeros(len(sources), dtype=bool)
     covered[i_s] = True
-    rest_s, rest_t, rest_d = _nearest_candidates(src, tgt, which[~covered[which]])
-    nearest_position, nearest_distance = _nearest_positions(
-        len(sources), targets[key], np.concatenate([i_s, rest_s]), np.concatenate([i_t, rest_t]),
-        np.concatenate([d_within, rest_d]),
-    )
     order = np.lexsort((i_t, d_within, i_s))
-    return RadiusAndNearest(i_s[order], i_t[order], d_within[order], nearest_position, nearest_distance)
+    i_s, i_t, d_within = i_s[order], i_t[order], d_within[order]
+    # the sources without a target within the radius come after those with one, sorted alike
+    rest_s, rest_t, rest_d = _nearest_candidates(src, tgt, which[~covered[which]])
+    order = np.lexsort((rest_t, rest_d, rest_s))
+    nearest_position, nearest_distance = _nearest_of_sorted(
+        len(sources), targets[key], np.concatenate([i_s, rest_s[order]]),
+        np.concatenate([i_t, rest_t[order]]), np.concatenate([d_within, rest_d[order]]),
+    )
+    return RadiusAndNearest(i_s, i_t, d_within, nearest_position, nearest_distance)
 
 
 def _nearest_candidates(
@@ -528,20 +532,20 @@ def _box_candidates(
 
 
 def _measured(src: _MetricLayer, tgt: _MetricLayer, cs: np.ndarray, ct: np.ndarray) -> np.ndarray:
-    """Metric distance of each (source, target) pair, 0 where they intersect in WGS84."""
-    distance = _distances(src.metric[cs], tgt.metric[ct])
+    """Metric distance of each (source, target) pair, 0 where they intersect in WGS84 (those
+    are not measured)."""
+    distance = np.zeros(len(cs))
+    apart = np.ones(len(cs), dtype=bool)
     # only pairs whose WGS84 boxes meet can intersect in WGS84
     bs, bt = src.wgs84_bounds[cs], tgt.wgs84_bounds[ct]
     meet = np.flatnonzero(
         (bs[:, 0] <= bt[:, 2]) & (bt[:, 0] <= bs[:, 2]) & (bs[:, 1] <= bt[:, 3]) & (bt[:, 1] <= bs[:, 3])
     )
-    if len(meet) == 0:
-        return distance
-    if tgt.points:  # e.g. tiers-lieux around QPVs: a point in polygon test, nothing to build
-        intersect = shapely.intersects_xy(src.wgs84[cs[meet]], bt[meet, 0], bt[meet, 1])
-    else:
-        intersect = _pair_intersects(src.wgs84, tgt.wgs84, cs[meet], ct[meet])
-    distance[meet[intersect]] = 0.0
+    if len(meet) and tgt.points:  # e.g. tiers-lieux around QPVs: a point in polygon test, nothing to build
+        apart[meet] = ~shapely.intersects_xy(src.wgs84[cs[meet]], bt[meet, 0], bt[meet, 1])
+    elif len(meet):
+        apart[meet] = ~_pair_intersects(src.wgs84, tgt.wgs84, cs[meet], ct[meet])
+    distance[apart] = _distances(src.metric[cs[apart]], tgt.metric[ct[apart]])
     return distance
 
 
