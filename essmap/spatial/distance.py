@@ -1,6 +1,9 @@
 """Pairs within a radius and nearest features, measured in metres in the metric CRS of each
-territory; reprojections of repeated inputs are cached (the dashboard asks the same QPVs and
-tiers-lieux again and again)."""
+territory.
+
+:func:`within_and_nearest`, the dashboard's query, keeps each input's reprojection, boxes and
+STRtrees in a small cache (the dashboard asks the same QPVs and tiers-lieux again and again) and
+measures long lists of pairs on two threads (Shapely and pyproj release the GIL)."""
 
 from __future__ import annotations
 
@@ -389,6 +392,7 @@ def _metric_layer(frame: gpd.GeoDataFrame) -> _MetricLayer:
 
 
 def _build_metric_layer(geoms: np.ndarray, territory: np.ndarray) -> _MetricLayer:
+    """The :class:`_MetricLayer` of ``geoms`` (each in territory ``territory``, -1 for none)."""
     territory = np.where(_usable(geoms), territory, -1)
     metric = np.full(len(geoms), None, dtype=object)
     trees: dict[int, tuple[np.ndarray, shapely.STRtree]] = {}
