@@ -490,8 +490,7 @@ def _nearest_candidates(
     for k, (positions, tree) in tgt.trees.items():
         mine = np.flatnonzero(territory == k)
         if len(mine):
-            i, j = tree.query_nearest(centres[mine], all_matches=False)
-            first[mine[i]] = positions[j]
+            first[mine] = positions[tree.nearest(centres[mine])]
     which, first = which[first >= 0], first[first >= 0]
     bound = _measured(src, tgt, which, first)
     cs, ct = _box_candidates(src, tgt, which, bound)
