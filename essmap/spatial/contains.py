@@ -175,8 +175,8 @@ def points_in_polygon_layers(
         _require_column(polygons, key, f"layers['{key}']")
     geoms = _geoms(points)
     any_grid = any(_grid_pays(len(geoms), _geoms(polygons)) for polygons in layers.values())
-    coords = _point_coordinates(geoms) if any_grid else None
     threads = threads or os.cpu_count() or 1
+    coords = _point_coordinates(geoms, threads) if any_grid else None
 
     def assign(key: str) -> pd.api.extensions.ExtensionArray:
         polygons = layers[key]
@@ -222,8 +222,9 @@ def _first_containing(
     """Position of the first polygon by ``rank`` intersecting each point (x, y), or -1.
 
     Many points, with ``threads`` > 1, are split at their median longitude into a west and an
-    east half, assigned on two threads (numpy and shapely release the GIL): a point west of the line can only lie
-    in a polygon whose box starts west of it, so each half keeps only those polygons."""
+    east half assigned on two threads (numpy and shapely release the GIL): a point west of the
+    line can only lie in a polygon whose box starts west of it, so each half keeps only those
+    polygons (and the east half those whose box ends east of the line)."""
     position = np.full(len(x), -1, dtype=np.int64)
     if len(x) < _SPLIT_MIN_POINTS or threads < 2:
         ip, ig = _points_in_polygon_pairs(x, y, polygons, rank)
@@ -272,22 +273,33 @@ _POLYGONAL_TYPE_IDS = (3, 6)  # Polygon, MultiPolygon
 _PointCoordinates = tuple[np.ndarray | None, np.ndarray, np.ndarray]
 
 
-def _point_coordinates(points: np.ndarray) -> _PointCoordinates | None:
+def _point_coordinates(points: np.ndarray, threads: int = 1) -> _PointCoordinates | None:
     """(positions, x, y) of the points with finite coordinates, positions None when that is
     every row; None unless every geometry is a point or missing (a point-only type scan and
-    two coordinate reads: half the time of ``get_coordinates`` with its index)."""
+    two coordinate reads, x and y on two threads for many points: a quarter of the time of
+    ``get_coordinates`` with its index)."""
     if len(points) and shapely.get_type_id(points).max() > 0:  # -1 missing, 0 Point
         return None
     try:
-        x, y = shapely.get_x(points), shapely.get_y(points)  # NaN for missing points
+        x, y = _xy(points, threads)  # NaN for missing points
     except shapely.errors.GEOSException:  # an empty point has no x: read as missing
         points = np.where(shapely.is_empty(points), None, points)
-        x, y = shapely.get_x(points), shapely.get_y(points)
+        x, y = _xy(points, threads)
     present = np.isfinite(x) & np.isfinite(y)
     if present.all():
         return None, x, y
     positions = np.flatnonzero(present)
     return positions, x[positions], y[positions]
+
+
+def _xy(points: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of points, on two threads for many points (shapely releases the GIL)."""
+    if threads < 2 or len(points) < _SPLIT_MIN_POINTS:
+        return shapely.get_x(points), shapely.get_y(points)
+    with ThreadPoolExecutor(1) as pool:
+        x = pool.submit(shapely.get_x, points)
+        y = shapely.get_y(points)
+        return x.result(), y
 
 
 def _ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -341,8 +353,12 @@ def _points_in_polygon_pairs(
     through the same formula), and the cell would be a boundary cell. Only occupied cells are
     looked at. A point whose cell one polygon holds whole, and no edge crosses, is answered
     by a lookup (most points against communes, which tile the territory); the others are
-    tested one by one against the polygons whose edges cross their cell, grouped by polygon
-    so that each prepared polygon stays in cache.
+    tested one by one against the polygons whose edges cross their cell, grouped by tile so
+    that the tile's prepared polygons stay in cache.
+
+    With ``rank`` (of each polygon), each point gets only its first polygon by rank: its cell's
+    candidates are taken in rank order, a candidate holding the cell whole needs no test, and
+    a point leaves at its first hit (about 1.8 tests per point instead of 2.7 on communes).
     """
     empty = np.empty(0, dtype=np.int64)
     bounds = shapely.bounds(polygons)
@@ -391,6 +407,7 @@ def _points_in_polygon_pairs(
     point_tile = tile_of_key[ptx[point_ids] * nty + pty[point_ids]]
     on_tile = point_tile >= 0
     point_ids, point_tile = point_ids[on_tile], point_tile[on_tile]
+    px, py = x[point_ids], y[point_ids]
     per_tile = np.bincount(point_tile, minlength=n_tiles)
     refine = np.sqrt(per_tile / _GRID_POINTS_PER_CELL) / tile_cells
     refine = 2 ** np.clip(np.ceil(np.log2(np.maximum(refine, 1.0))), 0, math.log2(_GRID_MAX_REFINE))
@@ -493,8 +510,8 @@ def _points_in_polygon_pairs(
 
     # each point's cell; only occupied cells are looked at
     t = point_tile
-    point_cell = (cell_start[t] + cell_of(scaled(x[point_ids], t, tile_ox), t) * side[t]
-                  + cell_of(scaled(y[point_ids], t, tile_oy), t))
+    point_cell = (cell_start[t] + cell_of(scaled(px, t, tile_ox), t) * side[t]
+                  + cell_of(scaled(py, t, tile_oy), t))
     points_per_cell = np.bincount(point_cell, minlength=n_cells)
     keep = points_per_cell[pc_cell] > 0
 
@@ -540,7 +557,7 @@ def _points_in_polygon_pairs(
     others = others[_argsort_small_ints(point_tile[others], n_tiles)]
     start = first[point_cell[others]]
     end = start + per_cell[point_cell[others]]
-    ox, oy = x[point_ids[others]], y[point_ids[others]]
+    ox, oy = px[others], py[others]
     relevant_poly = pt_poly[pc_pt[relevant]]
     relevant_inside = inside[relevant]
 
