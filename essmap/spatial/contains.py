@@ -226,7 +226,7 @@ def _first_containing(
     line can only lie in a polygon whose box starts west of it, so each half keeps only those
     polygons (and the east half those whose box ends east of the line)."""
     position = np.full(len(x), -1, dtype=np.int64)
-    if len(x) < _SPLIT_MIN_POINTS or threads < 2:
+    if len(x) < _PARALLEL_MIN_POINTS or threads < 2:
         ip, ig = _points_in_polygon_pairs(x, y, polygons, rank)
         position[ip] = ig
         return position
@@ -260,8 +260,9 @@ _GRID_MAX_REFINE = 64
 _GRID_MAX_TILES = 2_000_000
 #: A polygon is prepared (a copy with an index of its edges) when it has this many points to test.
 _GRID_PREPARE_MIN_TESTS = 16
-#: Points split into a west and an east half, assigned on two threads, above this many.
-_SPLIT_MIN_POINTS = 200_000
+#: From this many points, the work is shared by two threads: x and y read side by side, the
+#: points split in a west and an east half (:func:`_first_containing`).
+_PARALLEL_MIN_POINTS = 200_000
 #: Margin (degrees, ~0.1 mm) around each cell when finding the cells an edge crosses: far
 #: larger than floating-point error, so no crossed cell is ever missed.
 _GRID_EPS = 1e-9
@@ -294,7 +295,7 @@ def _point_coordinates(points: np.ndarray, threads: int = 1) -> _PointCoordinate
 
 def _xy(points: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
     """x and y of points, on two threads for many points (shapely releases the GIL)."""
-    if threads < 2 or len(points) < _SPLIT_MIN_POINTS:
+    if threads < 2 or len(points) < _PARALLEL_MIN_POINTS:
         return shapely.get_x(points), shapely.get_y(points)
     with ThreadPoolExecutor(1) as pool:
         x = pool.submit(shapely.get_x, points)

@@ -434,7 +434,7 @@ def test_points_in_polygons_first_key_on_the_grid_equals_shapely(communes_13_83,
     first hit wins: the same answer as the smallest key among all Shapely hits, for points on
     shared boundaries, in the arrondissements (Marseille 13055 before 13201...), at sea. Split:
     the points in a west and an east half on two threads (as for millions of points)."""
-    monkeypatch.setattr(spatial.contains, "_SPLIT_MIN_POINTS", 1_000 if split else 10**9)
+    monkeypatch.setattr(spatial.contains, "_PARALLEL_MIN_POINTS", 1_000 if split else 10**9)
     points = _points_around(communes_13_83, seed=9)
     assert spatial.contains._grid_pays(len(points), communes_13_83.geometry.to_numpy())
     frame = gpd.GeoDataFrame(geometry=points, crs=4326, index=np.arange(len(points))[::-1])
