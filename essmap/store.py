@@ -50,7 +50,6 @@ def _spatial_extension_path() -> Path:
 
 def _prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     con.execute(f"LOAD '{_spatial_extension_path()}'")
-    con.execute("SET enable_progress_bar = false")  # long reads would print a bar into the CLI's and app's output
     return con
 
 
