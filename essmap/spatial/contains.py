@@ -310,10 +310,11 @@ def _ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, np.arange(len(owner), dtype=np.int64) - starts[owner]
 
 
-def _argsort_small_ints(keys: np.ndarray, bound: int) -> np.ndarray:
-    """Stable argsort of integer keys in [0, ``bound``): numpy sorts 16-bit keys by radix, in
+def _argsort_small_ints(keys: np.ndarray) -> np.ndarray:
+    """Stable argsort of non-negative integer keys: numpy sorts 16-bit keys by radix, in
     linear time, so keys below 2**32 take two such passes (low half, then high half); on
     millions of keys this is 2-4 times faster than a comparison sort."""
+    bound = int(keys.max()) + 1 if len(keys) else 0
     if bound <= 1 << 16:
         return np.argsort(keys.astype(np.uint16), kind="stable")
     if bound > 1 << 32:
@@ -540,8 +541,8 @@ def _points_in_polygon_pairs(
     relevant = np.flatnonzero(inside | crossed)
     if rank is not None:
         relevant_rank = rank[poly_ids[pt_poly[pc_pt[relevant]]]]
-        relevant = relevant[_argsort_small_ints(relevant_rank, len(rank))]
-    relevant = relevant[_argsort_small_ints(pc_cell[relevant], n_cells)]
+        relevant = relevant[_argsort_small_ints(relevant_rank)]
+    relevant = relevant[_argsort_small_ints(pc_cell[relevant])]
     per_cell = np.bincount(pc_cell[relevant], minlength=n_cells)
     first = np.cumsum(per_cell) - per_cell
     # cells decided without a test: their first candidate holds them whole (and, for all
@@ -555,7 +556,7 @@ def _points_in_polygon_pairs(
     # the other points of cells with candidates, grouped by tile: the prepared polygons of a
     # tile stay in cache while its points are tested
     others = np.flatnonzero((held < 0) & (per_cell[point_cell] > 0))
-    others = others[_argsort_small_ints(point_tile[others], n_tiles)]
+    others = others[_argsort_small_ints(point_tile[others])]
     start = first[point_cell[others]]
     end = start + per_cell[point_cell[others]]
     ox, oy = px[others], py[others]

@@ -493,3 +493,13 @@ def test_points_in_polygon_layers_checks_each_layer(build, marseille_square) -> 
         spatial.points_in_polygon_layers(points, {"code_qp": marseille_square.to_crs(2154)})
     with pytest.raises(KeyError, match="code_insee"):
         spatial.points_in_polygon_layers(points, {"code_insee": marseille_square})
+
+
+@pytest.mark.parametrize("bound", [1, 300, 1 << 16, (1 << 16) + 1, 5_000_000, 1 << 40])
+def test_argsort_small_ints_is_a_stable_argsort(bound: int) -> None:
+    """The radix argsort (one or two 16-bit passes) orders like numpy's stable argsort, ties
+    kept in input order, whatever the largest key."""
+    keys = np.random.default_rng(bound % 1000).integers(0, bound, 50_000)
+    keys[:100] = bound - 1
+    assert np.array_equal(spatial.contains._argsort_small_ints(keys), np.argsort(keys, kind="stable"))
+    assert len(spatial.contains._argsort_small_ints(keys[:0])) == 0
