@@ -359,32 +359,6 @@ def test_point_in_polygon_grid_with_holes_and_far_apart_parts(build) -> None:
     assert {(n - 3, 0), (n - 2, 1), (n - 1, 3)} <= pairs  # on the hole's edge, the island's, a corner
 
 
-@pytest.mark.parametrize("radius_m", [0.0, 300.0, 1000.0])
-def test_within_and_nearest_equals_the_two_queries(paca_qpv, radius_m: float) -> None:
-    """One pass (cached reprojections, bounded nearest search) gives exactly the pairs of
-    within_distance and the nearest of nearest(), ties included, in both directions."""
-    rng = np.random.default_rng(11)
-    lon = np.concatenate([rng.uniform(4.8, 7.6, 400), rng.normal(5.38, 0.02, 300)])
-    lat = np.concatenate([rng.uniform(43.1, 44.5, 400), rng.normal(43.30, 0.02, 300)])
-    vertices = shapely.get_coordinates(paca_qpv.geometry.to_numpy())[::40]
-    lon = np.concatenate([lon, vertices[:, 0], vertices[:10, 0]])  # on boundaries, and twice (ties)
-    lat = np.concatenate([lat, vertices[:, 1], vertices[:10, 1]])
-    names = [f"TL{k:04d}" for k in rng.permutation(len(lon))]
-    points = gpd.GeoDataFrame({"nom": names}, geometry=shapely.points(lon, lat), crs=4326, index=np.arange(len(lon)) * 3)
-    for sources, targets, key in ((paca_qpv, points, "nom"), (points, paca_qpv, "code_qp")):
-        for _ in range(2):  # the second call reuses the cached reprojections
-            found = spatial.within_and_nearest(sources, targets, radius_m, key)
-            pairs = spatial.within_distance(sources, targets, radius_m)
-            assert sources.index[found.source].tolist() == pairs["source_index"].tolist()
-            assert targets.index[found.target].tolist() == pairs["target_index"].tolist()
-            assert found.distance_m.tolist() == pairs["distance_m"].tolist()
-            expected = spatial.nearest(sources, targets, key)
-            got = pd.Series(spatial.take_or_na(targets.index, found.nearest), dtype="Int64")
-            assert got.tolist() == expected["nearest_index"].astype("Int64").tolist()
-            assert pd.array(found.nearest_distance_m, dtype="Float64").tolist() == expected["distance_m"].tolist()
-    assert (found.nearest_distance_m == 0).sum() > 100
-
-
 # --- The first polygon by key, on the grid, against Shapely --------------------------------------
 
 
