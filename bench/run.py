@@ -491,7 +491,7 @@ def render(results: Results, machine: dict[str, str]) -> str:
     loads = [t.load for t in r.timings.values() if np.isfinite(t.load)]
     if loads:
         add(f"**Machine load.** The 1-minute load average before each measurement ranged from {min(loads):.1f} to "
-            f"{max(loads):.1f} on {os.cpu_count()} logical CPUs (other jobs shared the machine during this run); wall "
+            f"{max(loads):.1f} on {os.cpu_count()} logical CPUs (the benchmark's own work counts in it); wall "
             "times above 'load ≈ CPUs' are inflated. The CPU seconds of the benchmark process are given beside each "
             "wall-clock median below: they are less sensitive to that load.")
         add("")
