@@ -153,6 +153,26 @@ def communes_frame(rows: Sequence[tuple]) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(data, geometry=[None] * len(frame), crs=4326)
 
 
+#: Communes of the filter and indicator tests: a commune with arrondissements, EPCIs, two
+#: départements of one région and a commune of another région.
+SAMPLE_COMMUNES = [
+    # code, nom, type, parent, population, dep, region, epci
+    ("13055", "Marseille", "COM", None, 870_000, "13", "93", "200054807"),
+    ("13201", "Marseille 1er Arrondissement", "ARM", "13055", 40_000, "13", "93", "200054807"),
+    ("13202", "Marseille 2e Arrondissement", "ARM", "13055", 25_000, "13", "93", "200054807"),
+    ("13001", "Aix-en-Provence", "COM", None, 143_000, "13", "93", "200054807"),
+    ("13004", "Arles", "COM", None, 51_000, "13", "93", "241300417"),
+    ("84007", "Avignon", "COM", None, 91_000, "84", "93", "248400251"),
+    ("69123", "Lyon", "COM", None, 516_000, "69", "84", "200046977"),
+]
+
+
+@pytest.fixture
+def sample_communes() -> gpd.GeoDataFrame:
+    """:data:`SAMPLE_COMMUNES` as a communes layer (no geometry)."""
+    return communes_frame(SAMPLE_COMMUNES)
+
+
 @pytest.fixture
 def build() -> Callable[..., object]:
     """Namespace of the builders above, for tests that prefer a fixture."""

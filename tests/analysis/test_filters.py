@@ -9,21 +9,9 @@ import shapely
 from essmap.analysis.filters import Selection, parent_commune_codes, qpv_commune_pairs, territory_names
 from essmap.nomenclature import SCOP_CODES
 
-COMMUNES = [
-    # code, nom, type, parent, population, dep, region, epci
-    ("13055", "Marseille", "COM", None, 870_000, "13", "93", "200054807"),
-    ("13201", "Marseille 1er Arrondissement", "ARM", "13055", 40_000, "13", "93", "200054807"),
-    ("13202", "Marseille 2e Arrondissement", "ARM", "13055", 25_000, "13", "93", "200054807"),
-    ("13001", "Aix-en-Provence", "COM", None, 143_000, "13", "93", "200054807"),
-    ("13004", "Arles", "COM", None, 51_000, "13", "93", "241300417"),
-    ("84007", "Avignon", "COM", None, 91_000, "84", "93", "248400251"),
-    ("69123", "Lyon", "COM", None, 516_000, "69", "84", "200046977"),
-]
-
-
 @pytest.fixture
-def communes(build):
-    return build.communes_frame(COMMUNES)
+def communes(sample_communes):
+    return sample_communes
 
 
 @pytest.fixture

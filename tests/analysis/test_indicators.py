@@ -13,25 +13,14 @@ from essmap.analysis.proximity import establishments_qpv, qpv_tiers_lieux
 
 COMMUNES_PARQUET = Path(__file__).resolve().parents[2] / "data" / "geo" / "communes_france.parquet"
 
-COMMUNES = [
-    # code, nom, type, parent, population, dep, region, epci
-    ("13055", "Marseille", "COM", None, 870_000, "13", "93", "200054807"),
-    ("13201", "Marseille 1er Arrondissement", "ARM", "13055", 40_000, "13", "93", "200054807"),
-    ("13202", "Marseille 2e Arrondissement", "ARM", "13055", 25_000, "13", "93", "200054807"),
-    ("13001", "Aix-en-Provence", "COM", None, 143_000, "13", "93", "200054807"),
-    ("13004", "Arles", "COM", None, 51_000, "13", "93", "241300417"),
-    ("84007", "Avignon", "COM", None, 91_000, "84", "93", "248400251"),
-    ("69123", "Lyon", "COM", None, 516_000, "69", "84", "200046977"),
-]
-
 MARSEILLE = (5.37, 43.30)
 AIX = (5.447, 43.529)
 AVIGNON = (4.805, 43.949)
 
 
 @pytest.fixture
-def layers(build):
-    communes = build.communes_frame(COMMUNES)
+def layers(build, sample_communes):
+    communes = sample_communes
     qpv = build.qpv_frame(
         [build.square(*MARSEILLE, 300), build.square(*AIX, 300), build.square(*AVIGNON, 300)],
         ["QN01301M", "QN01302M", "QN08401M"],
