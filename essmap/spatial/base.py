@@ -195,10 +195,13 @@ def _require_column(frame: pd.DataFrame, column: str, name: str) -> None:
 # --- Small array helpers -----------------------------------------------------------------------
 
 
-def _key_rank(keys: pd.Series) -> np.ndarray:
-    """Rank of each row in ascending key order (missing keys last, ties by position)."""
-    values = pd.Series(keys.to_numpy(), index=pd.RangeIndex(len(keys)))
-    order = values.sort_values(kind="stable", na_position="last").index.to_numpy()
+def _key_rank(keys: pd.Series | pd.api.extensions.ExtensionArray) -> np.ndarray:
+    """Rank of each row in ascending key order (missing keys last, ties by position).
+
+    Sorted by the array itself (pyarrow for the usual string keys): several times faster than a
+    pandas sort of Python objects, which mattered for the dashboard's repeated radius query."""
+    array = keys.array if isinstance(keys, pd.Series) else keys
+    order = array.argsort(kind="stable", na_position="last")
     rank = np.empty(len(keys), dtype=np.int64)
     rank[order] = np.arange(len(keys), dtype=np.int64)
     return rank

@@ -296,20 +296,10 @@ def _nearest_of_sorted(
         pick = np.flatnonzero(tied & several[isrc])
         candidates = np.unique(itgt[pick])
         rank = np.empty(len(keys), dtype=np.int64)
-        rank[candidates] = _rank_in_order(keys.array.take(candidates))
+        rank[candidates] = _key_rank(keys.array.take(candidates))
         first = _first_per_group(isrc[pick], rank[itgt[pick]])
         position[isrc[pick][first]] = itgt[pick][first]
     return position, best
-
-
-def _rank_in_order(values: pd.api.extensions.ExtensionArray) -> np.ndarray:
-    """Rank of each value in ascending order, missing values last, ties by position: the order
-    of :func:`~essmap.spatial.base._key_rank`, sorted by the array itself (pyarrow for the
-    usual string keys), several times faster than a pandas sort of Python objects."""
-    order = values.argsort(kind="stable", na_position="last")
-    rank = np.empty(len(values), dtype=np.int64)
-    rank[order] = np.arange(len(values), dtype=np.int64)
-    return rank
 
 
 def _nearest_pairs(

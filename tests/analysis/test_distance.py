@@ -193,17 +193,17 @@ def test_two_threads_give_what_one_call_gives(layers, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize(
-    "values",
+    ("values", "expected"),
     [
-        pd.array(["b", "a", pd.NA, "a", "c"], dtype="string"),
-        pd.array(["b", "a", None, "a", "c"], dtype=object),
-        pd.array([3, 1, pd.NA, 1, 2], dtype="Int64"),
-        pd.array([3.0, np.nan, 1.0, 1.0, 2.0]),
-        pd.Categorical(["b", "a", None, "a", "c"]),
+        (pd.array(["b", "a", pd.NA, "a", "c"], dtype="string"), [2, 0, 4, 1, 3]),
+        (pd.array(["b", "a", None, "a", "c"], dtype=object), [2, 0, 4, 1, 3]),
+        (pd.array([3, 1, pd.NA, 1, 2], dtype="Int64"), [3, 0, 4, 1, 2]),
+        (pd.array([3.0, np.nan, 1.0, 1.0, 2.0]), [3, 4, 0, 1, 2]),
+        (pd.Categorical(["b", "a", None, "a", "c"]), [2, 0, 4, 1, 3]),
     ],
 )
-def test_ties_go_to_the_first_key_as_everywhere(values) -> None:
-    """The rank used for equal distances is the order of :func:`base._key_rank`: ascending,
-    missing last, equal keys by position."""
-    expected = _key_rank(pd.Series(values))
-    assert distance._rank_in_order(pd.Series(values).array).tolist() == expected.tolist()
+def test_ties_go_to_the_first_key_as_everywhere(values, expected) -> None:
+    """The rank used for equal distances and overlapping polygons: ascending, missing last,
+    equal keys by position, for a series or its array."""
+    assert _key_rank(pd.Series(values)).tolist() == expected
+    assert _key_rank(pd.Series(values).array).tolist() == expected
