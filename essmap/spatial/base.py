@@ -1,10 +1,13 @@
 """Shared ground of the spatial queries: input validation (WGS84 only), each feature's
-territory and its metric CRS, reprojection, and small array helpers."""
+territory and its metric CRS, reprojection, a second thread, and small array helpers."""
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import geopandas as gpd
 import numpy as np
@@ -190,6 +193,26 @@ def _require_column(frame: pd.DataFrame, column: str, name: str) -> None:
             f"« {name} » n'a pas de colonne « {column} » (colonnes : {list(frame.columns)})."
         )
 
+
+
+# --- A second thread ----------------------------------------------------------------------------
+
+#: Logical CPUs this process may use (its affinity mask, not the machine's count).
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="essmap-spatial")
+
+_Here = TypeVar("_Here")
+_There = TypeVar("_There")
+
+
+def _side_by_side(here: Callable[[], _Here], there: Callable[[], _There]) -> tuple[_Here, _There]:
+    """``(here(), there())``, ``there`` offered to the shared worker thread: Shapely, numpy and
+    pyproj release the GIL, so two free cores compute both at once. If the worker has not
+    started ``there`` when ``here`` is done (it serves another query), it runs on this thread:
+    a busy machine costs no waiting, and nested calls cannot deadlock."""
+    pending = _WORKER.submit(there)
+    first = here()
+    return first, (there() if pending.cancel() else pending.result())
 
 
 # --- Small array helpers -----------------------------------------------------------------------

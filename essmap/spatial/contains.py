@@ -11,7 +11,6 @@ geometry pairs use an STRtree for candidate boxes, then a prepared test on the c
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +19,15 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from essmap.spatial.base import _geoms, _key_rank, _require_column, require_wgs84, take_or_na
+from essmap.spatial.base import (
+    _CORES,
+    _geoms,
+    _key_rank,
+    _require_column,
+    _side_by_side,
+    require_wgs84,
+    take_or_na,
+)
 
 
 # --- Intersecting pairs (WGS84) ------------------------------------------------------------------
@@ -175,7 +182,7 @@ def points_in_polygon_layers(
         _require_column(polygons, key, f"layers['{key}']")
     geoms = _geoms(points)
     any_grid = any(_grid_pays(len(geoms), _geoms(polygons)) for polygons in layers.values())
-    threads = threads or os.cpu_count() or 1
+    threads = threads or _CORES
     coords = _point_coordinates(geoms, threads) if any_grid else None
 
     def assign(key: str) -> pd.api.extensions.ExtensionArray:
@@ -243,10 +250,7 @@ def _first_containing(
         ip, ig = _points_in_polygon_pairs(x[points], y[points], polygons[kept], rank[kept])
         position[points[ip]] = kept[ig]
 
-    with ThreadPoolExecutor(1) as pool:
-        west_done = pool.submit(assign, halves[0])
-        assign(halves[1])
-        west_done.result()
+    _side_by_side(lambda: assign(halves[1]), lambda: assign(halves[0]))
     return position
 
 
@@ -299,10 +303,8 @@ def _xy(points: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
     """x and y of points, on two threads for many points (shapely releases the GIL)."""
     if threads < 2 or len(points) < _PARALLEL_MIN_POINTS:
         return shapely.get_x(points), shapely.get_y(points)
-    with ThreadPoolExecutor(1) as pool:
-        x = pool.submit(shapely.get_x, points)
-        y = shapely.get_y(points)
-        return x.result(), y
+    y, x = _side_by_side(lambda: shapely.get_y(points), lambda: shapely.get_x(points))
+    return x, y
 
 
 def _ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -22,6 +20,7 @@ import pandas as pd
 import shapely
 
 from essmap.spatial.base import (
+    _CORES,
     _POINT_TYPE_ID,
     _TERRITORY_CODES,
     _first_per_group,
@@ -30,6 +29,7 @@ from essmap.spatial.base import (
     _part,
     _require_column,
     _shared_territories,
+    _side_by_side,
     _territory_labels,
     _usable,
     require_wgs84,
@@ -357,8 +357,6 @@ _METRIC_CACHE_LOCK = threading.Lock()
 #: Arrays from this length on are processed on two threads (:func:`_in_two_halves`); one worker
 #: thread serves every caller.
 _PARALLEL_MIN_ITEMS = 512
-_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="essmap-distance")
 
 
 def _metric_layer(frame: gpd.GeoDataFrame) -> _MetricLayer:
@@ -549,15 +547,12 @@ def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _in_two_halves(function: Callable[..., np.ndarray], *arrays: np.ndarray) -> np.ndarray:
     """``function(*arrays)`` for an elementwise ``function`` that releases the GIL (Shapely,
-    pyproj), the second half of long arrays offered to the worker thread: two free cores
-    compute twice as fast. A half the worker has not started when this thread is done is
-    computed here, so a busy machine costs no waiting."""
+    pyproj), the second half of long arrays on the worker thread (:func:`_side_by_side`)."""
     if len(arrays[0]) < _PARALLEL_MIN_ITEMS or _CORES < 2:
         return function(*arrays)
     half = len(arrays[0]) // 2
-    second = _WORKER.submit(function, *(a[half:] for a in arrays))
-    first = function(*(a[:half] for a in arrays))
-    rest = function(*(a[half:] for a in arrays)) if second.cancel() else second.result()
+    first, rest = _side_by_side(lambda: function(*(a[:half] for a in arrays)),
+                                lambda: function(*(a[half:] for a in arrays)))
     return np.concatenate([first, rest])
 
 
