@@ -121,13 +121,18 @@ def _map_widget(params: tuple[tuple[str, str], ...], *, height: int) -> dict | N
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _tables(params: tuple[tuple[str, str], ...]) -> dict:
-    """Tables of the radius and export tabs, keyed on :func:`display.computation_key` (shared, read only):
-    rebuilt on every rerun they cost more than the rest of it (25 000 establishments)."""
+def _radius_tables(params: tuple[tuple[str, str], ...]) -> tuple:
+    """The radius tab's tables (QPV x tiers-lieux, QPV x establishments), keyed on
+    :func:`display.computation_key` and shared, read only: rebuilt on every rerun they cost more than the
+    rest of it (25 000 establishments)."""
     data = _view_data(params)
-    return {"qpv_tiers_lieux": display.qpv_tiers_lieux_table(data),
-            "qpv_etablissements": display.qpv_establishments_table(data),
-            "exports": display.export_tables(data)}
+    return display.qpv_tiers_lieux_table(data), display.qpv_establishments_table(data)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _export_tables(params: tuple[tuple[str, str], ...]) -> dict:
+    """The exports tab's tables, cached like :func:`_radius_tables`."""
+    return display.export_tables(_view_data(params))
 
 
 @st.cache_data(show_spinner="Calcul de la fiche…", max_entries=32)
@@ -210,16 +215,16 @@ def _choose(key: str, options: list) -> None:
 
 def _radius_tab(data: display.ViewData, view: MapView) -> None:
     """QPV x tiers-lieux and QPV x ESS establishments within the radius."""
-    tables = _tables(_key(display.computation_key(view)))
+    near_tiers_lieux, near_establishments = _radius_tables(_key(display.computation_key(view)))
     radius = format_number(view.radius_m)
     st.metric("QPV couverts", format_percent(coverage_share(data.qpv)),
               help=f"Part des QPV ayant au moins un tiers-lieu dans le quartier ou à moins de {radius} m.")
-    st.dataframe(tables["qpv_tiers_lieux"], hide_index=True, width="stretch", key="table_rayon")
+    st.dataframe(near_tiers_lieux, hide_index=True, width="stretch", key="table_rayon")
     st.subheader("Établissements ESS autour des QPV")
     st.caption(f"Établissements ESS retenus par les filtres ({_plain(data.filters_label)}) à moins de {radius} m "
                "de chaque QPV" + (" ; données simulées." if data.synthetic else "."))
     st.metric("QPV avec un établissement ESS proche", format_percent(coverage_share(data.qpv_etablissements)))
-    st.dataframe(tables["qpv_etablissements"], hide_index=True, width="stretch",
+    st.dataframe(near_establishments, hide_index=True, width="stretch",
                  key="table_rayon_etablissements")
 
 
@@ -266,12 +271,12 @@ def _fiche_tab(data: display.ViewData, view: MapView, units: dict[str, str]) -> 
 
 def _exports_tab(data: display.ViewData, view: MapView) -> None:
     """Tables, map snapshot and portrait of the view, as files."""
-    tables = _tables(_key(display.computation_key(view)))
+    tables = _export_tables(_key(display.computation_key(view)))
     st.subheader("Tableaux de la vue")
     st.caption(f"{_plain(data.territory_label)} · {_plain(data.filters_label)}"
                + (" · contient des données simulées" if data.synthetic else ""))
-    label = st.selectbox("Tableau", list(tables["exports"]), key="table_export")
-    stem, frame = tables["exports"][label]
+    label = st.selectbox("Tableau", list(tables), key="table_export")
+    stem, frame = tables[label]
     st.dataframe(frame.head(200).drop(columns=frame.geometry.name), hide_index=True, width="stretch")
     buttons = st.columns(len(display.DOWNLOAD_FORMATS))
     for column, fmt in zip(buttons, display.DOWNLOAD_FORMATS, strict=True):
@@ -296,19 +301,18 @@ def _exports_tab(data: display.ViewData, view: MapView) -> None:
     )
     st.subheader("Portrait de territoire")
     chosen = view.selected or ""
-    if not chosen:
+    unit = display.unit_of(data, chosen) if chosen else None
+    if unit is None:
         st.info("Choisissez un territoire dans l'onglet « Fiche » (ou cliquez sur la carte) pour son portrait.")
     else:
-        level = view.level if chosen in set(data.areas["code"].astype(str)) else "qpv"
-        names = {**dict(zip(data.areas["code"].astype(str), data.areas["nom"])),
-                 **dict(zip(data.qpv["code_qp"].astype(str), data.qpv["lib_qp"]))}
-        st.caption(f"{_plain(names[chosen])} ({_plain(chosen)}) · PDF de 4 pages : chiffres clés comparés, familles "
+        level, name = unit
+        st.caption(f"{_plain(name)} ({_plain(chosen)}) · PDF de 4 pages : chiffres clés comparés, familles "
                    f"et secteurs, carte et QPV à moins de {format_number(view.radius_m)} m, principaux employeurs ; "
                    "tout le territoire, sans les filtres de familles ou de secteurs.")
         st.download_button(
             "Portrait de territoire (PDF)",
             data=lambda level=level, code=chosen, radius=view.radius_m: _portrait_pdf(level, code, radius),
-            file_name=portrait.portrait_file_name(level, str(names[chosen]), chosen), mime="application/pdf",
+            file_name=portrait.portrait_file_name(level, name, chosen), mime="application/pdf",
             key="export_portrait",
         )
 

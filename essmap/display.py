@@ -286,6 +286,19 @@ class Fiche:
     synthetic: bool
 
 
+def unit_of(data: ViewData, code: str) -> tuple[str, str] | None:
+    """(level, name) of the unit ``code`` a user can select: a unit of the choropleth (at the
+    view's level) or a QPV in view; None if the view has no such unit."""
+    code = str(code)
+    areas = data.areas["code"].astype(str) == code
+    if areas.any():
+        return data.view.level, str(data.areas.loc[areas.to_numpy(), "nom"].iloc[0])
+    qpv = data.qpv["code_qp"].astype(str) == code
+    if qpv.any():
+        return "qpv", str(data.qpv.loc[qpv.to_numpy(), "lib_qp"].iloc[0])
+    return None
+
+
 def selectable_units(data: ViewData) -> dict[str, str]:
     """Units a user can open a fiche for: {code: "Name (code)"}, choropleth units then QPVs."""
     units = {str(c): f"{n} ({c})" for c, n in zip(data.areas["code"], data.areas["nom"], strict=True)}
@@ -303,12 +316,10 @@ def fiche(data: ViewData, layers: dict[str, gpd.GeoDataFrame], code: str, *,
     France only.
     """
     code = str(code)
-    if code in set(data.areas["code"].astype(str)):
-        level = data.view.level
-    elif code in set(data.qpv["code_qp"].astype(str)):
-        level = "qpv"
-    else:
+    unit = unit_of(data, code)
+    if unit is None:
         return None
+    level = unit[0]
     communes, establishments, qpv = layers["communes"], layers["etablissements"], layers["qpv"]
     attributes = data.view.selection.without_territory()
     unit_selection = _restrict(attributes, level, code)

@@ -121,6 +121,9 @@ def test_fiche_of_a_qpv_and_of_unknown_codes(communes_view, bdr_layers):
     assert display.fiche(communes_view, bdr_layers, "99999") is None
     units = display.selectable_units(communes_view)
     assert units["13055"] == "Marseille (13055)" and code in units
+    assert display.unit_of(communes_view, "13055") == ("commune", "Marseille")
+    assert display.unit_of(communes_view, code) == ("qpv", str(communes_view.qpv["lib_qp"].iloc[0]))
+    assert display.unit_of(communes_view, "99999") is None
 
 
 def test_tables_use_french_columns_and_label_simulated_rows(communes_view):
