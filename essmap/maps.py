@@ -439,8 +439,8 @@ def _asset_content(name: str) -> bytes:
 
 @cache
 def _asset_uri(name: str) -> str:
-    mime = _ASSET_FILES[name][2] if name in _ASSET_FILES else ""
-    return f"data:{mime};base64,{base64.b64encode(_asset_content(name)).decode('ascii')}"
+    content = _asset_content(name)  # an unknown name raises there
+    return f"data:{_ASSET_FILES[name][2]};base64,{base64.b64encode(content).decode('ascii')}"
 
 
 def publish_assets(folder: Path, url_base: str) -> dict[str, str]:
