@@ -1,13 +1,15 @@
 """Shared ground of the spatial queries: input validation (WGS84 only), each feature's
-territory and its metric CRS, reprojection, a second thread, and small array helpers."""
+territory and its metric CRS, reprojection, a second thread, a cache of what is built from a
+layer, and small array helpers."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import geopandas as gpd
 import numpy as np
@@ -213,6 +215,63 @@ def _side_by_side(here: Callable[[], _Here], there: Callable[[], _There]) -> tup
     pending = _WORKER.submit(there)
     first = here()
     return first, (there() if pending.cancel() else pending.result())
+
+
+# --- What is built once per layer ------------------------------------------------------------
+
+_Built = TypeVar("_Built")
+
+
+class LayerCache(Generic[_Built]):
+    """A small least-recently-used cache of what a query builds from a layer's geometries
+    (reprojections, spatial indexes), keyed by the identity of those geometries.
+
+    Shapely geometries are immutable and each entry keeps the array it was built from, so equal
+    identities mean equal shapes: a frame changed in place (a geometry replaced) is another
+    layer. The dashboard asks the same QPVs, communes and tiers-lieux again and again; this is
+    what a database's index is to its table. Safe to use from several threads (an entry is
+    published only once built; two threads may build the same one, the last one is kept).
+    """
+
+    def __init__(self, size: int, max_geometries: int) -> None:
+        #: Entries kept, and the largest layer kept (bounds the memory).
+        self.size = size
+        self.max_geometries = max_geometries
+        self._entries: dict[bytes, _Built] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def get(self, geoms: np.ndarray, build: Callable[[np.ndarray], _Built], *, extra: bytes = b"") -> _Built:
+        """The entry for ``geoms`` (and ``extra``, anything else the entry depends on), built
+        by ``build(copy of geoms)`` when missing: the entry must hold that copy."""
+        key = _identities(geoms).tobytes() + extra
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._entries[key] = entry  # now the most recently used
+                return entry
+        entry = build(geoms.copy())
+        if len(geoms) <= self.max_geometries:
+            with self._lock:
+                while len(self._entries) >= self.size:
+                    del self._entries[next(iter(self._entries))]
+                self._entries[key] = entry
+        return entry
+
+
+def _identities(objects: np.ndarray) -> np.ndarray:
+    """``id`` of each element of an object array, read from the array's memory: in CPython an
+    object array holds the addresses of its elements, which are their ids (a hundred times
+    faster than ``map(id, ...)``, which costs most of a cache look-up otherwise)."""
+    objects = np.ascontiguousarray(objects, dtype=object)
+    addresses = (ctypes.c_int64 * len(objects)).from_address(objects.ctypes.data)
+    return np.ctypeslib.as_array(addresses).copy()
 
 
 # --- Small array helpers -----------------------------------------------------------------------

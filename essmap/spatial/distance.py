@@ -7,9 +7,7 @@ measures long lists of pairs on two threads (Shapely and pyproj release the GIL)
 
 from __future__ import annotations
 
-import ctypes
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +19,7 @@ import shapely
 
 from essmap.spatial.base import (
     _CORES,
+    LayerCache,
     _POINT_TYPE_ID,
     _TERRITORY_CODES,
     _first_per_group,
@@ -346,13 +345,9 @@ class _MetricLayer:
     points: bool
 
 
-#: Metric layers kept for reuse, keyed by the identity of the WGS84 geometries and the territory
-#: of each (shapely geometries are immutable and the entry holds them, so equal identities mean
-#: equal shapes). Least recently used first; ``clear()`` empties it.
-_METRIC_CACHE_SIZE = 16
-_METRIC_CACHE_MAX_GEOMETRIES = 100_000  # bounds the memory: at most 16 x 100,000 geometries
-_METRIC_CACHE: dict[tuple[bytes, bytes], _MetricLayer] = {}
-_METRIC_CACHE_LOCK = threading.Lock()
+#: Metric layers kept for reuse (at most 16 x 100,000 geometries), keyed by the identity of the
+#: WGS84 geometries and the territory of each.
+_METRIC_CACHE: LayerCache[_MetricLayer] = LayerCache(size=16, max_geometries=100_000)
 
 #: Arrays from this length on are processed on two threads (:func:`_in_two_halves`); one worker
 #: thread serves every caller.
@@ -362,21 +357,9 @@ _PARALLEL_MIN_ITEMS = 512
 def _metric_layer(frame: gpd.GeoDataFrame) -> _MetricLayer:
     """The frame's :class:`_MetricLayer`, from the cache when the same geometries (by identity)
     in the same territories were seen recently."""
-    geoms = _geoms(frame)
     territory = _territory_labels(frame)
-    key = (_identities(geoms).tobytes(), territory.tobytes())
-    with _METRIC_CACHE_LOCK:
-        layer = _METRIC_CACHE.pop(key, None)
-        if layer is not None:
-            _METRIC_CACHE[key] = layer  # now the most recently used
-            return layer
-    layer = _build_metric_layer(geoms.copy(), territory)
-    if len(geoms) <= _METRIC_CACHE_MAX_GEOMETRIES:
-        with _METRIC_CACHE_LOCK:
-            while len(_METRIC_CACHE) >= _METRIC_CACHE_SIZE:
-                del _METRIC_CACHE[next(iter(_METRIC_CACHE))]
-            _METRIC_CACHE[key] = layer
-    return layer
+    return _METRIC_CACHE.get(_geoms(frame), partial(_build_metric_layer, territory=territory),
+                             extra=territory.tobytes())
 
 
 def _build_metric_layer(geoms: np.ndarray, territory: np.ndarray) -> _MetricLayer:
@@ -399,15 +382,6 @@ def _build_metric_layer(geoms: np.ndarray, territory: np.ndarray) -> _MetricLaye
         b = metric_bounds[usable]
         centres[usable] = shapely.points((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2)
     return _MetricLayer(geoms, territory, metric, metric_bounds, shapely.bounds(geoms), centres, trees, points)
-
-
-def _identities(objects: np.ndarray) -> np.ndarray:
-    """``id`` of each element of an object array, read from the array's memory: in CPython an
-    object array holds the addresses of its elements, which are their ids (a hundred times
-    faster than ``map(id, ...)``, which costs most of a cache look-up otherwise)."""
-    objects = np.ascontiguousarray(objects, dtype=object)
-    addresses = (ctypes.c_int64 * len(objects)).from_address(objects.ctypes.data)
-    return np.ctypeslib.as_array(addresses).copy()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import shapely
 from pyproj import Geod
 
 from essmap import spatial
-from essmap.spatial import distance
+from essmap.spatial import base, distance
 from essmap.spatial.base import _key_rank
 from essmap.territories import TERRITORIES
 
@@ -139,20 +139,20 @@ def test_identities_are_the_ids(layers) -> None:
     _, points = layers
     geoms = points.geometry.to_numpy()
     for array in (geoms, geoms[::-3], geoms[:0]):
-        assert distance._identities(array).tolist() == [id(g) for g in array]
+        assert base._identities(array).tolist() == [id(g) for g in array]
 
 
 def test_the_cache_is_bounded(layers, monkeypatch) -> None:
     polygons, points = layers
     distance._METRIC_CACHE.clear()
     first_layer = distance._metric_layer(polygons)
-    for k in range(distance._METRIC_CACHE_SIZE + 3):
+    for k in range(distance._METRIC_CACHE.size + 3):
         spatial.within_and_nearest(polygons, points.iloc[k:], 500.0, "nom")
-    assert len(distance._METRIC_CACHE) == distance._METRIC_CACHE_SIZE
+    assert len(distance._METRIC_CACHE) == distance._METRIC_CACHE.size
     # the least recently used layers went first: the polygons, used by every query, stayed
     assert distance._metric_layer(polygons) is first_layer
 
-    monkeypatch.setattr(distance, "_METRIC_CACHE_MAX_GEOMETRIES", len(points) - 1)
+    monkeypatch.setattr(distance._METRIC_CACHE, "max_geometries", len(points) - 1)
     distance._METRIC_CACHE.clear()
     _assert_as_the_two_queries(polygons, points, 500.0, "nom")
     assert len(distance._METRIC_CACHE) == 1  # the polygons only
