@@ -30,8 +30,9 @@ conservative number of degrees, then reproject and measure only those pairs, so 
 the ~1,600 QPVs costs little even for millions of points. Point-in-polygon queries of points
 against polygons use an adaptive grid (:func:`_points_in_polygon_pairs`): whole cells inside
 or outside a polygon are decided by one test at their centre, and only points in cells that a
-polygon edge crosses are tested one by one, with prepared polygons. Other geometry pairs use an
-STRtree for candidate boxes, then a prepared test on the candidate pairs.
+polygon edge crosses are tested one by one, with prepared polygons built once per polygon layer
+and cached. Other geometry pairs use an STRtree for candidate boxes, then a prepared test on the
+candidate pairs.
 """
 
 from essmap.spatial.base import (

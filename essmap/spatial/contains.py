@@ -3,9 +3,12 @@
 Points against polygons use an adaptive grid (:func:`_points_in_polygon_pairs`): whole cells
 inside or outside a polygon are decided by one test at their centre, and only points in cells
 that a polygon edge crosses are tested one by one, with prepared polygons, in key order until
-the first hit. Millions of points are split in a west and an east half assigned on two
-threads, and :func:`points_in_polygon_layers` reads the points once for several layers. Other
-geometry pairs use an STRtree for candidate boxes, then a prepared test on the candidate pairs.
+the first hit (and not at all in the last candidate of a cell that only shared borders cross).
+What the grid needs of a polygon layer (oriented prepared copies, vertices, shared borders) is
+built once and cached (:class:`_PolygonLayer`), as a database builds an index. Millions of
+points are split in a west and an east half assigned on two threads, and
+:func:`points_in_polygon_layers` reads the points once for several layers. Other geometry pairs
+use an STRtree for candidate boxes, then a prepared test on the candidate pairs.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
@@ -21,6 +25,7 @@ import shapely
 
 from essmap.spatial.base import (
     _CORES,
+    LayerCache,
     _geoms,
     _key_rank,
     _require_column,
@@ -51,7 +56,7 @@ def _intersecting_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
     points = _point_coordinates(a) if _grid_pays(len(a), b) else None
     if points is not None:
         positions, x, y = points
-        ia, ib = _points_in_polygon_pairs(x, y, b)
+        ia, ib = _points_in_polygon_pairs(x, y, _polygon_layer(b))
         return (ia if positions is None else positions[ia]), ib
     ia, ib = shapely.STRtree(b).query(a)
     if len(ia) == 0:
@@ -209,7 +214,7 @@ def _containing_positions(
     position = np.full(len(points), -1, dtype=np.int64)
     if coords is not None and _grid_pays(len(points), geoms):
         positions, x, y = coords
-        first = _first_containing(x, y, geoms, rank, threads)
+        first = _first_containing(x, y, _polygon_layer(geoms), rank, threads)
         if positions is None:
             return first
         position[positions] = first
@@ -226,7 +231,7 @@ def _containing_positions(
 
 
 def _first_containing(
-    x: np.ndarray, y: np.ndarray, polygons: np.ndarray, rank: np.ndarray, threads: int
+    x: np.ndarray, y: np.ndarray, layer: _PolygonLayer, rank: np.ndarray, threads: int
 ) -> np.ndarray:
     """Position of the first polygon by ``rank`` intersecting each point (x, y), or -1.
 
@@ -236,19 +241,18 @@ def _first_containing(
     polygons (and the east half those whose box ends east of the line)."""
     position = np.full(len(x), -1, dtype=np.int64)
     if len(x) < _PARALLEL_MIN_POINTS or threads < 2:
-        ip, ig = _points_in_polygon_pairs(x, y, polygons, rank)
+        ip, ig = _points_in_polygon_pairs(x, y, layer, rank=rank)
         position[ip] = ig
         return position
     split = float(np.median(x[:: max(1, len(x) // 10_000)]))
-    bounds = shapely.bounds(polygons)
     west = x < split
-    halves = [(np.flatnonzero(west), np.flatnonzero(~(bounds[:, 0] >= split))),  # NaN box: kept
-              (np.flatnonzero(~west), np.flatnonzero(~(bounds[:, 2] < split)))]
+    halves = [(np.flatnonzero(west), np.flatnonzero(layer.bounds[:, 0] < split), (-math.inf, split)),
+              (np.flatnonzero(~west), np.flatnonzero(layer.bounds[:, 2] >= split), (split, math.inf))]
 
-    def assign(half: tuple[np.ndarray, np.ndarray]) -> None:
-        points, kept = half
-        ip, ig = _points_in_polygon_pairs(x[points], y[points], polygons[kept], rank[kept])
-        position[points[ip]] = kept[ig]
+    def assign(half: tuple[np.ndarray, np.ndarray, tuple[float, float]]) -> None:
+        points, kept, x_range = half
+        ip, ig = _points_in_polygon_pairs(x[points], y[points], layer, kept, rank, x_range)
+        position[points[ip]] = ig
 
     _side_by_side(lambda: assign(halves[1]), lambda: assign(halves[0]))
     return position
@@ -264,8 +268,6 @@ _GRID_TILE_CELLS = 8
 _GRID_POINTS_PER_CELL = 16.0
 _GRID_MAX_REFINE = 64
 _GRID_MAX_TILES = 2_000_000
-#: A polygon is prepared (a copy with an index of its edges) when it has this many points to test.
-_GRID_PREPARE_MIN_TESTS = 16
 #: From this many points, the work is shared by two threads: x and y read side by side, the
 #: points split in a west and an east half (:func:`_first_containing`).
 _PARALLEL_MIN_POINTS = 200_000
@@ -274,6 +276,122 @@ _PARALLEL_MIN_POINTS = 200_000
 _GRID_EPS = 1e-9
 
 _POLYGONAL_TYPE_IDS = (3, 6)  # Polygon, MultiPolygon
+
+
+# --- Polygon layers, built once --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PolygonLayer:
+    """A polygon layer as the grid needs it, built once per set of geometries and then reused
+    (:data:`_POLYGON_CACHE`): what a database builds as its spatial index before the queries.
+    Rows that are missing, empty or not polygonal have NaN bounds, no vertices and no prepared
+    copy; the grid skips them."""
+
+    #: The input geometries, held so that their ``id`` (the cache key) cannot be reused.
+    wgs84: np.ndarray
+    #: ``shapely.bounds`` of each row.
+    bounds: np.ndarray
+    #: Copies with the outer rings counter-clockwise and the holes clockwise (the interior on
+    #: the left of every edge), prepared and already queried once: GEOS builds the index of a
+    #: prepared polygon at its first query, which must not happen on two threads at once.
+    prepared: np.ndarray
+    #: The vertices of every ring of those copies, row after row: row i's are
+    #: ``[vertex_start[i], vertex_start[i + 1])``.
+    x: np.ndarray
+    y: np.ndarray
+    vertex_start: np.ndarray
+    #: Whether an edge starts at the vertex (the next vertex is in the same ring).
+    edge: np.ndarray
+    #: Whether that edge is a shared border: exactly one edge of another valid polygon runs it
+    #: the other way, and no other edge runs it. Its two sides are then in the layer's union.
+    shared: np.ndarray
+
+
+#: Polygon layers kept for reuse (communes: about 100 MB each, with their prepared indexes).
+_POLYGON_CACHE: LayerCache[_PolygonLayer] = LayerCache(size=4, max_geometries=100_000)
+
+
+def _polygon_layer(polygons: np.ndarray) -> _PolygonLayer:
+    """The :class:`_PolygonLayer` of these polygons, from the cache when they were seen recently."""
+    return _POLYGON_CACHE.get(polygons, _build_polygon_layer)
+
+
+def _build_polygon_layer(geoms: np.ndarray) -> _PolygonLayer:
+    bounds = shapely.bounds(geoms)
+    polygonal = np.isin(shapely.get_type_id(geoms), _POLYGONAL_TYPE_IDS)
+    bounds[~polygonal] = np.nan
+    usable = np.flatnonzero(np.isfinite(bounds).all(axis=1))
+    prepared = np.full(len(geoms), None, dtype=object)
+    oriented = shapely.orient_polygons(geoms[usable])  # new geometries: the input is never changed
+    prepared[usable] = oriented
+    parts, part_row = shapely.get_parts(oriented, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    counts = shapely.get_num_coordinates(rings)
+    xy = shapely.get_coordinates(rings)
+    x, y = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
+    vertex_row = np.repeat(usable[part_row[ring_part]], counts)
+    vertex_start = np.searchsorted(vertex_row, np.arange(len(geoms) + 1))
+    edge = np.ones(len(x), dtype=bool)
+    edge[np.cumsum(counts)[counts > 0] - 1] = False  # a ring's last vertex closes it
+    # only a valid polygon has its interior on the left of its edges: GEOS checks validity
+    # here while numpy matches the edges on the worker thread
+    valid, (shared, partner) = _side_by_side(lambda: shapely.is_valid(prepared),
+                                             lambda: _shared_edges(x, y, edge, vertex_row))
+    shared &= valid[vertex_row] & valid[vertex_row[partner]]
+    shapely.prepare(oriented)
+    # GEOS (3.14) builds a prepared polygon's index at its second query within its box: both
+    # here, before the layer is shared (each polygon on one thread)
+    first = vertex_start[usable]
+    halves = np.array_split(np.arange(len(usable)), 2)
+
+    def build_indexes(rows: np.ndarray) -> None:
+        twice = np.repeat(rows, 2)
+        shapely.intersects_xy(oriented[twice], x[first[twice]], y[first[twice]])
+
+    _side_by_side(lambda: build_indexes(halves[1]), lambda: build_indexes(halves[0]))
+    return _PolygonLayer(geoms, bounds, prepared, x, y, vertex_start, edge, shared)
+
+
+def _shared_edges(
+    x: np.ndarray, y: np.ndarray, edge: np.ndarray, owner: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each vertex, whether the edge that starts there (where ``edge``) is run the other
+    way by exactly one edge of another owner, and by no other edge; and the vertex where that
+    edge starts (0 when none). Equal coordinates, matched through a hash of the four of them
+    (both lists sorted, so the look-ups run in order), then compared."""
+    i = np.flatnonzero(edge)
+    shared = np.zeros(len(x), dtype=bool)
+    partner_vertex = np.zeros(len(x), dtype=np.int64)
+    if len(i) == 0:
+        return shared, partner_vertex
+    x0, y0, x1, y1 = x[i], y[i], x[i + 1], y[i + 1]
+    forward, backward = _edge_hash(x0, y0, x1, y1), _edge_hash(x1, y1, x0, y0)
+    f_order, b_order = np.argsort(forward), np.argsort(backward)
+    f_sorted, b_sorted = forward[f_order], backward[b_order]
+    repeated = np.zeros(len(i) + 1, dtype=bool)
+    repeated[1:-1] = f_sorted[1:] == f_sorted[:-1]
+    alone = np.empty(len(i), dtype=bool)
+    alone[f_order] = ~(repeated[:-1] | repeated[1:])  # no other edge runs it the same way
+    at = np.searchsorted(f_sorted, b_sorted)
+    found = np.minimum(at, len(i) - 1)
+    matched = np.zeros(len(i), dtype=bool)
+    partner = np.zeros(len(i), dtype=np.int64)
+    matched[b_order] = (f_sorted[found] == b_sorted) & alone[f_order[found]]
+    partner[b_order] = f_order[found]
+    shared[i] = (alone & matched & (owner[i[partner]] != owner[i])
+                 & (x0[partner] == x1) & (y0[partner] == y1) & (x1[partner] == x0) & (y1[partner] == y0))
+    partner_vertex[i] = i[partner]
+    return shared, partner_vertex
+
+
+def _edge_hash(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each edge's four coordinates (their bits, mixed)."""
+    h = np.zeros(len(x0), dtype=np.uint64)
+    for v in (x0, y0, x1, y1):
+        h = (h ^ np.ascontiguousarray(v, dtype=np.float64).view(np.uint64)) * np.uint64(0x9E3779B97F4A7C15)
+        h ^= h >> np.uint64(29)
+    return h
 
 
 #: (positions, x, y) of the points with coordinates; positions None when that is every row.
@@ -344,10 +462,12 @@ def _cells_of_boxes(
 
 
 def _points_in_polygon_pairs(
-    x: np.ndarray, y: np.ndarray, polygons: np.ndarray, rank: np.ndarray | None = None
+    x: np.ndarray, y: np.ndarray, layer: _PolygonLayer, polygons: np.ndarray | None = None,
+    rank: np.ndarray | None = None, x_range: tuple[float, float] = (-math.inf, math.inf),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """All (i, j) with the point (x[i], y[i]) intersecting ``polygons[j]`` (WGS84, boundary
-    included), the same pairs as the predicate on every candidate, with far fewer predicates.
+    """All (i, j) with the point (x[i], y[i]) intersecting ``layer``'s polygon j (WGS84,
+    boundary included), the same pairs as the predicate on every candidate, with far fewer
+    predicates. ``polygons``: the positions in the layer to consider (default all).
 
     An adaptive grid over the polygons' bounding boxes: tiles of cells, refined where points
     are dense. For each polygon, the cells its edges pass through (in each column an edge
@@ -362,19 +482,27 @@ def _points_in_polygon_pairs(
     tested one by one against the polygons whose edges cross their cell, grouped by tile so
     that the tile's prepared polygons stay in cache.
 
-    With ``rank`` (of each polygon), each point gets only its first polygon by rank: its cell's
-    candidates are taken in rank order, a candidate holding the cell whole needs no test, and
-    a point leaves at its first hit (about 1.8 tests per point instead of 2.7 on communes).
+    With ``rank`` (of each polygon of the layer), each point gets only its first polygon by
+    rank: its cell's candidates are taken in rank order, a candidate holding the cell whole
+    needs no test, and a point leaves at its first hit (about 1.8 tests per point instead of
+    2.7 on communes). And a point that reaches the last candidate of a *covered* cell needs no
+    test either: every edge that meets the cell is a shared border (run the other way by
+    exactly one other polygon, :attr:`_PolygonLayer.shared`), and a vertex lies in it. Why
+    this is exact: the union of the layer has no boundary in the cell, and the vertex (on a
+    polygon's boundary, so in the union) is in the cell, so the whole cell is in the union
+    (else the segment from the vertex to a point outside would cross the union's boundary, an
+    unshared edge, in the cell); a point there is in some candidate, and if in no other, in
+    the last. With ``x_range``, the points lie in it and ``polygons`` are all those whose box
+    meets it (a half of :func:`_first_containing`): only cells strictly inside it can be
+    covered, the others may meet edges of polygons left out.
     """
     empty = np.empty(0, dtype=np.int64)
-    bounds = shapely.bounds(polygons)
+    bounds = layer.bounds if polygons is None else layer.bounds[polygons]
     usable = np.isfinite(bounds).all(axis=1)
-    poly_ids = np.flatnonzero(usable)
+    poly_ids = np.flatnonzero(usable) if polygons is None else polygons[usable]
     if len(poly_ids) == 0 or len(x) == 0:
         return empty, empty
-    geoms = polygons[poly_ids]
-    b = bounds[poly_ids]
-
+    b = bounds[usable]
     # base grid, grouped in tiles of K x K cells
     tile_cells = _GRID_TILE_CELLS
     sides = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
@@ -455,11 +583,10 @@ def _points_in_polygon_pairs(
 
     # boundary cells: those met by an edge of the polygon
     boundary = np.zeros(len(pc_pt), dtype=bool)
-    # (edges: consecutive vertices of a polygon, across its rings; the joins between rings, if
-    # any, are extra edges, which can only add boundary cells, and reading the vertices without
-    # building ring objects is ten times faster)
-    coords, vertex_poly = shapely.get_coordinates(geoms, return_index=True)
-    vx, vy = coords[:, 0], coords[:, 1]
+    starts = layer.vertex_start[poly_ids]
+    vertex_poly, local = _ranges(layer.vertex_start[poly_ids + 1] - starts)
+    v = starts[vertex_poly] + local
+    vx, vy, has_edge = layer.x[v], layer.y[v], layer.edge[v]
     vtx, vty = tile_x(vx), tile_y(vy)
     vt = tile_of_key[vtx * nty + vty]  # every vertex lies in its polygon's box: a used tile
     ux, uy = scaled(vx, vt, tile_ox), scaled(vy, vt, tile_oy)
@@ -467,15 +594,16 @@ def _points_in_polygon_pairs(
     margin = _GRID_EPS / cell_size[vt]
     clear = ((ux - vcx > margin) & (ux - vcx < 1 - margin)
              & (uy - vcy > margin) & (uy - vcy < 1 - margin))  # not within _GRID_EPS of a cell side
-    same_polygon = vertex_poly[1:] == vertex_poly[:-1]
+    has_edge = has_edge[:-1]  # an edge from each vertex to the next, within a ring
     e_poly = vertex_poly[:-1]
     # most edges start and end well inside one cell: that cell is the only one they meet
-    short = (same_polygon & clear[:-1] & clear[1:] & (vt[:-1] == vt[1:])
+    short = (has_edge & clear[:-1] & clear[1:] & (vt[:-1] == vt[1:])
              & (vcx[:-1] == vcx[1:]) & (vcy[:-1] == vcy[1:]))
     s = np.flatnonzero(short)
-    boundary[pair_of(e_poly[s], vtx[s], vty[s], vcx[s], vcy[s])] = True
+    s_pairs = pair_of(e_poly[s], vtx[s], vty[s], vcx[s], vcy[s])
+    boundary[s_pairs] = True
     # the others: the cells of each tile they cross, column by column
-    long = np.flatnonzero(same_polygon & ~short)
+    long = np.flatnonzero(has_edge & ~short)
     vx0, vy0, vx1, vy1 = vx[long], vy[long], vx[long + 1], vy[long + 1]
     ex0, ex1 = np.minimum(vx0, vx1), np.maximum(vx0, vx1)
     ey0, ey1 = np.minimum(vy0, vy1), np.maximum(vy0, vy1)
@@ -512,21 +640,17 @@ def _points_in_polygon_pairs(
     ec_cx = ec_cx[ec_col]
     ec_cy = ecy0[ec_col] + local
     ec_pt = col_pt[ec_col]
-    boundary[pc_start[ec_pt] + (ec_cx - cx0[ec_pt]) * ch[ec_pt] + (ec_cy - cy0[ec_pt])] = True
+    ec_pairs = pc_start[ec_pt] + (ec_cx - cx0[ec_pt]) * ch[ec_pt] + (ec_cy - cy0[ec_pt])
+    boundary[ec_pairs] = True
 
     # each point's cell; only occupied cells are looked at
     t = point_tile
-    point_cell = (cell_start[t] + cell_of(scaled(px, t, tile_ox), t) * side[t]
-                  + cell_of(scaled(py, t, tile_oy), t))
+    point_column = cell_of(scaled(px, t, tile_ox), t)
+    point_cell = cell_start[t] + point_column * side[t] + cell_of(scaled(py, t, tile_oy), t)
     points_per_cell = np.bincount(point_cell, minlength=n_cells)
     keep = points_per_cell[pc_cell] > 0
 
-    # prepared copies only of the polygons with many points to test (copying is not free)
-    kept = np.flatnonzero(keep)
-    tests = np.bincount(pt_poly[pc_pt[kept]], weights=points_per_cell[pc_cell[kept]], minlength=len(geoms))
-    busy = np.flatnonzero(tests >= _GRID_PREPARE_MIN_TESTS)
-    prepared = geoms.copy()
-    prepared[busy] = _prepared_copies(geoms[busy])
+    prepared = layer.prepared[poly_ids]
 
     # one predicate at the centre of each occupied cell that no edge meets
     centre = np.flatnonzero(keep & ~boundary)
@@ -566,11 +690,21 @@ def _points_in_polygon_pairs(
     ox, oy = px[others], py[others]
     relevant_poly = pt_poly[pc_pt[relevant]]
     relevant_inside = inside[relevant]
+    if rank is not None:  # the points whose last candidate needs no test: in covered cells
+        covered = np.zeros(n_cells, dtype=bool)
+        covered[cell_start[vt] + vcx * side[vt] + vcy] = True  # a vertex in the cell
+        unshared = ~layer.shared[v]
+        covered[pc_cell[s_pairs[unshared[s]]]] = False
+        covered[pc_cell[ec_pairs[unshared[long][ee[ec_col]]]]] = False
+        ot = point_tile[others]
+        left = tile_ox[ot] + point_column[others] * cell_size[ot]
+        in_range = (left - _GRID_EPS > x_range[0]) & (left + cell_size[ot] + _GRID_EPS < x_range[1])
+        last = np.where(covered[point_cell[others]] & in_range, end - 1, -1)
 
     def hits(k: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Whether each point ``others[k]`` lies in its candidate ``relevant[c]``: held whole,
-        or tested."""
-        hit = relevant_inside[c]
+        the last of a covered cell, or tested."""
+        hit = relevant_inside[c] if rank is None else relevant_inside[c] | (c == last[k])
         test = np.flatnonzero(~hit)
         kt = k[test]
         hit[test] = shapely.intersects_xy(prepared[relevant_poly[c[test]]], ox[kt], oy[kt])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import geopandas as gpd
@@ -477,3 +478,127 @@ def test_argsort_small_ints_is_a_stable_argsort(bound: int) -> None:
     keys[:100] = bound - 1
     assert np.array_equal(spatial.contains._argsort_small_ints(keys), np.argsort(keys, kind="stable"))
     assert len(spatial.contains._argsort_small_ints(keys[:0])) == 0
+
+
+# --- Polygon layers built once: shared borders, covered cells, cache, threads -------------------
+
+
+def test_shared_borders_are_edges_run_both_ways_by_two_valid_polygons() -> None:
+    """Two squares side by side share their common edge (each runs it its own way once the
+    rings are oriented, whatever the input orientation); a square lying over one of them
+    (same direction), a bowtie (invalid) and an edge that only meets a neighbour's edge
+    part-way are not shared borders."""
+    left = shapely.box(0, 0, 1, 1)
+    right = shapely.box(1, 0, 2, 1).reverse()  # clockwise: oriented when the layer is built
+    layer = spatial.contains._build_polygon_layer(np.array([left, right, None], dtype=object))
+    edge_start = np.flatnonzero(layer.shared)
+    starts = {(layer.x[i], layer.y[i], layer.x[i + 1], layer.y[i + 1]) for i in edge_start}
+    assert starts == {(1.0, 0.0, 1.0, 1.0), (1.0, 1.0, 1.0, 0.0)}
+    assert layer.edge.sum() == 8 and np.isnan(layer.bounds[2]).all() and layer.prepared[2] is None
+
+    over = shapely.box(0, 0, 1, 1)  # the same square again: its edges run the same way as left's
+    bowtie = shapely.Polygon([(2, 0), (1, 1), (1, 0), (2, 1)])  # invalid, shares x = 1 with right
+    half = shapely.box(-1, 0, 0, 0.5)  # meets left's edge x = 0 only from y = 0 to 0.5
+    layer = spatial.contains._build_polygon_layer(np.array([left, right, over, bowtie, half], dtype=object))
+    assert not layer.shared.any()
+
+
+def test_covered_cells_keep_first_key_answers_on_a_tiling_with_gaps_overlaps_and_an_invalid_tile(
+        build, monkeypatch) -> None:
+    """A tiling of 900 small squares, keys shuffled, some missing (gaps: points there are in no
+    polygon, but for small islands), one duplicated under another key (overlap), one replaced
+    by a bowtie (invalid), one holding another in a hole: points in their last candidate's
+    covered cells skip that test, and the answers still equal Shapely's smallest key, on one
+    thread and in two halves."""
+    rng = np.random.default_rng(11)
+    size = 0.002
+    tiles = [shapely.segmentize(shapely.box(5.3 + i * size, 43.2 + j * size, 5.3 + (i + 1) * size,
+                                            43.2 + (j + 1) * size), size / 16)  # short edges
+             for i in range(30) for j in range(30)]
+    geoms = np.array(tiles, dtype=object)
+    gaps = rng.choice(900, 40, replace=False)
+    geoms[gaps] = None
+    # islands in the gaps, each well inside one grid cell: all their edges within it
+    corners = shapely.bounds(np.array(tiles, dtype=object)[gaps[:10]])[:, :2] + 0.3 * size  # off cell sides
+    islands = [shapely.box(x - size / 100, y - size / 100, x + size / 100, y + size / 100) for x, y in corners]
+    x0, y0 = 5.3 + 10 * size, 43.2 + 10 * size
+    geoms[10 * 30 + 10] = shapely.Polygon([(x0, y0), (x0 + size, y0 + size), (x0 + size, y0), (x0, y0 + size)])
+    x0 = 5.3 + 20 * size
+    geoms[20 * 30 + 20] = shapely.Polygon(tiles[20 * 30 + 20].exterior.coords,
+                                          [shapely.box(x0 + size / 4, y0 + size / 4, x0 + 3 * size / 4,
+                                                       y0 + 3 * size / 4).exterior.coords])
+    geoms = np.append(geoms, [tiles[5 * 30 + 5], shapely.box(x0 + size / 4, y0 + size / 4, x0 + 3 * size / 4, y0 + 3 * size / 4),
+                              *islands])
+    keys = [f"Q{k:04d}" for k in rng.permutation(len(geoms))]
+    layer = build.qpv_frame(list(geoms), keys, territoire=None)
+    built = spatial.contains._polygon_layer(layer.geometry.to_numpy())
+    assert built.shared[built.edge].mean() > 0.85
+    coords = shapely.get_coordinates(layer.geometry.to_numpy())
+    lon = np.concatenate([rng.uniform(5.299, 5.361, 150_000), coords[:, 0], (coords[:-1, 0] + coords[1:, 0]) / 2])
+    lat = np.concatenate([rng.uniform(43.199, 43.261, 150_000), coords[:, 1], (coords[:-1, 1] + coords[1:, 1]) / 2])
+    points = gpd.GeoDataFrame(geometry=shapely.points(lon, lat), crs=4326)
+    expected = [e or "-" for e in _first_key_reference(points.geometry.to_numpy(), layer, "code_qp")]
+
+    tested: list[int] = []
+    intersects_xy = shapely.intersects_xy
+
+    def counting(geometry, x, y):
+        tested.append(len(np.atleast_1d(x)))
+        return intersects_xy(geometry, x, y)
+
+    monkeypatch.setattr(spatial.contains.shapely, "intersects_xy", counting)
+    for split in (False, True):
+        monkeypatch.setattr(spatial.contains, "_PARALLEL_MIN_POINTS", 1_000 if split else 10**9)
+        tested.clear()
+        result = spatial.points_in_polygons(points, layer, "code_qp")
+        assert result.fillna("-").tolist() == expected
+        assert sum(tested) < 1.2 * len(points)  # without the covered cells: about 1.5 tests per point
+    assert (result == "-").sum() == 0 and result.isna().sum() > 5_000  # in the gaps
+
+
+def test_covered_cells_ignore_the_borders_of_invalid_polygons(build) -> None:
+    """A polygon whose 'hole' lies outside its shell (invalid) and a square on that hole: their
+    edges run both ways, yet both lie on the same side of them, and above the square is
+    outside every polygon. Only a valid polygon's edges can be shared borders, so the points
+    above are tested, and found in none."""
+    x0, y0, side = 5.3, 43.2, 0.01
+    shell = shapely.box(x0, y0, x0 + side, y0 + side)
+    square = shapely.segmentize(shapely.box(x0 + side, y0, x0 + 2 * side, y0 + side), side / 64)
+    invalid = shapely.Polygon(shapely.segmentize(shell, side / 64).exterior.coords, [square.exterior.coords[::-1]])
+    assert not shapely.is_valid(invalid)
+    layer = build.qpv_frame([invalid, square], ["QN013A", "QN013B"], territoire=None)
+    rng = np.random.default_rng(13)
+    points = shapely.points(rng.uniform(x0 - side / 2, x0 + 2.5 * side, 100_000),
+                            rng.uniform(y0 - side / 2, y0 + 1.5 * side, 100_000))
+    result = spatial.points_in_polygons(gpd.GeoDataFrame(geometry=points, crs=4326), layer, "code_qp")
+    assert result.fillna("-").tolist() == [e or "-" for e in _first_key_reference(points, layer, "code_qp")]
+    above = (shapely.get_y(points) > y0 + side + 1e-6) & (shapely.get_x(points) > x0 + side)
+    assert above.sum() > 10_000 and result[above].isna().all()
+
+
+def test_polygon_layers_are_built_once_and_never_change_the_input(communes_13_83) -> None:
+    """The layer comes from the cache while the same geometries are asked again; a geometry
+    replaced in the frame is another layer; the caller's geometries are never prepared."""
+    geoms = communes_13_83.geometry.to_numpy()
+    spatial.contains._POLYGON_CACHE.clear()
+    layer = spatial.contains._polygon_layer(geoms)
+    assert spatial.contains._polygon_layer(geoms.copy()) is layer
+    assert not shapely.is_prepared(geoms).any() and shapely.is_prepared(layer.prepared).all()
+    changed = geoms.copy()
+    changed[3] = shapely.box(5.0, 43.0, 5.1, 43.1)
+    assert spatial.contains._polygon_layer(changed) is not layer
+    assert len(spatial.contains._POLYGON_CACHE) == 2
+
+
+def test_concurrent_assignments_on_a_fresh_layer_give_the_same_answer(communes_13_83, monkeypatch) -> None:
+    """Streamlit sessions on their threads, each splitting its points in two halves, on the same
+    communes with an empty cache: every answer equals the one computed alone (the layer's
+    prepared polygons are shared, so their indexes must be built before they are)."""
+    monkeypatch.setattr(spatial.contains, "_PARALLEL_MIN_POINTS", 1_000)
+    points = gpd.GeoDataFrame(geometry=_points_around(communes_13_83, seed=12), crs=4326)
+    alone = spatial.points_in_polygons(points, communes_13_83, "code_insee").fillna("-").tolist()
+    for _ in range(3):
+        spatial.contains._POLYGON_CACHE.clear()
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: spatial.points_in_polygons(points, communes_13_83, "code_insee"), range(4)))
+        assert all(a.fillna("-").tolist() == alone for a in answers)
