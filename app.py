@@ -19,12 +19,14 @@ from essmap.analysis.indicators import INDICATORS, INDICATORS_BY_KEY
 from essmap.analysis.proximity import coverage_share
 from essmap.config import load_settings
 from essmap.export import export_file_name
+from essmap.memory import keep_freed_memory
 from essmap.formatting import format_number, format_percent
 from essmap.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.view import MapView
 
 st.set_page_config(page_title="essmap – ESS, QPV et tiers-lieux", layout="wide")
 SETTINGS = load_settings()
+keep_freed_memory()  # the server repeats large queries (essmap.memory)
 
 LEVELS = {"commune": "Commune", "epci": "EPCI", "departement": "Département"}
 METHODS = {"quantiles": "Quantiles", "natural_breaks": "Seuils naturels (Jenks)", "equal_interval": "Intervalles égaux"}
