@@ -86,6 +86,15 @@ def assign_essmap(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame, commu
     return points_in_polygon_layers(establishments, {"code_qp": qpv, "code_insee": communes_com}, threads=threads)
 
 
+def build_polygon_layers(qpv: gpd.GeoDataFrame, communes_com: gpd.GeoDataFrame) -> None:
+    """What (a) builds once per polygon layer and caches (oriented prepared polygons with their
+    indexes, vertices, shared borders): the counterpart of PostGIS's GiST index."""
+    from essmap.spatial.contains import _polygon_layer
+
+    for layer in (qpv, communes_com):
+        _polygon_layer(np.asarray(layer.geometry.array, dtype=object))
+
+
 def assign_essmap_by_code(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame, communes_com: gpd.GeoDataFrame,
                           communes: pd.DataFrame) -> pd.DataFrame:
     """essmap as the product attributes establishments: the QPV by geometry
