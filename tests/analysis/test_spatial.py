@@ -602,3 +602,29 @@ def test_concurrent_assignments_on_a_fresh_layer_give_the_same_answer(communes_1
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(lambda _: spatial.points_in_polygons(points, communes_13_83, "code_insee"), range(4)))
         assert all(a.fillna("-").tolist() == alone for a in answers)
+
+
+def test_a_half_never_covers_cells_that_reach_polygons_it_left_out(build, monkeypatch) -> None:
+    """Points split at their median longitude: the west half keeps only the polygons whose box
+    starts west of the line. A thin square just east of the line shares its east border with a
+    polygon that reaches west of the line further south: in the west half the square is left
+    out, its west border unseen, and the cells along the shared border look covered. Only
+    cells wholly inside a half may skip their last test: points between the line and the
+    square are in no polygon."""
+    monkeypatch.setattr(spatial.contains, "_PARALLEL_MIN_POINTS", 1_000)
+    rng = np.random.default_rng(14)
+    y0, y1 = 43.2, 43.21
+    x = np.concatenate([rng.uniform(5.349, 5.350, 60_000), rng.uniform(5.45, 5.46, 40_000)])
+    y = rng.uniform(y0, y1, len(x))
+    split = float(np.median(x[:: max(1, len(x) // 10_000)]))  # as _first_containing splits
+    west, east = split + 1e-6, split + 2e-6
+    ys = np.linspace(y0, y1, 201)  # a vertex every 5 m on the shared border
+    square = shapely.Polygon([(west, y0), *[(east, v) for v in ys], (west, y1)])
+    reaching = shapely.Polygon([(split - 0.01, y0 - 0.02), (split + 0.02, y0 - 0.02), (split + 0.02, y1),
+                                *[(east, v) for v in ys[::-1]], (split - 0.01, y0)])
+    layer = build.qpv_frame([reaching, square], ["QN013A", "QN013B"], territoire=None)
+    assert spatial.contains._polygon_layer(layer.geometry.to_numpy()).shared.sum() == 2 * 200
+    points = shapely.points(x, y)
+    result = spatial.points_in_polygons(gpd.GeoDataFrame(geometry=points, crs=4326), layer, "code_qp")
+    assert result.fillna("-").tolist() == [e or "-" for e in _first_key_reference(points, layer, "code_qp")]
+    assert result[x < west].isna().all() and (x < split).sum() > 40_000 and (result == "QN013A").sum() > 1_000
