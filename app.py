@@ -19,8 +19,8 @@ from essmap.analysis.indicators import INDICATORS, INDICATORS_BY_KEY
 from essmap.analysis.proximity import coverage_share
 from essmap.config import load_settings
 from essmap.export import export_file_name
-from essmap.memory import keep_freed_memory
 from essmap.formatting import format_number, format_percent
+from essmap.memory import keep_freed_memory
 from essmap.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.view import MapView
 

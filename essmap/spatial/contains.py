@@ -293,8 +293,8 @@ class _PolygonLayer:
     #: ``shapely.bounds`` of each row.
     bounds: np.ndarray
     #: Copies with the outer rings counter-clockwise and the holes clockwise (the interior on
-    #: the left of every edge), prepared and already queried once: GEOS builds the index of a
-    #: prepared polygon at its first query, which must not happen on two threads at once.
+    #: the left of every edge), prepared and already queried twice: GEOS builds the index of a
+    #: prepared polygon at its second query, which must not happen on two threads at once.
     prepared: np.ndarray
     #: The vertices of every ring of those copies, row after row: row i's are
     #: ``[vertex_start[i], vertex_start[i + 1])``.
@@ -699,8 +699,8 @@ def _points_in_polygon_pairs(
         covered[pc_cell[ec_pairs[unshared[long][ee[ec_col]]]]] = False
         ot = point_tile[others]
         left = tile_ox[ot] + point_column[others] * cell_size[ot]
-        in_range = (left - _GRID_EPS > x_range[0]) & (left + cell_size[ot] + _GRID_EPS < x_range[1])
-        last = np.where(covered[point_cell[others]] & in_range, end - 1, -1)
+        within_half = (left - _GRID_EPS > x_range[0]) & (left + cell_size[ot] + _GRID_EPS < x_range[1])
+        last = np.where(covered[point_cell[others]] & within_half, end - 1, -1)
 
     def hits(k: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Whether each point ``others[k]`` lies in its candidate ``relevant[c]``: held whole,
