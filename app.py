@@ -1,5 +1,5 @@
 """essmap dashboard (Streamlit). Layout, widgets and caching only: data, analysis and maps come
-from the essmap package (display.view_data computes what is shown, maps.view_map draws it).
+from the essmap package (viewdata.view_data computes what is shown, maps.view_map draws it).
 
 Widget labels and keys are an interface: tests/test_app.py and tests/browser rely on them. The view
 lives in the URL query string (``MapView.to_query_params``): opening a link reproduces it.
@@ -13,24 +13,25 @@ from pathlib import Path
 import streamlit as st
 import streamlit_folium
 
-from essmap import display, maps, portrait, snapshot, store
+from essmap import store
 from essmap.analysis import Selection
 from essmap.analysis.indicators import INDICATORS, INDICATORS_BY_KEY
 from essmap.analysis.proximity import coverage_share
-from essmap.config import load_settings
-from essmap.export import export_file_name
-from essmap.formatting import format_number, format_percent
-from essmap.memory import keep_freed_memory
-from essmap.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
-from essmap.view import MapView
+from essmap.domain.config import load_settings
+from essmap.domain.formatting import format_number, format_percent
+from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
+from essmap.present import viewdata
+from essmap.present.basemaps import TILES
+from essmap.present.view import MapView
+from essmap.render import maps, portrait, snapshot
+from essmap.render.tables import DOWNLOAD_FORMATS, export_file_name, table_bytes
 
 st.set_page_config(page_title="essmap – ESS, QPV et tiers-lieux", layout="wide")
 SETTINGS = load_settings()
-keep_freed_memory()  # the server repeats large queries (essmap.memory)
 
 LEVELS = {"commune": "Commune", "epci": "EPCI", "departement": "Département"}
 METHODS = {"quantiles": "Quantiles", "natural_breaks": "Seuils naturels (Jenks)", "equal_interval": "Intervalles égaux"}
-TILES = {"": "Aucun (hors ligne)", **{name: name for name in maps.TILES}}
+TILE_CHOICES = {"": "Aucun (hors ligne)", **{name: name for name in TILES}}
 CHOROPLETH_INDICATORS = [i.key for i in INDICATORS if i.key not in ("rayon_m", "inclut_donnees_simulees")]
 TABS = ["Carte", "Rayon autour des QPV", "Fiche", "Exports"]
 #: Widgets of the tabs that run only while open: Streamlit forgets a widget's value in a run that does not
@@ -56,8 +57,8 @@ def _catalogue() -> dict:
                "epci": ["siren_epci", "nom"], "tiers_lieux": ["types", "labels"]}
     tables = {t: store.read_layer(con, t, columns=c).drop(columns="geometry") for t, c in columns.items()}
     return {**{t: f for t, f in tables.items() if t != "tiers_lieux"},
-            "types_tl": display.filter_choices(tables["tiers_lieux"], "types"),
-            "labels_tl": display.filter_choices(tables["tiers_lieux"], "labels"),
+            "types_tl": viewdata.filter_choices(tables["tiers_lieux"], "types"),
+            "labels_tl": viewdata.filter_choices(tables["tiers_lieux"], "labels"),
             "generations": store.qpv_generations(con)}
 
 
@@ -79,14 +80,14 @@ def _region_layers(region: str, generation: str | None):
 
 
 @st.cache_resource(show_spinner="Calcul de la carte…", max_entries=32)
-def _view_data(params: tuple[tuple[str, str], ...]) -> display.ViewData:
-    """Keyed on :func:`display.computation_key`: classes, tiles and selection do not recompute it.
+def _view_data(params: tuple[tuple[str, str], ...]) -> viewdata.ViewData:
+    """Keyed on :func:`viewdata.computation_key`: classes, tiles and selection do not recompute it.
 
     Shared, not copied (cache_resource): copying 25 000 establishments on every rerun cost more than
     the rest of the run. Nothing downstream mutates a ViewData or the layers (they derive new frames).
     """
     view = MapView.from_query_params(dict(params))
-    return display.view_data(view, _layers_of(view))
+    return viewdata.view_data(view, _layers_of(view))
 
 
 @st.cache_resource(show_spinner="Préparation de la carte…", max_entries=16)
@@ -125,16 +126,16 @@ def _map_widget(params: tuple[tuple[str, str], ...], *, height: int) -> dict | N
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _radius_tables(params: tuple[tuple[str, str], ...]) -> tuple:
     """The radius tab's tables (QPV x tiers-lieux, QPV x establishments), keyed on
-    :func:`display.computation_key` and shared, read only: rebuilt on every rerun they cost more than the
+    :func:`viewdata.computation_key` and shared, read only: rebuilt on every rerun they cost more than the
     rest of it (25 000 establishments)."""
     data = _view_data(params)
-    return display.qpv_tiers_lieux_table(data), display.qpv_establishments_table(data)
+    return viewdata.qpv_tiers_lieux_table(data), viewdata.qpv_establishments_table(data)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _export_tables(params: tuple[tuple[str, str], ...]) -> dict:
     """The exports tab's tables, cached like :func:`_radius_tables`."""
-    return display.export_tables(_view_data(params))
+    return viewdata.export_tables(_view_data(params))
 
 
 @st.cache_data(show_spinner="Calcul de la fiche…", max_entries=32)
@@ -144,7 +145,7 @@ def _fiche(params: tuple[tuple[str, str], ...], code: str):
     if view.level == "departement":  # its parent, the région, spans départements the view has not loaded
         deps = _catalogue()["departements"].set_index("code_departement")["code_region"]
         region_layers = _region_layers(str(deps[view.selection.departements[0]]), view.selection.qpv_generation)
-    return display.fiche(_data(view), _layers_of(view), code, region_layers=region_layers)
+    return viewdata.fiche(_data(view), _layers_of(view), code, region_layers=region_layers)
 
 
 @st.cache_data(show_spinner=False)
@@ -162,8 +163,8 @@ def _key(view: MapView) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(view.to_query_params().items()))
 
 
-def _data(view: MapView) -> display.ViewData:
-    return _view_data(_key(display.computation_key(view))).with_view(view)
+def _data(view: MapView) -> viewdata.ViewData:
+    return _view_data(_key(viewdata.computation_key(view))).with_view(view)
 
 
 def _plain(text: object) -> str:
@@ -215,9 +216,9 @@ def _choose(key: str, options: list) -> None:
 # --- Tabs other than the map (each runs only while open) ---------------------------------------
 
 
-def _radius_tab(data: display.ViewData, view: MapView) -> None:
+def _radius_tab(data: viewdata.ViewData, view: MapView) -> None:
     """QPV x tiers-lieux and QPV x ESS establishments within the radius."""
-    near_tiers_lieux, near_establishments = _radius_tables(_key(display.computation_key(view)))
+    near_tiers_lieux, near_establishments = _radius_tables(_key(viewdata.computation_key(view)))
     radius = format_number(view.radius_m)
     st.metric("QPV couverts", format_percent(coverage_share(data.qpv)),
               help=f"Part des QPV ayant au moins un tiers-lieu dans le quartier ou à moins de {radius} m.")
@@ -230,11 +231,11 @@ def _radius_tab(data: display.ViewData, view: MapView) -> None:
                  key="table_rayon_etablissements")
 
 
-def _fiche_tab(data: display.ViewData, view: MapView, units: dict[str, str]) -> None:
+def _fiche_tab(data: viewdata.ViewData, view: MapView, units: dict[str, str]) -> None:
     """The fiche of the selected unit (chosen here or by a click on the map)."""
     st.selectbox("Territoire sélectionné", ["", *units], key="selection",
                  format_func=lambda c: units.get(c, "Aucun (cliquez sur la carte)"))
-    fiche = _fiche(_key(display.computation_key(view)), view.selected) if view.selected else None
+    fiche = _fiche(_key(viewdata.computation_key(view)), view.selected) if view.selected else None
     if fiche is None:
         st.info("Choisissez un territoire ci-dessus ou cliquez sur une commune ou un QPV de la carte.")
     else:
@@ -245,12 +246,12 @@ def _fiche_tab(data: display.ViewData, view: MapView, units: dict[str, str]) -> 
         card_columns = st.columns(4)
         for i, card in enumerate(fiche.comparisons):
             with card_columns[i % 4]:
-                st.metric(card.indicator.label_fr, display.format_value(card.value, card.indicator))
+                st.metric(card.indicator.label_fr, viewdata.format_value(card.value, card.indicator))
                 lines = []
                 if card.parent_name is not None:
-                    lines.append(f"{_plain(card.parent_name)} : {display.format_value(card.parent_value, card.indicator)}")
+                    lines.append(f"{_plain(card.parent_name)} : {viewdata.format_value(card.parent_value, card.indicator)}")
                 if card.france_value is not None:
-                    lines.append(f"France : {display.format_value(card.france_value, card.indicator)} "
+                    lines.append(f"France : {viewdata.format_value(card.france_value, card.indicator)} "
                                  f"(source : {_plain(card.france_source_fr)})")
                 if card.note_fr:
                     lines.append(_plain(card.note_fr))
@@ -266,26 +267,26 @@ def _fiche_tab(data: display.ViewData, view: MapView, units: dict[str, str]) -> 
         st.subheader("Dans les QPV et hors QPV")
         st.dataframe(fiche.qpv_hors_qpv, hide_index=True, width="stretch")
         st.subheader(f"Établissements ESS ({format_number(len(fiche.etablissements))})")
-        st.dataframe(display.establishments_table(fiche.etablissements), hide_index=True, width="stretch")
+        st.dataframe(viewdata.establishments_table(fiche.etablissements), hide_index=True, width="stretch")
         st.subheader(f"Tiers-lieux ({format_number(len(fiche.tiers_lieux))})")
-        st.dataframe(display.tiers_lieux_table(fiche.tiers_lieux), hide_index=True, width="stretch")
+        st.dataframe(viewdata.tiers_lieux_table(fiche.tiers_lieux), hide_index=True, width="stretch")
 
 
-def _exports_tab(data: display.ViewData, view: MapView) -> None:
+def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
     """Tables, map snapshot and portrait of the view, as files."""
-    tables = _export_tables(_key(display.computation_key(view)))
+    tables = _export_tables(_key(viewdata.computation_key(view)))
     st.subheader("Tableaux de la vue")
     st.caption(f"{_plain(data.territory_label)} · {_plain(data.filters_label)}"
                + (" · contient des données simulées" if data.synthetic else ""))
     label = st.selectbox("Tableau", list(tables), key="table_export")
     stem, frame = tables[label]
     st.dataframe(frame.head(200).drop(columns=frame.geometry.name), hide_index=True, width="stretch")
-    buttons = st.columns(len(display.DOWNLOAD_FORMATS))
-    for column, fmt in zip(buttons, display.DOWNLOAD_FORMATS, strict=True):
-        extension = display.DOWNLOAD_FORMATS[fmt][2]
+    buttons = st.columns(len(DOWNLOAD_FORMATS))
+    for column, fmt in zip(buttons, DOWNLOAD_FORMATS, strict=True):
+        extension = DOWNLOAD_FORMATS[fmt][2]
         name = export_file_name(stem + ("_point-virgule" if fmt == "CSV « ; »" else ""), data.territory_label,
                                 extension)
-        column.download_button(fmt, data=lambda frame=frame, fmt=fmt, stem=stem: display.table_bytes(frame, fmt, layer=stem),
+        column.download_button(fmt, data=lambda frame=frame, fmt=fmt, stem=stem: table_bytes(frame, fmt, layer=stem),
                                file_name=name, key=f"export_{stem}_{extension}_{fmt == 'CSV « ; »'}")
     st.subheader("Carte de la vue")
     snap = st.columns([3, 1.2, 1.2])
@@ -303,7 +304,7 @@ def _exports_tab(data: display.ViewData, view: MapView) -> None:
     )
     st.subheader("Portrait de territoire")
     chosen = view.selected or ""
-    unit = display.unit_of(data, chosen) if chosen else None
+    unit = viewdata.unit_of(data, chosen) if chosen else None
     if unit is None:
         st.info("Choisissez un territoire dans l'onglet « Fiche » (ou cliquez sur la carte) pour son portrait.")
     else:
@@ -366,7 +367,7 @@ controls[0].selectbox("Indicateur", CHOROPLETH_INDICATORS, key="indicateur",
 controls[1].selectbox("Niveau", list(LEVELS), key="niveau", format_func=LEVELS.get)
 controls[2].selectbox("Classes", list(METHODS), key="methode", format_func=METHODS.get)
 controls[3].slider("Nombre de classes", 3, 7, key="k")
-controls[4].selectbox("Fond de carte", list(TILES), key="fond", format_func=TILES.get)
+controls[4].selectbox("Fond de carte", list(TILE_CHOICES), key="fond", format_func=TILE_CHOICES.get)
 st.slider("Rayon (m)", 100, 5000, step=100, key="rayon")
 
 selection = Selection(
@@ -381,7 +382,7 @@ selection = Selection(
 view = MapView(selection, indicator=state["indicateur"], level=state["niveau"], radius_m=state["rayon"],
                method=state["methode"], k=state["k"], tiles=state["fond"] or None)
 data = _data(view)
-units = display.selectable_units(data)
+units = viewdata.selectable_units(data)
 _choose("selection", ["", *units])
 view = view.replace(selected=state["selection"] or None)
 

@@ -46,7 +46,7 @@ from appdriver import (  # noqa: E402
     wait_for_script_idle,
 )
 
-from essmap.config import DEMO_DEPARTEMENTS, load_settings  # noqa: E402
+from essmap.domain.config import DEMO_DEPARTEMENTS, load_settings  # noqa: E402
 
 RESULTS = HERE / "BROWSER.md"
 LOG = HERE / "out" / "browser-streamlit.log"

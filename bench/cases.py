@@ -81,7 +81,7 @@ def assign_essmap(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame, commu
                   *, threads: int | None = None) -> pd.DataFrame:
     """essmap: :func:`points_in_polygon_layers`, the QPV and the commune in one call (the
     points' coordinates read once, the work on parallel threads unless ``threads`` is 1)."""
-    from essmap.spatial import points_in_polygon_layers
+    from essmap.geo import points_in_polygon_layers
 
     return points_in_polygon_layers(establishments, {"code_qp": qpv, "code_insee": communes_com}, threads=threads)
 
@@ -89,7 +89,7 @@ def assign_essmap(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame, commu
 def build_polygon_layers(qpv: gpd.GeoDataFrame, communes_com: gpd.GeoDataFrame) -> None:
     """What (a) builds once per polygon layer and caches (oriented prepared polygons with their
     indexes, vertices, shared borders): the counterpart of PostGIS's GiST index."""
-    from essmap.spatial.contains import _polygon_layer
+    from essmap.geo.contains import _polygon_layer
 
     for layer in (qpv, communes_com):
         _polygon_layer(np.asarray(layer.geometry.array, dtype=object))
@@ -102,9 +102,9 @@ def assign_essmap_by_code(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFram
     (``codeCommuneEtablissement``, arrondissements rolled up to their commune) **taken as
     given, not checked against the geometry**; only establishments whose code is missing or is
     no commune of the layer are located by :func:`points_in_polygons`."""
-    from essmap.analysis.filters import parent_commune_codes
     from essmap.analysis.proximity import establishments_qpv
-    from essmap.spatial import points_in_polygons
+    from essmap.domain.selection import parent_commune_codes
+    from essmap.geo import points_in_polygons
 
     in_qpv = establishments_qpv(establishments, qpv)
     code = parent_commune_codes(establishments["code_commune"], communes)
@@ -116,7 +116,7 @@ def assign_essmap_by_code(establishments: gpd.GeoDataFrame, qpv: gpd.GeoDataFram
 
 def parent_codes_known(establishments: pd.DataFrame, communes_com: gpd.GeoDataFrame, communes: pd.DataFrame) -> np.ndarray:
     """Whether each establishment's SIRENE commune code (rolled up) names a commune of the layer."""
-    from essmap.analysis.filters import parent_commune_codes
+    from essmap.domain.selection import parent_commune_codes
 
     return _known_codes(parent_commune_codes(establishments["code_commune"], communes), communes_com)
 

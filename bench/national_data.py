@@ -1,6 +1,6 @@
 """Seeded national-scale synthetic layers for the benchmarks, cached as GeoParquet.
 
-What is generated (everything in EPSG:4326, canonical columns of :mod:`essmap.schema`):
+What is generated (everything in EPSG:4326, canonical columns of :mod:`essmap.domain.schema`):
 
 - ``communes``: the ~35,000 REAL commune boundaries shipped in ``data/geo/communes_france.parquet``
   (with the 45 arrondissements municipaux of Paris, Lyon and Marseille), plus ``territoire`` and
@@ -45,9 +45,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from essmap import nomenclature as nom  # noqa: E402
-from essmap import schema  # noqa: E402
-from essmap.territories import (  # noqa: E402
+from essmap.domain import nomenclature as nom  # noqa: E402
+from essmap.domain import schema  # noqa: E402
+from essmap.domain.territories import (  # noqa: E402
     departements_of_communes,
     epsg_of_territory_codes,
     territory_codes_of_departements,

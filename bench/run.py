@@ -33,15 +33,13 @@ for path in (str(HERE), str(REPO)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+import cases  # noqa: E402
 import geopandas as gpd  # noqa: E402
+import national_data as nd  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-import cases  # noqa: E402
-import national_data as nd  # noqa: E402
 import sirene_stock  # noqa: E402
 from cases import Timing, measure  # noqa: E402
-
 from essmap.memory import keep_freed_memory  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
@@ -110,12 +108,12 @@ def run_essmap(results: Results, data: nd.NationalData, repeat: int) -> dict[str
     cases.assign_essmap(e.iloc[:2_000], q, communes_com)
     cases.qpv_tiers_lieux_essmap(q.iloc[:50], tl)
 
-    from essmap import spatial
+    from essmap import geo
 
     # what (a) builds once per polygon layer and then reuses, as PostGIS its GiST index: timed on its own
     # (the cache emptied before each run), then kept for (a)
     results.time("a.essmap.index", lambda: cases.build_polygon_layers(q, communes_com), repeat=3, budget_s=20,
-                 before=spatial.contains._POLYGON_CACHE.clear)
+                 before=geo.contains._POLYGON_CACHE.clear)
 
     # the first full-size call of a process also pays for the first touch of the memory its arrays use (the
     # allocator then reuses it): measured on its own, reported as (a‴), and kept out of the median of (a)
@@ -136,7 +134,7 @@ def run_essmap(results: Results, data: nd.NationalData, repeat: int) -> dict[str
 
     # cold: the cache of metric reprojections emptied before each run (a first query)
     results.time("b.essmap.cold", lambda: cases.qpv_tiers_lieux_essmap(q, tl), repeat=max(repeat, 7), budget_s=20,
-                 before=spatial.distance._METRIC_CACHE.clear)
+                 before=geo.distance._METRIC_CACHE.clear)
     near = results.time("b.essmap", lambda: cases.qpv_tiers_lieux_essmap(q, tl), repeat=max(repeat, 7), budget_s=20)
     out["qpv_tiers_lieux"] = near
     results.facts["b.essmap.summary"] = cases.summarise_qpv_tiers_lieux(near)

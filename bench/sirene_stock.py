@@ -2,14 +2,14 @@
 
 ``write_stock`` writes, once per seed and size (cached under ``bench/out/``), a
 ``StockUniteLegale_utf8.csv`` and a ``StockEtablissement_utf8.csv`` with INSEE's official
-column lists (imported from :mod:`essmap.readers.sirene`, in their published order), plus the
+column lists (imported from :mod:`essmap.io.readers.sirene`, in their published order), plus the
 ``essmap-synthetic.json`` manifest that flags them as simulated. Default: 5 million
 establishment rows, of which 1.5 million active establishments of ESS legal units (those of the
 national benchmark data, with their positions as Lambert-93 / UTM coordinates), 5 % closed ESS
 establishments, and non-ESS establishments (35 % closed) for the rest. Writing is vectorised
 (numpy and pandas string operations per chunk of 500,000 rows, pyarrow's CSV writer).
 
-``measure_ingest`` runs :func:`essmap.readers.sirene.read_sirene` on them in a fresh Python
+``measure_ingest`` runs :func:`essmap.io.readers.sirene.read_sirene` on them in a fresh Python
 process (``python bench/sirene_stock.py ingest ...``), which reports the seconds of the call,
 the time of each stage (from the reader's ``progress`` callback), the rows kept, and its peak
 resident memory (``VmHWM`` of ``/proc/self/status``, i.e. everything the process ever held:
@@ -39,7 +39,7 @@ if str(REPO) not in sys.path:
 
 import national_data as nd  # noqa: E402
 
-from essmap.readers.sirene import ETABLISSEMENT_COLUMNS, UNITE_LEGALE_COLUMNS  # noqa: E402
+from essmap.io.readers.sirene import ETABLISSEMENT_COLUMNS, UNITE_LEGALE_COLUMNS  # noqa: E402
 
 UNITE_LEGALE_FILE = "StockUniteLegale_utf8.csv"
 ETABLISSEMENT_FILE = "StockEtablissement_utf8.csv"
@@ -357,7 +357,7 @@ def _vm_hwm_kb() -> int:
 
 def _ingest_child(ul: Path, etab: Path) -> dict[str, object]:
     """Runs in the child process: one timed ``read_sirene`` call."""
-    from essmap.readers.sirene import read_sirene
+    from essmap.io.readers.sirene import read_sirene
 
     baseline_kb = _vm_hwm_kb()
     stages: list[tuple[str, float]] = []

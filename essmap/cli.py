@@ -13,11 +13,17 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from essmap.config import Settings, load_settings
-from essmap.errors import EssmapError
+from essmap.domain.config import Settings, load_settings
+from essmap.domain.errors import EssmapError
 
 app = typer.Typer(
     name="essmap",
@@ -66,7 +72,7 @@ def _progress_bar(total: float = 1.0) -> Iterator[Callable[[str, float], None]]:
 
 
 def _parse_departements(text: str | None) -> list[str] | None:
-    from essmap.territories import normalise_departement
+    from essmap.domain.territories import normalise_departement
 
     if not text:
         return None
@@ -87,7 +93,7 @@ def _print_loaded(report) -> None:
 
 
 def _fmt(n: int | float) -> str:
-    from essmap.formatting import format_number
+    from essmap.domain.formatting import format_number
 
     return format_number(n)
 
@@ -98,7 +104,7 @@ def build(
     scale: Annotated[float, typer.Option(help="Volume des données simulées (1 = réaliste).", min=0.001)] = 1.0,
 ) -> None:
     """Construire la base par défaut (région PACA, établissements ESS simulés)."""
-    from essmap.ingest import build_demo
+    from essmap.demo.build import build_demo
 
     settings = _settings(db)
     with _user_errors(), _progress_bar() as progress:
@@ -117,8 +123,8 @@ def ingest(
     db: DbOption = None,
 ) -> None:
     """Charger des fichiers officiels dans la base (la base précédente reste intacte en cas d'erreur)."""
-    from essmap.ingest import ingest_files
-    from essmap.readers.tiers_lieux import parse_column_mapping
+    from essmap.io.readers.tiers_lieux import parse_column_mapping
+    from essmap.store.ingest import ingest_files
 
     settings = _settings(db)
     with _user_errors():
@@ -138,8 +144,8 @@ def fetch(
     force: Annotated[bool, typer.Option("--force", help="Retélécharger même si le fichier est déjà là (nouveau stock mensuel SIRENE).")] = False,
 ) -> None:
     """Télécharger les fichiers officiels (reprise des téléchargements interrompus, vérification)."""
-    from essmap.fetch import fetch_source
-    from essmap.sources import SOURCES, describe_sources
+    from essmap.io.fetch import fetch_source
+    from essmap.io.sources import SOURCES, describe_sources
 
     if liste or not source:
         console.print(describe_sources(), markup=False)
@@ -175,7 +181,7 @@ DepartementOption = Annotated[str | None, typer.Option("--departement", help="Re
 
 def _write_query_result(frame, stem: str, territory: str, fmt: str, out: str | None, separator: str,
                         crs: str | int | None = None) -> None:
-    from essmap.export import TABLE_FORMATS, export_file_name, write_table
+    from essmap.render.tables import TABLE_FORMATS, export_file_name, write_table
 
     if fmt not in TABLE_FORMATS:
         raise EssmapError(f"Format « {fmt} » inconnu. Formats possibles : {', '.join(TABLE_FORMATS)}.")
@@ -212,7 +218,7 @@ def query_qpv_radius(
     """Pour chaque QPV : tiers-lieux à moins de RADIUS mètres, le plus proche et sa distance."""
     from essmap import store
     from essmap.analysis import coverage_share, qpv_tiers_lieux
-    from essmap.formatting import format_number, format_percent
+    from essmap.domain.formatting import format_number, format_percent
 
     settings = _settings(db)
     deps = _parse_departements(departement)
@@ -289,7 +295,7 @@ def _export_view(vue: str | None, *, departement: str | None, epci: str | None, 
     import dataclasses
     from urllib.parse import parse_qsl, urlsplit
 
-    from essmap.view import MapView
+    from essmap.present.view import MapView
 
     try:
         params = dict(parse_qsl(urlsplit(vue).query or vue)) if vue else {}
@@ -309,7 +315,7 @@ def _export_view(vue: str | None, *, departement: str | None, epci: str | None, 
 def _view_layers(con, view):
     """Layers of the départements a view needs (all loaded départements when it names none)."""
     from essmap import store
-    from essmap.territories import departement_of_commune
+    from essmap.domain.territories import departement_of_commune
 
     selection = view.selection
     deps = set(selection.departements) | {departement_of_commune(c) for c in selection.communes}
@@ -330,7 +336,7 @@ def _view_layers(con, view):
 
 def _view_data_from_store(db: Path | None, view):
     from essmap import store
-    from essmap.display import view_data
+    from essmap.present.viewdata import view_data
 
     settings = _settings(db)
     con = store.connect(settings.db_path)
@@ -365,8 +371,8 @@ def export_map(
     db: DbOption = None,
 ) -> None:
     """Carte de la vue pour un rapport : A4, titre, légende, sources et millésimes, échelle, flèche du nord."""
-    from essmap.export import export_file_name
-    from essmap.snapshot import A4_PIXELS, SNAPSHOT_FORMATS, render_snapshot
+    from essmap.render.snapshot import A4_PIXELS, SNAPSHOT_FORMATS, render_snapshot
+    from essmap.render.tables import export_file_name
 
     with _user_errors():
         if fmt not in SNAPSHOT_FORMATS:
@@ -401,7 +407,7 @@ def export_table(
     db: DbOption = None,
 ) -> None:
     """Un tableau de la vue, comme l'onglet Exports du tableau de bord : CSV, XLSX, GeoJSON ou GeoPackage."""
-    from essmap.display import export_tables
+    from essmap.present.viewdata import export_tables
 
     with _user_errors():
         if crs not in ("4326", "metrique"):
@@ -430,7 +436,7 @@ def export_portrait(
 ) -> None:
     """Portrait de territoire (PDF de 4 pages) : un territoire (--code) ou tous ceux d'un département."""
     from essmap import store
-    from essmap.portrait import load_scope_layers, resolve_scope, write_portraits
+    from essmap.render.portrait import load_scope_layers, resolve_scope, write_portraits
 
     settings = _settings(db)
     with _user_errors():

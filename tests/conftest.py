@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from essmap.config import Settings
+from essmap.domain.config import Settings
 
 DATA_DIR = Path(__file__).parent / "data"
 PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
@@ -24,7 +24,7 @@ def demo_settings(tmp_path_factory) -> Settings:
 @pytest.fixture(scope="session")
 def demo_db(demo_settings) -> Path:
     """The embedded demo (PACA) at a small synthetic scale, built through the real pipeline."""
-    from essmap.ingest import build_demo
+    from essmap.demo.build import build_demo
 
     build_demo(demo_settings, scale=TEST_SCALE)
     return demo_settings.db_path

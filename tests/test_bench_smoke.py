@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import shapely
 
-from essmap import schema
-from essmap.readers._common import siret_problems
-from essmap.readers.sirene import ETABLISSEMENT_COLUMNS, UNITE_LEGALE_COLUMNS
+from essmap.domain import schema
+from essmap.io.readers.common import siret_problems
+from essmap.io.readers.sirene import ETABLISSEMENT_COLUMNS, UNITE_LEGALE_COLUMNS
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 

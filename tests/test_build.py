@@ -7,9 +7,9 @@ import shutil
 import pytest
 
 from essmap import store
-from essmap.config import Settings
-from essmap.errors import BuildError, InputFileError
-from essmap.ingest import build_demo
+from essmap.demo.build import build_demo
+from essmap.domain.config import Settings
+from essmap.domain.errors import BuildError, InputFileError
 
 PACA_POPULATION = 5_030_890  # populations légales (2017 vintage) of the 946 communes of PACA
 

@@ -7,7 +7,7 @@ import warnings
 import pandas as pd
 import pytest
 
-from essmap.classify import NO_DATA_COLOUR, PALETTE, classify
+from essmap.present.classify import NO_DATA_COLOUR, PALETTE, classify
 
 
 @pytest.mark.parametrize("method", ["quantiles", "natural_breaks", "equal_interval"])

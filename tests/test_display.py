@@ -6,17 +6,18 @@ import geopandas as gpd
 import pytest
 import shapely
 
-from essmap import display
 from essmap.analysis import Selection
 from essmap.analysis.indicators import INDICATORS_BY_KEY
-from essmap.view import MapView
+from essmap.present import viewdata
+from essmap.present.view import MapView
+from essmap.render.tables import table_bytes
 
 BDR = Selection(departements=("13",))
 
 
 @pytest.fixture(scope="module")
 def communes_view(bdr_layers):
-    return display.view_data(MapView(BDR), bdr_layers)
+    return viewdata.view_data(MapView(BDR), bdr_layers)
 
 
 def test_commune_choropleth_has_one_coloured_unit_per_commune(communes_view, bdr_layers):
@@ -46,41 +47,41 @@ def test_coverage_simplification_keeps_one_shared_border():
     wiggle = [(1 + 0.001 * (i % 2), i / 50) for i in range(51)]
     left = shapely.Polygon([(0, 0), *wiggle, (0, 1)])
     right = shapely.Polygon([(2, 0), (2, 1), *reversed(wiggle)])
-    out = display.simplify_coverage(gpd.GeoSeries([left, right], crs=4326), tolerance=0.01)
+    out = viewdata.simplify_coverage(gpd.GeoSeries([left, right], crs=4326), tolerance=0.01)
     assert shapely.get_num_coordinates(out.to_numpy()).sum() < shapely.get_num_coordinates([left, right]).sum()
     assert out.iloc[0].intersection(out.iloc[1]).area == pytest.approx(0, abs=1e-12)  # no overlap
     assert out.union_all().area == pytest.approx(2.0, rel=1e-9)  # no gap
 
 
 def test_epci_and_departement_units_are_unions_of_communes(bdr_layers):
-    epci = display.view_data(MapView(BDR, level="epci"), bdr_layers)
+    epci = viewdata.view_data(MapView(BDR, level="epci"), bdr_layers)
     assert set(epci.areas["code"]) == set(bdr_layers["communes"]["siren_epci"].dropna())
-    dep = display.view_data(MapView(BDR, level="departement"), bdr_layers)
+    dep = viewdata.view_data(MapView(BDR, level="departement"), bdr_layers)
     assert list(dep.areas["code"]) == ["13"]
     assert shapely.area(dep.areas.geometry.iloc[0]) == pytest.approx(shapely.area(epci.areas.geometry.to_numpy()).sum(), rel=1e-6)
 
 
 def test_share_indicators_are_shown_in_percent(bdr_layers):
-    data = display.view_data(MapView(BDR, indicator="part_employeurs_en_qpv"), bdr_layers)
+    data = viewdata.view_data(MapView(BDR, indicator="part_employeurs_en_qpv"), bdr_layers)
     marseille = data.areas.set_index("code").loc["13055"]
     assert marseille["valeur"] == pytest.approx(100 * marseille["part_employeurs_en_qpv"])
     assert data.classification.unit == "%"
 
 
 def test_filters_change_what_is_in_view(communes_view, bdr_layers):
-    coops = display.view_data(MapView(Selection(departements=("13",), families=("cooperative",))), bdr_layers)
+    coops = viewdata.view_data(MapView(Selection(departements=("13",), families=("cooperative",))), bdr_layers)
     assert 0 < len(coops.etablissements) < len(communes_view.etablissements)
     assert set(coops.etablissements["famille"]) == {"cooperative"}
     assert coops.areas["n_etablissements"].sum() == len(coops.etablissements)
     assert coops.filters_label == "Bouches-du-Rhône · coopératives"
-    marseille = display.view_data(MapView(Selection(communes=("13055",))), bdr_layers)
+    marseille = viewdata.view_data(MapView(Selection(communes=("13055",))), bdr_layers)
     assert list(marseille.areas["code"]) == ["13055"]
     assert marseille.territory_label == "Marseille (13055)"
     assert set(marseille.qpv["insee_com"].str.contains("13055")) == {True}
 
 
 def test_radius_changes_the_qpv_results(communes_view, bdr_layers):
-    wide = display.view_data(MapView(BDR, radius_m=5000), bdr_layers)
+    wide = viewdata.view_data(MapView(BDR, radius_m=5000), bdr_layers)
     assert list(wide.qpv["code_qp"]) == list(communes_view.qpv["code_qp"])
     assert wide.qpv["covered"].sum() > communes_view.qpv["covered"].sum()
     assert (wide.qpv["n_tiers_lieux"] >= communes_view.qpv["n_tiers_lieux"]).all()
@@ -97,7 +98,7 @@ def test_with_view_only_restyles(communes_view):
 
 
 def test_fiche_compares_with_parent_and_france(communes_view, bdr_layers):
-    fiche = display.fiche(communes_view, bdr_layers, "13055")
+    fiche = viewdata.fiche(communes_view, bdr_layers, "13055")
     assert fiche.name == "Marseille" and fiche.level == "commune"
     cards = {c.indicator.key: c for c in fiche.comparisons}
     density = cards["etablissements_employeurs_pour_10k_hab"]
@@ -115,30 +116,30 @@ def test_fiche_compares_with_parent_and_france(communes_view, bdr_layers):
 
 def test_fiche_of_a_qpv_and_of_unknown_codes(communes_view, bdr_layers):
     code = str(communes_view.qpv["code_qp"].iloc[0])
-    fiche = display.fiche(communes_view, bdr_layers, code)
+    fiche = viewdata.fiche(communes_view, bdr_layers, code)
     assert fiche.level == "qpv" and fiche.level_label == "Quartier prioritaire (QPV)"
     assert fiche.etablissements["code_commune"].notna().all()
-    assert display.fiche(communes_view, bdr_layers, "99999") is None
-    units = display.selectable_units(communes_view)
+    assert viewdata.fiche(communes_view, bdr_layers, "99999") is None
+    units = viewdata.selectable_units(communes_view)
     assert units["13055"] == "Marseille (13055)" and code in units
-    assert display.unit_of(communes_view, "13055") == ("commune", "Marseille")
-    assert display.unit_of(communes_view, code) == ("qpv", str(communes_view.qpv["lib_qp"].iloc[0]))
-    assert display.unit_of(communes_view, "99999") is None
+    assert viewdata.unit_of(communes_view, "13055") == ("commune", "Marseille")
+    assert viewdata.unit_of(communes_view, code) == ("qpv", str(communes_view.qpv["lib_qp"].iloc[0]))
+    assert viewdata.unit_of(communes_view, "99999") is None
 
 
 def test_tables_use_french_columns_and_label_simulated_rows(communes_view):
-    radius = display.qpv_tiers_lieux_table(communes_view)
+    radius = viewdata.qpv_tiers_lieux_table(communes_view)
     assert list(radius.columns) == ["QPV", "Code QPV", "Commune", "Tiers-lieux dans le rayon",
                                     "Tiers-lieu le plus proche", "Distance (m)", "Données simulées"]
     assert len(radius) == len(communes_view.qpv)
     assert radius["Tiers-lieux dans le rayon"].sum() == communes_view.qpv["n_tiers_lieux"].sum()
-    near = display.qpv_establishments_table(communes_view)
+    near = viewdata.qpv_establishments_table(communes_view)
     assert "Établissements ESS dans le rayon" in near.columns
-    etab = display.establishments_table(communes_view.etablissements)
+    etab = viewdata.establishments_table(communes_view.etablissements)
     assert set(etab["Données simulées"]) == {"oui"}
     assert set(etab["Famille"]) <= {"Associations", "Coopératives", "Mutuelles", "Fondations",
                                     "Sociétés commerciales de l'ESS"}
-    tables = display.export_tables(communes_view)
+    tables = viewdata.export_tables(communes_view)
     assert list(tables) == ["Indicateurs par commune", "QPV et tiers-lieux dans le rayon",
                             "QPV et établissements ESS dans le rayon", "Établissements ESS", "Tiers-lieux"]
     assert all(frame.crs.to_epsg() == 4326 for _stem, frame in tables.values())
@@ -149,14 +150,14 @@ def test_tables_use_french_columns_and_label_simulated_rows(communes_view):
     ("GeoJSON", b"{"), ("GeoPackage", b"SQLite format 3"),
 ])
 def test_tables_download_in_every_format(communes_view, fmt, starts):
-    _stem, frame = display.export_tables(communes_view)["QPV et tiers-lieux dans le rayon"]
-    content = display.table_bytes(frame, fmt, layer="qpv_tiers_lieux")
+    _stem, frame = viewdata.export_tables(communes_view)["QPV et tiers-lieux dans le rayon"]
+    content = table_bytes(frame, fmt, layer="qpv_tiers_lieux")
     assert content.startswith(starts)
 
 
 def test_values_and_choices_read_in_french(bdr_layers):
-    assert display.format_value(0.36, INDICATORS_BY_KEY["part_qpv_avec_tiers_lieu"]) == "36,0\u202f%"
-    assert display.format_value(1234, INDICATORS_BY_KEY["n_etablissements"]) == "1\u202f234"
-    assert display.format_value(None, INDICATORS_BY_KEY["n_etablissements"]) == "–"
-    types = display.filter_choices(bdr_layers["tiers_lieux"], "types")
+    assert viewdata.format_value(0.36, INDICATORS_BY_KEY["part_qpv_avec_tiers_lieu"]) == "36,0\u202f%"
+    assert viewdata.format_value(1234, INDICATORS_BY_KEY["n_etablissements"]) == "1\u202f234"
+    assert viewdata.format_value(None, INDICATORS_BY_KEY["n_etablissements"]) == "–"
+    types = viewdata.filter_choices(bdr_layers["tiers_lieux"], "types")
     assert "Coworking" in types and all(";" not in t for t in types)

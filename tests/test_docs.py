@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from essmap.sources import describe_sources
+from essmap.io.sources import describe_sources
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -18,5 +18,5 @@ def test_readme_sources_table_is_generated_from_the_catalogue():
     block = re.search(r"<!-- sources:start -->\n(.*?)\n<!-- sources:end -->", README, re.S)
     assert block, "README lacks the generated sources block"
     assert block.group(1).strip() == describe_sources().strip(), (
-        "README sources table is stale: regenerate it from essmap.sources.describe_sources()"
+        "README sources table is stale: regenerate it from essmap.io.sources.describe_sources()"
     )

@@ -22,11 +22,11 @@ from test_snapshot import SCRIPT, pdf_text
 from typer.testing import CliRunner
 
 from essmap import store
-from essmap.analysis.filters import Selection
 from essmap.cli import app
-from essmap.display import export_tables, view_data
-from essmap.export import export_file_name, metric_crs, write_table
-from essmap.view import MapView
+from essmap.domain.selection import Selection
+from essmap.present.view import MapView
+from essmap.present.viewdata import export_tables, view_data
+from essmap.render.tables import export_file_name, metric_crs, write_table
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TODAY = date.today().isoformat()

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from essmap.errors import FetchError
-from essmap.fetch import download, extract_zip, fetch_source
-from essmap.sources import LICENCE_OUVERTE, SOURCES, OfficialFile, describe_sources
+from essmap.domain.errors import FetchError
+from essmap.io.fetch import download, extract_zip, fetch_source
+from essmap.io.sources import LICENCE_OUVERTE, SOURCES, OfficialFile, describe_sources
 
 PAYLOAD = random.Random(20240101).randbytes(3 * 1024 * 1024)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -468,7 +468,7 @@ def test_fetch_source_extracts_7z_archives_like_ign_admin_express(server, tmp_pa
     assert paths[0].read_bytes() == PAYLOAD[:5000]
 
     (tmp_path / "cache" / "communes" / "ade.7z").write_bytes(b"7z\xbc\xaf\x27\x1c" + b"\x00" * 50)
-    from essmap.fetch import extract_7z
+    from essmap.io.fetch import extract_7z
 
     with pytest.raises(FetchError, match="Archive corrompue"):
         extract_7z(tmp_path / "cache" / "communes" / "ade.7z", tmp_path / "out")

@@ -12,17 +12,18 @@ import pandas as pd
 import pytest
 import shapely
 
-from essmap import display, maps
 from essmap.analysis import Selection
-from essmap.classify import classify
-from essmap.view import MapView
+from essmap.present import viewdata
+from essmap.present.classify import classify
+from essmap.present.view import MapView
+from essmap.render import maps
 
 HOSTILE = "<script>alert(1)</script>"
 
 
 @pytest.fixture(scope="module")
 def data(bdr_layers):
-    return display.view_data(MapView(Selection(departements=("13",))), bdr_layers)
+    return viewdata.view_data(MapView(Selection(departements=("13",))), bdr_layers)
 
 
 def _payloads(page: str) -> list[dict]:

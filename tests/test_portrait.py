@@ -8,12 +8,13 @@ from datetime import date
 
 import pandas as pd
 import pytest
+from test_snapshot import ESCALE, SCRIPT, pdf_text, poppler, save_page_png
 from typer.testing import CliRunner
 
-from essmap import portrait, store
+from essmap import store
 from essmap.cli import app
-from essmap.errors import EssmapError
-from test_snapshot import ESCALE, SCRIPT, pdf_text, poppler, save_page_png
+from essmap.domain.errors import EssmapError
+from essmap.render import portrait
 
 DAY = date(2026, 11, 25)
 

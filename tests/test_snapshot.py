@@ -18,12 +18,13 @@ from matplotlib.colors import to_hex
 from PIL import Image
 from pyproj import Transformer
 
-from essmap import snapshot, store
-from essmap.analysis.filters import Selection
-from essmap.classify import NO_DATA_LABEL
-from essmap.display import view_data
-from essmap.formatting import format_date
-from essmap.view import MapView
+from essmap import store
+from essmap.domain.formatting import format_date
+from essmap.domain.selection import Selection
+from essmap.present.classify import NO_DATA_LABEL
+from essmap.present.view import MapView
+from essmap.present.viewdata import view_data
+from essmap.render import snapshot
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 DAY = date(2026, 11, 25)

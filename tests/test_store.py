@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -13,9 +12,10 @@ import pandas as pd
 import pytest
 import shapely
 
-from essmap import schema, store
-from essmap.errors import BuildError, StoreError
-from essmap.readers._common import SourceMeta, canonical_frame
+from essmap import store
+from essmap.domain import schema
+from essmap.domain.errors import BuildError, StoreError
+from essmap.io.readers.common import SourceMeta, canonical_frame
 
 
 def _qpv_frame(codes: list[str], generation: str = "2024") -> gpd.GeoDataFrame:

@@ -16,15 +16,19 @@ import pandas as pd
 import pytest
 import shapely
 
-from essmap import nomenclature as nom
-from essmap import synthetic
-from essmap.config import DEMO_DEPARTEMENTS
-from essmap.readers._common import luhn_valid
-from essmap.readers.communes import read_communes
-from essmap.readers.qpv import read_qpv
-from essmap.readers.sirene import ETABLISSEMENT_COLUMNS, UNITE_LEGALE_COLUMNS, read_sirene
-from essmap.readers.tiers_lieux import CENSUS_COLUMNS, read_tiers_lieux
-from essmap.synthetic import DemoFiles, write_demo_inputs
+from essmap.demo import synthetic
+from essmap.demo.synthetic import DemoFiles, write_demo_inputs
+from essmap.domain import nomenclature as nom
+from essmap.domain.config import DEMO_DEPARTEMENTS
+from essmap.io.readers.common import luhn_valid
+from essmap.io.readers.communes import read_communes
+from essmap.io.readers.qpv import read_qpv
+from essmap.io.readers.sirene import (
+    ETABLISSEMENT_COLUMNS,
+    UNITE_LEGALE_COLUMNS,
+    read_sirene,
+)
+from essmap.io.readers.tiers_lieux import CENSUS_COLUMNS, read_tiers_lieux
 
 GEO = Path(__file__).resolve().parent.parent / "data" / "geo"
 SEED = 20240101
@@ -110,7 +114,7 @@ def test_files_have_exactly_the_official_columns_in_order(demo):
 
 def test_manifest_lists_the_files_and_the_readers_flag_every_row(demo, sirene, tiers_lieux):
     manifest = json.loads(demo.manifest.read_text(encoding="utf-8"))
-    assert manifest["generator"] == "essmap.synthetic"
+    assert manifest["generator"] == "essmap.demo.synthetic"
     assert manifest["seed"] == SEED and manifest["scale"] == SCALE
     assert manifest["files"] == [demo.unites_legales.name, demo.etablissements.name, demo.tiers_lieux.name]
     assert manifest["notice"].startswith("Données simulées")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from essmap.analysis import Selection
-from essmap.view import MapView
+from essmap.present.view import MapView
 
 
 def test_view_round_trips_through_query_params():

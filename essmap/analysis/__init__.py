@@ -1,15 +1,14 @@
 """Pure analysis functions: GeoDataFrames in, DataFrames/GeoDataFrames out.
 
-No I/O and no settings read here; geometry goes through :mod:`essmap.spatial` (WGS84 for
+No I/O and no settings read here; geometry goes through :mod:`essmap.geo` (WGS84 for
 topology, the metric CRS of each territory for distances). Modules:
 
-- :mod:`~essmap.analysis.filters`: :class:`Selection`, the one filter object.
+- :mod:`~essmap.domain.selection`: :class:`Selection`, the one filter object.
 - :mod:`~essmap.analysis.proximity`: QPV x tiers-lieux / establishments, supplier search.
 - :mod:`~essmap.analysis.indicators`: indicator tables, breakdowns, comparisons.
 - :mod:`~essmap.analysis.references`: national reference figures with their sources.
 """
 
-from essmap.analysis.filters import Selection, territory_names
 from essmap.analysis.indicators import (
     INDICATORS,
     Indicator,
@@ -28,6 +27,7 @@ from essmap.analysis.proximity import (
     tiers_lieux_qpv_status,
     white_zones,
 )
+from essmap.domain.selection import Selection, territory_names
 
 __all__ = [
     "INDICATORS",

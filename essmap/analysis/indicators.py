@@ -17,7 +17,7 @@ Populations are *populations légales* of ``COM`` communes only: arrondissements
 (``ARM``) are already counted in their commune, and establishments coded in an arrondissement
 roll up to it (``code_commune_parent``). A unit whose population is unknown (QPVs, Mayotte in
 the communes file) gets <NA> per 10,000 inhabitants, never an invented figure. Shares are
-fractions in [0, 1] (format them with :func:`essmap.formatting.format_percent`).
+fractions in [0, 1] (format them with :func:`essmap.domain.formatting.format_percent`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from essmap import nomenclature
-from essmap.analysis.filters import Selection, parent_commune_codes, qpv_commune_pairs
 from essmap.analysis.proximity import qpv_tiers_lieux
 from essmap.analysis.references import (
     FRANCE_POPULATION,
@@ -43,7 +41,9 @@ from essmap.analysis.references import (
     ReferenceFigure,
     reference_figures,
 )
-from essmap.spatial import points_in_polygons
+from essmap.domain import nomenclature
+from essmap.domain.selection import Selection, parent_commune_codes, qpv_commune_pairs
+from essmap.geo import points_in_polygons
 
 __all__ = [  # references are re-exported: cards need indicators and references together
     "FRANCE_POPULATION", "FRANCE_POPULATION_LABEL", "INDICATORS", "INDICATORS_BY_KEY",
@@ -484,7 +484,7 @@ def indicators_by_level(
         Communes are ``COM`` rows (arrondissements roll up); EPCI, département and région
         units are those of the selected communes, their population the sum of those communes.
     communes, establishments, tiers_lieux, qpv : DataFrame
-        Canonical layers (``essmap.schema``), unfiltered: ``selection`` filters them here.
+        Canonical layers (``essmap.domain.schema``), unfiltered: ``selection`` filters them here.
         ``establishments`` may be a plain DataFrame (codes suffice) when ``in_qpv`` is given.
     radius_m : float
         Radius of the QPV x tiers-lieux coverage, metres (metric CRS of each territory).

@@ -2,7 +2,7 @@
 
 "QPV with a tiers-lieu within 1 km" means: the distance from the tiers-lieu to the QPV
 *polygon* (0 inside) is at most 1,000 m, never the distance to a centroid (``docs/domain.md``).
-Distances are measured by :mod:`essmap.spatial` in the metric CRS of each territory
+Distances are measured by :mod:`essmap.geo` in the metric CRS of each territory
 (EPSG:2154 in metropolitan France and Corsica, UTM-based CRSs overseas). Radius 0 means
 "inside the QPV or on its boundary".
 
@@ -17,10 +17,11 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from essmap.analysis.filters import Selection
-from essmap.errors import SpatialInputError
-from essmap.formatting import format_number
-from essmap.spatial import (
+from essmap.domain.errors import SpatialInputError
+from essmap.domain.formatting import format_number
+from essmap.domain.selection import Selection
+from essmap.domain.territories import TERRITORIES, territory_of_lonlat
+from essmap.geo import (
     WGS84_EPSG,
     distances_to_polygons,
     nearest,
@@ -30,7 +31,6 @@ from essmap.spatial import (
     within_and_nearest,
     within_distance,
 )
-from essmap.territories import TERRITORIES, territory_of_lonlat
 
 #: Columns of :func:`qpv_points_within` besides the count column and geometry.
 QPV_COLUMNS: tuple[str, ...] = ("code_qp", "lib_qp", "insee_com", "lib_com")
@@ -61,7 +61,7 @@ def establishments_qpv(
 
     This is the expensive spatial join of the indicators: compute it once and pass
     ``result["code_qp"]`` as ``in_qpv`` to :func:`~essmap.analysis.indicators.indicators_by_level`
-    and to :class:`~essmap.analysis.filters.Selection`.
+    and to :class:`~essmap.domain.selection.Selection`.
 
     Parameters
     ----------

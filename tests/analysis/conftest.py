@@ -1,4 +1,4 @@
-"""Builders of small canonical layers (``essmap.schema`` columns) for the analysis tests.
+"""Builders of small canonical layers (``essmap.domain.schema`` columns) for the analysis tests.
 
 Geometries are hand-built in lon/lat around real places; distances between them are set with
 ``pyproj.Geod`` (WGS84 ellipsoid), the independent reference of ``docs/domain.md``.

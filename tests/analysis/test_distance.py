@@ -15,10 +15,10 @@ import pytest
 import shapely
 from pyproj import Geod
 
-from essmap import spatial
-from essmap.spatial import base, distance
-from essmap.spatial.base import _key_rank
-from essmap.territories import TERRITORIES
+from essmap import geo
+from essmap.domain.territories import TERRITORIES
+from essmap.geo import base, distance
+from essmap.geo.base import _key_rank
 
 GEOD = Geod(ellps="WGS84")
 QPV_PACA = Path(__file__).resolve().parents[2] / "data" / "geo" / "qpv2024_paca.geojson"
@@ -87,14 +87,14 @@ def layers() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     return polygons, points
 
 
-def _assert_as_the_two_queries(sources, targets, radius_m: float, key: str) -> spatial.RadiusAndNearest:
-    found = spatial.within_and_nearest(sources, targets, radius_m, key)
-    pairs = spatial.within_distance(sources, targets, radius_m)
+def _assert_as_the_two_queries(sources, targets, radius_m: float, key: str) -> geo.RadiusAndNearest:
+    found = geo.within_and_nearest(sources, targets, radius_m, key)
+    pairs = geo.within_distance(sources, targets, radius_m)
     assert sources.index[found.source].tolist() == pairs["source_index"].tolist()
     assert targets.index[found.target].tolist() == pairs["target_index"].tolist()
     assert found.distance_m.tolist() == pairs["distance_m"].tolist()
-    expected = spatial.nearest(sources, targets, key)
-    got = pd.Series(spatial.take_or_na(targets.index, found.nearest), dtype="Int64")
+    expected = geo.nearest(sources, targets, key)
+    got = pd.Series(geo.take_or_na(targets.index, found.nearest), dtype="Int64")
     assert got.tolist() == expected["nearest_index"].astype("Int64").tolist()
     assert pd.array(found.nearest_distance_m, dtype="Float64").tolist() == expected["distance_m"].tolist()
     return found
@@ -147,7 +147,7 @@ def test_the_cache_is_bounded(layers, monkeypatch) -> None:
     distance._METRIC_CACHE.clear()
     first_layer = distance._metric_layer(polygons)
     for k in range(distance._METRIC_CACHE.size + 3):
-        spatial.within_and_nearest(polygons, points.iloc[k:], 500.0, "nom")
+        geo.within_and_nearest(polygons, points.iloc[k:], 500.0, "nom")
     assert len(distance._METRIC_CACHE) == distance._METRIC_CACHE.size
     # the least recently used layers went first: the polygons, used by every query, stayed
     assert distance._metric_layer(polygons) is first_layer
@@ -163,13 +163,13 @@ def test_concurrent_queries_give_the_same_answer(layers) -> None:
     cache empty at the start, all equal the query made alone."""
     polygons, points = layers
     distance._METRIC_CACHE.clear()
-    alone = spatial.within_and_nearest(polygons, points, 1000.0, "nom")
+    alone = geo.within_and_nearest(polygons, points, 1000.0, "nom")
     distance._METRIC_CACHE.clear()
     start = threading.Barrier(4)
 
-    def query(_: int) -> spatial.RadiusAndNearest:
+    def query(_: int) -> geo.RadiusAndNearest:
         start.wait()
-        return spatial.within_and_nearest(polygons, points, 1000.0, "nom")
+        return geo.within_and_nearest(polygons, points, 1000.0, "nom")
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(query, range(8)))
@@ -188,8 +188,8 @@ def test_two_threads_give_what_one_call_gives(layers, monkeypatch) -> None:
     np.testing.assert_array_equal(distance._distances(a, b), shapely.distance(a, b))
 
     metropole = TERRITORIES["metropole"]
-    reprojected = distance._in_two_halves(partial(spatial.to_metric, territory=metropole), a)
-    assert shapely.equals_exact(reprojected, spatial.to_metric(a, metropole), tolerance=0).all()
+    reprojected = distance._in_two_halves(partial(geo.to_metric, territory=metropole), a)
+    assert shapely.equals_exact(reprojected, geo.to_metric(a, metropole), tolerance=0).all()
 
 
 @pytest.mark.parametrize(

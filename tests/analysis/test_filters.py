@@ -6,8 +6,14 @@ import pandas as pd
 import pytest
 import shapely
 
-from essmap.analysis.filters import Selection, parent_commune_codes, qpv_commune_pairs, territory_names
-from essmap.nomenclature import SCOP_CODES
+from essmap.domain.nomenclature import SCOP_CODES
+from essmap.domain.selection import (
+    Selection,
+    parent_commune_codes,
+    qpv_commune_pairs,
+    territory_names,
+)
+
 
 @pytest.fixture
 def communes(sample_communes):

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from essmap.analysis import indicators as ind
-from essmap.analysis.filters import Selection
 from essmap.analysis.proximity import establishments_qpv, qpv_tiers_lieux
+from essmap.domain.selection import Selection
 
 COMMUNES_PARQUET = Path(__file__).resolve().parents[2] / "data" / "geo" / "communes_france.parquet"
 

@@ -9,9 +9,9 @@ import shapely
 from pyproj import CRS, Geod
 
 from essmap.analysis import proximity
-from essmap.analysis.filters import Selection
-from essmap.errors import SpatialInputError
-from essmap.nomenclature import SCOP_CODES
+from essmap.domain.errors import SpatialInputError
+from essmap.domain.nomenclature import SCOP_CODES
+from essmap.domain.selection import Selection
 
 GEOD = Geod(ellps="WGS84")
 LON, LAT = 5.3698, 43.2965  # Marseille

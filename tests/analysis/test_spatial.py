@@ -1,4 +1,4 @@
-"""essmap.spatial against independent references: pyproj.Geod distances, a Shapely loop."""
+"""essmap.geo against independent references: pyproj.Geod distances, a Shapely loop."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 import shapely
 from pyproj import Geod
 
-from essmap import spatial
-from essmap.errors import SpatialInputError
+from essmap import geo
+from essmap.domain.errors import SpatialInputError
 
 GEOD = Geod(ellps="WGS84")
 QPV_PACA = Path(__file__).resolve().parents[2] / "data" / "geo" / "qpv2024_paca.geojson"
@@ -84,12 +84,12 @@ def test_distances_match_geodesic_reference(build, place: str, distance_m: float
     points = build.points_frame(lonlat, territoire=territoire)
     reference = np.array([_geodesic_distance(p, qpv.geometry.iloc[0]) for p in lonlat])
 
-    pairs = spatial.distances_to_polygons(points, qpv, 6000.0, "code_qp")
+    pairs = geo.distances_to_polygons(points, qpv, 6000.0, "code_qp")
     measured = pairs.set_index("point_index")["distance_m"].reindex(points.index).to_numpy()
     tolerance = np.maximum(2.0, 0.005 * reference)
     assert np.all(np.abs(measured - reference) <= tolerance), (place, measured, reference)
 
-    found = spatial.nearest(points, qpv, "code_qp")
+    found = geo.nearest(points, qpv, "code_qp")
     assert np.allclose(found["distance_m"].to_numpy(dtype=float), measured)
     assert (found["code_qp"] == "QN00001M").all()
 
@@ -98,7 +98,7 @@ def test_distances_match_geodesic_reference(build, place: str, distance_m: float
 def test_metric_groups_use_the_territory_crs(build, place: str) -> None:
     territoire, lon, lat, epsg = PLACES[place]
     frame = build.points_frame([(lon, lat)], territoire=None)  # located by bounding box
-    groups = list(spatial.metric_groups(frame))
+    groups = list(geo.metric_groups(frame))
     assert [(t.code, g.crs.to_epsg()) for t, g in groups] == [(territoire, epsg)]
     assert groups[0][1].index.tolist() == [0]
 
@@ -112,7 +112,7 @@ def test_metric_groups_split_by_territoire_column(build) -> None:
         ],
         ignore_index=True,
     )
-    groups = {t.code: g for t, g in spatial.metric_groups(frame)}
+    groups = {t.code: g for t, g in geo.metric_groups(frame)}
     assert sorted(groups) == ["guyane", "metropole"]
     assert groups["metropole"].index.tolist() == [0, 2]
     assert groups["metropole"].crs.to_epsg() == 2154
@@ -125,8 +125,8 @@ def test_metric_groups_split_by_territoire_column(build) -> None:
 def test_missing_territoire_values_are_located_by_bounding_box(build) -> None:
     frame = build.points_frame([PLACES["marseille"][1:3], PLACES["saint_denis"][1:3]], territoire="metropole")
     frame["territoire"] = pd.array(["metropole", None], dtype="string")
-    assert spatial.territory_codes(frame).tolist() == ["metropole", "reunion"]
-    assert [(t.code, g.crs.to_epsg()) for t, g in spatial.metric_groups(frame)] == [
+    assert geo.territory_codes(frame).tolist() == ["metropole", "reunion"]
+    assert [(t.code, g.crs.to_epsg()) for t, g in geo.metric_groups(frame)] == [
         ("metropole", 2154), ("reunion", 2975),
     ]
 
@@ -134,13 +134,13 @@ def test_missing_territoire_values_are_located_by_bounding_box(build) -> None:
 def test_non_wgs84_frame_is_refused_naming_both_crs(build) -> None:
     frame = build.points_frame([PLACES["marseille"][1:3]]).to_crs(2154)
     with pytest.raises(SpatialInputError) as error:
-        list(spatial.metric_groups(frame))
+        list(geo.metric_groups(frame))
     assert "EPSG:2154" in str(error.value) and "EPSG:4326" in str(error.value)
     with pytest.raises(SpatialInputError, match="EPSG:4326"):
-        spatial.points_in_polygons(frame, frame, "territoire")
+        geo.points_in_polygons(frame, frame, "territoire")
     without = build.points_frame([PLACES["marseille"][1:3]]).set_crs(None, allow_override=True)
     with pytest.raises(SpatialInputError, match="pas de système"):
-        spatial.nearest(without, without, "territoire")
+        geo.nearest(without, without, "territoire")
 
 
 def test_features_outside_every_territory_are_refused(build) -> None:
@@ -148,7 +148,7 @@ def test_features_outside_every_territory_are_refused(build) -> None:
     swapped = build.points_frame([(lat, lon)], territoire=None)  # lat/lon swapped: in Africa
     polygons = build.qpv_frame([build.square(lon, lat, 200)], ["QN01301M"])
     with pytest.raises(SpatialInputError, match="longitude/latitude"):
-        spatial.distances_to_polygons(swapped, polygons, 100.0, "code_qp")
+        geo.distances_to_polygons(swapped, polygons, 100.0, "code_qp")
 
 
 # --- Edge cases --------------------------------------------------------------------------------
@@ -166,21 +166,21 @@ def test_point_on_boundary_is_inside_at_distance_zero(build, marseille_square) -
     on_vertex = (5.36, 43.30)
     outside = (5.365, 43.2899)  # ~11 m south
     points = build.points_frame([on_edge, on_vertex, outside])
-    inside = spatial.points_in_polygons(points, marseille_square, "code_qp")
+    inside = geo.points_in_polygons(points, marseille_square, "code_qp")
     assert inside.tolist()[:2] == ["QN01301M", "QN01301M"] and pd.isna(inside.iloc[2])
-    zero = spatial.distances_to_polygons(points, marseille_square, 0.0, "code_qp")
+    zero = geo.distances_to_polygons(points, marseille_square, 0.0, "code_qp")
     assert zero["point_index"].tolist() == [0, 1]
     assert (zero["distance_m"] == 0.0).all()
-    found = spatial.nearest(points, marseille_square, "code_qp")
+    found = geo.nearest(points, marseille_square, "code_qp")
     assert found["distance_m"].tolist()[:2] == [0.0, 0.0]
     assert found["distance_m"].iloc[2] == pytest.approx(_geodesic_distance(outside, marseille_square.geometry.iloc[0]), abs=2.0)
 
 
 def test_radius_zero_keeps_only_inside_points(build, marseille_square) -> None:
     points = build.points_frame([(5.365, 43.295), build.offset(5.37, 43.295, 90, 1.0)])
-    pairs = spatial.distances_to_polygons(points, marseille_square, 0.0, "code_qp")
+    pairs = geo.distances_to_polygons(points, marseille_square, 0.0, "code_qp")
     assert pairs["point_index"].tolist() == [0]
-    wider = spatial.distances_to_polygons(points, marseille_square, 5.0, "code_qp")
+    wider = geo.distances_to_polygons(points, marseille_square, 5.0, "code_qp")
     assert wider["point_index"].tolist() == [0, 1]
     assert wider["distance_m"].iloc[1] == pytest.approx(1.0, abs=0.05)
 
@@ -190,9 +190,9 @@ def test_overlapping_polygons_first_key_wins(build) -> None:
     small = shapely.box(5.365, 43.295, 5.37, 43.30)
     qpv = build.qpv_frame([big, small], ["QN01399Z", "QN01301A"])
     points = build.points_frame([(5.367, 43.297), (5.375, 43.305)])
-    assert spatial.points_in_polygons(points, qpv, "code_qp").tolist() == ["QN01301A", "QN01399Z"]
-    assert spatial.nearest(points, qpv, "code_qp")["code_qp"].tolist() == ["QN01301A", "QN01399Z"]
-    pairs = spatial.distances_to_polygons(points, qpv, 0.0, "code_qp")
+    assert geo.points_in_polygons(points, qpv, "code_qp").tolist() == ["QN01301A", "QN01399Z"]
+    assert geo.nearest(points, qpv, "code_qp")["code_qp"].tolist() == ["QN01301A", "QN01399Z"]
+    pairs = geo.distances_to_polygons(points, qpv, 0.0, "code_qp")
     assert pairs["code_qp"].tolist() == ["QN01301A", "QN01399Z", "QN01399Z"]
 
 
@@ -201,45 +201,45 @@ def test_territories_are_never_paired(build) -> None:
         [build.square(-61.53, 16.24, 300)], ["QN97101M"], territoire="guadeloupe", insee_dep="971"
     )
     martinique_point = build.points_frame([(-61.06, 14.62)], territoire="martinique")
-    assert spatial.distances_to_polygons(martinique_point, guadeloupe, 1e6, "code_qp").empty
-    found = spatial.nearest(martinique_point, guadeloupe, "code_qp")
+    assert geo.distances_to_polygons(martinique_point, guadeloupe, 1e6, "code_qp").empty
+    found = geo.nearest(martinique_point, guadeloupe, "code_qp")
     assert found["code_qp"].isna().all() and found["distance_m"].isna().all()
 
 
 def test_empty_and_missing_inputs(build, marseille_square) -> None:
     no_polygon = marseille_square.iloc[0:0]
     points = build.points_frame([(5.365, 43.295)])
-    assert spatial.points_in_polygons(points, no_polygon, "code_qp").isna().all()
-    empty_pairs = spatial.distances_to_polygons(points, no_polygon, 1000.0, "code_qp")
+    assert geo.points_in_polygons(points, no_polygon, "code_qp").isna().all()
+    empty_pairs = geo.distances_to_polygons(points, no_polygon, 1000.0, "code_qp")
     assert empty_pairs.empty
     assert list(empty_pairs.columns) == ["point_index", "polygon_index", "code_qp", "distance_m"]
-    assert spatial.nearest(points, no_polygon, "code_qp")["code_qp"].isna().all()
+    assert geo.nearest(points, no_polygon, "code_qp")["code_qp"].isna().all()
     with_null = points.copy()
     with_null.loc[0, "geometry"] = None
-    assert spatial.points_in_polygons(with_null, marseille_square, "code_qp").isna().all()
-    assert spatial.nearest(with_null, marseille_square, "code_qp")["distance_m"].isna().all()
+    assert geo.points_in_polygons(with_null, marseille_square, "code_qp").isna().all()
+    assert geo.nearest(with_null, marseille_square, "code_qp")["distance_m"].isna().all()
     no_point = points.iloc[0:0]
-    assert len(spatial.points_in_polygons(no_point, marseille_square, "code_qp")) == 0
-    assert len(spatial.nearest(marseille_square, no_point, "territoire")) == 1
+    assert len(geo.points_in_polygons(no_point, marseille_square, "code_qp")) == 0
+    assert len(geo.nearest(marseille_square, no_point, "territoire")) == 1
 
 
 def test_nearest_for_each_polygon_the_nearest_point(build, marseille_square) -> None:
     lonlat = [build.offset(5.37, 43.295, 90, 250.0), build.offset(5.37, 43.295, 90, 900.0), (5.365, 43.295)]
     points = build.points_frame(lonlat, nom=["a", "b", "c"])
     far = build.points_frame(lonlat[:2], nom=["a", "b"])
-    found = spatial.nearest(marseille_square, far, "nom")
+    found = geo.nearest(marseille_square, far, "nom")
     assert found["nom"].tolist() == ["a"]
     assert found["distance_m"].iloc[0] == pytest.approx(250.0, abs=2.0)
-    assert spatial.nearest(marseille_square, points, "nom")["distance_m"].tolist() == [0.0]
-    bounded = spatial.nearest(marseille_square, far, "nom", max_distance_m=100.0)
+    assert geo.nearest(marseille_square, points, "nom")["distance_m"].tolist() == [0.0]
+    bounded = geo.nearest(marseille_square, far, "nom", max_distance_m=100.0)
     assert bounded["nom"].isna().all()
-    bounded = spatial.nearest(marseille_square, far, "nom", max_distance_m=300.0)
+    bounded = geo.nearest(marseille_square, far, "nom", max_distance_m=300.0)
     assert bounded["nom"].tolist() == ["a"]
 
 
 def test_negative_radius_is_refused(build, marseille_square) -> None:
     with pytest.raises(ValueError, match="rayon"):
-        spatial.distances_to_polygons(build.points_frame([(5.3, 43.3)]), marseille_square, -1, "code_qp")
+        geo.distances_to_polygons(build.points_frame([(5.3, 43.3)]), marseille_square, -1, "code_qp")
 
 
 # --- Point in polygon against a plain Shapely loop on the real PACA QPVs ------------------------
@@ -276,7 +276,7 @@ def test_points_in_polygons_equals_shapely_loop_on_real_qpv(paca_qpv) -> None:
     lon = np.concatenate([lon, vertices[:, 0], rng.uniform(4.2, 7.7, 500)])
     lat = np.concatenate([lat, vertices[:, 1], rng.uniform(43.0, 45.1, 500)])
     points = gpd.GeoDataFrame(geometry=shapely.points(lon, lat), crs=4326)  # no territoire: bbox
-    result = spatial.points_in_polygons(points, paca_qpv, "code_qp")
+    result = geo.points_in_polygons(points, paca_qpv, "code_qp")
 
     ordered = sorted(zip(paca_qpv["code_qp"], paca_qpv.geometry))
     boxes = [(code, g, g.bounds) for code, g in ordered]
@@ -335,7 +335,7 @@ def test_point_in_polygon_grid_equals_shapely_on_real_communes() -> None:
     points = shapely.points(lon, lat)
     points[5] = None  # missing and empty points are in no polygon
     points[6] = shapely.Point()
-    ip, ig = spatial.contains._intersecting_pairs(points, polygons)
+    ip, ig = geo.contains._intersecting_pairs(points, polygons)
     assert len(ip) > 60_000
     assert set(zip(ip.tolist(), ig.tolist())) == _reference_pairs(points, polygons)
 
@@ -353,7 +353,7 @@ def test_point_in_polygon_grid_with_holes_and_far_apart_parts(build) -> None:
     lon = np.concatenate([rng.uniform(5.28, 5.42, 30_000), rng.uniform(55.35, 55.75, 5_000), [5.33, 5.35, 55.4]])
     lat = np.concatenate([rng.uniform(43.23, 43.37, 30_000), rng.uniform(-21.25, -20.85, 5_000), [43.30, 43.29, -21.0]])
     points = shapely.points(lon, lat)
-    ip, ig = spatial.contains._intersecting_pairs(points, polygons)
+    ip, ig = geo.contains._intersecting_pairs(points, polygons)
     pairs = set(zip(ip.tolist(), ig.tolist()))
     assert pairs == _reference_pairs(points, polygons)
     n = len(points)
@@ -409,11 +409,11 @@ def test_points_in_polygons_first_key_on_the_grid_equals_shapely(communes_13_83,
     first hit wins: the same answer as the smallest key among all Shapely hits, for points on
     shared boundaries, in the arrondissements (Marseille 13055 before 13201...), at sea. Split:
     the points in a west and an east half on two threads (as for millions of points)."""
-    monkeypatch.setattr(spatial.contains, "_PARALLEL_MIN_POINTS", 1_000 if split else 10**9)
+    monkeypatch.setattr(geo.contains, "_PARALLEL_MIN_POINTS", 1_000 if split else 10**9)
     points = _points_around(communes_13_83, seed=9)
-    assert spatial.contains._grid_pays(len(points), communes_13_83.geometry.to_numpy())
+    assert geo.contains._grid_pays(len(points), communes_13_83.geometry.to_numpy())
     frame = gpd.GeoDataFrame(geometry=points, crs=4326, index=np.arange(len(points))[::-1])
-    result = spatial.points_in_polygons(frame, communes_13_83, "code_insee")
+    result = geo.points_in_polygons(frame, communes_13_83, "code_insee")
     expected = _first_key_reference(points, communes_13_83, "code_insee")
     assert result.index.equals(frame.index) and result.dtype == "string"
     assert result.fillna("-").tolist() == [e or "-" for e in expected]
@@ -427,12 +427,12 @@ def test_points_in_polygon_layers_equals_one_call_per_layer(communes_13_83, paca
     points = _points_around(communes_13_83, seed=10)
     frame = gpd.GeoDataFrame({"n": np.arange(len(points))}, geometry=points, crs=4326,
                              index=pd.Index(np.arange(len(points)) * 2 + 1))
-    both = spatial.points_in_polygon_layers(frame, {"code_qp": paca_qpv, "code_insee": communes_13_83})
+    both = geo.points_in_polygon_layers(frame, {"code_qp": paca_qpv, "code_insee": communes_13_83})
     assert both.columns.tolist() == ["code_qp", "code_insee"] and both.index.equals(frame.index)
-    one_thread = spatial.points_in_polygon_layers(frame, {"code_qp": paca_qpv, "code_insee": communes_13_83}, threads=1)
+    one_thread = geo.points_in_polygon_layers(frame, {"code_qp": paca_qpv, "code_insee": communes_13_83}, threads=1)
     pd.testing.assert_frame_equal(one_thread, both)
     for key, layer in (("code_qp", paca_qpv), ("code_insee", communes_13_83)):
-        alone = spatial.points_in_polygons(frame, layer, key)
+        alone = geo.points_in_polygons(frame, layer, key)
         assert both[key].dtype == alone.dtype
         assert both[key].fillna("-").tolist() == alone.fillna("-").tolist()
         assert both[key].fillna("-").tolist() == [e or "-" for e in _first_key_reference(points, layer, key)]
@@ -454,7 +454,7 @@ def test_first_key_on_the_grid_with_holes_overlaps_and_overseas(build) -> None:
     lon = np.concatenate([rng.uniform(5.28, 5.47, 30_000), rng.uniform(55.35, 55.75, 5_000), [5.33, 5.345, 55.4, 5.40]])
     lat = np.concatenate([rng.uniform(43.23, 43.37, 30_000), rng.uniform(-21.25, -20.85, 5_000), [43.30, 43.31, -21.0, 43.28]])
     points = shapely.points(lon, lat)
-    result = spatial.points_in_polygons(gpd.GeoDataFrame(geometry=points, crs=4326), layer, "code_qp")
+    result = geo.points_in_polygons(gpd.GeoDataFrame(geometry=points, crs=4326), layer, "code_qp")
     assert result.fillna("-").tolist() == [e or "-" for e in _first_key_reference(points, layer, "code_qp")]
     # on the hole's edge (ring), the island's edge (island), a corner in La Réunion, the ring's
     # edge inside the overlapping box: QN013A before QN013B
@@ -465,9 +465,9 @@ def test_first_key_on_the_grid_with_holes_overlaps_and_overseas(build) -> None:
 def test_points_in_polygon_layers_checks_each_layer(build, marseille_square) -> None:
     points = build.points_frame([(5.37, 43.30)])
     with pytest.raises(SpatialInputError, match=r"layers\['code_qp'\]"):
-        spatial.points_in_polygon_layers(points, {"code_qp": marseille_square.to_crs(2154)})
+        geo.points_in_polygon_layers(points, {"code_qp": marseille_square.to_crs(2154)})
     with pytest.raises(KeyError, match="code_insee"):
-        spatial.points_in_polygon_layers(points, {"code_insee": marseille_square})
+        geo.points_in_polygon_layers(points, {"code_insee": marseille_square})
 
 
 @pytest.mark.parametrize("bound", [1, 300, 1 << 16, (1 << 16) + 1, 5_000_000, 1 << 40])
@@ -476,8 +476,8 @@ def test_argsort_small_ints_is_a_stable_argsort(bound: int) -> None:
     kept in input order, whatever the largest key."""
     keys = np.random.default_rng(bound % 1000).integers(0, bound, 50_000)
     keys[:100] = bound - 1
-    assert np.array_equal(spatial.contains._argsort_small_ints(keys), np.argsort(keys, kind="stable"))
-    assert len(spatial.contains._argsort_small_ints(keys[:0])) == 0
+    assert np.array_equal(geo.contains._argsort_small_ints(keys), np.argsort(keys, kind="stable"))
+    assert len(geo.contains._argsort_small_ints(keys[:0])) == 0
 
 
 # --- Polygon layers built once: shared borders, covered cells, cache, threads -------------------
@@ -490,7 +490,7 @@ def test_shared_borders_are_edges_run_both_ways_by_two_valid_polygons() -> None:
     part-way are not shared borders."""
     left = shapely.box(0, 0, 1, 1)
     right = shapely.box(1, 0, 2, 1).reverse()  # clockwise: oriented when the layer is built
-    layer = spatial.contains._build_polygon_layer(np.array([left, right, None], dtype=object))
+    layer = geo.contains._build_polygon_layer(np.array([left, right, None], dtype=object))
     edge_start = np.flatnonzero(layer.shared)
     starts = {(layer.x[i], layer.y[i], layer.x[i + 1], layer.y[i + 1]) for i in edge_start}
     assert starts == {(1.0, 0.0, 1.0, 1.0), (1.0, 1.0, 1.0, 0.0)}
@@ -499,7 +499,7 @@ def test_shared_borders_are_edges_run_both_ways_by_two_valid_polygons() -> None:
     over = shapely.box(0, 0, 1, 1)  # the same square again: its edges run the same way as left's
     bowtie = shapely.Polygon([(2, 0), (1, 1), (1, 0), (2, 1)])  # invalid, shares x = 1 with right
     half = shapely.box(-1, 0, 0, 0.5)  # meets left's edge x = 0 only from y = 0 to 0.5
-    layer = spatial.contains._build_polygon_layer(np.array([left, right, over, bowtie, half], dtype=object))
+    layer = geo.contains._build_polygon_layer(np.array([left, right, over, bowtie, half], dtype=object))
     assert not layer.shared.any()
 
 
@@ -531,7 +531,7 @@ def test_covered_cells_keep_first_key_answers_on_a_tiling_with_gaps_overlaps_and
                               *islands])
     keys = [f"Q{k:04d}" for k in rng.permutation(len(geoms))]
     layer = build.qpv_frame(list(geoms), keys, territoire=None)
-    built = spatial.contains._polygon_layer(layer.geometry.to_numpy())
+    built = geo.contains._polygon_layer(layer.geometry.to_numpy())
     assert built.shared[built.edge].mean() > 0.85
     coords = shapely.get_coordinates(layer.geometry.to_numpy())
     lon = np.concatenate([rng.uniform(5.299, 5.361, 150_000), coords[:, 0], (coords[:-1, 0] + coords[1:, 0]) / 2])
@@ -546,11 +546,11 @@ def test_covered_cells_keep_first_key_answers_on_a_tiling_with_gaps_overlaps_and
         tested.append(len(np.atleast_1d(x)))
         return intersects_xy(geometry, x, y)
 
-    monkeypatch.setattr(spatial.contains.shapely, "intersects_xy", counting)
+    monkeypatch.setattr(geo.contains.shapely, "intersects_xy", counting)
     for split in (False, True):
-        monkeypatch.setattr(spatial.contains, "_PARALLEL_MIN_POINTS", 1_000 if split else 10**9)
+        monkeypatch.setattr(geo.contains, "_PARALLEL_MIN_POINTS", 1_000 if split else 10**9)
         tested.clear()
-        result = spatial.points_in_polygons(points, layer, "code_qp")
+        result = geo.points_in_polygons(points, layer, "code_qp")
         assert result.fillna("-").tolist() == expected
         assert sum(tested) < 1.2 * len(points)  # without the covered cells: about 1.5 tests per point
     assert (result == "-").sum() == 0 and result.isna().sum() > 5_000  # in the gaps
@@ -570,7 +570,7 @@ def test_covered_cells_ignore_the_borders_of_invalid_polygons(build) -> None:
     rng = np.random.default_rng(13)
     points = shapely.points(rng.uniform(x0 - side / 2, x0 + 2.5 * side, 100_000),
                             rng.uniform(y0 - side / 2, y0 + 1.5 * side, 100_000))
-    result = spatial.points_in_polygons(gpd.GeoDataFrame(geometry=points, crs=4326), layer, "code_qp")
+    result = geo.points_in_polygons(gpd.GeoDataFrame(geometry=points, crs=4326), layer, "code_qp")
     assert result.fillna("-").tolist() == [e or "-" for e in _first_key_reference(points, layer, "code_qp")]
     above = (shapely.get_y(points) > y0 + side + 1e-6) & (shapely.get_x(points) > x0 + side)
     assert above.sum() > 10_000 and result[above].isna().all()
@@ -580,27 +580,27 @@ def test_polygon_layers_are_built_once_and_never_change_the_input(communes_13_83
     """The layer comes from the cache while the same geometries are asked again; a geometry
     replaced in the frame is another layer; the caller's geometries are never prepared."""
     geoms = communes_13_83.geometry.to_numpy()
-    spatial.contains._POLYGON_CACHE.clear()
-    layer = spatial.contains._polygon_layer(geoms)
-    assert spatial.contains._polygon_layer(geoms.copy()) is layer
+    geo.contains._POLYGON_CACHE.clear()
+    layer = geo.contains._polygon_layer(geoms)
+    assert geo.contains._polygon_layer(geoms.copy()) is layer
     assert not shapely.is_prepared(geoms).any() and shapely.is_prepared(layer.prepared).all()
     changed = geoms.copy()
     changed[3] = shapely.box(5.0, 43.0, 5.1, 43.1)
-    assert spatial.contains._polygon_layer(changed) is not layer
-    assert len(spatial.contains._POLYGON_CACHE) == 2
+    assert geo.contains._polygon_layer(changed) is not layer
+    assert len(geo.contains._POLYGON_CACHE) == 2
 
 
 def test_concurrent_assignments_on_a_fresh_layer_give_the_same_answer(communes_13_83, monkeypatch) -> None:
     """Streamlit sessions on their threads, each splitting its points in two halves, on the same
     communes with an empty cache: every answer equals the one computed alone (the layer's
     prepared polygons are shared, so their indexes must be built before they are)."""
-    monkeypatch.setattr(spatial.contains, "_PARALLEL_MIN_POINTS", 1_000)
+    monkeypatch.setattr(geo.contains, "_PARALLEL_MIN_POINTS", 1_000)
     points = gpd.GeoDataFrame(geometry=_points_around(communes_13_83, seed=12), crs=4326)
-    alone = spatial.points_in_polygons(points, communes_13_83, "code_insee").fillna("-").tolist()
+    alone = geo.points_in_polygons(points, communes_13_83, "code_insee").fillna("-").tolist()
     for _ in range(3):
-        spatial.contains._POLYGON_CACHE.clear()
+        geo.contains._POLYGON_CACHE.clear()
         with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(lambda _: spatial.points_in_polygons(points, communes_13_83, "code_insee"), range(4)))
+            answers = list(pool.map(lambda _: geo.points_in_polygons(points, communes_13_83, "code_insee"), range(4)))
         assert all(a.fillna("-").tolist() == alone for a in answers)
 
 
@@ -611,7 +611,7 @@ def test_a_half_never_covers_cells_that_reach_polygons_it_left_out(build, monkey
     out, its west border unseen, and the cells along the shared border look covered. Only
     cells wholly inside a half may skip their last test: points between the line and the
     square are in no polygon."""
-    monkeypatch.setattr(spatial.contains, "_PARALLEL_MIN_POINTS", 1_000)
+    monkeypatch.setattr(geo.contains, "_PARALLEL_MIN_POINTS", 1_000)
     rng = np.random.default_rng(14)
     y0, y1 = 43.2, 43.21
     x = np.concatenate([rng.uniform(5.349, 5.350, 60_000), rng.uniform(5.45, 5.46, 40_000)])
@@ -623,8 +623,8 @@ def test_a_half_never_covers_cells_that_reach_polygons_it_left_out(build, monkey
     reaching = shapely.Polygon([(split - 0.01, y0 - 0.02), (split + 0.02, y0 - 0.02), (split + 0.02, y1),
                                 *[(east, v) for v in ys[::-1]], (split - 0.01, y0)])
     layer = build.qpv_frame([reaching, square], ["QN013A", "QN013B"], territoire=None)
-    assert spatial.contains._polygon_layer(layer.geometry.to_numpy()).shared.sum() == 2 * 200
+    assert geo.contains._polygon_layer(layer.geometry.to_numpy()).shared.sum() == 2 * 200
     points = shapely.points(x, y)
-    result = spatial.points_in_polygons(gpd.GeoDataFrame(geometry=points, crs=4326), layer, "code_qp")
+    result = geo.points_in_polygons(gpd.GeoDataFrame(geometry=points, crs=4326), layer, "code_qp")
     assert result.fillna("-").tolist() == [e or "-" for e in _first_key_reference(points, layer, "code_qp")]
     assert result[x < west].isna().all() and (x < split).sum() > 40_000 and (result == "QN013A").sum() > 1_000

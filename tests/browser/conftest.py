@@ -15,13 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from appdriver import ARTIFACTS, ChromiumMissing, StreamlitServer, launch_chromium, new_page
+from appdriver import (
+    ARTIFACTS,
+    ChromiumMissing,
+    StreamlitServer,
+    launch_chromium,
+    new_page,
+)
 
 ESSMAP = Path(sys.executable).parent / "essmap"
 
 #: Names as the store must hold them. The tiers-lieux reader decodes HTML entities once
-#: (``essmap.readers._common.clean_text``: "&amp;" in a source file is an encoding artefact), so
+#: (``essmap.io.readers.common.clean_text``: "&amp;" in a source file is an encoding artefact), so
 #: the CSV carries ``&amp;amp;`` to store the literal text ``Escale &amp; CO``.
 SCRIPT_NAME = "<script>alert(1)</script>"
 ENTITY_NAME = "Escale &amp; CO"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import appdriver
+import pytest
 
 
 def test_missing_chromium_fails_with_the_install_command(monkeypatch, tmp_path):

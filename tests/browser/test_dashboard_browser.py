@@ -11,11 +11,17 @@ from __future__ import annotations
 import re
 
 import pytest
+from appdriver import (
+    ARTIFACTS,
+    click_map_at,
+    map_frame,
+    mark_map_stale,
+    wait_for_script_idle,
+)
 from playwright.sync_api import expect
 
-from appdriver import ARTIFACTS, click_map_at, map_frame, mark_map_stale, wait_for_script_idle
 from essmap.analysis.indicators import INDICATORS_BY_KEY
-from essmap.view import DEFAULT_INDICATOR
+from essmap.present.view import DEFAULT_INDICATOR
 
 pytestmark = pytest.mark.browser
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import shapely
 
-from essmap import schema
-from essmap.config import PROJECT_ROOT
-from essmap.errors import InputFileError
-from essmap.readers.communes import (
+from essmap.domain import schema
+from essmap.domain.config import PROJECT_ROOT
+from essmap.domain.errors import InputFileError
+from essmap.io.readers.communes import (
     derive_departements,
     derive_epci,
     derive_regions,

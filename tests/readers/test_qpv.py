@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import shapely
 
-from essmap import schema
-from essmap.errors import InputFileError
-from essmap.readers.qpv import departement_of_qpv_code, read_qpv
+from essmap.domain import schema
+from essmap.domain.errors import InputFileError
+from essmap.io.readers.qpv import departement_of_qpv_code, read_qpv
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "qpv"
 PACA = DATA / "qpv2024_paca_extrait.geojson"

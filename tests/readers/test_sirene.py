@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from essmap import schema
-from essmap.errors import InputFileError
-from essmap.readers import sirene
-from essmap.readers.sirene import (
+from essmap.domain import schema
+from essmap.domain.errors import InputFileError
+from essmap.io.readers import sirene
+from essmap.io.readers.sirene import (
     ETABLISSEMENT_COLUMNS,
     GEOLOCALISATION_COLUMNS,
     REASON_NO_COORDINATES,
@@ -544,7 +544,7 @@ def test_synthetic_auto_detection(tmp_path):
         shutil.copy(f, tmp_path / f.name)
     etab = tmp_path / ETAB.name
     manifest = tmp_path / "essmap-synthetic.json"
-    manifest.write_text(json.dumps({"generator": "essmap.synthetic", "files": [UL.name, ETAB.name]}), encoding="utf-8")
+    manifest.write_text(json.dumps({"generator": "essmap.demo.synthetic", "files": [UL.name, ETAB.name]}), encoding="utf-8")
     result = read_sirene(tmp_path / UL.name, etab)
     assert result.meta.is_synthetic is True
     assert result.frame["is_synthetic"].all() and len(result.frame) == 16

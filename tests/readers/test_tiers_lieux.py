@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from essmap import schema
-from essmap.errors import EssmapError, InputFileError
-from essmap.readers.tiers_lieux import (
+from essmap.domain import schema
+from essmap.domain.errors import EssmapError, InputFileError
+from essmap.io.readers.tiers_lieux import (
     CANONICAL_FIELDS,
     CENSUS_COLUMNS,
     NO_COORDINATES,

@@ -19,7 +19,11 @@ from pathlib import Path
 import pandas as pd
 from pyproj import Transformer
 
-from essmap.readers.sirene import ETABLISSEMENT_COLUMNS, GEOLOCALISATION_COLUMNS, UNITE_LEGALE_COLUMNS
+from essmap.io.readers.sirene import (
+    ETABLISSEMENT_COLUMNS,
+    GEOLOCALISATION_COLUMNS,
+    UNITE_LEGALE_COLUMNS,
+)
 
 HERE = Path(__file__).parent
 

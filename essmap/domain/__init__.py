@@ -1,0 +1,1 @@
+"""Domain facts and settings: territories, nomenclatures, schema, selection, errors, French formats."""

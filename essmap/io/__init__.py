@@ -1,0 +1,1 @@
+"""Official files: download catalogue, resumable downloads, readers (validate, normalise, quarantine)."""

@@ -1,0 +1,1 @@
+"""One reader per official format: validate, normalise, quarantine bad rows."""

@@ -1,0 +1,1 @@
+"""What a view shows: view state, view data, classes, base maps (no drawing)."""

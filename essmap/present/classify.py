@@ -1,0 +1,108 @@
+"""Choropleth classes and colours, shared by the interactive map and the exported figures.
+
+One classification object carries the class edges, the colours and the French legend labels,
+so a PNG/PDF export shows exactly the classes of the map on screen. Palettes are ColorBrewer
+sequential schemes, safe for colour-blind readers; "no data" has its own grey.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from essmap.domain.formatting import format_number
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # "Numba not installed": the pure-Python path is fast enough here
+    import mapclassify
+
+Method = Literal["quantiles", "natural_breaks", "equal_interval"]
+
+METHOD_LABELS: dict[str, str] = {
+    "quantiles": "Quantiles (effectifs égaux)",
+    "natural_breaks": "Seuils naturels (Jenks)",
+    "equal_interval": "Intervalles égaux",
+}
+
+#: ColorBrewer "YlGnBu" (sequential, colour-blind safe), light to dark, by number of classes.
+PALETTE: dict[int, tuple[str, ...]] = {
+    3: ("#edf8b1", "#7fcdbb", "#2c7fb8"),
+    4: ("#ffffcc", "#a1dab4", "#41b6c4", "#225ea8"),
+    5: ("#ffffcc", "#a1dab4", "#41b6c4", "#2c7fb8", "#253494"),
+    6: ("#ffffcc", "#c7e9b4", "#7fcdbb", "#41b6c4", "#2c7fb8", "#253494"),
+    7: ("#ffffcc", "#c7e9b4", "#7fcdbb", "#41b6c4", "#1d91c0", "#225ea8", "#0c2c84"),
+}
+NO_DATA_COLOUR = "#d9d9d9"
+NO_DATA_LABEL = "Pas de données"
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Class edges (``len(colours) + 1`` values, increasing), colours and legend labels."""
+
+    method: str
+    edges: tuple[float, ...]
+    colours: tuple[str, ...]
+    labels: tuple[str, ...]
+    unit: str = ""
+
+    def class_of(self, values: pd.Series) -> pd.Series:
+        """Class index of each value (0 = lowest), <NA> for missing values."""
+        numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+        inner = np.asarray(self.edges[1:-1], dtype="float64")
+        index = np.searchsorted(inner, numbers.to_numpy(), side="left")
+        out = pd.Series(index, index=values.index, dtype="Int64")
+        return out.mask(numbers.isna())
+
+    def colour_of(self, values: pd.Series) -> pd.Series:
+        """Fill colour of each value; missing values get :data:`NO_DATA_COLOUR`."""
+        classes = self.class_of(values)
+        if not self.colours:
+            return pd.Series(NO_DATA_COLOUR, index=values.index)
+        palette = np.asarray(self.colours, dtype=object)
+        filled = classes.fillna(0).astype("int64").to_numpy()
+        return pd.Series(np.where(classes.isna(), NO_DATA_COLOUR, palette[filled]), index=values.index)
+
+
+def classify(values: pd.Series, *, method: Method = "quantiles", k: int = 5, decimals: int = 1,
+             unit: str = "") -> Classification:
+    """Classify the non-missing values into at most ``k`` classes (fewer when values repeat)."""
+    if method not in METHOD_LABELS:
+        raise ValueError(f"méthode de classification inconnue « {method} » ; possibles : {', '.join(METHOD_LABELS)}")
+    if k not in PALETTE:
+        raise ValueError(f"nombre de classes {k} non pris en charge (de {min(PALETTE)} à {max(PALETTE)})")
+    data = pd.to_numeric(values, errors="coerce").dropna().astype("float64").to_numpy()
+    if len(data) == 0:
+        return Classification(method, (), (), (), unit)
+    low, high = float(data.min()), float(data.max())
+    distinct = len(np.unique(data))
+    if distinct <= 1:
+        edges = [low, high]
+    else:
+        classes = min(k, distinct)
+        # mapclassify warns when ties merge classes (many communes at 0): fewer classes is the
+        # documented result here, not a problem to report
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if method == "quantiles":
+                scheme = mapclassify.Quantiles(data, k=classes)
+            elif method == "natural_breaks":
+                scheme = (mapclassify.FisherJenksSampled(data, k=classes) if len(data) > 3000
+                          else mapclassify.FisherJenks(data, k=classes))
+            else:
+                scheme = mapclassify.EqualInterval(data, k=classes)
+        edges = [low, *sorted(set(float(b) for b in scheme.bins))]
+        edges = [e for i, e in enumerate(edges) if i == 0 or e > edges[i - 1]]
+        if edges[-1] < high:
+            edges.append(high)
+    n = max(len(edges) - 1, 1)
+    colours = PALETTE[max(n, 3)][-n:] if n < 3 else PALETTE[n]
+    labels = tuple(
+        format_number(lo, decimals) if lo == hi else f"{format_number(lo, decimals)} – {format_number(hi, decimals)}"
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+    )
+    return Classification(method, tuple(edges), tuple(colours), labels, unit)

@@ -1,0 +1,111 @@
+"""What the user is looking at: selection, indicator, level, radius, classes, selected unit.
+
+One frozen object shared by the dashboard (URL query string, caching keys) and the exports (a
+snapshot or portrait reproduces the view on screen), so both show the same thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from essmap.analysis.indicators import INDICATORS_BY_KEY, LEVELS
+from essmap.domain.selection import Selection
+from essmap.present.basemaps import TILES
+from essmap.present.classify import METHOD_LABELS, PALETTE
+
+DEFAULT_INDICATOR = "etablissements_employeurs_pour_10k_hab"
+
+#: Query-string keys of the view itself (the selection adds its own keys).
+_VIEW_KEYS = ("indicateur", "niveau", "rayon", "classes", "methode", "selection", "fond")
+
+
+@dataclass(frozen=True)
+class MapView:
+    """The state of the map, hashable (a cache key) and serialisable to a URL query string.
+
+    Attributes
+    ----------
+    selection : Selection
+        Territory and attribute filters.
+    indicator : str
+        Column of :func:`essmap.analysis.indicators_by_level` drawn as a choropleth.
+    level : str
+        Choropleth level: "commune", "epci", "departement", "region" (or "qpv").
+    radius_m : float
+        Radius of the QPV x tiers-lieux query, 100 m to 5 km in the dashboard.
+    method, k : str, int
+        Classification (see :mod:`essmap.present.classify`).
+    selected : str, optional
+        Code of the commune or QPV whose fiche is open.
+    tiles : str, optional
+        Name of a tile layer of :data:`essmap.present.basemaps.TILES`; None draws on a plain background.
+    """
+
+    selection: Selection = field(default_factory=Selection)
+    indicator: str = DEFAULT_INDICATOR
+    level: str = "commune"
+    radius_m: float = 1000.0
+    method: str = "quantiles"
+    k: int = 5
+    selected: str | None = None
+    tiles: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.indicator not in INDICATORS_BY_KEY:
+            raise ValueError(f"indicateur « {self.indicator} » inconnu")
+        if self.level not in LEVELS:
+            raise ValueError(f"niveau « {self.level} » inconnu ; niveaux possibles : {', '.join(LEVELS)}")
+        if self.method not in METHOD_LABELS:
+            raise ValueError(f"méthode « {self.method} » inconnue")
+        if self.k not in PALETTE:
+            raise ValueError(f"nombre de classes {self.k} non pris en charge")
+        if not 0 <= float(self.radius_m) <= 50_000:
+            raise ValueError(f"rayon {self.radius_m} m hors des bornes (0 à 50 000 m)")
+        if self.tiles is not None and self.tiles not in TILES:
+            raise ValueError(f"fond de carte « {self.tiles} » inconnu")
+        object.__setattr__(self, "radius_m", float(self.radius_m))
+
+    def replace(self, **changes: object) -> MapView:
+        return dataclasses.replace(self, **changes)
+
+    def to_query_params(self) -> dict[str, str]:
+        """Selection and view as query parameters; defaults are omitted (short links)."""
+        params = self.selection.to_query_params()
+        default = MapView()
+        values = {
+            "indicateur": (self.indicator, default.indicator),
+            "niveau": (self.level, default.level),
+            "rayon": (f"{self.radius_m:g}", f"{default.radius_m:g}"),
+            "classes": (str(self.k), str(default.k)),
+            "methode": (self.method, default.method),
+            "selection": (self.selected or "", ""),
+            "fond": (self.tiles or "", ""),
+        }
+        params.update({key: value for key, (value, default_value) in values.items() if value != default_value})
+        return params
+
+    @classmethod
+    def from_query_params(cls, params: Mapping[str, str]) -> MapView:
+        """Inverse of :meth:`to_query_params`; invalid values raise ``ValueError`` (French)."""
+        get = {k: str(v) for k, v in params.items()}
+        kwargs: dict[str, object] = {"selection": Selection.from_query_params(get)}
+        if get.get("indicateur"):
+            kwargs["indicator"] = get["indicateur"]
+        if get.get("niveau"):
+            kwargs["level"] = get["niveau"]
+        if get.get("rayon"):
+            try:
+                kwargs["radius_m"] = float(get["rayon"].replace(",", "."))
+            except ValueError as exc:
+                raise ValueError(f"rayon « {get['rayon']} » n'est pas un nombre") from exc
+        if get.get("classes"):
+            if not get["classes"].isdigit():
+                raise ValueError(f"classes « {get['classes']} » n'est pas un entier")
+            kwargs["k"] = int(get["classes"])
+        if get.get("methode"):
+            kwargs["method"] = get["methode"]
+        kwargs["selected"] = get.get("selection") or None
+        kwargs["tiles"] = get.get("fond") or None
+        return cls(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Drawing and files: Folium maps, snapshots, portraits, tables."""

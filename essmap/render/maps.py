@@ -1,0 +1,492 @@
+"""Folium map builders: data in, ``folium.Map`` out. No file or database access here.
+
+Every text that comes from data (names, addresses) is HTML-escaped before it reaches Leaflet,
+which renders popups and tooltips as HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import html
+import json
+import os
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import folium
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from branca.element import Element, MacroElement
+from folium.plugins import MarkerCluster
+from folium.template import Template
+
+from essmap.domain.formatting import format_number
+from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
+from essmap.present.basemaps import TILES
+from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_LABEL, Classification
+
+if TYPE_CHECKING:
+    from essmap.present.viewdata import ViewData
+
+SYNTHETIC_NOTICE = "données simulées"
+
+#: Layers of the dashboard map (:func:`view_map`), in drawing order.
+MAP_LAYERS: tuple[str, ...] = ("choropleth", "qpv", "tiers_lieux", "etablissements")
+
+#: Metropolitan France, when a view has nothing to fit the map to.
+FRANCE_BOUNDS = (-5.2, 41.3, 9.6, 51.1)
+
+def escape(value: object) -> str:
+    """Text from data, safe to place in HTML (``<script>`` shows as text)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return ""
+    return html.escape(str(value), quote=True)
+
+
+def base_map(bounds: tuple[float, float, float, float], *, tiles: str | None = None) -> folium.Map:
+    """An empty map fitted to ``bounds`` (lon_min, lat_min, lon_max, lat_max, WGS84).
+
+    Without ``tiles`` the background is plain, so the map draws offline.
+    """
+    m = folium.Map(tiles=None, prefer_canvas=True)
+    MetricScale().add_to(m)
+    # without a tile layer Leaflet knows no zoom range, which marker clustering needs
+    m.options.update(maxZoom=19, minZoom=4)
+    if tiles:
+        spec = TILES[tiles]
+        folium.TileLayer(spec["tiles"], attr=spec["attr"], name=tiles).add_to(m)
+    lon_min, lat_min, lon_max, lat_max = bounds
+    m.fit_bounds([[lat_min, lon_min], [lat_max, lon_max]])
+    return m
+
+
+class MetricScale(MacroElement):
+    """Leaflet's scale bar in metres and kilometres only (French users; folium's default adds
+    miles and feet)."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        L.control.scale({imperial: false, position: "bottomleft"}).addTo({{ this._parent.get_name() }});
+        {% endmacro %}
+    """)
+
+
+def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, label_column: str = "nom") -> folium.Map:
+    """Outlines (communes, départements) as context on the plain offline background."""
+    if areas.empty:
+        return m
+    data = areas.to_crs(4326)
+    folium.GeoJson(
+        feature_collection(data.geometry.to_numpy(), {"info": _escaped(data[label_column])}),
+        name=name,
+        style_function=lambda _f: {"color": "#636363", "weight": 0.8, "fillColor": "#f7f7f7", "fillOpacity": 0.6},
+        tooltip=folium.GeoJsonTooltip(fields=["info"], labels=False),
+    ).add_to(m)
+    return m
+
+
+def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
+                  color: str = "#b2182b", fill: str = "#ef8a62", show: bool = True) -> folium.Map:
+    """QPV polygons with an escaped tooltip (name, code, generation; radius results when present).
+
+    Each feature carries its ``code`` (a click on the map selects the QPV).
+    """
+    if qpv.empty:
+        return m
+    data = qpv.to_crs(4326)
+    info = "<b>" + _escaped(data["lib_qp"]) + "</b><br>" + _escaped(data["code_qp"])
+    if "generation" in data:
+        generation = _escaped(data["generation"])
+        info += np.where(generation != "", " · QPV " + generation, "")
+    if "n_tiers_lieux" in data:
+        distance = data["nearest_distance_m"].map(lambda d: format_number(d) if pd.notna(d) else "–")
+        info += ("<br>Tiers-lieux dans le rayon : " + data["n_tiers_lieux"].astype(str)
+                 + "<br>Le plus proche : " + _escaped(data["nearest_nom"]) + " (" + distance + " m)")
+    shapes = feature_collection(data.geometry.to_numpy(), {"code": data["code_qp"].astype(str), "info": info})
+    folium.GeoJson(
+        shapes,
+        name=name,
+        show=show,
+        style_function=lambda _f: {"color": color, "weight": 1.5, "fillColor": fill, "fillOpacity": 0.45},
+        highlight_function=lambda _f: {"weight": 3},
+        tooltip=folium.GeoJsonTooltip(fields=["info"], labels=False),
+    ).add_to(m)
+    return m
+
+
+#: Styles of the QPV radius layers: covered / not covered (a "white zone"), colour-blind safe.
+QPV_COVERED_STYLE = {"color": "#1b7837", "fill": "#5aae61"}
+QPV_NOT_COVERED_STYLE = {"color": "#762a83", "fill": "#c2a5cf"}
+
+
+def qpv_radius_layer_names(radius_m: float) -> tuple[str, str]:
+    """Names of the two QPV layers (covered, not covered) for a radius."""
+    radius = format_number(radius_m)
+    return (f"QPV avec tiers-lieu à moins de {radius} m", f"QPV sans tiers-lieu à moins de {radius} m")
+
+
+def add_qpv_radius_layers(m: folium.Map, result: gpd.GeoDataFrame, *, radius_m: float) -> folium.Map:
+    """QPVs of a :func:`~essmap.analysis.proximity.qpv_tiers_lieux` result in two styles."""
+    covered = result["covered"].fillna(False).to_numpy(dtype=bool)
+    names = qpv_radius_layer_names(radius_m)
+    add_qpv_layer(m, result[covered], name=names[0], **QPV_COVERED_STYLE)
+    add_qpv_layer(m, result[~covered], name=names[1], **QPV_NOT_COVERED_STYLE)
+    return m
+
+
+def add_choropleth_layer(m: folium.Map, areas: gpd.GeoDataFrame, classification: Classification, *,
+                         name: str, value_label: str, decimals: int = 1) -> folium.Map:
+    """Units coloured by class (``classe_couleur``), tooltip with name, code and value.
+
+    ``areas`` has ``code``, ``nom``, ``valeur``, ``classe_couleur`` (see
+    :class:`essmap.present.viewdata.ViewData`); each feature carries its ``code`` (click to select).
+    """
+    if areas.empty:
+        return m
+    values = areas["valeur"].map(
+        lambda v: format_number(float(v), decimals, unit=classification.unit) if pd.notna(v) else NO_DATA_LABEL
+    )
+    info = ("<b>" + _escaped(areas["nom"]) + "</b> (" + _escaped(areas["code"]) + ")<br>"
+            + escape(value_label) + " : " + _escaped(values))
+    shapes = feature_collection(
+        areas.to_crs(4326).geometry.to_numpy(),
+        {"code": areas["code"].astype(str), "info": info, "couleur": areas["classe_couleur"].astype(str)},
+    )
+    folium.GeoJson(
+        shapes,
+        name=name,
+        style_function=lambda f: {"color": "#525252", "weight": 0.6, "fillColor": f["properties"]["couleur"],
+                                  "fillOpacity": 0.75},
+        highlight_function=lambda _f: {"weight": 2.5, "color": "#000000"},
+        tooltip=folium.GeoJsonTooltip(fields=["info"], labels=False),
+    ).add_to(m)
+    return m
+
+
+def legend_html(title: str, classification: Classification, source: str) -> str:
+    """The legend box: title, one line per class, "Pas de données", "Source : ...", escaped."""
+    def line(colour: str, label: str) -> str:
+        return (f'<div><span style="display:inline-block;width:14px;height:12px;margin-right:6px;'
+                f'vertical-align:middle;border:1px solid #777;background:{escape(colour)}"></span>'
+                f"{escape(label)}</div>")
+
+    rows = [line(c, label) for c, label in zip(classification.colours, classification.labels, strict=True)]
+    rows.append(line(NO_DATA_COLOUR, NO_DATA_LABEL))
+    return (
+        '<div class="essmap-legend" style="position:absolute;bottom:24px;right:10px;z-index:9999;'
+        'background:#fff;border:1px solid #999;padding:6px 8px;font:12px sans-serif;max-width:280px;">'
+        f'<div style="font-weight:bold;margin-bottom:4px;">{escape(title)}</div>{"".join(rows)}'
+        f'<div style="margin-top:4px;color:#555;">Source : {escape(source)}</div></div>'
+    )
+
+
+def add_legend(m: folium.Map, title: str, classification: Classification, source: str) -> folium.Map:
+    m.get_root().html.add_child(folium.Element(legend_html(title, classification, source)))
+    return m
+
+
+def view_map(data: ViewData, *, layers: tuple[str, ...] = MAP_LAYERS) -> folium.Map:
+    """The dashboard map of a :class:`~essmap.present.viewdata.ViewData`, ready to render.
+
+    ``layers`` picks among :data:`MAP_LAYERS` (choropleth, QPV, establishments, tiers-lieux).
+    """
+    unknown = set(layers) - set(MAP_LAYERS)
+    if unknown:
+        raise ValueError(f"couches inconnues {sorted(unknown)} ; couches possibles : {', '.join(MAP_LAYERS)}")
+    view = data.view
+    bounds = _bounds([f for f in (data.areas, data.qpv) if not f.empty])
+    m = base_map(bounds, tiles=view.tiles)
+    if "choropleth" in layers:
+        add_choropleth_layer(m, data.areas, data.classification, name=data.indicator.label_fr,
+                             value_label=data.indicator.label_fr)
+        add_legend(m, data.legend_title, data.classification, data.indicator.source_fr)
+    if "qpv" in layers and not data.qpv.empty:
+        add_qpv_radius_layers(m, data.qpv, radius_m=view.radius_m)
+    if "tiers_lieux" in layers:
+        add_points_layer(m, data.tiers_lieux, name="Tiers-lieux", popup=tiers_lieu_popup, color="#1b7837",
+                         cluster=False)
+    if "etablissements" in layers:
+        add_points_layer(m, data.etablissements, name="Établissements ESS", popup=establishment_popup,
+                         color="#2166ac")
+    if data.synthetic:
+        add_synthetic_notice(m)
+    return finish(m)
+
+
+def _bounds(frames: list[gpd.GeoDataFrame]) -> tuple[float, float, float, float]:
+    if not frames:
+        return FRANCE_BOUNDS
+    boxes = np.array([f.to_crs(4326).total_bounds for f in frames])
+    return (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
+
+
+def establishment_popup(points: pd.DataFrame) -> list[pd.Series]:
+    """Popup lines (escaped HTML) of ESS establishments: name, family, sector, employer status,
+    address, SIRET, and the synthetic notice for simulated rows."""
+    employer = points["employeur"].fillna(False).to_numpy(dtype=bool)
+    band = points["tranche_effectifs"].astype("string").map(SIZE_BAND_LABELS).fillna("oui")
+    address = (_escaped(points["adresse"]) + " " + _escaped(points["code_postal"]) + " "
+               + _escaped(points["libelle_commune"])).str.strip()
+    return [
+        "<b>" + _escaped(points["denomination"]) + "</b>",
+        _escaped(points["famille"].astype("string").map(lambda v: FAMILY_LABELS.get(v, v))),
+        _escaped(points["secteur"].astype("string").map(lambda v: SECTOR_LABELS.get(v, v))),
+        pd.Series(np.where(employer, "Employeur : " + _escaped(band), "Non employeur"), index=points.index),
+        address,
+        "SIRET " + _escaped(points["siret"]),
+        _synthetic_line(points),
+    ]
+
+
+def tiers_lieu_popup(points: pd.DataFrame) -> list[pd.Series]:
+    """Popup lines (escaped HTML) of tiers-lieux: name, types, ANCT labels, address, synthetic notice."""
+    lines = ["<b>" + _escaped(points["nom"]) + "</b>"]
+    for prefix, column in (("Types : ", "types"), ("Labels ANCT : ", "labels"), ("", "adresse")):
+        text = _escaped(points[column]) if column in points else pd.Series("", index=points.index)
+        lines.append(pd.Series(np.where(text != "", prefix + text, ""), index=points.index))
+    lines.append(_synthetic_line(points))
+    return lines
+
+
+def _synthetic_line(points: pd.DataFrame) -> pd.Series:
+    flag = points["is_synthetic"].fillna(False).to_numpy(dtype=bool) if "is_synthetic" in points else False
+    return pd.Series(np.where(flag, f"<i>{SYNTHETIC_NOTICE}</i>", ""), index=points.index)
+
+
+_HTML_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
+
+
+def _escaped(values: pd.Series) -> pd.Series:
+    """:func:`escape` over a column, vectorised (missing values become "")."""
+    text = values.astype("string").fillna("")
+    for char, entity in _HTML_ENTITIES:
+        text = text.str.replace(char, entity, regex=False)
+    return text
+
+
+def feature_collection(geometries: np.ndarray, properties: dict[str, pd.Series]) -> dict:
+    """A GeoJSON FeatureCollection of WGS84 ``geometries`` with string ``properties``, for ``folium.GeoJson``.
+
+    Coordinates are rounded to 1e-5 degree (about 1 m) and written by GEOS in one vectorised call;
+    folium takes a dict as is, so the features are serialised once, when the map is rendered
+    (a GeoDataFrame would go through ``__geo_interface__`` and a JSON round trip in folium).
+    Feature ``id`` is the row position.
+    """
+    shapes = shapely.to_geojson(_rounded(geometries))
+    columns = {name: [str(v) for v in values] for name, values in properties.items()}
+    features = ",".join(
+        '{"type":"Feature","id":"%d","properties":%s,"geometry":%s}'
+        % (i, json.dumps({name: column[i] for name, column in columns.items()}, ensure_ascii=False),
+           "null" if shape is None else shape)
+        for i, shape in enumerate(shapes)
+    )
+    return json.loads('{"type":"FeatureCollection","features":[' + features + "]}")
+
+
+def _rounded(geometries: np.ndarray) -> np.ndarray:
+    """Coordinates rounded to 1e-5 degree (about 1 m): shorter GeoJSON, nothing visible lost."""
+    return shapely.transform(geometries, lambda xy: np.round(xy, 5))
+
+
+def add_points_layer(m: folium.Map, points: gpd.GeoDataFrame, *, name: str, popup, color: str,
+                     cluster: bool = True) -> folium.Map:
+    """Point markers with popups whose lines come from ``popup(points)`` (escaped HTML).
+
+    The points travel as one gzip-compressed JSON payload, unpacked by the browser
+    (``DecompressionStream``) and drawn as canvas circle markers; popups are built on click.
+    Tens of thousands of establishments stay well under a megabyte.
+    """
+    if points.empty:
+        return m
+    points = points.to_crs(4326)
+    lon, lat = points.geometry.x.to_numpy(), points.geometry.y.to_numpy()
+    lon0, lat0 = float(np.floor(lon.min() * 100) / 100), float(np.floor(lat.min() * 100) / 100)
+    payload = {
+        "lat0": lat0,
+        "lon0": lon0,
+        "xy": np.column_stack([np.round((lat - lat0) * 1e5), np.round((lon - lon0) * 1e5)]).astype(np.int64).ravel().tolist(),
+        "lines": [_column_payload(line) for line in popup(points)],
+    }
+    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    PackedPoints(base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii"), name=name, color=color,
+                 cluster=cluster).add_to(m)
+    return m
+
+
+def _column_payload(line: pd.Series) -> list[str] | dict[str, list]:
+    """A column of popup lines: plain, or dictionary-encoded when values repeat."""
+    codes, uniques = pd.factorize(line.astype(str))
+    if len(uniques) * 2 < len(line):
+        return {"v": list(uniques), "i": codes.tolist()}
+    return line.astype(str).tolist()
+
+
+class PackedPoints(MarkerCluster):
+    """A marker layer filled from a compressed payload (see :func:`add_points_layer`)."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = {% if this.cluster %}L.markerClusterGroup({{ this.options|tojavascript }})
+            {% else %}L.featureGroup(){% endif %};
+        {{ this.get_name() }}.addTo({{ this._parent.get_name() }});
+        (function (group) {
+            var bytes = Uint8Array.from(atob({{ this.payload|tojson }}), function (c) { return c.charCodeAt(0); });
+            var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+            new Response(stream).json().then(function (d) {
+                var n = d.xy.length / 2, markers = new Array(n);
+                var style = {radius: 5, color: {{ this.color|tojson }}, weight: 1, fillOpacity: 0.8};
+                for (var i = 0; i < n; i++) {
+                    markers[i] = L.circleMarker([d.lat0 + d.xy[2 * i] / 1e5, d.lon0 + d.xy[2 * i + 1] / 1e5], style);
+                    markers[i].essmapRow = i;
+                }
+                group.on("click", function (e) {  // one listener for the layer, the popup built on click
+                    var k = e.layer.essmapRow;
+                    if (k === undefined) { return; }
+                    var text = d.lines.map(function (col) { return Array.isArray(col) ? col[k] : col.v[col.i[k]]; })
+                        .filter(function (t) { return t; }).join("<br>");
+                    L.popup({maxWidth: 320}).setLatLng(e.layer.getLatLng()).setContent(text)
+                        .openOn({{ this._parent.get_name() }});
+                });
+                if (group.addLayers) { group.addLayers(markers); } else { markers.forEach(function (mk) { group.addLayer(mk); }); }
+            });
+        })({{ this.get_name() }});
+        {% endmacro %}""")
+
+    def __init__(self, payload: str, *, name: str, color: str, cluster: bool) -> None:
+        # street level and closer (zoom >= 15): every point shown, so clustering computes 11 zoom levels, not 16
+        super().__init__(name=name, options={"disableClusteringAtZoom": 15})
+        self._name = "PackedPoints"
+        self.payload = payload
+        self.color = color
+        self.cluster = cluster
+
+
+def add_synthetic_notice(m: folium.Map) -> folium.Map:
+    """A visible caption on the map itself: synthetic rows are shown."""
+    caption = (
+        # bottom left, above the scale bar (the legend is bottom right, layers top right)
+        '<div style="position:absolute;bottom:44px;left:10px;z-index:9999;background:#fff3cd;'
+        'border:1px solid #b58900;padding:4px 8px;font:13px sans-serif;">'
+        f"Carte contenant des {SYNTHETIC_NOTICE} (démonstration)</div>"
+    )
+    m.get_root().html.add_child(folium.Element(caption))
+    return m
+
+
+def finish(m: folium.Map) -> folium.Map:
+    """Add the layer switcher and make the map self-contained (call after the last layer).
+
+    Leaflet and its marker-cluster plugin come from pinned PyPI packages and are inlined as
+    data URIs, so the map draws without internet, in Streamlit and in exported HTML alike;
+    folium's other CDN defaults (jQuery, Bootstrap, icon fonts) are not used and are dropped.
+    """
+    folium.LayerControl(collapsed=False).add_to(m)
+    # long indicator names wrap instead of widening the open layer switcher over the map
+    m.get_root().header.add_child(folium.Element(
+        "<style>.leaflet-control-layers-expanded{max-width:16rem}"
+        ".leaflet-control-layers label{white-space:normal;font-size:12px;line-height:1.25}</style>"))
+    for element in walk(m):
+        if hasattr(element, "default_js"):
+            element.default_js = [(n, _asset_uri(n)) for n, _url in element.default_js if n not in _UNUSED_ASSETS]
+        if hasattr(element, "default_css"):
+            element.default_css = [(n, _asset_uri(n)) for n, _url in element.default_css if n not in _UNUSED_ASSETS]
+    return m
+
+
+def render_html(m: folium.Map) -> str:
+    """The whole map as a standalone HTML page (exports, tests)."""
+    return m.get_root().render()
+
+
+_UNUSED_ASSETS = frozenset({
+    "jquery", "bootstrap", "awesome_markers", "bootstrap_css", "glyphicons_css",
+    "awesome_markers_font_css", "awesome_markers_css", "awesome_rotate_css",
+})
+_ASSET_FILES: dict[str, tuple[str, str, str]] = {
+    # name used by folium -> (package, file, MIME type)
+    "leaflet": ("js_lib_leaflet", "static/js_lib_leaflet/leaflet.js", "text/javascript"),
+    "leaflet_css": ("js_lib_leaflet", "static/js_lib_leaflet/leaflet.css", "text/css"),
+    "markerclusterjs": ("xstatic.pkg.leaflet_markercluster", "data/leaflet.markercluster.js", "text/javascript"),
+    "markerclustercss": ("xstatic.pkg.leaflet_markercluster", "data/MarkerCluster.css", "text/css"),
+    "markerclusterdefaultcss": ("xstatic.pkg.leaflet_markercluster", "data/MarkerCluster.Default.css", "text/css"),
+}
+
+
+def _asset_content(name: str) -> bytes:
+    if name not in _ASSET_FILES:
+        raise KeyError(f"map asset {name!r} has no offline copy; add it to _ASSET_FILES")
+    package, path, _mime = _ASSET_FILES[name]
+    return resources.files(package).joinpath(path).read_bytes()
+
+
+@cache
+def _asset_uri(name: str) -> str:
+    content = _asset_content(name)  # an unknown name raises there
+    return f"data:{_ASSET_FILES[name][2]};base64,{base64.b64encode(content).decode('ascii')}"
+
+
+def publish_assets(folder: Path, url_base: str) -> dict[str, str]:
+    """Write the map's scripts and styles into ``folder``, served at ``url_base``; return the URL
+    that replaces each inlined copy (see :func:`with_asset_urls`).
+
+    The dashboard serves them as files: the browser then caches and compiles Leaflet once, instead of
+    decoding and compiling it from every map message (each filter change rebuilds the map's frame).
+    Files are replaced atomically, so several servers may publish into the same folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    urls = {}
+    for name, (_package, path, _mime) in _ASSET_FILES.items():
+        content = _asset_content(name)
+        target = folder / Path(path).name
+        if not target.exists() or target.read_bytes() != content:
+            partial = target.with_name(f".{target.name}.{os.getpid()}")
+            partial.write_bytes(content)
+            partial.replace(target)
+        version = hashlib.sha256(content).hexdigest()[:12]  # a new package version is a new URL
+        urls[_asset_uri(name)] = f"{url_base.rstrip('/')}/{target.name}?v={version}"
+    return urls
+
+
+def with_asset_urls(component_args: dict[str, object], urls: dict[str, str]) -> dict[str, object]:
+    """:func:`streamlit_folium_args` loading the inlined scripts and styles from ``urls`` instead."""
+    return {**component_args,
+            "js_links": [urls.get(link, link) for link in component_args["js_links"]],
+            "css_links": [urls.get(link, link) for link in component_args["css_links"]]}
+
+
+def walk(element: Element):
+    """``element`` and all its descendants (depth first)."""
+    yield element
+    for child in getattr(element, "_children", {}).values():
+        yield from walk(child)
+
+
+def streamlit_folium_args(m: folium.Map, *, key: str) -> dict[str, object]:
+    """The map-dependent arguments ``st_folium(m, key=key)`` sends to its component.
+
+    ``st_folium`` renders the whole map on every Streamlit rerun (about a second for a
+    département); computing these once lets the dashboard cache them and call the component
+    with identical arguments, so the browser keeps the drawn map. This uses private helpers of
+    streamlit-folium (pinned): ``tests/test_maps.py`` checks the result equals what ``st_folium``
+    itself sends, so an upgrade that changes them fails there first.
+    """
+    import streamlit_folium
+
+    m.get_root().render()
+    html = streamlit_folium._get_html(m)  # same order as st_folium: rendering alters the map
+    header = streamlit_folium._get_header(m)
+    script = streamlit_folium._get_map_string(m)
+    elements = list(walk(m))
+    return {
+        "script": script, "header": header, "html": html, "id": streamlit_folium.get_full_id(m),
+        "css_links": list(dict.fromkeys(url for e in elements for _n, url in getattr(e, "default_css", []))),
+        "js_links": list(dict.fromkeys(url for e in elements for _n, url in getattr(e, "default_js", []))),
+        "key": streamlit_folium.generate_js_hash(script, key, False),
+    }

@@ -1,0 +1,124 @@
+"""Writing what users take away: data tables (CSV, XLSX, GeoJSON, GeoPackage).
+
+CSV is UTF-8 with a BOM so spreadsheet software detects the encoding; the ``;`` separator (with
+a decimal comma) suits French spreadsheet settings. GeoJSON is always WGS84 (RFC 7946). A
+GeoPackage is WGS84 (EPSG:4326) by default, which holds any mix of territories; ``crs="metrique"``
+writes it in the metric CRS of its territory (Lambert-93, EPSG:2154, in metropolitan France; see
+:mod:`essmap.domain.territories`), the usual choice for measuring in a GIS. Either way the CRS is
+recorded in the file.
+
+Map snapshots are in :mod:`essmap.render.snapshot`, portraits de territoire in :mod:`essmap.render.portrait`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+import unicodedata
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import geopandas as gpd
+import pandas as pd
+
+TableFormat = Literal["csv", "xlsx", "geojson", "gpkg"]
+TABLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "geojson", "gpkg")
+
+
+def export_file_name(stem: str, territory: str, fmt: str, *, day: date | None = None) -> str:
+    """``qpv_tiers_lieux``, ``Bouches-du-Rhône`` -> ``qpv_tiers_lieux_bouches-du-rhone_2026-11-25.csv``."""
+    return f"{_slug(stem)}_{_slug(territory)}_{(day or date.today()).isoformat()}.{fmt}"
+
+
+def _slug(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9_]+", "-", ascii_text.lower()).strip("-_") or "france"
+
+
+def write_table(frame: pd.DataFrame, out: Path | str, fmt: TableFormat, *, separator: str = ",",
+                layer: str = "essmap", crs: str | int | None = None) -> None:
+    """Write a table; ``out`` ``"-"`` writes CSV/GeoJSON to standard output.
+
+    Geometry columns are dropped from CSV and XLSX (a ``longitude``/``latitude`` pair is kept
+    for points); GeoJSON and GeoPackage need a GeoDataFrame.
+    """
+    if fmt not in TABLE_FORMATS:
+        raise ValueError(f"format {fmt!r} inconnu ; formats possibles : {', '.join(TABLE_FORMATS)}")
+    to_stdout = str(out) == "-"
+    if fmt in ("csv", "xlsx"):
+        table = _plain_table(frame)
+        if fmt == "csv":
+            decimal = "," if separator == ";" else "."
+            if to_stdout:
+                table.to_csv(sys.stdout, sep=separator, decimal=decimal, index=False)
+            else:
+                table.to_csv(out, sep=separator, decimal=decimal, index=False, encoding="utf-8-sig")
+        else:
+            if to_stdout:
+                raise ValueError("le format xlsx ne peut pas être écrit sur la sortie standard ; utilisez --out FICHIER")
+            table.to_excel(out, index=False, sheet_name=layer[:31])
+        return
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise ValueError(f"le format {fmt} demande une géométrie")
+    if fmt == "geojson":
+        geo = frame.to_crs(4326)
+    elif crs == "metrique":
+        geo = frame.to_crs(metric_crs(frame))
+    else:
+        geo = frame.to_crs(crs) if crs else frame
+    if fmt == "geojson":
+        if to_stdout:
+            sys.stdout.write(geo.to_json(drop_id=True))
+        else:
+            geo.to_file(out, driver="GeoJSON")
+    else:
+        if to_stdout:
+            raise ValueError("le format gpkg ne peut pas être écrit sur la sortie standard ; utilisez --out FICHIER")
+        geo.to_file(out, driver="GPKG", layer=layer)
+
+
+def _plain_table(frame: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(frame, gpd.GeoDataFrame):
+        return frame
+    table = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    geoms = frame.geometry
+    if len(geoms) and (geoms.geom_type == "Point").all():
+        wgs = geoms.to_crs(4326)
+        table["longitude"] = wgs.x.round(6)
+        table["latitude"] = wgs.y.round(6)
+    return table
+
+
+def metric_crs(frame: gpd.GeoDataFrame) -> int:
+    """EPSG of the one metric CRS of the rows' territory; several territories raise ValueError."""
+    from essmap.domain.territories import TERRITORIES
+    from essmap.geo import territory_codes
+
+    present = frame[~(frame.geometry.isna() | frame.geometry.is_empty)]
+    codes = sorted(set(territory_codes(present.to_crs(4326))) - {""})
+    epsg = sorted({TERRITORIES[c].epsg for c in codes})
+    if len(epsg) != 1:
+        raise ValueError("les lignes couvrent plusieurs territoires de systèmes métriques différents "
+                         f"({', '.join(codes) or 'aucun'}) ; exportez en WGS84 (EPSG:4326)")
+    return epsg[0]
+
+
+#: Download formats of the Exports tab: label -> (export format, CSV separator, file extension).
+DOWNLOAD_FORMATS: dict[str, tuple[str, str, str]] = {
+    "CSV": ("csv", ",", "csv"),
+    "CSV « ; »": ("csv", ";", "csv"),
+    "XLSX": ("xlsx", ",", "xlsx"),
+    "GeoJSON": ("geojson", ",", "geojson"),
+    "GeoPackage": ("gpkg", ",", "gpkg"),
+}
+
+
+def table_bytes(frame: gpd.GeoDataFrame, label: str, *, layer: str = "essmap") -> bytes:
+    """A table in one of :data:`DOWNLOAD_FORMATS`, as the bytes of the file to download."""
+    fmt, separator, extension = DOWNLOAD_FORMATS[label]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"table.{extension}"
+        write_table(frame, path, fmt, separator=separator, layer=layer)  # type: ignore[arg-type]
+        return path.read_bytes()

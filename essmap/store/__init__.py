@@ -1,0 +1,31 @@
+"""The DuckDB store: one file, every SQL string of essmap, atomic builds, read-only readers.
+
+Geometry crosses the boundary as WKB and is converted in one place
+(:func:`essmap.store.read._frame_from_arrow`). Modules: :mod:`~essmap.store.connection` (open),
+:mod:`~essmap.store.write` (schema, atomic updates), :mod:`~essmap.store.read` (layers, sources,
+quarantine), :mod:`~essmap.store.ingest` (official files into the store).
+"""
+
+from essmap.store.connection import connect, list_tables
+from essmap.store.read import (
+    departements_present,
+    layer_counts,
+    qpv_generations,
+    quarantine_rows,
+    quarantine_summary,
+    read_analysis_layers,
+    read_layer,
+    sources,
+)
+from essmap.store.write import (
+    GEOMETRY_TABLES,
+    atomic_update,
+    record_source,
+    replace_rows,
+)
+
+__all__ = [
+    "GEOMETRY_TABLES", "atomic_update", "connect", "departements_present", "layer_counts", "list_tables",
+    "qpv_generations", "quarantine_rows", "quarantine_summary", "read_analysis_layers", "read_layer",
+    "record_source", "replace_rows", "sources",
+]

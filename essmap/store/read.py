@@ -1,0 +1,133 @@
+"""Reading the store: layers as GeoDataFrames (WKB converted in one place), sources, quarantine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from essmap.domain import schema
+from essmap.io.readers.common import WGS84
+
+
+def read_layer(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    *,
+    departements: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+) -> gpd.GeoDataFrame:
+    """A layer as a GeoDataFrame in EPSG:4326, optionally restricted to some départements."""
+    if table not in schema.LAYERS:
+        raise ValueError(f"unknown layer {table!r}; expected one of {sorted(schema.LAYERS)}")
+    wanted = list(columns) if columns is not None else list(schema.LAYERS[table])
+    cols = ", ".join(f'"{c}"' for c in wanted)
+    sql = f'SELECT {cols}, ST_AsWKB(geometry) AS _wkb FROM "{table}"'
+    params: list[object] = []
+    dep_column = _DEPARTEMENT_COLUMN.get(table)
+    if departements and dep_column:
+        sql += f' WHERE "{dep_column}" IN (SELECT unnest(?))'
+        params.append(list(departements))
+    return _frame_from_arrow(con.execute(sql, params).arrow())
+
+
+_DEPARTEMENT_COLUMN = {
+    "communes": "code_departement",
+    "departements": "code_departement",
+    "qpv": "insee_dep",
+    "etablissements": "code_departement",
+    "tiers_lieux": "code_departement",
+}
+
+
+def read_analysis_layers(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    departements: Sequence[str] | None = None,
+    qpv_generation: str | None = None,
+) -> dict[str, gpd.GeoDataFrame]:
+    """The layers an analysis of some départements needs, keyed by table name.
+
+    Communes, QPV, establishments and départements are restricted to ``departements``;
+    EPCI and régions (names of units spanning borders) are read in full.
+
+    Tiers-lieux are always read in full: one across a département border can still be within
+    the radius of a QPV. ``qpv_generation`` defaults to the newest generation loaded.
+    """
+    layers = {t: read_layer(con, t, departements=departements)
+              for t in ("communes", "qpv", "etablissements")}
+    layers["tiers_lieux"] = read_layer(con, "tiers_lieux")
+    layers["departements"] = read_layer(con, "departements", departements=departements)
+    layers["epci"] = read_layer(con, "epci")
+    layers["regions"] = read_layer(con, "regions")
+    generations = qpv_generations(con)
+    wanted = qpv_generation or (generations[0] if generations else None)
+    layers["qpv"] = layers["qpv"][layers["qpv"]["generation"] == wanted].reset_index(drop=True)
+    return layers
+
+
+def _frame_from_arrow(table) -> gpd.GeoDataFrame:
+    """The one place where WKB from DuckDB becomes shapely geometry."""
+    if hasattr(table, "read_all"):
+        table = table.read_all()
+    wkb = table.column("_wkb").to_numpy(zero_copy_only=False)
+    frame = table.drop(["_wkb"]).to_pandas(types_mapper=_arrow_types)
+    geometry = shapely.from_wkb(np.array([None if w is None else bytes(w) for w in wkb], dtype=object))
+    return gpd.GeoDataFrame(frame, geometry=geometry, crs=WGS84)
+
+
+def _arrow_types(arrow_type):
+    import pyarrow as pa
+
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pd.StringDtype()
+    if pa.types.is_integer(arrow_type):
+        return pd.Int64Dtype()
+    if pa.types.is_boolean(arrow_type):
+        return pd.BooleanDtype()
+    return None
+
+
+def sources(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The ``sources`` table, latest loads first."""
+    return con.execute("SELECT * FROM sources ORDER BY loaded_at DESC, source, file_name").df()
+
+
+def quarantine_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Quarantined rows counted by source, file and reason."""
+    return con.execute(
+        "SELECT source, file_name, reason, count(*) AS lignes FROM quarantine "
+        "GROUP BY ALL ORDER BY lignes DESC, source, reason"
+    ).df()
+
+
+def quarantine_rows(con: duckdb.DuckDBPyConnection, *, source: str | None = None) -> pd.DataFrame:
+    sql = "SELECT * FROM quarantine"
+    params: list[object] = []
+    if source:
+        sql += " WHERE source = ?"
+        params.append(source)
+    return con.execute(sql + " ORDER BY source, file_name, row_number", params).df()
+
+
+def layer_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Rows per layer, with how many are synthetic where the layer has that flag."""
+    rows = []
+    for table, columns in schema.LAYERS.items():
+        synth = "count(*) FILTER (WHERE is_synthetic)" if "is_synthetic" in columns else "0"
+        total, synthetic = con.execute(f'SELECT count(*), {synth} FROM "{table}"').fetchone()
+        rows.append({"couche": table, "lignes": total, "dont_simulees": synthetic})
+    return pd.DataFrame(rows)
+
+
+def qpv_generations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in con.execute("SELECT DISTINCT generation FROM qpv ORDER BY 1 DESC").fetchall()]
+
+
+def departements_present(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    column = _DEPARTEMENT_COLUMN[table]
+    return [r[0] for r in con.execute(f'SELECT DISTINCT "{column}" FROM "{table}" ORDER BY 1').fetchall()]
