@@ -41,65 +41,45 @@ SNAPSHOT_FORMATS = {"PNG 300 dpi": "png", "PDF": "pdf", "SVG": "svg"}
 
 
 # --- Cached data -------------------------------------------------------------------------------
+# Every cache is keyed on the store file's identity (``STORE_KEY``): after an ingest replaces the file,
+# the next run reads the new store. Each call takes its own DuckDB cursor (one per thread).
+
+StoreKey = tuple[int, int, int, int]
 
 
 @st.cache_resource
-def _connection():
-    return store.connect(SETTINGS.db_path)
+def _store() -> store.SharedStore:
+    return store.SharedStore(SETTINGS.db_path)
 
 
-@st.cache_data(show_spinner=False)
-def _catalogue() -> dict:
-    """Names and choices for the sidebar (small tables, read once)."""
-    con = _connection()
-    columns = {"communes": ["code_insee", "nom", "type_commune", "code_departement", "code_region", "siren_epci"],
-               "departements": ["code_departement", "nom", "code_region"], "regions": ["code_region", "nom"],
-               "epci": ["siren_epci", "nom"], "tiers_lieux": ["types", "labels"]}
-    tables = {t: store.read_layer(con, t, columns=c).drop(columns="geometry") for t, c in columns.items()}
-    return {**{t: f for t, f in tables.items() if t != "tiers_lieux"},
-            "types_tl": viewdata.filter_choices(tables["tiers_lieux"], "types"),
-            "labels_tl": viewdata.filter_choices(tables["tiers_lieux"], "labels"),
-            "generations": store.qpv_generations(con)}
-
-
-@st.cache_resource(show_spinner="Lecture des données du département…", max_entries=8)
-def _layers(departement: str, generation: str | None):
-    return store.read_analysis_layers(_connection(), departements=[departement], qpv_generation=generation)
-
-
-def _layers_of(view: MapView):
-    return _layers(view.selection.departements[0], view.selection.qpv_generation)
-
-
-@st.cache_resource(show_spinner="Lecture des données de la région…", max_entries=2)
-def _region_layers(region: str, generation: str | None):
-    """Every département of the région: only for comparing a département's fiche with its région."""
-    deps = _catalogue()["departements"]
-    codes = sorted(deps.loc[deps["code_region"] == region, "code_departement"])
-    return store.read_analysis_layers(_connection(), departements=codes, qpv_generation=generation)
+@st.cache_data(show_spinner=False, max_entries=2)
+def _catalogue(store_key: StoreKey) -> dict:
+    """Names and choices for the sidebar (small tables, read once per store)."""
+    with _store().cursor() as con:
+        return store.catalogue(con)
 
 
 @st.cache_resource(show_spinner="Calcul de la carte…", max_entries=32)
-def _view_data(params: tuple[tuple[str, str], ...]) -> viewdata.ViewData:
+def _view_data(store_key: StoreKey, params: tuple[tuple[str, str], ...]) -> viewdata.ViewData:
     """Keyed on :func:`viewdata.computation_key`: classes, tiles and selection do not recompute it.
 
     Shared, not copied (cache_resource): copying 25 000 establishments on every rerun cost more than
-    the rest of the run. Nothing downstream mutates a ViewData or the layers (they derive new frames).
+    the rest of the run. Nothing downstream mutates a ViewData (it derives new frames).
     """
-    view = MapView.from_query_params(dict(params))
-    return viewdata.view_data(view, _layers_of(view))
+    with _store().cursor() as con:
+        return viewdata.view_data(con, MapView.from_query_params(dict(params)))
 
 
 @st.cache_resource(show_spinner="Préparation de la carte…", max_entries=16)
-def _map_component(params: tuple[tuple[str, str], ...]) -> dict:
+def _map_component(store_key: StoreKey, params: tuple[tuple[str, str], ...]) -> dict:
     """The arguments of the streamlit-folium component for the map of a view without its selection.
 
-    ``st_folium`` renders the whole folium map (about a second for a département) on every run; the map
-    of a view never changes, so it is rendered once here and the component is called with the same
-    arguments on every rerun (same key: the browser keeps the drawn map, a click does not rebuild it).
+    The map of a view never changes, so it is rendered once here and the component is called with the
+    same arguments on every rerun (same key: the browser keeps the drawn map, a click does not rebuild it).
     """
     view = MapView.from_query_params(dict(params))
-    return maps.with_asset_urls(maps.streamlit_folium_args(maps.view_map(_data(view)), key="carte"), _asset_urls())
+    return maps.with_asset_urls(maps.streamlit_folium_args(maps.view_map(_data(store_key, view)), key="carte"),
+                                _asset_urls())
 
 
 @st.cache_resource(show_spinner=False)
@@ -113,9 +93,9 @@ def _asset_urls() -> dict[str, str]:
         return {}
 
 
-def _map_widget(params: tuple[tuple[str, str], ...], *, height: int) -> dict | None:
+def _map_widget(store_key: StoreKey, params: tuple[tuple[str, str], ...], *, height: int) -> dict | None:
     """``st_folium(map, returned_objects=["last_active_drawing"], use_container_width=True)``, cached."""
-    args = _map_component(params)
+    args = _map_component(store_key, params)
     return streamlit_folium._component_func(
         **args, height=height, width=None, returned_objects=["last_active_drawing"],
         default={"last_active_drawing": None}, zoom=None, center=None, feature_group=None, return_on_hover=False,
@@ -123,48 +103,50 @@ def _map_widget(params: tuple[tuple[str, str], ...], *, height: int) -> dict | N
     )
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _radius_tables(params: tuple[tuple[str, str], ...]) -> tuple:
+@st.cache_resource(show_spinner="Calcul des QPV dans le rayon…", max_entries=16)
+def _radius_tables(store_key: StoreKey, params: tuple[tuple[str, str], ...]) -> tuple:
     """The radius tab's tables (QPV x tiers-lieux, QPV x establishments), keyed on
-    :func:`viewdata.computation_key` and shared, read only: rebuilt on every rerun they cost more than the
-    rest of it (25 000 establishments)."""
-    data = _view_data(params)
-    return viewdata.qpv_tiers_lieux_table(data), viewdata.qpv_establishments_table(data)
+    :func:`viewdata.computation_key` and shared, read only; QPV x establishments is computed here, on demand."""
+    data = _view_data(store_key, params)
+    with _store().cursor() as con:
+        around = viewdata.establishments_around(con, data)
+    return viewdata.qpv_tiers_lieux_table(data), around, viewdata.qpv_establishments_table(around)
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _export_tables(params: tuple[tuple[str, str], ...]) -> dict:
+@st.cache_resource(show_spinner="Préparation des tableaux…", max_entries=16)
+def _export_tables(store_key: StoreKey, params: tuple[tuple[str, str], ...]) -> dict:
     """The exports tab's tables, cached like :func:`_radius_tables`."""
-    return viewdata.export_tables(_view_data(params))
+    data = _view_data(store_key, params)
+    with _store().cursor() as con:
+        return viewdata.export_tables(con, data)
 
 
 @st.cache_data(show_spinner="Calcul de la fiche…", max_entries=32)
-def _fiche(params: tuple[tuple[str, str], ...], code: str):
+def _fiche(store_key: StoreKey, params: tuple[tuple[str, str], ...], code: str):
     view = MapView.from_query_params(dict(params))
-    region_layers = None
-    if view.level == "departement":  # its parent, the région, spans départements the view has not loaded
-        deps = _catalogue()["departements"].set_index("code_departement")["code_region"]
-        region_layers = _region_layers(str(deps[view.selection.departements[0]]), view.selection.qpv_generation)
-    return viewdata.fiche(_data(view), _layers_of(view), code, region_layers=region_layers)
+    with _store().cursor() as con:
+        return viewdata.fiche(con, _data(store_key, view), code)
 
 
-@st.cache_data(show_spinner=False)
-def _sources():
-    return store.sources(_connection())
+@st.cache_data(show_spinner=False, max_entries=2)
+def _sources(store_key: StoreKey):
+    with _store().cursor() as con:
+        return store.sources(con)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _portrait_pdf(level: str, code: str, radius_m: float) -> bytes:
+def _portrait_pdf(store_key: StoreKey, level: str, code: str, radius_m: float) -> bytes:
     """Run on click (deferred download), in another thread: its own DuckDB cursor."""
-    return portrait.portrait_pdf(_connection().cursor(), level, code, radius_m=radius_m)
+    with _store().cursor() as con:
+        return portrait.portrait_pdf(con, level, code, radius_m=radius_m)
 
 
 def _key(view: MapView) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(view.to_query_params().items()))
 
 
-def _data(view: MapView) -> viewdata.ViewData:
-    return _view_data(_key(viewdata.computation_key(view))).with_view(view)
+def _data(store_key: StoreKey, view: MapView) -> viewdata.ViewData:
+    return _view_data(store_key, _key(viewdata.computation_key(view))).with_view(view)
 
 
 def _plain(text: object) -> str:
@@ -174,7 +156,8 @@ def _plain(text: object) -> str:
 
 # --- The view from the URL, once per session ----------------------------------------------------
 
-CATALOGUE = _catalogue()
+STORE_KEY = _store().identity()
+CATALOGUE = _catalogue(STORE_KEY)
 communes, departements = CATALOGUE["communes"], CATALOGUE["departements"]
 state = st.session_state
 if "departement" not in state:
@@ -218,7 +201,7 @@ def _choose(key: str, options: list) -> None:
 
 def _radius_tab(data: viewdata.ViewData, view: MapView) -> None:
     """QPV x tiers-lieux and QPV x ESS establishments within the radius."""
-    near_tiers_lieux, near_establishments = _radius_tables(_key(viewdata.computation_key(view)))
+    near_tiers_lieux, around, near_establishments = _radius_tables(STORE_KEY, _key(viewdata.computation_key(view)))
     radius = format_number(view.radius_m)
     st.metric("QPV couverts", format_percent(coverage_share(data.qpv)),
               help=f"Part des QPV ayant au moins un tiers-lieu dans le quartier ou à moins de {radius} m.")
@@ -226,7 +209,7 @@ def _radius_tab(data: viewdata.ViewData, view: MapView) -> None:
     st.subheader("Établissements ESS autour des QPV")
     st.caption(f"Établissements ESS retenus par les filtres ({_plain(data.filters_label)}) à moins de {radius} m "
                "de chaque QPV" + (" ; données simulées." if data.synthetic else "."))
-    st.metric("QPV avec un établissement ESS proche", format_percent(coverage_share(data.qpv_etablissements)))
+    st.metric("QPV avec un établissement ESS proche", format_percent(coverage_share(around)))
     st.dataframe(near_establishments, hide_index=True, width="stretch",
                  key="table_rayon_etablissements")
 
@@ -235,7 +218,7 @@ def _fiche_tab(data: viewdata.ViewData, view: MapView, units: dict[str, str]) ->
     """The fiche of the selected unit (chosen here or by a click on the map)."""
     st.selectbox("Territoire sélectionné", ["", *units], key="selection",
                  format_func=lambda c: units.get(c, "Aucun (cliquez sur la carte)"))
-    fiche = _fiche(_key(viewdata.computation_key(view)), view.selected) if view.selected else None
+    fiche = _fiche(STORE_KEY, _key(viewdata.computation_key(view)), view.selected) if view.selected else None
     if fiche is None:
         st.info("Choisissez un territoire ci-dessus ou cliquez sur une commune ou un QPV de la carte.")
     else:
@@ -274,7 +257,7 @@ def _fiche_tab(data: viewdata.ViewData, view: MapView, units: dict[str, str]) ->
 
 def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
     """Tables, map snapshot and portrait of the view, as files."""
-    tables = _export_tables(_key(viewdata.computation_key(view)))
+    tables = _export_tables(STORE_KEY, _key(viewdata.computation_key(view)))
     st.subheader("Tableaux de la vue")
     st.caption(f"{_plain(data.territory_label)} · {_plain(data.filters_label)}"
                + (" · contient des données simulées" if data.synthetic else ""))
@@ -299,7 +282,7 @@ def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
     st.download_button(
         f"Télécharger la carte ({snap_format}, A4 {orientation})",
         data=lambda data=data, fmt=extension, title=title, orientation=orientation: snapshot.render_snapshot(
-            data, sources=_sources(), fmt=fmt, title=title, orientation=orientation),
+            data, sources=_sources(STORE_KEY), fmt=fmt, title=title, orientation=orientation),
         file_name=export_file_name("carte", data.territory_label, extension), key="export_carte",
     )
     st.subheader("Portrait de territoire")
@@ -314,7 +297,7 @@ def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
                    "tout le territoire, sans les filtres de familles ou de secteurs.")
         st.download_button(
             "Portrait de territoire (PDF)",
-            data=lambda level=level, code=chosen, radius=view.radius_m: _portrait_pdf(level, code, radius),
+            data=lambda level=level, code=chosen, radius=view.radius_m: _portrait_pdf(STORE_KEY, level, code, radius),
             file_name=portrait.portrait_file_name(level, name, chosen), mime="application/pdf",
             key="export_portrait",
         )
@@ -381,7 +364,7 @@ selection = Selection(
 )
 view = MapView(selection, indicator=state["indicateur"], level=state["niveau"], radius_m=state["rayon"],
                method=state["methode"], k=state["k"], tiles=state["fond"] or None)
-data = _data(view)
+data = _data(STORE_KEY, view)
 units = viewdata.selectable_units(data)
 _choose("selection", ["", *units])
 view = view.replace(selected=state["selection"] or None)
@@ -402,7 +385,7 @@ with carte:
     cols[1].metric("Tiers-lieux", format_number(len(data.tiers_lieux)))
     cols[2].metric("QPV", format_number(len(data.qpv)))
     cols[3].metric(f"Unités cartographiées ({LEVELS[view.level].lower()})", format_number(len(data.areas)))
-    clicked = _map_widget(_key(view.replace(selected=None)), height=620)
+    clicked = _map_widget(STORE_KEY, _key(view.replace(selected=None)), height=620)
     feature = (clicked or {}).get("last_active_drawing") or {}
     code = str((feature.get("properties") or {}).get("code") or "")
     if code and code != state.get("_dernier_clic"):

@@ -87,6 +87,11 @@ def _print_loaded(report) -> None:
         table.add_row(m.source, m.file_name, m.generation, _fmt(m.rows_read), _fmt(m.rows_kept),
                       _fmt(m.rows_quarantined), "oui" if m.is_synthetic else "non")
     console.print(table)
+    for replacement in report.replacements:
+        console.print(replacement.sentence(), highlight=False, markup=False)
+    for name in report.forgotten:
+        console.print(f"Le fichier « {name} » n'a plus aucune ligne dans la base : il est retiré des sources.",
+                      highlight=False, markup=False)
     for m in report.sources:
         for w in m.warnings:
             err_console.print(f"[yellow]Attention :[/] {w}", highlight=False)
@@ -217,7 +222,7 @@ def query_qpv_radius(
 ) -> None:
     """Pour chaque QPV : tiers-lieux à moins de RADIUS mètres, le plus proche et sa distance."""
     from essmap import store
-    from essmap.analysis import coverage_share, qpv_tiers_lieux
+    from essmap.analysis.proximity import coverage_share, qpv_coverage
     from essmap.domain.formatting import format_number, format_percent
 
     settings = _settings(db)
@@ -225,10 +230,11 @@ def query_qpv_radius(
     with _user_errors():
         con = store.connect(settings.db_path)
         try:
-            layers = store.read_analysis_layers(con, departements=deps, qpv_generation=generation)
+            _check_departements(con, deps)
+            selection = _selection(departements=deps, qpv_generation=generation)
+            result = qpv_coverage(con, selection, radius_m=radius, geometry="exact")
         finally:
             con.close()
-        result = qpv_tiers_lieux(layers["qpv"], layers["tiers_lieux"], radius_m=radius)
         covered = int(result["covered"].sum())
         err_console.print(
             f"QPV avec au moins un tiers-lieu à moins de {format_number(radius)} m : {covered} sur "
@@ -237,6 +243,29 @@ def query_qpv_radius(
         )
         _synthetic_note(bool(result["is_synthetic_involved"].any()))
         _write_query_result(result, f"qpv_tiers_lieux_{int(radius)}m", _territory_label(deps), fmt, out, separateur)
+
+
+def _selection(**fields):
+    """A Selection from CLI options; an invalid value is a French user error."""
+    from essmap.domain.selection import Selection
+
+    try:
+        return Selection(**fields)
+    except ValueError as exc:
+        raise EssmapError(f"Filtre invalide : {exc}") from exc
+
+
+def _check_departements(con, departements: list[str] | None) -> None:
+    """Refuse département codes the store does not hold (the same message everywhere)."""
+    from essmap import store
+
+    if not departements:
+        return
+    known = set(store.departements_present(con, "communes"))
+    missing = sorted(set(departements) - known)
+    if missing:
+        raise EssmapError(f"Département(s) {', '.join(missing)} absent(s) de la base. "
+                          f"Départements chargés : {', '.join(sorted(known)) or 'aucun'}.")
 
 
 @query_app.command("indicators")
@@ -251,8 +280,7 @@ def query_indicators(
 ) -> None:
     """Indicateurs ESS par territoire (établissements, pour 10 000 habitants, part en QPV, tiers-lieux)."""
     from essmap import store
-    from essmap.analysis import indicators_by_level
-    from essmap.analysis.indicators import LEVELS
+    from essmap.analysis.indicators import LEVELS, indicators_by_level
 
     if level not in LEVELS:
         err_console.print(f"[bold red]Erreur :[/] niveau « {level} » inconnu. Niveaux possibles : {', '.join(LEVELS)}.")
@@ -262,13 +290,11 @@ def query_indicators(
     with _user_errors():
         con = store.connect(settings.db_path)
         try:
-            layers = store.read_analysis_layers(con, departements=deps)
+            _check_departements(con, deps)
+            table = indicators_by_level(con, level, selection=_selection(departements=deps),  # type: ignore[arg-type]
+                                        radius_m=radius)
         finally:
             con.close()
-        units = {"epci": "epci", "departement": "departements", "region": "regions"}.get(level)
-        table = indicators_by_level(level, communes=layers["communes"], establishments=layers["etablissements"],
-                                    tiers_lieux=layers["tiers_lieux"], qpv=layers["qpv"], radius_m=radius,
-                                    units=layers[units] if units else None)
         _synthetic_note(bool(table["inclut_donnees_simulees"].any()))
         _write_query_result(table, f"indicateurs_{level}", _territory_label(deps), fmt, out, separateur)
 
@@ -312,43 +338,24 @@ def _export_view(vue: str | None, *, departement: str | None, epci: str | None, 
         raise EssmapError(f"Vue invalide : {exc}") from exc
 
 
-def _view_layers(con, view):
-    """Layers of the départements a view needs (all loaded départements when it names none)."""
+def _view_data_from_store(db: Path | None, view, *, tables: bool = False):
+    """The view's data (and its export tables when asked), read from the store."""
     from essmap import store
-    from essmap.domain.territories import departement_of_commune
-
-    selection = view.selection
-    deps = set(selection.departements) | {departement_of_commune(c) for c in selection.communes}
-    if selection.epci or selection.region:
-        communes = store.read_layer(con, "communes", columns=["code_departement", "code_region", "siren_epci"])
-        hit = communes["siren_epci"].isin(selection.epci) | (communes["code_region"] == selection.region)
-        deps |= set(communes.loc[hit.fillna(False).to_numpy(dtype=bool), "code_departement"].dropna())
-        if not deps:
-            raise EssmapError("Aucune commune de l'EPCI ou de la région demandés dans la base : vérifiez le code.")
-    known = set(store.departements_present(con, "communes"))
-    missing = sorted(deps - known)
-    if missing:
-        raise EssmapError(f"Département(s) {', '.join(missing)} absent(s) de la base. "
-                          f"Départements chargés : {', '.join(sorted(known))}.")
-    return store.read_analysis_layers(con, departements=sorted(deps) or None,
-                                      qpv_generation=selection.qpv_generation)
-
-
-def _view_data_from_store(db: Path | None, view):
-    from essmap import store
-    from essmap.present.viewdata import view_data
+    from essmap.present.viewdata import export_tables, view_data
 
     settings = _settings(db)
     con = store.connect(settings.db_path)
     try:
-        layers = _view_layers(con, view)
+        selection = view.selection
+        _check_departements(con, list(selection.departements) or None)
+        data = view_data(con, view)
         sources = store.sources(con)
+        exported = export_tables(con, data) if tables else None
     finally:
         con.close()
-    data = view_data(view, layers)
     if data.areas.empty:
         raise EssmapError("La vue ne contient aucun territoire : vérifiez les codes et les filtres.")
-    return data, sources
+    return data, sources, exported
 
 
 @export_app.command("map")
@@ -381,7 +388,7 @@ def export_map(
             raise EssmapError(f"Orientation « {orientation} » inconnue : paysage ou portrait.")
         view = _export_view(vue, departement=departement, epci=epci, commune=commune, level=level,
                             indicateur=indicateur, methode=methode, classes=classes, rayon=rayon, fond=fond)
-        data, sources = _view_data_from_store(db, view)
+        data, sources, _tables = _view_data_from_store(db, view)
         content = render_snapshot(data, sources=sources, fmt=fmt, title=titre,  # type: ignore[arg-type]
                                   orientation=orientation)  # type: ignore[arg-type]
         target = out or Path(export_file_name("carte", data.territory_label, fmt))
@@ -407,15 +414,13 @@ def export_table(
     db: DbOption = None,
 ) -> None:
     """Un tableau de la vue, comme l'onglet Exports du tableau de bord : CSV, XLSX, GeoJSON ou GeoPackage."""
-    from essmap.present.viewdata import export_tables
-
     with _user_errors():
         if crs not in ("4326", "metrique"):
             raise EssmapError(f"CRS « {crs} » non pris en charge : 4326 ou metrique.")
         view = _export_view(vue, departement=departement, epci=epci, commune=commune, level=level,
                             indicateur=None, methode=None, classes=None, rayon=rayon)
-        data, _sources = _view_data_from_store(db, view)
-        tables = {stem: frame for stem, frame in export_tables(data).values()}
+        data, _sources, exported = _view_data_from_store(db, view, tables=True)
+        tables = {stem: frame for stem, frame in exported.values()}
         stems = {("indicateurs" if stem.startswith("indicateurs_") else stem): stem for stem in tables}
         if couche not in stems:
             raise EssmapError(f"Couche « {couche} » inconnue. Couches possibles : {', '.join(stems)}.")
@@ -436,20 +441,19 @@ def export_portrait(
 ) -> None:
     """Portrait de territoire (PDF de 4 pages) : un territoire (--code) ou tous ceux d'un département."""
     from essmap import store
-    from essmap.render.portrait import load_scope_layers, resolve_scope, write_portraits
+    from essmap.render.portrait import resolve_scope, write_portraits
 
     settings = _settings(db)
     with _user_errors():
         con = store.connect(settings.db_path)
         try:
             scope = resolve_scope(con, level, departement=departement, code=code)
-            layers = load_scope_layers(con, scope)
             sources = store.sources(con)
+            err_console.print(f"{len(scope.codes)} portrait(s) à produire dans {out}", highlight=False)
+            with _progress_bar(total=float(len(scope.codes))) as progress:
+                paths = write_portraits(con, scope, out, sources=sources, radius_m=rayon, progress=progress)
         finally:
             con.close()
-        err_console.print(f"{len(scope.codes)} portrait(s) à produire dans {out}", highlight=False)
-        with _progress_bar(total=float(len(scope.codes))) as progress:
-            paths = write_portraits(layers, scope, out, sources=sources, radius_m=rayon, progress=progress)
     for path in paths:
         console.print(str(path), highlight=False, soft_wrap=True)
 

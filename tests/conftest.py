@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tricky import ESCALE, TRICKY_NAME
 
 from essmap.domain.config import Settings
 
@@ -37,12 +38,48 @@ def shared_qpv2015_lyon() -> Path:
 
 
 @pytest.fixture(scope="session")
-def bdr_layers(demo_db) -> dict:
-    """The analysis layers of the Bouches-du-Rhône (13) in the demo store (read-only: do not modify)."""
+def demo_con(demo_db):
+    """A read-only connection to the demo store (the tests of one session share it; do not close)."""
     from essmap import store
 
     con = store.connect(demo_db)
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="session")
+def bdr_layers(demo_con) -> dict:
+    """The exact layers of the Bouches-du-Rhône (13) in the demo store, for checks (read-only)."""
+    from essmap import store
+
+    return {table: store.read_layer(demo_con, table, departements=["13"])
+            for table in ("communes", "qpv", "etablissements", "tiers_lieux")}
+
+@pytest.fixture(scope="session")
+def tricky_db(demo_db, tmp_path_factory) -> Path:
+    """A copy of the demo store where Aix-en-Provence (13001) and Marseille (13055) are named
+    :data:`TRICKY_NAME` and Marseille's largest ESS employer :data:`ESCALE`."""
+    import shutil
+
+    import duckdb
+
+    from essmap import store
+    from essmap.domain.selection import Selection
+    from essmap.render.portrait import largest_employers
+    from essmap.store import queries
+
+    path = tmp_path_factory.mktemp("tricky") / "essmap.duckdb"
+    shutil.copyfile(demo_db, path)
+    con = store.connect(path)
     try:
-        return store.read_analysis_layers(con, departements=["13"])
+        marseille = queries.read_points(con, "etablissements", Selection(communes=("13055",)))
+        siret = str(largest_employers(marseille)["siret"].iloc[0])
     finally:
         con.close()
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("UPDATE communes SET nom = ? WHERE code_insee IN ('13001', '13055')", [TRICKY_NAME])
+        con.execute("UPDATE etablissements SET denomination = ? WHERE siret = ?", [ESCALE, siret])
+    finally:
+        con.close()
+    return path

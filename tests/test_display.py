@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import geopandas as gpd
 import pytest
 import shapely
 
@@ -11,13 +10,14 @@ from essmap.analysis.indicators import INDICATORS_BY_KEY
 from essmap.present import viewdata
 from essmap.present.view import MapView
 from essmap.render.tables import table_bytes
+from essmap.store import queries
 
 BDR = Selection(departements=("13",))
 
 
 @pytest.fixture(scope="module")
-def communes_view(bdr_layers):
-    return viewdata.view_data(MapView(BDR), bdr_layers)
+def communes_view(demo_con):
+    return viewdata.view_data(demo_con, MapView(BDR))
 
 
 def test_commune_choropleth_has_one_coloured_unit_per_commune(communes_view, bdr_layers):
@@ -43,49 +43,51 @@ def test_display_geometry_is_simplified_and_analysis_layers_stay_exact(communes_
     assert marseille.symmetric_difference(original).area / original.area < 0.02  # same shape, fewer points
 
 
-def test_coverage_simplification_keeps_one_shared_border():
-    wiggle = [(1 + 0.001 * (i % 2), i / 50) for i in range(51)]
-    left = shapely.Polygon([(0, 0), *wiggle, (0, 1)])
-    right = shapely.Polygon([(2, 0), (2, 1), *reversed(wiggle)])
-    out = viewdata.simplify_coverage(gpd.GeoSeries([left, right], crs=4326), tolerance=0.01)
-    assert shapely.get_num_coordinates(out.to_numpy()).sum() < shapely.get_num_coordinates([left, right]).sum()
-    assert out.iloc[0].intersection(out.iloc[1]).area == pytest.approx(0, abs=1e-12)  # no overlap
-    assert out.union_all().area == pytest.approx(2.0, rel=1e-9)  # no gap
-
-
-def test_epci_and_departement_units_are_unions_of_communes(bdr_layers):
-    epci = viewdata.view_data(MapView(BDR, level="epci"), bdr_layers)
+def test_units_are_whole_unions_of_their_simplified_communes(demo_con, bdr_layers):
+    """An EPCI that spans several départements is drawn and counted whole: the Métropole
+    Aix-Marseille-Provence (200054807) has communes in the 13, the 83 and the 84."""
+    epci = viewdata.view_data(demo_con, MapView(BDR, level="epci"))
     assert set(epci.areas["code"]) == set(bdr_layers["communes"]["siren_epci"].dropna())
-    dep = viewdata.view_data(MapView(BDR, level="departement"), bdr_layers)
+    amp = epci.areas.set_index("code").loc["200054807"]
+    whole = demo_con.execute("SELECT sum(population) FROM communes WHERE siren_epci = '200054807' "
+                             "AND type_commune = 'COM'").fetchone()[0]
+    in_13 = bdr_layers["communes"].query("siren_epci == '200054807' and type_commune == 'COM'")["population"].sum()
+    assert amp["population"] == whole > in_13
+    communes = viewdata.view_data(demo_con, MapView(Selection(epci=("200054807",))))
+    assert shapely.union_all(communes.areas.geometry.to_numpy()).symmetric_difference(amp.geometry).area < 1e-9
+    dep = viewdata.view_data(demo_con, MapView(BDR, level="departement"))
     assert list(dep.areas["code"]) == ["13"]
-    assert shapely.area(dep.areas.geometry.iloc[0]) == pytest.approx(shapely.area(epci.areas.geometry.to_numpy()).sum(), rel=1e-6)
+    bdr_communes = shapely.union_all(viewdata.view_data(demo_con, MapView(BDR)).areas.geometry.to_numpy())
+    assert dep.areas.geometry.iloc[0].symmetric_difference(bdr_communes).area < 1e-9
+    assert dep.areas.geometry.iloc[0].difference(shapely.union_all(epci.areas.geometry.to_numpy())).area < 1e-9
 
-
-def test_share_indicators_are_shown_in_percent(bdr_layers):
-    data = viewdata.view_data(MapView(BDR, indicator="part_employeurs_en_qpv"), bdr_layers)
+def test_share_indicators_are_shown_in_percent(demo_con):
+    data = viewdata.view_data(demo_con, MapView(BDR, indicator="part_employeurs_en_qpv"))
     marseille = data.areas.set_index("code").loc["13055"]
     assert marseille["valeur"] == pytest.approx(100 * marseille["part_employeurs_en_qpv"])
     assert data.classification.unit == "%"
 
 
-def test_filters_change_what_is_in_view(communes_view, bdr_layers):
-    coops = viewdata.view_data(MapView(Selection(departements=("13",), families=("cooperative",))), bdr_layers)
+def test_filters_change_what_is_in_view(communes_view, demo_con):
+    coops = viewdata.view_data(demo_con, MapView(Selection(departements=("13",), families=("cooperative",))))
     assert 0 < len(coops.etablissements) < len(communes_view.etablissements)
     assert set(coops.etablissements["famille"]) == {"cooperative"}
     assert coops.areas["n_etablissements"].sum() == len(coops.etablissements)
     assert coops.filters_label == "Bouches-du-Rhône · coopératives"
-    marseille = viewdata.view_data(MapView(Selection(communes=("13055",))), bdr_layers)
+    marseille = viewdata.view_data(demo_con, MapView(Selection(communes=("13055",))))
     assert list(marseille.areas["code"]) == ["13055"]
     assert marseille.territory_label == "Marseille (13055)"
     assert set(marseille.qpv["insee_com"].str.contains("13055")) == {True}
 
 
-def test_radius_changes_the_qpv_results(communes_view, bdr_layers):
-    wide = viewdata.view_data(MapView(BDR, radius_m=5000), bdr_layers)
+def test_radius_changes_the_qpv_results(communes_view, demo_con):
+    wide = viewdata.view_data(demo_con, MapView(BDR, radius_m=5000))
     assert list(wide.qpv["code_qp"]) == list(communes_view.qpv["code_qp"])
     assert wide.qpv["covered"].sum() > communes_view.qpv["covered"].sum()
     assert (wide.qpv["n_tiers_lieux"] >= communes_view.qpv["n_tiers_lieux"]).all()
-    assert (wide.qpv_etablissements["n_etablissements"] >= communes_view.qpv_etablissements["n_etablissements"]).all()
+    near, far = (viewdata.establishments_around(demo_con, d) for d in (communes_view, wide))
+    assert (far["n_etablissements"] >= near["n_etablissements"]).all()
+    assert (far["n_etablissements"] > near["n_etablissements"]).any()
 
 
 def test_with_view_only_restyles(communes_view):
@@ -97,8 +99,8 @@ def test_with_view_only_restyles(communes_view):
         communes_view.with_view(communes_view.view.replace(radius_m=500))
 
 
-def test_fiche_compares_with_parent_and_france(communes_view, bdr_layers):
-    fiche = viewdata.fiche(communes_view, bdr_layers, "13055")
+def test_fiche_compares_with_parent_and_france(communes_view, demo_con):
+    fiche = viewdata.fiche(demo_con, communes_view, "13055")
     assert fiche.name == "Marseille" and fiche.level == "commune"
     cards = {c.indicator.key: c for c in fiche.comparisons}
     density = cards["etablissements_employeurs_pour_10k_hab"]
@@ -109,17 +111,16 @@ def test_fiche_compares_with_parent_and_france(communes_view, bdr_layers):
     assert fiche.familles["n"].sum() == len(fiche.etablissements)
     split = fiche.qpv_hors_qpv
     assert (split["Dans les QPV"] + split["Hors QPV"]).sum() == len(fiche.etablissements)
-    in_qpv = communes_view.etablissements.loc[fiche.etablissements.index, "code_qp"]
-    assert split["Dans les QPV"].sum() == in_qpv.notna().sum() > 0
+    assert split["Dans les QPV"].sum() == fiche.etablissements["code_qp"].notna().sum() > 0
     assert fiche.synthetic
 
 
-def test_fiche_of_a_qpv_and_of_unknown_codes(communes_view, bdr_layers):
+def test_fiche_of_a_qpv_and_of_unknown_codes(communes_view, demo_con):
     code = str(communes_view.qpv["code_qp"].iloc[0])
-    fiche = viewdata.fiche(communes_view, bdr_layers, code)
+    fiche = viewdata.fiche(demo_con, communes_view, code)
     assert fiche.level == "qpv" and fiche.level_label == "Quartier prioritaire (QPV)"
     assert fiche.etablissements["code_commune"].notna().all()
-    assert viewdata.fiche(communes_view, bdr_layers, "99999") is None
+    assert viewdata.fiche(demo_con, communes_view, "99999") is None
     units = viewdata.selectable_units(communes_view)
     assert units["13055"] == "Marseille (13055)" and code in units
     assert viewdata.unit_of(communes_view, "13055") == ("commune", "Marseille")
@@ -127,19 +128,19 @@ def test_fiche_of_a_qpv_and_of_unknown_codes(communes_view, bdr_layers):
     assert viewdata.unit_of(communes_view, "99999") is None
 
 
-def test_tables_use_french_columns_and_label_simulated_rows(communes_view):
+def test_tables_use_french_columns_and_label_simulated_rows(communes_view, demo_con):
     radius = viewdata.qpv_tiers_lieux_table(communes_view)
     assert list(radius.columns) == ["QPV", "Code QPV", "Commune", "Tiers-lieux dans le rayon",
                                     "Tiers-lieu le plus proche", "Distance (m)", "Données simulées"]
     assert len(radius) == len(communes_view.qpv)
     assert radius["Tiers-lieux dans le rayon"].sum() == communes_view.qpv["n_tiers_lieux"].sum()
-    near = viewdata.qpv_establishments_table(communes_view)
+    near = viewdata.qpv_establishments_table(viewdata.establishments_around(demo_con, communes_view))
     assert "Établissements ESS dans le rayon" in near.columns
     etab = viewdata.establishments_table(communes_view.etablissements)
     assert set(etab["Données simulées"]) == {"oui"}
     assert set(etab["Famille"]) <= {"Associations", "Coopératives", "Mutuelles", "Fondations",
                                     "Sociétés commerciales de l'ESS"}
-    tables = viewdata.export_tables(communes_view)
+    tables = viewdata.export_tables(demo_con, communes_view)
     assert list(tables) == ["Indicateurs par commune", "QPV et tiers-lieux dans le rayon",
                             "QPV et établissements ESS dans le rayon", "Établissements ESS", "Tiers-lieux"]
     assert all(frame.crs.to_epsg() == 4326 for _stem, frame in tables.values())
@@ -149,15 +150,15 @@ def test_tables_use_french_columns_and_label_simulated_rows(communes_view):
     ("CSV", b"\xef\xbb\xbfQPV,Code QPV,"), ("CSV « ; »", b"\xef\xbb\xbfQPV;Code QPV;"), ("XLSX", b"PK"),
     ("GeoJSON", b"{"), ("GeoPackage", b"SQLite format 3"),
 ])
-def test_tables_download_in_every_format(communes_view, fmt, starts):
-    _stem, frame = viewdata.export_tables(communes_view)["QPV et tiers-lieux dans le rayon"]
+def test_tables_download_in_every_format(communes_view, demo_con, fmt, starts):
+    _stem, frame = viewdata.export_tables(demo_con, communes_view)["QPV et tiers-lieux dans le rayon"]
     content = table_bytes(frame, fmt, layer="qpv_tiers_lieux")
     assert content.startswith(starts)
 
 
-def test_values_and_choices_read_in_french(bdr_layers):
+def test_values_and_choices_read_in_french(demo_con):
     assert viewdata.format_value(0.36, INDICATORS_BY_KEY["part_qpv_avec_tiers_lieu"]) == "36,0\u202f%"
     assert viewdata.format_value(1234, INDICATORS_BY_KEY["n_etablissements"]) == "1\u202f234"
     assert viewdata.format_value(None, INDICATORS_BY_KEY["n_etablissements"]) == "–"
-    types = viewdata.filter_choices(bdr_layers["tiers_lieux"], "types")
+    types = queries.tiers_lieux_choices(demo_con, "types")
     assert "Coworking" in types and all(";" not in t for t in types)

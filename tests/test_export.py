@@ -33,18 +33,13 @@ TODAY = date.today().isoformat()
 
 
 @pytest.fixture(scope="module")
-def data(demo_db):
-    con = store.connect(demo_db)
-    try:
-        layers = store.read_analysis_layers(con, departements=["84"])
-    finally:
-        con.close()
-    return view_data(MapView(selection=Selection(departements=("84",)), level="commune"), layers)
+def data(demo_con):
+    return view_data(demo_con, MapView(selection=Selection(departements=("84",)), level="commune"))
 
 
 @pytest.fixture(scope="module")
-def tables(data):
-    return {stem: frame for stem, frame in export_tables(data).values()}
+def tables(data, demo_con):
+    return {stem: frame for stem, frame in export_tables(demo_con, data).values()}
 
 
 def test_file_names_carry_territory_and_date():

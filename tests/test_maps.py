@@ -22,8 +22,8 @@ HOSTILE = "<script>alert(1)</script>"
 
 
 @pytest.fixture(scope="module")
-def data(bdr_layers):
-    return viewdata.view_data(MapView(Selection(departements=("13",))), bdr_layers)
+def data(demo_con):
+    return viewdata.view_data(demo_con, MapView(Selection(departements=("13",))))
 
 
 def _payloads(page: str) -> list[dict]:

@@ -25,19 +25,15 @@ def page_count(content: bytes) -> int:
 
 
 @pytest.fixture(scope="module")
-def commune_scope(demo_db):
-    con = store.connect(demo_db)
-    try:
-        scope = portrait.resolve_scope(con, "commune", code="13055")
-        return scope, portrait.load_scope_layers(con, scope), store.sources(con)
-    finally:
-        con.close()
+def commune_scope(demo_con):
+    scope = portrait.resolve_scope(demo_con, "commune", code="13055")
+    return scope, demo_con, store.sources(demo_con)
 
 
 def test_commune_portrait_pages_figures_sources_and_footer(commune_scope):
-    scope, layers, sources = commune_scope
-    assert scope.codes == ("13055",) and scope.departements == ("13",)
-    unit = portrait.compute_portrait(layers, "commune", "13055", radius_m=1000)
+    scope, con, sources = commune_scope
+    assert scope.codes == ("13055",)
+    unit = portrait.compute_portrait(con, "commune", "13055", radius_m=1000)
     content = portrait.render_portrait(unit, sources=sources, day=DAY)
     assert page_count(content) == 4
     pages = pdf_text(content).split("\f")
@@ -65,9 +61,9 @@ def test_commune_portrait_pages_figures_sources_and_footer(commune_scope):
 
 
 def test_qpv_coverage_table_follows_the_radius(commune_scope):
-    _, layers, sources = commune_scope
-    near = portrait.compute_portrait(layers, "commune", "13055", radius_m=300)
-    far = portrait.compute_portrait(layers, "commune", "13055", radius_m=5000)
+    _, con, sources = commune_scope
+    near = portrait.compute_portrait(con, "commune", "13055", radius_m=300)
+    far = portrait.compute_portrait(con, "commune", "13055", radius_m=5000)
     assert far.map_data.qpv["covered"].sum() >= near.map_data.qpv["covered"].sum()
     text = " ".join(pdf_text(portrait.render_portrait(near, sources=sources, day=DAY)).split())
     covered = int(near.map_data.qpv["covered"].sum())
@@ -76,38 +72,30 @@ def test_qpv_coverage_table_follows_the_radius(commune_scope):
     assert "Référence France : 36 %" not in text  # only comparable at 1 km
 
 
-def test_departement_portrait_compares_with_its_region(demo_db):
-    con = store.connect(demo_db)
-    try:
-        scope = portrait.resolve_scope(con, "departement", code="04")
-        layers = portrait.load_scope_layers(con, scope)
-        sources = store.sources(con)
-    finally:
-        con.close()
-    assert scope.departements == ("04", "05", "06", "13", "83", "84")  # the whole région, for the parent
-    unit = portrait.compute_portrait(layers, "departement", "04")
+def test_departement_portrait_compares_with_its_region(demo_con):
+    scope = portrait.resolve_scope(demo_con, "departement", code="04")
+    sources = store.sources(demo_con)
+    assert scope.codes == ("04",)
+    unit = portrait.compute_portrait(demo_con, "departement", "04")
     assert all(c.parent_name == "Provence-Alpes-Côte d'Azur" for c in unit.fiche.comparisons)
     text = " ".join(pdf_text(portrait.render_portrait(unit, sources=sources, day=DAY)).split())
     assert "Alpes-de-Haute-Provence (04)" in text
     assert "Provence-Alpes-Côte d'Azur" in text
 
 
-def test_names_with_html_and_mathtext_characters_are_plain_text(commune_scope):
-    _, layers, sources = commune_scope
-    communes = layers["communes"].copy()
-    communes.loc[communes["code_insee"] == "13055", "nom"] = f"{SCRIPT} $x$ 50 %"
-    establishments = layers["etablissements"].copy()
-    employers = portrait.largest_employers(establishments[establishments["code_commune"].str.startswith("132")])
-    establishments.loc[employers.index[0], "denomination"] = ESCALE
-    unit = portrait.compute_portrait({**layers, "communes": communes, "etablissements": establishments},
-                                     "commune", "13055")
+def test_names_with_html_and_mathtext_characters_are_plain_text(tricky_db):
+    con = store.connect(tricky_db)
+    try:
+        unit = portrait.compute_portrait(con, "commune", "13055")
+        sources = store.sources(con)
+    finally:
+        con.close()
     text = " ".join(pdf_text(portrait.render_portrait(unit, sources=sources, day=DAY)).split())
     assert f"{SCRIPT} $x$ 50 % (13055)" in text
     assert ESCALE in text
 
 
-def test_largest_employers_are_ranked_by_size_band(commune_scope):
-    _, layers, _ = commune_scope
+def test_largest_employers_are_ranked_by_size_band():
     frame = pd.DataFrame({
         "denomination": ["Petite", "Grande", "Moyenne", "Sans salarié"],
         "employeur": pd.array([True, True, True, False], dtype="boolean"),

@@ -17,6 +17,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.colors import to_hex
 from PIL import Image
 from pyproj import Transformer
+from tricky import ESCALE, SCRIPT
 
 from essmap import store
 from essmap.domain.formatting import format_date
@@ -28,8 +29,6 @@ from essmap.render import snapshot
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 DAY = date(2026, 11, 25)
-SCRIPT = "<script>alert(1)</script>"
-ESCALE = "Escale &amp; CO"
 
 
 def poppler(tool: str) -> str:
@@ -57,30 +56,24 @@ def save_page_png(content: bytes, name: str, page: int = 1) -> Path:
 
 
 @pytest.fixture(scope="module")
-def demo(demo_db):
-    con = store.connect(demo_db)
+def demo(demo_con):
+    """The demo store's connection and sources."""
+    return demo_con, store.sources(demo_con)
+
+
+@pytest.fixture(scope="module")
+def data(demo_con):
+    return view_data(demo_con, MapView(selection=Selection(departements=("13",)), level="commune"))
+
+
+@pytest.fixture(scope="module")
+def tricky_data(tricky_db):
+    """Commune 13001 named with HTML and mathtext characters."""
+    con = store.connect(tricky_db)
     try:
-        layers = store.read_analysis_layers(con, departements=["13"])
-        sources = store.sources(con)
+        return view_data(con, MapView(selection=Selection(communes=("13001",)), level="commune"))
     finally:
         con.close()
-    return layers, sources
-
-
-@pytest.fixture(scope="module")
-def data(demo):
-    layers, _ = demo
-    return view_data(MapView(selection=Selection(departements=("13",)), level="commune"), layers)
-
-
-@pytest.fixture(scope="module")
-def tricky_data(demo):
-    """Commune 13001 renamed with HTML and mathtext characters."""
-    layers, _ = demo
-    communes = layers["communes"].copy()
-    communes.loc[communes["code_insee"] == "13001", "nom"] = f"{SCRIPT} $x$ 50 %"
-    view = MapView(selection=Selection(communes=("13001",)), level="commune")
-    return view_data(view, {**layers, "communes": communes})
 
 
 @pytest.mark.parametrize("orientation", ["paysage", "portrait"])

@@ -74,7 +74,8 @@ def test_failed_update_leaves_previous_database_intact(tmp_path):
     assert "base précédente « essmap.duckdb » est intacte" in str(excinfo.value)
     assert "lecture interrompue" in str(excinfo.value)
     assert db.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["essmap.duckdb"]  # no temporary left
+    # no temporary left; the writer lock file stays (deleting it would let two writers lock two files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["essmap.duckdb", "essmap.duckdb.lock"]
     con = store.connect(db)
     assert store.read_layer(con, "qpv")["code_qp"].tolist() == ["QN02A01M"]
     con.close()

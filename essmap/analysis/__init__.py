@@ -1,9 +1,9 @@
-"""Pure analysis functions: GeoDataFrames in, DataFrames/GeoDataFrames out.
+"""Analysis: indicators from the store's aggregates, radius queries, reference figures.
 
-No I/O and no settings read here; geometry goes through :mod:`essmap.geo` (WGS84 for
-topology, the metric CRS of each territory for distances). Modules:
+Functions that take a DuckDB connection read through :mod:`essmap.store.queries` (SQL on the joins
+stored at ingest); the others are pure (GeoDataFrames in EPSG:4326 in, frames out), with geometry
+through :mod:`essmap.geo` (topology on WGS84 coordinates, geodesic distances). Modules:
 
-- :mod:`~essmap.domain.selection`: :class:`Selection`, the one filter object.
 - :mod:`~essmap.analysis.proximity`: QPV x tiers-lieux / establishments, supplier search.
 - :mod:`~essmap.analysis.indicators`: indicator tables, breakdowns, comparisons.
 - :mod:`~essmap.analysis.references`: national reference figures with their sources.
@@ -20,14 +20,16 @@ from essmap.analysis.indicators import (
 )
 from essmap.analysis.proximity import (
     coverage_share,
+    establishments_around_qpv,
     establishments_near_point,
     establishments_qpv,
+    qpv_coverage,
     qpv_establishments,
     qpv_tiers_lieux,
     tiers_lieux_qpv_status,
     white_zones,
 )
-from essmap.domain.selection import Selection, territory_names
+from essmap.domain.selection import Selection
 
 __all__ = [
     "INDICATORS",
@@ -36,14 +38,15 @@ __all__ = [
     "breakdown",
     "compare",
     "coverage_share",
+    "establishments_around_qpv",
     "establishments_near_point",
     "establishments_qpv",
     "indicators_by_level",
     "pivot_breakdown",
+    "qpv_coverage",
     "qpv_establishments",
     "qpv_tiers_lieux",
     "reference_figures",
-    "territory_names",
     "tiers_lieux_qpv_status",
     "white_zones",
 ]

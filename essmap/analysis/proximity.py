@@ -11,12 +11,16 @@ All functions are pure: GeoDataFrames in EPSG:4326 in, frames out, inputs left u
 
 from __future__ import annotations
 
+from typing import Literal
+
+import duckdb
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
 from pyproj import CRS
 
+from essmap.domain import schema
 from essmap.domain.errors import SpatialInputError
 from essmap.domain.formatting import format_number
 from essmap.domain.selection import Selection
@@ -31,6 +35,7 @@ from essmap.geo import (
     within_and_nearest,
     within_distance,
 )
+from essmap.store import queries
 
 #: Columns of :func:`qpv_points_within` besides the count column and geometry.
 QPV_COLUMNS: tuple[str, ...] = ("code_qp", "lib_qp", "insee_com", "lib_com")
@@ -180,31 +185,82 @@ def qpv_tiers_lieux(
 
 
 def qpv_establishments(
-    qpv: gpd.GeoDataFrame,
-    establishments: gpd.GeoDataFrame,
-    *,
-    radius_m: float,
-    selection: Selection | None = None,
-    communes: pd.DataFrame | None = None,
+    qpv: gpd.GeoDataFrame, establishments: gpd.GeoDataFrame, *, radius_m: float
 ) -> gpd.GeoDataFrame:
     """One row per QPV: ESS establishments within ``radius_m`` and the nearest one.
 
-    E.g. associations intermédiaires and SCOP within 2 km::
-
-        qpv_establishments(qpv, etab, radius_m=2000,
-                           selection=Selection(legal_categories=("9222", *SCOP_CODES)))
-
-    ``selection`` filters the establishments (``communes`` resolves its EPCI/région filters);
-    pass the QPVs you want rows for. The nearest search is unbounded: on a large unfiltered
-    frame it reprojects every establishment. Count column: ``n_etablissements``; see
-    :func:`qpv_points_within` for the others.
+    Pass the establishments already filtered (e.g. associations intermédiaires and SCOP, read with
+    :func:`essmap.store.queries.read_points`) and the QPVs you want rows for. The nearest search is
+    unbounded. Count column: ``n_etablissements``; see :func:`qpv_points_within` for the others.
     """
-    if selection is not None:
-        establishments = selection.filter_establishments(establishments, communes=communes)
     return qpv_points_within(
         qpv, establishments, radius_m=radius_m, id_column="siret",
         name_column="denomination", count_column="n_etablissements",
     )
+
+
+# --- From the store: the radius queries of a view ----------------------------------------------
+
+
+def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius_m: float,
+                 geometry: Literal["display", "exact"] = "display") -> gpd.GeoDataFrame:
+    """:func:`qpv_tiers_lieux` for the QPVs of a selection, from the store.
+
+    Within :data:`~essmap.domain.schema.STORED_RADIUS_M` the counts come from the QPV x tiers-lieux
+    pairs stored at ingest (a SQL aggregate, with the selection's tiers-lieu filters from any
+    territory); the nearest tiers-lieu of a QPV with none within that distance is searched on demand,
+    as is everything for a larger radius. ``geometry`` is the simplified boundary (maps) or the exact
+    one (exports). Same columns as :func:`qpv_points_within` (count: ``n_tiers_lieux``).
+    """
+    reachable = selection.without_territory()
+    if radius_m > schema.STORED_RADIUS_M:
+        codes = queries.qpv_coverage(con, selection, radius_m=0.0)["code_qp"].astype(str).tolist()
+        tiers_lieux = queries.read_points(con, "tiers_lieux", reachable, territory=False)
+        result = qpv_tiers_lieux(queries.read_qpv(con, codes), tiers_lieux, radius_m=radius_m)
+        return result if geometry == "exact" else _with_geometry(con, result, display=True)
+    found = queries.qpv_coverage(con, selection, radius_m=radius_m)
+    far = found["nearest_id"].isna().to_numpy()
+    if far.any():
+        tiers_lieux = queries.read_points(con, "tiers_lieux", reachable, territory=False,
+                                          columns=["id_tiers_lieu", "nom", "territoire", "is_synthetic"])
+        if not tiers_lieux.empty:
+            exact = queries.read_qpv(con, found.loc[far, "code_qp"].astype(str).tolist())
+            nearest_far = qpv_tiers_lieux(exact, tiers_lieux, radius_m=0.0).set_index("code_qp")
+            codes = found.loc[far, "code_qp"].astype(str)
+            for column in ("nearest_id", "nearest_nom", "nearest_distance_m"):
+                found.loc[far, column] = nearest_far[column].reindex(codes).to_numpy()
+            involved = nearest_far["is_synthetic_involved"].reindex(codes).fillna(False).to_numpy(dtype=bool)
+            found.loc[far, "is_synthetic_involved"] = found.loc[far, "is_synthetic_involved"].to_numpy(dtype=bool) | involved
+    found["radius_m"] = float(radius_m)
+    return _with_geometry(con, found, display=geometry == "display")
+
+
+def _with_geometry(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, *, display: bool) -> gpd.GeoDataFrame:
+    codes = frame["code_qp"].astype(str).tolist()
+    shapes = queries.read_qpv(con, codes, display=display).set_index("code_qp").geometry
+    geometry = shapes.reindex(pd.Index(codes)).to_numpy()
+    out = pd.DataFrame(frame.drop(columns=[c for c in ("geometry",) if c in frame.columns])).reset_index(drop=True)
+    return gpd.GeoDataFrame(out, geometry=geometry, crs=_WGS84_CRS)
+
+
+def establishments_around_qpv(con: duckdb.DuckDBPyConnection, selection: Selection, *,
+                              radius_m: float) -> gpd.GeoDataFrame:
+    """:func:`qpv_establishments` for the QPVs of a selection: establishments kept by its attribute
+    filters (any territory: a QPV at a border counts its neighbours) within ``radius_m``, computed on
+    demand (geodesic metres) on the establishments of the QPVs' surroundings only."""
+    codes = queries.qpv_coverage(con, selection, radius_m=0.0)["code_qp"].astype(str).tolist()
+    qpv = queries.read_qpv(con, codes)
+    columns = ["siret", "denomination", "territoire", "is_synthetic"]
+    if qpv.empty:
+        points = queries.read_points(con, "etablissements", selection, columns=columns).iloc[0:0]
+        return qpv_establishments(qpv, points, radius_m=radius_m)
+    lon_min, lat_min, lon_max, lat_max = qpv.total_bounds
+    margin_lat = (radius_m + 100.0) / 110_000.0
+    margin_lon = margin_lat / max(np.cos(np.radians(max(abs(lat_min), abs(lat_max)))), 0.1)
+    bbox = (lon_min - margin_lon, lat_min - margin_lat, lon_max + margin_lon, lat_max + margin_lat)
+    points = queries.read_points(con, "etablissements", selection.without_territory(), columns=columns, bbox=bbox,
+                                 territory=False)
+    return qpv_establishments(qpv, points, radius_m=radius_m)
 
 
 def white_zones(result: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -257,19 +313,13 @@ def tiers_lieux_qpv_status(
 
 
 def establishments_near_point(
-    establishments: gpd.GeoDataFrame,
-    lon: float,
-    lat: float,
-    radius_m: float,
-    *,
-    selection: Selection | None = None,
-    communes: pd.DataFrame | None = None,
+    establishments: gpd.GeoDataFrame, lon: float, lat: float, radius_m: float
 ) -> gpd.GeoDataFrame:
     """ESS establishments within ``radius_m`` of a site, nearest first, with ``distance_m``.
 
-    The site's territory (found from its longitude/latitude) decides the metric CRS
-    (EPSG:2154 in metropolitan France, UTM-based overseas). ``selection`` filters the
-    establishments first (e.g. SIAE legal categories, employers only).
+    The site's territory (found from its longitude/latitude) decides where candidates are searched;
+    distances are geodesic metres. Pass the establishments already filtered (e.g. SIAE legal
+    categories, employers only).
 
     Raises
     ------
@@ -288,8 +338,6 @@ def establishments_near_point(
         raise SpatialInputError(
             f"Le point (longitude {lon}, latitude {lat}) n'est dans aucun territoire couvert.{hint}"
         )
-    if selection is not None:
-        establishments = selection.filter_establishments(establishments, communes=communes)
     site = gpd.GeoDataFrame(
         {"territoire": [code]}, geometry=[shapely.Point(float(lon), float(lat))], crs=WGS84_EPSG
     )

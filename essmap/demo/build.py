@@ -7,6 +7,7 @@ from pathlib import Path
 
 from essmap import store
 from essmap.demo.synthetic import write_demo_inputs
+from essmap.domain import schema
 from essmap.domain.config import Settings
 from essmap.io.readers.communes import read_communes
 from essmap.io.readers.qpv import read_qpv
@@ -15,6 +16,7 @@ from essmap.io.readers.tiers_lieux import read_tiers_lieux
 from essmap.store.ingest import (
     LoadReport,
     Progress,
+    finish_write,
     no_progress,
     write_admin,
     write_establishments,
@@ -64,11 +66,13 @@ def build_demo(settings: Settings, *, db_path: Path | None = None, scale: float 
 
     progress("Écriture de la base", 0.8)
     with store.atomic_update(db_path, start_empty=True) as con:
-        write_admin(con, communes, settings)
-        write_qpv(con, qpv)
-        write_establishments(con, sirene)
-        for read in [*real_tiers_lieux, synthetic_tiers_lieux]:
-            write_tiers_lieux(con, read, communes.frame, keep_departements=deps)
+        report.replacements = [
+            write_admin(con, communes, settings), write_qpv(con, qpv), write_establishments(con, sirene),
+            *(write_tiers_lieux(con, read, communes.frame, keep_departements=deps)
+              for read in [*real_tiers_lieux, synthetic_tiers_lieux]),
+        ]
+        progress("Jointures (communes, EPCI, QPV) et géométries d'affichage", 0.9)
+        finish_write(con, changed=list(schema.FILE_LAYERS))
         report.sources = [communes.meta, qpv.meta, sirene.meta,
                           *(r.meta for r in real_tiers_lieux), synthetic_tiers_lieux.meta]
     progress("Terminé", 1.0)

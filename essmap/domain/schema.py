@@ -137,4 +137,53 @@ SOURCES: dict[str, str] = {
     "is_synthetic": "BOOLEAN",
     "warnings": "VARCHAR",
     "loaded_at": "TIMESTAMP",
+    "scope": "VARCHAR",  # départements the load covered (comma-separated), or "" for all
+    "rows_in_store": "BIGINT",  # rows of this file still in the store (later ingests may replace some)
 }
+
+# --- Stored at ingest, never read from a file (essmap.store.joins) ------------------------------
+
+#: QPV generations a store can hold, newest first ("QN…" codes = 2024, "QP…" = 2015).
+QPV_GENERATIONS: tuple[str, ...] = ("2024", "2015")
+
+
+def qpv_column(generation: str) -> str:
+    """Column of a point layer holding its QPV of ``generation`` ("2024" -> "code_qp_2024")."""
+    if generation not in QPV_GENERATIONS:
+        raise ValueError(f"unknown QPV generation {generation!r}; expected one of {QPV_GENERATIONS}")
+    return f"code_qp_{generation}"
+
+
+#: Memberships of each establishment and tiers-lieu, computed at ingest so that indicators are a
+#: ``GROUP BY``: the commune proper (arrondissements municipaux rolled up to Paris, Lyon, Marseille),
+#: its EPCI and région, and the QPV holding the point for each generation (NULL outside any).
+MEMBERSHIPS: dict[str, str] = {
+    "code_com": "VARCHAR",
+    "siren_epci": "VARCHAR",
+    "code_region": "VARCHAR",
+    **{qpv_column(g): "VARCHAR" for g in QPV_GENERATIONS},
+}
+
+#: Layers whose rows carry :data:`MEMBERSHIPS`.
+POINT_LAYERS: tuple[str, ...] = ("etablissements", "tiers_lieux")
+
+#: Layers loaded from files: each row records the file it came from, so that an ingest replaces
+#: exactly the rows of its source in its scope, and ``sources`` describes what the store holds.
+SOURCE_FILE_COLUMN = "source_file"
+FILE_LAYERS: tuple[str, ...] = ("communes", "qpv", "etablissements", "tiers_lieux")
+
+#: Tables derived at ingest from the layers (recomputed whenever what they depend on changes).
+DERIVED: dict[str, dict[str, str]] = {
+    # one row per (QPV, commune it lies in), from ``insee_com``: the code as listed and the commune
+    # proper (arrondissements rolled up)
+    "qpv_communes": {"generation": "VARCHAR", "code_qp": "VARCHAR", "code_commune": "VARCHAR", "code_com": "VARCHAR"},
+    # QPV x tiers-lieux pairs within STORED_RADIUS_M, with the geodesic distance (0 inside)
+    "qpv_tiers_lieux": {
+        "generation": "VARCHAR", "code_qp": "VARCHAR", "id_tiers_lieu": "VARCHAR", "distance_m": "DOUBLE",
+    },
+    # boundaries simplified for display, one row per unit of each level (borders shared exactly)
+    "display_geometry": {"level": "VARCHAR", "code": "VARCHAR", "geometry": "GEOMETRY"},
+}
+
+#: Largest radius of the stored QPV x tiers-lieux pairs: the dashboard offers 100 m to 5 km.
+STORED_RADIUS_M = 5_000.0

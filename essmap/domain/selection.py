@@ -1,18 +1,16 @@
-"""One filter object, :class:`Selection`, applied the same way by every analysis function.
+"""One filter object, :class:`Selection`: what the user selected, applied the same way everywhere.
 
-Its methods are ``filter_establishments``, ``filter_tiers_lieux``, ``filter_qpv`` and
-``filter_communes`` (not ``qpv()``/``communes()``: those names are fields of the selection).
+The store turns it into SQL (:mod:`essmap.store.filters`); the dashboard and the exports turn it
+into a URL query string and a French description.
 
 A selection combines territory filters (région, départements, EPCI, communes, QPV) and attribute
 filters (ESS family, sector, employer, size band, legal category, tiers-lieu type and label,
 real or simulated rows, QPV generation). Filters of different fields combine with AND; values
 within one field combine with OR.
 
-Territory filters use the canonical code columns of each layer. Where a layer lacks the column a
-filter needs (establishments and tiers-lieux carry a commune and a département, not an EPCI nor a
-région), pass the communes table (``communes=``): the filter is then resolved to commune codes.
-Arrondissements municipaux (Paris, Lyon, Marseille) belong to their commune: selecting
-Marseille (13055) selects the establishments coded 13201-13216.
+Territory filters apply through the memberships the store computes at ingest: arrondissements
+municipaux (Paris, Lyon, Marseille) belong to their commune, so selecting Marseille (13055)
+selects the establishments coded 13201-13216.
 """
 
 from __future__ import annotations
@@ -22,12 +20,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-import pandas as pd
 
 from essmap.domain import nomenclature
 from essmap.domain.territories import (
-    departements_of_communes,
     normalise_commune_code,
     normalise_departement,
 )
@@ -35,9 +30,9 @@ from essmap.domain.territories import (
 SyntheticChoice = Literal["all", "real", "synthetic"]
 _SYNTHETIC_CHOICES: tuple[str, ...] = ("all", "real", "synthetic")
 
-#: Arrondissements municipaux and their commune (fixed by the PLM law): the fallback when no
-#: communes table (with ``code_commune_parent``) is at hand.
-_PLM_RANGES: tuple[tuple[int, int, str], ...] = (
+#: Arrondissements municipaux and their commune (fixed by the PLM law): the fallback for codes the
+#: communes layer does not list.
+PLM_RANGES: tuple[tuple[int, int, str], ...] = (
     (75101, 75120, "75056"),  # Paris
     (69381, 69389, "69123"),  # Lyon
     (13201, 13216, "13055"),  # Marseille
@@ -45,43 +40,6 @@ _PLM_RANGES: tuple[tuple[int, int, str], ...] = (
 
 #: Level names used in :meth:`Selection.describe` name mappings.
 NAME_LEVELS: tuple[str, ...] = ("region", "departement", "epci", "commune", "qpv")
-
-
-# --- Commune roll-up ---------------------------------------------------------------------------
-
-
-def parent_commune_codes(codes: pd.Series, communes: pd.DataFrame | None = None) -> pd.Series:
-    """The commune (``COM``) code of each commune code: arrondissements roll up to their parent.
-
-    Uses ``code_commune_parent`` of ``communes`` when given, else the fixed PLM ranges (Paris
-    75101-75120 -> 75056, Lyon 69381-69389 -> 69123, Marseille 13201-13216 -> 13055). Other
-    codes are returned unchanged; missing stays missing. Vectorised over the distinct codes.
-    """
-    labels, uniques = pd.factorize(codes.astype("string"), use_na_sentinel=True)
-    parents = _parents_of(pd.Index(uniques, dtype="string"), communes)
-    out = _take_codes(parents, labels)
-    return pd.Series(out, index=codes.index, name=codes.name)
-
-
-def _take_codes(values: pd.Series, labels: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """``values[labels]`` as a nullable string array, <NA> where a label is -1."""
-    return values.array.astype(pd.StringDtype()).take(labels, allow_fill=True)
-
-
-def _parents_of(codes: pd.Index, communes: pd.DataFrame | None) -> pd.Series:
-    parents = pd.Series(codes.to_numpy(dtype=object), index=codes, dtype="string")
-    if communes is not None and "code_commune_parent" in communes.columns:
-        known = communes.loc[communes["code_commune_parent"].notna(), ["code_insee", "code_commune_parent"]]
-        mapping = dict(zip(known["code_insee"].astype(str), known["code_commune_parent"].astype(str)))
-    else:
-        mapping = {}
-    numeric = pd.to_numeric(pd.Series(codes.to_numpy(dtype=object)), errors="coerce").to_numpy()
-    for low, high, parent in _PLM_RANGES:
-        for code in np.asarray(codes, dtype=object)[(numeric >= low) & (numeric <= high)]:
-            mapping.setdefault(str(code), parent)
-    if mapping:  # vectorised lookup (a per-code lambda cost ~0.1 s on the 35,000 communes)
-        parents = pd.Series(mapping, dtype="string").reindex(codes).fillna(parents)
-    return parents
 
 
 # --- Selection ---------------------------------------------------------------------------------
@@ -204,168 +162,6 @@ class Selection:
         """
         return dataclasses.replace(self, region=None, departements=(), epci=(), communes=(), qpv=())
 
-    # -- filtering -------------------------------------------------------------------------
-
-    def filter_establishments(
-        self,
-        gdf: pd.DataFrame,
-        *,
-        communes: pd.DataFrame | None = None,
-        in_qpv: pd.Series | None = None,
-    ) -> pd.DataFrame:
-        """ESS establishments (``schema.ETABLISSEMENTS`` columns) matching the selection.
-
-        Parameters
-        ----------
-        communes : DataFrame, optional
-            The communes table; required for région and EPCI filters.
-        in_qpv : Series, optional
-            Code of the QPV holding each establishment (``establishments_qpv(...)["code_qp"]``
-            or :func:`essmap.geo.points_in_polygons`), aligned on ``gdf.index``; required
-            for a QPV filter.
-
-        Returns the rows kept (the frame itself, not a copy, when nothing is filtered).
-        """
-        mask = self._territory_mask(gdf, communes, in_qpv, "établissements")
-        if self.families:
-            mask &= _isin(gdf["famille"], self.families)
-        if self.sectors:
-            mask &= _isin(gdf["secteur"], self.sectors)
-        if self.employer_only:
-            mask &= gdf["employeur"].fillna(False).to_numpy(dtype=bool)
-        if self.size_bands:
-            mask &= _isin(gdf["tranche_effectifs"], self.size_bands)
-        if self.legal_categories:
-            mask &= _isin(gdf["categorie_juridique"], self.legal_categories)
-        mask &= self._synthetic_mask(gdf)
-        return _subset(gdf, mask)
-
-    def filter_tiers_lieux(
-        self,
-        gdf: pd.DataFrame,
-        *,
-        communes: pd.DataFrame | None = None,
-        in_qpv: pd.Series | None = None,
-    ) -> pd.DataFrame:
-        """Tiers-lieux (``schema.TIERS_LIEUX`` columns) matching the selection.
-
-        Same ``communes`` and ``in_qpv`` arguments as :meth:`filter_establishments`. ESS filters
-        (families, sectors...) do not apply to tiers-lieux.
-        """
-        mask = self._territory_mask(gdf, communes, in_qpv, "tiers-lieux")
-        if self.tiers_lieu_types:
-            mask &= _any_listed(gdf["types"], self.tiers_lieu_types)
-        if self.tiers_lieu_labels:
-            mask &= _any_listed(gdf["labels"], self.tiers_lieu_labels)
-        mask &= self._synthetic_mask(gdf)
-        return _subset(gdf, mask)
-
-    def filter_qpv(self, gdf: pd.DataFrame, *, communes: pd.DataFrame | None = None) -> pd.DataFrame:
-        """QPVs (``schema.QPV`` columns) matching the selection.
-
-        A QPV spanning several communes is kept when any of them is selected. A région filter
-        needs ``communes`` (QPVs carry no région code).
-        """
-        mask = np.ones(len(gdf), dtype=bool)
-        if self.qpv_generation is not None:
-            mask &= (gdf["generation"].astype("string") == self.qpv_generation).fillna(False).to_numpy(dtype=bool)
-        if self.qpv:
-            mask &= _isin(gdf["code_qp"], self.qpv)
-        if self.region or self.departements or self.epci or self.communes:
-            mask &= self._qpv_territory_mask(gdf, communes)
-        return _subset(gdf, mask)
-
-    def filter_communes(self, gdf: pd.DataFrame) -> pd.DataFrame:
-        """Communes (``schema.COMMUNES`` columns) matching the territory filters.
-
-        Selecting a commune keeps its arrondissements municipaux too. The QPV filter does not
-        restrict communes (a QPV is a part of its communes).
-        """
-        mask = np.ones(len(gdf), dtype=bool)
-        if self.region:
-            mask &= _isin(gdf["code_region"], (self.region,))
-        if self.departements:
-            mask &= _isin(gdf["code_departement"], self.departements)
-        if self.epci:
-            mask &= _isin(gdf["siren_epci"], self.epci)
-        if self.communes:
-            mask &= _isin(gdf["code_insee"], self.communes) | _isin(
-                gdf["code_commune_parent"], self.communes
-            )
-        return _subset(gdf, mask)
-
-    # -- internals -------------------------------------------------------------------------
-
-    def _synthetic_mask(self, gdf: pd.DataFrame) -> np.ndarray | bool:
-        if self.synthetic == "all":
-            return True
-        flag = gdf["is_synthetic"].fillna(False).to_numpy(dtype=bool)
-        return flag if self.synthetic == "synthetic" else ~flag
-
-    def _territory_mask(
-        self,
-        gdf: pd.DataFrame,
-        communes: pd.DataFrame | None,
-        in_qpv: pd.Series | None,
-        what: str,
-    ) -> np.ndarray:
-        """Territory filters on a point layer carrying ``code_commune`` and ``code_departement``."""
-        mask = np.ones(len(gdf), dtype=bool)
-        if self.departements:
-            mask &= _isin(gdf["code_departement"], self.departements)
-        if self.region:
-            deps = _departements_of_region(_need(communes, "region", what), self.region)
-            mask &= _isin(gdf["code_departement"], deps)
-        if self.epci or self.communes:
-            parent = parent_commune_codes(gdf["code_commune"], communes)
-            if self.epci:
-                wanted = _communes_of_epci(_need(communes, "epci", what), self.epci)
-                mask &= _isin(parent, wanted) | _isin(gdf["code_commune"], wanted)
-            if self.communes:
-                mask &= _isin(parent, self.communes) | _isin(gdf["code_commune"], self.communes)
-        if self.qpv:
-            if in_qpv is None:
-                raise ValueError(
-                    f"Le filtre QPV sur les {what} a besoin de leur QPV : passez in_qpv= "
-                    "(résultat de establishments_qpv(...)['code_qp'] ou de points_in_polygons)."
-                )
-            mask &= _isin(in_qpv.reindex(gdf.index), self.qpv)
-        return mask
-
-    def _qpv_territory_mask(self, gdf: pd.DataFrame, communes: pd.DataFrame | None) -> np.ndarray:
-        pairs = qpv_commune_pairs(gdf)
-        pos = pairs["position"].to_numpy()
-        com = pairs["code_commune"]
-        parent = parent_commune_codes(com, communes)
-        dep_of_qpv = gdf["insee_dep"].astype("string").reset_index(drop=True)
-
-        def any_commune(hit: np.ndarray) -> np.ndarray:
-            out = np.zeros(len(gdf), dtype=bool)
-            out[pos[hit]] = True
-            return out
-
-        def dep_match(deps: Iterable[str]) -> np.ndarray:
-            deps = tuple(deps)
-            own = _isin(dep_of_qpv, deps)
-            return own | any_commune(_isin(departements_of_communes(com), deps))
-
-        mask = np.ones(len(gdf), dtype=bool)
-        if self.departements:
-            mask &= dep_match(self.departements)
-        if self.region:
-            mask &= dep_match(_departements_of_region(_need(communes, "region", "QPV"), self.region))
-        if self.epci:
-            own = _isin(gdf["siren_epci"], self.epci) if "siren_epci" in gdf.columns else False
-            via = (
-                any_commune(_isin(parent, _communes_of_epci(communes, self.epci)))
-                if communes is not None
-                else False
-            )
-            mask &= own | via
-        if self.communes:
-            mask &= any_commune(_isin(parent, self.communes) | _isin(com, self.communes))
-        return mask
-
     # -- description and URLs --------------------------------------------------------------
 
     def describe(self, names: Mapping[str, Mapping[str, str]] | None = None) -> str:
@@ -449,48 +245,6 @@ class Selection:
         return cls(**kwargs)  # type: ignore[arg-type]
 
 
-def territory_names(
-    *,
-    communes: pd.DataFrame | None = None,
-    departements: pd.DataFrame | None = None,
-    regions: pd.DataFrame | None = None,
-    epci: pd.DataFrame | None = None,
-    qpv: pd.DataFrame | None = None,
-) -> dict[str, dict[str, str]]:
-    """Names by level and code, from the layers at hand, for :meth:`Selection.describe`."""
-    sources = (
-        ("commune", communes, "code_insee", "nom"),
-        ("departement", departements, "code_departement", "nom"),
-        ("region", regions, "code_region", "nom"),
-        ("epci", epci, "siren_epci", "nom"),
-        ("qpv", qpv, "code_qp", "lib_qp"),
-    )
-    out: dict[str, dict[str, str]] = {}
-    for level, frame, code, name in sources:
-        if frame is None:
-            continue
-        known = frame[[code, name]].dropna()
-        out[level] = dict(zip(known[code].astype(str), known[name].astype(str)))
-    return out
-
-
-def qpv_commune_pairs(qpv: pd.DataFrame) -> pd.DataFrame:
-    """One row per (QPV position, commune code) from ``insee_com`` ("13001,13002").
-
-    Columns ``position`` (row position in ``qpv``) and ``code_commune``. QPVs without
-    commune codes have no row.
-    """
-    codes = qpv["insee_com"].astype("string").reset_index(drop=True)
-    split = codes.str.split(r"[,;\s]+", regex=True).explode()
-    split = split[split.notna() & (split != "")]
-    return pd.DataFrame(
-        {
-            "position": split.index.to_numpy(dtype=np.int64),
-            "code_commune": split.astype("string").map(normalise_commune_code).astype("string").to_numpy(),
-        }
-    )
-
-
 def _describe_legal_categories(codes: tuple[str, ...]) -> str:
     rest = set(codes)
     parts: list[str] = []
@@ -508,41 +262,3 @@ def _lower_first(text: str) -> str:
     if len(text) > 1 and text[1].isupper():
         return text
     return text[:1].lower() + text[1:]
-
-
-def _isin(values: pd.Series | pd.Index, allowed: Iterable[str]) -> np.ndarray:
-    return pd.Series(values).isin(list(allowed)).to_numpy(dtype=bool)
-
-
-def _any_listed(values: pd.Series, wanted: tuple[str, ...]) -> np.ndarray:
-    """Whether any item of a "; "-separated list is in ``wanted`` (case-insensitive)."""
-    wanted_folded = {w.casefold() for w in wanted}
-    items = values.astype("string").reset_index(drop=True).str.split(r"[;|]", regex=True).explode()
-    items = items.str.strip().str.casefold()
-    hit = items.isin(wanted_folded).fillna(False).to_numpy(dtype=bool)
-    out = np.zeros(len(values), dtype=bool)
-    out[items.index.to_numpy()[hit]] = True
-    return out
-
-
-def _subset(gdf: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
-    return gdf if bool(np.all(mask)) else gdf[mask]
-
-
-def _need(communes: pd.DataFrame | None, field: str, what: str) -> pd.DataFrame:
-    if communes is None:
-        raise ValueError(
-            f"Le filtre « {field} » sur les {what} a besoin de la table des communes : "
-            "passez communes=."
-        )
-    return communes
-
-
-def _departements_of_region(communes: pd.DataFrame, region: str) -> tuple[str, ...]:
-    deps = communes.loc[_isin(communes["code_region"], (region,)), "code_departement"]
-    return tuple(sorted(deps.dropna().astype(str).unique()))
-
-
-def _communes_of_epci(communes: pd.DataFrame, epci: tuple[str, ...]) -> tuple[str, ...]:
-    codes = communes.loc[_isin(communes["siren_epci"], epci), "code_insee"]
-    return tuple(codes.dropna().astype(str).unique())

@@ -1,14 +1,14 @@
 """What the dashboard and the exports show for one :class:`~essmap.present.view.MapView`.
 
-:func:`view_data` turns a view and the layers of its territory into a :class:`ViewData`: the
-choropleth units with their values and classes, the QPVs with the radius results, the filtered
-establishments and tiers-lieux, and the labels. The interactive map and the exported figures
-both draw from it, so they show the same classes and colours.
+:func:`view_data` reads a view from the store into a :class:`ViewData`: the choropleth units with
+their values and classes, the QPVs with the radius results, the filtered establishments and
+tiers-lieux, and the labels. The interactive map and the exported figures both draw from it, so
+they show the same classes and colours.
 
-Geometries of the choropleth units are simplified for display only (the map sent to the
-browser stays small): the communes are simplified *as a coverage*, so neighbours keep one
-shared border, and EPCI, départements and régions are unions of those simplified communes.
-Every analysis uses the exact geometries of the layers.
+Everything heavy was done at ingest (memberships, QPV x tiers-lieux pairs, simplified boundaries):
+a view is a few SQL aggregates on the store plus the classes. Unit and QPV boundaries are the
+display geometries stored at ingest (simplified as a coverage: neighbours share their borders);
+exports of QPV tables carry the exact ones.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import duckdb
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 
 from essmap.analysis.indicators import (
     INDICATORS_BY_KEY,
@@ -30,27 +30,21 @@ from essmap.analysis.indicators import (
     breakdown,
     compare,
     indicators_by_level,
-    parent_codes,
 )
-from essmap.analysis.proximity import qpv_establishments, qpv_tiers_lieux
+from essmap.analysis.proximity import establishments_around_qpv, qpv_coverage
 from essmap.domain.formatting import format_number, format_percent
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
-from essmap.domain.selection import Selection, territory_names
-from essmap.geo import points_in_polygons
+from essmap.domain.selection import Selection
 from essmap.present.classify import Classification, classify
 from essmap.present.view import MapView
-
-#: Simplification tolerance of displayed boundaries, in degrees (about 30 m in mainland France):
-#: invisible at département zoom, and it keeps a département map well under 3 MB.
-DISPLAY_TOLERANCE_DEG = 0.0003
-
-#: Column holding each unit's code, by choropleth level, in the communes layer.
-_UNIT_COLUMN: dict[str, str] = {
-    "commune": "code_insee",
-    "epci": "siren_epci",
-    "departement": "code_departement",
-    "region": "code_region",
-}
+from essmap.store.queries import (
+    display_geometry,
+    generation_of,
+    names,
+    parent_code,
+    read_points,
+    read_qpv,
+)
 
 #: Indicators of the key-figure cards of a fiche, in order.
 FICHE_INDICATORS: tuple[str, ...] = (
@@ -76,24 +70,20 @@ class ViewData:
         The indicator of the choropleth.
     areas : GeoDataFrame
         One row per unit of ``view.level`` in the selected territory: every column of
-        :func:`~essmap.analysis.indicators_by_level`, plus ``valeur`` (the indicator in its
-        display unit: shares in percent) and ``classe_couleur``; geometry simplified for display.
+        :func:`~essmap.analysis.indicators.indicators_by_level`, plus ``valeur`` (the indicator in
+        its display unit: shares in percent) and ``classe_couleur``; display geometry.
     classification : Classification
         Classes of ``valeur`` (edges, colours, French labels).
     qpv : GeoDataFrame
-        QPVs in view with the radius results of
-        :func:`~essmap.analysis.proximity.qpv_tiers_lieux` (``n_tiers_lieux``, ``nearest_nom``,
-        ``nearest_distance_m``, ``covered``...), exact geometry.
+        QPVs in view with the radius results of :func:`~essmap.analysis.proximity.qpv_coverage`
+        (``n_tiers_lieux``, ``nearest_nom``, ``nearest_distance_m``, ``covered``...), display geometry.
     etablissements, tiers_lieux : GeoDataFrame
-        Filtered establishments (with ``code_qp``: the QPV holding each one, <NA> outside) and
-        tiers-lieux in view.
+        Filtered establishments and tiers-lieux in view, with ``code_qp`` (the QPV holding each
+        one, <NA> outside).
     synthetic : bool
         Whether any simulated row is in view.
     territory_label, filters_label : str
         "Bouches-du-Rhône (13)"; :meth:`Selection.describe` of the view.
-    qpv_etablissements : GeoDataFrame
-        Per QPV in view: establishments of the chosen families/sectors within the radius
-        (:func:`~essmap.analysis.proximity.qpv_establishments`).
     """
 
     view: MapView
@@ -106,7 +96,6 @@ class ViewData:
     synthetic: bool
     territory_label: str
     filters_label: str
-    qpv_etablissements: gpd.GeoDataFrame
 
     @property
     def legend_title(self) -> str:
@@ -134,43 +123,22 @@ def computation_key(view: MapView) -> MapView:
     return view.replace(method=default.method, k=default.k, selected=None, tiles=None)
 
 
-def view_data(view: MapView, layers: dict[str, gpd.GeoDataFrame]) -> ViewData:
-    """Compute what ``view`` shows from ``layers`` (:func:`essmap.store.read_analysis_layers`).
-
-    ``layers`` must cover the selected territory: communes, QPVs and establishments of its
-    départements, tiers-lieux of the départements and their neighbours (a QPV can be covered
-    from across a border), and the ``epci``/``departements``/``regions`` tables for names.
-    """
+def view_data(con: duckdb.DuckDBPyConnection, view: MapView) -> ViewData:
+    """Read what ``view`` shows from the store (see the module docstring)."""
     selection = view.selection
-    communes, qpv_all = layers["communes"], layers["qpv"]
-    establishments = layers["etablissements"]
-    in_qpv, tl_in_qpv = _qpv_of_points(layers)
-    qpv = selection.filter_qpv(qpv_all, communes=communes)
-    reachable = selection.without_territory().filter_tiers_lieux(layers["tiers_lieux"])
-    coverage = qpv_tiers_lieux(qpv, reachable, radius_m=view.radius_m)
-
     indicator = INDICATORS_BY_KEY[view.indicator]
-    table = indicators_by_level(
-        view.level, communes=communes, establishments=establishments, tiers_lieux=layers["tiers_lieux"],
-        qpv=qpv_all, radius_m=view.radius_m, selection=selection, units=_units_layer(view.level, layers),
-        in_qpv=in_qpv, qpv_coverage=coverage,
-    )
+    table = indicators_by_level(con, view.level, selection=selection, radius_m=view.radius_m)  # type: ignore[arg-type]
     values = pd.to_numeric(table[view.indicator], errors="coerce").astype("Float64")
     table["valeur"] = values * 100 if indicator.unit_fr == "%" else values
-    geometry = _display_geometry(view.level, selection.filter_communes(communes), qpv)
-    areas = gpd.GeoDataFrame(
-        table, geometry=geometry.reindex(table["code"].astype(str)).to_numpy(), crs=4326
-    )
+    shapes = display_geometry(con, view.level, table["code"].astype(str).tolist())
+    areas = gpd.GeoDataFrame(table, geometry=shapes.reindex(table["code"].astype(str)).to_numpy(), crs=4326)
     classification = _classify(areas["valeur"], indicator, view)
     areas["classe_couleur"] = classification.colour_of(areas["valeur"])
 
-    etab = selection.filter_establishments(establishments, communes=communes, in_qpv=in_qpv)
-    etab = etab.assign(code_qp=in_qpv.reindex(etab.index).astype("string"))
-    tiers_lieux = selection.filter_tiers_lieux(layers["tiers_lieux"], communes=communes, in_qpv=tl_in_qpv)
-    near_etab = qpv_establishments(
-        qpv, selection.without_territory().filter_establishments(establishments), radius_m=view.radius_m
-    )
-    names = _names(layers)
+    coverage = qpv_coverage(con, selection, radius_m=view.radius_m)
+    etab = read_points(con, "etablissements", selection)
+    tiers_lieux = read_points(con, "tiers_lieux", selection)
+    known = names(con, _codes_to_name(selection))
     return ViewData(
         view=view,
         indicator=indicator,
@@ -183,10 +151,19 @@ def view_data(view: MapView, layers: dict[str, gpd.GeoDataFrame]) -> ViewData:
             _any_flag(etab, "is_synthetic") or _any_flag(tiers_lieux, "is_synthetic")
             or _any_flag(coverage, "is_synthetic_involved")
         ),
-        territory_label=territory_label(selection, names),
-        filters_label=selection.describe(names),
-        qpv_etablissements=near_etab,
+        territory_label=territory_label(selection, known),
+        filters_label=selection.describe(known),
     )
+
+
+def establishments_around(con: duckdb.DuckDBPyConnection, data: ViewData) -> gpd.GeoDataFrame:
+    """Per QPV in view: establishments of the chosen families/sectors within the radius (on demand)."""
+    return establishments_around_qpv(con, data.view.selection, radius_m=data.view.radius_m)
+
+
+def _codes_to_name(selection: Selection) -> dict[str, tuple[str, ...]]:
+    return {"region": (selection.region,) if selection.region else (), "departement": selection.departements,
+            "epci": selection.epci, "commune": selection.communes, "qpv": selection.qpv}
 
 
 def territory_label(selection: Selection, names: dict[str, dict[str, str]]) -> str:
@@ -199,59 +176,9 @@ def territory_label(selection: Selection, names: dict[str, dict[str, str]]) -> s
     return "France"
 
 
-def simplify_coverage(geometries: gpd.GeoSeries, tolerance: float = DISPLAY_TOLERANCE_DEG) -> gpd.GeoSeries:
-    """Simplify polygons that tile a territory, keeping one shared border between neighbours."""
-    simplified = shapely.coverage_simplify(geometries.to_numpy(), tolerance)
-    return gpd.GeoSeries(simplified, index=geometries.index, crs=geometries.crs)
-
-
-def _display_geometry(level: str, communes: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame) -> gpd.GeoSeries:
-    """Simplified geometry of each unit of ``level``, indexed by unit code."""
-    if level == "qpv":
-        return gpd.GeoSeries(
-            shapely.simplify(qpv.geometry.to_numpy(), DISPLAY_TOLERANCE_DEG / 3, preserve_topology=True),
-            index=qpv["code_qp"].astype(str).to_numpy(), crs=4326,
-        )
-    com = communes[(communes["type_commune"] == "COM").fillna(False).to_numpy(dtype=bool)]
-    com = com[com.geometry.notna().to_numpy()]
-    simplified = simplify_coverage(com.geometry)
-    codes = com[_UNIT_COLUMN[level]].astype(str).to_numpy()
-    if level == "commune":
-        return gpd.GeoSeries(simplified.to_numpy(), index=codes, crs=4326)
-    groups = pd.Series(np.arange(len(codes))).groupby(codes)
-    return gpd.GeoSeries(
-        {code: shapely.union_all(simplified.to_numpy()[pos.to_numpy()]) for code, pos in groups},
-        crs=4326,
-    )
-
-
 def _classify(values: pd.Series, indicator: Indicator, view: MapView) -> Classification:
     decimals = 1 if indicator.unit_fr in ("%", "pour 10 000 hab.") else 0
     return classify(values, method=view.method, k=view.k, decimals=decimals, unit=indicator.unit_fr)  # type: ignore[arg-type]
-
-
-def _units_layer(level: str, layers: dict[str, gpd.GeoDataFrame]) -> pd.DataFrame | None:
-    table = {"epci": "epci", "departement": "departements", "region": "regions"}.get(level)
-    return None if table is None else layers.get(table)
-
-
-def _names(layers: dict[str, gpd.GeoDataFrame]) -> dict[str, dict[str, str]]:
-    return territory_names(
-        communes=layers.get("communes"), departements=layers.get("departements"),
-        regions=layers.get("regions"), epci=layers.get("epci"), qpv=layers.get("qpv"),
-    )
-
-
-def _qpv_of_points(layers: dict[str, gpd.GeoDataFrame]) -> tuple[pd.Series, pd.Series]:
-    """Code of the QPV holding each establishment and each tiers-lieu (<NA> outside any)."""
-    return (points_in_polygons(layers["etablissements"], layers["qpv"], "code_qp"),
-            points_in_polygons(layers["tiers_lieux"], layers["qpv"], "code_qp"))
-
-
-def _indicator_inputs(layers: dict[str, gpd.GeoDataFrame], radius_m: float, in_qpv: pd.Series) -> dict:
-    """The layers as keyword arguments of :func:`indicators_by_level`."""
-    return dict(communes=layers["communes"], establishments=layers["etablissements"],
-                tiers_lieux=layers["tiers_lieux"], qpv=layers["qpv"], radius_m=radius_m, in_qpv=in_qpv)
 
 
 def _any_flag(frame: pd.DataFrame, column: str) -> bool:
@@ -303,44 +230,47 @@ def selectable_units(data: ViewData) -> dict[str, str]:
     return units
 
 
-def fiche(data: ViewData, layers: dict[str, gpd.GeoDataFrame], code: str, *,
-          region_layers: dict[str, gpd.GeoDataFrame] | None = None) -> Fiche | None:
+def fiche(con: duckdb.DuckDBPyConnection, data: ViewData, code: str) -> Fiche | None:
     """The fiche of unit ``code`` (a unit of the choropleth or a QPV in view); None if unknown.
 
-    Each figure is compared with the parent unit and France. The parent of a département is its
-    région, which the layers of one département do not cover: ``region_layers`` (the analysis
-    layers of the whole région) give that comparison; without them a département is compared with
-    France only.
+    Each figure is compared with the parent unit (a département with its région, a commune or an
+    EPCI with its département, a QPV with its commune) and France, with the view's attribute
+    filters (families, sectors...) applied to all three.
     """
     code = str(code)
     unit = unit_of(data, code)
     if unit is None:
         return None
     level = unit[0]
-    communes, establishments, qpv = layers["communes"], layers["etablissements"], layers["qpv"]
+    radius = data.view.radius_m
     attributes = data.view.selection.without_territory()
     unit_selection = _restrict(attributes, level, code)
-    in_qpv, tl_in_qpv = _qpv_of_points(layers)
-    common = _indicator_inputs(layers, data.view.radius_m, in_qpv)
-    unit_rows = indicators_by_level(level, selection=unit_selection, units=_units_layer(level, layers), **common)
+    unit_rows = indicators_by_level(con, level, selection=unit_selection, radius_m=radius)  # type: ignore[arg-type]
     unit_rows = unit_rows[unit_rows["code"].astype(str) == code]
     if unit_rows.empty:
         return None
     unit_row = unit_rows.iloc[0].to_dict()
-    parent_row = _parent_row(level, code, attributes, layers, common, region_layers)
+    parent_row = None
+    parent_level = PARENT_LEVEL.get(level)
+    parent = parent_code(con, level, code, generation=generation_of(con, attributes)) if parent_level else None
+    if parent_level and parent:
+        rows = indicators_by_level(con, parent_level, selection=_restrict(attributes, parent_level, parent),  # type: ignore[arg-type]
+                                   radius_m=radius)
+        rows = rows[rows["code"].astype(str) == parent]
+        parent_row = None if rows.empty else rows.iloc[0].to_dict()
     comparisons = tuple(compare(key, unit_row, parent_row) for key in FICHE_INDICATORS)
-    by = dict(communes=communes, establishments=establishments, qpv=qpv, selection=unit_selection,
-              units=_units_layer(level, layers), in_qpv=in_qpv)
-    familles = breakdown(level, "famille", **by)
-    secteurs = breakdown(level, "secteur", **by)
-    in_qpv_families = breakdown(level, "famille", only_in_qpv=True, **by)
+    familles = breakdown(con, level, "famille", selection=unit_selection)  # type: ignore[arg-type]
+    secteurs = breakdown(con, level, "secteur", selection=unit_selection)  # type: ignore[arg-type]
+    in_qpv_families = breakdown(con, level, "famille", selection=unit_selection, only_in_qpv=True)  # type: ignore[arg-type]
+    familles, secteurs, in_qpv_families = (frame[frame["code"].astype(str) == code].reset_index(drop=True)
+                                           for frame in (familles, secteurs, in_qpv_families))
     split = pd.DataFrame({
         "Famille": familles["libelle"].to_numpy(),
         "Dans les QPV": in_qpv_families["n"].to_numpy(),
         "Hors QPV": (familles["n"] - in_qpv_families["n"]).to_numpy(),
     })
-    etab = unit_selection.filter_establishments(establishments, communes=communes, in_qpv=in_qpv)
-    tl = unit_selection.filter_tiers_lieux(layers["tiers_lieux"], communes=communes, in_qpv=tl_in_qpv)
+    etab = read_points(con, "etablissements", unit_selection)
+    tl = read_points(con, "tiers_lieux", unit_selection)
     return Fiche(
         code=code,
         name=str(unit_row.get("nom") or code),
@@ -363,26 +293,6 @@ def _restrict(attributes: Selection, level: str, code: str) -> Selection:
     if field is None:
         return dataclasses.replace(attributes, region=code)
     return dataclasses.replace(attributes, **{field: (code,)})
-
-
-def _parent_row(level: str, code: str, attributes: Selection, layers: dict[str, gpd.GeoDataFrame],
-                common: dict, region_layers: dict[str, gpd.GeoDataFrame] | None) -> dict | None:
-    """Indicators of the parent unit, from layers that cover it entirely (None without them)."""
-    parent_level = PARENT_LEVEL.get(level)
-    if parent_level is None:
-        return None
-    parent = parent_codes(level, [code], communes=layers["communes"], qpv=layers["qpv"]).iloc[0]
-    if pd.isna(parent):
-        return None
-    if parent_level == "region":
-        if region_layers is None:
-            return None
-        layers = region_layers
-        common = _indicator_inputs(layers, common["radius_m"], _qpv_of_points(layers)[0])
-    rows = indicators_by_level(parent_level, selection=_restrict(attributes, parent_level, str(parent)),
-                               units=_units_layer(parent_level, layers), **common)
-    rows = rows[rows["code"].astype(str) == str(parent)]
-    return None if rows.empty else rows.iloc[0].to_dict()
 
 
 # --- Tables shown and exported -----------------------------------------------------------------
@@ -423,8 +333,9 @@ def qpv_tiers_lieux_table(data: ViewData) -> pd.DataFrame:
     return radius_table(data.qpv, count_label="Tiers-lieux dans le rayon", nearest_label="Tiers-lieu le plus proche")
 
 
-def qpv_establishments_table(data: ViewData) -> pd.DataFrame:
-    return radius_table(data.qpv_etablissements, count_label="Établissements ESS dans le rayon",
+def qpv_establishments_table(result: pd.DataFrame) -> pd.DataFrame:
+    """An :func:`~essmap.analysis.proximity.establishments_around_qpv` result as the radius tab shows it."""
+    return radius_table(result, count_label="Établissements ESS dans le rayon",
                         nearest_label="Établissement ESS le plus proche")
 
 
@@ -462,17 +373,24 @@ def indicators_table(data: ViewData) -> pd.DataFrame:
     return pd.DataFrame(data.areas.drop(columns=[data.areas.geometry.name, "classe_couleur"]))
 
 
-def export_tables(data: ViewData) -> dict[str, tuple[str, gpd.GeoDataFrame]]:
-    """What is on screen, as exportable tables: {label: (file stem, frame with geometry)}."""
+def export_tables(con: duckdb.DuckDBPyConnection, data: ViewData) -> dict[str, tuple[str, gpd.GeoDataFrame]]:
+    """What is on screen, as exportable tables: {label: (file stem, frame with geometry)}.
+
+    Exports carry exact QPV boundaries (the map draws simplified ones); the QPV x establishments
+    table is computed here, on demand.
+    """
     def geo(frame: pd.DataFrame, geometry: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         return gpd.GeoDataFrame(frame, geometry=geometry.geometry.to_numpy(), crs=4326)
 
+    qpv = data.qpv.set_geometry(
+        read_qpv(con, data.qpv["code_qp"].astype(str).tolist()).set_index("code_qp").geometry
+        .reindex(data.qpv["code_qp"].astype(str)).to_numpy())
+    around = establishments_around(con, data)
     level = LEVEL_LABELS[data.view.level].lower()
     return {
         f"Indicateurs par {level}": ("indicateurs_" + data.view.level, geo(indicators_table(data), data.areas)),
-        "QPV et tiers-lieux dans le rayon": ("qpv_tiers_lieux", geo(qpv_tiers_lieux_table(data), data.qpv)),
-        "QPV et établissements ESS dans le rayon": (
-            "qpv_etablissements", geo(qpv_establishments_table(data), data.qpv_etablissements)),
+        "QPV et tiers-lieux dans le rayon": ("qpv_tiers_lieux", geo(qpv_tiers_lieux_table(data), qpv)),
+        "QPV et établissements ESS dans le rayon": ("qpv_etablissements", geo(qpv_establishments_table(around), around)),
         "Établissements ESS": ("etablissements_ess", geo(establishments_table(data.etablissements),
                                                         data.etablissements)),
         "Tiers-lieux": ("tiers_lieux", geo(tiers_lieux_table(data.tiers_lieux), data.tiers_lieux)),
@@ -482,9 +400,3 @@ def export_tables(data: ViewData) -> dict[str, tuple[str, gpd.GeoDataFrame]]:
 def _yes_no(frame: pd.DataFrame, column: str) -> np.ndarray:
     flags = frame[column].fillna(False).to_numpy(dtype=bool) if column in frame else np.zeros(len(frame), bool)
     return np.where(flags, "oui", "non")
-
-
-def filter_choices(tiers_lieux: pd.DataFrame, column: str) -> list[str]:
-    """Distinct values of a "; "-separated tiers-lieux column (types, labels), sorted."""
-    values = tiers_lieux[column].dropna().astype(str).str.split(";").explode().str.strip()
-    return sorted(set(values[values != ""]), key=str.casefold)

@@ -9,8 +9,6 @@ when synthetic rows are used.
 
 The figures come from :func:`essmap.present.viewdata.fiche` and the map from
 :func:`essmap.present.viewdata.view_data`, so a portrait shows what the dashboard's "Fiche" tab shows.
-Layers are read once for a whole batch (:func:`load_scope`), then each unit is rendered from
-them.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
@@ -31,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from essmap import store
-from essmap.analysis.indicators import LEVEL_LABELS, Comparison, parent_codes
+from essmap.analysis.indicators import LEVEL_LABELS, Comparison
 from essmap.domain.errors import EssmapError
 from essmap.domain.formatting import format_date, format_number, format_percent
 from essmap.domain.nomenclature import (
@@ -42,7 +39,6 @@ from essmap.domain.nomenclature import (
 )
 from essmap.domain.selection import Selection
 from essmap.domain.territories import (
-    departement_of_commune,
     normalise_commune_code,
     normalise_departement,
 )
@@ -59,6 +55,7 @@ from essmap.render.snapshot import (
     wrap,
 )
 from essmap.render.tables import export_file_name
+from essmap.store.queries import generation_of, parent_code
 
 PORTRAIT_LEVELS: tuple[str, ...] = ("commune", "epci", "departement", "qpv")
 A4_PORTRAIT_IN = (8.27, 11.69)
@@ -75,25 +72,22 @@ _UNKNOWN = {
 }
 
 
-# --- Scope: which units, which layers ----------------------------------------------------------
+# --- Scope: which units ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Scope:
-    """Units to portray and the départements whose layers they need."""
+    """Units to portray."""
 
     level: str
     codes: tuple[str, ...]
-    departements: tuple[str, ...]
 
 
 def resolve_scope(con: duckdb.DuckDBPyConnection, level: str, *, departement: str | None = None,
                   code: str | None = None) -> Scope:
     """Units of ``level`` in ``departement`` (batch), or the one unit ``code``.
 
-    Raises :class:`EssmapError` (French) for an unknown level, département or code. The
-    départements returned cover the units and their parent: a département brings its whole
-    région (the parent comparison), an EPCI every département it spans.
+    Raises :class:`EssmapError` (French) for an unknown level, département or code.
     """
     if level not in PORTRAIT_LEVELS:
         raise EssmapError(f"Niveau « {level} » non pris en charge pour un portrait. "
@@ -127,29 +121,7 @@ def resolve_scope(con: duckdb.DuckDBPyConnection, level: str, *, departement: st
     codes = (wanted,) if wanted else tuple(available)
     if not codes:
         raise EssmapError(f"Aucun territoire de niveau « {level} » dans le département {dep}.")
-    return Scope(level, codes, _departements_needed(con, level, codes, known_deps))
-
-
-def _departements_needed(con: duckdb.DuckDBPyConnection, level: str, codes: tuple[str, ...],
-                         known: list[str]) -> tuple[str, ...]:
-    if level == "commune":
-        deps = {departement_of_commune(c) for c in codes}
-    elif level == "qpv":
-        qpv = store.read_layer(con, "qpv", columns=["code_qp", "insee_dep"])
-        deps = set(qpv.loc[qpv["code_qp"].isin(codes), "insee_dep"].dropna().astype(str))
-    else:
-        communes = store.read_layer(con, "communes", columns=["code_departement", "code_region", "siren_epci"])
-        if level == "epci":
-            deps = set(communes.loc[communes["siren_epci"].isin(codes), "code_departement"].dropna().astype(str))
-        else:
-            regions = communes.loc[communes["code_departement"].isin(codes), "code_region"].dropna()
-            deps = set(communes.loc[communes["code_region"].isin(regions), "code_departement"].dropna().astype(str))
-    return tuple(sorted(d for d in deps if d in known))
-
-
-def load_scope_layers(con: duckdb.DuckDBPyConnection, scope: Scope) -> dict[str, gpd.GeoDataFrame]:
-    """The analysis layers of the scope's départements, read once for a whole batch."""
-    return store.read_analysis_layers(con, departements=list(scope.departements))
+    return Scope(level, codes)
 
 
 # --- What a portrait shows ---------------------------------------------------------------------
@@ -171,35 +143,30 @@ class Portrait:
         return self.fiche.synthetic or self.map_data.synthetic
 
 
-def compute_portrait(layers: dict[str, gpd.GeoDataFrame], level: str, code: str, *,
+def compute_portrait(con: duckdb.DuckDBPyConnection, level: str, code: str, *,
                      radius_m: float = 1000.0) -> Portrait:
-    """Figures and map of one unit, from layers covering it (see :func:`resolve_scope`)."""
-    map_selection = _map_selection(layers, level, code)
-    map_view = MapView(selection=map_selection, level="commune", radius_m=radius_m)
-    map_data = view_data(map_view, layers)
+    """Figures and map of one unit, from the store."""
+    map_view = MapView(selection=_map_selection(con, level, code), level="commune", radius_m=radius_m)
+    map_data = view_data(con, map_view)
     fiche_data = map_data
     if level in ("epci", "departement"):
-        fiche_data = view_data(map_view.replace(level=level), layers)
-    # a département's layers hold its whole région (see resolve_scope): compared with the région too
-    unit = fiche(fiche_data, layers, code, region_layers=layers if level == "departement" else None)
+        fiche_data = view_data(con, map_view.replace(level=level))
+    unit = fiche(con, fiche_data, code)
     if unit is None:
-        raise EssmapError(f"{LEVEL_LABELS[level]} « {code} » : aucune donnée dans les couches chargées.")
+        raise EssmapError(f"{LEVEL_LABELS[level]} « {code} » : aucune donnée dans la base.")
     if level == "qpv":
         qpv = map_data.qpv[map_data.qpv["code_qp"].astype(str) == code]
         map_data = dataclasses.replace(map_data, qpv=qpv)
     return Portrait(level, code, unit.name, map_data, unit, float(radius_m))
 
 
-def _map_selection(layers: dict[str, gpd.GeoDataFrame], level: str, code: str) -> Selection:
+def _map_selection(con: duckdb.DuckDBPyConnection, level: str, code: str) -> Selection:
     if level != "qpv":
         return Selection(**{_SELECTION_FIELD[level]: (code,)})
-    commune = parent_codes("qpv", [code], communes=layers["communes"], qpv=layers["qpv"]).iloc[0]
-    if pd.isna(commune):
-        raise EssmapError(f"QPV « {code} » : sa commune est introuvable dans les couches chargées.")
-    return Selection(communes=(str(commune),))
-
-
-# --- Rendering ---------------------------------------------------------------------------------
+    commune = parent_code(con, "qpv", code, generation=generation_of(con, Selection()))
+    if commune is None:
+        raise EssmapError(f"QPV « {code} » : sa commune est introuvable dans la base.")
+    return Selection(communes=(commune,))
 
 
 def render_portrait(portrait: Portrait, *, sources: pd.DataFrame, day: date | None = None) -> bytes:
@@ -462,8 +429,7 @@ def portrait_pdf(con: duckdb.DuckDBPyConnection, level: str, code: str, *, radiu
                  day: date | None = None) -> bytes:
     """One portrait straight from the store, as PDF content (the dashboard button)."""
     scope = resolve_scope(con, level, code=code)
-    layers = load_scope_layers(con, scope)
-    portrait = compute_portrait(layers, level, scope.codes[0], radius_m=radius_m)
+    portrait = compute_portrait(con, level, scope.codes[0], radius_m=radius_m)
     return render_portrait(portrait, sources=store.sources(con), day=day)
 
 
@@ -473,14 +439,14 @@ def portrait_file_name(level: str, name: str, code: str, day: date | None = None
     return export_file_name(f"portrait_{level}", f"{name} {code}", "pdf", day=day)
 
 
-def write_portraits(layers: dict[str, gpd.GeoDataFrame], scope: Scope, out_dir: Path, *,
+def write_portraits(con: duckdb.DuckDBPyConnection, scope: Scope, out_dir: Path, *,
                     sources: pd.DataFrame, radius_m: float = 1000.0, day: date | None = None,
                     progress: Callable[[str, float], None] | None = None) -> list[Path]:
     """One PDF per unit of ``scope`` in ``out_dir`` (created); returns the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for k, code in enumerate(scope.codes):
-        portrait = compute_portrait(layers, scope.level, code, radius_m=radius_m)
+        portrait = compute_portrait(con, scope.level, code, radius_m=radius_m)
         if progress:
             progress(f"{k + 1}/{len(scope.codes)} {portrait.name} ({code})", k / len(scope.codes))
         path = out_dir / portrait_file_name(portrait.level, portrait.name, portrait.code, day)

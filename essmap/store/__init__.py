@@ -6,26 +6,35 @@ Geometry crosses the boundary as WKB and is converted in one place
 quarantine), :mod:`~essmap.store.ingest` (official files into the store).
 """
 
-from essmap.store.connection import connect, list_tables
+from essmap.store.connection import (
+    SharedStore,
+    connect,
+    cursor,
+    file_identity,
+    list_tables,
+)
+from essmap.store.queries import catalogue, qpv_generations
 from essmap.store.read import (
     departements_present,
     layer_counts,
-    qpv_generations,
     quarantine_rows,
     quarantine_summary,
-    read_analysis_layers,
     read_layer,
     sources,
 )
 from essmap.store.write import (
     GEOMETRY_TABLES,
     atomic_update,
+    delete_rows,
+    insert_rows,
     record_source,
+    refresh_sources,
     replace_rows,
 )
 
 __all__ = [
-    "GEOMETRY_TABLES", "atomic_update", "connect", "departements_present", "layer_counts", "list_tables",
-    "qpv_generations", "quarantine_rows", "quarantine_summary", "read_analysis_layers", "read_layer",
-    "record_source", "replace_rows", "sources",
+    "GEOMETRY_TABLES", "SharedStore", "atomic_update", "catalogue", "connect", "cursor", "file_identity", "delete_rows", "departements_present", "insert_rows",
+    "layer_counts", "list_tables",
+    "qpv_generations", "quarantine_rows", "quarantine_summary", "read_layer",
+    "record_source", "refresh_sources", "replace_rows", "sources",
 ]

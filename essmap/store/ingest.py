@@ -16,8 +16,10 @@ import geopandas as gpd
 import pandas as pd
 
 from essmap import store
+from essmap.domain import schema
 from essmap.domain.config import Settings
 from essmap.domain.errors import EssmapError, InputFileError
+from essmap.domain.formatting import format_number
 from essmap.domain.territories import departements_of_communes
 from essmap.geo import points_in_polygons
 from essmap.io.readers.common import SourceMeta, SourceRead
@@ -31,6 +33,7 @@ from essmap.io.readers.communes import (
 from essmap.io.readers.qpv import read_qpv
 from essmap.io.readers.sirene import read_sirene
 from essmap.io.readers.tiers_lieux import read_tiers_lieux
+from essmap.store import joins
 
 Progress = Callable[[str, float], None]
 
@@ -49,6 +52,9 @@ class LoadReport:
 
     db_path: Path
     sources: list[SourceMeta] = field(default_factory=list)
+    replacements: list[Replacement] = field(default_factory=list)
+    #: files whose rows were all replaced by this load (no longer in ``sources``)
+    forgotten: list[str] = field(default_factory=list)
 
 
 def no_progress(_label: str, _fraction: float) -> None:
@@ -103,18 +109,22 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
                  for f in files]
 
     progress("Écriture de la base", 0.8)
+    table = {"qpv": "qpv", "communes": "communes", "sirene": "etablissements"}.get(source, "tiers_lieux")
     with store.atomic_update(db_path) as con:
         for read in reads:
             if source == "qpv":
-                write_qpv(con, read)
+                done = write_qpv(con, read, departements=deps)
             elif source == "communes":
-                write_admin(con, read, settings)
+                done = write_admin(con, read, settings, departements=deps)
             elif source == "sirene":
-                write_establishments(con, read)
+                done = write_establishments(con, read, departements=deps)
             else:
                 communes = store.read_layer(con, "communes", columns=["code_insee", "type_commune"])
-                write_tiers_lieux(con, read, communes, keep_departements=deps)
+                done = write_tiers_lieux(con, read, communes, keep_departements=deps)
             report.sources.append(read.meta)
+            report.replacements.append(done)
+        progress("Jointures (communes, EPCI, QPV) et géométries d'affichage", 0.9)
+        report.forgotten = finish_write(con, changed=[table])
     progress("Terminé", 1.0)
     return report
 
@@ -163,14 +173,65 @@ def _sirene_role(path: Path) -> str:
 
 
 # --- Writing layers ----------------------------------------------------------------------------
+#
+# Each write replaces exactly its scope and says so (a Replacement): the rows of its layer in the
+# départements it covers (those of the file, or those the user gave), and for tiers-lieux the rows
+# of the same file there, the simulated ones there when the new rows are real, and any row with the
+# same identifier.
 
 
-def write_admin(con: duckdb.DuckDBPyConnection, communes: SourceRead, settings: Settings) -> None:
+@dataclass
+class Replacement:
+    """What one load did to its layer: rows added, replaced in its scope, kept elsewhere."""
+
+    label: str
+    scope: tuple[str, ...]
+    added: int
+    replaced: int
+    kept_elsewhere: int
+    synthetic_replaced: int = 0
+
+    def sentence(self) -> str:
+        """The French sentence an ingest prints, e.g. "QPV 2024 : 8 ajoutés, 71 remplacés dans le 13, 64
+        conservés ailleurs"."""
+        where = _departements_phrase(self.scope)
+        text = (f"{self.label} : {format_number(self.added)} ajouté(s), "
+                f"{format_number(self.replaced)} remplacé(s) {where}, "
+                f"{format_number(self.kept_elsewhere)} conservé(s) ailleurs")
+        if self.synthetic_replaced:
+            text += f" ; dont {format_number(self.synthetic_replaced)} ligne(s) simulée(s) remplacée(s) par des données réelles"
+        return text + "."
+
+
+def _departements_phrase(scope: Sequence[str]) -> str:
+    if not scope:
+        return "(aucun département)"
+    if len(scope) == 1:
+        return f"dans le {scope[0]}"
+    if len(scope) <= 8:
+        return f"dans les départements {', '.join(scope)}"
+    return f"dans {len(scope)} départements"
+
+
+def _scope(frame: pd.DataFrame, column: str, departements: Sequence[str] | None) -> list[str]:
+    if departements:
+        return sorted(set(departements))
+    return sorted(frame[column].dropna().astype(str).unique())
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str, where: str, params: Sequence[object]) -> int:
+    row = con.execute(f'SELECT count(*) FROM "{table}" WHERE {where}', list(params)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def write_admin(con: duckdb.DuckDBPyConnection, communes: SourceRead, settings: Settings, *,
+                departements: Sequence[str] | None = None) -> Replacement:
     """Replace the communes of the départements covered, then re-derive the upper levels."""
-    covered = sorted(communes.frame["code_departement"].dropna().unique())
-    store.replace_rows(con, "communes", communes.frame,
-                       where="code_departement IN (SELECT unnest(?))", params=[covered])
-    store.record_source(con, communes.meta, communes.quarantine)
+    scope = _scope(communes.frame, "code_departement", departements)
+    in_scope = "code_departement IN (SELECT unnest(?))"
+    replaced = store.delete_rows(con, "communes", where=in_scope, params=[scope])
+    added = store.insert_rows(con, "communes", communes.frame, source_file=communes.meta.file_name)
+    store.record_source(con, communes.meta, communes.quarantine, scope=scope)
     everything = store.read_layer(con, "communes")
     raw = settings.raw_dir
     store.replace_rows(con, "departements", derive_departements(
@@ -179,15 +240,24 @@ def write_admin(con: duckdb.DuckDBPyConnection, communes: SourceRead, settings: 
         everything, read_admin_names(raw / "regions_france.csv", "regions")))
     store.replace_rows(con, "epci", derive_epci(
         everything, read_admin_names(raw / "epci_france.csv", "epci")))
+    kept = _count(con, "communes", f"NOT ({in_scope}) OR code_departement IS NULL", [scope])
+    return Replacement("Communes", tuple(scope), added, replaced, kept)
 
 
-def write_qpv(con: duckdb.DuckDBPyConnection, qpv: SourceRead) -> None:
-    generations = sorted(qpv.frame["generation"].dropna().unique())
+def write_qpv(con: duckdb.DuckDBPyConnection, qpv: SourceRead, *,
+              departements: Sequence[str] | None = None) -> Replacement:
+    """Replace the QPVs of the file's generation in the départements covered."""
+    generations = sorted(qpv.frame["generation"].dropna().astype(str).unique())
+    scope = _scope(qpv.frame, "insee_dep", departements)
+    in_scope = "generation IN (SELECT unnest(?)) AND insee_dep IN (SELECT unnest(?))"
+    replaced = store.delete_rows(con, "qpv", where=in_scope, params=[generations, scope])
     communes = store.read_layer(con, "communes", columns=["code_insee", "nom"])
-    frame = with_commune_names(qpv.frame, communes)
-    store.replace_rows(con, "qpv", frame, where="generation IN (SELECT unnest(?))",
-                       params=[generations])
-    store.record_source(con, qpv.meta, qpv.quarantine)
+    added = store.insert_rows(con, "qpv", with_commune_names(qpv.frame, communes), source_file=qpv.meta.file_name)
+    store.record_source(con, qpv.meta, qpv.quarantine, scope=scope)
+    kept = _count(con, "qpv", "generation IN (SELECT unnest(?)) AND insee_dep NOT IN (SELECT unnest(?))",
+                  [generations, scope])
+    label = "QPV " + ", ".join(generations) if generations else "QPV"
+    return Replacement(label, tuple(scope), added, replaced, kept)
 
 
 def with_commune_names(qpv: gpd.GeoDataFrame, communes: pd.DataFrame) -> gpd.GeoDataFrame:
@@ -205,31 +275,54 @@ def with_commune_names(qpv: gpd.GeoDataFrame, communes: pd.DataFrame) -> gpd.Geo
     return qpv
 
 
-def write_establishments(con: duckdb.DuckDBPyConnection, sirene: SourceRead) -> None:
-    covered = sorted(sirene.frame["code_departement"].dropna().unique())
-    store.replace_rows(con, "etablissements", sirene.frame,
-                       where="code_departement IN (SELECT unnest(?))", params=[covered])
-    store.record_source(con, sirene.meta, sirene.quarantine)
+def write_establishments(con: duckdb.DuckDBPyConnection, sirene: SourceRead, *,
+                         departements: Sequence[str] | None = None) -> Replacement:
+    """Replace the establishments of the départements covered (simulated ones included)."""
+    scope = _scope(sirene.frame, "code_departement", departements)
+    in_scope = "code_departement IN (SELECT unnest(?))"
+    synthetic = 0 if sirene.meta.is_synthetic else _count(con, "etablissements", f"{in_scope} AND is_synthetic",
+                                                          [scope])
+    replaced = store.delete_rows(con, "etablissements", where=in_scope, params=[scope])
+    added = store.insert_rows(con, "etablissements", sirene.frame, source_file=sirene.meta.file_name)
+    store.record_source(con, sirene.meta, sirene.quarantine, scope=scope)
+    kept = _count(con, "etablissements", f"NOT ({in_scope}) OR code_departement IS NULL", [scope])
+    return Replacement("Établissements ESS", tuple(scope), added, replaced, kept, synthetic)
 
 
 def write_tiers_lieux(con: duckdb.DuckDBPyConnection, read: SourceRead, communes: gpd.GeoDataFrame,
-                       *, keep_departements: Sequence[str] | None) -> None:
-    """Insert tiers-lieux, locating in a commune those listed without a commune code."""
+                      *, keep_departements: Sequence[str] | None) -> Replacement:
+    """Insert tiers-lieux, replacing in the départements covered the rows of the same file (and,
+    when these are real, the simulated ones); a row with the same identifier is replaced anywhere.
+
+    Places listed without a commune code are located in a commune first.
+    """
     frame = assign_communes(read.frame, communes)
     if keep_departements:
         frame = frame[frame["code_departement"].isin(list(keep_departements))]
-    existing = store.read_layer(con, "tiers_lieux")
+    scope = _scope(frame, "code_departement", keep_departements)
+    in_scope = "code_departement IN (SELECT unnest(?))"
+    ids = [str(i) for i in frame["id_tiers_lieu"].dropna()]
+    synthetic = 0
     if not read.meta.is_synthetic:
-        # real places replace the simulated ones of the départements they cover
-        covered = set(frame["code_departement"].dropna())
-        existing = existing[~(existing["is_synthetic"].fillna(False) & existing["code_departement"].isin(covered))]
-    existing = existing[~existing["id_tiers_lieu"].isin(frame["id_tiers_lieu"])]
-    combined = gpd.GeoDataFrame(pd.concat([existing, frame], ignore_index=True), crs=frame.crs)
-    store.replace_rows(con, "tiers_lieux", combined)
-    read.meta.rows_kept = len(frame)
-    store.record_source(con, read.meta, read.quarantine)
+        synthetic = store.delete_rows(con, "tiers_lieux", where=f"{in_scope} AND is_synthetic", params=[scope])
+    replaced = synthetic + store.delete_rows(
+        con, "tiers_lieux",
+        where=f"({schema.SOURCE_FILE_COLUMN} = ? AND {in_scope}) OR id_tiers_lieu IN (SELECT unnest(?))",
+        params=[read.meta.file_name, scope, ids])
+    added = store.insert_rows(con, "tiers_lieux", frame, source_file=read.meta.file_name)
+    read.meta.rows_kept = added
+    store.record_source(con, read.meta, read.quarantine, scope=scope)
+    kept = _count(con, "tiers_lieux", f"NOT ({in_scope}) OR code_departement IS NULL", [scope])
+    return Replacement("Tiers-lieux", tuple(scope), added, replaced, kept, synthetic)
 
 
+def finish_write(con: duckdb.DuckDBPyConnection, *, changed: Sequence[str]) -> list[str]:
+    """After the layers are written: the stored joins and the ``sources`` table brought up to date.
+
+    Returns the files no longer in the store (every row replaced), for the report.
+    """
+    joins.refresh(con, changed=changed)
+    return store.refresh_sources(con)
 def assign_communes(points: gpd.GeoDataFrame, communes: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Fill ``code_commune``/``code_departement`` of points listed without them (point in polygon).
 

@@ -32,7 +32,7 @@ def read_layer(
     if departements and dep_column:
         sql += f' WHERE "{dep_column}" IN (SELECT unnest(?))'
         params.append(list(departements))
-    return _frame_from_arrow(con.execute(sql, params).arrow())
+    return frame_from_arrow(con.execute(sql, params).arrow())
 
 
 _DEPARTEMENT_COLUMN = {
@@ -44,43 +44,24 @@ _DEPARTEMENT_COLUMN = {
 }
 
 
-def read_analysis_layers(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    departements: Sequence[str] | None = None,
-    qpv_generation: str | None = None,
-) -> dict[str, gpd.GeoDataFrame]:
-    """The layers an analysis of some départements needs, keyed by table name.
-
-    Communes, QPV, establishments and départements are restricted to ``departements``;
-    EPCI and régions (names of units spanning borders) are read in full.
-
-    Tiers-lieux are always read in full: one across a département border can still be within
-    the radius of a QPV. ``qpv_generation`` defaults to the newest generation loaded.
-    """
-    layers = {t: read_layer(con, t, departements=departements)
-              for t in ("communes", "qpv", "etablissements")}
-    layers["tiers_lieux"] = read_layer(con, "tiers_lieux")
-    layers["departements"] = read_layer(con, "departements", departements=departements)
-    layers["epci"] = read_layer(con, "epci")
-    layers["regions"] = read_layer(con, "regions")
-    generations = qpv_generations(con)
-    wanted = qpv_generation or (generations[0] if generations else None)
-    layers["qpv"] = layers["qpv"][layers["qpv"]["generation"] == wanted].reset_index(drop=True)
-    return layers
+def arrow_frame(table) -> pd.DataFrame:
+    """An Arrow result as pandas with nullable types (strings stay strings, integers keep <NA>)."""
+    if hasattr(table, "read_all"):
+        table = table.read_all()
+    return table.to_pandas(types_mapper=arrow_types)
 
 
-def _frame_from_arrow(table) -> gpd.GeoDataFrame:
+def frame_from_arrow(table) -> gpd.GeoDataFrame:
     """The one place where WKB from DuckDB becomes shapely geometry."""
     if hasattr(table, "read_all"):
         table = table.read_all()
     wkb = table.column("_wkb").to_numpy(zero_copy_only=False)
-    frame = table.drop(["_wkb"]).to_pandas(types_mapper=_arrow_types)
+    frame = arrow_frame(table.drop(["_wkb"]))
     geometry = shapely.from_wkb(np.array([None if w is None else bytes(w) for w in wkb], dtype=object))
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=WGS84)
 
 
-def _arrow_types(arrow_type):
+def arrow_types(arrow_type):
     import pyarrow as pa
 
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
@@ -122,10 +103,6 @@ def layer_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         total, synthetic = con.execute(f'SELECT count(*), {synth} FROM "{table}"').fetchone()
         rows.append({"couche": table, "lignes": total, "dont_simulees": synthetic})
     return pd.DataFrame(rows)
-
-
-def qpv_generations(con: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in con.execute("SELECT DISTINCT generation FROM qpv ORDER BY 1 DESC").fetchall()]
 
 
 def departements_present(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:

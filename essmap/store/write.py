@@ -2,7 +2,8 @@
 
 Builds and ingests write a temporary copy and swap it in with ``os.replace``: a failed build
 leaves the previous database untouched, and readers that have the old file open keep reading
-it (POSIX keeps the old inode alive).
+it (POSIX keeps the old inode alive). One writer at a time (:mod:`essmap.store.lock`): a second
+ingest waits for the first, so neither loses the other's rows.
 """
 
 from __future__ import annotations
@@ -22,27 +23,55 @@ import shapely
 from essmap.domain import schema
 from essmap.domain.errors import BuildError
 from essmap.io.readers.common import SourceMeta
-from essmap.store.connection import prepare
+from essmap.store.connection import FORMAT_VERSION
+from essmap.store.lock import filesystem_message, writer_lock
 
 #: Tables holding a layer with a geometry column, in dependency order.
 GEOMETRY_TABLES: tuple[str, ...] = (
     "regions", "departements", "epci", "communes", "qpv", "etablissements", "tiers_lieux",
 )
-_FORMAT_VERSION = "1"
+
+#: Table of the rows each source loads.
+SOURCE_TABLES: dict[str, str] = {
+    "communes": "communes", "qpv": "qpv", "sirene": "etablissements", "tiers_lieux": "tiers_lieux",
+}
+
+
+def layer_columns(table: str) -> dict[str, str]:
+    """Every stored column of a layer but its geometry: canonical, provenance, memberships."""
+    columns = dict(schema.LAYERS[table])
+    if table in schema.FILE_LAYERS:
+        columns[schema.SOURCE_FILE_COLUMN] = "VARCHAR"
+    if table in schema.POINT_LAYERS:
+        columns.update(schema.MEMBERSHIPS)
+    return columns
 
 
 def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
-    for table, columns in schema.LAYERS.items():
-        cols = ", ".join(f'"{c}" {t}' for c, t in columns.items())
+    for table in schema.LAYERS:
+        cols = ", ".join(f'"{c}" {t}' for c, t in layer_columns(table).items())
         con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({cols}, geometry GEOMETRY)')
-    for table, columns in (("quarantine", schema.QUARANTINE), ("sources", schema.SOURCES)):
+    tables = {"quarantine": schema.QUARANTINE, "sources": schema.SOURCES, **schema.DERIVED}
+    for table, columns in tables.items():
         cols = ", ".join(f'"{c}" {t}' for c, t in columns.items())
         con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({cols})')
     con.execute("CREATE TABLE IF NOT EXISTS essmap_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     con.execute(
         "INSERT OR REPLACE INTO essmap_meta VALUES ('format_version', ?), ('updated_at', ?)",
-        [_FORMAT_VERSION, datetime.now().isoformat(timespec="seconds")],
+        [FORMAT_VERSION, datetime.now().isoformat(timespec="seconds")],
     )
+
+
+def _check_format(con: duckdb.DuckDBPyConnection, target: Path) -> None:
+    found = con.execute(
+        "SELECT value FROM essmap_meta WHERE key = 'format_version'"
+    ).fetchone() if "essmap_meta" in {r[0] for r in con.execute("SHOW TABLES").fetchall()} else None
+    if found is not None and found[0] != FORMAT_VERSION:
+        raise BuildError(
+            f"La base « {target.name} » a été créée par une autre version d'essmap (format {found[0]}, "
+            f"attendu {FORMAT_VERSION}). Solution : reconstruisez-la avec `essmap build`, puis rechargez "
+            "vos fichiers avec `essmap ingest`."
+        )
 
 
 @contextmanager
@@ -50,62 +79,90 @@ def atomic_update(target: Path, *, start_empty: bool = False) -> Iterator[duckdb
     """Write connection on a temporary copy of ``target``, swapped in only on success.
 
     ``start_empty`` builds from scratch (``essmap build``); otherwise the current database is
-    copied first (``essmap ingest``). Any exception removes the temporary file, leaves
-    ``target`` untouched and is re-raised as :class:`BuildError` (French message).
+    copied first (``essmap ingest``). The writer lock is held from before the copy to after the
+    swap. Any exception removes the temporary file, leaves ``target`` untouched and is re-raised
+    as :class:`BuildError` (French message).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    _remove_db_files(tmp)
-    if not start_empty and target.exists():
-        shutil.copyfile(target, tmp)
-    con = duckdb.connect(str(tmp))
     try:
-        prepare(con)
-        _create_schema(con)
-        yield con
-        con.execute("CHECKPOINT")
-        con.close()
-        os.replace(tmp, target)
-    except BaseException as exc:
-        con.close()
-        _remove_db_files(tmp)
-        if isinstance(exc, BuildError) or not isinstance(exc, Exception):
-            raise
-        raise BuildError(
-            f"La construction de la base a échoué ; la base précédente « {target.name} » est "
-            f"intacte. Cause : {exc}"
-        ) from exc
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(filesystem_message(exc, target.parent)) from exc
+    with writer_lock(target):
+        _remove_left_overs(target)
+        tmp = _temporary_path(target)
+        con = None
+        try:
+            if not start_empty and target.exists():
+                shutil.copyfile(target, tmp)
+            con = duckdb.connect(str(tmp))
+            if not start_empty:
+                _check_format(con, target)
+            _create_schema(con)
+            yield con
+            con.execute("CHECKPOINT")
+            con.close()
+            con = None
+            os.replace(tmp, target)
+        except BaseException as exc:
+            if con is not None:
+                con.close()
+            _remove_db_files(tmp)
+            if isinstance(exc, BuildError) or not isinstance(exc, Exception):
+                raise
+            cause = filesystem_message(exc, target.parent) if isinstance(exc, OSError) else str(exc)
+            raise BuildError(
+                f"La construction de la base a échoué ; la base précédente « {target.name} » est "
+                f"intacte. Cause : {cause}"
+            ) from exc
+
+
+def _temporary_path(target: Path) -> Path:
+    return target.with_name(f"{target.name}.tmp-{os.getpid()}")
+
+
+def _remove_left_overs(target: Path) -> list[Path]:
+    """Temporary copies left by a killed writer (``kill -9``): the lock is ours, so none is live."""
+    found = sorted(target.parent.glob(f"{target.name}.tmp-*"))
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 def _remove_db_files(path: Path) -> None:
     for p in (path, path.with_name(path.name + ".wal")):
-        if p.exists():
-            p.unlink()
+        p.unlink(missing_ok=True)
 
 
-def replace_rows(
-    con: duckdb.DuckDBPyConnection,
-    table: str,
-    frame: gpd.GeoDataFrame,
-    *,
-    where: str | None = None,
-    params: Sequence[object] = (),
-) -> int:
-    """Delete the rows matching ``where`` (all when None) and insert ``frame``.
+# --- Rows --------------------------------------------------------------------------------------
 
-    ``frame`` carries the canonical columns of ``table`` and a geometry in EPSG:4326.
+
+def delete_rows(con: duckdb.DuckDBPyConnection, table: str, *, where: str | None = None,
+                params: Sequence[object] = ()) -> int:
+    """Delete the rows of ``table`` matching ``where`` (all when None); how many went."""
+    sql = f'DELETE FROM "{table}"' + (f" WHERE {where}" if where else "")
+    row = con.execute(sql, list(params)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, frame: gpd.GeoDataFrame, *,
+                source_file: str | None = None) -> int:
+    """Insert ``frame`` (the canonical columns of ``table``, geometry in EPSG:4326).
+
+    Memberships of point layers are left NULL: :func:`essmap.store.joins.refresh` fills them.
     """
-    columns = schema.LAYERS[table]
+    columns = list(schema.LAYERS[table])
     if frame.crs is None or frame.crs.to_epsg() != 4326:
         raise ValueError(f"{table}: geometry must be in EPSG:4326, got {frame.crs}")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{table}: missing canonical columns {missing}")
-    con.execute(f'DELETE FROM "{table}"' + (f" WHERE {where}" if where else ""), list(params))
     if frame.empty:
         return 0
     data = pd.DataFrame({c: frame[c] for c in columns})
+    if table in schema.FILE_LAYERS:
+        data[schema.SOURCE_FILE_COLUMN] = source_file
+        columns.append(schema.SOURCE_FILE_COLUMN)
     data["_wkb"] = shapely.to_wkb(frame.geometry.to_numpy(), output_dimension=2)
     con.register("_incoming", data)
     try:
@@ -119,7 +176,25 @@ def replace_rows(
     return len(data)
 
 
-def record_source(con: duckdb.DuckDBPyConnection, meta: SourceMeta, quarantine: pd.DataFrame) -> None:
+def replace_rows(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    frame: gpd.GeoDataFrame,
+    *,
+    where: str | None = None,
+    params: Sequence[object] = (),
+    source_file: str | None = None,
+) -> int:
+    """Delete the rows matching ``where`` (all when None) and insert ``frame``; rows inserted."""
+    delete_rows(con, table, where=where, params=params)
+    return insert_rows(con, table, frame, source_file=source_file)
+
+
+# --- Sources -----------------------------------------------------------------------------------
+
+
+def record_source(con: duckdb.DuckDBPyConnection, meta: SourceMeta, quarantine: pd.DataFrame, *,
+                  scope: Sequence[str] = ()) -> None:
     """Add a ``sources`` row and the file's quarantined rows (replacing an earlier load of it)."""
     con.execute(
         "DELETE FROM quarantine WHERE source = ? AND file_name = ?", [meta.source, meta.file_name]
@@ -127,13 +202,17 @@ def record_source(con: duckdb.DuckDBPyConnection, meta: SourceMeta, quarantine: 
     con.execute(
         "DELETE FROM sources WHERE source = ? AND file_name = ?", [meta.source, meta.file_name]
     )
+    columns = list(schema.SOURCES)
+    values = {
+        "source": meta.source, "generation": meta.generation, "file_name": meta.file_name,
+        "sha256": meta.sha256, "rows_read": meta.rows_read, "rows_kept": meta.rows_kept,
+        "rows_quarantined": meta.rows_quarantined, "is_synthetic": meta.is_synthetic,
+        "warnings": "\n".join(meta.warnings), "loaded_at": datetime.now().replace(microsecond=0),
+        "scope": ",".join(sorted(scope)), "rows_in_store": meta.rows_kept,
+    }
     con.execute(
-        "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            meta.source, meta.generation, meta.file_name, meta.sha256, meta.rows_read,
-            meta.rows_kept, meta.rows_quarantined, meta.is_synthetic,
-            "\n".join(meta.warnings), datetime.now().replace(microsecond=0),
-        ],
+        f"INSERT INTO sources ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+        [values[c] for c in columns],
     )
     if len(quarantine):
         q = quarantine[list(schema.QUARANTINE)].astype(
@@ -145,3 +224,26 @@ def record_source(con: duckdb.DuckDBPyConnection, meta: SourceMeta, quarantine: 
         finally:
             con.unregister("_q")
 
+
+def refresh_sources(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Count each file's rows still in the store; forget the files whose rows were all replaced.
+
+    Returns the names of the files forgotten (their quarantine goes with them), so that
+    ``sources`` always describes what the store holds.
+    """
+    for source, table in SOURCE_TABLES.items():
+        con.execute(
+            f"""UPDATE sources SET rows_in_store = coalesce(n.rows, 0)
+                FROM (SELECT s.file_name, count(t.{schema.SOURCE_FILE_COLUMN}) AS rows
+                      FROM sources s LEFT JOIN "{table}" t ON t.{schema.SOURCE_FILE_COLUMN} = s.file_name
+                      WHERE s.source = ? GROUP BY s.file_name) n
+                WHERE sources.source = ? AND sources.file_name = n.file_name""",
+            [source, source],
+        )
+    gone = con.execute(
+        "SELECT source, file_name FROM sources WHERE rows_in_store = 0 AND rows_kept > 0"
+    ).fetchall()
+    for source, file_name in gone:
+        con.execute("DELETE FROM quarantine WHERE source = ? AND file_name = ?", [source, file_name])
+        con.execute("DELETE FROM sources WHERE source = ? AND file_name = ?", [source, file_name])
+    return [name for _source, name in gone]

@@ -1,4 +1,5 @@
-"""Builders of small canonical layers (``essmap.domain.schema`` columns) for the analysis tests.
+"""Builders of small canonical layers (``essmap.domain.schema`` columns) for the analysis tests,
+and of a store holding them (the store computes its joins at ingest, as for real files).
 
 Geometries are hand-built in lon/lat around real places; distances between them are set with
 ``pyproj.Geod`` (WGS84 ellipsoid), the independent reference of ``docs/domain.md``.
@@ -6,7 +7,8 @@ Geometries are hand-built in lon/lat around real places; distances between them 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -184,3 +186,72 @@ def build() -> Callable[..., object]:
     for f in (square, offset, qpv_frame, points_frame, tiers_lieux_frame, establishments_frame, communes_frame):
         setattr(ns, f.__name__, staticmethod(f))
     return ns
+
+
+# --- A store holding hand-built layers ---------------------------------------------------------
+
+
+def canonical(frame: gpd.GeoDataFrame, table: str) -> gpd.GeoDataFrame:
+    """``frame`` with every canonical column of ``table`` (missing ones <NA>), positions of points
+    copied into longitude/latitude."""
+    from essmap.domain import schema
+    from essmap.domain.territories import TERRITORIES
+
+    out = frame.copy()
+    for column, sql_type in schema.LAYERS[table].items():
+        if column in out.columns:
+            continue
+        if column in ("longitude", "latitude"):
+            geometry = out.geometry
+            out[column] = geometry.x if column == "longitude" else geometry.y
+        elif column == "epsg_metrique" and "territoire" in out.columns:
+            out[column] = out["territoire"].map(lambda t: TERRITORIES[t].epsg if t in TERRITORIES else None)
+        else:
+            dtype = {"VARCHAR": "string", "BOOLEAN": "boolean", "DOUBLE": "Float64"}.get(sql_type, "Int64")
+            out[column] = pd.array([pd.NA] * len(out), dtype=dtype)
+    return out
+
+
+def make_store(path: Path, *, communes: gpd.GeoDataFrame | None = None, qpv: gpd.GeoDataFrame | None = None,
+               establishments: gpd.GeoDataFrame | None = None,
+               tiers_lieux: gpd.GeoDataFrame | None = None) -> Path:
+    """A store at ``path`` holding the layers given, with its joins computed as an ingest does."""
+    from essmap import store
+    from essmap.domain import schema
+    from essmap.store import joins
+
+    layers = {"communes": communes, "qpv": qpv, "etablissements": establishments, "tiers_lieux": tiers_lieux}
+    with store.atomic_update(path, start_empty=True) as con:
+        for table, frame in layers.items():
+            if frame is not None:
+                store.insert_rows(con, table, canonical(frame, table), source_file=f"{table}.test")
+        if communes is not None:
+            deps = communes[["code_departement", "code_region"]].drop_duplicates("code_departement")
+            names = {"13": "Bouches-du-Rhône", "84": "Vaucluse", "69": "Rhône"}
+            departements = gpd.GeoDataFrame(
+                {"code_departement": deps["code_departement"].astype("string").to_numpy(),
+                 "nom": pd.array([names.get(d) for d in deps["code_departement"]], dtype="string"),
+                 "code_region": deps["code_region"].astype("string").to_numpy()},
+                geometry=[None] * len(deps), crs=4326)
+            store.insert_rows(con, "departements", canonical(departements, "departements"))
+        joins.refresh(con, changed=schema.FILE_LAYERS)
+    return path
+
+
+@pytest.fixture
+def store_of(tmp_path) -> Iterator[Callable[..., object]]:
+    """``store_of(communes=..., qpv=..., establishments=..., tiers_lieux=...)``: a read-only connection
+    to a new store holding those layers."""
+    from essmap import store
+
+    opened = []
+
+    def build(**layers: gpd.GeoDataFrame | None):
+        path = make_store(tmp_path / f"store{len(opened)}.duckdb", **layers)
+        con = store.connect(path)
+        opened.append(con)
+        return con
+
+    yield build
+    for con in opened:
+        con.close()

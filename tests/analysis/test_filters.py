@@ -1,18 +1,13 @@
-"""Selection: normalisation, filtering of every layer, description, URL round trip."""
+"""Selection: normalisation, filtering of every layer in the store (SQL), description, URL round trip."""
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import shapely
 
 from essmap.domain.nomenclature import SCOP_CODES
-from essmap.domain.selection import (
-    Selection,
-    parent_commune_codes,
-    qpv_commune_pairs,
-    territory_names,
-)
+from essmap.domain.selection import Selection
+from essmap.store import filters, queries
 
 
 @pytest.fixture
@@ -37,8 +32,28 @@ def etab(build):
     )
 
 
-def kept(frame) -> list[str]:
-    return frame["siret"].tolist()
+@pytest.fixture
+def qpv(build):
+    return build.qpv_frame(
+        [shapely.box(5.365, 43.295, 5.375, 43.305), shapely.box(5.44, 43.52, 5.45, 43.53),
+         shapely.box(4.80, 43.94, 4.81, 43.95)],
+        ["QN01301M", "QN01302M", "QN08401M"],
+        insee_dep=["13", "13", "84"], insee_com=["13201,13202", "13001", "84007"],
+    )
+
+
+@pytest.fixture
+def con(store_of, communes, etab, qpv):
+    return store_of(communes=communes, establishments=etab, qpv=qpv)
+
+
+@pytest.fixture
+def kept(con):
+    """SIRETs of the establishments a selection keeps, read from the store."""
+    def sirets(selection: Selection) -> list[str]:
+        return queries.read_points(con, "etablissements", selection, columns=["siret"])["siret"].tolist()
+
+    return sirets
 
 
 def test_normalisation_makes_equal_selections_equal() -> None:
@@ -92,56 +107,44 @@ def test_describe_in_french() -> None:
     assert Selection(region="93", departements=("84",)).describe() == "région 93 · département 84"
 
 
-def test_territory_names_from_layers(communes, build) -> None:
-    qpv = build.qpv_frame([shapely.box(5.36, 43.29, 5.37, 43.30)], ["QN01301M"])
-    names = territory_names(communes=communes, qpv=qpv)
-    assert names["commune"]["13055"] == "Marseille"
+def test_names_from_the_store(con) -> None:
+    names = queries.names(con, {"commune": ["13055"], "qpv": ["QN01301M"], "departement": ["13", "99"]})
+    assert names["commune"]["13055"] == "Marseille" and names["departement"] == {"13": "Bouches-du-Rhône"}
     assert Selection(communes=("13055",), qpv=("QN01301M",)).describe(names) == (
         "Marseille · QPV Quartier QN01301M"
     )
 
 
-def test_no_filter_returns_the_frame_itself(etab) -> None:
-    assert Selection().filter_establishments(etab) is etab
-
-
-def test_attribute_filters(etab) -> None:
-    assert kept(Selection(families=("cooperative",)).filter_establishments(etab)) == ["2", "6"]
-    assert kept(Selection(sectors=("commerce",)).filter_establishments(etab)) == ["2"]
+def test_attribute_filters(kept) -> None:
+    assert kept(Selection()) == ["1", "2", "3", "4", "5", "6"]
+    assert kept(Selection(families=("cooperative",))) == ["2", "6"]
+    assert kept(Selection(sectors=("commerce",))) == ["2"]
     # employeur <NA> is not an employer
-    assert kept(Selection(employer_only=True).filter_establishments(etab)) == ["1", "3", "4", "6"]
-    assert kept(Selection(size_bands=("12",)).filter_establishments(etab)) == ["3"]
-    iae_scop = Selection(legal_categories=("9222", *SCOP_CODES))
-    assert kept(iae_scop.filter_establishments(etab)) == ["1", "2", "6"]
-    assert kept(Selection(synthetic="synthetic").filter_establishments(etab)) == ["3"]
-    assert kept(Selection(synthetic="real").filter_establishments(etab)) == ["1", "2", "4", "5", "6"]
+    assert kept(Selection(employer_only=True)) == ["1", "3", "4", "6"]
+    assert kept(Selection(size_bands=("12",))) == ["3"]
+    assert kept(Selection(legal_categories=("9222", *SCOP_CODES))) == ["1", "2", "6"]
+    assert kept(Selection(synthetic="synthetic")) == ["3"]
+    assert kept(Selection(synthetic="real")) == ["1", "2", "4", "5", "6"]
 
 
-def test_territory_filters_on_establishments(etab, communes) -> None:
-    assert kept(Selection(departements=("13",)).filter_establishments(etab)) == ["1", "2", "3", "4"]
-    # Marseille includes its arrondissements; Lyon's 69381 rolls up without a communes table
-    assert kept(Selection(communes=("13055",)).filter_establishments(etab)) == ["1", "2"]
-    assert kept(Selection(communes=("69123",)).filter_establishments(etab)) == ["6"]
-    assert kept(Selection(communes=("13201",)).filter_establishments(etab, communes=communes)) == ["1"]
-    epci = Selection(epci=("200054807",))
-    assert kept(epci.filter_establishments(etab, communes=communes)) == ["1", "2", "3"]
-    region = Selection(region="93")
-    assert kept(region.filter_establishments(etab, communes=communes)) == ["1", "2", "3", "4", "5"]
-    with pytest.raises(ValueError, match="communes="):
-        epci.filter_establishments(etab)
-    with pytest.raises(ValueError, match="communes="):
-        region.filter_establishments(etab)
+def test_territory_filters_on_establishments(kept) -> None:
+    assert kept(Selection(departements=("13",))) == ["1", "2", "3", "4"]
+    # Marseille includes its arrondissements; Lyon's 69381 rolls up though the communes table lacks it
+    assert kept(Selection(communes=("13055",))) == ["1", "2"]
+    assert kept(Selection(communes=("69123",))) == ["6"]
+    assert kept(Selection(communes=("13201",))) == ["1"]
+    assert kept(Selection(epci=("200054807",))) == ["1", "2", "3"]
+    assert kept(Selection(region="93")) == ["1", "2", "3", "4", "5"]
 
 
-def test_qpv_filter_needs_the_qpv_of_each_point(etab) -> None:
-    selection = Selection(qpv=("QN01301M",))
-    with pytest.raises(ValueError, match="in_qpv"):
-        selection.filter_establishments(etab)
-    in_qpv = pd.Series(["QN01301M", None, "QN01302M", None, None, None], index=etab.index, dtype="string")
-    assert kept(selection.filter_establishments(etab, in_qpv=in_qpv)) == ["1"]
+def test_qpv_filter_uses_the_stored_membership(kept) -> None:
+    # every establishment of the fixture sits at the builder's default point, 5.37, 43.30: in QN01301M
+    assert kept(Selection(qpv=("QN01301M",))) == ["1", "2", "3", "4", "5", "6"]
+    assert kept(Selection(qpv=("QN08401M",))) == []
+    assert kept(Selection(qpv=("QN01301M",), qpv_generation="2015")) == []
 
 
-def test_tiers_lieux_filters(build) -> None:
+def test_tiers_lieux_filters(build, store_of) -> None:
     tl = build.tiers_lieux_frame(
         [(5.37, 43.30), (5.38, 43.31), (4.80, 43.95)],
         types=["Coworking; Fablab", "friche culturelle", "coworking"],
@@ -149,43 +152,51 @@ def test_tiers_lieux_filters(build) -> None:
         synthetic=[False, True, False],
         code_commune=["13201", "13055", "84007"], code_departement=["13", "13", "84"],
     )
-    ids = lambda frame: frame["id_tiers_lieu"].tolist()  # noqa: E731
-    assert ids(Selection(tiers_lieu_types=("fablab",)).filter_tiers_lieux(tl)) == ["TL1"]
-    assert ids(Selection(tiers_lieu_types=("COWORKING",)).filter_tiers_lieux(tl)) == ["TL1", "TL3"]
-    assert ids(Selection(tiers_lieu_labels=("Fabrique de territoire",)).filter_tiers_lieux(tl)) == ["TL1"]
-    assert ids(Selection(synthetic="real").filter_tiers_lieux(tl)) == ["TL1", "TL3"]
-    assert ids(Selection(communes=("13055",)).filter_tiers_lieux(tl)) == ["TL1", "TL2"]
+    con = store_of(tiers_lieux=tl)
+
+    def ids(selection: Selection) -> list[str]:
+        return queries.read_points(con, "tiers_lieux", selection, columns=["id_tiers_lieu"])["id_tiers_lieu"].tolist()
+
+    assert ids(Selection(tiers_lieu_types=("fablab",))) == ["TL1"]
+    assert ids(Selection(tiers_lieu_types=("COWORKING",))) == ["TL1", "TL3"]
+    assert ids(Selection(tiers_lieu_labels=("Fabrique de territoire",))) == ["TL1"]
+    assert ids(Selection(synthetic="real")) == ["TL1", "TL3"]
+    assert ids(Selection(communes=("13055",))) == ["TL1", "TL2"]
     # ESS filters do not apply to tiers-lieux
-    assert ids(Selection(families=("mutuelle",)).filter_tiers_lieux(tl)) == ["TL1", "TL2", "TL3"]
+    assert ids(Selection(families=("mutuelle",))) == ["TL1", "TL2", "TL3"]
 
 
-def test_qpv_layer_filters(build, communes) -> None:
-    polygons = [shapely.box(5.36, 43.29, 5.37, 43.30)] * 3
-    qpv = build.qpv_frame(
-        polygons, ["QN01301M", "QN01302M", "QN08401M"],
-        insee_dep=["13", "13", "84"], insee_com=["13201,13202", "13001", "84007"],
-    )
-    codes = lambda frame: frame["code_qp"].tolist()  # noqa: E731
-    assert codes(Selection(communes=("13055",)).filter_qpv(qpv)) == ["QN01301M"]
-    assert codes(Selection(communes=("13202",)).filter_qpv(qpv)) == ["QN01301M"]
-    assert codes(Selection(departements=("84",)).filter_qpv(qpv)) == ["QN08401M"]
-    assert codes(Selection(epci=("200054807",)).filter_qpv(qpv, communes=communes)) == ["QN01301M", "QN01302M"]
-    assert codes(Selection(region="93").filter_qpv(qpv, communes=communes)) == codes(qpv)
-    assert codes(Selection(qpv=("QN01302M",)).filter_qpv(qpv)) == ["QN01302M"]
-    assert codes(Selection(qpv_generation="2015").filter_qpv(qpv)) == []
-    assert qpv_commune_pairs(qpv)["code_commune"].tolist() == ["13201", "13202", "13001", "84007"]
+def test_qpv_layer_filters(con) -> None:
+    def codes(selection: Selection) -> list[str]:
+        where = filters.qpv(selection, selection.qpv_generation or "2024")
+        return [r[0] for r in con.execute(f"SELECT code_qp FROM qpv q WHERE {where.sql} ORDER BY 1",
+                                          where.params).fetchall()]
+
+    assert codes(Selection(communes=("13055",))) == ["QN01301M"]
+    assert codes(Selection(communes=("13202",))) == ["QN01301M"]
+    assert codes(Selection(departements=("84",))) == ["QN08401M"]
+    assert codes(Selection(epci=("200054807",))) == ["QN01301M", "QN01302M"]
+    assert codes(Selection(region="93")) == ["QN01301M", "QN01302M", "QN08401M"]
+    assert codes(Selection(qpv=("QN01302M",))) == ["QN01302M"]
+    assert codes(Selection(qpv_generation="2015")) == []
+    pairs = con.execute("SELECT code_qp, code_commune, code_com FROM qpv_communes ORDER BY ALL").fetchall()
+    assert pairs == [("QN01301M", "13201", "13055"), ("QN01301M", "13202", "13055"),  # rolled up
+                     ("QN01302M", "13001", "13001"), ("QN08401M", "84007", "84007")]
 
 
-def test_communes_layer_filters(communes) -> None:
-    codes = lambda frame: frame["code_insee"].tolist()  # noqa: E731
-    assert codes(Selection(communes=("13055",)).filter_communes(communes)) == ["13055", "13201", "13202"]
-    assert codes(Selection(departements=("84",)).filter_communes(communes)) == ["84007"]
-    assert codes(Selection(epci=("241300417",)).filter_communes(communes)) == ["13004"]
-    assert len(Selection(region="93").filter_communes(communes)) == 6
-    assert len(Selection(qpv=("QN01301M",)).filter_communes(communes)) == len(communes)
+def test_communes_layer_filters(con) -> None:
+    def codes(selection: Selection) -> list[str]:
+        where = filters.communes(selection)
+        return [r[0] for r in con.execute(f"SELECT code_insee FROM communes WHERE {where.sql} ORDER BY 1",
+                                          where.params).fetchall()]
+
+    assert codes(Selection(communes=("13055",))) == ["13055", "13201", "13202"]
+    assert codes(Selection(departements=("84",))) == ["84007"]
+    assert codes(Selection(epci=("241300417",))) == ["13004"]
+    assert len(codes(Selection(region="93"))) == 6
+    assert len(codes(Selection(qpv=("QN01301M",)))) == 7  # a QPV filter does not restrict communes
 
 
-def test_parent_commune_codes(communes) -> None:
-    codes = pd.Series(["13201", "75112", "69385", "13055", None, "99999"], dtype="string")
-    assert parent_commune_codes(codes).tolist() == ["13055", "75056", "69123", "13055", pd.NA, "99999"]
-    assert parent_commune_codes(codes, communes).tolist()[0] == "13055"
+def test_values_travel_as_parameters(kept) -> None:
+    """A code holding SQL is a value compared, never SQL run."""
+    assert kept(Selection(departements=("13') OR TRUE --",))) == []

@@ -1,4 +1,8 @@
-"""Indicator tables on hand-built layers with known answers; references and comparisons."""
+"""Indicator tables on a store of hand-built layers with known answers; references and comparisons.
+
+The store computes the memberships at ingest (commune roll-up, EPCI, région, QPV by point in
+polygon, QPV x tiers-lieux pairs): these tests check the whole path, from layers to indicators.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import pandas as pd
 import pytest
 
 from essmap.analysis import indicators as ind
-from essmap.analysis.proximity import establishments_qpv, qpv_tiers_lieux
+from essmap.store import queries
 from essmap.domain.selection import Selection
 
 COMMUNES_PARQUET = Path(__file__).resolve().parents[2] / "data" / "geo" / "communes_france.parquet"
@@ -47,18 +51,25 @@ def layers(build, sample_communes):
         synthetic=[False, True],
         code_commune=["13201", "13001"],
     )
-    in_qpv = pd.Series(["QN01301M", "QN01301M", None, "QN01302M", None, None], index=etab.index, dtype="string")
-    return {"communes": communes, "qpv": qpv, "establishments": etab, "tiers_lieux": tiers_lieux, "in_qpv": in_qpv}
+    return {"communes": communes, "qpv": qpv, "establishments": etab, "tiers_lieux": tiers_lieux}
 
 
-def table(layers, level, **kwargs) -> pd.DataFrame:
-    args = {k: layers[k] for k in ("communes", "establishments", "tiers_lieux", "qpv", "in_qpv")}
-    args.update(kwargs)
-    return ind.indicators_by_level(level, **args).set_index("code")
+@pytest.fixture
+def con(layers, store_of):
+    return store_of(communes=layers["communes"], qpv=layers["qpv"], establishments=layers["establishments"],
+                    tiers_lieux=layers["tiers_lieux"])
 
 
-def test_commune_level(layers) -> None:
-    t = table(layers, "commune")
+@pytest.fixture
+def table(con):
+    def indicators(level, **kwargs) -> pd.DataFrame:
+        return ind.indicators_by_level(con, level, **kwargs).set_index("code")
+
+    return indicators
+
+
+def test_commune_level(table) -> None:
+    t = table("commune")
     assert list(t.index) == ["13001", "13004", "13055", "69123", "84007"]  # COM only, ARM rolled up
     m = t.loc["13055"]
     assert (m["population"], m["n_etablissements"], m["n_etablissements_employeurs"], m["n_organisations"]) == (870_000, 3, 2, 2)
@@ -82,31 +93,29 @@ def test_commune_level(layers) -> None:
     assert (t["rayon_m"] == 1000.0).all()
 
 
-def test_higher_levels(layers, build) -> None:
-    deps = table(layers, "departement")
+def test_higher_levels(table) -> None:
+    deps = table("departement")
     assert deps.loc["13", "population"] == 870_000 + 143_000 + 51_000
     assert tuple(deps.loc["13", ["n_etablissements", "n_etablissements_employeurs", "n_organisations"]]) == (4, 3, 3)
     assert tuple(deps.loc["13", ["n_qpv", "n_qpv_avec_tiers_lieu", "n_tiers_lieux"]]) == (2, 2, 2)
     assert deps.loc["84", "part_qpv_avec_tiers_lieu"] == 0.0
     # a département without QPV: no share rather than 0 %
     assert deps.loc["69", "n_qpv"] == 0 and pd.isna(deps.loc["69", "part_qpv_avec_tiers_lieu"])
-    names = pd.DataFrame({"code_departement": ["13", "84"], "nom": ["Bouches-du-Rhône", "Vaucluse"]})
-    named = table(layers, "departement", units=names)
-    assert named.loc["13", "nom"] == "Bouches-du-Rhône" and pd.isna(named.loc["69", "nom"])
+    assert deps.loc["13", "nom"] == "Bouches-du-Rhône"  # names from the départements table
 
-    epci = table(layers, "epci")
+    epci = table("epci")
     assert epci.loc["200054807", "n_etablissements"] == 4
     assert epci.loc["200054807", "population"] == 870_000 + 143_000
     assert epci.loc["241300417", "n_qpv"] == 1  # Arles' EPCI through the QPV spanning communes
     assert epci.loc["200046977", "n_etablissements"] == 1
 
-    regions = table(layers, "region")
+    regions = table("region")
     assert regions.loc["93", "n_etablissements"] == 5 and regions.loc["84", "n_etablissements"] == 1
     assert regions.loc["93", "n_qpv"] == 3
 
 
-def test_qpv_level_has_no_population(layers) -> None:
-    t = table(layers, "qpv")
+def test_qpv_level_has_no_population(table) -> None:
+    t = table("qpv")
     assert list(t.index) == ["QN01301M", "QN01302M", "QN08401M"]
     assert t["population"].isna().all()
     assert t["etablissements_pour_10k_hab"].isna().all()
@@ -116,50 +125,64 @@ def test_qpv_level_has_no_population(layers) -> None:
     assert t.loc["QN01301M", "nom"] == "Quartier QN01301M"
 
 
-def test_spatial_join_computed_when_not_given(layers) -> None:
-    given = table(layers, "commune")
-    computed = table(layers, "commune", in_qpv=None)
-    pd.testing.assert_frame_equal(given, computed)
-    joined = establishments_qpv(layers["establishments"], layers["qpv"])
-    assert joined["code_qp"].equals(layers["in_qpv"].rename("code_qp"))
-    coverage = qpv_tiers_lieux(layers["qpv"], layers["tiers_lieux"], radius_m=1000)
-    pd.testing.assert_frame_equal(given, table(layers, "commune", qpv_coverage=coverage))
+def test_memberships_are_stored_at_ingest(con) -> None:
+    """Each establishment carries its commune proper, EPCI, région and QPV, computed at ingest."""
+    rows = con.execute("SELECT siret, code_com, siren_epci, code_region, code_qp_2024 FROM etablissements "
+                       "ORDER BY siret").fetchall()
+    assert rows == [
+        ("1", "13055", "200054807", "93", "QN01301M"),  # arrondissement 13201 rolled up to Marseille
+        ("2", "13055", "200054807", "93", "QN01301M"),
+        ("3", "13055", "200054807", "93", None),
+        ("4", "13001", "200054807", "93", "QN01302M"),
+        ("5", "84007", "248400251", "93", None),
+        ("6", "69123", "200046977", "84", None),  # an arrondissement the communes table lacks rolls up
+    ]
+    pairs = con.execute("SELECT code_qp, id_tiers_lieu, distance_m FROM qpv_tiers_lieux ORDER BY ALL").fetchall()
+    near = {(q, t): d for q, t, d in pairs}
+    assert near[("QN01301M", "TL1")] == 0.0  # inside
+    assert 550 < near[("QN01302M", "TL2")] < 650  # 900 m east of the centre of a 600 m square
 
 
-def test_selection_applies_to_every_layer(layers) -> None:
-    assoc = table(layers, "commune", selection=Selection(families=("association",)))
+def test_selection_applies_to_every_layer(table) -> None:
+    assoc = table("commune", selection=Selection(families=("association",)))
     assert assoc.loc["13055", "n_etablissements"] == 2 and assoc.loc["13001", "n_etablissements"] == 0
-    bdr = table(layers, "commune", selection=Selection(departements=("13",)))
+    bdr = table("commune", selection=Selection(departements=("13",)))
     assert list(bdr.index) == ["13001", "13004", "13055"]
-    real = table(layers, "commune", selection=Selection(synthetic="real"))
+    real = table("commune", selection=Selection(synthetic="real"))
     assert real.loc["13001", "n_etablissements"] == 0 and real.loc["13001", "n_tiers_lieux"] == 0
     assert not real["inclut_donnees_simulees"].any()
     assert real.loc["13001", "n_qpv_avec_tiers_lieu"] == 0  # only a simulated tiers-lieu was near
-    employers = table(layers, "departement", selection=Selection(employer_only=True))
+    employers = table("departement", selection=Selection(employer_only=True))
     assert employers.loc["13", "n_etablissements"] == 3
-    one_qpv = table(layers, "qpv", selection=Selection(qpv=("QN01302M",)))
+    one_qpv = table("qpv", selection=Selection(qpv=("QN01302M",)))
     assert list(one_qpv.index) == ["QN01302M"] and one_qpv.loc["QN01302M", "n_etablissements"] == 1
 
 
-def test_radius_is_recorded_and_used(layers) -> None:
-    t = table(layers, "commune", radius_m=500.0)
+def test_radius_is_recorded_and_used(table) -> None:
+    t = table("commune", radius_m=500.0)
     assert (t["rayon_m"] == 500.0).all()
     assert t.loc["13001", "n_qpv_avec_tiers_lieu"] == 0  # the Aix tiers-lieu is ~600 m away
 
 
-def test_several_qpv_generations_need_a_choice(layers) -> None:
+def test_qpv_generations_are_never_mixed(layers, store_of) -> None:
+    """Two generations overlap: each has its own membership column; the newest is used by default."""
     old = layers["qpv"].copy()
     old["code_qp"] = ["QP013001", "QP013002", "QP084001"]
     old["generation"] = "2015"
     both = pd.concat([layers["qpv"], old], ignore_index=True)
-    with pytest.raises(ValueError, match="générations"):
-        table(layers, "commune", qpv=both)
-    chosen = table(layers, "qpv", qpv=both, selection=Selection(qpv_generation="2024"))
-    assert list(chosen.index) == ["QN01301M", "QN01302M", "QN08401M"]
+    con = store_of(communes=layers["communes"], qpv=both, establishments=layers["establishments"],
+                   tiers_lieux=layers["tiers_lieux"])
+    default = ind.indicators_by_level(con, "qpv").set_index("code")
+    assert list(default.index) == ["QN01301M", "QN01302M", "QN08401M"]
+    old_generation = ind.indicators_by_level(con, "qpv", selection=Selection(qpv_generation="2015")).set_index("code")
+    assert list(old_generation.index) == ["QP013001", "QP013002", "QP084001"]
+    assert old_generation["n_etablissements"].tolist() == [2, 1, 0]
+    communes = ind.indicators_by_level(con, "commune").set_index("code")
+    assert communes.loc["13055", "n_qpv"] == 1  # not 2: the 2015 QPV is not added to the 2024 one
 
 
-def test_breakdown_long_and_wide(layers) -> None:
-    long = ind.breakdown("departement", "famille", communes=layers["communes"], establishments=layers["establishments"])
+def test_breakdown_long_and_wide(con) -> None:
+    long = ind.breakdown(con, "departement", "famille")
     assert list(long.columns) == ["code", "nom", "dimension", "categorie", "libelle", "n", "part"]
     bdr = long[long["code"] == "13"].set_index("categorie")
     assert bdr["n"].to_dict() == {
@@ -169,19 +192,17 @@ def test_breakdown_long_and_wide(layers) -> None:
     assert bdr.loc["association", "libelle"] == "Associations"
     wide = ind.pivot_breakdown(long).set_index("code")
     assert wide.loc["13", "n_famille_association"] == 2 and wide.loc["84", "n_famille_fondation"] == 1
-    sectors = ind.breakdown("commune", "secteur", communes=layers["communes"], establishments=layers["establishments"])
+    sectors = ind.breakdown(con, "commune", "secteur")
     assert "n_secteur_action_sociale" in ind.pivot_breakdown(sectors).columns
-    in_qpv = ind.breakdown(
-        "departement", "famille", communes=layers["communes"], establishments=layers["establishments"],
-        in_qpv=layers["in_qpv"], only_in_qpv=True, selection=Selection(employer_only=True),
-    ).set_index(["code", "categorie"])
+    in_qpv = ind.breakdown(con, "departement", "famille", only_in_qpv=True,
+                           selection=Selection(employer_only=True)).set_index(["code", "categorie"])
     assert in_qpv.loc[("13", "association"), "part"] == pytest.approx(2 / 3)
-    by_qpv = ind.breakdown("qpv", "famille", communes=layers["communes"], establishments=layers["establishments"], qpv=layers["qpv"])
+    by_qpv = ind.breakdown(con, "qpv", "famille")
     assert by_qpv.set_index(["code", "categorie"]).loc[("QN01302M", "mutuelle"), "n"] == 1
 
 
-def test_catalogue_covers_every_column(layers) -> None:
-    t = ind.indicators_by_level("commune", **{k: layers[k] for k in ("communes", "establishments", "tiers_lieux", "qpv")})
+def test_catalogue_covers_every_column(con) -> None:
+    t = ind.indicators_by_level(con, "commune")
     assert tuple(t.columns) == ind.INDICATOR_COLUMNS
     assert set(t.columns) - {"code", "nom"} == set(ind.INDICATORS_BY_KEY)
     for indicator in ind.INDICATORS:
@@ -210,11 +231,9 @@ def test_reference_figures_have_sources() -> None:
     assert all(r.source_fr for r in figures.values())
 
 
-def test_compare_unit_parent_and_france(layers) -> None:
-    communes = table(layers, "commune").reset_index()
-    deps = table(layers, "departement").reset_index()
-    parents = ind.parent_codes("commune", communes["code"], communes=layers["communes"])
-    assert parents.tolist() == ["13", "13", "13", "69", "84"]
+def test_compare_unit_parent_and_france(table) -> None:
+    communes = table("commune").reset_index()
+    deps = table("departement").reset_index()
     unit = communes.set_index("code").loc["13055"].to_dict() | {"code": "13055"}
     parent = deps.set_index("code").loc["13"].to_dict() | {"code": "13"}
     card = ind.compare("etablissements_employeurs_pour_10k_hab", unit, parent, parent_name="Bouches-du-Rhône")
@@ -230,8 +249,12 @@ def test_compare_unit_parent_and_france(layers) -> None:
     assert ind.compare("n_tiers_lieux", unit).france_value is None
 
 
-def test_parent_codes(layers) -> None:
-    assert ind.parent_codes("epci", ["200054807", "248400251"], communes=layers["communes"]).tolist() == ["13", "84"]
-    assert ind.parent_codes("departement", ["13", "69"], communes=layers["communes"]).tolist() == ["93", "84"]
-    assert ind.parent_codes("region", ["93"], communes=layers["communes"]).isna().all()
-    assert ind.parent_codes("qpv", ["QN01301M"], communes=layers["communes"], qpv=layers["qpv"]).tolist() == ["13055"]
+def test_parent_codes(con) -> None:
+    def parent(level: str, code: str) -> str | None:
+        return queries.parent_code(con, level, code, generation="2024")
+
+    assert [parent("commune", c) for c in ("13001", "13004", "13055", "69123", "84007")] == ["13", "13", "13", "69", "84"]
+    assert [parent("epci", c) for c in ("200054807", "248400251")] == ["13", "84"]
+    assert [parent("departement", c) for c in ("13", "69")] == ["93", "84"]
+    assert parent("region", "93") is None
+    assert parent("qpv", "QN01301M") == "13055"  # its commune, arrondissements rolled up

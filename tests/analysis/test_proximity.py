@@ -130,14 +130,19 @@ def etab(build):
     )
 
 
-def test_qpv_establishments_with_selection(qpv, etab) -> None:
-    iae_scop = Selection(legal_categories=("9222", *SCOP_CODES))
-    result = proximity.qpv_establishments(qpv, etab, radius_m=2000, selection=iae_scop)
+def test_establishments_around_qpv_from_the_store(qpv, etab, store_of) -> None:
+    """The radius tab's query: the selection's attribute filters, QPVs of its territory, on demand."""
+    con = store_of(qpv=qpv, establishments=etab)
+    iae_scop = Selection(departements=("13",), legal_categories=("9222", *SCOP_CODES))
+    result = proximity.establishments_around_qpv(con, iae_scop, radius_m=2000)
+    assert result["code_qp"].tolist() == ["QN01301M", "QN01302M", "QN01303M"]
     assert result["n_etablissements"].tolist() == [2, 1, 0]
     assert result["nearest_id"].tolist() == ["A1", "S1", "A1"]
     assert result["nearest_nom"].tolist()[:2] == ["AI du centre", "SCOP est"]
-    everything = proximity.qpv_establishments(qpv, etab, radius_m=2000)
+    everything = proximity.establishments_around_qpv(con, Selection(departements=("13",)), radius_m=2000)
     assert everything["n_etablissements"].tolist() == [3, 1, 0]
+    assert everything["n_etablissements"].tolist() == proximity.qpv_establishments(
+        qpv, etab, radius_m=2000)["n_etablissements"].tolist()
 
 
 def test_establishments_qpv(qpv, etab) -> None:
@@ -159,9 +164,8 @@ def test_establishments_near_point(build, etab) -> None:
     _, _, expected = GEOD.inv(LON + 0.0005, LAT, LON, LAT)
     assert result["distance_m"].iloc[0] == pytest.approx(expected, abs=1)
     assert result["distance_m"].is_monotonic_increasing
-    selected = proximity.establishments_near_point(
-        etab, LON, LAT, 5000, selection=Selection(legal_categories=tuple(SCOP_CODES))
-    )
+    scop = etab[etab["categorie_juridique"].isin(SCOP_CODES).to_numpy()]
+    selected = proximity.establishments_near_point(scop, LON, LAT, 5000)
     assert selected["siret"].tolist() == ["S1"]
     assert proximity.establishments_near_point(etab, LON, LAT, 0)["siret"].tolist() == ["A1"]
 

@@ -1,0 +1,345 @@
+"""What a view reads: counts per unit, breakdowns, points, QPV coverage, display geometry, names.
+
+Every query aggregates in DuckDB on the memberships stored at ingest (:mod:`essmap.store.joins`)
+with the whole selection pushed down (:mod:`essmap.store.filters`): no point in polygon and no
+geometry decoding happens at view time, except for the display geometry of the units drawn and
+the points shown. Results are plain frames; rates and shares are derived by
+:mod:`essmap.analysis.indicators`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import duckdb
+import geopandas as gpd
+import pandas as pd
+import shapely
+
+from essmap.domain import schema
+from essmap.domain.selection import Selection
+from essmap.store import filters
+from essmap.store.read import WGS84, arrow_frame, frame_from_arrow
+
+#: Column of the point layers holding each row's unit, by level (QPV: the generation's column).
+POINT_UNIT_COLUMN: dict[str, str] = {
+    "commune": "code_com",
+    "epci": "siren_epci",
+    "departement": "code_departement",
+    "region": "code_region",
+}
+
+#: Table naming the units of each upper level.
+_NAME_TABLES: dict[str, tuple[str, str]] = {
+    "epci": ("epci", "siren_epci"),
+    "departement": ("departements", "code_departement"),
+    "region": ("regions", "code_region"),
+}
+
+#: Columns of :func:`unit_counts`, besides ``code``, ``nom``, ``population``.
+COUNT_COLUMNS: tuple[str, ...] = (
+    "n_etablissements", "n_etablissements_employeurs", "n_organisations", "n_etablissements_en_qpv",
+    "n_employeurs_en_qpv", "n_tiers_lieux", "n_qpv", "n_qpv_avec_tiers_lieu",
+)
+
+
+def qpv_generations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """QPV generations loaded, newest first."""
+    loaded = {r[0] for r in con.execute("SELECT DISTINCT generation FROM qpv").fetchall()}
+    return [g for g in schema.QPV_GENERATIONS if g in loaded]
+
+
+def generation_of(con: duckdb.DuckDBPyConnection, selection: Selection) -> str | None:
+    """The selection's QPV generation, else the newest loaded (None without QPV)."""
+    if selection.qpv_generation is not None:
+        return selection.qpv_generation
+    loaded = qpv_generations(con)
+    return loaded[0] if loaded else None
+
+
+def _point_unit(level: str, generation: str | None) -> str:
+    if level == "qpv":
+        return schema.qpv_column(generation) if generation else "NULL"
+    return POINT_UNIT_COLUMN[level]
+
+
+def _units_sql(level: str, selection: Selection, generation: str | None) -> tuple[str, list[object]]:
+    """One row per unit of ``level`` touching the selection's territory: code, nom, population.
+
+    A unit is always whole: an EPCI that spans two départements has the population of all its
+    communes, whichever département is selected (the map draws it whole too).
+    """
+    if level == "qpv":
+        where = filters.qpv(selection, generation)
+        return (f"SELECT q.code_qp AS code, q.lib_qp AS nom, NULL::BIGINT AS population FROM qpv q "
+                f"WHERE {where.sql}", where.params)
+    where = filters.communes(selection, alias="c")
+    where.add("coalesce(c.type_commune, 'COM') <> 'ARM'")
+    if level == "commune":
+        return (f"SELECT c.code_insee AS code, c.nom, c.population FROM communes c WHERE {where.sql}",
+                where.params)
+    table, key = _NAME_TABLES[level]
+    return (f"""SELECT c.{key} AS code, any_value(n.nom) AS nom, sum(c.population)::BIGINT AS population
+                FROM communes c LEFT JOIN {table} n ON n.{key} = c.{key}
+                WHERE coalesce(c.type_commune, 'COM') <> 'ARM'
+                  AND c.{key} IN (SELECT c.{key} FROM communes c WHERE {where.sql})
+                GROUP BY c.{key}""", where.params)
+
+
+def _within_units(selection: Selection) -> Selection:
+    """The selection without its territory filters but the QPV one: counted rows are those of the units."""
+    return dataclasses.replace(selection, region=None, departements=(), epci=(), communes=())
+
+
+def _qpv_unit_sql(level: str) -> str:
+    """(code_qp, unit) pairs of the selected QPVs ``sq``: each QPV once per unit it touches."""
+    if level == "qpv":
+        return "SELECT code_qp, code_qp AS unit FROM sq"
+    if level == "departement":
+        return "SELECT code_qp, insee_dep AS unit FROM sq"
+    if level == "region":
+        return ("SELECT sq.code_qp, d.code_region AS unit FROM sq "
+                "JOIN departements d ON d.code_departement = sq.insee_dep")
+    unit = "qc.code_com" if level == "commune" else "coalesce(c.siren_epci, sq.siren_epci)"
+    return (f"SELECT DISTINCT sq.code_qp, {unit} AS unit FROM sq "
+            "JOIN qpv_communes qc ON qc.generation = sq.generation AND qc.code_qp = sq.code_qp "
+            "LEFT JOIN communes c ON c.code_insee = qc.code_com")
+
+
+def unit_counts(con: duckdb.DuckDBPyConnection, level: str, selection: Selection, *,
+                radius_m: float) -> pd.DataFrame:
+    """Counts per unit of ``level`` in the selection: the inputs of every indicator.
+
+    Units are those touching the selection's territory, each counted whole (see :func:`_units_sql`);
+    establishments and tiers-lieux of a unit are those the selection's other filters keep; QPVs those
+    of its generation lying in the unit, covered when a tiers-lieu kept by the selection's tiers-lieu filters (any
+    territory: a QPV can be covered from across a border) lies within ``radius_m``
+    (``radius_m`` at most :data:`~essmap.domain.schema.STORED_RADIUS_M`).
+
+    Returns one row per unit sorted by code: ``code``, ``nom``, ``population``,
+    :data:`COUNT_COLUMNS` and ``inclut_donnees_simulees``.
+    """
+    if radius_m > schema.STORED_RADIUS_M:
+        raise ValueError(f"rayon {radius_m} m au-delà des {schema.STORED_RADIUS_M:.0f} m stockés")
+    generation = generation_of(con, selection)
+    units_sql, params = _units_sql(level, selection, generation)
+    unit = _point_unit(level, generation)
+    qpv_col = schema.qpv_column(generation) if generation else "NULL"
+    est = filters.points(_within_units(selection), "etablissements", generation, alias="e")
+    tl = filters.points(_within_units(selection), "tiers_lieux", generation, alias="t")
+    sq = filters.qpv(_within_units(selection), generation)
+    reach = filters.points(selection.without_territory(), "tiers_lieux", generation, alias="t")
+    sql = f"""
+    WITH units AS ({units_sql}),
+    est AS (
+        SELECT e.{unit} AS code, count(*) AS n_etablissements,
+               count(*) FILTER (WHERE e.employeur) AS n_etablissements_employeurs,
+               count(DISTINCT e.siren) AS n_organisations,
+               count(*) FILTER (WHERE e.{qpv_col} IS NOT NULL) AS n_etablissements_en_qpv,
+               count(*) FILTER (WHERE e.employeur AND e.{qpv_col} IS NOT NULL) AS n_employeurs_en_qpv,
+               bool_or(coalesce(e.is_synthetic, FALSE)) AS synthetic
+        FROM etablissements e WHERE {est.sql} AND e.{unit} IN (SELECT code FROM units) GROUP BY 1),
+    tl AS (
+        SELECT t.{unit} AS code, count(*) AS n_tiers_lieux, bool_or(coalesce(t.is_synthetic, FALSE)) AS synthetic
+        FROM tiers_lieux t WHERE {tl.sql} AND t.{unit} IN (SELECT code FROM units) GROUP BY 1),
+    sq AS (SELECT q.* FROM qpv q WHERE {sq.sql}),
+    reached AS (
+        SELECT p.code_qp, count(*) FILTER (WHERE p.distance_m <= ?) > 0 AS covered,
+               coalesce(bool_or(coalesce(t.is_synthetic, FALSE)) FILTER (WHERE p.distance_m <= ?), FALSE)
+                 OR arg_min(coalesce(t.is_synthetic, FALSE), (p.distance_m, p.id_tiers_lieu)) AS synthetic
+        FROM qpv_tiers_lieux p JOIN tiers_lieux t ON t.id_tiers_lieu = p.id_tiers_lieu
+        WHERE p.generation = ? AND {reach.sql} GROUP BY 1),
+    qu AS ({_qpv_unit_sql(level)}),
+    qp AS (
+        SELECT qu.unit AS code, count(DISTINCT qu.code_qp) AS n_qpv,
+               count(DISTINCT qu.code_qp) FILTER (WHERE r.covered) AS n_qpv_avec_tiers_lieu,
+               bool_or(coalesce(r.synthetic, FALSE)) AS synthetic
+        FROM qu LEFT JOIN reached r ON r.code_qp = qu.code_qp GROUP BY 1)
+    SELECT units.code, units.nom, units.population,
+           coalesce(est.n_etablissements, 0) AS n_etablissements,
+           coalesce(est.n_etablissements_employeurs, 0) AS n_etablissements_employeurs,
+           coalesce(est.n_organisations, 0) AS n_organisations,
+           coalesce(est.n_etablissements_en_qpv, 0) AS n_etablissements_en_qpv,
+           coalesce(est.n_employeurs_en_qpv, 0) AS n_employeurs_en_qpv,
+           coalesce(tl.n_tiers_lieux, 0) AS n_tiers_lieux,
+           coalesce(qp.n_qpv, 0) AS n_qpv,
+           coalesce(qp.n_qpv_avec_tiers_lieu, 0) AS n_qpv_avec_tiers_lieu,
+           coalesce(est.synthetic, FALSE) OR coalesce(tl.synthetic, FALSE) OR coalesce(qp.synthetic, FALSE)
+               AS inclut_donnees_simulees
+    FROM units LEFT JOIN est ON est.code = units.code LEFT JOIN tl ON tl.code = units.code
+    LEFT JOIN qp ON qp.code = units.code
+    ORDER BY units.code"""
+    r = float(radius_m)
+    all_params = [*params, *est.params, *tl.params, *sq.params, r, r, generation, *reach.params]
+    return arrow_frame(con.execute(sql, all_params).arrow())
+
+
+def breakdown_counts(con: duckdb.DuckDBPyConnection, level: str, by: str, selection: Selection, *,
+                     only_in_qpv: bool = False) -> pd.DataFrame:
+    """Establishments per unit and category of ``by`` ("famille" or "secteur"): ``code``,
+    ``categorie``, ``n`` (categories absent from a unit have no row)."""
+    if by not in ("famille", "secteur"):
+        raise ValueError(f"by : « {by} » inconnu ; attendu 'famille' ou 'secteur'.")
+    generation = generation_of(con, selection)
+    units_sql, params = _units_sql(level, selection, generation)
+    est = filters.points(_within_units(selection), "etablissements", generation, alias="e")
+    if only_in_qpv:
+        est.add(f"e.{schema.qpv_column(generation)} IS NOT NULL" if generation else "FALSE")
+    sql = f"""WITH units AS ({units_sql})
+              SELECT e.{_point_unit(level, generation)} AS code, e.{by} AS categorie, count(*) AS n
+              FROM etablissements e WHERE {est.sql}
+                AND e.{_point_unit(level, generation)} IN (SELECT code FROM units)
+              GROUP BY ALL ORDER BY ALL"""
+    return arrow_frame(con.execute(sql, [*params, *est.params]).arrow())
+
+
+def read_points(con: duckdb.DuckDBPyConnection, table: str, selection: Selection, *,
+                columns: Sequence[str] | None = None, bbox: tuple[float, float, float, float] | None = None,
+                territory: bool = True) -> gpd.GeoDataFrame:
+    """Rows of a point layer that ``selection`` keeps, with ``code_qp`` (the QPV of the selection's
+    generation holding each one, <NA> outside) and a point geometry built from longitude/latitude.
+
+    ``bbox`` (lon_min, lat_min, lon_max, lat_max) restricts to a box; ``territory=False`` ignores
+    the territory filters (for radius queries that cross borders).
+    """
+    if table not in schema.POINT_LAYERS:
+        raise ValueError(f"unknown point layer {table!r}")
+    generation = generation_of(con, selection)
+    wanted = list(columns) if columns is not None else list(schema.LAYERS[table])
+    wanted = [c for c in wanted if c not in ("longitude", "latitude")]
+    where = filters.points(selection, table, generation, territory=territory)
+    where.add("longitude IS NOT NULL AND latitude IS NOT NULL")
+    if bbox is not None:
+        where.add("longitude BETWEEN ? AND ? AND latitude BETWEEN ? AND ?", bbox[0], bbox[2], bbox[1], bbox[3])
+    qpv_col = schema.qpv_column(generation) if generation else "NULL::VARCHAR"
+    cols = ", ".join(f'"{c}"' for c in wanted)
+    found = con.execute(
+        f'SELECT {cols}, {qpv_col} AS code_qp, longitude, latitude FROM "{table}" WHERE {where.sql} '
+        f"ORDER BY {'siret' if table == 'etablissements' else 'id_tiers_lieu'}",
+        where.params,
+    ).arrow()
+    frame = arrow_frame(found)
+    geometry = shapely.points(frame["longitude"].to_numpy(dtype=float), frame["latitude"].to_numpy(dtype=float))
+    return gpd.GeoDataFrame(frame, geometry=geometry, crs=WGS84)
+
+
+def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius_m: float) -> pd.DataFrame:
+    """Per QPV of the selection: tiers-lieux within ``radius_m`` and the nearest one within the stored
+    radius, from the stored pairs; the tiers-lieu filters of the selection apply (any territory).
+
+    Columns ``code_qp``, ``lib_qp``, ``insee_com``, ``lib_com``, ``n_tiers_lieux``, ``nearest_id``,
+    ``nearest_nom``, ``nearest_distance_m`` (<NA> when no tiers-lieu lies within
+    :data:`~essmap.domain.schema.STORED_RADIUS_M`), ``covered``, ``is_synthetic_involved``, sorted by code.
+    """
+    generation = generation_of(con, selection)
+    sq = filters.qpv(selection, generation)
+    reach = filters.points(selection.without_territory(), "tiers_lieux", generation, alias="t")
+    sql = f"""
+    WITH p AS (
+        SELECT p.code_qp, p.distance_m, t.id_tiers_lieu, t.nom, coalesce(t.is_synthetic, FALSE) AS synthetic
+        FROM qpv_tiers_lieux p JOIN tiers_lieux t ON t.id_tiers_lieu = p.id_tiers_lieu
+        WHERE p.generation = ? AND {reach.sql})
+    SELECT q.code_qp, q.lib_qp, q.insee_com, q.lib_com,
+           count(p.code_qp) FILTER (WHERE p.distance_m <= ?) AS n_tiers_lieux,
+           arg_min(p.id_tiers_lieu, (p.distance_m, p.id_tiers_lieu)) AS nearest_id,
+           arg_min(p.nom, (p.distance_m, p.id_tiers_lieu)) AS nearest_nom,
+           min(p.distance_m) AS nearest_distance_m,
+           count(p.code_qp) FILTER (WHERE p.distance_m <= ?) > 0 AS covered,
+           coalesce(bool_or(p.synthetic) FILTER (WHERE p.distance_m <= ?), FALSE)
+             OR coalesce(arg_min(p.synthetic, (p.distance_m, p.id_tiers_lieu)), FALSE) AS is_synthetic_involved
+    FROM qpv q LEFT JOIN p ON p.code_qp = q.code_qp
+    WHERE {sq.sql}
+    GROUP BY q.code_qp, q.lib_qp, q.insee_com, q.lib_com ORDER BY q.code_qp"""
+    r = float(radius_m)
+    return arrow_frame(con.execute(sql, [generation, *reach.params, r, r, r, *sq.params]).arrow())
+
+
+def read_qpv(con: duckdb.DuckDBPyConnection, codes: Sequence[str], *, display: bool = False) -> gpd.GeoDataFrame:
+    """QPVs by code with their exact geometry (radius queries, exports) or the display one."""
+    geometry = ("(SELECT d.geometry FROM display_geometry d WHERE d.level = 'qpv' AND d.code = q.code_qp)"
+                if display else "q.geometry")
+    columns = ", ".join(f'q."{c}"' for c in schema.QPV)
+    found = con.execute(
+        f"SELECT {columns}, ST_AsWKB({geometry}) AS _wkb FROM qpv q WHERE q.code_qp IN (SELECT unnest(?)) "
+        "ORDER BY q.code_qp", [list(codes)],
+    ).arrow()
+    return frame_from_arrow(found)
+
+
+def display_geometry(con: duckdb.DuckDBPyConnection, level: str, codes: Sequence[str]) -> gpd.GeoSeries:
+    """Simplified boundaries of units (stored at ingest), indexed by code; missing units absent."""
+    found = con.execute(
+        "SELECT code, ST_AsWKB(geometry) AS _wkb FROM display_geometry WHERE level = ? AND code IN (SELECT unnest(?))",
+        [level, list(codes)],
+    ).arrow()
+    frame = frame_from_arrow(found)
+    return gpd.GeoSeries(frame.geometry.to_numpy(), index=frame["code"].astype(str).to_numpy(), crs=WGS84)
+
+
+def names(con: duckdb.DuckDBPyConnection, codes: dict[str, Sequence[str]]) -> dict[str, dict[str, str]]:
+    """Names of some units by level ("commune", "departement", "region", "epci", "qpv") and code."""
+    tables = {"commune": ("communes", "code_insee", "nom"), "departement": ("departements", "code_departement", "nom"),
+              "region": ("regions", "code_region", "nom"), "epci": ("epci", "siren_epci", "nom"),
+              "qpv": ("qpv", "code_qp", "lib_qp")}
+    out: dict[str, dict[str, str]] = {}
+    for level, wanted in codes.items():
+        if not wanted:
+            continue
+        table, key, name = tables[level]
+        rows = con.execute(f"SELECT {key}, any_value({name}) FROM {table} WHERE {key} IN (SELECT unnest(?)) "
+                           f"AND {name} IS NOT NULL GROUP BY 1", [list(wanted)]).fetchall()
+        out[level] = {str(k): str(v) for k, v in rows}
+    return out
+
+
+def parent_code(con: duckdb.DuckDBPyConnection, level: str, code: str, *, generation: str | None) -> str | None:
+    """The unit above ``code`` (commune -> département; EPCI -> the département holding most of its
+    population; département -> région; QPV -> its first commune; région -> None: France)."""
+    if level == "commune":
+        sql, params = "SELECT code_departement FROM communes WHERE code_insee = ?", [code]
+    elif level == "epci":
+        sql = ("SELECT code_departement FROM communes WHERE siren_epci = ? AND coalesce(type_commune, 'COM') <> 'ARM' "
+               "GROUP BY code_departement ORDER BY sum(coalesce(population, 0)) DESC, code_departement LIMIT 1")
+        params = [code]
+    elif level == "departement":
+        sql, params = "SELECT code_region FROM departements WHERE code_departement = ?", [code]
+    elif level == "qpv":
+        sql = ("SELECT code_com FROM qpv_communes WHERE code_qp = ? AND generation = ? ORDER BY code_com LIMIT 1")
+        params = [code, generation]
+    else:
+        return None
+    row = con.execute(sql, params).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def tiers_lieux_choices(con: duckdb.DuckDBPyConnection, column: str) -> list[str]:
+    """Distinct items of a "; "-separated tiers-lieux column (``types``, ``labels``), sorted."""
+    if column not in ("types", "labels"):
+        raise ValueError(f"unknown list column {column!r}")
+    rows = con.execute(
+        f"SELECT DISTINCT trim(x) FROM (SELECT unnest(regexp_split_to_array({column}, '[;|]')) AS x FROM tiers_lieux) "
+        "WHERE trim(x) <> ''"
+    ).fetchall()
+    return sorted((str(r[0]) for r in rows), key=str.casefold)
+
+
+def read_attributes(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str]) -> pd.DataFrame:
+    """Some columns of a table, without geometry (names and codes for menus)."""
+    cols = ", ".join(f'"{c}"' for c in columns)
+    return arrow_frame(con.execute(f'SELECT {cols} FROM "{table}" ORDER BY ALL').arrow())
+
+
+def catalogue(con: duckdb.DuckDBPyConnection) -> dict:
+    """Names and choices of the dashboard's menus: communes, départements, régions, EPCI, tiers-lieu
+    types and labels, QPV generations."""
+    return {
+        "communes": read_attributes(con, "communes", ["code_insee", "nom", "type_commune", "code_departement",
+                                                      "code_region", "siren_epci"]),
+        "departements": read_attributes(con, "departements", ["code_departement", "nom", "code_region"]),
+        "regions": read_attributes(con, "regions", ["code_region", "nom"]),
+        "epci": read_attributes(con, "epci", ["siren_epci", "nom"]),
+        "types_tl": tiers_lieux_choices(con, "types"),
+        "labels_tl": tiers_lieux_choices(con, "labels"),
+        "generations": qpv_generations(con),
+    }
