@@ -271,6 +271,7 @@ def serve(args: argparse.Namespace) -> int:
         while True:  # a replica or nginx that stops takes the service down: say so and stop the rest
             for child in launcher.children:
                 if child.process.poll() is not None:
+                    time.sleep(1)  # a Ctrl-C may have reached the child first: it is then handled as one
                     raise ServeError(f"{child.name} : arrêt inattendu (code {child.process.returncode}) :\n"
                                      f"{child.log_tail()}")
             time.sleep(0.5)
