@@ -114,7 +114,7 @@ def listening(port: int) -> bool:
 
 
 def access_log(served: Served) -> list[dict[str, str]]:
-    lines = (served.run_dir / "logs" / "access.log").read_text().splitlines()
+    lines = (served.run_dir / "logs" / "access.log").read_text().split("\n")[:-1]  # complete lines only
     entries = [ACCESS_LINE.search(line) for line in lines]
     assert all(entries), [line for line, entry in zip(lines, entries, strict=True) if not entry][:3]
     return [entry.groupdict() for entry in entries if entry]
@@ -201,6 +201,8 @@ def test_each_browser_stays_on_one_replica_and_ctrl_c_stops_all(chromium, store_
         for port in (served.port, *served.replica_ports):
             assert not listening(port), f"port {port} still listens after Ctrl-C"
     finally:
+        for v in visits:
+            v.context.close()  # a no-op when already closed
         if served.process.poll() is None or group_alive(served.process.pid):
             stop_group(served.process)
 
