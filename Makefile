@@ -63,3 +63,16 @@ bench-small: $(STAMP) bench-deps
 
 bench-browser: $(STAMP) $(DB) system-deps
 	$(BIN)/python bench/browser.py
+
+# --- Several users: `make serve REPLICAS=4` -----------------------------------------------------
+# REPLICAS Streamlit processes (local ports REPLICA_PORT, REPLICA_PORT+1...) on the same read-only
+# store, behind Debian's nginx on PORT with sticky sessions; Ctrl-C stops them all. SERVE_ARGS passes
+# more options (`.venv/bin/python serve/run.py --help`), e.g. the replicas of other machines.
+REPLICAS ?= 2
+REPLICA_PORT ?= 8601
+SERVE_ARGS ?=
+
+.PHONY: serve
+
+serve: $(DB)
+	$(BIN)/python serve/run.py --replicas $(REPLICAS) --port $(PORT) --replica-port $(REPLICA_PORT) $(SERVE_ARGS)
