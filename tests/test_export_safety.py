@@ -1,5 +1,6 @@
 """Exports are safe to open: no formula from data in CSV or XLSX (OWASP "CSV Injection"), numbers stay
-numbers, GeoJSON and GeoPackage keep the values as they are."""
+numbers, GeoJSON and GeoPackage keep the values as they are; and safe to write: no file is replaced
+unless asked, the store never."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import io
 import json
 from pathlib import Path
 
+import duckdb
 import geopandas as gpd
 import openpyxl
 import pandas as pd
+import pyogrio
 import pytest
+from typer.testing import CliRunner
 
+from essmap.cli import app
+from essmap.domain.errors import OutputFileError
 from essmap.render.tables import table_bytes, write_table
 
 #: Names that a spreadsheet would run as formulas if written raw (the issue's examples first).
@@ -84,12 +90,13 @@ def test_csv_read_with_the_other_separator_has_no_cell_that_opens_a_formula(fram
 
 @pytest.mark.parametrize("separator", [",", ";"])
 def test_csv_numbers_stay_numbers(frame, tmp_path, separator):
-    rows = _csv_rows(_csv_bytes(frame, separator, "file", tmp_path), separator)
+    content = _csv_bytes(frame, separator, "file", tmp_path)
+    rows = _csv_rows(content, separator)
     distance, part, total = ([row[i] for row in rows[1:4]] for i in (2, 3, 4))
     assert distance == ["-120", "-110", "-100"]
     assert part == (["-2,5", "0,25", ""] if separator == ";" else ["-2.5", "0.25", ""])
     assert total == ["-3", "", "7"]
-    back = pd.read_csv(io.BytesIO(_csv_bytes(frame, separator, "file", tmp_path)), sep=separator,
+    back = pd.read_csv(io.BytesIO(content), sep=separator,
                        decimal="," if separator == ";" else ".", encoding="utf-8-sig")
     assert back["Part"].iloc[0] == -2.5 and back["'=Total"].iloc[0] == -3 and back["Distance (m)"].iloc[0] == -120
 
@@ -129,3 +136,93 @@ def test_geojson_and_geopackage_keep_values_unchanged(frame, tmp_path):
     assert [f["properties"]["Nom"] for f in features] == frame["Nom"].tolist()
     assert "=Total" in features[0]["properties"]
     assert gpd.read_file(gpkg)["Nom"].tolist() == frame["Nom"].tolist()
+
+
+# --- Where an export may be written -------------------------------------------------------------
+
+FORMATS = [("csv", "csv"), ("xlsx", "xlsx"), ("geojson", "geojson"), ("gpkg", "gpkg")]
+
+
+@pytest.mark.parametrize(("fmt", "extension"), FORMATS)
+def test_an_existing_file_is_kept_unless_force(frame, tmp_path, fmt, extension):
+    path = tmp_path / f"tiers_lieux.{extension}"
+    path.write_bytes(b"previous export")
+    with pytest.raises(OutputFileError) as error:
+        write_table(frame, path, fmt)
+    message = str(error.value)
+    assert f"Le fichier « {path} » existe déjà" in message and "--force" in message
+    assert path.read_bytes() == b"previous export"
+    write_table(frame, path, fmt, force=True)
+    assert path.read_bytes() != b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary file left
+
+
+def test_force_replaces_a_geopackage_whole(frame, tmp_path):
+    path = tmp_path / "tiers_lieux.gpkg"
+    write_table(frame, path, "gpkg", layer="ancienne")
+    write_table(frame, path, "gpkg", layer="tiers_lieux", force=True)
+    assert [name for name, _kind in pyogrio.list_layers(path)] == ["tiers_lieux"]
+
+
+def test_a_failed_export_leaves_the_previous_file_whole(frame, tmp_path):
+    path = tmp_path / "tiers_lieux.geojson"
+    path.write_text("previous export", encoding="utf-8")
+    with pytest.raises(ValueError, match="demande une géométrie"):
+        write_table(pd.DataFrame(frame.drop(columns="geometry")), path, "geojson", force=True)
+    assert path.read_text(encoding="utf-8") == "previous export"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.fixture()
+def store_file(tmp_path) -> Path:
+    """A real DuckDB file with a table, and a journal file beside it."""
+    path = tmp_path / "essmap.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE communes AS SELECT '84007' AS code")
+    con.close()
+    path.with_name(path.name + ".wal").write_bytes(b"journal")
+    return path
+
+
+@pytest.mark.parametrize("spelling", ["store", "journal", "dotdot", "symlink"])
+def test_the_store_and_its_journal_are_never_overwritten_even_with_force(frame, store_file, tmp_path, spelling):
+    other = tmp_path / "exports"
+    other.mkdir()
+    (other / "lien.duckdb").symlink_to(store_file)
+    target = {"store": store_file, "journal": store_file.with_name("essmap.duckdb.wal"),
+              "dotdot": other / ".." / "essmap.duckdb", "symlink": other / "lien.duckdb"}[spelling]
+    before = {p: p.read_bytes() for p in (store_file, store_file.with_name("essmap.duckdb.wal"))}
+    with pytest.raises(OutputFileError, match="même avec --force") as error:
+        write_table(frame, target, "csv", force=True, protect=store_file)
+    assert f"« {target} »" in str(error.value)
+    assert {p: p.read_bytes() for p in before} == before
+    con = duckdb.connect(str(store_file), read_only=True)
+    assert con.execute("SELECT code FROM communes").fetchall() == [("84007",)]
+    con.close()
+
+
+def test_a_missing_folder_or_a_folder_as_file_is_refused(frame, tmp_path):
+    missing = tmp_path / "absent" / "tiers_lieux.csv"
+    with pytest.raises(OutputFileError, match=f"Le dossier « {tmp_path / 'absent'} » n'existe pas"):
+        write_table(frame, missing, "csv", force=True)
+    with pytest.raises(OutputFileError, match="est un dossier"):
+        write_table(frame, tmp_path, "csv", force=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_standard_output_is_not_a_file(frame, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("-").write_text("a file named -", encoding="utf-8")
+    write_table(frame, "-", "csv")
+    assert capsys.readouterr().out.startswith("Nom,Labels,")
+    assert Path("-").read_text(encoding="utf-8") == "a file named -"
+
+
+def test_cli_says_in_french_that_the_folder_is_missing(demo_db, tmp_path):
+    missing = tmp_path / "absent" / "ind.csv"
+    result = CliRunner().invoke(app, ["query", "indicators", "--level", "departement", "--out", str(missing),
+                                      "--db", str(demo_db)])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert f"Le dossier « {missing.parent} » n'existe pas" in output
+    assert "Traceback" not in result.output and not missing.parent.exists()

@@ -16,6 +16,7 @@ Map snapshots are in :mod:`essmap.render.snapshot`, portraits de territoire in :
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tempfile
@@ -26,6 +27,8 @@ from typing import Literal
 
 import geopandas as gpd
 import pandas as pd
+
+from essmap.domain.errors import OutputFileError
 
 TableFormat = Literal["csv", "xlsx", "geojson", "gpkg"]
 TABLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "geojson", "gpkg")
@@ -42,7 +45,8 @@ def _slug(text: str) -> str:
 
 
 def write_table(frame: pd.DataFrame, out: Path | str, fmt: TableFormat, *, separator: str = ",",
-                layer: str = "essmap", crs: str | int | None = None) -> None:
+                layer: str = "essmap", crs: str | int | None = None, force: bool = False,
+                protect: Path | None = None) -> None:
     """Write a table; ``out`` ``"-"`` writes CSV/GeoJSON to standard output.
 
     Geometry columns are dropped from CSV and XLSX (a ``longitude``/``latitude`` pair is kept
@@ -65,10 +69,36 @@ def write_table(frame: pd.DataFrame, out: Path | str, fmt: TableFormat, *, separ
     XLSX has real cells, so only the start of a cell matters there; every text cell is stored as
     a string, never as a formula. GeoJSON and GeoPackage are not read by spreadsheets as formulas:
     their values are written unchanged.
+
+    An existing file is replaced only with ``force``, and never (even with ``force``) when it is
+    the store ``protect`` (the DuckDB file the CLI reads) or its ``.wal`` journal; a missing folder
+    or a folder given as the file is refused too. Those refusals raise :class:`OutputFileError`,
+    in French, before anything is written. The file is written under a temporary name in its
+    folder and renamed at the end, so a failed export leaves no partial file and the previous file
+    intact. Standard output is not checked.
     """
     if fmt not in TABLE_FORMATS:
         raise ValueError(f"format {fmt!r} inconnu ; formats possibles : {', '.join(TABLE_FORMATS)}")
-    to_stdout = str(out) == "-"
+    if str(out) == "-":
+        if fmt in ("xlsx", "gpkg"):
+            raise ValueError(f"le format {fmt} ne peut pas être écrit sur la sortie standard ; utilisez --out FICHIER")
+        _write(frame, None, fmt, separator=separator, layer=layer, crs=crs)
+        return
+    target = _checked_target(Path(out), force=force, protect=protect)
+    try:
+        staging = tempfile.TemporaryDirectory(dir=target.parent, prefix=".essmap-export-")
+    except PermissionError:
+        raise OutputFileError(f"Impossible d'écrire dans le dossier « {target.parent} » : permission refusée. "
+                              "Solution : choisissez un autre dossier avec --out.") from None
+    with staging as folder:
+        partial = Path(folder) / target.name
+        _write(frame, partial, fmt, separator=separator, layer=layer, crs=crs)
+        os.replace(partial, target)
+
+
+def _write(frame: pd.DataFrame, path: Path | None, fmt: str, *, separator: str, layer: str,
+           crs: str | int | None) -> None:
+    """Write ``frame`` as ``fmt`` to ``path``, or to standard output when ``path`` is None."""
     if fmt in ("csv", "xlsx"):
         table = _plain_table(frame)
         if fmt == "csv":
@@ -76,16 +106,13 @@ def write_table(frame: pd.DataFrame, out: Path | str, fmt: TableFormat, *, separ
             decimal = "," if separator == ";" else "."
             # CRLF (RFC 4180) also makes the csv module quote a text holding a lone carriage return,
             # which would otherwise end the row early in every reader
-            if to_stdout:
+            if path is None:
                 table.to_csv(sys.stdout, sep=separator, decimal=decimal, index=False, lineterminator="\r\n")
             else:
-                table.to_csv(out, sep=separator, decimal=decimal, index=False, lineterminator="\r\n",
+                table.to_csv(path, sep=separator, decimal=decimal, index=False, lineterminator="\r\n",
                              encoding="utf-8-sig")
-        else:
-            if to_stdout:
-                raise ValueError("le format xlsx ne peut pas être écrit sur la sortie standard ; "
-                                 "utilisez --out FICHIER")
-            _inert(table, _FORMULA_AT_START).to_excel(out, index=False, sheet_name=layer[:31])
+        elif path is not None:
+            _inert(table, _FORMULA_AT_START).to_excel(path, index=False, sheet_name=layer[:31])
         return
     if not isinstance(frame, gpd.GeoDataFrame):
         raise ValueError(f"le format {fmt} demande une géométrie")
@@ -95,15 +122,44 @@ def write_table(frame: pd.DataFrame, out: Path | str, fmt: TableFormat, *, separ
         geo = frame.to_crs(metric_crs(frame))
     else:
         geo = frame.to_crs(crs) if crs else frame
-    if fmt == "geojson":
-        if to_stdout:
-            sys.stdout.write(geo.to_json(drop_id=True))
-        else:
-            geo.to_file(out, driver="GeoJSON")
+    if path is None:
+        sys.stdout.write(geo.to_json(drop_id=True))
+    elif fmt == "geojson":
+        geo.to_file(path, driver="GeoJSON")
     else:
-        if to_stdout:
-            raise ValueError("le format gpkg ne peut pas être écrit sur la sortie standard ; utilisez --out FICHIER")
-        geo.to_file(out, driver="GPKG", layer=layer)
+        geo.to_file(path, driver="GPKG", layer=layer)
+
+
+def _checked_target(path: Path, *, force: bool, protect: Path | None) -> Path:
+    """``path`` if an export may be written there, else :class:`OutputFileError` saying why."""
+    if protect is not None:
+        store = Path(protect)
+        for guarded in (store, store.with_name(store.name + ".wal")):
+            if _same_file(path, guarded):
+                what = "la base de données essmap" if guarded == store else f"le journal de la base « {store} »"
+                raise OutputFileError(
+                    f"« {path} » est {what} : un export n'écrit jamais sur la base ni sur son journal, "
+                    "même avec --force. Solution : choisissez un autre fichier avec --out.")
+    if not path.parent.is_dir():
+        raise OutputFileError(f"Le dossier « {path.parent} » n'existe pas : impossible d'écrire « {path} ». "
+                              "Solution : créez ce dossier, ou choisissez un autre chemin avec --out.")
+    if path.is_dir():
+        raise OutputFileError(f"« {path} » est un dossier, pas un fichier. "
+                              "Solution : donnez un nom de fichier avec --out.")
+    if path.exists() and not force:
+        raise OutputFileError(f"Le fichier « {path} » existe déjà. Solution : ajoutez --force pour le remplacer, "
+                              "ou choisissez un autre nom avec --out.")
+    return path
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether two paths name one file: the same once resolved (links, ``..``), or the same inode."""
+    if path.resolve() == other.resolve():
+        return True
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # either does not exist
+        return False
 
 
 #: Where a spreadsheet may read a formula in a text cell: at its start (a formula character,
