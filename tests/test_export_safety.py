@@ -226,3 +226,14 @@ def test_cli_says_in_french_that_the_folder_is_missing(demo_db, tmp_path):
     output = " ".join(result.output.split())
     assert f"Le dossier « {missing.parent} » n'existe pas" in output
     assert "Traceback" not in result.output and not missing.parent.exists()
+
+
+def test_xlsx_export_survives_control_characters_xml_cannot_hold(tmp_path):
+    """A line break copied from a word processor is a vertical tab: openpyxl refuses it, failing the export."""
+    frame = pd.DataFrame({"Nom": ["Friche\x0bdu Moulin", "\x01=1+1", "Café"], "Places": [12, -1, 3]})
+    path = tmp_path / "tiers_lieux.xlsx"
+    write_table(frame, path, "xlsx")
+    sheet = openpyxl.load_workbook(path, data_only=False).active
+    assert [(c.value, c.data_type) for c in sheet["A"][1:]] == [("Friche\ndu Moulin", "s"), ("'=1+1", "s"),
+                                                               ("Café", "s")]
+    assert [c.value for c in sheet["B"][1:]] == [12, -1, 3]
