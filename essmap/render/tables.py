@@ -86,7 +86,7 @@ def write_table(frame: pd.DataFrame, out: Path | str, fmt: TableFormat, *, separ
             raise ValueError(f"le format {fmt} ne peut pas être écrit sur la sortie standard ; utilisez --out FICHIER")
         _write(frame, None, fmt, separator=separator, layer=layer, crs=crs)
         return
-    target = _checked_target(Path(out), force=force, protect=protect)
+    target = checked_output_path(Path(out), force=force, protect=protect)
     try:
         staging = tempfile.TemporaryDirectory(dir=target.parent, prefix=".essmap-export-")
     except PermissionError:
@@ -133,8 +133,12 @@ def _write(frame: pd.DataFrame, path: Path | None, fmt: str, *, separator: str, 
         geo.to_file(path, driver="GPKG", layer=layer)
 
 
-def _checked_target(path: Path, *, force: bool, protect: Path | None) -> Path:
-    """``path`` if an export may be written there, else :class:`OutputFileError` saying why."""
+def checked_output_path(path: Path, *, force: bool, protect: Path | None) -> Path:
+    """``path`` if an export may be written there, else :class:`OutputFileError` saying why.
+
+    The rules of :func:`write_table` (no replacing without ``force``, never the store ``protect``
+    or its journal, an existing folder), for other files the CLI writes (map snapshots).
+    """
     if protect is not None:
         store = Path(protect)
         for guarded in (store, store.with_name(store.name + ".wal")):
