@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+import essmap
 from essmap.present.classify import NO_DATA_COLOUR, PALETTE, classify
 
 
@@ -52,3 +59,42 @@ def test_ties_merge_classes_quietly():
         result = classify(values, method="quantiles", k=5)
     assert 2 <= len(result.labels) < 5
     assert result.edges[0] == 0.0 and result.edges[-1] == 8.0
+
+
+def _skewed_units(n: int) -> pd.Series:
+    """``n`` skewed values (like establishments per 10,000 inhabitants), from a fixed seed."""
+    return pd.Series(np.random.default_rng(2024).lognormal(3.0, 1.0, n))
+
+
+def test_sampled_natural_breaks_are_the_same_on_every_call_and_any_row_order():
+    values = _skewed_units(5000)
+    first = classify(values, method="natural_breaks", k=5)
+    assert len(first.edges) == 6
+    assert classify(values, method="natural_breaks", k=5).edges == first.edges
+    shuffled = values.sample(frac=1.0, random_state=7)
+    assert classify(shuffled, method="natural_breaks", k=5).edges == first.edges
+
+
+def test_natural_breaks_are_the_same_in_another_process():
+    """The dashboard, the CLI and an export run in different processes (and hash seeds)."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_classify as t; "
+            "print(json.dumps(t.classify(t._skewed_units(5000), method='natural_breaks', k=5).edges))")
+    tests, root = Path(__file__).parent, Path(essmap.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    here = list(classify(_skewed_units(5000), method="natural_breaks", k=5).edges)
+    hash_seed = "1" if os.environ.get("PYTHONHASHSEED") == "0" else "0"  # another hash seed than this process
+    run = subprocess.run([sys.executable, "-c", code, str(tests)], capture_output=True, text=True, check=True,
+                         env={**env, "PYTHONHASHSEED": hash_seed}, timeout=300)
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == here
+
+
+def test_sampled_natural_breaks_still_find_the_gaps():
+    """Five separate groups of 1,000 units: each class bound closes a group, at its top (a bound is a
+    sampled value, so the few values above the group's largest sampled one go to the next class)."""
+    rng = np.random.default_rng(3)
+    groups = [rng.uniform(low, low + 10, 1000) for low in (0, 100, 200, 300, 400)]
+    c = classify(pd.Series(np.concatenate(groups)), method="natural_breaks", k=5)
+    for bound, group, above in zip(c.edges[1:-1], groups[:-1], groups[1:], strict=True):
+        assert np.quantile(group, 0.98) <= bound < above.min()
+    counts = c.class_of(pd.Series(np.concatenate(groups))).value_counts().sort_index().tolist()
+    assert len(counts) == 5 and all(980 <= count <= 1020 for count in counts)

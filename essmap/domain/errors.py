@@ -68,3 +68,8 @@ class SpatialInputError(EssmapError, ValueError):
 
     Raised by :mod:`essmap.geo` before any computation, never after a silent guess.
     """
+
+
+class OutputFileError(EssmapError, OSError):
+    """An export cannot be written where asked: the file exists (and replacing it was not asked),
+    it is the store itself, it is a folder, or its folder does not exist. Nothing was written."""

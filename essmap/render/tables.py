@@ -1,27 +1,35 @@
 """Writing what users take away: data tables (CSV, XLSX, GeoJSON, GeoPackage).
 
-CSV is UTF-8 with a BOM so spreadsheet software detects the encoding; the ``;`` separator (with
-a decimal comma) suits French spreadsheet settings. GeoJSON is always WGS84 (RFC 7946). A
-GeoPackage is WGS84 (EPSG:4326) by default, which holds any mix of territories; ``crs="metrique"``
-writes it in the metric CRS of its territory (Lambert-93, EPSG:2154, in metropolitan France; see
-:mod:`essmap.domain.territories`), the usual choice for measuring in a GIS. Either way the CRS is
-recorded in the file.
+CSV is UTF-8 with a BOM so spreadsheet software detects the encoding, with CRLF line ends (RFC
+4180); the ``;`` separator (with a decimal comma) suits French spreadsheet settings. GeoJSON is
+always WGS84 (RFC 7946). A GeoPackage is WGS84 (EPSG:4326) by default, which holds any mix of
+territories; ``crs="metrique"`` writes it in the metric CRS of its territory (Lambert-93,
+EPSG:2154, in metropolitan France; see :mod:`essmap.domain.territories`), the usual choice for
+measuring in a GIS. Either way the CRS is recorded in the file.
+
+Spreadsheet formats are inert: a text cell that a spreadsheet would read as a formula (OWASP
+"CSV Injection") is prefixed with a single quote, see :func:`write_table`. GeoJSON and GeoPackage
+are not spreadsheet formats: their values are written unchanged.
 
 Map snapshots are in :mod:`essmap.render.snapshot`, portraits de territoire in :mod:`essmap.render.portrait`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Literal
 
 import geopandas as gpd
 import pandas as pd
+
+from essmap.domain.errors import OutputFileError
 
 TableFormat = Literal["csv", "xlsx", "geojson", "gpkg"]
 TABLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "geojson", "gpkg")
@@ -38,27 +46,76 @@ def _slug(text: str) -> str:
 
 
 def write_table(frame: pd.DataFrame, out: Path | str, fmt: TableFormat, *, separator: str = ",",
-                layer: str = "essmap", crs: str | int | None = None) -> None:
+                layer: str = "essmap", crs: str | int | None = None, force: bool = False,
+                protect: Path | None = None) -> None:
     """Write a table; ``out`` ``"-"`` writes CSV/GeoJSON to standard output.
 
     Geometry columns are dropped from CSV and XLSX (a ``longitude``/``latitude`` pair is kept
     for points); GeoJSON and GeoPackage need a GeoDataFrame.
+
+    CSV and XLSX are inert when opened in a spreadsheet (OWASP "CSV Injection", ASVS 5.0
+    V1.2.10): a text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return or
+    a NUL gets a leading single quote (``'=HYPERLINK(…)``), which spreadsheets read as "this is
+    text"; so do column headers. The formula character also counts when only whitespace or double
+    quotes come before it (``"  =1+1"``, ``'"=1+1'``): some readers trim or unquote them. A cell
+    already starting with ``'`` is left alone, the quote being the neutraliser itself. Numbers are
+    not text: a negative number stays a number (decimal comma kept in the ``;`` flavour).
+
+    CSV also guards against a reader that splits on another separator than the one written:
+    French spreadsheets open a comma file by splitting on ``;``, so the name ``x;=1+1`` would
+    become a cell ``=1+1`` (RFC 4180 quoting does not help, a quote in the middle of a field is
+    literal to such a reader). So, in CSV only, the single quote is also put after a ``,``, ``;``,
+    tab or line break followed by a formula character (``x;'=1+1``): that changes the text of such
+    cells, rare in names and addresses, and makes every cell that any separator could cut inert.
+    XLSX has real cells, so only the start of a cell matters there; every text cell is stored as
+    a string, never as a formula, without the control characters XML cannot hold (a vertical
+    tab would make the whole export fail). GeoJSON and GeoPackage are not read by spreadsheets as
+    formulas: their values are written unchanged.
+
+    An existing file is replaced only with ``force``, and never (even with ``force``) when it is
+    the store ``protect`` (the DuckDB file the CLI reads) or its ``.wal`` journal; a missing folder
+    or a folder given as the file is refused too. Those refusals raise :class:`OutputFileError`,
+    in French, before anything is written. The file is written under a temporary name in its
+    folder and renamed at the end, so a failed export leaves no partial file and the previous file
+    intact. Standard output is not checked.
     """
     if fmt not in TABLE_FORMATS:
         raise ValueError(f"format {fmt!r} inconnu ; formats possibles : {', '.join(TABLE_FORMATS)}")
-    to_stdout = str(out) == "-"
+    if str(out) == "-":
+        if fmt in ("xlsx", "gpkg"):
+            raise ValueError(f"le format {fmt} ne peut pas être écrit sur la sortie standard ; utilisez --out FICHIER")
+        _write(frame, None, fmt, separator=separator, layer=layer, crs=crs)
+        return
+    target = checked_output_path(Path(out), force=force, protect=protect)
+    try:
+        staging = tempfile.TemporaryDirectory(dir=target.parent, prefix=".essmap-export-")
+    except PermissionError:
+        raise OutputFileError(f"Impossible d'écrire dans le dossier « {target.parent} » : permission refusée. "
+                              "Solution : choisissez un autre dossier avec --out.") from None
+    with staging as folder:
+        partial = Path(folder) / target.name
+        _write(frame, partial, fmt, separator=separator, layer=layer, crs=crs)
+        os.replace(partial, target)
+
+
+def _write(frame: pd.DataFrame, path: Path | None, fmt: str, *, separator: str, layer: str,
+           crs: str | int | None) -> None:
+    """Write ``frame`` as ``fmt`` to ``path``, or to standard output when ``path`` is None."""
     if fmt in ("csv", "xlsx"):
         table = _plain_table(frame)
         if fmt == "csv":
+            table = _map_text(table, _csv_cell, _FORMULA_CHARACTER)
             decimal = "," if separator == ";" else "."
-            if to_stdout:
-                table.to_csv(sys.stdout, sep=separator, decimal=decimal, index=False)
+            # CRLF (RFC 4180) also makes the csv module quote a text holding a lone carriage return,
+            # which would otherwise end the row early in every reader
+            if path is None:
+                table.to_csv(sys.stdout, sep=separator, decimal=decimal, index=False, lineterminator="\r\n")
             else:
-                table.to_csv(out, sep=separator, decimal=decimal, index=False, encoding="utf-8-sig")
-        else:
-            if to_stdout:
-                raise ValueError("le format xlsx ne peut pas être écrit sur la sortie standard ; utilisez --out FICHIER")
-            table.to_excel(out, index=False, sheet_name=layer[:31])
+                table.to_csv(path, sep=separator, decimal=decimal, index=False, lineterminator="\r\n",
+                             encoding="utf-8-sig")
+        elif path is not None:
+            xlsx_table = _map_text(table, _xlsx_cell, f"{_FORMULA_CHARACTER}|{_NOT_IN_XLSX.pattern}")
+            xlsx_table.to_excel(path, index=False, sheet_name=layer[:31])
         return
     if not isinstance(frame, gpd.GeoDataFrame):
         raise ValueError(f"le format {fmt} demande une géométrie")
@@ -68,15 +125,94 @@ def write_table(frame: pd.DataFrame, out: Path | str, fmt: TableFormat, *, separ
         geo = frame.to_crs(metric_crs(frame))
     else:
         geo = frame.to_crs(crs) if crs else frame
-    if fmt == "geojson":
-        if to_stdout:
-            sys.stdout.write(geo.to_json(drop_id=True))
-        else:
-            geo.to_file(out, driver="GeoJSON")
+    if path is None:
+        sys.stdout.write(geo.to_json(drop_id=True))
+    elif fmt == "geojson":
+        geo.to_file(path, driver="GeoJSON")
     else:
-        if to_stdout:
-            raise ValueError("le format gpkg ne peut pas être écrit sur la sortie standard ; utilisez --out FICHIER")
-        geo.to_file(out, driver="GPKG", layer=layer)
+        geo.to_file(path, driver="GPKG", layer=layer)
+
+
+def checked_output_path(path: Path, *, force: bool, protect: Path | None) -> Path:
+    """``path`` if an export may be written there, else :class:`OutputFileError` saying why.
+
+    The rules of :func:`write_table` (no replacing without ``force``, never the store ``protect``
+    or its journal, an existing folder), for other files the CLI writes (map snapshots).
+    """
+    if protect is not None:
+        store = Path(protect)
+        for guarded in (store, store.with_name(store.name + ".wal")):
+            if _same_file(path, guarded):
+                what = "la base de données essmap" if guarded == store else f"le journal de la base « {store} »"
+                raise OutputFileError(
+                    f"« {path} » est {what} : un export n'écrit jamais sur la base ni sur son journal, "
+                    "même avec --force. Solution : choisissez un autre fichier avec --out.")
+    if not path.parent.is_dir():
+        raise OutputFileError(f"Le dossier « {path.parent} » n'existe pas : impossible d'écrire « {path} ». "
+                              "Solution : créez ce dossier, ou choisissez un autre chemin avec --out.")
+    if path.is_dir():
+        raise OutputFileError(f"« {path} » est un dossier, pas un fichier. "
+                              "Solution : donnez un nom de fichier avec --out.")
+    if path.exists() and not force:
+        raise OutputFileError(f"Le fichier « {path} » existe déjà. Solution : ajoutez --force pour le remplacer, "
+                              "ou choisissez un autre nom avec --out.")
+    return path
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether two paths name one file: the same once resolved (links, ``..``), or the same inode."""
+    if path.resolve() == other.resolve():
+        return True
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # either does not exist
+        return False
+
+
+#: Where a spreadsheet may read a formula in a text cell: at its start (a formula character,
+#: possibly after whitespace or double quotes, or a tab, carriage return or NUL).
+_FORMULA_AT_START = re.compile(r"^(?=[\t\r\0]|[\s\"]*[=+\-@])")
+#: The same, or after a character that a reader with other settings takes for a cell or row break.
+_FORMULA_AT_CELL_BREAK = re.compile(r"^(?=[\t\r\0])|(?:^|(?<=[,;\t\r\n]))(?=[\s\"]*[=+\-@])")
+#: Every text where either pattern can match holds one of these.
+_FORMULA_CHARACTER = r"[=+\-@\t\r\x00]"
+#: Control characters that XML, hence XLSX, cannot hold (openpyxl refuses the whole workbook).
+_NOT_IN_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _csv_cell(text: str) -> str:
+    return _FORMULA_AT_CELL_BREAK.sub("'", text)
+
+
+def _xlsx_cell(text: str) -> str:
+    # a vertical tab or form feed is a line break copied from a word processor: a line feed in XLSX
+    return _FORMULA_AT_START.sub("'", _NOT_IN_XLSX.sub(_xlsx_substitute, text))
+
+
+def _xlsx_substitute(control: re.Match[str]) -> str:
+    return "\n" if control.group() in "\x0b\x0c" else ""
+
+
+def _map_text(table: pd.DataFrame, change: Callable[[str], str], changes_only: str) -> pd.DataFrame:
+    """``table`` with ``change`` applied to every text cell and header; ``change`` must leave a text
+    alone unless it matches the regular expression ``changes_only`` (which filters cells fast)."""
+    def changed(value: object) -> object:
+        return change(value) if isinstance(value, str) else value
+
+    types = pd.api.types
+    new_table = table.set_axis([changed(name) for name in table.columns], axis=1)
+    for position, dtype in enumerate(new_table.dtypes):
+        column = new_table.iloc[:, position]
+        if isinstance(dtype, pd.StringDtype):
+            # only the cells that may change go through Python: 2.5 to 4 times faster than mapping
+            # every cell (300,000 rows x 10 address-like columns)
+            candidates = column.str.contains(changes_only, regex=True, na=False)
+            if candidates.any():
+                new_table.isetitem(position, column.mask(candidates, column[candidates].map(changed)))
+        elif not (types.is_numeric_dtype(dtype) or types.is_bool_dtype(dtype) or types.is_datetime64_any_dtype(dtype)):
+            # numbers, booleans and dates are never text; any other column may hold strings
+            new_table.isetitem(position, column.map(changed))
+    return new_table
 
 
 def _plain_table(frame: pd.DataFrame) -> pd.DataFrame:
