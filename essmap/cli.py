@@ -181,11 +181,12 @@ FormatOption = Annotated[str, typer.Option("--format", help="csv, xlsx, geojson 
 OutOption = Annotated[str | None, typer.Option("--out", help="Fichier de sortie ; « - » pour la sortie standard. "
                                                 "Défaut : un fichier nommé d'après la requête, le territoire et la date.")]
 SeparatorOption = Annotated[str, typer.Option("--separateur", help="Séparateur CSV : « , » ou « ; » (tableurs français, virgule décimale).")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Remplacer le fichier de sortie s'il existe déjà.")]
 DepartementOption = Annotated[str | None, typer.Option("--departement", help="Restreindre à un ou plusieurs départements, ex. 13 ou 13,84.")]
 
 
 def _write_query_result(frame, stem: str, territory: str, fmt: str, out: str | None, separator: str,
-                        crs: str | int | None = None) -> None:
+                        crs: str | int | None = None, *, force: bool, db: Path) -> None:
     from essmap.render.tables import TABLE_FORMATS, export_file_name, write_table
 
     if fmt not in TABLE_FORMATS:
@@ -194,7 +195,7 @@ def _write_query_result(frame, stem: str, territory: str, fmt: str, out: str | N
         raise EssmapError(f"Séparateur « {separator} » non pris en charge : utilisez « , » ou « ; ».")
     target = out or export_file_name(stem, territory, fmt)
     try:
-        write_table(frame, target, fmt, separator=separator, layer=stem, crs=crs)
+        write_table(frame, target, fmt, separator=separator, layer=stem, crs=crs, force=force, protect=db)
     except ValueError as exc:
         raise EssmapError(str(exc)) from exc
     if target != "-":
@@ -218,6 +219,7 @@ def query_qpv_radius(
     fmt: FormatOption = "csv",
     out: OutOption = None,
     separateur: SeparatorOption = ",",
+    force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
     """Pour chaque QPV : tiers-lieux à moins de RADIUS mètres, le plus proche et sa distance."""
@@ -242,7 +244,8 @@ def query_qpv_radius(
             highlight=False,
         )
         _synthetic_note(bool(result["is_synthetic_involved"].any()))
-        _write_query_result(result, f"qpv_tiers_lieux_{int(radius)}m", _territory_label(deps), fmt, out, separateur)
+        _write_query_result(result, f"qpv_tiers_lieux_{int(radius)}m", _territory_label(deps), fmt, out, separateur,
+                            force=force, db=settings.db_path)
 
 
 def _selection(**fields):
@@ -276,6 +279,7 @@ def query_indicators(
     fmt: FormatOption = "csv",
     out: OutOption = None,
     separateur: SeparatorOption = ",",
+    force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
     """Indicateurs ESS par territoire (établissements, pour 10 000 habitants, part en QPV, tiers-lieux)."""
@@ -296,7 +300,8 @@ def query_indicators(
         finally:
             con.close()
         _synthetic_note(bool(table["inclut_donnees_simulees"].any()))
-        _write_query_result(table, f"indicateurs_{level}", _territory_label(deps), fmt, out, separateur)
+        _write_query_result(table, f"indicateurs_{level}", _territory_label(deps), fmt, out, separateur,
+                            force=force, db=settings.db_path)
 
 
 export_app = typer.Typer(help="Exports pour les rapports : carte (PNG 300 dpi, PDF, SVG), portrait de territoire (PDF), "
@@ -375,11 +380,12 @@ def export_map(
     fmt: Annotated[str, typer.Option("--format", help="png (300 dpi), pdf ou svg.")] = "png",
     orientation: Annotated[str, typer.Option("--orientation", help="A4 paysage ou portrait.")] = "paysage",
     out: Annotated[Path | None, typer.Option("--out", help="Fichier de sortie (défaut : nommé d'après le territoire et la date).")] = None,
+    force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
     """Carte de la vue pour un rapport : A4, titre, légende, sources et millésimes, échelle, flèche du nord."""
     from essmap.render.snapshot import A4_PIXELS, SNAPSHOT_FORMATS, render_snapshot
-    from essmap.render.tables import export_file_name
+    from essmap.render.tables import checked_output_path, export_file_name
 
     with _user_errors():
         if fmt not in SNAPSHOT_FORMATS:
@@ -391,7 +397,8 @@ def export_map(
         data, sources, _tables = _view_data_from_store(db, view)
         content = render_snapshot(data, sources=sources, fmt=fmt, title=titre,  # type: ignore[arg-type]
                                   orientation=orientation)  # type: ignore[arg-type]
-        target = out or Path(export_file_name("carte", data.territory_label, fmt))
+        target = checked_output_path(out or Path(export_file_name("carte", data.territory_label, fmt)),
+                                     force=force, protect=_settings(db).db_path)
         target.write_bytes(content)
     _synthetic_note(data.synthetic)
     err_console.print(f"Écrit : {target}", highlight=False)
@@ -411,6 +418,7 @@ def export_table(
     separateur: SeparatorOption = ",",
     crs: Annotated[str, typer.Option("--crs", help="GeoPackage : 4326 (WGS84, défaut) ou metrique (Lambert-93 en métropole).")] = "4326",
     out: OutOption = None,
+    force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
     """Un tableau de la vue, comme l'onglet Exports du tableau de bord : CSV, XLSX, GeoJSON ou GeoPackage."""
@@ -427,7 +435,7 @@ def export_table(
         _synthetic_note(data.synthetic)
         stem = stems[couche]
         _write_query_result(tables[stem], stem, data.territory_label, fmt, out, separateur,
-                            crs=4326 if crs == "4326" else crs)
+                            crs=4326 if crs == "4326" else crs, force=force, db=_settings(db).db_path)
 
 
 @export_app.command("portrait")
@@ -437,6 +445,7 @@ def export_portrait(
     code: Annotated[str | None, typer.Option("--code", help="Un seul territoire : code INSEE, SIREN d'EPCI, code de département ou de QPV.")] = None,
     rayon: Annotated[float, typer.Option("--rayon", min=0, max=50_000, help="Rayon QPV – tiers-lieux en mètres.")] = 1000.0,
     out: Annotated[Path, typer.Option("--out", help="Dossier des PDF (créé au besoin).", file_okay=False)] = Path("."),
+    force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
     """Portrait de territoire (PDF de 4 pages) : un territoire (--code) ou tous ceux d'un département."""
@@ -451,7 +460,8 @@ def export_portrait(
             sources = store.sources(con)
             err_console.print(f"{len(scope.codes)} portrait(s) à produire dans {out}", highlight=False)
             with _progress_bar(total=float(len(scope.codes))) as progress:
-                paths = write_portraits(con, scope, out, sources=sources, radius_m=rayon, progress=progress)
+                paths = write_portraits(con, scope, out, sources=sources, radius_m=rayon, progress=progress,
+                                        force=force)
         finally:
             con.close()
     for path in paths:

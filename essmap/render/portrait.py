@@ -29,7 +29,7 @@ from matplotlib.ticker import MaxNLocator
 
 from essmap import store
 from essmap.analysis.indicators import LEVEL_LABELS, Comparison
-from essmap.domain.errors import EssmapError
+from essmap.domain.errors import EssmapError, OutputFileError
 from essmap.domain.formatting import format_date, format_number, format_percent
 from essmap.domain.nomenclature import (
     FAMILY_LABELS,
@@ -54,7 +54,7 @@ from essmap.render.snapshot import (
     text_style,
     wrap,
 )
-from essmap.render.tables import export_file_name
+from essmap.render.tables import checked_output_path, export_file_name
 from essmap.store.queries import generation_of, parent_code
 
 PORTRAIT_LEVELS: tuple[str, ...] = ("commune", "epci", "departement", "qpv")
@@ -441,15 +441,23 @@ def portrait_file_name(level: str, name: str, code: str, day: date | None = None
 
 def write_portraits(con: duckdb.DuckDBPyConnection, scope: Scope, out_dir: Path, *,
                     sources: pd.DataFrame, radius_m: float = 1000.0, day: date | None = None,
-                    progress: Callable[[str, float], None] | None = None) -> list[Path]:
-    """One PDF per unit of ``scope`` in ``out_dir`` (created); returns the files written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+                    progress: Callable[[str, float], None] | None = None, force: bool = False) -> list[Path]:
+    """One PDF per unit of ``scope`` in ``out_dir`` (created); returns the files written.
+
+    An existing PDF is replaced only with ``force`` (:func:`~essmap.render.tables.checked_output_path`).
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputFileError(f"Impossible de créer le dossier « {out_dir} » ({exc.strerror or exc}). "
+                              "Solution : choisissez un dossier accessible en écriture avec --out.") from exc
     written: list[Path] = []
     for k, code in enumerate(scope.codes):
         portrait = compute_portrait(con, scope.level, code, radius_m=radius_m)
         if progress:
             progress(f"{k + 1}/{len(scope.codes)} {portrait.name} ({code})", k / len(scope.codes))
-        path = out_dir / portrait_file_name(portrait.level, portrait.name, portrait.code, day)
+        path = checked_output_path(out_dir / portrait_file_name(portrait.level, portrait.name, portrait.code, day),
+                                   force=force, protect=None)
         path.write_bytes(render_portrait(portrait, sources=sources, day=day))
         written.append(path)
     if progress:
