@@ -25,6 +25,7 @@ import pandas as pd
 import shapely
 
 from essmap import geo
+from essmap.geo import simplify
 from essmap.domain import schema
 from essmap.domain.selection import PLM_RANGES
 from essmap.store.read import read_layer
@@ -59,8 +60,10 @@ def refresh(con: duckdb.DuckDBPyConnection, *, changed: Iterable[str]) -> None:
             refresh_memberships(con, table)
     if changed & {"qpv", "tiers_lieux"}:
         refresh_qpv_tiers_lieux(con)
-    if changed & {"communes", "qpv"}:
-        refresh_display_geometry(con)
+    if "communes" in changed:
+        refresh_display_geometry(con, levels="communes")
+    if "qpv" in changed:
+        refresh_display_geometry(con, levels="qpv")
 
 
 def refresh_qpv_communes(con: duckdb.DuckDBPyConnection) -> None:
@@ -161,19 +164,21 @@ def refresh_qpv_tiers_lieux(con: duckdb.DuckDBPyConnection) -> None:
         con.unregister("_pairs")
 
 
-def refresh_display_geometry(con: duckdb.DuckDBPyConnection) -> None:
-    from essmap.geo.simplify import display_geometries
-
-    delete_rows(con, "display_geometry")
-    communes = read_layer(con, "communes")
-    qpv = read_layer(con, "qpv", columns=["code_qp"])
-    shapes = display_geometries(communes, qpv)
+def refresh_display_geometry(con: duckdb.DuckDBPyConnection, *, levels: str) -> None:
+    """Simplified boundaries of the commune levels (commune, EPCI, département, région: simplified
+    together, borders shared exactly) or of the QPVs (``levels`` "communes" or "qpv")."""
+    if levels == "qpv":
+        delete_rows(con, "display_geometry", where="level = ?", params=[simplify.QPV_LEVEL])
+        shapes = simplify.qpv_geometries(read_layer(con, "qpv", columns=["code_qp"]))
+    else:
+        delete_rows(con, "display_geometry", where="level <> ?", params=[simplify.QPV_LEVEL])
+        shapes = simplify.commune_level_geometries(read_layer(con, "communes"))
     if shapes.empty:
         return
     data = pd.DataFrame({
         "level": shapes["level"].astype(str).to_numpy(),
         "code": shapes["code"].astype(str).to_numpy(),
-        "_wkb": shapely.to_wkb(np.asarray(shapes["geometry"]), output_dimension=2),
+        "_wkb": shapely.to_wkb(shapes.geometry.to_numpy(), output_dimension=2),
     })
     con.register("_display", data)
     try:
