@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import streamlit as st
-import streamlit_folium
 
 from essmap import store
 from essmap.analysis import Selection
@@ -23,7 +22,7 @@ from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_L
 from essmap.present import viewdata
 from essmap.present.basemaps import TILES
 from essmap.present.view import MapView
-from essmap.render import maps, portrait, snapshot
+from essmap.render import maps, portrait, snapshot, st_folium
 from essmap.render.tables import DOWNLOAD_FORMATS, export_file_name, table_bytes
 
 st.set_page_config(page_title="essmap – ESS, QPV et tiers-lieux", layout="wide")
@@ -78,8 +77,8 @@ def _map_component(store_key: StoreKey, params: tuple[tuple[str, str], ...]) -> 
     same arguments on every rerun (same key: the browser keeps the drawn map, a click does not rebuild it).
     """
     view = MapView.from_query_params(dict(params))
-    return maps.with_asset_urls(maps.streamlit_folium_args(maps.view_map(_data(store_key, view)), key="carte"),
-                                _asset_urls())
+    return st_folium.with_asset_urls(st_folium.component_args(maps.view_map(_data(store_key, view)), key="carte"),
+                                     _asset_urls())
 
 
 @st.cache_resource(show_spinner=False)
@@ -91,16 +90,6 @@ def _asset_urls() -> dict[str, str]:
         return maps.publish_assets(Path(__file__).resolve().parent / "static", "../../app/static")
     except OSError:
         return {}
-
-
-def _map_widget(store_key: StoreKey, params: tuple[tuple[str, str], ...], *, height: int) -> dict | None:
-    """``st_folium(map, returned_objects=["last_active_drawing"], use_container_width=True)``, cached."""
-    args = _map_component(store_key, params)
-    return streamlit_folium._component_func(
-        **args, height=height, width=None, returned_objects=["last_active_drawing"],
-        default={"last_active_drawing": None}, zoom=None, center=None, feature_group=None, return_on_hover=False,
-        layer_control=None, pixelated=False, wrap_longitude=False,
-    )
 
 
 @st.cache_resource(show_spinner="Calcul des QPV dans le rayon…", max_entries=16)
@@ -385,7 +374,7 @@ with carte:
     cols[1].metric("Tiers-lieux", format_number(len(data.tiers_lieux)))
     cols[2].metric("QPV", format_number(len(data.qpv)))
     cols[3].metric(f"Unités cartographiées ({LEVELS[view.level].lower()})", format_number(len(data.areas)))
-    clicked = _map_widget(STORE_KEY, _key(view.replace(selected=None)), height=620)
+    clicked = st_folium.show_map(_map_component(STORE_KEY, _key(view.replace(selected=None))), height=620)
     feature = (clicked or {}).get("last_active_drawing") or {}
     code = str((feature.get("properties") or {}).get("code") or "")
     if code and code != state.get("_dernier_clic"):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from typer.testing import CliRunner
@@ -136,3 +139,22 @@ def test_query_indicators_rejects_an_unknown_level(db):
     result = runner.invoke(app, ["query", "indicators", "--level", "canton", "--db", str(db)])
     assert result.exit_code == 1
     assert "niveau « canton » inconnu" in result.output
+
+
+def test_queries_do_not_import_the_rendering_stack(demo_db):
+    """`essmap query` needs neither the map nor the classes (mapclassify and scipy cost seconds)."""
+    script = textwrap.dedent(f"""
+        import sys
+        from typer.testing import CliRunner
+        from essmap.cli import app
+        for args in (["query", "indicators", "--level", "commune", "--departement", "84"],
+                     ["query", "qpv-radius", "--departement", "84"]):
+            result = CliRunner().invoke(app, [*args, "--out", "-", "--db", {str(demo_db)!r}])
+            assert result.exit_code == 0, result.output
+        heavy = sorted({{name.split(".")[0] for name in sys.modules}} & {{"mapclassify", "scipy", "matplotlib",
+                                                                          "folium", "streamlit", "sklearn"}})
+        print(",".join(heavy))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

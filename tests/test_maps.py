@@ -16,7 +16,7 @@ from essmap.analysis import Selection
 from essmap.present import viewdata
 from essmap.present.classify import classify
 from essmap.present.view import MapView
-from essmap.render import maps
+from essmap.render import maps, st_folium
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -171,26 +171,11 @@ def test_scale_bar_is_metric_only_and_clear_of_the_synthetic_notice(data):
     assert 'bottom:44px;left:10px' in page  # the notice sits above the scale bar, not on it
 
 
-def test_cached_component_arguments_equal_what_st_folium_sends(data, monkeypatch):
-    import copy
-
-    import streamlit_folium
-
-    m = maps.view_map(data)
-    ours = maps.streamlit_folium_args(copy.deepcopy(m), key="carte")
-    sent: dict = {}
-    monkeypatch.setattr(streamlit_folium, "_component_func", lambda **kwargs: sent.update(kwargs))
-    streamlit_folium.st_folium(copy.deepcopy(m), key="carte", returned_objects=["last_active_drawing"],
-                               use_container_width=True)
-    assert sent, "st_folium did not call its component"
-    assert {k: sent[k] for k in ours} == ours
-
-
 def test_dashboard_serves_the_map_scripts_as_files(data, tmp_path):
-    args = maps.streamlit_folium_args(maps.view_map(data), key="carte")
+    args = st_folium.component_args(maps.view_map(data), key="carte")
     assert all(link.startswith("data:") for link in args["js_links"] + args["css_links"])  # standalone map
     urls = maps.publish_assets(tmp_path / "static", "../../app/static")
-    served = maps.with_asset_urls(args, urls)
+    served = st_folium.with_asset_urls(args, urls)
     links = served["js_links"] + served["css_links"]
     assert len(links) == len(args["js_links"] + args["css_links"]) and not any(link.startswith("data:") for link in links)
     assert {k: v for k, v in served.items() if not k.endswith("_links")} == {

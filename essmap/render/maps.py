@@ -454,39 +454,8 @@ def publish_assets(folder: Path, url_base: str) -> dict[str, str]:
     return urls
 
 
-def with_asset_urls(component_args: dict[str, object], urls: dict[str, str]) -> dict[str, object]:
-    """:func:`streamlit_folium_args` loading the inlined scripts and styles from ``urls`` instead."""
-    return {**component_args,
-            "js_links": [urls.get(link, link) for link in component_args["js_links"]],
-            "css_links": [urls.get(link, link) for link in component_args["css_links"]]}
-
-
 def walk(element: Element):
     """``element`` and all its descendants (depth first)."""
     yield element
     for child in getattr(element, "_children", {}).values():
         yield from walk(child)
-
-
-def streamlit_folium_args(m: folium.Map, *, key: str) -> dict[str, object]:
-    """The map-dependent arguments ``st_folium(m, key=key)`` sends to its component.
-
-    ``st_folium`` renders the whole map on every Streamlit rerun (about a second for a
-    département); computing these once lets the dashboard cache them and call the component
-    with identical arguments, so the browser keeps the drawn map. This uses private helpers of
-    streamlit-folium (pinned): ``tests/test_maps.py`` checks the result equals what ``st_folium``
-    itself sends, so an upgrade that changes them fails there first.
-    """
-    import streamlit_folium
-
-    m.get_root().render()
-    html = streamlit_folium._get_html(m)  # same order as st_folium: rendering alters the map
-    header = streamlit_folium._get_header(m)
-    script = streamlit_folium._get_map_string(m)
-    elements = list(walk(m))
-    return {
-        "script": script, "header": header, "html": html, "id": streamlit_folium.get_full_id(m),
-        "css_links": list(dict.fromkeys(url for e in elements for _n, url in getattr(e, "default_css", []))),
-        "js_links": list(dict.fromkeys(url for e in elements for _n, url in getattr(e, "default_js", []))),
-        "key": streamlit_folium.generate_js_hash(script, key, False),
-    }

@@ -1,0 +1,55 @@
+"""The one place that talks to streamlit-folium's private API (the package is pinned).
+
+``st_folium`` renders the whole folium map on every Streamlit rerun (about a second for a
+département). The dashboard computes the component's map arguments once per view
+(:func:`component_args`), caches them, and calls the component with identical arguments on every
+rerun (:func:`show_map`), so the browser keeps the drawn map. ``tests/test_st_folium.py`` checks that
+the whole keyword set sent here equals what ``st_folium`` itself sends, so an upgrade that changes
+it fails there first.
+"""
+
+from __future__ import annotations
+
+import folium
+import streamlit_folium
+
+from essmap.render.maps import walk
+
+#: What the dashboard asks of the map: the feature last clicked (a commune or QPV opens its fiche).
+RETURNED_OBJECTS = ["last_active_drawing"]
+
+
+def component_args(m: folium.Map, *, key: str) -> dict[str, object]:
+    """The map-dependent arguments ``st_folium(m, key=key)`` sends to its component."""
+    m.get_root().render()
+    html = streamlit_folium._get_html(m)  # same order as st_folium: rendering alters the map
+    header = streamlit_folium._get_header(m)
+    script = streamlit_folium._get_map_string(m)
+    elements = list(walk(m))
+    return {
+        "script": script, "header": header, "html": html, "id": streamlit_folium.get_full_id(m),
+        "css_links": list(dict.fromkeys(url for e in elements for _n, url in getattr(e, "default_css", []))),
+        "js_links": list(dict.fromkeys(url for e in elements for _n, url in getattr(e, "default_js", []))),
+        "key": streamlit_folium.generate_js_hash(script, key, False),
+    }
+
+
+def with_asset_urls(args: dict[str, object], urls: dict[str, str]) -> dict[str, object]:
+    """:func:`component_args` loading the inlined scripts and styles from ``urls`` instead
+    (:func:`essmap.render.maps.publish_assets`)."""
+    return {**args,
+            "js_links": [urls.get(link, link) for link in args["js_links"]],  # type: ignore[attr-defined]
+            "css_links": [urls.get(link, link) for link in args["css_links"]]}  # type: ignore[attr-defined]
+
+
+def show_map(args: dict[str, object], *, height: int) -> dict | None:
+    """``st_folium(m, returned_objects=RETURNED_OBJECTS, use_container_width=True, height=height)``
+    from cached :func:`component_args`: what the user last clicked, or None.
+
+    No ``on_change``: st_folium's own copies the value into ``st.session_state[key]``, which the
+    dashboard does not read (it uses the returned value)."""
+    return streamlit_folium._component_func(
+        **args, height=height, width=None, returned_objects=RETURNED_OBJECTS,
+        default={name: None for name in RETURNED_OBJECTS}, zoom=None, center=None, feature_group=None,
+        return_on_hover=False, layer_control=None, pixelated=False, wrap_longitude=False, on_change=None,
+    )

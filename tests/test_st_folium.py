@@ -1,0 +1,39 @@
+"""The streamlit-folium adapter sends exactly what ``st_folium`` sends (its private API is pinned)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import streamlit_folium
+
+from essmap.domain.selection import Selection
+from essmap.present.view import MapView
+from essmap.present.viewdata import view_data
+from essmap.render import maps, st_folium
+
+
+@pytest.fixture(scope="module")
+def folium_map(demo_con):
+    return maps.view_map(view_data(demo_con, MapView(Selection(departements=("04",)))))
+
+
+def _sent(call, monkeypatch) -> dict:
+    sent: dict = {}
+    monkeypatch.setattr(streamlit_folium, "_component_func", lambda **kwargs: sent.update(kwargs))
+    call()
+    assert sent, "the component was not called"
+    return sent
+
+
+def test_show_map_sends_the_whole_keyword_set_of_st_folium(folium_map, monkeypatch):
+    theirs = _sent(lambda: streamlit_folium.st_folium(
+        copy.deepcopy(folium_map), key="carte", returned_objects=st_folium.RETURNED_OBJECTS,
+        use_container_width=True, height=620), monkeypatch)
+    args = st_folium.component_args(copy.deepcopy(folium_map), key="carte")
+    ours = _sent(lambda: st_folium.show_map(args, height=620), monkeypatch)
+    assert set(ours) == set(theirs)
+    # st_folium's on_change copies the clicked feature into st.session_state["carte"]; the dashboard
+    # reads the component's return value instead, so it passes no callback
+    assert callable(theirs.pop("on_change")) and ours.pop("on_change") is None
+    assert ours == theirs
