@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DB := data/essmap.duckdb
-DEMO_INPUTS := $(wildcard data/geo/* data/raw/*) $(wildcard essmap/demo/*.py essmap/io/readers/*.py essmap/store/*.py)
+DEMO_INPUTS := $(wildcard data/geo/* data/raw/*) $(wildcard essmap/demo/*.py essmap/io/readers/*.py essmap/io/readers/*/*.py essmap/store/*.py)
 PORT ?= 8501
 
 .PHONY: run test build bench clean setup system-deps

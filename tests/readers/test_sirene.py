@@ -20,7 +20,6 @@ import pytest
 
 from essmap.domain import schema
 from essmap.domain.errors import InputFileError
-from essmap.io.readers import sirene
 from essmap.io.readers.sirene import (
     ETABLISSEMENT_COLUMNS,
     GEOLOCALISATION_COLUMNS,
@@ -28,6 +27,8 @@ from essmap.io.readers.sirene import (
     UNITE_LEGALE_COLUMNS,
     read_sirene,
 )
+from essmap.io.readers.sirene import files as sirene_files
+from essmap.io.readers.sirene.scan import physical_lines
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sirene"
 UL = DATA / "unites_legales_ess_extrait.csv"
@@ -424,7 +425,7 @@ def test_non_utf8_byte_beyond_the_sampled_start(tmp_path, monkeypatch):
     path = tmp_path / "StockEtablissement_latin1_tardif.csv"
     rewrite_csv(path, edit=edit)
     path.write_bytes(path.read_bytes().replace("Café".encode(), b"Cafe").replace("Crèche".encode(), "Crèche".encode("latin-1")))
-    monkeypatch.setattr(sirene, "_SAMPLE_BYTES", 2000)  # the first rows are valid UTF-8
+    monkeypatch.setattr(sirene_files, "SAMPLE_BYTES", 2000)  # the first rows are valid UTF-8
     result = read_sirene(UL, path)
     assert by_siret(result).loc["44860472800015", "enseigne"] == "Crèche"
     assert any("ligne 15" in w and "Latin-1" in w for w in result.meta.warnings)
@@ -564,6 +565,6 @@ def test_progress_is_reported_in_french_until_done():
 
 def test_physical_line_numbers_account_for_rejected_lines():
     k = pd.Series([1, 2, 3, 4])
-    assert sirene._physical_lines(k, np.array([], dtype="int64")).tolist() == [2, 3, 4, 5]
+    assert physical_lines(k, np.array([], dtype="int64")).tolist() == [2, 3, 4, 5]
     # lines 3 and 5 rejected: data rows are on lines 2, 4, 6, 7
-    assert sirene._physical_lines(k, np.array([3, 5])).tolist() == [2, 4, 6, 7]
+    assert physical_lines(k, np.array([3, 5])).tolist() == [2, 4, 6, 7]
