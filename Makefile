@@ -8,7 +8,7 @@ DB := data/essmap.duckdb
 DEMO_INPUTS := $(wildcard data/geo/* data/raw/*) $(wildcard essmap/demo/*.py essmap/io/readers/*.py essmap/io/readers/*/*.py essmap/store/*.py)
 PORT ?= 8501
 
-.PHONY: run test build bench clean setup system-deps
+.PHONY: run test build bench clean setup system-deps lint
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ system-deps:
 
 test: $(STAMP) $(DB) system-deps
 	$(BIN)/python -m pytest
+
+# ruff (rules and line length in pyproject.toml) on the whole tree, mypy on the package.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(DB) data/essmap.duckdb.* .pytest_cache

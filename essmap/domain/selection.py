@@ -72,7 +72,7 @@ def _parents_of(codes: pd.Index, communes: pd.DataFrame | None) -> pd.Series:
     parents = pd.Series(codes.to_numpy(dtype=object), index=codes, dtype="string")
     if communes is not None and "code_commune_parent" in communes.columns:
         known = communes.loc[communes["code_commune_parent"].notna(), ["code_insee", "code_commune_parent"]]
-        mapping = dict(zip(known["code_insee"].astype(str), known["code_commune_parent"].astype(str)))
+        mapping = dict(zip(known["code_insee"].astype(str), known["code_commune_parent"].astype(str), strict=True))
     else:
         mapping = {}
     numeric = pd.to_numeric(pd.Series(codes.to_numpy(dtype=object)), errors="coerce").to_numpy()
@@ -470,7 +470,7 @@ def territory_names(
         if frame is None:
             continue
         known = frame[[code, name]].dropna()
-        out[level] = dict(zip(known[code].astype(str), known[name].astype(str)))
+        out[level] = dict(zip(known[code].astype(str), known[name].astype(str), strict=True))
     return out
 
 

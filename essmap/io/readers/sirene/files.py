@@ -105,7 +105,7 @@ def _inspect_parquet(path: Path, required: Sequence[str]) -> InputFile:
     con = duckdb.connect()
     try:
         described = con.sql(f"DESCRIBE SELECT * FROM read_parquet({sql_str(path)})").fetchall()
-        count = con.sql(f"SELECT count(*) FROM read_parquet({sql_str(path)})").fetchone()[0]
+        count = con.sql(f"SELECT count(*) FROM read_parquet({sql_str(path)})").fetchall()[0][0]
     except duckdb.Error as exc:
         raise InputFileError(
             name, f"ce n'est pas un fichier Parquet lisible ({first_line(exc)}).",
