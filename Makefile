@@ -8,7 +8,7 @@ DB := data/essmap.duckdb
 DEMO_INPUTS := $(wildcard data/geo/* data/raw/*) $(wildcard essmap/demo/*.py essmap/io/readers/*.py essmap/io/readers/*/*.py essmap/store/*.py)
 PORT ?= 8501
 
-.PHONY: run test build bench clean setup system-deps lint
+.PHONY: run test test-unit build bench clean setup system-deps lint
 
 setup: $(STAMP)
 
@@ -30,7 +30,12 @@ system-deps:
 	bash .ci/system-deps.sh
 
 test: $(STAMP) $(DB) system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tests that need no Debian package (no chromium, no poppler-utils): markers in pyproject.toml.
+# `make test-unit PYTEST_ARGS=--durations=15` lists the slowest.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not browser and not poppler" $(PYTEST_ARGS)
 
 # ruff (rules and line length in pyproject.toml) on the whole tree, mypy on the package.
 lint: $(STAMP)

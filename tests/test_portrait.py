@@ -34,6 +34,7 @@ def commune_scope(demo_db):
         con.close()
 
 
+@pytest.mark.poppler
 def test_commune_portrait_pages_figures_sources_and_footer(commune_scope):
     scope, layers, sources = commune_scope
     assert scope.codes == ("13055",) and scope.departements == ("13",)
@@ -64,6 +65,7 @@ def test_commune_portrait_pages_figures_sources_and_footer(commune_scope):
     save_page_png(content, "portrait_commune_marseille", page=3)
 
 
+@pytest.mark.poppler
 def test_qpv_coverage_table_follows_the_radius(commune_scope):
     _, layers, sources = commune_scope
     near = portrait.compute_portrait(layers, "commune", "13055", radius_m=300)
@@ -76,6 +78,7 @@ def test_qpv_coverage_table_follows_the_radius(commune_scope):
     assert "Référence France : 36 %" not in text  # only comparable at 1 km
 
 
+@pytest.mark.poppler
 def test_departement_portrait_compares_with_its_region(demo_db):
     con = store.connect(demo_db)
     try:
@@ -92,6 +95,7 @@ def test_departement_portrait_compares_with_its_region(demo_db):
     assert "Provence-Alpes-Côte d'Azur" in text
 
 
+@pytest.mark.poppler
 def test_names_with_html_and_mathtext_characters_are_plain_text(commune_scope):
     _, layers, sources = commune_scope
     communes = layers["communes"].copy()
@@ -131,6 +135,7 @@ def test_unknown_codes_and_levels_give_french_errors(demo_db):
         con.close()
 
 
+@pytest.mark.poppler
 def test_cli_batch_writes_one_pdf_per_qpv_named_after_territory_and_date(demo_db, tmp_path):
     out = tmp_path / "portraits"
     result = CliRunner().invoke(app, ["export", "portrait", "--departement", "04", "--level", "qpv",
