@@ -4,19 +4,30 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Every package, transitive ones included, pinned with its hashes: `make lock` rewrites it from pyproject.toml.
+LOCK := requirements.lock
+PIP_VERSION := $(shell sed -n 's/^pip==\([^ ]*\).*/\1/p' $(LOCK))
 DB := data/essmap.duckdb
 DEMO_INPUTS := $(wildcard data/geo/* data/raw/*) $(wildcard essmap/demo/*.py essmap/io/readers/*.py essmap/io/readers/*/*.py essmap/store/*.py)
 PORT ?= 8501
 
-.PHONY: run test test-unit build bench clean setup system-deps lint
+.PHONY: run test test-unit build bench clean setup system-deps lint lock
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The locked stack (hashes checked), then essmap itself, built with the locked setuptools.
+$(STAMP): pyproject.toml $(LOCK)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Rewrite the lock after a change of pyproject.toml; pins already there are kept unless
+# `make lock PIP_COMPILE_ARGS=--upgrade` (or --upgrade-package NAME).
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --extra dev --all-build-deps \
+		--no-emit-index-url --no-emit-find-links $(PIP_COMPILE_ARGS) --output-file $(LOCK) pyproject.toml
 
 $(DB): $(STAMP) $(DEMO_INPUTS)
 	$(BIN)/essmap build --db $(DB)
