@@ -48,10 +48,10 @@ test: $(STAMP) $(DB) system-deps
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not browser and not poppler" $(PYTEST_ARGS)
 
-# ruff (rules and line length in pyproject.toml) on the whole tree, mypy on the package.
+# ruff (rules and line length in pyproject.toml) on the whole tree, mypy on the package; both
+# always run, and either failing fails the target.
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/mypy
+	status=0; $(BIN)/ruff check . || status=1; $(BIN)/mypy || status=1; exit $$status
 
 clean:
 	rm -rf $(VENV) $(DB) data/essmap.duckdb.* .pytest_cache
