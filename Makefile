@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+LOCK_STAMP := $(VENV)/.locked-stamp
 # Every package, transitive ones included, pinned with its hashes: `make lock` rewrites it from pyproject.toml.
 LOCK := requirements.lock
 PIP_VERSION := $(shell sed -n 's/^pip==\([^ ]*\).*/\1/p' $(LOCK))
@@ -15,17 +16,23 @@ PORT ?= 8501
 
 setup: $(STAMP)
 
-# The locked stack (hashes checked), then essmap itself, built with the locked setuptools.
-$(STAMP): pyproject.toml $(LOCK)
+# The locked stack, every file checked against its hash.
+$(LOCK_STAMP): $(LOCK)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	touch $(LOCK_STAMP)
+
+# essmap itself, built with the locked setuptools; pip check fails when pyproject.toml asks for
+# something the lock does not hold.
+$(STAMP): pyproject.toml $(LOCK_STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check || { echo "$(LOCK) does not match pyproject.toml: run make lock" >&2; exit 1; }
 	touch $(STAMP)
 
 # Rewrite the lock after a change of pyproject.toml; pins already there are kept unless
 # `make lock PIP_COMPILE_ARGS=--upgrade` (or --upgrade-package NAME).
-lock: $(STAMP)
+lock: $(LOCK_STAMP)
 	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --extra dev --all-build-deps \
 		--no-emit-index-url --no-emit-find-links $(PIP_COMPILE_ARGS) --output-file $(LOCK) pyproject.toml
 
