@@ -4,19 +4,37 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+LOCK_STAMP := $(VENV)/.locked-stamp
+# Every package, transitive ones included, pinned with its hashes: `make lock` rewrites it from pyproject.toml.
+LOCK := requirements.lock
+PIP_VERSION := $(shell sed -n 's/^pip==\([^ ]*\).*/\1/p' $(LOCK))
 DB := data/essmap.duckdb
-DEMO_INPUTS := $(wildcard data/geo/* data/raw/*) $(wildcard essmap/demo/*.py essmap/io/readers/*.py essmap/store/*.py)
+DEMO_INPUTS := $(wildcard data/geo/* data/raw/*) $(wildcard essmap/demo/*.py essmap/io/readers/*.py essmap/io/readers/*/*.py essmap/store/*.py)
 PORT ?= 8501
 
-.PHONY: run test build bench clean setup system-deps
+.PHONY: run test test-unit build bench clean setup system-deps lint lock
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The locked stack, every file checked against its hash.
+$(LOCK_STAMP): $(LOCK)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	touch $(LOCK_STAMP)
+
+# essmap itself, built with the locked setuptools; pip check fails when pyproject.toml asks for
+# something the lock does not hold.
+$(STAMP): pyproject.toml $(LOCK_STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check || { echo "$(LOCK) does not match pyproject.toml: run make lock" >&2; exit 1; }
 	touch $(STAMP)
+
+# Rewrite the lock after a change of pyproject.toml; pins already there are kept unless
+# `make lock PIP_COMPILE_ARGS=--upgrade` (or --upgrade-package NAME).
+lock: $(LOCK_STAMP)
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --extra dev --all-build-deps \
+		--no-emit-index-url --no-emit-find-links $(PIP_COMPILE_ARGS) --output-file $(LOCK) pyproject.toml
 
 $(DB): $(STAMP) $(DEMO_INPUTS)
 	$(BIN)/essmap build --db $(DB)
@@ -30,7 +48,17 @@ system-deps:
 	bash .ci/system-deps.sh
 
 test: $(STAMP) $(DB) system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tests that need no Debian package (no chromium, no poppler-utils): markers in pyproject.toml.
+# `make test-unit PYTEST_ARGS=--durations=15` lists the slowest.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not browser and not poppler" $(PYTEST_ARGS)
+
+# ruff (rules and line length in pyproject.toml) on the whole tree, mypy on the package; both
+# always run, and either failing fails the target.
+lint: $(STAMP)
+	status=0; $(BIN)/ruff check . || status=1; $(BIN)/mypy || status=1; exit $$status
 
 clean:
 	rm -rf $(VENV) $(DB) data/essmap.duckdb.* .pytest_cache

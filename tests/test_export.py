@@ -123,6 +123,7 @@ def test_cli_export_map_writes_an_a4_png_named_after_the_territory(demo_db, tmp_
     assert "données simulées" in result.output
 
 
+@pytest.mark.poppler
 def test_cli_export_map_reproduces_a_dashboard_link_as_pdf(demo_db, tmp_path):
     out = tmp_path / "carte.pdf"
     link = ("http://localhost:8501/?departements=84&indicateur=n_tiers_lieux&methode=equal_interval"
@@ -187,6 +188,7 @@ def _download(at: AppTest, captured: dict[str, object], label_start: str) -> tup
     return button.proto.label, captured[button.proto.deferred_file_id]()
 
 
+@pytest.mark.poppler
 def test_exports_tab_buttons_produce_the_map_and_the_portrait(demo_db, monkeypatch, deferred_downloads):
     monkeypatch.setenv("ESSMAP_DB", str(demo_db))
     at = AppTest.from_file(APP, default_timeout=600)

@@ -342,7 +342,7 @@ def official(name: str, url: str, filename: str, content: bytes | None = None) -
 
 
 def test_fetch_source_downloads_and_extracts(server, tmp_path):
-    csv = "siren;economieSocialeSolidaireUniteLegale\n123456789;O\n".encode()
+    csv = b"siren;economieSocialeSolidaireUniteLegale\n123456789;O\n"
     archive = make_zip({"StockUniteLegale_utf8.csv": csv, "doc/LISEZMOI.txt": PAYLOAD[:1000]})
     server.state.files["/stock.zip"] = archive
     server.state.files["/stable-redirect-id"] = make_zip({"GEOJSON/qp.geojson": b"{}"})

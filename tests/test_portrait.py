@@ -30,6 +30,7 @@ def commune_scope(demo_con):
     return scope, demo_con, store.sources(demo_con)
 
 
+@pytest.mark.poppler
 def test_commune_portrait_pages_figures_sources_and_footer(commune_scope):
     scope, con, sources = commune_scope
     assert scope.codes == ("13055",)
@@ -60,6 +61,7 @@ def test_commune_portrait_pages_figures_sources_and_footer(commune_scope):
     save_page_png(content, "portrait_commune_marseille", page=3)
 
 
+@pytest.mark.poppler
 def test_qpv_coverage_table_follows_the_radius(commune_scope):
     _, con, sources = commune_scope
     near = portrait.compute_portrait(con, "commune", "13055", radius_m=300)
@@ -72,6 +74,7 @@ def test_qpv_coverage_table_follows_the_radius(commune_scope):
     assert "Référence France : 36 %" not in text  # only comparable at 1 km
 
 
+@pytest.mark.poppler
 def test_departement_portrait_compares_with_its_region(demo_con):
     scope = portrait.resolve_scope(demo_con, "departement", code="04")
     sources = store.sources(demo_con)
@@ -83,6 +86,7 @@ def test_departement_portrait_compares_with_its_region(demo_con):
     assert "Provence-Alpes-Côte d'Azur" in text
 
 
+@pytest.mark.poppler
 def test_names_with_html_and_mathtext_characters_are_plain_text(tricky_db):
     con = store.connect(tricky_db)
     try:
@@ -119,6 +123,7 @@ def test_unknown_codes_and_levels_give_french_errors(demo_db):
         con.close()
 
 
+@pytest.mark.poppler
 def test_cli_batch_writes_one_pdf_per_qpv_named_after_territory_and_date(demo_db, tmp_path):
     out = tmp_path / "portraits"
     result = CliRunner().invoke(app, ["export", "portrait", "--departement", "04", "--level", "qpv",

@@ -88,6 +88,7 @@ def test_png_is_exactly_a4_at_300_dpi(data, demo, orientation):
     image.reduce(4).save(ARTIFACTS / f"snapshot_{orientation}_reduit.png")
 
 
+@pytest.mark.poppler
 def test_pdf_has_title_subtitle_legend_sources_date_and_synthetic_notice(data, demo):
     title = "Les employeurs de l'ESS dans les Bouches-du-Rhône"
     content = snapshot.render_snapshot(data, sources=demo[1], fmt="pdf", title=title, day=DAY)
@@ -124,6 +125,7 @@ def test_svg_is_xml_with_the_title_as_text(data, demo):
     assert NO_DATA_LABEL in texts
 
 
+@pytest.mark.poppler
 def test_names_with_html_and_mathtext_characters_are_plain_text(tricky_data, demo):
     title = f"{SCRIPT} $x$ 50 % – {ESCALE}"
     content = snapshot.render_snapshot(tricky_data, sources=demo[1], fmt="pdf", title=title, day=DAY)
@@ -190,6 +192,7 @@ def test_unknown_format_and_orientation_are_refused(data, demo):
         snapshot.render_snapshot(data, sources=demo[1], orientation="carré")  # type: ignore[arg-type]
 
 
+@pytest.mark.poppler
 def test_empty_points_and_qpv_still_draw(data, demo):
     bare = data.__class__(**{**data.__dict__, "qpv": data.qpv.iloc[0:0], "etablissements": data.etablissements.iloc[0:0],
                              "tiers_lieux": data.tiers_lieux.iloc[0:0], "synthetic": False})
@@ -240,6 +243,7 @@ def _magenta_share(png: bytes) -> float:
     return float(np.all(pixels == MAGENTA, axis=1).mean())
 
 
+@pytest.mark.poppler
 def test_base_map_tiles_are_drawn_under_the_map_with_their_attribution(data, demo, tile_server):
     url, requested = tile_server
     tiles = {"tiles": url, "attr": "© tuiles de test"}
@@ -253,6 +257,7 @@ def test_base_map_tiles_are_drawn_under_the_map_with_their_attribution(data, dem
     assert "Fond de carte : © tuiles de test" in text
 
 
+@pytest.mark.poppler
 def test_unreachable_tiles_leave_a_plain_background_and_a_note(data, demo):
     import socket
 

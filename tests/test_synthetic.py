@@ -68,7 +68,7 @@ def tiers_lieux(demo):
 @pytest.fixture(scope="module")
 def commune_shapes(inputs) -> dict[str, shapely.Geometry]:
     communes, _ = inputs
-    return dict(zip(communes["code_insee"].astype(str), communes.geometry))
+    return dict(zip(communes["code_insee"].astype(str), communes.geometry, strict=True))
 
 
 def _header(path: Path) -> list[str]:
@@ -93,14 +93,14 @@ def test_same_inputs_and_seed_give_identical_bytes_whatever_the_row_order(tmp_pa
         tmp_path, communes.sample(frac=1, random_state=3), qpv.sample(frac=1, random_state=4),
         seed=SEED, scale=SCALE,
     )
-    for first, again in zip(_files(demo), _files(shuffled)):
+    for first, again in zip(_files(demo), _files(shuffled), strict=True):
         assert first.name == again.name
         assert first.read_bytes() == again.read_bytes(), first.name
 
 
 def test_another_seed_gives_other_files(tmp_path, inputs, demo):
     other = write_demo_inputs(tmp_path, *inputs, seed=SEED + 1, scale=SCALE)
-    for first, again in zip(_files(demo)[:3], _files(other)[:3]):
+    for first, again in zip(_files(demo)[:3], _files(other)[:3], strict=True):
         assert first.read_bytes() != again.read_bytes(), first.name
 
 

@@ -57,6 +57,7 @@ from __future__ import annotations
 import csv
 import json
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +140,8 @@ SPECIAL_NAMES = (
 # "network" is the profile of establishments per legal unit, "bands" the size-band profile.
 
 _Row = tuple[str, str, float, str, str]
+#: (lon, lat, epsg) -> (x, y, lon, lat) as a file will publish them and a reader compute them back.
+Quantiser = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 _EMPLOYER_TABLES: dict[str, tuple[_Row, ...]] = {
     nom.ASSOCIATION: (
@@ -399,7 +402,7 @@ def _write_csv(values: dict[str, np.ndarray], columns, path: Path) -> None:
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, delimiter=",", quotechar='"', quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows(zip(*data))
+        writer.writerows(zip(*data, strict=True))
 
 
 # --- Territory: communes to sample from, QPV pieces ------------------------------------------------
@@ -442,7 +445,7 @@ def _prepare_territory(communes: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame) -> _Te
         dep = c["code_departement"].fillna("").astype(str).to_numpy(dtype=object)
     else:
         dep = departements_of_communes(pd.Series(code)).to_numpy(dtype=object)
-    name_of = dict(zip(code.tolist(), names.tolist()))
+    name_of = dict(zip(code.tolist(), names.tolist(), strict=True))
     split_parents = set(parent[kind == "ARM"].tolist())
     keep = ((kind == "ARM") | ~np.isin(code, list(split_parents))) & (population > 0)
     order = np.argsort(code[keep], kind="stable")
@@ -454,14 +457,14 @@ def _prepare_territory(communes: gpd.GeoDataFrame, qpv: gpd.GeoDataFrame) -> _Te
     names = names[idx]
     is_arm = kind == "ARM"
     display = np.array(
-        [name_of.get(p, n) if a else n for a, p, n in zip(is_arm, parent, names)], dtype=object
+        [name_of.get(p, n) if a else n for a, p, n in zip(is_arm, parent, names, strict=True)], dtype=object
     )
     label = np.array(
         [f"{_ascii_upper(d)} {_arrondissement_number(k)}" if a else _ascii_upper(n)
-         for a, d, k, n in zip(is_arm, display, code, names)],
+         for a, d, k, n in zip(is_arm, display, code, names, strict=True)],
         dtype=object,
     )
-    postcode = np.array([_pseudo_postcode(k, d, a) for k, d, a in zip(code, dep, is_arm)], dtype=object)
+    postcode = np.array([_pseudo_postcode(k, d, a) for k, d, a in zip(code, dep, is_arm, strict=True)], dtype=object)
     epsg = np.array([_metric_epsg(d) for d in dep], dtype=np.int64)
     geom = np.asarray(c.geometry.to_numpy()[idx], dtype=object)
     shapely.prepare(geom)
@@ -600,11 +603,13 @@ def _draw_places(
     return commune, piece, in_qpv
 
 
-def _lambert_quantiser():
+def _lambert_quantiser() -> Quantiser:
     """Round to 0.1 m in the metric CRS as SIRENE publishes, and give the WGS84 a reader sees."""
     cache: dict[int, tuple[Transformer, Transformer]] = {}
 
-    def quantise(lon: np.ndarray, lat: np.ndarray, epsg: np.ndarray):
+    def quantise(
+        lon: np.ndarray, lat: np.ndarray, epsg: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         x = np.empty(len(lon))
         y = np.empty(len(lon))
         lon_q = np.empty(len(lon))
@@ -626,14 +631,16 @@ def _lambert_quantiser():
     return quantise
 
 
-def _degree_quantiser(lon: np.ndarray, lat: np.ndarray, epsg: np.ndarray):
+def _degree_quantiser(
+    lon: np.ndarray, lat: np.ndarray, epsg: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Round WGS84 to 6 decimals (about 0.1 m), as written in the tiers-lieux CSV."""
     lon_q, lat_q = np.round(lon, 6), np.round(lat, 6)
     return lon_q, lat_q, lon_q, lat_q
 
 
 def _sample_points(
-    rng: np.random.Generator, geoms: np.ndarray, which: np.ndarray, epsg: np.ndarray, quantise,
+    rng: np.random.Generator, geoms: np.ndarray, which: np.ndarray, epsg: np.ndarray, quantise: Quantiser,
     exclude: shapely.Geometry | None = None, max_rounds: int = 400,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Uniform points in ``geoms[which]`` by vectorised rejection sampling in their bboxes.
@@ -669,7 +676,7 @@ def _sample_points(
 
 
 def _locate(
-    rng: np.random.Generator, t: _Territory, dep: np.ndarray, in_qpv: np.ndarray, quantise,
+    rng: np.random.Generator, t: _Territory, dep: np.ndarray, in_qpv: np.ndarray, quantise: Quantiser,
     weights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Commune and coordinates of each point (out of QPVs unless flagged in)."""
@@ -700,7 +707,7 @@ def _allocate(total: int, shares: dict[str, float]) -> dict[str, int]:
     rest = total - base.sum()
     order = np.lexsort((np.arange(len(keys)), -(raw - base)))
     base[order[:rest]] += 1
-    return dict(zip(keys, base.tolist()))
+    return dict(zip(keys, base.tolist(), strict=True))
 
 
 def _family_counts(n_total: int, n_qpv: int, mix: dict[str, float], qpv_mix: dict[str, float]):
@@ -807,8 +814,17 @@ def _generate_sirene(rng: np.random.Generator, t: _Territory, scale: float):
     groups.append((nom.SOCIETE_COMMERCIALE, True, _NON_ESS_TABLE, n_non_ess, 0, False))
 
     # Units and their establishments, group by group.
-    u_family, u_employer, u_cat, u_naf, u_bands, u_ess, u_size = ([] for _ in range(7))
-    e_unit, e_rank, e_in_qpv = [], [], []
+    # Per-unit values are gathered in lists, per-establishment ones in one array per group.
+    family_rows: list[str] = []
+    employer_rows: list[bool] = []
+    cat_rows: list[str] = []
+    naf_rows: list[str] = []
+    band_rows: list[str] = []
+    ess_rows: list[bool] = []
+    size_parts: list[np.ndarray] = []
+    unit_parts: list[np.ndarray] = []
+    rank_parts: list[np.ndarray] = []
+    qpv_parts: list[np.ndarray] = []
     n_units = 0
     for family, employer, table, n_out, n_in, ess in groups:
         n = n_out + n_in
@@ -818,32 +834,32 @@ def _generate_sirene(rng: np.random.Generator, t: _Territory, scale: float):
         else:
             rows, sizes = _build_units(rng, table, n)
         k = len(rows)
-        u_family += [family] * k
-        u_employer += [employer] * k
-        u_cat += [table[r][0] for r in rows]
-        u_naf += [table[r][1] for r in rows]
-        u_bands += [table[r][4] for r in rows]
-        u_ess += [ess] * k
-        u_size.append(sizes)
+        family_rows += [family] * k
+        employer_rows += [employer] * k
+        cat_rows += [table[r][0] for r in rows]
+        naf_rows += [table[r][1] for r in rows]
+        band_rows += [table[r][4] for r in rows]
+        ess_rows += [ess] * k
+        size_parts.append(sizes)
         unit_ids = np.repeat(np.arange(n_units, n_units + k), sizes)
-        e_unit.append(unit_ids)
-        e_rank.append(np.arange(len(unit_ids)) - np.repeat(np.cumsum(sizes) - sizes, sizes))
+        unit_parts.append(unit_ids)
+        rank_parts.append(np.arange(len(unit_ids)) - np.repeat(np.cumsum(sizes) - sizes, sizes))
         flag = np.zeros(len(unit_ids), dtype=bool)
         flag[rng.permutation(len(unit_ids))[:n_in]] = True
-        e_in_qpv.append(flag)
+        qpv_parts.append(flag)
         n_units += k
 
     U = n_units
-    u_family = np.array(u_family, dtype=object)
-    u_employer = np.array(u_employer, dtype=bool)
-    u_cat = np.array(u_cat, dtype=object)
-    u_naf = np.array(u_naf, dtype=object)
-    u_bands = np.array(u_bands, dtype=object)
-    u_ess = np.array(u_ess, dtype=bool)
-    u_size = np.concatenate(u_size)
-    e_unit = np.concatenate(e_unit)
-    e_rank = np.concatenate(e_rank)
-    e_in_qpv = np.concatenate(e_in_qpv)
+    u_family = np.array(family_rows, dtype=object)
+    u_employer = np.array(employer_rows, dtype=bool)
+    u_cat = np.array(cat_rows, dtype=object)
+    u_naf = np.array(naf_rows, dtype=object)
+    u_bands = np.array(band_rows, dtype=object)
+    u_ess = np.array(ess_rows, dtype=bool)
+    u_size = np.concatenate(size_parts)
+    e_unit = np.concatenate(unit_parts)
+    e_rank = np.concatenate(rank_parts)
+    e_in_qpv = np.concatenate(qpv_parts)
     e_closed = np.zeros(len(e_unit), dtype=bool)
 
     # Closed establishments: extra secondary sites of ESS units.
@@ -920,7 +936,8 @@ def _generate_sirene(rng: np.random.Generator, t: _Territory, scale: float):
     u_commune = e_commune[head_of_unit]
     u_name = _unit_names(rng, u_family, u_cat, u_naf, u_ess, _of_all(t.name)[u_commune])
     special_pool = np.flatnonzero(u_ess & u_employer & (u_family == nom.ASSOCIATION))
-    for unit, text in zip(special_pool[: len(SPECIAL_NAMES)], SPECIAL_NAMES):
+    # a very small scale may have fewer candidate associations than special names: those get fewer
+    for unit, text in zip(special_pool[: len(SPECIAL_NAMES)], SPECIAL_NAMES, strict=False):
         u_name[unit] = text
     e_sign = np.full(E, "", dtype=object)
     finance = np.isin(e_naf, ["64.19Z", "65.12Z"])

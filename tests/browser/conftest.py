@@ -34,10 +34,6 @@ ENTITY_NAME = "Escale &amp; CO"
 SCRIPT_ADDRESS = '<img src="x" onerror="alert(2)"> 1 rue du Test'
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "browser: drives the dashboard in Debian's chromium (make test runs them)")
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """Keep each phase's report on the test item, so the ``page`` fixture knows a test failed."""

@@ -14,6 +14,7 @@ def test_missing_chromium_fails_with_the_install_command(monkeypatch, tmp_path):
         appdriver.chromium_path()
 
 
+@pytest.mark.browser
 def test_debian_chromium_is_installed():
     """`make test` installs it (system-deps); the browser tests must not be skipped for lack of it."""
     assert appdriver.chromium_path() == Path("/usr/bin/chromium")

@@ -114,7 +114,7 @@ def test_overseas_admin_express_in_local_crs(tmp_path, communes):
     frame = read_communes(path).frame
     assert frame["code_region"].tolist() == ["04"] * 3
     assert set(frame["territoire"]) == {"reunion"}
-    for a, b in zip(frame.geometry, reunion.geometry):
+    for a, b in zip(frame.geometry, reunion.geometry, strict=True):
         np.testing.assert_allclose(shapely.get_coordinates(a), shapely.get_coordinates(b), atol=1e-6)
 
 
@@ -141,7 +141,7 @@ def test_bad_codes_duplicates_and_outside_are_quarantined(tmp_path):
     frame.to_file(path)
     read = read_communes(path)
     assert read.frame["code_insee"].tolist() == ["2A004", "01004"]  # "1004" lost its leading zero
-    reasons = dict(zip(read.quarantine["row_number"], read.quarantine["reason"]))
+    reasons = dict(zip(read.quarantine["row_number"], read.quarantine["reason"], strict=True))
     assert reasons[2] == "code commune en double"
     assert reasons[3].startswith("code commune invalide")
     assert reasons[4] == "coordonnées hors des territoires français"

@@ -150,7 +150,7 @@ def test_lambert93_shapefile_gives_same_wgs84_coordinates(tmp_path):
     back = read_qpv(path).frame
     assert back["code_qp"].tolist() == original["code_qp"].tolist()
     assert back["insee_com"].tolist() == original["insee_com"].tolist()
-    for a, b in zip(original.geometry, back.geometry):
+    for a, b in zip(original.geometry, back.geometry, strict=True):
         np.testing.assert_allclose(shapely.get_coordinates(b), shapely.get_coordinates(a), atol=1e-6)
 
 
@@ -226,7 +226,7 @@ def test_swapped_outside_missing_and_inconsistent_geometries_are_quarantined(tmp
     ])
     read = read_qpv(path)
     assert read.frame["code_qp"].tolist() == ["QN01301M"]
-    reasons = dict(zip(read.quarantine["row_number"], read.quarantine["reason"]))
+    reasons = dict(zip(read.quarantine["row_number"], read.quarantine["reason"], strict=True))
     assert reasons[2].startswith("latitude et longitude inversées")
     assert reasons[3] == "coordonnées hors des territoires français"
     assert reasons[4] == "géométrie absente"
@@ -241,7 +241,7 @@ def test_duplicate_code_and_missing_code_are_quarantined(tmp_path):
     path = write_geojson(tmp_path, [ok("QN01301M"), ok("QN01301M", 5.40), feature({"code_qp": ""}, square(5.3, 43.3))])
     read = read_qpv(path)
     assert read.frame["code_qp"].tolist() == ["QN01301M"]
-    reasons = dict(zip(read.quarantine["row_number"], read.quarantine["reason"]))
+    reasons = dict(zip(read.quarantine["row_number"], read.quarantine["reason"], strict=True))
     assert reasons == {2: "code_qp en double : déjà lu à l'entité 1", 3: "code du QPV absent"}
 
 

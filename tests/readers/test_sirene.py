@@ -20,7 +20,6 @@ import pytest
 
 from essmap.domain import schema
 from essmap.domain.errors import InputFileError
-from essmap.io.readers import sirene
 from essmap.io.readers.sirene import (
     ETABLISSEMENT_COLUMNS,
     GEOLOCALISATION_COLUMNS,
@@ -28,6 +27,8 @@ from essmap.io.readers.sirene import (
     UNITE_LEGALE_COLUMNS,
     read_sirene,
 )
+from essmap.io.readers.sirene import files as sirene_files
+from essmap.io.readers.sirene.scan import physical_lines
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "sirene"
 UL = DATA / "unites_legales_ess_extrait.csv"
@@ -161,7 +162,8 @@ def test_family_and_sector(base):
     for siret, (famille, secteur) in expected.items():
         assert (rows.loc[siret, "famille"], rows.loc[siret, "secteur"]) == (famille, secteur), siret
     old = rows.loc["32407950800010"]  # kept, not mapped silently
-    assert (old["activite_naf"], old["nomenclature_naf"], old["secteur"]) == ("72.2Z", "NAFRev1", "nomenclature_ancienne")
+    assert (old["activite_naf"], old["nomenclature_naf"]) == ("72.2Z", "NAFRev1")
+    assert old["secteur"] == "nomenclature_ancienne"
 
 
 def test_attributes(base):
@@ -235,7 +237,8 @@ def test_geolocation_file_with_projected_coordinates_only(tmp_path):
         encoding="utf-8",
     )
     rows = by_siret(read_sirene(UL, ETAB, geolocalisation=geo))
-    for siret, (lon, lat, epsg) in {GEO_ONLY: (5.381, 43.299, 2154), "35397573300018": (55.4481, -20.8823, 2975)}.items():
+    expected = {GEO_ONLY: (5.381, 43.299, 2154), "35397573300018": (55.4481, -20.8823, 2975)}
+    for siret, (lon, lat, epsg) in expected.items():
         row = rows.loc[siret]
         assert row["source_position"] == "geolocalisation" and row["epsg"] == epsg
         assert abs(row["longitude"] - lon) < 1e-6 and abs(row["latitude"] - lat) < 1e-6
@@ -343,7 +346,8 @@ def test_parquet_gives_the_same_result_as_csv(tmp_path, base):
     con = duckdb.connect()
     for src, name in ((UL, "StockUniteLegale_utf8.parquet"), (ETAB, "StockEtablissement_utf8.parquet")):
         con.execute(
-            f"COPY (SELECT * FROM read_csv('{src}', header = true, all_varchar = true)) TO '{tmp_path / name}' (FORMAT parquet)"
+            f"COPY (SELECT * FROM read_csv('{src}', header = true, all_varchar = true)) "
+            f"TO '{tmp_path / name}' (FORMAT parquet)"
         )
     result = read_sirene(tmp_path / "StockUniteLegale_utf8.parquet", tmp_path / "StockEtablissement_utf8.parquet")
     _frames_equal(result, base)
@@ -423,8 +427,9 @@ def test_non_utf8_byte_beyond_the_sampled_start(tmp_path, monkeypatch):
 
     path = tmp_path / "StockEtablissement_latin1_tardif.csv"
     rewrite_csv(path, edit=edit)
-    path.write_bytes(path.read_bytes().replace("Café".encode(), b"Cafe").replace("Crèche".encode(), "Crèche".encode("latin-1")))
-    monkeypatch.setattr(sirene, "_SAMPLE_BYTES", 2000)  # the first rows are valid UTF-8
+    content = path.read_bytes().replace("Café".encode(), b"Cafe")
+    path.write_bytes(content.replace("Crèche".encode(), "Crèche".encode("latin-1")))
+    monkeypatch.setattr(sirene_files, "SAMPLE_BYTES", 2000)  # the first rows are valid UTF-8
     result = read_sirene(UL, path)
     assert by_siret(result).loc["44860472800015", "enseigne"] == "Crèche"
     assert any("ligne 15" in w and "Latin-1" in w for w in result.meta.warnings)
@@ -493,7 +498,8 @@ def test_empty_and_header_only_files(tmp_path, content, expected):
 def test_header_only_parquet_and_empty_legal_units(tmp_path):
     path = tmp_path / "etab.parquet"
     duckdb.connect().execute(
-        f"COPY (SELECT * FROM read_csv('{ETAB}', header = true, all_varchar = true) LIMIT 0) TO '{path}' (FORMAT parquet)"
+        f"COPY (SELECT * FROM read_csv('{ETAB}', header = true, all_varchar = true) LIMIT 0) "
+        f"TO '{path}' (FORMAT parquet)"
     )
     with pytest.raises(InputFileError, match="aucune ligne de données"):
         read_sirene(UL, path)
@@ -544,7 +550,9 @@ def test_synthetic_auto_detection(tmp_path):
         shutil.copy(f, tmp_path / f.name)
     etab = tmp_path / ETAB.name
     manifest = tmp_path / "essmap-synthetic.json"
-    manifest.write_text(json.dumps({"generator": "essmap.demo.synthetic", "files": [UL.name, ETAB.name]}), encoding="utf-8")
+    manifest.write_text(
+        json.dumps({"generator": "essmap.demo.synthetic", "files": [UL.name, ETAB.name]}), encoding="utf-8"
+    )
     result = read_sirene(tmp_path / UL.name, etab)
     assert result.meta.is_synthetic is True
     assert result.frame["is_synthetic"].all() and len(result.frame) == 16
@@ -564,6 +572,6 @@ def test_progress_is_reported_in_french_until_done():
 
 def test_physical_line_numbers_account_for_rejected_lines():
     k = pd.Series([1, 2, 3, 4])
-    assert sirene._physical_lines(k, np.array([], dtype="int64")).tolist() == [2, 3, 4, 5]
+    assert physical_lines(k, np.array([], dtype="int64")).tolist() == [2, 3, 4, 5]
     # lines 3 and 5 rejected: data rows are on lines 2, 4, 6, 7
-    assert sirene._physical_lines(k, np.array([3, 5])).tolist() == [2, 4, 6, 7]
+    assert physical_lines(k, np.array([3, 5])).tolist() == [2, 4, 6, 7]

@@ -13,6 +13,7 @@ import hashlib
 import html
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,10 +63,16 @@ class Quarantine:
         self.file_name = file_name
         self._parts: list[pd.DataFrame] = []
 
-    def add(self, rows: pd.Series | np.ndarray | list[int], column: str, values, reason: str) -> None:
-        """Record rows (file line numbers) rejected for one reason.
+    def add(
+        self,
+        rows: pd.Series | np.ndarray | list[int],
+        column: str,
+        values,
+        reason: str | Sequence[str] | np.ndarray | pd.Series,
+    ) -> None:
+        """Record rejected rows (file line numbers) with the reason shown to users.
 
-        ``values`` is one value per row (or a scalar); ``reason`` is shown to users.
+        ``values`` is one value per row (or a scalar); ``reason`` one text, or one per row.
         """
         rows = np.asarray(rows, dtype="int64")
         if len(rows) == 0:
@@ -177,7 +184,7 @@ def _column_at(text: str, raw: bytes, line_start: int, offset: int, header: str)
 def sniff_delimiter(header: str) -> str:
     """The delimiter that splits the header line into the most fields."""
     counts = {d: header.count(d) for d in _DELIMITERS}
-    best = max(counts, key=counts.get)
+    best = max(counts, key=lambda d: counts[d])
     return best if counts[best] > 0 else ","
 
 
@@ -255,14 +262,22 @@ def check_required_columns(columns, required, file_name: str) -> None:
     """Raise naming the first missing column, the closest existing one and the expected list."""
     present = [str(c) for c in columns]
     missing = [c for c in required if c not in present]
-    if not missing:
-        return
+    if missing:
+        raise missing_columns_error(present, missing, file_name)
+
+
+def missing_columns_error(present: Sequence[str], missing: Sequence[str], file_name: str) -> InputFileError:
+    """The error for missing columns: the first one, the closest existing one and the expected list."""
     column = missing[0]
     close = difflib.get_close_matches(column, present, n=1, cutoff=0.6)
-    hint = f"la colonne « {close[0]} » est peut-être celle-ci : renommez-la ou utilisez l'option de correspondance des colonnes." if close else (
-        "ajoutez la colonne, ou indiquez laquelle l'utiliser avec l'option de correspondance des colonnes."
-    )
-    raise InputFileError(
+    if close:
+        hint = (
+            f"la colonne « {close[0]} » est peut-être celle-ci : renommez-la ou utilisez l'option de "
+            "correspondance des colonnes."
+        )
+    else:
+        hint = "ajoutez la colonne, ou indiquez laquelle l'utiliser avec l'option de correspondance des colonnes."
+    return InputFileError(
         file_name,
         f"colonne obligatoire absente (manquantes : {', '.join(missing)} ; "
         f"présentes : {', '.join(present[:30])}{'…' if len(present) > 30 else ''}).",
@@ -302,7 +317,8 @@ def siret_problems(sirets: pd.Series) -> pd.Series:
     s = sirets.fillna("").astype(str).str.strip()
     reason = pd.Series(pd.NA, index=s.index, dtype="string")
     wrong_shape = ~s.str.fullmatch(r"\d{14}").fillna(False)
-    reason[wrong_shape] = "SIRET invalide : 14 chiffres attendus (" + s[wrong_shape].str.len().astype(str) + " caractères)"
+    lengths = s[wrong_shape].str.len().astype(str)
+    reason[wrong_shape] = "SIRET invalide : 14 chiffres attendus (" + lengths + " caractères)"
     shaped = ~wrong_shape
     la_poste = shaped & s.str.startswith(LA_POSTE_SIREN)
     luhn = luhn_valid(s.where(shaped, ""))
@@ -338,4 +354,5 @@ def canonical_frame(frame: pd.DataFrame, columns: dict[str, str], geometry: gpd.
             out[col] = values.astype("boolean")
         else:
             out[col] = values
-    return gpd.GeoDataFrame(out, geometry=geometry.to_crs(WGS84) if geometry.crs else geometry.set_crs(WGS84), crs=WGS84).reset_index(drop=True)
+    wgs84 = geometry.to_crs(WGS84) if geometry.crs else geometry.set_crs(WGS84)
+    return gpd.GeoDataFrame(out, geometry=wgs84, crs=WGS84).reset_index(drop=True)

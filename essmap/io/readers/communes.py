@@ -104,7 +104,7 @@ def read_communes(path: Path, *, departements: Sequence[str] | None = None,
             layer = pick_layer(path, layers, ("commune",), "la couche COMMUNE d'ADMIN EXPRESS")
             frame, w = read_vector(path, layer=layer)
             parts, warnings = [frame], warnings + w
-            arm_layer = next((l for l in layers if l.lower() == "arrondissement_municipal"), None)
+            arm_layer = next((found for found in layers if found.lower() == "arrondissement_municipal"), None)
             if arm_layer:
                 frame, w = read_vector(path, layer=arm_layer)
                 parts.append(frame)
@@ -120,7 +120,7 @@ def read_communes(path: Path, *, departements: Sequence[str] | None = None,
 
     # ARM of ADMIN EXPRESS carry no region nor EPCI: take their parent commune's.
     for col in ("code_region", "siren_epci"):
-        of_parent = dict(zip(data["code_insee"], data[col]))
+        of_parent = dict(zip(data["code_insee"], data[col], strict=True))
         missing = data[col].isna() & data["code_commune_parent"].notna()
         data.loc[missing, col] = data.loc[missing, "code_commune_parent"].map(of_parent)
 
@@ -130,7 +130,9 @@ def read_communes(path: Path, *, departements: Sequence[str] | None = None,
         data, rows = data[scope].reset_index(drop=True), rows[scope].reset_index(drop=True)
         geometry = gpd.GeoSeries(geometry[scope].to_numpy(), crs=WGS84)
         if data.empty:
-            warnings.append(f"Fichier « {name} » : aucune commune dans les départements demandés ({', '.join(sorted(wanted))}).")
+            warnings.append(
+                f"Fichier « {name} » : aucune commune dans les départements demandés ({', '.join(sorted(wanted))})."
+            )
 
     quarantine = Quarantine(SOURCE, name)
     bad_code = ~data["code_insee"].fillna("").map(is_valid_commune_code).astype(bool)

@@ -117,7 +117,8 @@ def read_qpv(
     data["lib_com"] = _text(raw, _COMMUNE_NAMES)
     com_col = find_column(columns, _COMMUNES)
     data["insee_com"] = (
-        raw[com_col].map(_join_commune_codes).astype("string") if com_col else pd.Series(pd.NA, index=raw.index, dtype="string")
+        raw[com_col].map(_join_commune_codes).astype("string")
+        if com_col else pd.Series(pd.NA, index=raw.index, dtype="string")
     )
     epci_col = find_column(columns, _EPCI)
     data["siren_epci"] = (
@@ -126,11 +127,14 @@ def read_qpv(
     )
     dep_col = find_column(columns, _DEP)
     from_code = map_text(code, departement_of_qpv_code)
-    dep = map_text(as_text(raw[dep_col]), normalise_departement) if dep_col else pd.Series(pd.NA, index=raw.index, dtype="string")
+    if dep_col:
+        dep = map_text(as_text(raw[dep_col]), normalise_departement)
+    else:
+        dep = pd.Series(pd.NA, index=raw.index, dtype="string")
     data["insee_dep"] = dep.fillna(from_code)
     mismatch = (dep.notna() & from_code.notna() & (dep != from_code)).fillna(False).astype(bool)
     if mismatch.any():
-        examples = ", ".join(f"{c} ({d})" for c, d in zip(code[mismatch][:5], dep[mismatch][:5]))
+        examples = ", ".join(f"{c} ({d})" for c, d in zip(code[mismatch][:5], dep[mismatch][:5], strict=True))
         warnings.append(
             f"Fichier « {name} » : {int(mismatch.sum())} QPV dont le département ne correspond pas au code "
             f"(ex. {examples}) ; le département du fichier a été gardé."
@@ -197,8 +201,10 @@ def read_qpv(
     kept_codes = data["code_qp"].where(~rejected)
     duplicate = kept_codes.notna() & kept_codes.duplicated(keep="first")
     if duplicate.any():
-        first_row = dict(zip(kept_codes[~rejected & ~duplicate], rows[~rejected & ~duplicate]))
-        reasons = [f"code_qp en double : déjà lu à l'entité {first_row.get(c, '?')}" for c in data["code_qp"][duplicate]]
+        first_row = dict(zip(kept_codes[~rejected & ~duplicate], rows[~rejected & ~duplicate], strict=True))
+        reasons = [
+            f"code_qp en double : déjà lu à l'entité {first_row.get(c, '?')}" for c in data["code_qp"][duplicate]
+        ]
         quarantine.add(rows[duplicate], code_col, data["code_qp"][duplicate], reasons)
         rejected |= duplicate
 

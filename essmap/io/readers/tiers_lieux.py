@@ -41,6 +41,7 @@ from essmap.io.readers.common import (
     canonical_frame,
     check_required_columns,
     clean_text,
+    missing_columns_error,
     points_from_lonlat,
     read_csv_text,
     sha256_of,
@@ -189,6 +190,8 @@ def read_tiers_lieux(
             f"Solution : utilisez l'un de : {', '.join(CANONICAL_FIELDS)}."
         )
 
+    lon_geom: np.ndarray | None
+    lat_geom: np.ndarray | None
     if path.suffix.lower() in (".geojson", ".json", ".gpkg", ".shp"):
         raw, warnings, lon_geom, lat_geom = _read_geo(path)
         rows = pd.Series(np.arange(1, len(raw) + 1, dtype="int64"))
@@ -291,7 +294,7 @@ def read_tiers_lieux(
     ids = data["id_tiers_lieu"].where(~rejected)
     duplicate = (ids.notna() & ids.duplicated(keep="first")).to_numpy()
     if duplicate.any():
-        first_row = dict(zip(ids[~rejected & ~duplicate], rows[~rejected & ~duplicate]))
+        first_row = dict(zip(ids[~rejected & ~duplicate], rows[~rejected & ~duplicate], strict=True))
         reasons = [f"identifiant en double : déjà présent ligne {first_row.get(i, '?')}" for i in data["id_tiers_lieu"]]
         reject(duplicate, resolved.get("id", "id"), data["id_tiers_lieu"], reasons)
 
@@ -328,7 +331,7 @@ def _resolve_columns(present: list[str], mapping: dict[str, str], file_name: str
     for key, column in mapping.items():
         found = find_column(present, (column,))
         if found is None:
-            check_required_columns(present, [column], file_name)
+            raise missing_columns_error(present, [column], file_name)
         resolved[key] = found
     taken = set(resolved.values())
     for key in CANONICAL_FIELDS:
@@ -428,7 +431,7 @@ def _labels(labels: pd.Series, fabrique_flag: pd.Series, manufacture_flag: pd.Se
     has_info = any(k in resolved for k in ("labels", "fabrique_territoire", "manufacture_proximite"))
     out_labels, out_fab, out_man = [], [], []
     cleaned = clean_text(labels)
-    for text, fab, man in zip(cleaned, fabrique_flag, manufacture_flag):
+    for text, fab, man in zip(cleaned, fabrique_flag, manufacture_flag, strict=True):
         items: list[str] = []
         for item in _split(text):
             folded = _fold(item)

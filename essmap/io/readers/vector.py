@@ -196,7 +196,7 @@ def territory_mismatch(departements: pd.Series, found: np.ndarray) -> tuple[np.n
     mask = (expected != "") & (found != "") & (expected != found)
     reasons = [
         f"position incohérente avec le département {d} : la géométrie est en {TERRITORIES[t].name}"
-        for d, t in zip(departements.to_numpy()[mask], found[mask])
+        for d, t in zip(departements.to_numpy()[mask], found[mask], strict=True)
     ]
     return mask, reasons
 

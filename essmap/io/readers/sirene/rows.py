@@ -1,0 +1,231 @@
+"""Row checks (identity, commune, territory) and positions (stock Lambert or geolocation file)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pyproj import Transformer
+from pyproj.exceptions import CRSError
+
+from essmap.domain.territories import (
+    TERRITORIES,
+    departements_of_communes,
+    epsg_of_territory_codes,
+    is_valid_commune_code,
+    territory_codes_of_departements,
+)
+from essmap.io.readers.common import siret_problems, to_float
+from essmap.io.readers.sirene.files import Quarantines
+from essmap.io.readers.sirene.layouts import LAMBERT
+
+NOT_DIFFUSED = "[ND]"
+POSITION_STOCK = "stock_lambert"
+POSITION_GEOLOC = "geolocalisation"
+REASON_NO_COORDINATES = "coordonnées absentes : établissement non géolocalisé"
+REASON_SWAPPED = "latitude et longitude inversées"
+
+
+def _quarantine_rows(
+    quarantines: Quarantines, rows: pd.DataFrame, column: str, values: pd.Series, reason: str | pd.Series
+) -> None:
+    """Send rows to the quarantine of their file (``_file_name``, ``_line``); ``reason`` may vary per row."""
+    if rows.empty:
+        return
+    reasons = reason if isinstance(reason, pd.Series) else pd.Series(reason, index=rows.index)
+    files = rows["_file_name"] if "_file_name" in rows else pd.Series("", index=rows.index)
+    for (file_name, text), part in rows.groupby([files, reasons], sort=False):
+        quarantines.of(str(file_name)).add(
+            part["_line"].to_numpy(), column, values.loc[part.index].to_numpy(), str(text)
+        )
+
+
+def check_rows(frame: pd.DataFrame, quarantines: Quarantines) -> pd.DataFrame:
+    """Identity and place checks; each rejected row is quarantined once, for its first problem."""
+    frame = frame.copy()
+    frame["siret"] = frame["siret"].fillna("")
+    frame["siren"] = frame["siren"].fillna("")
+
+    problems = siret_problems(frame["siret"])
+    mismatch = problems.isna() & (frame["siret"].str[:9] != frame["siren"])
+    problems = problems.where(~mismatch, "SIRET invalide : ne commence pas par le SIREN " + frame["siren"])
+    bad = problems.notna()
+    _quarantine_rows(quarantines, frame[bad], "siret", frame["siret"], problems[bad])
+    frame = frame[~bad]
+
+    duplicated = frame.duplicated("siret", keep="first")
+    if duplicated.any():
+        first = frame[~duplicated].drop_duplicates("siret").set_index("siret")
+        where = frame.loc[duplicated, "siret"].map(
+            lambda s: f"fichier « {first.at[s, '_file_name']} », ligne {first.at[s, '_line']}"
+        )
+        reasons = "SIRET en double : seule la première occurrence (" + where + ") est conservée"
+        _quarantine_rows(quarantines, frame[duplicated], "siret", frame["siret"], reasons)
+        frame = frame[~duplicated]
+
+    raw = frame["codeCommuneEtablissement"].fillna("").str.strip().str.upper()
+    commune = raw.where(~raw.str.fullmatch(r"\d{4}"), raw.str.zfill(5))
+    valid = commune.map(is_valid_commune_code).astype(bool)
+    abroad = ~valid & frame["codePaysEtrangerEtablissement"].notna()
+    _quarantine_rows(
+        quarantines, frame[abroad], "codePaysEtrangerEtablissement", frame["codePaysEtrangerEtablissement"],
+        "établissement situé à l'étranger : hors du champ de la carte",
+    )
+    invalid = ~valid & ~abroad
+    _quarantine_rows(
+        quarantines, frame[invalid], "codeCommuneEtablissement", frame["codeCommuneEtablissement"],
+        "code commune invalide : 5 caractères attendus (chiffres, ou 2A/2B suivis de 3 chiffres)",
+    )
+    frame = frame[valid].copy()
+    frame["code_commune"] = commune[valid]
+    frame["code_departement"] = departements_of_communes(frame["code_commune"])
+    frame["territoire"] = territory_codes_of_departements(frame["code_departement"]).astype("string")
+    uncovered = frame["territoire"] == ""
+    _quarantine_rows(
+        quarantines, frame[uncovered], "codeCommuneEtablissement", frame["codeCommuneEtablissement"],
+        "territoire non couvert par essmap (collectivité d'outre-mer du Pacifique ou code inconnu)",
+    )
+    return frame[~uncovered]
+
+
+_TRANSFORMERS: dict[int, Transformer | None] = {}
+
+
+def _transformer(epsg: int) -> Transformer | None:
+    if epsg not in _TRANSFORMERS:
+        try:
+            _TRANSFORMERS[epsg] = Transformer.from_crs(f"EPSG:{epsg}", "EPSG:4326", always_xy=True)
+        except CRSError:
+            _TRANSFORMERS[epsg] = None
+    return _TRANSFORMERS[epsg]
+
+
+def _to_lonlat(x: np.ndarray, y: np.ndarray, epsg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised projection to WGS84, one transformer per EPSG code (NaN when impossible)."""
+    lon = np.full(len(x), np.nan)
+    lat = np.full(len(x), np.nan)
+    usable = np.isfinite(x) & np.isfinite(y) & (epsg > 0)
+    for code in np.unique(epsg[usable]):
+        transformer = _transformer(int(code))
+        if transformer is None:
+            continue
+        rows = usable & (epsg == code)
+        if code == 4326:
+            lon[rows], lat[rows] = x[rows], y[rows]
+        else:
+            lon[rows], lat[rows] = transformer.transform(x[rows], y[rows], errcheck=False)
+    bad = ~(np.isfinite(lon) & np.isfinite(lat))
+    lon[bad] = np.nan
+    lat[bad] = np.nan
+    return lon, lat
+
+
+def _inside(territories: pd.Series, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    inside = np.zeros(len(lon), dtype=bool)
+    codes = territories.to_numpy(dtype=object)
+    for code, territory in TERRITORIES.items():
+        rows = codes == code
+        if rows.any():
+            inside[rows] = territory.contains_lonlat(lon[rows], lat[rows])
+    return inside
+
+
+def place_rows(
+    frame: pd.DataFrame, geo: pd.DataFrame | None, quarantines: Quarantines, warnings: list[str]
+) -> pd.DataFrame:
+    """Positions from the geolocation file when it has the SIRET, else from the stock's Lambert
+    coordinates; rows without a position or outside their territory are quarantined.
+
+    A problem with a position taken from the geolocation file is reported on that file's line.
+    """
+    frame = frame.copy()
+    frame["epsg_metrique"] = epsg_of_territory_codes(frame["territoire"]).to_numpy()
+    raw_x = frame["coordonneeLambertAbscisseEtablissement"]
+    raw_y = frame["coordonneeLambertOrdonneeEtablissement"]
+    x = to_float(without_not_diffused(raw_x)).to_numpy(copy=True)
+    y = to_float(without_not_diffused(raw_y)).to_numpy(copy=True)
+    epsg = frame["epsg_metrique"].to_numpy(dtype="int64").copy()
+    lon, lat = _to_lonlat(x, y, epsg)
+    source = np.where(np.isfinite(x) & np.isfinite(y), POSITION_STOCK, "")
+    # where a problem with the position is reported
+    where_file = frame["_file_name"].copy()
+    where_line = frame["_line"].to_numpy(dtype="int64").copy()
+    where_column = pd.Series(LAMBERT[0], index=frame.index, dtype="string")
+    where_value = ("x=" + raw_x.fillna("") + " ; y=" + raw_y.fillna("")).astype("string")
+    from_wgs84 = np.zeros(len(frame), dtype=bool)
+
+    if geo is not None and len(geo):
+        dup = geo.duplicated("siret", keep="first")
+        if dup.any():
+            warnings.append(
+                f"Géolocalisation : {int(dup.sum())} SIRET présents plusieurs fois ; "
+                "seule la première ligne de chacun a été utilisée."
+            )
+        g = geo[~dup].set_index("siret").reindex(frame["siret"].to_numpy())
+        g.index = frame.index
+        glon, glat = to_float(g["x_longitude"]).to_numpy(), to_float(g["y_latitude"]).to_numpy()
+        gx, gy = to_float(g["x"]).to_numpy(), to_float(g["y"]).to_numpy()
+        # "2154", or "EPSG:2154" in some exports
+        gepsg = pd.to_numeric(g["epsg"].str.extract(r"(\d+)\s*$")[0], errors="coerce").fillna(0).to_numpy(dtype="int64")
+        has_wgs84 = np.isfinite(glon) & np.isfinite(glat)
+        has_projected = np.isfinite(gx) & np.isfinite(gy) & (gepsg > 0)
+        use = has_wgs84 | has_projected
+        plon, plat = _to_lonlat(gx, gy, gepsg)
+        lon = np.where(has_wgs84, glon, np.where(use, plon, lon))
+        lat = np.where(has_wgs84, glat, np.where(use, plat, lat))
+        # x, y, epsg as published by the geolocation file (its WGS84 pair when x/y are missing)
+        x = np.where(has_projected, gx, np.where(use, glon, x))
+        y = np.where(has_projected, gy, np.where(use, glat, y))
+        epsg = np.where(has_projected, gepsg, np.where(use, 4326, epsg))
+        source = np.where(use, POSITION_GEOLOC, source)
+        from_wgs84 = has_wgs84
+        where_file = where_file.where(~use, g["_geo_file"])
+        where_line = np.where(use, g["_geo_line"].fillna(0).to_numpy(dtype="int64"), where_line)
+        where_column = where_column.where(~use, np.where(has_wgs84, "x_longitude", "x"))
+        geo_value = np.where(
+            has_wgs84,
+            "x_longitude=" + g["x_longitude"].fillna("") + " ; y_latitude=" + g["y_latitude"].fillna(""),
+            "x=" + g["x"].fillna("") + " ; y=" + g["y"].fillna("") + " ; epsg=" + g["epsg"].fillna(""),
+        )
+        where_value = where_value.where(~use, geo_value)
+
+    frame["x"], frame["y"], frame["epsg"] = x, y, epsg
+    frame["longitude"], frame["latitude"] = lon, lat
+    frame["source_position"] = pd.Series(source, index=frame.index, dtype="string")
+    report = frame[[]].assign(_file_name=where_file, _line=where_line)
+
+    missing = source == ""
+    not_diffused = raw_x.fillna("").str.strip().eq(NOT_DIFFUSED).to_numpy()
+    reasons = pd.Series(
+        np.where(not_diffused, REASON_NO_COORDINATES + " (coordonnées non diffusibles [ND])", REASON_NO_COORDINATES),
+        index=frame.index,
+    )
+    _quarantine_rows(quarantines, report[missing], LAMBERT[0], where_value, reasons[missing])
+
+    inside = _inside(frame["territoire"], lon, lat) & ~missing
+    outside = ~missing & ~inside
+    if outside.any():
+        rows = frame[outside]
+        o_lon, o_lat, o_x, o_y, o_epsg = lon[outside], lat[outside], x[outside], y[outside], epsg[outside]
+        names = rows["territoire"].map(lambda t: TERRITORIES[t].name if t in TERRITORIES else t)
+        computed = np.isfinite(o_lon)
+        reason = pd.Series(
+            [
+                f"coordonnées hors du territoire du département ({name}) : point calculé en lon/lat {a:.6f}, {b:.6f}"
+                if ok else f"coordonnées inutilisables (EPSG {code} inconnu ou valeurs invalides)"
+                for name, a, b, ok, code in zip(names, o_lon, o_lat, computed, o_epsg, strict=True)
+            ],
+            index=rows.index,
+        )
+        # swapped axes: the point falls inside its territory once the two values are exchanged
+        swapped_lonlat = _inside(rows["territoire"], o_lat, o_lon) & from_wgs84[outside]
+        s_lon, s_lat = _to_lonlat(o_y, o_x, o_epsg)
+        swapped_xy = _inside(rows["territoire"], s_lon, s_lat) & ~from_wgs84[outside] & ~swapped_lonlat
+        reason[swapped_lonlat] = REASON_SWAPPED + " (x_longitude et y_latitude échangées) : corrigez le fichier"
+        reason[swapped_xy] = "abscisse et ordonnée inversées (x et y échangés) : corrigez le fichier"
+        for column, part in report[outside].groupby(where_column[outside], sort=False):
+            _quarantine_rows(quarantines, part, str(column), where_value, reason[part.index])
+    return frame[inside]
+
+
+def without_not_diffused(values: pd.Series) -> pd.Series:
+    return values.where(values.fillna("").str.strip() != NOT_DIFFUSED, pd.NA)
