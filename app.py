@@ -21,7 +21,7 @@ from essmap.domain.formatting import format_number, format_percent
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.present import viewdata
 from essmap.present.basemaps import TILES
-from essmap.present.view import MapView
+from essmap.present.view import DASHBOARD_RADIUS_M, MapView, view_from_link
 from essmap.render import maps, portrait, snapshot, st_folium
 from essmap.render.tables import DOWNLOAD_FORMATS, export_file_name, table_bytes
 
@@ -150,13 +150,10 @@ CATALOGUE = _catalogue(STORE_KEY)
 communes, departements = CATALOGUE["communes"], CATALOGUE["departements"]
 state = st.session_state
 if "departement" not in state:
-    try:
-        initial = MapView.from_query_params(st.query_params.to_dict())
-    except ValueError as exc:
-        st.error(f"Lien invalide : {exc}. La vue par défaut est affichée.")
-        initial = MapView()
-    sel = initial.selection
     deps = list(departements["code_departement"])
+    initial, notices = view_from_link(st.query_params.to_dict(), departements=deps)
+    state["_avis_lien"] = notices
+    sel = initial.selection
     dep = sel.departements[0] if sel.departements and sel.departements[0] in deps else ("13" if "13" in deps else deps[0])
     state.update({
         "departement": dep,
@@ -245,7 +242,11 @@ def _fiche_tab(data: viewdata.ViewData, view: MapView, units: dict[str, str]) ->
 
 
 def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
-    """Tables, map snapshot and portrait of the view, as files."""
+    """Tables, map snapshot and portrait of the view, as files.
+
+    Downloads do not rerun the script (``on_click="ignore"``): a rerun replaces the deferred files of
+    the other buttons, so a second click within a second of the first downloaded nothing.
+    """
     tables = _export_tables(STORE_KEY, _key(viewdata.computation_key(view)))
     st.subheader("Tableaux de la vue")
     st.caption(f"{_plain(data.territory_label)} · {_plain(data.filters_label)}"
@@ -259,7 +260,8 @@ def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
         name = export_file_name(stem + ("_point-virgule" if fmt == "CSV « ; »" else ""), data.territory_label,
                                 extension)
         column.download_button(fmt, data=lambda frame=frame, fmt=fmt, stem=stem: table_bytes(frame, fmt, layer=stem),
-                               file_name=name, key=f"export_{stem}_{extension}_{fmt == 'CSV « ; »'}")
+                               file_name=name, key=f"export_{stem}_{extension}_{fmt == 'CSV « ; »'}",
+                               on_click="ignore")
     st.subheader("Carte de la vue")
     snap = st.columns([3, 1.2, 1.2])
     default_title = snapshot.default_title(data)
@@ -273,6 +275,7 @@ def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
         data=lambda data=data, fmt=extension, title=title, orientation=orientation: snapshot.render_snapshot(
             data, sources=_sources(STORE_KEY), fmt=fmt, title=title, orientation=orientation),
         file_name=export_file_name("carte", data.territory_label, extension), key="export_carte",
+        on_click="ignore",
     )
     st.subheader("Portrait de territoire")
     chosen = view.selected or ""
@@ -288,7 +291,7 @@ def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
             "Portrait de territoire (PDF)",
             data=lambda level=level, code=chosen, radius=view.radius_m: _portrait_pdf(STORE_KEY, level, code, radius),
             file_name=portrait.portrait_file_name(level, name, chosen), mime="application/pdf",
-            key="export_portrait",
+            key="export_portrait", on_click="ignore",
         )
 
 
@@ -333,6 +336,8 @@ side.selectbox("Génération QPV", generations, key="generation_qpv", format_fun
 # --- Main area ----------------------------------------------------------------------------------
 
 st.title("essmap : l'économie sociale et solidaire, les QPV et les tiers-lieux")
+for notice in state.pop("_avis_lien", []):  # once, on opening the link
+    st.error(notice)
 controls = st.columns([3, 1.3, 1.6, 1.3, 1.5])
 controls[0].selectbox("Indicateur", CHOROPLETH_INDICATORS, key="indicateur",
                       format_func=lambda k: INDICATORS_BY_KEY[k].label_fr)
@@ -340,7 +345,7 @@ controls[1].selectbox("Niveau", list(LEVELS), key="niveau", format_func=LEVELS.g
 controls[2].selectbox("Classes", list(METHODS), key="methode", format_func=METHODS.get)
 controls[3].slider("Nombre de classes", 3, 7, key="k")
 controls[4].selectbox("Fond de carte", list(TILE_CHOICES), key="fond", format_func=TILE_CHOICES.get)
-st.slider("Rayon (m)", 100, 5000, step=100, key="rayon")
+st.slider("Rayon (m)", *DASHBOARD_RADIUS_M[:2], step=DASHBOARD_RADIUS_M[2], key="rayon")
 
 selection = Selection(
     departements=(state["departement"],),

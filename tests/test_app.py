@@ -169,3 +169,22 @@ def test_departement_fiche_compares_with_its_region(demo_db, monkeypatch, fresh_
     # every key figure compared with the région (loaded for this), and with France where a figure exists
     assert len(cards) >= 4 and all("Provence\\-Alpes\\-Côte d'Azur : " in c for c in cards), cards
     assert any("France : " in c for c in cards)
+
+
+@pytest.mark.parametrize("params, radius, notice", [
+    ({"rayon": "0"}, 100, "hors de ce que propose le tableau de bord"),
+    ({"rayon": "5001"}, 5000, "hors de ce que propose le tableau de bord"),
+    ({"rayon": "1,5"}, 100, "hors de ce que propose le tableau de bord"),
+    ({"rayon": "abc"}, 1000, "n'est pas un nombre"),
+    ({"departements": "99"}, 1000, "département(s) 99 absent(s) de la base"),
+    ({"departements": "13,84"}, 1000, "un département à la fois : le 13 est affiché"),
+])
+def test_invalid_links_open_a_valid_view_with_a_french_notice(demo_db, monkeypatch, fresh_caches, params, radius,
+                                                              notice):
+    at = _app(demo_db, monkeypatch, **params)
+    errors = " ".join(e.value for e in at.error)
+    assert "Lien invalide" in errors or "à la fois" in errors
+    assert notice in errors
+    assert at.slider(key="rayon").value == radius
+    assert at.selectbox(key="departement").value == "13"
+    assert _count(_metrics(at)["QPV"]) > 0  # a map of a real département

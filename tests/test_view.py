@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from essmap.analysis import Selection
-from essmap.present.view import MapView
+from essmap.present.view import MapView, view_from_link
 
 
 def test_view_round_trips_through_query_params():
@@ -28,3 +28,17 @@ def test_view_round_trips_through_query_params():
 def test_bad_query_params_raise_in_french(params, message):
     with pytest.raises(ValueError, match=message):
         MapView.from_query_params(params)
+
+
+def test_links_are_made_valid_for_the_dashboard():
+    deps = ["04", "13", "84"]
+    view, notices = view_from_link({"rayon": "2549", "departements": "84"}, departements=deps)
+    assert view.radius_m == 2500 and view.selection.departements == ("84",)
+    assert notices == ["Lien invalide : rayon de 2\u202f549 m hors de ce que propose le tableau de bord "
+                       "(100 à 5\u202f000 m, par pas de 100 m) ; le rayon de 2\u202f500 m est utilisé."]
+    view, notices = view_from_link({"departements": "99,84,13"}, departements=deps)
+    assert view.selection.departements == ("13",)  # codes are sorted: 13, 84, 99
+    assert any("99 absent(s)" in n for n in notices) and any("le 13 est affiché" in n for n in notices)
+    view, notices = view_from_link({"indicateur": "<script>"}, departements=deps)
+    assert view == MapView() and notices[0].startswith("Lien invalide : indicateur")
+    assert view_from_link({}, departements=deps) == (MapView(), [])

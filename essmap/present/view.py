@@ -7,10 +7,11 @@ snapshot or portrait reproduces the view on screen), so both show the same thing
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from essmap.analysis.indicators import INDICATORS_BY_KEY, LEVELS
+from essmap.domain.formatting import format_number
 from essmap.domain.selection import Selection
 from essmap.present.basemaps import TILES
 from essmap.present.classify import METHOD_LABELS, PALETTE
@@ -109,3 +110,41 @@ class MapView:
         kwargs["selected"] = get.get("selection") or None
         kwargs["tiles"] = get.get("fond") or None
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+#: Radius the dashboard offers: from, to, step (metres). Stored QPV x tiers-lieux pairs reach the top.
+DASHBOARD_RADIUS_M: tuple[int, int, int] = (100, 5_000, 100)
+
+
+def view_from_link(params: Mapping[str, str], *, departements: Sequence[str]) -> tuple[MapView, list[str]]:
+    """The view a dashboard link opens, made valid for the dashboard, and the French notices that
+    say what was changed ("Lien invalide : …").
+
+    A link from elsewhere can hold anything: an unknown or malformed value gives the default view;
+    a radius outside what the dashboard offers is brought within it; the dashboard shows one
+    département of ``departements`` (those of the store) at a time.
+    """
+    notices: list[str] = []
+    try:
+        view = MapView.from_query_params(params)
+    except ValueError as exc:
+        return MapView(), [f"Lien invalide : {exc}. La vue par défaut est affichée."]
+    low, high, step = DASHBOARD_RADIUS_M
+    radius = min(max(round(view.radius_m / step) * step, low), high)
+    if radius != view.radius_m:
+        asked_m = format_number(view.radius_m, 0 if float(view.radius_m).is_integer() else 1)
+        notices.append(f"Lien invalide : rayon de {asked_m} m hors de ce que propose le "
+                       f"tableau de bord ({format_number(low)} à {format_number(high)} m, par pas de "
+                       f"{format_number(step)} m) ; le rayon de {format_number(radius)} m est utilisé.")
+        view = view.replace(radius_m=float(radius))
+    asked = view.selection.departements
+    known = [d for d in asked if d in departements]
+    if len(known) < len(asked):
+        unknown = [d for d in asked if d not in departements]
+        notices.append(f"Lien invalide : département(s) {', '.join(unknown)} absent(s) de la base "
+                       f"(départements chargés : {', '.join(sorted(departements))}).")
+    if len(known) > 1:
+        notices.append(f"Le tableau de bord affiche un département à la fois : le {known[0]} est affiché.")
+    if tuple(known[:1]) != asked:
+        view = view.replace(selection=dataclasses.replace(view.selection, departements=tuple(known[:1])))
+    return view, notices

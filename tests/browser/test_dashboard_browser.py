@@ -9,6 +9,7 @@ by their French labels, as a user finds them. Screenshots go to tests/artifacts/
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from appdriver import (
@@ -252,3 +253,22 @@ def test_html_names_show_as_text_in_popups(page, app_url, browser_store):
 
     popup = open_popup(page, frame, entity)
     assert entity.name in popup.inner_text().splitlines()
+
+
+def test_downloads_clicked_in_quick_succession_all_arrive(page, app_url):
+    """Each download button keeps its file until clicked, however fast the user clicks them."""
+    open_app(page, app_url)
+    open_tab(page, "Exports")
+    labels = ["CSV", "CSV « ; »", "XLSX", "GeoJSON"]
+    arrived = []
+    page.on("download", lambda download: arrived.append(download))
+    for label in labels:  # no wait between clicks
+        page.get_by_role("button", name=label, exact=True).click(no_wait_after=True)
+    for _ in range(600):
+        if len(arrived) == len(labels):
+            break
+        page.wait_for_timeout(100)
+    assert len(arrived) == len(labels), [d.suggested_filename for d in arrived]
+    for download in arrived:
+        assert download.failure() is None, (download.suggested_filename, download.failure())
+        assert Path(download.path()).stat().st_size > 100, download.suggested_filename
