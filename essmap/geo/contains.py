@@ -22,17 +22,22 @@ def intersecting_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nda
     """Positions (i, j) of every pair with ``a[i]`` intersecting ``b[j]`` on their WGS84
     coordinates (a boundary counts); missing and empty geometries intersect nothing."""
     ia, ib = shapely.STRtree(b).query(a)  # bounding boxes only
-    if len(ia) == 0:
-        return ia, ib
     order = np.argsort(ib, kind="stable")  # each prepared polygon tested on all its candidates in a row
     ia, ib = ia[order], ib[order]
-    prepared = shapely.transform(b, lambda xy: xy)  # copies
-    shapely.prepare(prepared)
-    if (shapely.get_type_id(a[ia]) == 0).all():  # points: tested on their coordinates
-        hit = shapely.intersects_xy(prepared[ib], shapely.get_x(a[ia]), shapely.get_y(a[ia]))
-    else:
-        hit = shapely.intersects(prepared[ib], a[ia])
+    hit = pairs_intersect(a, b, ia, ib)
     return ia[hit], ib[hit]
+
+
+def pairs_intersect(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """Whether ``a[ia]`` intersects ``b[ib]``, pair by pair, on WGS84 coordinates; ``b`` is the side
+    worth preparing (the polygons): its rows in ``ib`` are tested as prepared copies."""
+    rows = np.unique(ib)
+    prepared = np.full(len(b), None, dtype=object)
+    prepared[rows] = shapely.transform(b[rows], lambda xy: xy)  # copies
+    shapely.prepare(prepared[rows])
+    if len(ia) and (shapely.get_type_id(a[ia]) == 0).all():  # points: tested on their coordinates
+        return shapely.intersects_xy(prepared[ib], shapely.get_x(a[ia]), shapely.get_y(a[ia]))
+    return shapely.intersects(prepared[ib], a[ia])
 
 
 def points_in_polygons(points: gpd.GeoDataFrame, polygons: gpd.GeoDataFrame, key: str) -> pd.Series:
@@ -79,7 +84,8 @@ def points_in_polygon_layers(points: gpd.GeoDataFrame, layers: Mapping[str, gpd.
 def first_by_key(n: int, ia: np.ndarray, ib: np.ndarray, keys: pd.Series) -> np.ndarray:
     """For each of ``n`` items, the position of its partner with the first key among the pairs
     (``ia[k]``, ``ib[k]``), -1 when it has none."""
-    order = np.lexsort((key_rank(keys)[ib], ia))
+    partners, partner = np.unique(ib, return_inverse=True)  # only the partners' keys are ranked
+    order = np.lexsort((key_rank(keys.iloc[partners])[partner], ia))
     sorted_a = ia[order]
     _, first = np.unique(sorted_a, return_index=True)
     position = np.full(n, -1, dtype=np.int64)

@@ -43,7 +43,7 @@ from essmap.geo.base import (
     to_metric,
     transformer,
 )
-from essmap.geo.contains import first_by_key
+from essmap.geo.contains import first_by_key, pairs_intersect
 
 #: The WGS84 ellipsoid, for geodesic distances (pure computation: shared by every thread).
 GEOD = Geod(ellps="WGS84")
@@ -68,11 +68,18 @@ def scale_range(territory: Territory) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class _Part:
-    """The features of one input in one territory: their rows, WGS84 and metric geometries."""
+    """The features of one input in one territory: their rows, WGS84 geometries and bounds,
+    metric geometries, and mean number of vertices."""
 
     rows: np.ndarray
     wgs84: np.ndarray
+    bounds: np.ndarray
     metric: np.ndarray
+    vertices: float
+
+    def take(self, positions: np.ndarray) -> _Part:
+        return _Part(self.rows[positions], self.wgs84[positions], self.bounds[positions], self.metric[positions],
+                     self.vertices)
 
 
 def _part(geoms: np.ndarray, rows: np.ndarray, territory: Territory) -> _Part:
@@ -80,17 +87,19 @@ def _part(geoms: np.ndarray, rows: np.ndarray, territory: Territory) -> _Part:
     densified = wgs84.copy()
     lines = shapely.get_type_id(wgs84) > 0  # not points (nor missing, -1)
     densified[lines] = shapely.segmentize(wgs84[lines], DENSIFY_DEGREES)
-    return _Part(rows, wgs84, to_metric(densified, territory))
+    metric = to_metric(densified, territory)
+    return _Part(rows, wgs84, shapely.bounds(wgs84), metric, float(shapely.get_num_coordinates(metric).mean()))
 
 
-def _territory_parts(
-    a: np.ndarray, a_codes: np.ndarray, b: np.ndarray, b_codes: np.ndarray
-) -> list[tuple[Territory, _Part, _Part]]:
-    """Each territory that both inputs have, with the two parts in its metric CRS."""
-    b_rows = positions_by_territory(b_codes)
+def _territory_parts(sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame) -> list[tuple[Territory, _Part, _Part]]:
+    """Each territory that both inputs have, with both parts in its metric CRS."""
+    require_wgs84(sources, "sources")
+    require_wgs84(targets, "targets")
+    a, b = geometries(sources), geometries(targets)
+    b_rows = positions_by_territory(territory_codes(targets))
     return [
         (TERRITORIES[code], _part(a, rows, TERRITORIES[code]), _part(b, b_rows[code], TERRITORIES[code]))
-        for code, rows in positions_by_territory(a_codes).items()
+        for code, rows in positions_by_territory(territory_codes(sources)).items()
         if code in b_rows
     ]
 
@@ -98,35 +107,59 @@ def _territory_parts(
 def _geodesic(a: _Part, b: _Part, ia: np.ndarray, ib: np.ndarray, territory: Territory) -> np.ndarray:
     """Geodesic distance in metres of each pair (``a`` row ``ia``, ``b`` row ``ib``), 0 where the
     two intersect in WGS84 (see the module docstring)."""
+    if a.vertices > b.vertices:
+        return _geodesic(b, a, ib, ia, territory)  # the side with more vertices is prepared: ``b``
     distance = np.zeros(len(ia))
-    apart = np.flatnonzero(~shapely.intersects(a.wgs84[ia], b.wgs84[ib]))
+    box_a, box_b = a.bounds[ia], b.bounds[ib]
+    meet = np.flatnonzero((box_a[:, 0] <= box_b[:, 2]) & (box_b[:, 0] <= box_a[:, 2])
+                          & (box_a[:, 1] <= box_b[:, 3]) & (box_b[:, 1] <= box_a[:, 3]))
+    inside = np.zeros(len(ia), dtype=bool)  # only geometries whose boxes meet can intersect
+    inside[meet] = pairs_intersect(a.wgs84, b.wgs84, ia[meet], ib[meet])
+    apart = np.flatnonzero(~inside)
     if len(apart) == 0:
         return distance
-    line = shapely.shortest_line(_outlines(a.metric, ia[apart]), _outlines(b.metric, ib[apart]))
-    ends = shapely.get_coordinates(line)  # two points per line: on a, then on b
+    ia, ib = ia[apart], ib[apart]
+    line = shapely.shortest_line(_outlines(b.metric, ib, prepare=True)[ib], _outlines(a.metric, ia)[ia])
+    ends = shapely.get_coordinates(line)  # two points per line: on b, then on a
     lon, lat = transformer(territory.epsg, WGS84_EPSG).transform(ends[:, 0], ends[:, 1])
     _, _, distance[apart] = GEOD.inv(lon[0::2], lat[0::2], lon[1::2], lat[1::2])
     return distance
 
 
-def _outlines(metric: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``metric[rows]`` with polygons replaced by their boundary (the nearest point of a polygon
-    to anything outside it is on its boundary), each distinct row computed once."""
-    distinct, inverse = np.unique(rows, return_inverse=True)
-    outlines = metric[distinct]
-    polygonal = np.isin(shapely.get_type_id(outlines), _POLYGONAL)
-    outlines[polygonal] = shapely.boundary(outlines[polygonal])
-    return outlines[inverse]
+def _outlines(metric: np.ndarray, rows: np.ndarray, prepare: bool = False) -> np.ndarray:
+    """The outline of ``metric``'s geometries at ``rows`` (None elsewhere): a polygon's boundary
+    (the nearest point of a polygon to anything outside it is on its boundary), other geometries
+    themselves; prepared if asked (an index of the edges, for the nearest points)."""
+    rows = np.unique(rows)
+    outlines = np.full(len(metric), None, dtype=object)
+    outlines[rows] = metric[rows]
+    polygonal = rows[np.isin(shapely.get_type_id(metric[rows]), _POLYGONAL)]
+    outlines[polygonal] = shapely.boundary(metric[polygonal])
+    if prepare:
+        shapely.prepare(outlines[rows])  # geometries of this call only: reprojected or new boundaries
+    return outlines
 
 
-def _within(a: _Part, b: _Part, reach_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rows (in ``a``, in ``b``) of every pair at most ``reach_m`` apart in the metric CRS; the
-    tree holds the larger side (each geometry of the smaller side is prepared once by the query)."""
-    if len(b.metric) >= len(a.metric):
-        ia, ib = shapely.STRtree(b.metric).query(a.metric, predicate="dwithin", distance=reach_m)
-    else:
-        ib, ia = shapely.STRtree(a.metric).query(b.metric, predicate="dwithin", distance=reach_m)
-    return ia, ib
+def _within(a: _Part, b: _Part, reach_m: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (in ``a``, in ``b``) of every pair whose metric bounding boxes are at most ``reach_m``
+    apart (one value, or one per row of ``a``): a superset of the pairs at most that far apart.
+    An STRtree of the larger side (of ``b`` for one reach per row) is queried with the widened
+    boxes of the other."""
+    if np.ndim(reach_m) == 0 and len(a.metric) > len(b.metric):
+        ib, ia = _within(b, a, reach_m)
+        return ia, ib
+    bounds_a, bounds_b = shapely.bounds(a.metric), shapely.bounds(b.metric)
+    reach = np.broadcast_to(reach_m, len(a.metric))
+    present = np.flatnonzero(~np.isnan(bounds_a[:, 0]) & ~np.isnan(reach))  # a geometry, a reach
+    widened = bounds_a[present] + np.outer(reach[present], [-1.0, -1.0, 1.0, 1.0])
+    ia, ib = shapely.STRtree(b.metric).query(shapely.box(*widened.T))
+    ia = present[ia]
+    # boxes that meet only by their widened corners are farther apart than the reach
+    box_a, box_b = bounds_a[ia], bounds_b[ib]
+    gap_x = np.maximum(np.maximum(box_a[:, 0] - box_b[:, 2], box_b[:, 0] - box_a[:, 2]), 0.0)
+    gap_y = np.maximum(np.maximum(box_a[:, 1] - box_b[:, 3], box_b[:, 1] - box_a[:, 3]), 0.0)
+    near = np.hypot(gap_x, gap_y) <= reach[ia]
+    return ia[near], ib[near]
 
 
 def _check_radius(radius_m: float) -> float:
@@ -136,33 +169,36 @@ def _check_radius(radius_m: float) -> float:
     return value
 
 
-def _pairs_within(a: np.ndarray, a_codes: np.ndarray, b: np.ndarray, b_codes: np.ndarray, radius_m: float
+def _pairs_within(territory: Territory, a: _Part, b: _Part, radius_m: float
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions (in ``a``, in ``b``) and geodesic distance of every pair of the same territory
+    """Rows (in ``a``, in ``b``) and geodesic distance of every pair at most ``radius_m`` apart."""
+    ia, ib = _within(a, b, radius_m * scale_range(territory)[1] + SLACK_M)
+    distance = _geodesic(a, b, ia, ib, territory)
+    keep = distance <= radius_m
+    return ia[keep], ib[keep], distance[keep]
+
+
+def _nearest_candidates(territory: Territory, a: _Part, b: _Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows and geodesic distance of the pairs that may be nearest: for each feature of ``a``,
+    every feature of ``b`` at most d x largest / smallest scale factor from it in the plane, d
+    being the planar nearest distance. The geodesically nearest is among them: it is at most as
+    far as the planar nearest, which is at most d / smallest away."""
+    (ia, _), planar = shapely.STRtree(b.metric).query_nearest(a.metric, return_distance=True, all_matches=False)
+    smallest, largest = scale_range(territory)
+    reach = np.full(len(a.metric), np.nan)
+    reach[ia] = planar * largest / smallest + SLACK_M
+    ia, ib = _within(a, b, reach)
+    return ia, ib, _geodesic(a, b, ia, ib, territory)
+
+
+def _all_pairs_within(sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame, radius_m: float
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions (in ``sources``, in ``targets``) and distance of every pair of the same territory
     at most ``radius_m`` metres apart."""
     found = []
-    for territory, pa, pb in _territory_parts(a, a_codes, b, b_codes):
-        ia, ib = _within(pa, pb, radius_m * scale_range(territory)[1] + SLACK_M)
-        distance = _geodesic(pa, pb, ia, ib, territory)
-        keep = distance <= radius_m
-        found.append((pa.rows[ia[keep]], pb.rows[ib[keep]], distance[keep]))
-    return _joined(found)
-
-
-def _nearest_candidates(a: np.ndarray, a_codes: np.ndarray, b: np.ndarray, b_codes: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions and geodesic distance of the pairs that may be nearest: for each feature of
-    ``a``, every feature of ``b`` (same territory) at most d x largest / smallest scale factor
-    from it in the plane, d being the planar nearest distance. The geodesically nearest is among
-    them: it is at most as far as the planar nearest, which is at most d / smallest away."""
-    found = []
-    for territory, pa, pb in _territory_parts(a, a_codes, b, b_codes):
-        tree = shapely.STRtree(pb.metric)
-        (ia, _), planar = tree.query_nearest(pa.metric, return_distance=True, all_matches=False)
-        smallest, largest = scale_range(territory)
-        ia_near, ib = tree.query(pa.metric[ia], predicate="dwithin", distance=planar * largest / smallest + SLACK_M)
-        ia = ia[ia_near]
-        found.append((pa.rows[ia], pb.rows[ib], _geodesic(pa, pb, ia, ib, territory)))
+    for territory, a, b in _territory_parts(sources, targets):
+        ia, ib, distance = _pairs_within(territory, a, b, radius_m)
+        found.append((a.rows[ia], b.rows[ib], distance))
     return _joined(found)
 
 
@@ -184,13 +220,6 @@ def _nearest_of(n: int, ia: np.ndarray, ib: np.ndarray, distance: np.ndarray, ke
     return position, np.where(position >= 0, nearest_distance, np.nan)
 
 
-def _inputs(sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    require_wgs84(sources, "sources")
-    require_wgs84(targets, "targets")
-    return geometries(sources), territory_codes(sources), geometries(targets), territory_codes(targets)
-
-
 # --- Public queries --------------------------------------------------------------------------------
 
 
@@ -207,7 +236,7 @@ def within_distance(sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame, radius
         source position, then distance, then target position.
     """
     radius_m = _check_radius(radius_m)
-    i_s, i_t, distance = _pairs_within(*_inputs(sources, targets), radius_m)
+    i_s, i_t, distance = _all_pairs_within(sources, targets, radius_m)
     order = np.lexsort((i_t, distance, i_s))
     return pd.DataFrame({"source_index": sources.index[i_s[order]], "target_index": targets.index[i_t[order]],
                          "distance_m": distance[order]})
@@ -233,8 +262,7 @@ def distances_to_polygons(
     require_wgs84(polygons, "polygons")
     require_column(polygons, key, "polygons")
     radius_m = _check_radius(radius_m)
-    ip, ig, distance = _pairs_within(geometries(points), territory_codes(points), geometries(polygons),
-                                     territory_codes(polygons), radius_m)
+    ip, ig, distance = _all_pairs_within(points, polygons, radius_m)
     order = np.lexsort((key_rank(polygons[key])[ig], distance, ip))
     ip, ig, distance = ip[order], ig[order], distance[order]
     return pd.DataFrame({"point_index": points.index[ip], "polygon_index": polygons.index[ig],
@@ -268,11 +296,14 @@ def nearest(
         (within ``max_distance_m``).
     """
     require_column(targets, key, "targets")
-    inputs = _inputs(sources, targets)
-    if max_distance_m is None:
-        pairs = _nearest_candidates(*inputs)
+    if max_distance_m is not None:
+        pairs = _all_pairs_within(sources, targets, _check_radius(max_distance_m))
     else:
-        pairs = _pairs_within(*inputs, _check_radius(max_distance_m))
+        found = []
+        for territory, a, b in _territory_parts(sources, targets):
+            ia, ib, distance = _nearest_candidates(territory, a, b)
+            found.append((a.rows[ia], b.rows[ib], distance))
+        pairs = _joined(found)
     position, distance = _nearest_of(len(sources), *pairs, targets[key])
     return pd.DataFrame({key: take_or_na(targets[key], position), "nearest_index": take_or_na(targets.index, position),
                          "distance_m": pd.array(distance, dtype="Float64")}, index=sources.index)
@@ -302,13 +333,18 @@ def within_and_nearest(
     within the radius has its nearest among those; only the others search further."""
     require_column(targets, key, "targets")
     radius_m = _check_radius(radius_m)
-    a, a_codes, b, b_codes = _inputs(sources, targets)
-    i_s, i_t, distance = _pairs_within(a, a_codes, b, b_codes, radius_m)
+    within, near = [], []
+    for territory, a, b in _territory_parts(sources, targets):
+        ia, ib, distance = _pairs_within(territory, a, b, radius_m)
+        within.append((a.rows[ia], b.rows[ib], distance))
+        rest = np.setdiff1d(np.arange(len(a.rows)), ia)
+        if len(rest):
+            ja, jb, distance = _nearest_candidates(territory, a.take(rest), b)
+            near.append((a.rows[rest[ja]], b.rows[jb], distance))
+    i_s, i_t, distance = _joined(within)
     order = np.lexsort((i_t, distance, i_s))
     i_s, i_t, distance = i_s[order], i_t[order], distance[order]
-    rest = np.setdiff1d(np.arange(len(sources)), i_s)
-    r_s, r_t, r_distance = _nearest_candidates(a[rest], a_codes[rest], b, b_codes)
-    position, nearest_distance = _nearest_of(len(sources), np.concatenate([i_s, rest[r_s]]),
-                                             np.concatenate([i_t, r_t]), np.concatenate([distance, r_distance]),
-                                             targets[key])
+    j_s, j_t, j_distance = _joined(near)
+    position, nearest_distance = _nearest_of(len(sources), np.concatenate([i_s, j_s]), np.concatenate([i_t, j_t]),
+                                             np.concatenate([distance, j_distance]), targets[key])
     return RadiusAndNearest(i_s, i_t, distance, position, nearest_distance)
