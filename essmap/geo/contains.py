@@ -1,9 +1,10 @@
 """Point in polygon on WGS84 coordinates, with Shapely's STRtree.
 
-The recipe was chosen by measurement (``bench/pip_recipes.py``): candidate pairs from the
-bounding boxes of an STRtree of the polygons, then ``shapely.intersects_xy`` against prepared
-copies of the polygons. Copies, so the caller's geometries are never prepared (GEOS builds a
-prepared polygon's index lazily: shared prepared geometries are not for several threads).
+The recipe was chosen by measurement (``bench/pip_recipes.py``, 2 million points): candidate
+pairs from the bounding boxes of an STRtree of the polygons, sorted by polygon, then
+``shapely.intersects_xy`` of the points' coordinates (read once) against prepared copies of the
+polygons. Copies, so the caller's geometries are never prepared (GEOS builds a prepared polygon's
+index lazily: shared prepared geometries are not for several threads).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def pairs_intersect(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray
     prepared = np.full(len(b), None, dtype=object)
     prepared[rows] = shapely.transform(b[rows], lambda xy: xy)  # copies
     shapely.prepare(prepared[rows])
-    if len(ia) and (shapely.get_type_id(a[ia]) == 0).all():  # points: tested on their coordinates
-        return shapely.intersects_xy(prepared[ib], shapely.get_x(a[ia]), shapely.get_y(a[ia]))
+    if (shapely.get_type_id(a)[ia] == 0).all():  # points: tested on their coordinates, read once
+        xy = shapely.bounds(a)[:, :2]  # a point's bounds start with its coordinates (NaN if empty)
+        return shapely.intersects_xy(prepared[ib], xy[ia, 0], xy[ia, 1])
     return shapely.intersects(prepared[ib], a[ia])
 
 

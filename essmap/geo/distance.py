@@ -3,9 +3,11 @@
 How a distance is measured, for each territory apart (features of different territories are
 never paired):
 
-1. Candidates: an STRtree of the geometries in the territory's metric CRS, queried within the
-   radius widened by the projection's largest scale factor over the territory (a geodesic
-   distance d is at most d x that factor in the plane, see :func:`scale_range`).
+1. Candidates, with an STRtree in the territory's metric CRS: the pairs whose bounding boxes
+   come within the radius times the projection's largest scale factor over the territory (a
+   geodesic distance d is at most d x that factor in the plane, see :func:`scale_range`); for
+   the nearest feature, every target within the planar nearest distance times the ratio of the
+   largest to the smallest factor.
 2. A pair that intersects in WGS84 (inside or on the boundary) is at distance 0.
 3. Otherwise the nearest points of the two outlines (a polygon's boundary, other geometries
    themselves) are found in the metric CRS (``shapely.shortest_line``), taken back to lon/lat,
@@ -15,7 +17,8 @@ never paired):
 
 Polygon edges are the straight lines between their lon/lat vertices, as for the topology; they
 are densified every :data:`DENSIFY_DEGREES` before reprojection so that their metric copies
-follow those lines (a 10 km edge would otherwise bow by up to a metre).
+follow those lines (in Lambert-93 around Lille, a 1 km diagonal edge would otherwise bow by
+2 cm, a 10 km one by 2.4 m).
 """
 
 from __future__ import annotations

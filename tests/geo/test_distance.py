@@ -101,8 +101,8 @@ def test_real_qpv_distances_are_within_a_decimetre_of_the_reference(paca_qpv) ->
 def test_a_long_edge_is_the_straight_line_between_its_lonlat_vertices() -> None:
     """A 20 km diagonal edge (a large rural commune): the point 50 m from its middle, along the
     normal, is 50 m away, as Shapely's topology draws the edge (straight in lon/lat). The
-    geodesic between the same vertices passes metres away."""
-    territoire, lon, lat, _ = PLACES["saint_laurent_du_maroni"]
+    geodesic between the same vertices, and the straight line in Lambert-93, pass metres away."""
+    territoire, lon, lat, epsg = PLACES["lille"]
     corner = offset(lon, lat, 225.0, 14_000.0)
     far_corner = offset(lon, lat, 45.0, 14_000.0)
     triangle = shapely.Polygon([corner, far_corner, (corner[0], far_corner[1])])  # the diagonal is an edge
@@ -113,6 +113,7 @@ def test_a_long_edge_is_the_straight_line_between_its_lonlat_vertices() -> None:
     reference = geodesic_distance(*outside, triangle, edges="lonlat")
     assert reference == pytest.approx(50.0, abs=0.01)
     assert abs(geodesic_distance(*outside, triangle) - reference) > 1.0  # the geodesic edge is elsewhere
+    assert abs(_planar_distance(shapely.Point(outside), triangle, epsg) - 50.0) > 5.0  # so is the planar one
     commune = polygon_frame([triangle], ["C1"], territoire=territoire)
     found = geo.nearest(points_frame([outside], territoire=territoire), commune, "code_qp")
     assert found["distance_m"].iloc[0] == pytest.approx(reference, abs=TOLERANCE_M)
