@@ -23,6 +23,10 @@ alphabetical order wins where polygons overlap, no geometry gives <NA>. Recipes:
 Every recipe's answer is compared with the old engine's, point by point. Times are medians of
 ``--repeat`` runs; the load average is printed before each recipe (the machine is shared: compare
 ratios within one run). Run: ``python bench/pip_recipes.py [--small] [--repeat N]``.
+
+``--view-queries DEP`` times instead the radius queries the dashboard runs on demand for one
+département (wall and CPU time, new code and old engine): its QPVs against the tiers-lieux of
+France and against its establishments, within 1 km, with each QPV's nearest.
 """
 
 from __future__ import annotations
@@ -218,13 +222,44 @@ def recipes(points: gpd.GeoDataFrame, polygons: gpd.GeoDataFrame, key: str, old:
     }
 
 
+def view_queries(data: nd.NationalData, departement: str, repeat: int, old: ModuleType) -> None:
+    """Median wall and CPU time of the dashboard's radius queries for one département."""
+    qpv = data.qpv[data.qpv["insee_dep"] == departement]
+    establishments = data.establishments[data.establishments["code_departement"] == departement]
+    tiers_lieux = data.tiers_lieux
+    print(f"département {departement}: {len(qpv)} QPV, {len(tiers_lieux):,} tiers-lieux (France), "
+          f"{len(establishments):,} establishments; load at start {os.getloadavg()}")
+    # the same establishments as new objects, as read from the store (a slice of the national frame has
+    # its geometries all over the memory: every pass over them costs more)
+    fresh = establishments.set_geometry(shapely.from_wkb(shapely.to_wkb(_geoms(establishments))))
+    for label, targets, key in (("tiers-lieux of France", tiers_lieux, "id_tiers_lieu"),
+                                ("establishments of the dép. (sliced)", establishments, "siret"),
+                                ("establishments of the dép. (fresh)", fresh, "siret")):
+        engines = (("essmap.geo", geo.within_and_nearest), ("old engine (cache warm)", old.within_and_nearest))
+        for engine, query in engines:
+            found = query(qpv, targets, 1000.0, key)  # warm-up (and the old engine's cache)
+            wall, cpu = [], []
+            for _ in range(repeat):
+                started, started_cpu = time.perf_counter(), time.process_time()
+                query(qpv, targets, 1000.0, key)
+                wall.append(time.perf_counter() - started)
+                cpu.append(time.process_time() - started_cpu)
+            print(f"  QPV x {label:34s} {engine:24s} wall {1000 * statistics.median(wall):7.1f} ms  "
+                  f"CPU {1000 * statistics.median(cpu):7.1f} ms  ({len(found.source):,} pairs within 1 km)  "
+                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--small", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per recipe (median reported)")
     parser.add_argument("--skip", nargs="*", default=[], help="recipes to leave out (e.g. shapely.query_predicate)")
+    parser.add_argument("--view-queries", metavar="DEP", help="time the view-time radius queries of this département")
     args = parser.parse_args(argv)
     data = nd.load_or_generate(nd.sizes_from_env(nd.SMALL if args.small else nd.NATIONAL))
+    if args.view_queries:
+        view_queries(data, args.view_queries, max(args.repeat, 15), old_engine(nd.OUT_DIR))
+        return 0
     points = data.establishments[["geometry"]]
     communes = data.communes[data.communes["type_commune"] == "COM"][["code_insee", "geometry"]]
     layers = {"code_qp": data.qpv[["code_qp", "geometry"]].reset_index(drop=True),

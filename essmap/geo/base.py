@@ -101,14 +101,8 @@ def transformer(source_epsg: int, target_epsg: int) -> Transformer:
 def to_metric(geoms: np.ndarray, territory: Territory) -> np.ndarray:
     """New geometries reprojected from WGS84 to the territory's metric CRS (``territory.epsg``)."""
     forward = transformer(WGS84_EPSG, territory.epsg)
-    geoms = np.asarray(geoms, dtype=object)
-    points = (shapely.get_type_id(geoms) == 0) & ~shapely.is_empty(geoms)
-    out = shapely.transform(np.where(points, None, geoms),
-                            lambda xy: np.column_stack(forward.transform(xy[:, 0], xy[:, 1])))
-    # points from their coordinates: twice as fast as through shapely.transform
-    xy = shapely.get_coordinates(geoms[points])
-    out[points] = shapely.points(*forward.transform(xy[:, 0], xy[:, 1]))
-    return out
+    return shapely.transform(np.asarray(geoms, dtype=object),
+                             lambda xy: np.column_stack(forward.transform(xy[:, 0], xy[:, 1])))
 
 
 def metric_groups(gdf: gpd.GeoDataFrame) -> Iterator[tuple[Territory, gpd.GeoDataFrame]]:

@@ -25,21 +25,26 @@ def intersecting_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nda
     ia, ib = shapely.STRtree(b).query(a)  # bounding boxes only
     order = np.argsort(ib, kind="stable")  # each prepared polygon tested on all its candidates in a row
     ia, ib = ia[order], ib[order]
-    hit = pairs_intersect(a, b, ia, ib)
+    hit = pairs_intersect(a, shapely.bounds(a), b, ia, ib)
     return ia[hit], ib[hit]
 
 
-def pairs_intersect(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
-    """Whether ``a[ia]`` intersects ``b[ib]``, pair by pair, on WGS84 coordinates; ``b`` is the side
-    worth preparing (the polygons): its rows in ``ib`` are tested as prepared copies."""
+def pairs_intersect(a: np.ndarray, a_bounds: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray
+                    ) -> np.ndarray:
+    """Whether ``a[ia]`` intersects ``b[ib]``, pair by pair, on WGS84 coordinates. ``b`` is the side
+    worth preparing (the polygons): its rows in ``ib`` are tested as prepared copies. A point of
+    ``a`` (its ``shapely.bounds`` one place) is tested on its coordinates, without reading it again."""
     rows = np.unique(ib)
     prepared = np.full(len(b), None, dtype=object)
     prepared[rows] = shapely.transform(b[rows], lambda xy: xy)  # copies
     shapely.prepare(prepared[rows])
-    if (shapely.get_type_id(a)[ia] == 0).all():  # points: tested on their coordinates, read once
-        xy = shapely.bounds(a)[:, :2]  # a point's bounds start with its coordinates (NaN if empty)
-        return shapely.intersects_xy(prepared[ib], xy[ia, 0], xy[ia, 1])
-    return shapely.intersects(prepared[ib], a[ia])
+    box = a_bounds[ia]
+    point = np.flatnonzero((box[:, 0] == box[:, 2]) & (box[:, 1] == box[:, 3]))
+    other = np.flatnonzero(~((box[:, 0] == box[:, 2]) & (box[:, 1] == box[:, 3])))
+    hit = np.empty(len(ia), dtype=bool)
+    hit[point] = shapely.intersects_xy(prepared[ib[point]], box[point, 0], box[point, 1])
+    hit[other] = shapely.intersects(prepared[ib[other]], a[ia[other]])
+    return hit
 
 
 def points_in_polygons(points: gpd.GeoDataFrame, polygons: gpd.GeoDataFrame, key: str) -> pd.Series:

@@ -71,27 +71,34 @@ def scale_range(territory: Territory) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class _Part:
-    """The features of one input in one territory: their rows, WGS84 geometries and bounds,
-    metric geometries, and mean number of vertices."""
+    """The features of one input in one territory: their rows in the input, WGS84 geometries,
+    metric geometries, the bounds of both, and the mean number of vertices."""
 
     rows: np.ndarray
     wgs84: np.ndarray
-    bounds: np.ndarray
     metric: np.ndarray
+    bounds: np.ndarray
+    metric_bounds: np.ndarray
     vertices: float
 
     def take(self, positions: np.ndarray) -> _Part:
-        return _Part(self.rows[positions], self.wgs84[positions], self.bounds[positions], self.metric[positions],
-                     self.vertices)
+        return _Part(self.rows[positions], self.wgs84[positions], self.metric[positions], self.bounds[positions],
+                     self.metric_bounds[positions], self.vertices)
 
 
 def _part(geoms: np.ndarray, rows: np.ndarray, territory: Territory) -> _Part:
+    """The part of ``geoms`` at ``rows`` in the territory's metric CRS. The caller's geometries
+    are read as few times as possible: taken from a large frame, they lie all over the memory."""
     wgs84 = geoms[rows]
-    densified = wgs84.copy()
-    lines = shapely.get_type_id(wgs84) > 0  # not points (nor missing, -1)
-    densified[lines] = shapely.segmentize(wgs84[lines], DENSIFY_DEGREES)
-    metric = to_metric(densified, territory)
-    return _Part(rows, wgs84, shapely.bounds(wgs84), metric, float(shapely.get_num_coordinates(metric).mean()))
+    bounds = shapely.bounds(wgs84)
+    points = (bounds[:, 0] == bounds[:, 2]) & (bounds[:, 1] == bounds[:, 3])  # NaN (no geometry) is not
+    others = np.flatnonzero(~points & ~np.isnan(bounds[:, 0]))
+    metric = np.full(len(wgs84), None, dtype=object)
+    forward = transformer(WGS84_EPSG, territory.epsg)
+    metric[points] = shapely.points(*forward.transform(bounds[points, 0], bounds[points, 1]))
+    metric[others] = to_metric(shapely.segmentize(wgs84[others], DENSIFY_DEGREES), territory)
+    return _Part(rows, wgs84, metric, bounds, shapely.bounds(metric),
+                 float(shapely.get_num_coordinates(metric).mean()))
 
 
 def _territory_parts(sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame) -> list[tuple[Territory, _Part, _Part]]:
@@ -117,7 +124,7 @@ def _geodesic(a: _Part, b: _Part, ia: np.ndarray, ib: np.ndarray, territory: Ter
     meet = np.flatnonzero((box_a[:, 0] <= box_b[:, 2]) & (box_b[:, 0] <= box_a[:, 2])
                           & (box_a[:, 1] <= box_b[:, 3]) & (box_b[:, 1] <= box_a[:, 3]))
     inside = np.zeros(len(ia), dtype=bool)  # only geometries whose boxes meet can intersect
-    inside[meet] = pairs_intersect(a.wgs84, b.wgs84, ia[meet], ib[meet])
+    inside[meet] = pairs_intersect(a.wgs84, a.bounds, b.wgs84, ia[meet], ib[meet])
     apart = np.flatnonzero(~inside)
     if len(apart) == 0:
         return distance
@@ -151,7 +158,7 @@ def _within(a: _Part, b: _Part, reach_m: float | np.ndarray) -> tuple[np.ndarray
     if np.ndim(reach_m) == 0 and len(a.metric) > len(b.metric):
         ib, ia = _within(b, a, reach_m)
         return ia, ib
-    bounds_a, bounds_b = shapely.bounds(a.metric), shapely.bounds(b.metric)
+    bounds_a, bounds_b = a.metric_bounds, b.metric_bounds
     reach = np.broadcast_to(reach_m, len(a.metric))
     present = np.flatnonzero(~np.isnan(bounds_a[:, 0]) & ~np.isnan(reach))  # a geometry, a reach
     widened = bounds_a[present] + np.outer(reach[present], [-1.0, -1.0, 1.0, 1.0])
