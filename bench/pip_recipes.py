@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per recipe (median reported)")
     parser.add_argument("--skip", nargs="*", default=[], help="recipes to leave out (e.g. shapely.query_predicate)")
+    parser.add_argument("--layers", nargs="*", default=["code_qp", "code_insee"], help="polygon layers to run")
     parser.add_argument("--view-queries", metavar="DEP", help="time the view-time radius queries of this département")
     args = parser.parse_args(argv)
     data = nd.load_or_generate(nd.sizes_from_env(nd.SMALL if args.small else nd.NATIONAL))
@@ -270,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict[str, object]] = []
     for key, polygons in layers.items():
+        if key not in args.layers:
+            continue
         con = prepare(duckdb.connect())
         duckdb_tables(con, points, polygons)
         con.execute("SET threads = 1")
