@@ -1,131 +1,175 @@
-"""Pairs within a radius and nearest features, measured in metres in the metric CRS of each
-territory.
+"""Pairs within a radius and nearest features, in geodesic metres on the WGS84 ellipsoid.
 
-:func:`within_and_nearest`, the dashboard's query, keeps each input's reprojection, boxes and
-STRtrees in a small cache (the dashboard asks the same QPVs and tiers-lieux again and again) and
-measures long lists of pairs on two threads (Shapely and pyproj release the GIL)."""
+How a distance is measured, for each territory apart (features of different territories are
+never paired):
+
+1. Candidates, with an STRtree in the territory's metric CRS: the pairs whose bounding boxes
+   come within the radius times the projection's largest scale factor over the territory (a
+   geodesic distance d is at most d x that factor in the plane, see :func:`scale_range`); for
+   the nearest feature, every target within the planar nearest distance times the ratio of the
+   largest to the smallest factor.
+2. A pair that intersects in WGS84 (inside or on the boundary) is at distance 0.
+3. Otherwise the nearest points of the two outlines (a polygon's boundary, other geometries
+   themselves) are found in the metric CRS (``shapely.shortest_line``), taken back to lon/lat,
+   and measured with ``pyproj.Geod.inv``. A conformal projection keeps the nearest points where
+   they are to well under a metre, and the distance varies only to second order around them:
+   the result is within millimetres of the exact geodesic distance to the polygon.
+
+Polygon edges are the straight lines between their lon/lat vertices, as for the topology; they
+are densified every :data:`DENSIFY_DEGREES` before reprojection so that their metric copies
+follow those lines (in Lambert-93 around Lille, a 1 km diagonal edge would otherwise bow by
+2 cm, a 10 km one by 2.4 m).
+"""
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from pyproj import Geod, Proj
 
 from essmap.domain.territories import TERRITORIES, Territory
 from essmap.geo.base import (
-    _CORES,
-    _POINT_TYPE_ID,
-    _TERRITORY_CODES,
-    LayerCache,
-    _first_per_group,
-    _geoms,
-    _key_rank,
-    _part,
-    _require_column,
-    _shared_territories,
-    _side_by_side,
-    _territory_labels,
-    _usable,
+    WGS84_EPSG,
+    geometries,
+    key_rank,
+    positions_by_territory,
+    require_column,
     require_wgs84,
     take_or_na,
+    territory_codes,
     to_metric,
+    transformer,
 )
-from essmap.geo.contains import _intersecting_pairs, _pair_intersects
+from essmap.geo.contains import first_by_key, pairs_intersect
 
-# Conservative conversion of a metric radius into degrees (see _degree_margins): a degree of
-# latitude is at least 110,574 m (at the equator), a degree of longitude at least
-# 111,319 m x cos(latitude); the factor covers the scale error of the metric projections
-# (well under 1 % over each territory) with a wide margin.
-_M_PER_DEG_LAT_MIN = 110_574.0
-_M_PER_DEG_LON_EQUATOR = 111_319.0
-_RADIUS_SAFETY = 1.05
-_RADIUS_SLACK_M = 1.0
+#: The WGS84 ellipsoid, for geodesic distances (pure computation: shared by every thread).
+GEOD = Geod(ellps="WGS84")
+#: Longest edge (degrees, ~100 m) kept before reprojection: see the module docstring.
+DENSIFY_DEGREES = 0.001
+#: Added to every metric search distance (metres): covers the densified edges' bowing and rounding.
+SLACK_M = 1.0
 
-
-# --- Pairs within a radius (metric CRS per territory) --------------------------------------------
+_POLYGONAL = (3, 6)  # shapely type ids of Polygon and MultiPolygon
 
 
-def _degree_margins(territory: Territory, radius_m: float) -> tuple[float, float]:
-    """(longitude, latitude) widening, in degrees, that surely covers ``radius_m`` metres anywhere
-    in the territory: used only to find candidate pairs, never as a distance."""
-    reach = radius_m * _RADIUS_SAFETY + _RADIUS_SLACK_M
-    d_lat = reach / _M_PER_DEG_LAT_MIN
-    lat_extreme = max(abs(territory.bbox[1]), abs(territory.bbox[3])) + d_lat
-    d_lon = reach / (_M_PER_DEG_LON_EQUATOR * math.cos(math.radians(min(lat_extreme, 89.0))))
-    return d_lon, d_lat
+@functools.cache
+def scale_range(territory: Territory) -> tuple[float, float]:
+    """(smallest, largest) scale factor of the territory's metric CRS over its bounding box, with
+    a 0.1 % margin: a geodesic distance d is between d x smallest and d x largest in the plane."""
+    lon0, lat0, lon1, lat1 = territory.bbox
+    lon, lat = np.meshgrid(np.linspace(lon0, lon1, 41), np.linspace(lat0, lat1, 41))
+    factors = Proj(territory.epsg).get_factors(lon.ravel(), lat.ravel())
+    scales = np.concatenate([factors.meridional_scale, factors.parallel_scale])
+    return float(scales.min()) * 0.999, float(scales.max()) * 1.001
 
 
-def _candidate_pairs(
-    a: np.ndarray, b: np.ndarray, territory: Territory, radius_m: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) whose WGS84 bounding boxes come within ``radius_m`` metres (a superset of the pairs
-    within ``radius_m`` in the territory's metric CRS). The STRtree holds the widened boxes of
-    the smaller side and is queried with the larger side."""
-    empty = np.empty(0, dtype=np.int64)
-    swap = len(a) > len(b)
-    small, large = (b, a) if swap else (a, b)
-    kept = np.flatnonzero(_usable(small))  # boxes of missing geometries would be NaN
-    if len(kept) == 0 or len(large) == 0:
-        return empty, empty
-    d_lon, d_lat = _degree_margins(territory, radius_m)
-    bounds = shapely.bounds(small[kept])
-    boxes = shapely.box(
-        bounds[:, 0] - d_lon, bounds[:, 1] - d_lat, bounds[:, 2] + d_lon, bounds[:, 3] + d_lat
-    )
-    i_large, i_small = shapely.STRtree(boxes).query(large)
-    i_small = kept[i_small]
-    return (i_large, i_small) if swap else (i_small, i_large)
+@dataclass(frozen=True)
+class _Part:
+    """The features of one input in one territory: their rows in the input, WGS84 geometries,
+    metric geometries, the bounds of both, and the mean number of vertices."""
+
+    rows: np.ndarray
+    wgs84: np.ndarray
+    metric: np.ndarray
+    bounds: np.ndarray
+    metric_bounds: np.ndarray
+    vertices: float
+
+    def take(self, positions: np.ndarray) -> _Part:
+        return _Part(self.rows[positions], self.wgs84[positions], self.metric[positions], self.bounds[positions],
+                     self.metric_bounds[positions], self.vertices)
 
 
-def _metric_distances(
-    a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, territory: Territory
-) -> np.ndarray:
-    """Distance in metres of each pair, in the territory's metric CRS; only the geometries
-    involved are reprojected."""
-    ua, inv_a = _distinct(ia)
-    ub, inv_b = _distinct(ib)
-    ma = to_metric(a[ua], territory)
-    mb = to_metric(b[ub], territory)
-    return shapely.distance(ma[inv_a], mb[inv_b])
+def _part(geoms: np.ndarray, rows: np.ndarray, territory: Territory) -> _Part:
+    """The part of ``geoms`` at ``rows`` in the territory's metric CRS. The caller's geometries
+    are read as few times as possible: taken from a large frame, they lie all over the memory."""
+    wgs84 = geoms[rows]
+    bounds = shapely.bounds(wgs84)
+    points = (bounds[:, 0] == bounds[:, 2]) & (bounds[:, 1] == bounds[:, 3])  # NaN (no geometry) is not
+    others = np.flatnonzero(~points & ~np.isnan(bounds[:, 0]))
+    metric = np.full(len(wgs84), None, dtype=object)
+    forward = transformer(WGS84_EPSG, territory.epsg)
+    metric[points] = shapely.points(*forward.transform(bounds[points, 0], bounds[points, 1]))
+    metric[others] = to_metric(shapely.segmentize(wgs84[others], DENSIFY_DEGREES), territory)
+    return _Part(rows, wgs84, metric, bounds, shapely.bounds(metric),
+                 float(shapely.get_num_coordinates(metric).mean()))
 
 
-def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(values, return_inverse=True)`` by sorting (numpy's hash-based unique is
-    several times slower on millions of integers)."""
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    first = np.ones(len(values), dtype=bool)
-    first[1:] = sorted_values[1:] != sorted_values[:-1]
-    inverse = np.empty(len(values), dtype=np.int64)
-    inverse[order] = np.cumsum(first) - 1
-    return sorted_values[first], inverse
+def _territory_parts(sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame) -> list[tuple[Territory, _Part, _Part]]:
+    """Each territory that both inputs have, with both parts in its metric CRS."""
+    require_wgs84(sources, "sources")
+    require_wgs84(targets, "targets")
+    a, b = geometries(sources), geometries(targets)
+    b_rows = positions_by_territory(territory_codes(targets))
+    return [
+        (TERRITORIES[code], _part(a, rows, TERRITORIES[code]), _part(b, b_rows[code], TERRITORIES[code]))
+        for code, rows in positions_by_territory(territory_codes(sources)).items()
+        if code in b_rows
+    ]
 
 
-def _pairs_within(
-    a: gpd.GeoDataFrame, b: gpd.GeoDataFrame, radius_m: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions (i in ``a``, j in ``b``) and distance in metres of every pair of the same
-    territory at most ``radius_m`` apart, distance 0 when they intersect in WGS84."""
-    radius_m = _check_radius(radius_m)
-    ga, gb = _geoms(a), _geoms(b)
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for territory, pa, pb in _shared_territories(a, b):
-        ca, cb = _candidate_pairs(_part(ga, pa), _part(gb, pb), territory, radius_m)
-        if len(ca) == 0:
-            continue
-        ca, cb = pa[ca], pb[cb]
-        distance = _metric_distances(ga, gb, ca, cb, territory)
-        inside = _pair_intersects(ga, gb, ca, cb)
-        distance = np.where(inside, 0.0, distance)
-        keep = distance <= radius_m
-        parts.append((ca[keep], cb[keep], distance[keep]))
-    return _concatenated(parts)
+def _geodesic(a: _Part, b: _Part, ia: np.ndarray, ib: np.ndarray, territory: Territory) -> np.ndarray:
+    """Geodesic distance in metres of each pair (``a`` row ``ia``, ``b`` row ``ib``), 0 where the
+    two intersect in WGS84 (see the module docstring)."""
+    if a.vertices > b.vertices:
+        return _geodesic(b, a, ib, ia, territory)  # the side with more vertices is prepared: ``b``
+    distance = np.zeros(len(ia))
+    box_a, box_b = a.bounds[ia], b.bounds[ib]
+    meet = np.flatnonzero((box_a[:, 0] <= box_b[:, 2]) & (box_b[:, 0] <= box_a[:, 2])
+                          & (box_a[:, 1] <= box_b[:, 3]) & (box_b[:, 1] <= box_a[:, 3]))
+    inside = np.zeros(len(ia), dtype=bool)  # only geometries whose boxes meet can intersect
+    inside[meet] = pairs_intersect(a.wgs84, a.bounds, b.wgs84, ia[meet], ib[meet])
+    apart = np.flatnonzero(~inside)
+    if len(apart) == 0:
+        return distance
+    ia, ib = ia[apart], ib[apart]
+    line = shapely.shortest_line(_outlines(b.metric, ib, prepare=True)[ib], _outlines(a.metric, ia)[ia])
+    ends = shapely.get_coordinates(line)  # two points per line: on b, then on a
+    lon, lat = transformer(territory.epsg, WGS84_EPSG).transform(ends[:, 0], ends[:, 1])
+    _, _, distance[apart] = GEOD.inv(lon[0::2], lat[0::2], lon[1::2], lat[1::2])
+    return distance
+
+
+def _outlines(metric: np.ndarray, rows: np.ndarray, prepare: bool = False) -> np.ndarray:
+    """The outline of ``metric``'s geometries at ``rows`` (None elsewhere): a polygon's boundary
+    (the nearest point of a polygon to anything outside it is on its boundary), other geometries
+    themselves; prepared if asked (an index of the edges, for the nearest points)."""
+    rows = np.unique(rows)
+    outlines = np.full(len(metric), None, dtype=object)
+    outlines[rows] = metric[rows]
+    polygonal = rows[np.isin(shapely.get_type_id(metric[rows]), _POLYGONAL)]
+    outlines[polygonal] = shapely.boundary(metric[polygonal])
+    if prepare:
+        shapely.prepare(outlines[rows])  # geometries of this call only: reprojected or new boundaries
+    return outlines
+
+
+def _within(a: _Part, b: _Part, reach_m: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (in ``a``, in ``b``) of every pair whose metric bounding boxes are at most ``reach_m``
+    apart (one value, or one per row of ``a``): a superset of the pairs at most that far apart.
+    An STRtree of the larger side (of ``b`` for one reach per row) is queried with the widened
+    boxes of the other."""
+    if np.ndim(reach_m) == 0 and len(a.metric) > len(b.metric):
+        ib, ia = _within(b, a, reach_m)
+        return ia, ib
+    bounds_a, bounds_b = a.metric_bounds, b.metric_bounds
+    reach = np.broadcast_to(reach_m, len(a.metric))
+    present = np.flatnonzero(~np.isnan(bounds_a[:, 0]) & ~np.isnan(reach))  # a geometry, a reach
+    widened = bounds_a[present] + np.outer(reach[present], [-1.0, -1.0, 1.0, 1.0])
+    ia, ib = shapely.STRtree(b.metric).query(shapely.box(*widened.T))
+    ia = present[ia]
+    # boxes that meet only by their widened corners are farther apart than the reach
+    box_a, box_b = bounds_a[ia], bounds_b[ib]
+    gap_x = np.maximum(np.maximum(box_a[:, 0] - box_b[:, 2], box_b[:, 0] - box_a[:, 2]), 0.0)
+    gap_y = np.maximum(np.maximum(box_a[:, 1] - box_b[:, 3], box_b[:, 1] - box_a[:, 3]), 0.0)
+    near = np.hypot(gap_x, gap_y) <= reach[ia]
+    return ia[near], ib[near]
 
 
 def _check_radius(radius_m: float) -> float:
@@ -135,33 +179,77 @@ def _check_radius(radius_m: float) -> float:
     return value
 
 
-def within_distance(
-    sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame, radius_m: float
-) -> pd.DataFrame:
+def _pairs_within(territory: Territory, a: _Part, b: _Part, radius_m: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows (in ``a``, in ``b``) and geodesic distance of every pair at most ``radius_m`` apart."""
+    ia, ib = _within(a, b, radius_m * scale_range(territory)[1] + SLACK_M)
+    distance = _geodesic(a, b, ia, ib, territory)
+    keep = distance <= radius_m
+    return ia[keep], ib[keep], distance[keep]
+
+
+def _nearest_candidates(territory: Territory, a: _Part, b: _Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows and geodesic distance of the pairs that may be nearest: for each feature of ``a``,
+    every feature of ``b`` at most d x largest / smallest scale factor from it in the plane, d
+    being the planar nearest distance. The geodesically nearest is among them: it is at most as
+    far as the planar nearest, which is at most d / smallest away."""
+    (ia, _), planar = shapely.STRtree(b.metric).query_nearest(a.metric, return_distance=True, all_matches=False)
+    smallest, largest = scale_range(territory)
+    reach = np.full(len(a.metric), np.nan)
+    reach[ia] = planar * largest / smallest + SLACK_M
+    ia, ib = _within(a, b, reach)
+    return ia, ib, _geodesic(a, b, ia, ib, territory)
+
+
+def _all_pairs_within(sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame, radius_m: float
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions (in ``sources``, in ``targets``) and distance of every pair of the same territory
+    at most ``radius_m`` metres apart."""
+    found = []
+    for territory, a, b in _territory_parts(sources, targets):
+        ia, ib, distance = _pairs_within(territory, a, b, radius_m)
+        found.append((a.rows[ia], b.rows[ib], distance))
+    return _joined(found)
+
+
+def _joined(found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not found:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0)
+    ia, ib, distance = (np.concatenate(arrays) for arrays in zip(*found, strict=True))
+    return ia.astype(np.int64), ib.astype(np.int64), distance
+
+
+def _nearest_of(n: int, ia: np.ndarray, ib: np.ndarray, distance: np.ndarray, keys: pd.Series
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Each of ``n`` sources' nearest target among the pairs (-1 when none), ties to the first
+    key, and its distance (NaN when none)."""
+    nearest_distance = np.full(n, np.inf)
+    np.minimum.at(nearest_distance, ia, distance)
+    at_minimum = distance == nearest_distance[ia]
+    position = first_by_key(n, ia[at_minimum], ib[at_minimum], keys)
+    return position, np.where(position >= 0, nearest_distance, np.nan)
+
+
+# --- Public queries --------------------------------------------------------------------------------
+
+
+def within_distance(sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame, radius_m: float) -> pd.DataFrame:
     """Every (source, target) pair of the same territory at most ``radius_m`` metres apart.
 
-    The general form of :func:`distances_to_polygons`, for any geometry types (e.g. ESS
-    suppliers around a site: points to a point). Distances are measured in the territory's
-    metric CRS (EPSG:2154 in metropolitan France, UTM-based overseas), 0 when the features
-    intersect in WGS84.
+    Any geometry types (e.g. ESS suppliers around a site: points to a point). Geodesic
+    distances on the WGS84 ellipsoid, 0 when the features intersect in WGS84.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``source_index``, ``target_index`` (labels) and ``distance_m``, sorted by
-        source position then distance then target position.
+        source position, then distance, then target position.
     """
-    require_wgs84(sources, "sources")
-    require_wgs84(targets, "targets")
-    i_s, i_t, distance = _pairs_within(sources, targets, radius_m)
+    radius_m = _check_radius(radius_m)
+    i_s, i_t, distance = _all_pairs_within(sources, targets, radius_m)
     order = np.lexsort((i_t, distance, i_s))
-    return pd.DataFrame(
-        {
-            "source_index": sources.index[i_s[order]],
-            "target_index": targets.index[i_t[order]],
-            "distance_m": distance[order],
-        }
-    )
+    return pd.DataFrame({"source_index": sources.index[i_s[order]], "target_index": targets.index[i_t[order]],
+                         "distance_m": distance[order]})
 
 
 def distances_to_polygons(
@@ -169,10 +257,9 @@ def distances_to_polygons(
 ) -> pd.DataFrame:
     """Every (point, polygon) pair at most ``radius_m`` metres apart, with the distance.
 
-    Distances are measured in the metric CRS of the territory (EPSG:2154 in metropolitan
-    France, UTM-based CRSs overseas; points and polygons of different territories are never
-    paired), from the point to the nearest point of the polygon, 0 inside or on the boundary.
-    ``radius_m = 0`` therefore returns exactly the pairs where the point is in the polygon.
+    Geodesic distance from the point to the nearest point of the polygon, 0 inside or on the
+    boundary; points and polygons of different territories are never paired. ``radius_m = 0``
+    therefore returns exactly the pairs where the point is in the polygon.
 
     Returns
     -------
@@ -183,39 +270,24 @@ def distances_to_polygons(
     """
     require_wgs84(points, "points")
     require_wgs84(polygons, "polygons")
-    _require_column(polygons, key, "polygons")
-    ip, ig, distance = _pairs_within(points, polygons, radius_m)
-    rank = _key_rank(polygons[key])
-    order = np.lexsort((rank[ig], distance, ip))
+    require_column(polygons, key, "polygons")
+    radius_m = _check_radius(radius_m)
+    ip, ig, distance = _all_pairs_within(points, polygons, radius_m)
+    order = np.lexsort((key_rank(polygons[key])[ig], distance, ip))
     ip, ig, distance = ip[order], ig[order], distance[order]
-    return pd.DataFrame(
-        {
-            "point_index": points.index[ip],
-            "polygon_index": polygons.index[ig],
-            key: take_or_na(polygons[key], ig),
-            "distance_m": distance,
-        }
-    )
-
-
-# --- Nearest feature ---------------------------------------------------------------------------
+    return pd.DataFrame({"point_index": points.index[ip], "polygon_index": polygons.index[ig],
+                         key: take_or_na(polygons[key], ig), "distance_m": distance})
 
 
 def nearest(
-    sources: gpd.GeoDataFrame,
-    targets: gpd.GeoDataFrame,
-    key: str,
-    *,
-    max_distance_m: float | None = None,
+    sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame, key: str, *, max_distance_m: float | None = None
 ) -> pd.DataFrame:
     """For each source feature, the nearest target feature of its territory and the distance.
 
-    Works in both directions and for any geometry types: "for each QPV, the nearest
-    tiers-lieu" (polygons to points) as well as "for each establishment, the nearest QPV"
-    (points to polygons). Distances are in metres in the territory's metric CRS (EPSG:2154 in
-    metropolitan France, UTM-based overseas), 0 when the features intersect in WGS84. Ties
-    (equal distances, e.g. a point inside two overlapping polygons) go to the first target in
-    ascending ``key`` order.
+    Any geometry types, both ways: "for each QPV, the nearest tiers-lieu" as well as "for each
+    establishment, the nearest QPV". Geodesic distances, 0 when the features intersect in
+    WGS84; equal distances (e.g. a point inside two overlapping polygons) go to the first
+    target in ascending ``key`` order.
 
     Parameters
     ----------
@@ -224,9 +296,7 @@ def nearest(
     key : str
         Column of ``targets`` identifying the nearest feature.
     max_distance_m : float, optional
-        Ignore targets farther than this. Much faster on large inputs: only candidate pairs
-        are reprojected, whereas the unbounded search reprojects every feature of each
-        territory (count about 1 µs per point created, i.e. seconds for millions of points).
+        Ignore targets farther than this (then only the pairs within it are measured).
 
     Returns
     -------
@@ -235,153 +305,18 @@ def nearest(
         ``targets.index``) and ``distance_m`` (Float64); <NA> when the territory has no target
         (within ``max_distance_m``).
     """
-    require_wgs84(sources, "sources")
-    require_wgs84(targets, "targets")
-    _require_column(targets, key, "targets")
+    require_column(targets, key, "targets")
     if max_distance_m is not None:
-        isrc, itgt, distance = _pairs_within(sources, targets, max_distance_m)
+        pairs = _all_pairs_within(sources, targets, _check_radius(max_distance_m))
     else:
-        isrc, itgt, distance = _nearest_pairs(sources, targets)
-    return _nearest_frame(sources, targets, key, isrc, itgt, distance)
-
-
-def _nearest_frame(
-    sources: gpd.GeoDataFrame,
-    targets: gpd.GeoDataFrame,
-    key: str,
-    isrc: np.ndarray,
-    itgt: np.ndarray,
-    distance: np.ndarray,
-) -> pd.DataFrame:
-    """:func:`nearest`'s frame from candidate pairs: the first per source by (distance, key)."""
-    position, best = _nearest_positions(len(sources), targets[key], isrc, itgt, distance)
-    return pd.DataFrame(
-        {
-            key: take_or_na(targets[key], position),
-            "nearest_index": take_or_na(targets.index, position),
-            "distance_m": pd.array(best, dtype="Float64"),
-        },
-        index=sources.index,
-    )
-
-
-def _nearest_positions(
-    n_sources: int, keys: pd.Series, isrc: np.ndarray, itgt: np.ndarray, distance: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Position of each source's nearest target (-1 when none) and its distance (NaN), from
-    candidate pairs; equal distances go to the first target by ``keys``."""
-    order = np.lexsort((itgt, distance, isrc))
-    return _nearest_of_sorted(n_sources, keys, isrc[order], itgt[order], distance[order])
-
-
-def _nearest_of_sorted(
-    n_sources: int, keys: pd.Series, isrc: np.ndarray, itgt: np.ndarray, distance: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_nearest_positions` of pairs grouped by source and sorted by distance within
-    each group; the keys are ranked only for the sources with equal distances (ranking every
-    key is the slow part on small queries)."""
-    position = np.full(n_sources, -1, dtype=np.int64)
-    best = np.full(n_sources, np.nan)
-    if len(isrc) == 0:
-        return position, best
-    head = np.ones(len(isrc), dtype=bool)
-    head[1:] = isrc[1:] != isrc[:-1]
-    group_start = np.flatnonzero(head)
-    tied = distance == distance[group_start][np.cumsum(head) - 1]
-    position[isrc[head]] = itgt[head]
-    best[isrc[head]] = distance[head]
-    several = np.bincount(isrc[tied], minlength=n_sources) > 1
-    if several.any():
-        pick = np.flatnonzero(tied & several[isrc])
-        candidates = np.unique(itgt[pick])
-        rank = np.empty(len(keys), dtype=np.int64)
-        rank[candidates] = _key_rank(keys.array.take(candidates))
-        first = _first_per_group(isrc[pick], rank[itgt[pick]])
-        position[isrc[pick][first]] = itgt[pick][first]
-    return position, best
-
-
-def _nearest_pairs(
-    sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest candidates per source (all ties), per territory in its metric CRS, plus every
-    WGS84-intersecting pair at distance 0."""
-    gs, gt = _geoms(sources), _geoms(targets)
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for territory, ps, pt in _shared_territories(sources, targets):
-        tree = shapely.STRtree(to_metric(_part(gt, pt), territory))
-        (i_s, i_t), distance = tree.query_nearest(
-            to_metric(_part(gs, ps), territory), return_distance=True, all_matches=True
-        )
-        parts.append((ps[i_s], pt[i_t], distance))
-        j_s, j_t = _intersecting_pairs(_part(gs, ps), _part(gt, pt))
-        parts.append((ps[j_s], pt[j_t], np.zeros(len(j_s))))
-    return _concatenated(parts)
-
-
-# --- Radius query and nearest feature in one pass (cached metric layers) -------------------------
-
-
-@dataclass(frozen=True)
-class _MetricLayer:
-    """A layer as :func:`within_and_nearest` needs it, built once per set of geometries and
-    territories and then reused (the dashboard asks the same QPVs and tiers-lieux again and
-    again): what the query would otherwise rebuild on every call."""
-
-    #: The input geometries, held so that their ``id`` (the cache key) cannot be reused.
-    wgs84: np.ndarray
-    #: Index in :data:`~essmap.domain.territories.TERRITORIES` of each row, -1 without a geometry.
-    territory: np.ndarray
-    #: Each geometry in its territory's metric CRS (None without a geometry).
-    metric: np.ndarray
-    #: ``shapely.bounds`` of ``metric`` and of ``wgs84`` (NaN without a geometry).
-    metric_bounds: np.ndarray
-    wgs84_bounds: np.ndarray
-    #: The centre of each metric box, as a point (None without a geometry).
-    centres: np.ndarray
-    #: Per territory: the row positions and an STRtree of their metric geometries.
-    trees: dict[int, tuple[np.ndarray, shapely.STRtree]]
-    #: Every geometry is a point (then ``wgs84_bounds`` holds the coordinates).
-    points: bool
-
-
-#: Metric layers kept for reuse (at most 16 x 100,000 geometries), keyed by the identity of the
-#: WGS84 geometries and the territory of each.
-_METRIC_CACHE: LayerCache[_MetricLayer] = LayerCache(size=16, max_geometries=100_000)
-
-#: Arrays from this length on are processed on two threads (:func:`_in_two_halves`); one worker
-#: thread serves every caller.
-_PARALLEL_MIN_ITEMS = 512
-
-
-def _metric_layer(frame: gpd.GeoDataFrame) -> _MetricLayer:
-    """The frame's :class:`_MetricLayer`, from the cache when the same geometries (by identity)
-    in the same territories were seen recently."""
-    territory = _territory_labels(frame)
-    return _METRIC_CACHE.get(_geoms(frame), partial(_build_metric_layer, territory=territory),
-                             extra=territory.tobytes())
-
-
-def _build_metric_layer(geoms: np.ndarray, territory: np.ndarray) -> _MetricLayer:
-    """The :class:`_MetricLayer` of ``geoms`` (each in territory ``territory``, -1 for none)."""
-    territory = np.where(_usable(geoms), territory, -1)
-    metric = np.full(len(geoms), None, dtype=object)
-    trees: dict[int, tuple[np.ndarray, shapely.STRtree]] = {}
-    for k in np.unique(territory[territory >= 0]).tolist():
-        positions = np.flatnonzero(territory == k)
-        reproject = partial(to_metric, territory=TERRITORIES[_TERRITORY_CODES[k]])
-        metric[positions] = _in_two_halves(reproject, geoms[positions])
-        trees[k] = (positions, shapely.STRtree(metric[positions]))
-    points = bool((shapely.get_type_id(geoms[territory >= 0]) == _POINT_TYPE_ID).all())
-    metric_bounds = shapely.bounds(metric)
-    if points:
-        centres = metric
-    else:
-        centres = np.full(len(geoms), None, dtype=object)
-        usable = territory >= 0
-        b = metric_bounds[usable]
-        centres[usable] = shapely.points((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2)
-    return _MetricLayer(geoms, territory, metric, metric_bounds, shapely.bounds(geoms), centres, trees, points)
+        found = []
+        for territory, a, b in _territory_parts(sources, targets):
+            ia, ib, distance = _nearest_candidates(territory, a, b)
+            found.append((a.rows[ia], b.rows[ib], distance))
+        pairs = _joined(found)
+    position, distance = _nearest_of(len(sources), *pairs, targets[key])
+    return pd.DataFrame({key: take_or_na(targets[key], position), "nearest_index": take_or_na(targets.index, position),
+                         "distance_m": pd.array(distance, dtype="Float64")}, index=sources.index)
 
 
 @dataclass(frozen=True)
@@ -403,137 +338,23 @@ class RadiusAndNearest:
 def within_and_nearest(
     sources: gpd.GeoDataFrame, targets: gpd.GeoDataFrame, radius_m: float, key: str
 ) -> RadiusAndNearest:
-    """:func:`within_distance` and :func:`nearest` (ties by ``key``) in one pass, with the same
-    pairs, distances and nearest targets, by position: "for each QPV, the tiers-lieux within
-    1 km and the nearest one" at dashboard speed.
-
-    Candidates come from the metric bounding boxes: first the targets within the radius of each
-    source's box; then, for the sources left without any, the targets within U of their box,
-    where U is the distance to the target t0 nearest to the box's centre (U bounds the nearest
-    distance). Each distance is measured once, in the territory's metric CRS, for all
-    territories at once; reprojections and indexes are reused across calls on the same
-    geometries.
-    """
-    require_wgs84(sources, "sources")
-    require_wgs84(targets, "targets")
-    _require_column(targets, key, "targets")
+    """:func:`within_distance` and :func:`nearest` (ties by ``key``) in one call, by position:
+    "for each QPV, the tiers-lieux within 1 km and the nearest one". A source with a target
+    within the radius has its nearest among those; only the others search further."""
+    require_column(targets, key, "targets")
     radius_m = _check_radius(radius_m)
-    src, tgt = _metric_layer(sources), _metric_layer(targets)
-    which = np.flatnonzero(src.territory >= 0)
-    cs, ct = _box_candidates(src, tgt, which, np.full(len(which), radius_m))
-    distance = _measured(src, tgt, cs, ct)
-    keep = distance <= radius_m
-    i_s, i_t, d_within = cs[keep], ct[keep], distance[keep]
-    # sources with a target within the radius have their nearest among those; the others
-    # search again within their bound U
-    covered = np.zeros(len(sources), dtype=bool)
-    covered[i_s] = True
-    order = np.lexsort((i_t, d_within, i_s))
-    i_s, i_t, d_within = i_s[order], i_t[order], d_within[order]
-    # the sources without a target within the radius come after those with one, sorted alike
-    rest_s, rest_t, rest_d = _nearest_candidates(src, tgt, which[~covered[which]])
-    order = np.lexsort((rest_t, rest_d, rest_s))
-    nearest_position, nearest_distance = _nearest_of_sorted(
-        len(sources), targets[key], np.concatenate([i_s, rest_s[order]]),
-        np.concatenate([i_t, rest_t[order]]), np.concatenate([d_within, rest_d[order]]),
-    )
-    return RadiusAndNearest(i_s, i_t, d_within, nearest_position, nearest_distance)
-
-
-def _nearest_candidates(
-    src: _MetricLayer, tgt: _MetricLayer, which: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(source, target, distance) of every target that may be nearest to the sources ``which``:
-    those within U = d(source, t0) of the source's box, t0 being the target nearest to the
-    box's centre (sources of a territory without targets get none)."""
-    centres = src.centres[which]
-    territory = src.territory[which]
-    first = np.full(len(which), -1, dtype=np.int64)
-    for k, (positions, tree) in tgt.trees.items():
-        mine = np.flatnonzero(territory == k)
-        if len(mine):
-            first[mine] = positions[tree.nearest(centres[mine])]
-    which, first = which[first >= 0], first[first >= 0]
-    bound = _measured(src, tgt, which, first)
-    cs, ct = _box_candidates(src, tgt, which, bound)
-    cs_again = np.searchsorted(which, cs)  # ``which`` is sorted
-    others = ct != first[cs_again]
-    cs, ct = cs[others], ct[others]
-    return (
-        np.concatenate([which, cs]),
-        np.concatenate([first, ct]),
-        np.concatenate([bound, _measured(src, tgt, cs, ct)]),
-    )
-
-
-def _box_candidates(
-    src: _MetricLayer, tgt: _MetricLayer, which: np.ndarray, reach: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(source, target) positions of the same territory whose metric boxes are at most
-    ``reach`` metres apart (one value per source ``which``, plus a metre of slack): a superset
-    of the pairs at most that far apart, since two geometries are never nearer than their boxes."""
-    widen = reach + _RADIUS_SLACK_M
-    b = src.metric_bounds[which]
-    boxes = shapely.box(b[:, 0] - widen, b[:, 1] - widen, b[:, 2] + widen, b[:, 3] + widen)
-    territory = src.territory[which]
-    found_w: list[np.ndarray] = []
-    found_t: list[np.ndarray] = []
-    for k, (positions, tree) in tgt.trees.items():
-        mine = np.flatnonzero(territory == k)
-        if len(mine):
-            i, j = tree.query(boxes[mine])
-            found_w.append(mine[i])
-            found_t.append(positions[j])
-    if not found_w:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
-    iw, ct = np.concatenate(found_w), np.concatenate(found_t)
-    # the boxes met only by their widened corners are farther apart than ``reach``
-    bs, bt = b[iw], tgt.metric_bounds[ct]
-    gap_x = np.maximum(np.maximum(bs[:, 0] - bt[:, 2], bt[:, 0] - bs[:, 2]), 0.0)
-    gap_y = np.maximum(np.maximum(bs[:, 1] - bt[:, 3], bt[:, 1] - bs[:, 3]), 0.0)
-    near = np.hypot(gap_x, gap_y) <= widen[iw]
-    return which[iw[near]], ct[near]
-
-
-def _measured(src: _MetricLayer, tgt: _MetricLayer, cs: np.ndarray, ct: np.ndarray) -> np.ndarray:
-    """Metric distance of each (source, target) pair, 0 where they intersect in WGS84 (those
-    are not measured)."""
-    distance = np.zeros(len(cs))
-    apart = np.ones(len(cs), dtype=bool)
-    # only pairs whose WGS84 boxes meet can intersect in WGS84
-    bs, bt = src.wgs84_bounds[cs], tgt.wgs84_bounds[ct]
-    meet = np.flatnonzero(
-        (bs[:, 0] <= bt[:, 2]) & (bt[:, 0] <= bs[:, 2]) & (bs[:, 1] <= bt[:, 3]) & (bt[:, 1] <= bs[:, 3])
-    )
-    if len(meet) and tgt.points:  # e.g. tiers-lieux around QPVs: a point in polygon test, nothing to build
-        apart[meet] = ~shapely.intersects_xy(src.wgs84[cs[meet]], bt[meet, 0], bt[meet, 1])
-    elif len(meet):
-        apart[meet] = ~_pair_intersects(src.wgs84, tgt.wgs84, cs[meet], ct[meet])
-    distance[apart] = _distances(src.metric[cs[apart]], tgt.metric[ct[apart]])
-    return distance
-
-
-def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``shapely.distance(a, b)``, on two threads for long lists (see :func:`_in_two_halves`)."""
-    return _in_two_halves(shapely.distance, a, b)
-
-
-def _in_two_halves(function: Callable[..., np.ndarray], *arrays: np.ndarray) -> np.ndarray:
-    """``function(*arrays)`` for an elementwise ``function`` that releases the GIL (Shapely,
-    pyproj), the second half of long arrays on the worker thread (:func:`_side_by_side`)."""
-    if len(arrays[0]) < _PARALLEL_MIN_ITEMS or _CORES < 2:
-        return function(*arrays)
-    half = len(arrays[0]) // 2
-    first, rest = _side_by_side(lambda: function(*(a[:half] for a in arrays)),
-                                lambda: function(*(a[half:] for a in arrays)))
-    return np.concatenate([first, rest])
-
-
-def _concatenated(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The (i, j, distance) parts of each territory joined, empty typed arrays when none."""
-    if not parts:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty, np.empty(0, dtype=float)
-    i, j, d = (np.concatenate(x) for x in zip(*parts))
-    return i, j, d
+    within, near = [], []
+    for territory, a, b in _territory_parts(sources, targets):
+        ia, ib, distance = _pairs_within(territory, a, b, radius_m)
+        within.append((a.rows[ia], b.rows[ib], distance))
+        rest = np.setdiff1d(np.arange(len(a.rows)), ia)
+        if len(rest):
+            ja, jb, distance = _nearest_candidates(territory, a.take(rest), b)
+            near.append((a.rows[rest[ja]], b.rows[jb], distance))
+    i_s, i_t, distance = _joined(within)
+    order = np.lexsort((i_t, distance, i_s))
+    i_s, i_t, distance = i_s[order], i_t[order], distance[order]
+    j_s, j_t, j_distance = _joined(near)
+    position, nearest_distance = _nearest_of(len(sources), np.concatenate([i_s, j_s]), np.concatenate([i_t, j_t]),
+                                             np.concatenate([distance, j_distance]), targets[key])
+    return RadiusAndNearest(i_s, i_t, distance, position, nearest_distance)
