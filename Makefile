@@ -9,7 +9,7 @@ LOCK_STAMP := $(VENV)/.locked-stamp
 LOCK := requirements.lock
 PIP_VERSION := $(shell sed -n 's/^pip==\([^ ]*\).*/\1/p' $(LOCK))
 DB := data/essmap.duckdb
-DEMO_INPUTS := $(wildcard data/geo/* data/raw/*) $(wildcard essmap/demo/*.py essmap/io/readers/*.py essmap/io/readers/*/*.py essmap/store/*.py)
+DEMO_INPUTS := $(wildcard data/geo/* data/raw/*) $(wildcard essmap/demo/*.py essmap/domain/*.py essmap/geo/*.py essmap/io/readers/*.py essmap/io/readers/*/*.py essmap/store/*.py)
 PORT ?= 8501
 
 .PHONY: run test test-unit build bench clean setup system-deps lint lock
