@@ -154,7 +154,7 @@ if "departement" not in state:
     initial, notices = view_from_link(st.query_params.to_dict(), departements=deps)
     state["_avis_lien"] = notices
     sel = initial.selection
-    dep = sel.departements[0] if sel.departements and sel.departements[0] in deps else ("13" if "13" in deps else deps[0])
+    dep = sel.departements[0] if sel.departements else ("13" if "13" in deps else deps[0])
     state.update({
         "departement": dep,
         "region": str(departements.set_index("code_departement").loc[dep, "code_region"]),
@@ -218,7 +218,8 @@ def _fiche_tab(data: viewdata.ViewData, view: MapView, units: dict[str, str]) ->
                 st.metric(card.indicator.label_fr, viewdata.format_value(card.value, card.indicator))
                 lines = []
                 if card.parent_name is not None:
-                    lines.append(f"{_plain(card.parent_name)} : {viewdata.format_value(card.parent_value, card.indicator)}")
+                    parent_value = viewdata.format_value(card.parent_value, card.indicator)
+                    lines.append(f"{_plain(card.parent_name)} : {parent_value}")
                 if card.france_value is not None:
                     lines.append(f"France : {viewdata.format_value(card.france_value, card.indicator)} "
                                  f"(source : {_plain(card.france_source_fr)})")

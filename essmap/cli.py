@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -187,7 +187,7 @@ DepartementOption = Annotated[str | None, typer.Option("--departement", help="Re
 
 def _write_query_result(frame, stem: str, territory: str, fmt: str, out: str | None, separator: str,
                         crs: str | int | None = None, *, force: bool, db: Path) -> None:
-    from essmap.render.tables import TABLE_FORMATS, export_file_name, write_table
+    from essmap.render.tables import TABLE_FORMATS, TableFormat, export_file_name, write_table
 
     if fmt not in TABLE_FORMATS:
         raise EssmapError(f"Format « {fmt} » inconnu. Formats possibles : {', '.join(TABLE_FORMATS)}.")
@@ -195,7 +195,8 @@ def _write_query_result(frame, stem: str, territory: str, fmt: str, out: str | N
         raise EssmapError(f"Séparateur « {separator} » non pris en charge : utilisez « , » ou « ; ».")
     target = out or export_file_name(stem, territory, fmt)
     try:
-        write_table(frame, target, fmt, separator=separator, layer=stem, crs=crs, force=force, protect=db)
+        write_table(frame, target, cast(TableFormat, fmt), separator=separator, layer=stem, crs=crs, force=force,
+                    protect=db)
     except ValueError as exc:
         raise EssmapError(str(exc)) from exc
     if target != "-":
@@ -333,7 +334,7 @@ def _export_view(vue: str | None, *, departement: str | None, epci: str | None, 
         view = MapView.from_query_params(params)
         territory = {"departements": tuple(_parse_departements(departement) or ()),
                      "epci": (epci.strip(),) if epci else (), "communes": (commune.strip(),) if commune else ()}
-        changes = {k: v for k, v in territory.items() if v}
+        changes: dict[str, Any] = {k: v for k, v in territory.items() if v}
         if changes:
             view = view.replace(selection=dataclasses.replace(view.selection, **changes))
         options = {"level": level, "indicator": indicateur, "method": methode, "k": classes, "radius_m": rayon,

@@ -91,7 +91,8 @@ def test_radius_changes_the_qpv_results(communes_view, demo_con):
 
 
 def test_with_view_only_restyles(communes_view):
-    three = communes_view.with_view(communes_view.view.replace(method="equal_interval", k=3, tiles="OpenStreetMap", selected="13055"))
+    three = communes_view.with_view(communes_view.view.replace(method="equal_interval", k=3, tiles="OpenStreetMap",
+                                                               selected="13055"))
     assert len(three.classification.colours) == 3
     assert three.etablissements is communes_view.etablissements
     assert three.view.selected == "13055"

@@ -21,7 +21,6 @@ from streamlit.testing.v1 import AppTest
 from test_snapshot import SCRIPT, pdf_text
 from typer.testing import CliRunner
 
-from essmap import store
 from essmap.cli import app
 from essmap.domain.selection import Selection
 from essmap.present.view import MapView

@@ -147,7 +147,8 @@ def test_feature_collection_matches_geopandas_with_rounded_coordinates(data):
     for mine, theirs in zip(built["features"], expected["features"], strict=True):
         assert mine["properties"] == theirs["properties"]
         assert mine["geometry"]["type"] == theirs["geometry"]["type"]
-        assert shapely.equals_exact(shapely.geometry.shape(mine["geometry"]), shapely.geometry.shape(theirs["geometry"]), 0)
+        shape = shapely.geometry.shape
+        assert shapely.equals_exact(shape(mine["geometry"]), shape(theirs["geometry"]), 0)
     coordinates = re.findall(r"-?\d+\.\d+", json.dumps([f["geometry"] for f in built["features"]]))
     assert coordinates and max(len(c.split(".")[1]) for c in coordinates) == 5
     assert len({f["id"] for f in built["features"]}) == len(areas)
@@ -177,7 +178,8 @@ def test_dashboard_serves_the_map_scripts_as_files(data, tmp_path):
     urls = maps.publish_assets(tmp_path / "static", "../../app/static")
     served = st_folium.with_asset_urls(args, urls)
     links = served["js_links"] + served["css_links"]
-    assert len(links) == len(args["js_links"] + args["css_links"]) and not any(link.startswith("data:") for link in links)
+    assert len(links) == len(args["js_links"] + args["css_links"])
+    assert not any(link.startswith("data:") for link in links)
     assert {k: v for k, v in served.items() if not k.endswith("_links")} == {
         k: v for k, v in args.items() if not k.endswith("_links")}
     for inlined, url in zip(args["js_links"], served["js_links"], strict=True):

@@ -194,7 +194,8 @@ def test_unknown_format_and_orientation_are_refused(data, demo):
 
 @pytest.mark.poppler
 def test_empty_points_and_qpv_still_draw(data, demo):
-    bare = data.__class__(**{**data.__dict__, "qpv": data.qpv.iloc[0:0], "etablissements": data.etablissements.iloc[0:0],
+    bare = data.__class__(**{**data.__dict__, "qpv": data.qpv.iloc[0:0],
+                             "etablissements": data.etablissements.iloc[0:0],
                              "tiers_lieux": data.tiers_lieux.iloc[0:0], "synthetic": False})
     text = " ".join(pdf_text(snapshot.render_snapshot(bare, sources=demo[1], fmt="pdf", day=DAY)).split())
     assert "QPV avec tiers-lieu" not in text

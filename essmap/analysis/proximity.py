@@ -230,7 +230,8 @@ def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius
             for column in ("nearest_id", "nearest_nom", "nearest_distance_m"):
                 found.loc[far, column] = nearest_far[column].reindex(codes).to_numpy()
             involved = nearest_far["is_synthetic_involved"].reindex(codes).fillna(False).to_numpy(dtype=bool)
-            found.loc[far, "is_synthetic_involved"] = found.loc[far, "is_synthetic_involved"].to_numpy(dtype=bool) | involved
+            already = found.loc[far, "is_synthetic_involved"].to_numpy(dtype=bool)
+            found.loc[far, "is_synthetic_involved"] = already | involved
     found["radius_m"] = float(radius_m)
     return _with_geometry(con, found, display=geometry == "display")
 

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-
 from essmap.domain import nomenclature
 from essmap.domain.territories import (
     normalise_commune_code,

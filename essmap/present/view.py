@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from essmap.analysis.indicators import INDICATORS_BY_KEY, LEVELS
 from essmap.domain.formatting import format_number
@@ -68,7 +69,7 @@ class MapView:
             raise ValueError(f"fond de carte « {self.tiles} » inconnu")
         object.__setattr__(self, "radius_m", float(self.radius_m))
 
-    def replace(self, **changes: object) -> MapView:
+    def replace(self, **changes: Any) -> MapView:
         return dataclasses.replace(self, **changes)
 
     def to_query_params(self) -> dict[str, str]:

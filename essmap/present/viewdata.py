@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import geopandas as gpd
@@ -292,7 +293,8 @@ def _restrict(attributes: Selection, level: str, code: str) -> Selection:
     field = {"commune": "communes", "epci": "epci", "departement": "departements", "qpv": "qpv"}.get(level)
     if field is None:
         return dataclasses.replace(attributes, region=code)
-    return dataclasses.replace(attributes, **{field: (code,)})
+    changes: dict[str, Any] = {field: (code,)}
+    return dataclasses.replace(attributes, **changes)
 
 
 # --- Tables shown and exported -----------------------------------------------------------------
@@ -390,7 +392,8 @@ def export_tables(con: duckdb.DuckDBPyConnection, data: ViewData) -> dict[str, t
     return {
         f"Indicateurs par {level}": ("indicateurs_" + data.view.level, geo(indicators_table(data), data.areas)),
         "QPV et tiers-lieux dans le rayon": ("qpv_tiers_lieux", geo(qpv_tiers_lieux_table(data), qpv)),
-        "QPV et établissements ESS dans le rayon": ("qpv_etablissements", geo(qpv_establishments_table(around), around)),
+        "QPV et établissements ESS dans le rayon": (
+            "qpv_etablissements", geo(qpv_establishments_table(around), around)),
         "Établissements ESS": ("etablissements_ess", geo(establishments_table(data.etablissements),
                                                         data.etablissements)),
         "Tiers-lieux": ("tiers_lieux", geo(tiers_lieux_table(data.tiers_lieux), data.tiers_lieux)),

@@ -15,14 +15,14 @@ import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import folium
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from branca.element import Element, MacroElement
+from branca.element import Element, Figure, MacroElement
 from folium.plugins import MarkerCluster
 from folium.template import Template
 
@@ -121,8 +121,8 @@ def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
 
 
 #: Styles of the QPV radius layers: covered / not covered (a "white zone"), colour-blind safe.
-QPV_COVERED_STYLE = {"color": "#1b7837", "fill": "#5aae61"}
-QPV_NOT_COVERED_STYLE = {"color": "#762a83", "fill": "#c2a5cf"}
+QPV_COVERED_STYLE: dict[str, Any] = {"color": "#1b7837", "fill": "#5aae61"}
+QPV_NOT_COVERED_STYLE: dict[str, Any] = {"color": "#762a83", "fill": "#c2a5cf"}
 
 
 def qpv_radius_layer_names(radius_m: float) -> tuple[str, str]:
@@ -186,8 +186,13 @@ def legend_html(title: str, classification: Classification, source: str) -> str:
     )
 
 
+def _figure(m: folium.Map) -> Figure:
+    """The page holding the map (folium types ``get_root`` as a plain Element)."""
+    return cast(Figure, m.get_root())
+
+
 def add_legend(m: folium.Map, title: str, classification: Classification, source: str) -> folium.Map:
-    m.get_root().html.add_child(folium.Element(legend_html(title, classification, source)))
+    _figure(m).html.add_child(folium.Element(legend_html(title, classification, source)))
     return m
 
 
@@ -281,9 +286,9 @@ def feature_collection(geometries: np.ndarray, properties: dict[str, pd.Series])
     shapes = shapely.to_geojson(_rounded(geometries))
     columns = {name: [str(v) for v in values] for name, values in properties.items()}
     features = ",".join(
-        '{"type":"Feature","id":"%d","properties":%s,"geometry":%s}'
-        % (i, json.dumps({name: column[i] for name, column in columns.items()}, ensure_ascii=False),
-           "null" if shape is None else shape)
+        '{{"type":"Feature","id":"{}","properties":{},"geometry":{}}}'.format(
+            i, json.dumps({name: column[i] for name, column in columns.items()}, ensure_ascii=False),
+            "null" if shape is None else shape)
         for i, shape in enumerate(shapes)
     )
     return json.loads('{"type":"FeatureCollection","features":[' + features + "]}")
@@ -310,7 +315,8 @@ def add_points_layer(m: folium.Map, points: gpd.GeoDataFrame, *, name: str, popu
     payload = {
         "lat0": lat0,
         "lon0": lon0,
-        "xy": np.column_stack([np.round((lat - lat0) * 1e5), np.round((lon - lon0) * 1e5)]).astype(np.int64).ravel().tolist(),
+        "xy": np.column_stack([np.round((lat - lat0) * 1e5), np.round((lon - lon0) * 1e5)])
+        .astype(np.int64).ravel().tolist(),
         "lines": [_column_payload(line) for line in popup(points)],
     }
     raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -353,7 +359,8 @@ class PackedPoints(MarkerCluster):
                     L.popup({maxWidth: 320}).setLatLng(e.layer.getLatLng()).setContent(text)
                         .openOn({{ this._parent.get_name() }});
                 });
-                if (group.addLayers) { group.addLayers(markers); } else { markers.forEach(function (mk) { group.addLayer(mk); }); }
+                if (group.addLayers) { group.addLayers(markers); }
+                else { markers.forEach(function (mk) { group.addLayer(mk); }); }
             });
         })({{ this.get_name() }});
         {% endmacro %}""")
@@ -375,7 +382,7 @@ def add_synthetic_notice(m: folium.Map) -> folium.Map:
         'border:1px solid #b58900;padding:4px 8px;font:13px sans-serif;">'
         f"Carte contenant des {SYNTHETIC_NOTICE} (démonstration)</div>"
     )
-    m.get_root().html.add_child(folium.Element(caption))
+    _figure(m).html.add_child(folium.Element(caption))
     return m
 
 
@@ -388,7 +395,7 @@ def finish(m: folium.Map) -> folium.Map:
     """
     folium.LayerControl(collapsed=False).add_to(m)
     # long indicator names wrap instead of widening the open layer switcher over the map
-    m.get_root().header.add_child(folium.Element(
+    _figure(m).header.add_child(folium.Element(
         "<style>.leaflet-control-layers-expanded{max-width:16rem}"
         ".leaflet-control-layers label{white-space:normal;font-size:12px;line-height:1.25}</style>"))
     for element in walk(m):

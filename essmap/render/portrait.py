@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -65,8 +66,10 @@ TOP_EMPLOYERS = 25
 
 _SELECTION_FIELD = {"commune": "communes", "epci": "epci", "departement": "departements", "qpv": "qpv"}
 _UNKNOWN = {
-    "commune": "Commune « {code} » inconnue dans la base{where}. Vérifiez le code INSEE (5 caractères, ex. 13055).",
-    "epci": "EPCI « {code} » inconnu dans la base{where}. Vérifiez le numéro SIREN de l'EPCI (9 chiffres, ex. 200054807).",
+    "commune": "Commune « {code} » inconnue dans la base{where}. Vérifiez le code INSEE (5 caractères, "
+               "ex. 13055).",
+    "epci": "EPCI « {code} » inconnu dans la base{where}. Vérifiez le numéro SIREN de l'EPCI (9 chiffres, "
+            "ex. 200054807).",
     "departement": "Département « {code} » absent de la base. Départements chargés : {known}.",
     "qpv": "QPV « {code} » inconnu dans la base{where}. Vérifiez le code du quartier (ex. QN01306M).",
 }
@@ -93,7 +96,8 @@ def resolve_scope(con: duckdb.DuckDBPyConnection, level: str, *, departement: st
         raise EssmapError(f"Niveau « {level} » non pris en charge pour un portrait. "
                           f"Niveaux possibles : {', '.join(PORTRAIT_LEVELS)}.")
     if not departement and not code:
-        raise EssmapError("Indiquez --departement (un portrait par territoire du département) ou --code (un seul territoire).")
+        raise EssmapError("Indiquez --departement (un portrait par territoire du département) ou --code "
+                          "(un seul territoire).")
     known_deps = store.departements_present(con, "communes")
     dep = normalise_departement(departement) if departement else None
     if dep is not None and dep not in known_deps:
@@ -162,7 +166,8 @@ def compute_portrait(con: duckdb.DuckDBPyConnection, level: str, code: str, *,
 
 def _map_selection(con: duckdb.DuckDBPyConnection, level: str, code: str) -> Selection:
     if level != "qpv":
-        return Selection(**{_SELECTION_FIELD[level]: (code,)})
+        fields: dict[str, Any] = {_SELECTION_FIELD[level]: (code,)}
+        return Selection(**fields)
     commune = parent_code(con, "qpv", code, generation=generation_of(con, Selection()))
     if commune is None:
         raise EssmapError(f"QPV « {code} » : sa commune est introuvable dans la base.")
@@ -226,7 +231,8 @@ def _key_figures_page(fig: Figure, portrait: Portrait, day: date) -> None:
     top = _header(fig, portrait, f"{unit.level_label} · chiffres clés · rayon QPV – tiers-lieux : "
                                  f"{distance_label(portrait.radius_m)} · {format_date(day)}")
     parent_name = next((c.parent_name for c in unit.comparisons if c.parent_name), None)
-    columns = ["Indicateur", wrap(_short(unit.name, 30), 15), wrap(_short(parent_name or "Niveau parent", 30), 15), "France"]
+    columns = ["Indicateur", wrap(_short(unit.name, 30), 15), wrap(_short(parent_name or "Niveau parent", 30), 15),
+               "France"]
     rows, notes = [], []
     sources: list[str] = []
     for comparison in unit.comparisons:
@@ -248,7 +254,8 @@ def _key_figures_page(fig: Figure, portrait: Portrait, day: date) -> None:
     lines = [f"Unités de compte : {', '.join(counting)}."]
     lines += [f"({k}) France : {s}" for k, s in enumerate(sources, start=1)]
     lines += notes
-    indicator_sources = dict.fromkeys(part.strip() for c in unit.comparisons for part in c.indicator.source_fr.split(" ; "))
+    indicator_sources = dict.fromkeys(part.strip() for c in unit.comparisons
+                                      for part in c.indicator.source_fr.split(" ; "))
     lines.append("Sources des indicateurs : " + " ; ".join(indicator_sources) + ".")
     if not any(c.parent_value is not None for c in unit.comparisons):
         lines.append("Niveau parent : non disponible pour ce territoire.")

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import geopandas as gpd
 import matplotlib as mpl
@@ -69,7 +69,7 @@ SOURCE_LABELS: dict[str, str] = {
 }
 
 #: Matplotlib settings of every export: plain text, text kept as text in PDF and SVG.
-TEXT_STYLE: dict[str, object] = {
+TEXT_STYLE: dict[str, Any] = {
     "text.parse_math": False,
     "text.usetex": False,
     "pdf.fonttype": 42,
@@ -93,7 +93,7 @@ _MERCATOR_HALF = 20037508.342789244
 @contextmanager
 def text_style() -> Iterator[None]:
     """Create *and* save figures inside this context (parse_math is read at creation)."""
-    with mpl.rc_context(TEXT_STYLE):
+    with mpl.rc_context(TEXT_STYLE):  # type: ignore[arg-type]  # matplotlib types the keys as literals
         yield
 
 
@@ -163,16 +163,18 @@ def draw_map(ax: Axes, data: ViewData, *, epsg: int | None = None,
     areas = data.areas.to_crs(epsg)
     ax.set_axis_off()
     qpv = data.qpv.to_crs(epsg) if not data.qpv.empty else data.qpv
+    bounds: np.ndarray | None
     if focus is not None and not focus.empty:
         x0, y0, x1, y1 = focus.to_crs(epsg).total_bounds
         bounds = np.array([x0 - focus_margin_m, y0 - focus_margin_m, x1 + focus_margin_m, y1 + focus_margin_m])
     else:
         bounds = areas.total_bounds if not areas.empty else (qpv.total_bounds if not qpv.empty else None)
-    known = bounds is not None and bool(np.all(np.isfinite(bounds)))
+    if bounds is not None and not bool(np.all(np.isfinite(bounds))):
+        bounds = None
     if tiles is None and data.view.tiles:
         tiles = TILES.get(data.view.tiles)
     with_base_map = False
-    if tiles and known:
+    if tiles and bounds is not None:
         _set_extent(ax, bounds)
         with_base_map = add_base_map(ax, epsg, tiles)
     if not areas.empty:
@@ -186,7 +188,7 @@ def draw_map(ax: Axes, data: ViewData, *, epsg: int | None = None,
                 qpv[mask].plot(ax=ax, facecolor=style["fill"], edgecolor=style["color"], linewidth=0.8, alpha=0.8)
     _scatter(ax, data.etablissements, epsg, colour=ESTABLISHMENT_COLOUR, size=1.5, alpha=0.7, zorder=4)
     _scatter(ax, data.tiers_lieux, epsg, colour=TIERS_LIEU_COLOUR, size=24, alpha=1.0, zorder=5, marker="^")
-    if not known:
+    if bounds is None:
         return epsg
     _set_extent(ax, bounds)
     add_scale_bar(ax)
@@ -298,7 +300,7 @@ def _set_extent(ax: Axes, bounds: np.ndarray, margin: float = 0.04) -> None:
     x0, y0, x1, y1 = (float(b) for b in bounds)
     width, height = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
     box = ax.get_position(original=True)
-    fig_w, fig_h = ax.figure.get_size_inches()
+    fig_w, fig_h = cast(Figure, ax.figure).get_size_inches()
     box_ratio = (box.width * fig_w) / (box.height * fig_h)
     width, height = width * (1 + 2 * margin), height * (1 + 2 * margin)
     if width / height < box_ratio:
@@ -388,7 +390,8 @@ def legend_handles(data: ViewData) -> list[Patch | Line2D]:
             handles.append(Patch(facecolor=style["fill"], edgecolor=style["color"], alpha=0.8, label=name))
     if not data.tiers_lieux.empty:
         handles.append(Line2D([], [], marker="^", linestyle="none", color=TIERS_LIEU_COLOUR,
-                              markeredgecolor="white", markersize=8, label=_with_synthetic("Tiers-lieux", data.tiers_lieux)))
+                              markeredgecolor="white", markersize=8,
+                              label=_with_synthetic("Tiers-lieux", data.tiers_lieux)))
     if not data.etablissements.empty:
         handles.append(Line2D([], [], marker="o", linestyle="none", color=ESTABLISHMENT_COLOUR, markersize=4,
                               label=_with_synthetic("Établissements de l'ESS", data.etablissements)))
@@ -457,7 +460,7 @@ def snapshot_figure(data: ViewData, *, sources: pd.DataFrame, title: str | None 
 
 
 def text_block(fig: Figure, top: float, text: str, fig_height_in: float, *, fontsize: float, x: float = 0.03,
-               **style: object) -> float:
+               **style: Any) -> float:
     """Write ``text`` from ``top`` down (figure fraction); returns the fraction below it."""
     fig.text(x, top, text, ha="left", va="top", fontsize=fontsize, **style)
     lines = text.count("\n") + 1

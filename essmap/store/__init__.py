@@ -33,7 +33,8 @@ from essmap.store.write import (
 )
 
 __all__ = [
-    "GEOMETRY_TABLES", "SharedStore", "atomic_update", "catalogue", "connect", "cursor", "file_identity", "delete_rows", "departements_present", "insert_rows",
+    "GEOMETRY_TABLES", "SharedStore", "atomic_update", "catalogue", "connect", "cursor", "delete_rows",
+    "departements_present", "file_identity", "insert_rows",
     "layer_counts", "list_tables",
     "qpv_generations", "quarantine_rows", "quarantine_summary", "read_layer",
     "record_source", "refresh_sources", "replace_rows", "sources",

@@ -25,9 +25,9 @@ import pandas as pd
 import shapely
 
 from essmap import geo
-from essmap.geo import simplify
 from essmap.domain import schema
 from essmap.domain.selection import PLM_RANGES
+from essmap.geo import simplify
 from essmap.store.read import read_layer
 from essmap.store.write import delete_rows
 
@@ -101,8 +101,9 @@ def _points(con: duckdb.DuckDBPyConnection, table: str, where: str = "TRUE") -> 
         f'SELECT rowid, longitude, latitude FROM "{table}" '
         f"WHERE longitude IS NOT NULL AND latitude IS NOT NULL AND ({where})"
     ).fetchnumpy()
+    lon, lat = np.asarray(found["longitude"], dtype=float), np.asarray(found["latitude"], dtype=float)
     points = gpd.GeoDataFrame(
-        geometry=shapely.points(np.asarray(found["longitude"], dtype=float), np.asarray(found["latitude"], dtype=float)),
+        geometry=shapely.points(lon, lat),
         crs=4326,
     )
     return np.asarray(found["rowid"], dtype=np.int64), points

@@ -10,7 +10,7 @@ the points shown. Results are plain frames; rates and shares are derived by
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import duckdb
 import geopandas as gpd
@@ -277,7 +277,7 @@ def display_geometry(con: duckdb.DuckDBPyConnection, level: str, codes: Sequence
     return gpd.GeoSeries(frame.geometry.to_numpy(), index=frame["code"].astype(str).to_numpy(), crs=WGS84)
 
 
-def names(con: duckdb.DuckDBPyConnection, codes: dict[str, Sequence[str]]) -> dict[str, dict[str, str]]:
+def names(con: duckdb.DuckDBPyConnection, codes: Mapping[str, Sequence[str]]) -> dict[str, dict[str, str]]:
     """Names of some units by level ("commune", "departement", "region", "epci", "qpv") and code."""
     tables = {"commune": ("communes", "code_insee", "nom"), "departement": ("departements", "code_departement", "nom"),
               "region": ("regions", "code_region", "nom"), "epci": ("epci", "siren_epci", "nom"),
@@ -294,6 +294,7 @@ def names(con: duckdb.DuckDBPyConnection, codes: dict[str, Sequence[str]]) -> di
 
 
 def parent_code(con: duckdb.DuckDBPyConnection, level: str, code: str, *, generation: str | None) -> str | None:
+    params: list[object]
     """The unit above ``code`` (commune -> département; EPCI -> the département holding most of its
     population; département -> région; QPV -> its first commune; région -> None: France)."""
     if level == "commune":

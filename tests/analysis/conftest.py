@@ -72,7 +72,8 @@ def points_frame(
     if territoire is not None:
         data["territoire"] = pd.array([territoire] * n, dtype="string")
     for name, value in columns.items():
-        data[name] = value if isinstance(value, (list, tuple, np.ndarray, pd.api.extensions.ExtensionArray)) else [value] * n
+        many = isinstance(value, (list, tuple, np.ndarray, pd.api.extensions.ExtensionArray))
+        data[name] = value if many else [value] * n
     geometry = shapely.points(np.asarray(lonlat, dtype=float).reshape(-1, 2)) if n else []
     return gpd.GeoDataFrame(data, geometry=geometry, crs=4326)
 

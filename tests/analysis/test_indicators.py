@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from essmap.analysis import indicators as ind
-from essmap.store import queries
 from essmap.domain.selection import Selection
+from essmap.store import queries
 
 COMMUNES_PARQUET = Path(__file__).resolve().parents[2] / "data" / "geo" / "communes_france.parquet"
 
@@ -72,7 +72,8 @@ def test_commune_level(table) -> None:
     t = table("commune")
     assert list(t.index) == ["13001", "13004", "13055", "69123", "84007"]  # COM only, ARM rolled up
     m = t.loc["13055"]
-    assert (m["population"], m["n_etablissements"], m["n_etablissements_employeurs"], m["n_organisations"]) == (870_000, 3, 2, 2)
+    counts = ("population", "n_etablissements", "n_etablissements_employeurs", "n_organisations")
+    assert tuple(m[c] for c in counts) == (870_000, 3, 2, 2)
     assert m["etablissements_pour_10k_hab"] == pytest.approx(3 / 870_000 * 10_000)
     assert m["etablissements_employeurs_pour_10k_hab"] == pytest.approx(2 / 870_000 * 10_000)
     assert m["n_etablissements_en_qpv"] == 2
@@ -253,7 +254,8 @@ def test_parent_codes(con) -> None:
     def parent(level: str, code: str) -> str | None:
         return queries.parent_code(con, level, code, generation="2024")
 
-    assert [parent("commune", c) for c in ("13001", "13004", "13055", "69123", "84007")] == ["13", "13", "13", "69", "84"]
+    communes = ("13001", "13004", "13055", "69123", "84007")
+    assert [parent("commune", c) for c in communes] == ["13", "13", "13", "69", "84"]
     assert [parent("epci", c) for c in ("200054807", "248400251")] == ["13", "84"]
     assert [parent("departement", c) for c in ("13", "69")] == ["93", "84"]
     assert parent("region", "93") is None

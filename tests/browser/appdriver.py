@@ -139,7 +139,8 @@ class StreamlitServer:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"streamlit stopped at start-up (status {self.process.returncode}):\n{self.log_tail()}")
+                status = self.process.returncode
+                raise RuntimeError(f"streamlit stopped at start-up (status {status}):\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
                     if response.status == 200:
@@ -147,7 +148,8 @@ class StreamlitServer:
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"streamlit did not answer on {self.url} within {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(f"streamlit did not answer on {self.url} within {self.startup_timeout_s:.0f} s:\n"
+                           f"{self.log_tail()}")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -211,7 +213,8 @@ def map_html_text(frame) -> str:
 def click_map_at(page, frame, lat: float, lon: float, *, zoom: int | None = None) -> None:
     """Click the map at (lat, lon) with the real mouse, optionally zooming there first."""
     if zoom is not None:
-        frame.evaluate("([lat, lon, zoom]) => { window.map.setView([lat, lon], zoom, {animate: false}); }", [lat, lon, zoom])
+        frame.evaluate("([lat, lon, zoom]) => { window.map.setView([lat, lon], zoom, {animate: false}); }",
+                       [lat, lon, zoom])
         frame.wait_for_timeout(300)  # let the renderer redraw at the new zoom
     point = frame.evaluate("([lat, lon]) => { const p = window.map.latLngToContainerPoint([lat, lon]);"
                            " const r = window.map.getContainer().getBoundingClientRect();"

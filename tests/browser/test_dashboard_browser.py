@@ -26,7 +26,8 @@ from essmap.present.view import DEFAULT_INDICATOR
 
 pytestmark = pytest.mark.browser
 
-RADIUS_COLUMNS = ["QPV", "Code QPV", "Commune", "Tiers-lieux dans le rayon", "Tiers-lieu le plus proche", "Distance (m)"]
+RADIUS_COLUMNS = ["QPV", "Code QPV", "Commune", "Tiers-lieux dans le rayon", "Tiers-lieu le plus proche",
+                  "Distance (m)"]
 PERCENT = re.compile(r"^\d{1,3}(,\d+)?\u202f%$")
 
 
