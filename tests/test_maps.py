@@ -33,9 +33,15 @@ def _payloads(page: str) -> list[dict]:
 
 
 def _popups(payload: dict) -> list[str]:
-    def cell(col, i):
-        return col[i] if isinstance(col, list) else col["v"][col["i"][i]]
-    return ["<br>".join(t for t in (cell(c, i) for c in payload["lines"]) if t) for i in range(len(payload["xy"]) // 2)]
+    """The popups as the browser builds them (PackedPoints' script): plain text escaped, then styled."""
+    def line(spec, i):
+        col = spec["c"]
+        value = col[i] if isinstance(col, list) else col["v"][col["i"][i]]
+        if not value:
+            return ""
+        text = maps.escape(spec["p"] + value)
+        return f"<{spec['s']}>{text}</{spec['s']}>" if spec["s"] else text
+    return ["<br>".join(t for t in (line(s, i) for s in payload["lines"]) if t) for i in range(len(payload["xy"]) // 2)]
 
 
 def test_dashboard_map_needs_no_network_and_has_every_layer(data):

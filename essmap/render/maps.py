@@ -231,45 +231,55 @@ def _bounds(frames: list[gpd.GeoDataFrame]) -> tuple[float, float, float, float]
     return (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
 
 
-def establishment_popup(points: pd.DataFrame) -> list[pd.Series]:
-    """Popup lines (escaped HTML) of ESS establishments: name, family, sector, employer status,
-    address, SIRET, and the synthetic notice for simulated rows."""
+#: One line of a point popup: style ("b" bold, "i" italic, "" plain), a prefix, and one plain-text
+#: value per point ("" leaves the line out). The browser escapes the text when the popup opens, so
+#: text from data never becomes HTML, and the map carries no markup per point.
+PopupLine = tuple[str, str, pd.Series]
+
+
+def establishment_popup(points: pd.DataFrame) -> list[PopupLine]:
+    """Popup of ESS establishments: name, family, sector, employer status, address, SIRET, and the
+    synthetic notice for simulated rows."""
     employer = points["employeur"].fillna(False).to_numpy(dtype=bool)
-    band = points["tranche_effectifs"].astype("string").map(SIZE_BAND_LABELS).fillna("oui")
-    address = (_escaped(points["adresse"]) + " " + _escaped(points["code_postal"]) + " "
-               + _escaped(points["libelle_commune"])).str.strip()
+    band = _text(points["tranche_effectifs"].astype("string").map(SIZE_BAND_LABELS).fillna("oui"))
+    address = (_text(points["adresse"]) + " " + _text(points["code_postal"]) + " "
+               + _text(points["libelle_commune"])).str.strip()
     return [
-        "<b>" + _escaped(points["denomination"]) + "</b>",
-        _escaped(points["famille"].astype("string").map(lambda v: FAMILY_LABELS.get(v, v))),
-        _escaped(points["secteur"].astype("string").map(lambda v: SECTOR_LABELS.get(v, v))),
-        pd.Series(np.where(employer, "Employeur : " + _escaped(band), "Non employeur"), index=points.index),
-        address,
-        "SIRET " + _escaped(points["siret"]),
-        _synthetic_line(points),
+        ("b", "", _text(points["denomination"])),
+        ("", "", _text(points["famille"].astype("string").map(lambda v: FAMILY_LABELS.get(v, v)))),
+        ("", "", _text(points["secteur"].astype("string").map(lambda v: SECTOR_LABELS.get(v, v)))),
+        ("", "", pd.Series(np.where(employer, "Employeur : " + band, "Non employeur"), index=points.index)),
+        ("", "", address),
+        ("", "SIRET ", _text(points["siret"])),
+        ("i", "", _synthetic_line(points)),
     ]
 
 
-def tiers_lieu_popup(points: pd.DataFrame) -> list[pd.Series]:
-    """Popup lines (escaped HTML) of tiers-lieux: name, types, ANCT labels, address, synthetic notice."""
-    lines = ["<b>" + _escaped(points["nom"]) + "</b>"]
+def tiers_lieu_popup(points: pd.DataFrame) -> list[PopupLine]:
+    """Popup of tiers-lieux: name, types, ANCT labels, address, synthetic notice."""
+    lines: list[PopupLine] = [("b", "", _text(points["nom"]))]
     for prefix, column in (("Types : ", "types"), ("Labels ANCT : ", "labels"), ("", "adresse")):
-        text = _escaped(points[column]) if column in points else pd.Series("", index=points.index)
-        lines.append(pd.Series(np.where(text != "", prefix + text, ""), index=points.index))
-    lines.append(_synthetic_line(points))
+        lines.append(("", prefix, _text(points[column]) if column in points else pd.Series("", index=points.index)))
+    lines.append(("i", "", _synthetic_line(points)))
     return lines
 
 
 def _synthetic_line(points: pd.DataFrame) -> pd.Series:
     flag = points["is_synthetic"].fillna(False).to_numpy(dtype=bool) if "is_synthetic" in points else False
-    return pd.Series(np.where(flag, f"<i>{SYNTHETIC_NOTICE}</i>", ""), index=points.index)
+    return pd.Series(np.where(flag, SYNTHETIC_NOTICE, ""), index=points.index)
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """A column as plain text, missing values as ""."""
+    return values.astype("string[pyarrow]").fillna("")
 
 
 _HTML_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
 
 
 def _escaped(values: pd.Series) -> pd.Series:
-    """:func:`escape` over a column, vectorised (missing values become "")."""
-    text = values.astype("string").fillna("")
+    """:func:`escape` over a column, vectorised (missing values become ""): tooltips are HTML."""
+    text = _text(values)
     for char, entity in _HTML_ENTITIES:
         text = text.str.replace(char, entity, regex=False)
     return text
@@ -301,7 +311,7 @@ def _rounded(geometries: np.ndarray) -> np.ndarray:
 
 def add_points_layer(m: folium.Map, points: gpd.GeoDataFrame, *, name: str, popup, color: str,
                      cluster: bool = True) -> folium.Map:
-    """Point markers with popups whose lines come from ``popup(points)`` (escaped HTML).
+    """Point markers with popups whose lines come from ``popup(points)`` (:data:`PopupLine`).
 
     The points travel as one gzip-compressed JSON payload, unpacked by the browser
     (``DecompressionStream``) and drawn as canvas circle markers; popups are built on click.
@@ -317,10 +327,10 @@ def add_points_layer(m: folium.Map, points: gpd.GeoDataFrame, *, name: str, popu
         "lon0": lon0,
         "xy": np.column_stack([np.round((lat - lat0) * 1e5), np.round((lon - lon0) * 1e5)])
         .astype(np.int64).ravel().tolist(),
-        "lines": [_column_payload(line) for line in popup(points)],
+        "lines": [{"s": style, "p": prefix, "c": _column_payload(values)} for style, prefix, values in popup(points)],
     }
     raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    PackedPoints(base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii"), name=name, color=color,
+    PackedPoints(base64.b64encode(gzip.compress(raw, compresslevel=5, mtime=0)).decode("ascii"), name=name, color=color,
                  cluster=cluster).add_to(m)
     return m
 
@@ -351,11 +361,17 @@ class PackedPoints(MarkerCluster):
                     markers[i] = L.circleMarker([d.lat0 + d.xy[2 * i] / 1e5, d.lon0 + d.xy[2 * i + 1] / 1e5], style);
                     markers[i].essmapRow = i;
                 }
+                var entities = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"};
+                var esc = function (t) { return String(t).replace(/[&<>"']/g, function (c) { return entities[c]; }); };
                 group.on("click", function (e) {  // one listener for the layer, the popup built on click
                     var k = e.layer.essmapRow;
                     if (k === undefined) { return; }
-                    var text = d.lines.map(function (col) { return Array.isArray(col) ? col[k] : col.v[col.i[k]]; })
-                        .filter(function (t) { return t; }).join("<br>");
+                    var text = d.lines.map(function (line) {
+                        var col = line.c, value = Array.isArray(col) ? col[k] : col.v[col.i[k]];
+                        if (!value) { return ""; }
+                        var html = esc(line.p + value);  // text from data is never markup
+                        return line.s ? "<" + line.s + ">" + html + "</" + line.s + ">" : html;
+                    }).filter(function (t) { return t; }).join("<br>");
                     L.popup({maxWidth: 320}).setLatLng(e.layer.getLatLng()).setContent(text)
                         .openOn({{ this._parent.get_name() }});
                 });
