@@ -66,8 +66,9 @@ def _skewed_units(n: int) -> pd.Series:
     return pd.Series(np.random.default_rng(2024).lognormal(3.0, 1.0, n))
 
 
-def test_sampled_natural_breaks_are_the_same_on_every_call_and_any_row_order():
-    values = _skewed_units(5000)
+@pytest.mark.parametrize("n", [5000, 12_000])  # exact, then sampled (above NATURAL_BREAKS_MAX_VALUES)
+def test_natural_breaks_are_the_same_on_every_call_and_any_row_order(n):
+    values = _skewed_units(n)
     first = classify(values, method="natural_breaks", k=5)
     assert len(first.edges) == 6
     assert classify(values, method="natural_breaks", k=5).edges == first.edges
@@ -78,10 +79,11 @@ def test_sampled_natural_breaks_are_the_same_on_every_call_and_any_row_order():
 def test_natural_breaks_are_the_same_in_another_process():
     """The dashboard, the CLI and an export run in different processes (and hash seeds)."""
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_classify as t; "
-            "print(json.dumps(t.classify(t._skewed_units(5000), method='natural_breaks', k=5).edges))")
+            "print(json.dumps([t.classify(t._skewed_units(n), method='natural_breaks', k=5).edges "
+            "for n in (5000, 12_000)]))")
     tests, root = Path(__file__).parent, Path(essmap.__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    here = list(classify(_skewed_units(5000), method="natural_breaks", k=5).edges)
+    here = [list(classify(_skewed_units(n), method="natural_breaks", k=5).edges) for n in (5000, 12_000)]
     hash_seed = "1" if os.environ.get("PYTHONHASHSEED") == "0" else "0"  # another hash seed than this process
     run = subprocess.run([sys.executable, "-c", code, str(tests)], capture_output=True, text=True, check=True,
                          env={**env, "PYTHONHASHSEED": hash_seed}, timeout=300)
@@ -89,12 +91,23 @@ def test_natural_breaks_are_the_same_in_another_process():
 
 
 def test_sampled_natural_breaks_still_find_the_gaps():
-    """Five separate groups of 1,000 units: each class bound closes a group, at its top (a bound is a
+    """Five separate groups of 2,000 units: each class bound closes a group, at its top (a bound is a
     sampled value, so the few values above the group's largest sampled one go to the next class)."""
     rng = np.random.default_rng(3)
-    groups = [rng.uniform(low, low + 10, 1000) for low in (0, 100, 200, 300, 400)]
+    groups = [rng.uniform(low, low + 10, 2000) for low in (0, 100, 200, 300, 400)]
     c = classify(pd.Series(np.concatenate(groups)), method="natural_breaks", k=5)
     for bound, group, above in zip(c.edges[1:-1], groups[:-1], groups[1:], strict=True):
         assert np.quantile(group, 0.98) <= bound < above.min()
     counts = c.class_of(pd.Series(np.concatenate(groups))).value_counts().sort_index().tolist()
-    assert len(counts) == 5 and all(980 <= count <= 1020 for count in counts)
+    assert len(counts) == 5 and all(1960 <= count <= 2040 for count in counts)
+
+
+def test_exact_natural_breaks_are_fisher_jenks():
+    """Up to NATURAL_BREAKS_MAX_VALUES values the breaks are mapclassify's exact Fisher-Jenks."""
+    import mapclassify
+
+    values = _skewed_units(300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Numba not installed": slow, fine for 300 values
+        expected = mapclassify.FisherJenks(values.to_numpy(), k=5).bins
+    assert classify(values, method="natural_breaks", k=5).edges[1:] == pytest.approx(tuple(expected))
