@@ -18,6 +18,8 @@ import shapely
 from pyproj import Geod
 
 GEOD = Geod(ellps="WGS84")
+#: Sampling step of the reference distance along each edge, in metres (see geodesic_distance).
+SAMPLE_M = 10.0
 REPO = Path(__file__).resolve().parents[2]
 QPV_PACA = REPO / "data" / "geo" / "qpv2024_paca.geojson"
 COMMUNES = REPO / "data" / "geo" / "communes_france.parquet"
@@ -86,11 +88,13 @@ def geodesic_distance(lon: float, lat: float, geometry: shapely.Geometry, *, edg
     """Reference: the geodesic distance (WGS84) from (lon, lat) to ``geometry``, 0 when the
     point is covered.
 
-    Each edge is sampled every metre, along the geodesic between its vertices (``edges=
-    "geodesic"``) or along the straight line in lon/lat (``"lonlat"``, as Shapely draws it: the
-    two differ by millimetres on edges of a few hundred metres, by metres on edges of 20 km);
-    then the edges whose best sample is within a metre of the best are searched to a
-    micrometre (golden section between the neighbours of their best sample)."""
+    Each edge is sampled every :data:`SAMPLE_M` metres, along the geodesic between its vertices
+    (``edges="geodesic"``) or along the straight line in lon/lat (``"lonlat"``, as Shapely draws
+    it: the two differ by millimetres on edges of a few hundred metres, by metres on edges of
+    20 km). The distance moves by at most the step between two samples, so an edge whose best
+    sample is farther than the overall best plus one step cannot hold the minimum; the others are
+    searched to a micrometre (golden section between the neighbours of their best sample; the
+    distance to a segment is unimodal along it)."""
     if geometry.geom_type == "Point":
         return float(GEOD.inv(lon, lat, geometry.x, geometry.y)[2])
     if geometry.intersects(shapely.Point(lon, lat)):
@@ -114,18 +118,19 @@ def geodesic_distance(lon: float, lat: float, geometry: shapely.Geometry, *, edg
         return GEOD.inv(np.full(len(s), lon), np.full(len(s), lat), x, y)[2]
 
     sampled = []
+    lengths = {}
     for k in starts.tolist():
-        length = GEOD.inv(*coords[k], *coords[k + 1])[2]
-        s = np.linspace(0.0, 1.0, max(2, math.ceil(length)) + 1)
+        length = lengths[k] = GEOD.inv(*coords[k], *coords[k + 1])[2]
+        s = np.linspace(0.0, 1.0, max(2, math.ceil(length / SAMPLE_M)) + 1)
         d = distances(k, s)
         sampled.append((float(d.min()), k, s, int(np.argmin(d))))
     best = min(item[0] for item in sampled)
     ratio = (math.sqrt(5) - 1) / 2
     for d_min, k, s, i in sampled:
-        if d_min > best + 1.0:
+        if d_min > best + SAMPLE_M:
             continue
         low, high = s[max(i - 1, 0)], s[min(i + 1, len(s) - 1)]
-        while high - low > 1e-9:
+        while (high - low) * lengths[k] > 1e-4:  # a tenth of a millimetre
             left, right = high - ratio * (high - low), low + ratio * (high - low)
             d_left, d_right = distances(k, np.array([left, right]))
             if d_left < d_right:
