@@ -47,6 +47,13 @@ from essmap.store.queries import (
     read_qpv,
 )
 
+#: Columns of the establishments a view reads: what the map popups, the tables, the fiche and the
+#: portrait show (reading every column of a large département cost twice as much).
+ESTABLISHMENT_COLUMNS: tuple[str, ...] = (
+    "siret", "denomination", "famille", "secteur", "employeur", "tranche_effectifs", "adresse", "code_postal",
+    "libelle_commune", "code_commune", "territoire", "is_synthetic",
+)
+
 #: Indicators of the key-figure cards of a fiche, in order.
 FICHE_INDICATORS: tuple[str, ...] = (
     "n_etablissements",
@@ -137,7 +144,7 @@ def view_data(con: duckdb.DuckDBPyConnection, view: MapView) -> ViewData:
     areas["classe_couleur"] = classification.colour_of(areas["valeur"])
 
     coverage = qpv_coverage(con, selection, radius_m=view.radius_m)
-    etab = read_points(con, "etablissements", selection)
+    etab = read_points(con, "etablissements", selection, columns=ESTABLISHMENT_COLUMNS)
     tiers_lieux = read_points(con, "tiers_lieux", selection)
     known = names(con, _codes_to_name(selection))
     return ViewData(
@@ -270,7 +277,7 @@ def fiche(con: duckdb.DuckDBPyConnection, data: ViewData, code: str) -> Fiche | 
         "Dans les QPV": in_qpv_families["n"].to_numpy(),
         "Hors QPV": (familles["n"] - in_qpv_families["n"]).to_numpy(),
     })
-    etab = read_points(con, "etablissements", unit_selection)
+    etab = read_points(con, "etablissements", unit_selection, columns=ESTABLISHMENT_COLUMNS)
     tl = read_points(con, "tiers_lieux", unit_selection)
     return Fiche(
         code=code,

@@ -65,7 +65,7 @@ def arrow_types(arrow_type):
     import pyarrow as pa
 
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return pd.StringDtype()
+        return pd.StringDtype("pyarrow")  # zero-copy from DuckDB's Arrow result; <NA> for missing
     if pa.types.is_integer(arrow_type):
         return pd.Int64Dtype()
     if pa.types.is_boolean(arrow_type):

@@ -51,7 +51,7 @@ def con(store_of, communes, etab, qpv):
 def kept(con):
     """SIRETs of the establishments a selection keeps, read from the store."""
     def sirets(selection: Selection) -> list[str]:
-        return queries.read_points(con, "etablissements", selection, columns=["siret"])["siret"].tolist()
+        return sorted(queries.read_points(con, "etablissements", selection, columns=["siret"])["siret"])
 
     return sirets
 
@@ -155,7 +155,7 @@ def test_tiers_lieux_filters(build, store_of) -> None:
     con = store_of(tiers_lieux=tl)
 
     def ids(selection: Selection) -> list[str]:
-        return queries.read_points(con, "tiers_lieux", selection, columns=["id_tiers_lieu"])["id_tiers_lieu"].tolist()
+        return sorted(queries.read_points(con, "tiers_lieux", selection, columns=["id_tiers_lieu"])["id_tiers_lieu"])
 
     assert ids(Selection(tiers_lieu_types=("fablab",))) == ["TL1"]
     assert ids(Selection(tiers_lieu_types=("COWORKING",))) == ["TL1", "TL3"]
