@@ -77,19 +77,30 @@ def _map_component(store_key: StoreKey, params: tuple[tuple[str, str], ...]) -> 
     same arguments on every rerun (same key: the browser keeps the drawn map, a click does not rebuild it).
     """
     view = MapView.from_query_params(dict(params))
-    return st_folium.with_asset_urls(st_folium.component_args(maps.view_map(_data(store_key, view)), key="carte"),
-                                     _asset_urls())
+    m = maps.view_map(_data(store_key, view), publish=_publish_points)
+    return st_folium.with_asset_urls(st_folium.component_args(m, key="carte"), _asset_urls())
+
+
+#: ./static, which Streamlit serves at app/static (``enableStaticServing``), as the map component's frame
+#: (``<base>/component/<name>/index.html``) reaches it.
+STATIC, STATIC_URL = Path(__file__).resolve().parent / "static", "../../app/static"
 
 
 @st.cache_resource(show_spinner=False)
 def _asset_urls() -> dict[str, str]:
-    """Leaflet's files in ./static, which Streamlit serves at app/static (``enableStaticServing``); the URLs are
-    relative to the map component's frame (``<base>/component/<name>/index.html``). A read-only install keeps
-    them inlined in the map."""
+    """Leaflet's files served from ./static. A read-only install keeps them inlined in the map."""
     try:
-        return maps.publish_assets(Path(__file__).resolve().parent / "static", "../../app/static")
+        return maps.publish_assets(STATIC, STATIC_URL)
     except OSError:
         return {}
+
+
+def _publish_points(content: bytes) -> str | None:
+    """A point layer served from ./static/points (the map message stays small); inlined if read-only."""
+    try:
+        return maps.publish_payload(STATIC / "points", f"{STATIC_URL}/points", content)
+    except OSError:
+        return None
 
 
 @st.cache_resource(show_spinner="Calcul des QPV dans le rayon…", max_entries=16)

@@ -8,6 +8,7 @@ import json
 import re
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
 import shapely
@@ -26,10 +27,22 @@ def data(demo_con):
     return viewdata.view_data(demo_con, MapView(Selection(departements=("13",))))
 
 
+def _decoded(payload: dict) -> dict:
+    """A packed point layer with its packed integers read, as the browser reads them."""
+    def ints(text: str, dtype: str) -> list[int]:
+        return np.frombuffer(base64.b64decode(text), dtype=dtype).tolist()
+
+    for line in payload["lines"]:
+        if isinstance(line["c"], dict):
+            line["c"]["i"] = ints(line["c"]["i"], f"<u{line['c']['w']}")
+    payload["dxy"] = ints(payload["dxy"], "<i4")
+    return payload
+
+
 def _payloads(page: str) -> list[dict]:
     """The packed point layers of a page, decoded as the browser does."""
     found = re.findall(r'atob\("([A-Za-z0-9+/=]+)"\)', page)
-    return [json.loads(gzip.decompress(base64.b64decode(p))) for p in found]
+    return [_decoded(json.loads(gzip.decompress(base64.b64decode(p)))) for p in found]
 
 
 def _popups(payload: dict) -> list[str]:
@@ -41,7 +54,13 @@ def _popups(payload: dict) -> list[str]:
             return ""
         text = maps.escape(spec["p"] + value)
         return f"<{spec['s']}>{text}</{spec['s']}>" if spec["s"] else text
-    return ["<br>".join(t for t in (line(s, i) for s in payload["lines"]) if t) for i in range(len(payload["xy"]) // 2)]
+    return ["<br>".join(t for t in (line(s, i) for s in payload["lines"]) if t) for i in range(len(payload["dxy"]) // 2)]
+
+
+def _positions(payload: dict) -> np.ndarray:
+    """(lon, lat) of each point, as the browser decodes them (differences from the previous point)."""
+    dxy = np.asarray(payload["dxy"], dtype=np.int64).reshape(-1, 2).cumsum(axis=0)
+    return np.column_stack([payload["lon0"] + dxy[:, 1] / 1e5, payload["lat0"] + dxy[:, 0] / 1e5])
 
 
 def test_dashboard_map_needs_no_network_and_has_every_layer(data):
@@ -54,9 +73,13 @@ def test_dashboard_map_needs_no_network_and_has_every_layer(data):
     overlays = [json.loads(n) for n in re.findall(r'^\s*("(?:[^"\\]|\\.)*") : \w+,$', page, re.M)]
     assert overlays == [data.indicator.label_fr, "QPV avec tiers-lieu à moins de 1\u202f000 m",
                         "QPV sans tiers-lieu à moins de 1\u202f000 m", "Tiers-lieux", "Établissements ESS"]
-    establishments, tiers_lieux = sorted(_payloads(page), key=lambda p: len(p["xy"]))[::-1]
-    assert len(establishments["xy"]) // 2 == len(data.etablissements)
-    assert len(tiers_lieux["xy"]) // 2 == len(data.tiers_lieux)
+    establishments, tiers_lieux = sorted(_payloads(page), key=lambda p: len(p["dxy"]))[::-1]
+    assert len(establishments["dxy"]) // 2 == len(data.etablissements)
+    assert len(tiers_lieux["dxy"]) // 2 == len(data.tiers_lieux)
+    # every point where it is, to the metre (positions rounded to 1e-5 degree)
+    sent = np.sort(_positions(tiers_lieux).round(5), axis=0)
+    expected = np.sort(np.column_stack([data.tiers_lieux.geometry.x, data.tiers_lieux.geometry.y]).round(5), axis=0)
+    assert np.abs(sent - expected).max() < 2e-5
 
 
 def test_legend_has_title_classes_no_data_and_source(data):
@@ -93,7 +116,7 @@ def test_establishment_popups_show_every_field(data):
     page = maps.render_html(maps.view_map(data, layers=("etablissements",)))
     (payload,) = _payloads(page)
     row = data.etablissements.iloc[0]
-    popup = _popups(payload)[0]
+    popup = next(p for p in _popups(payload) if "SIRET " + row["siret"] in p)
     assert popup.startswith(f"<b>{maps.escape(row['denomination'])}</b>")
     assert "SIRET " + row["siret"] in popup
     assert ("Employeur : " in popup) == bool(row["employeur"]) and ("Non employeur" in popup) != bool(row["employeur"])
@@ -193,3 +216,30 @@ def test_dashboard_serves_the_map_scripts_as_files(data, tmp_path):
         assert (tmp_path / "static" / name).read_bytes() == base64.b64decode(inlined.split(",", 1)[1])
     assert sum(len(u) for u in links) < 1000  # the map message no longer carries Leaflet (~240 kB inlined)
     assert maps.publish_assets(tmp_path / "static", "../../app/static") == urls  # idempotent
+
+
+def test_point_layers_can_be_published_as_files(data, tmp_path):
+    """The dashboard serves the packed points as a file (the map message stays small); the file is
+    what the inlined payload would have been."""
+    published = {}
+
+    def publish(content: bytes) -> str:
+        url = maps.publish_payload(tmp_path / "points", "../../app/static/points", content)
+        published[url] = content
+        return url
+
+    page = maps.render_html(maps.view_map(data, publish=publish))
+    assert _payloads(page) == []  # nothing inlined
+    assert len(published) == 2 and all(f'fetch("{url}")' in page for url in published)
+    inline = maps.render_html(maps.view_map(data))
+    files = [_decoded(json.loads(gzip.decompress(c))) for c in published.values()]
+    assert sorted(files, key=lambda p: len(p["dxy"])) == sorted(_payloads(inline), key=lambda p: len(p["dxy"]))
+    inlined = sum(len(base64.b64encode(c)) for c in published.values())
+    assert len(inline) - len(page) > 0.95 * inlined  # the points left the map
+    assert sorted(p.name for p in (tmp_path / "points").iterdir()) == sorted(u.rsplit("/", 1)[1] for u in published)
+
+
+def test_published_files_are_bounded(tmp_path):
+    for k in range(5):
+        maps.publish_payload(tmp_path, "static", f"payload {k}".encode(), keep=3)
+    assert len(list(tmp_path.glob("*.json.gz"))) == 3
