@@ -17,6 +17,8 @@ from essmap.store.queries import catalogue, qpv_generations
 from essmap.store.read import (
     departements_present,
     layer_counts,
+    quarantine_batches,
+    quarantine_count,
     quarantine_rows,
     quarantine_summary,
     read_layer,
@@ -35,6 +37,6 @@ from essmap.store.write import (
 __all__ = [
     "GEOMETRY_TABLES", "SharedStore", "atomic_update", "catalogue", "connect", "cursor", "file_identity", "delete_rows", "departements_present", "insert_rows",
     "layer_counts", "list_tables",
-    "qpv_generations", "quarantine_rows", "quarantine_summary", "read_layer",
+    "qpv_generations", "quarantine_batches", "quarantine_count", "quarantine_rows", "quarantine_summary", "read_layer",
     "record_source", "refresh_sources", "replace_rows", "sources",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import duckdb
 import geopandas as gpd
@@ -86,13 +86,45 @@ def quarantine_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ).df()
 
 
-def quarantine_rows(con: duckdb.DuckDBPyConnection, *, source: str | None = None) -> pd.DataFrame:
-    sql = "SELECT * FROM quarantine"
+def quarantine_rows(con: duckdb.DuckDBPyConnection, *, source: str | None = None,
+                    limit: int | None = None) -> pd.DataFrame:
+    """Quarantined rows in file order (all of them unless ``limit``: see :func:`quarantine_batches`
+    for large quarantines)."""
+    parts = list(quarantine_batches(con, source=source, limit=limit))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in schema.QUARANTINE})
+    return pd.concat(parts, ignore_index=True)
+
+
+def quarantine_count(con: duckdb.DuckDBPyConnection, *, source: str | None = None) -> int:
+    """How many rows the quarantine holds (of one source, if given)."""
+    sql, params = "SELECT count(*) FROM quarantine", []
+    if source:
+        sql, params = sql + " WHERE source = ?", [source]
+    row = con.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def quarantine_batches(con: duckdb.DuckDBPyConnection, *, source: str | None = None, limit: int | None = None,
+                       batch_rows: int = 50_000) -> Iterator[pd.DataFrame]:
+    """Quarantined rows in file order (source, file, line), ``batch_rows`` at a time.
+
+    DuckDB streams the sorted result in Arrow batches, so memory stays at one batch however
+    large the quarantine (hundreds of thousands of rows after a national SIRENE ingest).
+    """
+    columns = ", ".join(f'"{c}"' for c in schema.QUARANTINE)
+    sql = f"SELECT {columns} FROM quarantine"
     params: list[object] = []
     if source:
         sql += " WHERE source = ?"
         params.append(source)
-    return con.execute(sql + " ORDER BY source, file_name, row_number", params).df()
+    sql += " ORDER BY source, file_name, row_number, column_name"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    reader = con.execute(sql, params).to_arrow_reader(batch_rows)
+    for batch in reader:
+        if batch.num_rows:
+            yield batch.to_pandas()
 
 
 def layer_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
