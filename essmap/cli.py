@@ -72,14 +72,21 @@ def _safe_errors(*, store_path: Path | None = None) -> Iterator[None]:
     """
     from essmap.io.text import printable
 
-    untouched = f" La base « {printable(store_path)} » n'a pas été modifiée." if store_path else ""
+    existed = store_path is not None and store_path.exists()
+
+    def untouched(message: str = "") -> str:
+        if not existed or "intacte" in message:
+            return ""
+        return f" La base « {printable(store_path)} » n'a pas été modifiée."
+
     try:
         yield
     except EssmapError as exc:
-        err_console.print(Text.assemble(("Erreur :", "bold red"), f" {printable(exc, keep_newlines=True)}{untouched}"))
+        text = printable(exc, keep_newlines=True)
+        err_console.print(Text.assemble(("Erreur :", "bold red"), f" {text}{untouched(text)}"))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err_console.print(f"Interrompu.{untouched}", markup=False, highlight=False)
+        err_console.print(f"Interrompu.{untouched()}", markup=False, highlight=False)
         raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort, SystemExit):
         raise
@@ -91,7 +98,7 @@ def _safe_errors(*, store_path: Path | None = None) -> Iterator[None]:
         cause = failure_cause(exc, store_path.parent if store_path else Path("."))
         err_console.print(Text.assemble(
             ("Erreur :", "bold red"),
-            f" {printable(cause, keep_newlines=True)}{untouched} Si le problème persiste, relancez avec "
+            f" {printable(cause, keep_newlines=True)}{untouched(cause)} Si le problème persiste, relancez avec "
             "ESSMAP_DEBUG=1 pour obtenir le détail technique et signalez-le.",
         ))
         raise typer.Exit(1) from None
@@ -101,7 +108,7 @@ def _notice(message: str) -> None:
     """A French notice of the write (waiting for another writer, clean-up), escaped, on stderr."""
     from essmap.io.text import printable
 
-    err_console.print(printable(message), markup=False, highlight=False)
+    err_console.print(printable(message), markup=False, highlight=False, soft_wrap=True)
 
 
 def _cell(value: object) -> Text:

@@ -66,8 +66,8 @@ def filesystem_message(exc: BaseException, folder: Path) -> str:
 
 
 def _command() -> str:
-    """This process's command line, program name shortened (``essmap ingest qpv FILE``)."""
-    return " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))
+    """This process's command line, paths shortened to their names (``essmap ingest qpv FILE``)."""
+    return " ".join(Path(a).name if i == 0 or os.sep in a else a for i, a in enumerate(sys.argv))
 
 
 @contextmanager
