@@ -363,24 +363,36 @@ def write_establishments(con: duckdb.DuckDBPyConnection, sirene: SourceRead, *,
 
 def write_tiers_lieux(con: duckdb.DuckDBPyConnection, read: SourceRead, communes: gpd.GeoDataFrame,
                       *, keep_departements: Sequence[str] | None) -> Replacement:
-    """Insert tiers-lieux, replacing in the départements covered the rows of the same file (and,
-    when these are real, the simulated ones); a row with the same identifier is replaced anywhere.
+    """Insert tiers-lieux, replacing the earlier version of the same file (in ``keep_departements``
+    when given, else everywhere), the simulated rows of the départements covered when the new rows
+    are real, and any row with the same identifier anywhere. Other lists' rows are kept.
 
-    Places listed without a commune code are located in a commune first.
+    Places listed without a commune code are located in a commune first; with
+    ``keep_departements``, places that fall outside them are out of scope (not counted as read).
     """
     frame = assign_communes(read.frame, communes)
     if keep_departements:
-        frame = frame[frame["code_departement"].isin(list(keep_departements))]
+        inside = frame["code_departement"].isin(list(keep_departements)).fillna(False).to_numpy(dtype=bool)
+        read.meta.rows_read -= int((~inside).sum())
+        frame = frame[inside]
     scope, untouched = _scope(frame, "code_departement", keep_departements)
     in_scope = "code_departement IN (SELECT unnest(?))"
     ids = [str(i) for i in frame["id_tiers_lieu"].dropna()]
+    same_file = f"{schema.SOURCE_FILE_COLUMN} = ?"
+    same_file_params: list[object] = [read.meta.file_name]
+    if keep_departements:
+        same_file += f" AND {in_scope}"
+        same_file_params.append(sorted(set(keep_departements)))
+        emptied = con.execute(
+            f"SELECT DISTINCT code_departement FROM tiers_lieux WHERE {same_file}", same_file_params
+        ).fetchall()
+        untouched = [d for d in untouched if d not in {row[0] for row in emptied}]
     synthetic = 0
     if not read.meta.is_synthetic:
         synthetic = store.delete_rows(con, "tiers_lieux", where=f"{in_scope} AND is_synthetic", params=[scope])
     replaced = synthetic + store.delete_rows(
-        con, "tiers_lieux",
-        where=f"({schema.SOURCE_FILE_COLUMN} = ? AND {in_scope}) OR id_tiers_lieu IN (SELECT unnest(?))",
-        params=[read.meta.file_name, scope, ids])
+        con, "tiers_lieux", where=f"({same_file}) OR id_tiers_lieu IN (SELECT unnest(?))",
+        params=[*same_file_params, ids])
     added = store.insert_rows(con, "tiers_lieux", frame, source_file=read.meta.file_name)
     read.meta.rows_kept = added
     store.record_source(con, read.meta, read.quarantine, scope=scope)
