@@ -7,7 +7,6 @@ with a fix and exit with status 1, never a traceback.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -628,35 +627,27 @@ def _print_quarantine(con, limit: int) -> None:
                       "avoir toutes : --quarantaine-csv FICHIER.csv, ou --limite N.", markup=False, highlight=False)
 
 
-#: A text cell a spreadsheet could take for a formula (OWASP "CSV Injection"): at its start, or
-#: after a character that a reader splitting on another separator takes for a cell break.
-_FORMULA_CELL = re.compile(r"^(?=[\t\r\0])|(?:^|(?<=[,;\t\r\n]))(?=[\s\"]*[=+\-@])")
-
-
 def _write_quarantine_csv(con, path: Path, *, force: bool, db: Path) -> None:
-    """Every quarantined row into a CSV file (UTF-8 with BOM), batch by batch.
+    """Every quarantined row into a CSV file (UTF-8 with BOM, for spreadsheets), in bounded memory.
 
-    The file is written under a temporary name and renamed at the end (no partial file); text
-    cells that a spreadsheet could run as formulas get a leading single quote.
+    DuckDB writes the rows (:func:`essmap.store.copy_quarantine_csv`) next to the target; the BOM
+    and those rows go under a temporary name, renamed at the end (no partial file left).
     """
+    import shutil
     import tempfile
 
     from essmap import store
-    from essmap.domain import schema
     from essmap.io.text import printable
     from essmap.render.tables import checked_output_path
 
     target = checked_output_path(Path(path), force=force, protect=db)
-    written = 0
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".essmap-quarantaine-") as folder:
+        rows = Path(folder) / "rows.csv"
+        written = store.copy_quarantine_csv(con, rows, spill=Path(folder))
         partial = Path(folder) / target.name
-        with open(partial, "w", encoding="utf-8-sig", newline="") as fh:
-            for batch in store.quarantine_batches(con):
-                cells = batch.map(lambda v: _FORMULA_CELL.sub("'", v) if isinstance(v, str) else v)
-                cells.to_csv(fh, index=False, header=written == 0, lineterminator="\r\n")
-                written += len(batch)
-            if written == 0:
-                fh.write(",".join(schema.QUARANTINE) + "\r\n")
+        with open(partial, "wb") as out, open(rows, "rb") as src:
+            out.write("\ufeff".encode())
+            shutil.copyfileobj(src, out, 4 << 20)
         os.replace(partial, target)
     err_console.print(f"Écrit : {printable(target)} ({_fmt(written)} ligne(s) en quarantaine)", markup=False,
                       highlight=False)

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -578,3 +579,58 @@ def test_info_quarantine_shows_a_page_and_writes_every_row_to_csv(db, tmp_path):
     assert (table["value"] == "'=HYPERLINK(\"http://x\")").sum() == 3  # inert in a spreadsheet
     again = runner.invoke(app, ["info", "--db", str(db), "--quarantaine-csv", str(out)])
     assert again.exit_code == 1 and "existe déjà" in again.output and "--force" in again.output
+
+
+#: Runs a command and prints its exit status and peak resident set size (MB). A child forked from
+#: the test process would report the test process's own peak (Linux keeps the high-water mark across
+#: exec), so the command is started by this small launcher and measured with ``os.wait4``.
+_MEASURE = ("import os, subprocess, sys; child = subprocess.Popen(sys.argv[2:], stdout=open(sys.argv[1], 'wb'), "
+            "stderr=subprocess.STDOUT); _pid, status, usage = os.wait4(child.pid, 0); "
+            "print(os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024)")
+
+
+def _measured(args: list[str], out: Path) -> tuple[float, float, int]:
+    """Run ``essmap ARGS`` in a child process: (seconds, peak resident MB, exit status)."""
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", _MEASURE, str(out), sys.executable, "-m", "essmap.cli", *args],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    seconds = time.monotonic() - start
+    status, peak = done.stdout.split()
+    return seconds, float(peak), int(status)
+
+
+@pytest.mark.slow
+def test_info_on_490_000_quarantined_rows_takes_seconds_and_bounded_memory(tmp_path, demo_db):
+    """The issue's case: `info --quarantaine` on 490,000 rows ran past 300 s and 4.1 GB."""
+    import duckdb
+
+    db = tmp_path / "essmap.duckdb"
+    shutil.copyfile(demo_db, db)
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(
+            "INSERT INTO quarantine SELECT 'sirene', 'StockEtablissement_utf8.csv', i + 2, "
+            "'coordonneeLambertAbscisseEtablissement', 'x=' || (600000 + i % 500000)::VARCHAR || '.4 ; y=' || "
+            "(6200000 + i % 900000)::VARCHAR || '.1 ; ' || repeat('libellé ', (i % 20)::INT), "
+            "CASE i % 3 WHEN 0 THEN 'coordonnées absentes : établissement non géolocalisé' "
+            "WHEN 1 THEN 'SIRET invalide : clé de contrôle (Luhn) incorrecte' "
+            "ELSE 'coordonnées hors du territoire du département (France métropolitaine)' END "
+            "FROM range(490000 - 7) t(i)")  # and the 7 rows of the demo
+    finally:
+        con.close()
+    load = os.getloadavg()[0]
+    seconds, peak_mb, status = _measured(["info", "--db", str(db), "--quarantaine"], tmp_path / "page.txt")
+    page = (tmp_path / "page.txt").read_text(encoding="utf-8")
+    assert status == 0, page
+    assert "… et 489 000 autre(s) ligne(s) en quarantaine (sur 490 000)" in page.replace("\u202f", " ")
+    assert seconds < 60 and peak_mb < 500, (seconds, peak_mb, load)
+
+    target = tmp_path / "quarantaine.csv"
+    seconds_csv, peak_csv, status = _measured(["info", "--db", str(db), "--quarantaine-csv", str(target)],
+                                              tmp_path / "csv.txt")
+    assert status == 0, (tmp_path / "csv.txt").read_text(encoding="utf-8")
+    with open(target, encoding="utf-8-sig") as fh:
+        assert sum(1 for _ in fh) == 490_001
+    assert seconds_csv < 90 and peak_csv < 500, (seconds_csv, peak_csv, load)
+    print(f"info --quarantaine: {seconds:.1f} s, {peak_mb:.0f} MB; --quarantaine-csv: {seconds_csv:.1f} s, "
+          f"{peak_csv:.0f} MB (load {load:.1f})")
