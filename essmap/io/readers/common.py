@@ -295,6 +295,8 @@ def read_csv_text(
     decoded = decode_bytes(raw, name, encoding=encoding)
     warnings = list(decoded.warnings)
     text = decoded.text
+    if not text.strip("\ufeff \t\r\n"):
+        raise InputFileError(name, "le fichier est vide.", hint="vérifiez le téléchargement ou l'export.")
     header = text.split("\n", 1)[0].strip("\r")
     delimiter = sniff_delimiter(header)
     if delimiter != expected_delimiter:
@@ -307,6 +309,9 @@ def read_csv_text(
             io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
             na_values=[], quoting=csv.QUOTE_MINIMAL, skip_blank_lines=True,
         )
+    except pd.errors.EmptyDataError as exc:
+        raise InputFileError(name, "le fichier ne contient aucune colonne lisible.",
+                             hint="vérifiez qu'il s'agit bien d'un fichier CSV avec sa ligne d'en-tête.") from exc
     except pd.errors.ParserError as exc:
         problem, row = csv_parser_problem(exc)
         raise InputFileError(

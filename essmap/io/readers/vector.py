@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pyogrio
 import shapely
-from pyogrio.errors import DataLayerError, DataSourceError, FieldError, GeometryError
 from shapely.geometry import MultiPolygon, Polygon
 
 from essmap.domain.errors import InputFileError
@@ -78,7 +77,7 @@ def vector_layers(path: Path) -> list[str]:
         return [path.stem]  # one table; GDAL's Parquet driver may be missing
     try:
         return [str(name) for name, _ in pyogrio.list_layers(path)]
-    except (DataSourceError, DataLayerError, OSError) as exc:
+    except Exception as exc:  # GDAL errors, and UnicodeDecodeError for names that are not UTF-8
         raise _unreadable(path, exc) from exc
 
 
@@ -196,9 +195,7 @@ def read_vector(path: Path, *, layer: str | None = None) -> tuple[gpd.GeoDataFra
             frame = gpd.read_parquet(path)
         else:
             frame = gpd.read_file(path, layer=layer, engine="pyogrio")
-    except (DataSourceError, DataLayerError, FieldError, GeometryError, OSError, ValueError) as exc:
-        raise _unreadable(path, exc) from exc
-    except Exception as exc:  # pyarrow raises its own types for a damaged Parquet file
+    except Exception as exc:  # GDAL, pyarrow (damaged Parquet) and UnicodeDecodeError raise many types
         raise _unreadable(path, exc) from exc
     if len(frame) == 0:
         raise InputFileError(

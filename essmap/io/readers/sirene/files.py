@@ -174,6 +174,8 @@ def _inspect_csv(path: Path, required: Sequence[str], expected_delimiter: str, w
     warnings.extend(decoded.warnings)
     encoding = decoded.encoding
     text = decoded.text.lstrip("\ufeff")
+    if not text.strip():
+        raise InputFileError(name, "le fichier est vide.", hint="vérifiez le téléchargement ou l'export.")
     lines = text.splitlines()
     header = lines[0]
     delimiter = sniff_delimiter(header)
@@ -184,6 +186,13 @@ def _inspect_csv(path: Path, required: Sequence[str], expected_delimiter: str, w
         )
     columns = [c.strip().strip("\ufeff") for c in next(csv.reader([header], delimiter=delimiter))]
     check_required_columns(columns, required, name)
+    if "" in columns or len(set(columns)) < len(columns):
+        position = columns.index("") + 1 if "" in columns else next(
+            i + 1 for i, c in enumerate(columns) if columns.index(c) != i)
+        raise InputFileError(
+            name, f"l'en-tête est abîmé : sa colonne n° {position} est sans nom ou en double.", row=1,
+            hint=REDOWNLOAD,
+        )
     if complete and not any(line.strip() for line in lines[1:]):
         raise InputFileError(
             name, "le fichier ne contient que la ligne d'en-tête, aucune ligne de données.",
