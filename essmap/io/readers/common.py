@@ -224,8 +224,8 @@ def csv_parser_problem(exc: Exception) -> tuple[str, int | None]:
         return f"{seen} champs au lieu de {expected} (ceux de l'en-tête)", int(line)
     quote = re.search(r"EOF inside string starting (?:at|on) (?:row|line) (\d+)", text)
     if quote:
-        # pandas counts data rows from 0 here: the line in the file is two more (header = 1)
-        return "guillemet ouvert jamais refermé jusqu'à la fin du fichier", int(quote.group(1)) + 2
+        # pandas counts rows from 0 (the header) here: the line in the file is one more
+        return "guillemet ouvert jamais refermé jusqu'à la fin du fichier", int(quote.group(1)) + 1
     line = re.search(r"line (\d+)", text)
     detail = printable(text.strip().splitlines()[0] if text.strip() else type(exc).__name__, limit=200)
     return f"lecture impossible (détail technique : {detail})", int(line.group(1)) if line else None
@@ -304,10 +304,11 @@ def read_csv_text(
             f"Fichier « {name} » : séparateur « {delimiter} » détecté au lieu de "
             f"« {expected_delimiter} » ; le fichier a été lu avec « {delimiter} »."
         )
+    _check_no_extra_values(text, delimiter, name)
     try:
         frame = pd.read_csv(
             io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
-            na_values=[], quoting=csv.QUOTE_MINIMAL, skip_blank_lines=True,
+            na_values=[], quoting=csv.QUOTE_MINIMAL, skip_blank_lines=True, index_col=False,
         )
     except pd.errors.EmptyDataError as exc:
         raise InputFileError(name, "le fichier ne contient aucune colonne lisible.",
@@ -331,6 +332,26 @@ def read_csv_text(
     frame = frame.astype("string")
     frame["_row"] = np.arange(2, len(frame) + 2, dtype="int64")
     return frame, warnings
+
+
+def _check_no_extra_values(text: str, delimiter: str, name: str) -> None:
+    """Refuse a record with more values than the header has columns (empty trailing ones aside).
+
+    pandas would silently take the extra values as row labels when every record has them
+    (shifting every column), or drop them: either way the values would land in wrong columns.
+    """
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        width = len(next(reader))
+        for record in reader:
+            if len(record) > width and any(value.strip() for value in record[width:]):
+                raise InputFileError(
+                    name, f"le fichier n'est pas un CSV valide : {len(record)} champs au lieu de {width} (ceux de "
+                    "l'en-tête) ; les valeurs seraient lues dans d'autres colonnes.", row=reader.line_num,
+                    hint="vérifiez le séparateur et les guillemets de cette ligne, ou l'en-tête du fichier.",
+                )
+    except (csv.Error, StopIteration):
+        return  # pandas reports what the csv module cannot parse
 
 
 def check_required_columns(columns, required, file_name: str) -> None:
