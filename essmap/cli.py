@@ -236,6 +236,7 @@ def fetch(
     """Télécharger les fichiers officiels (reprise des téléchargements interrompus, vérification)."""
     from essmap.io.fetch import fetch_source
     from essmap.io.sources import SOURCES, describe_sources
+    from essmap.io.text import printable
 
     if liste or not source:
         console.print(describe_sources(), markup=False, highlight=False)
@@ -244,13 +245,13 @@ def fetch(
     with _safe_errors():
         with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                       TimeRemainingColumn(), console=err_console) as bar:
-            task = bar.add_task(source, total=None)
+            task = bar.add_task(printable(source, limit=60), total=None)
 
             def update(done: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=total)
 
             def label(file) -> None:
-                bar.update(task, description=file.filename, completed=0, total=None)
+                bar.update(task, description=printable(file.filename), completed=0, total=None)
 
             paths = fetch_source(source, dest or settings.cache_dir, catalogue=SOURCES, progress=update,
                                  on_file=label, force=force)

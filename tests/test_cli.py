@@ -512,6 +512,7 @@ def _in_small_filesystem(tmp_path: Path, script: str, *, size: int, read_only: b
 
 
 @needs_mount
+@pytest.mark.slow
 @pytest.mark.parametrize("room", ["copy", "write"])
 def test_ingest_on_a_full_disk_is_refused_in_french_and_leaves_no_temporary_file(tmp_path, demo_db, room):
     """``copy``: not even room for the temporary copy; ``write``: the copy fits, DuckDB's writes do not."""
@@ -533,6 +534,7 @@ def test_ingest_on_a_full_disk_is_refused_in_french_and_leaves_no_temporary_file
 
 
 @needs_mount
+@pytest.mark.slow
 def test_ingest_and_build_in_a_read_only_folder_are_refused_in_french(tmp_path, demo_db):
     shutil.copyfile(demo_db, tmp_path / "store.duckdb")
     out = _in_small_filesystem(tmp_path, (

@@ -182,6 +182,7 @@ def _read_stderr_until(proc: subprocess.Popen, marker: str, timeout: float = 120
     return "".join(seen)
 
 
+@pytest.mark.slow
 def test_two_ingests_at_once_keep_both_and_the_second_says_it_waits(tmp_path, demo_db):
     """Real processes: the first ingest pauses inside its write, the second starts then and waits."""
     db = tmp_path / "essmap.duckdb"
@@ -224,6 +225,7 @@ def test_two_ingests_at_once_keep_both_and_the_second_says_it_waits(tmp_path, de
         con.close()
 
 
+@pytest.mark.slow
 def test_writer_killed_mid_write_leaves_the_store_intact_and_the_next_run_cleans_up(tmp_path, demo_db):
     db = tmp_path / "essmap.duckdb"
     shutil.copyfile(demo_db, db)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from functools import cache
 from pathlib import Path
 
 import geopandas as gpd
@@ -93,10 +94,16 @@ def _width(path: Path) -> int:
         return len(next(csv.reader(fh)))
 
 
+@cache
+def _as_published(reader, *paths: Path):
+    """The reader's result on the files as shipped (the reference of the column-order tests)."""
+    return reader(*paths)
+
+
 @given(ul_order=st.permutations(range(_width(UL))), etab_order=st.permutations(range(_width(ETAB))))
 def test_sirene_columns_in_any_order_give_the_same_establishments(tmp_path_factory, ul_order, etab_order):
     folder = tmp_path_factory.mktemp("sirene_order")
-    expected = read_sirene(UL, ETAB)
+    expected = _as_published(read_sirene, UL, ETAB)
     read = outcome(lambda: read_sirene(_write(folder, "ul.csv", _reordered(UL, ul_order)),
                                        _write(folder, "etab.csv", _reordered(ETAB, etab_order))))
     assert read is not None
@@ -143,7 +150,7 @@ def test_tiers_lieux_reader_on_damaged_lists(tmp_path_factory, data):
 
 @given(order=st.permutations(range(_width(TIERS_LIEUX))))
 def test_tiers_lieux_columns_in_any_order_give_the_same_places(tmp_path_factory, order):
-    expected = read_tiers_lieux(TIERS_LIEUX)
+    expected = _as_published(read_tiers_lieux, TIERS_LIEUX)
     path = _write(tmp_path_factory.mktemp("tiers_lieux_order"), "liste.csv", _reordered(TIERS_LIEUX, order))
     read = outcome(lambda: read_tiers_lieux(path))
     assert read is not None
