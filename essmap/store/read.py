@@ -180,7 +180,7 @@ def layer_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     rows = []
     for table, columns in schema.LAYERS.items():
         synth = "count(*) FILTER (WHERE is_synthetic)" if "is_synthetic" in columns else "0"
-        total, synthetic = con.execute(f'SELECT count(*), {synth} FROM "{table}"').fetchone()
+        total, synthetic = con.execute(f'SELECT count(*), {synth} FROM "{table}"').fetchone() or (0, 0)
         rows.append({"couche": table, "lignes": total, "dont_simulees": synthetic})
     return pd.DataFrame(rows)
 
