@@ -12,7 +12,7 @@ DB := data/essmap.duckdb
 DEMO_INPUTS := $(wildcard data/geo/* data/raw/*) $(wildcard essmap/demo/*.py essmap/domain/*.py essmap/geo/*.py essmap/io/readers/*.py essmap/io/readers/*/*.py essmap/store/*.py)
 PORT ?= 8501
 
-.PHONY: run test test-unit build bench clean setup system-deps lint lock
+.PHONY: run test test-unit fuzz build bench clean setup system-deps lint lock
 
 setup: $(STAMP)
 
@@ -50,10 +50,16 @@ system-deps:
 test: $(STAMP) $(DB) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The tests that need no Debian package (no chromium, no poppler-utils): markers in pyproject.toml.
+# The tests that need no Debian package (no chromium, no poppler-utils) and take seconds, not tens of
+# seconds (marker slow): markers in pyproject.toml.
 # `make test-unit PYTEST_ARGS=--durations=15` lists the slowest.
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not browser and not poppler" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not browser and not poppler and not slow" $(PYTEST_ARGS)
+
+# The fault-injection and fuzz suite (tests/fuzz) with many more Hypothesis examples than `make test`
+# runs (profile "fuzz" in tests/fuzz/conftest.py; still derandomized, so a failure reproduces).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/fuzz $(PYTEST_ARGS)
 
 # ruff (rules and line length in pyproject.toml) on the whole tree, mypy on the package; both
 # always run, and either failing fails the target.

@@ -6,6 +6,7 @@ with a fix and exit with status 1, never a traceback.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from essmap.domain.config import Settings, load_settings
 from essmap.domain.errors import EssmapError
@@ -60,6 +62,62 @@ def _user_errors() -> Iterator[None]:
 
 
 @contextmanager
+def _safe_errors(*, store_path: Path | None = None) -> Iterator[None]:
+    """The boundary of ``build``, ``ingest``, ``fetch`` and ``info``: every failure ends in a French
+    message and exit status 1, never a traceback; text from files is escaped (no raw terminal
+    escape sequence, no Rich markup). ``store_path``: the store a failed write left untouched.
+
+    ``ESSMAP_DEBUG=1`` lets unexpected errors through with their traceback, for a bug report.
+    """
+    from essmap.io.text import printable
+
+    existed = store_path is not None and store_path.exists()
+
+    def untouched(message: str = "") -> str:
+        if not existed or "intacte" in message:
+            return ""
+        return f" La base « {printable(store_path)} » n'a pas été modifiée."
+
+    try:
+        yield
+    except EssmapError as exc:
+        text = printable(exc, keep_newlines=True)
+        err_console.print(Text.assemble(("Erreur :", "bold red"), f" {text}{untouched(text)}"))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print(f"Interrompu.{untouched()}", markup=False, highlight=False)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as exc:
+        if os.environ.get("ESSMAP_DEBUG"):
+            raise
+        from essmap.store.write import failure_cause
+
+        cause = failure_cause(exc, store_path.parent if store_path else Path("."))
+        err_console.print(Text.assemble(
+            ("Erreur :", "bold red"),
+            f" {printable(cause, keep_newlines=True)}{untouched(cause)} Si le problème persiste, relancez avec "
+            "ESSMAP_DEBUG=1 pour obtenir le détail technique et signalez-le.",
+        ))
+        raise typer.Exit(1) from None
+
+
+def _notice(message: str) -> None:
+    """A French notice of the write (waiting for another writer, clean-up), escaped, on stderr."""
+    from essmap.io.text import printable
+
+    err_console.print(printable(message), markup=False, highlight=False, soft_wrap=True)
+
+
+def _cell(value: object) -> Text:
+    """A table cell from data: escaped, never read as Rich markup."""
+    from essmap.io.text import printable
+
+    return Text("" if value is None else printable(value, limit=300))
+
+
+@contextmanager
 def _progress_bar(total: float = 1.0) -> Iterator[Callable[[str, float], None]]:
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f} %"),
                   console=err_console, transient=True) as bar:
@@ -80,21 +138,23 @@ def _parse_departements(text: str | None) -> list[str] | None:
 
 
 def _print_loaded(report) -> None:
-    table = Table(title=f"Base : {report.db_path}")
+    from essmap.io.text import printable
+
+    table = Table(title=Text(f"Base : {printable(report.db_path)}"))
     for col in ("source", "fichier", "génération", "lues", "gardées", "en quarantaine", "simulées"):
         table.add_column(col, overflow="fold")
     for m in report.sources:
-        table.add_row(m.source, m.file_name, m.generation, _fmt(m.rows_read), _fmt(m.rows_kept),
+        table.add_row(_cell(m.source), _cell(m.file_name), _cell(m.generation), _fmt(m.rows_read), _fmt(m.rows_kept),
                       _fmt(m.rows_quarantined), "oui" if m.is_synthetic else "non")
     console.print(table)
     for replacement in report.replacements:
-        console.print(replacement.sentence(), highlight=False, markup=False)
+        console.print(printable(replacement.sentence()), highlight=False, markup=False)
     for name in report.forgotten:
-        console.print(f"Le fichier « {name} » n'a plus aucune ligne dans la base : il est retiré des sources.",
-                      highlight=False, markup=False)
+        console.print(f"Le fichier « {printable(name)} » n'a plus aucune ligne dans la base : il est retiré des "
+                      "sources, avec ses lignes en quarantaine.", highlight=False, markup=False)
     for m in report.sources:
         for w in m.warnings:
-            err_console.print(f"[yellow]Attention :[/] {w}", highlight=False)
+            err_console.print(Text.assemble(("Attention :", "yellow"), f" {printable(w)}"))
 
 
 def _fmt(n: int | float) -> str:
@@ -112,7 +172,7 @@ def build(
     from essmap.demo.build import build_demo
 
     settings = _settings(db)
-    with _user_errors(), _progress_bar() as progress:
+    with _safe_errors(store_path=settings.db_path), _progress_bar() as progress:
         report = build_demo(settings, scale=scale, progress=progress)
     _print_loaded(report)
     console.print("[bold]Les établissements ESS et une partie des tiers-lieux sont des données simulées.[/]")
@@ -123,8 +183,10 @@ def ingest(
     source: Annotated[str, typer.Argument(help="qpv, communes, sirene ou tiers-lieux.")],
     files: Annotated[list[Path], typer.Argument(help="Fichiers officiels tels que publiés.")],
     departements: Annotated[str | None, typer.Option(help="Restreindre à ces départements, ex. 13,93,2A.")] = None,
-    generation: Annotated[str | None, typer.Option(help="Génération des QPV (2024 ou 2015), ou millésime des communes / tiers-lieux, si le fichier ne le dit pas.")] = None,
-    colonnes: Annotated[str | None, typer.Option(help="Correspondance des colonnes (tiers-lieux), ex. nom=NOM,latitude=LAT.")] = None,
+    generation: Annotated[str | None, typer.Option(help="Génération des QPV (2024 ou 2015), ou millésime des "
+                                                   "communes / tiers-lieux, si le fichier ne le dit pas.")] = None,
+    colonnes: Annotated[str | None, typer.Option(help="Correspondance des colonnes (tiers-lieux), ex. "
+                                                 "nom=NOM,latitude=LAT.")] = None,
     db: DbOption = None,
 ) -> None:
     """Charger des fichiers officiels dans la base (la base précédente reste intacte en cas d'erreur)."""
@@ -132,13 +194,35 @@ def ingest(
     from essmap.store.ingest import ingest_files
 
     settings = _settings(db)
-    with _user_errors():
+    with _safe_errors(store_path=settings.db_path):
         columns = parse_column_mapping(colonnes) if colonnes else None
+        deps = _ingest_departements(departements, source, settings.db_path)
         with _progress_bar() as progress:
-            report = ingest_files(settings.db_path, source, files, settings=settings,
-                                  departements=_parse_departements(departements),
-                                  generation=generation, columns=columns, progress=progress)
-    _print_loaded(report)
+            report = ingest_files(settings.db_path, source, files, settings=settings, departements=deps,
+                                  generation=generation, columns=columns, progress=progress, notify=_notice)
+        _print_loaded(report)
+
+
+def _ingest_departements(text: str | None, source: str, db_path: Path) -> list[str] | None:
+    """The départements of ``--departements``: known codes, and (but for communes, which may bring a
+    new département) held by the store, refused as ``essmap query`` refuses them."""
+    from essmap import store
+    from essmap.io.readers.common import checked_departements
+
+    if not text or not text.strip():
+        return None
+    deps = checked_departements([d for d in text.split(",") if d.strip()])
+    if source == "communes" or not deps:
+        return deps or None
+    con = store.connect(db_path)
+    try:
+        _check_departements(con, deps)
+    except EssmapError as exc:
+        raise EssmapError(f"{exc} Solution : chargez d'abord leurs communes (`essmap ingest communes`), ou "
+                          "retirez-les de --departements.") from exc
+    finally:
+        con.close()
+    return deps
 
 
 @app.command()
@@ -146,31 +230,33 @@ def fetch(
     source: Annotated[str, typer.Argument(help="Source officielle à télécharger (voir `essmap fetch --liste`).")] = "",
     dest: Annotated[Path | None, typer.Option(help="Dossier de destination (défaut : data/cache).")] = None,
     liste: Annotated[bool, typer.Option("--liste", help="Lister les sources téléchargeables.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Retélécharger même si le fichier est déjà là (nouveau stock mensuel SIRENE).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Retélécharger même si le fichier est déjà là (nouveau stock "
+                                        "mensuel SIRENE).")] = False,
 ) -> None:
     """Télécharger les fichiers officiels (reprise des téléchargements interrompus, vérification)."""
     from essmap.io.fetch import fetch_source
     from essmap.io.sources import SOURCES, describe_sources
+    from essmap.io.text import printable
 
     if liste or not source:
-        console.print(describe_sources(), markup=False)
+        console.print(describe_sources(), markup=False, highlight=False)
         return
     settings = load_settings()
-    with _user_errors():
+    with _safe_errors():
         with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                       TimeRemainingColumn(), console=err_console) as bar:
-            task = bar.add_task(source, total=None)
+            task = bar.add_task(printable(source, limit=60), total=None)
 
             def update(done: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=total)
 
             def label(file) -> None:
-                bar.update(task, description=file.filename, completed=0, total=None)
+                bar.update(task, description=printable(file.filename), completed=0, total=None)
 
             paths = fetch_source(source, dest or settings.cache_dir, catalogue=SOURCES, progress=update,
                                  on_file=label, force=force)
     for p in paths:
-        console.print(str(p))
+        console.print(str(p), markup=False, highlight=False)
 
 
 query_app = typer.Typer(help="Analyses : QPV et tiers-lieux dans un rayon, indicateurs par territoire.",
@@ -472,47 +558,101 @@ def export_portrait(
 @app.command()
 def info(
     db: DbOption = None,
-    quarantaine: Annotated[bool, typer.Option("--quarantaine", help="Lister les lignes en quarantaine.")] = False,
+    quarantaine: Annotated[bool, typer.Option("--quarantaine", help="Lister les lignes en quarantaine (les premières : "
+                                              "voir --limite).")] = False,
+    limite: Annotated[int, typer.Option("--limite", min=0, help="Lignes en quarantaine affichées au plus avec "
+                                        "--quarantaine.")] = 1000,
+    quarantaine_csv: Annotated[Path | None, typer.Option("--quarantaine-csv", dir_okay=False,
+                                                         help="Écrire toutes les lignes en quarantaine dans ce "
+                                                         "fichier CSV (lu par morceaux, quelle que soit sa taille).")]
+    = None,
+    force: ForceOption = False,
 ) -> None:
     """Ce que contient la base : sources, millésimes, effectifs, quarantaine."""
     from essmap import store
+    from essmap.io.text import printable
 
     settings = _settings(db)
-    with _user_errors():
+    with _safe_errors():
         con = store.connect(settings.db_path)
-    try:
-        console.print(f"[bold]Base :[/] {settings.db_path}")
-        counts = store.layer_counts(con)
-        table = Table(title="Couches")
-        for col in ("couche", "lignes", "dont simulées"):
-            table.add_column(col, overflow="fold")
-        for row in counts.itertuples():
-            table.add_row(row.couche, _fmt(row.lignes), _fmt(row.dont_simulees))
-        console.print(table)
-        src = store.sources(con)
-        table = Table(title="Sources chargées")
-        for col in ("source", "fichier", "génération / millésime", "lues", "gardées", "quarantaine", "simulées", "chargé le"):
-            table.add_column(col, overflow="fold")
-        for r in src.itertuples():
-            table.add_row(r.source, r.file_name, r.generation or "", _fmt(r.rows_read), _fmt(r.rows_kept),
-                          _fmt(r.rows_quarantined), "oui" if r.is_synthetic else "non",
-                          r.loaded_at.strftime("%d/%m/%Y %H:%M"))
-        console.print(table)
-        summary = store.quarantine_summary(con)
-        if summary.empty:
-            console.print("Quarantaine : aucune ligne rejetée.")
-        else:
-            table = Table(title="Quarantaine (lignes rejetées, par motif)")
-            for col in ("source", "fichier", "motif", "lignes"):
+        try:
+            console.print(Text.assemble(("Base :", "bold"), f" {printable(settings.db_path)}"))
+            counts = store.layer_counts(con)
+            table = Table(title="Couches")
+            for col in ("couche", "lignes", "dont simulées"):
                 table.add_column(col, overflow="fold")
-            for r in summary.itertuples():
-                table.add_row(r.source, r.file_name, r.reason, _fmt(r.lignes))
+            for row in counts.itertuples():
+                table.add_row(row.couche, _fmt(row.lignes), _fmt(row.dont_simulees))
             console.print(table)
-        if quarantaine:
-            rows = store.quarantine_rows(con)
-            console.print(rows.to_string(index=False), markup=False)
-    finally:
-        con.close()
+            src = store.sources(con)
+            table = Table(title="Sources chargées")
+            for col in ("source", "fichier", "génération / millésime", "lues", "gardées", "quarantaine", "simulées",
+                        "chargé le"):
+                table.add_column(col, overflow="fold")
+            for r in src.itertuples():
+                table.add_row(_cell(r.source), _cell(r.file_name), _cell(r.generation or ""), _fmt(r.rows_read),
+                              _fmt(r.rows_kept), _fmt(r.rows_quarantined), "oui" if r.is_synthetic else "non",
+                              r.loaded_at.strftime("%d/%m/%Y %H:%M"))
+            console.print(table)
+            summary = store.quarantine_summary(con)
+            if summary.empty:
+                console.print("Quarantaine : aucune ligne rejetée.")
+            else:
+                table = Table(title="Quarantaine (lignes rejetées, par motif)")
+                for col in ("source", "fichier", "motif", "lignes"):
+                    table.add_column(col, overflow="fold")
+                for r in summary.itertuples():
+                    table.add_row(_cell(r.source), _cell(r.file_name), _cell(r.reason), _fmt(r.lignes))
+                console.print(table)
+            if quarantaine:
+                _print_quarantine(con, limite)
+            if quarantaine_csv is not None:
+                _write_quarantine_csv(con, quarantaine_csv, force=force, db=settings.db_path)
+        finally:
+            con.close()
+
+
+def _print_quarantine(con, limit: int) -> None:
+    """The first ``limit`` quarantined rows, and how many more there are (bounded memory)."""
+    from essmap import store
+    from essmap.io.text import printable
+
+    total = store.quarantine_count(con)
+    shown = 0
+    for batch in store.quarantine_batches(con, limit=limit, batch_rows=1000):
+        text = batch.map(lambda v: printable(v, limit=120) if isinstance(v, str) else v)
+        console.print(text.to_string(index=False, header=shown == 0), markup=False, highlight=False,
+                      soft_wrap=True)
+        shown += len(batch)
+    if total > shown:
+        console.print(f"… et {_fmt(total - shown)} autre(s) ligne(s) en quarantaine (sur {_fmt(total)}). Pour les "
+                      "avoir toutes : --quarantaine-csv FICHIER.csv, ou --limite N.", markup=False, highlight=False)
+
+
+def _write_quarantine_csv(con, path: Path, *, force: bool, db: Path) -> None:
+    """Every quarantined row into a CSV file (UTF-8 with BOM, for spreadsheets), in bounded memory.
+
+    DuckDB writes the rows (:func:`essmap.store.copy_quarantine_csv`) next to the target; the BOM
+    and those rows go under a temporary name, renamed at the end (no partial file left).
+    """
+    import shutil
+    import tempfile
+
+    from essmap import store
+    from essmap.io.text import printable
+    from essmap.render.tables import checked_output_path
+
+    target = checked_output_path(Path(path), force=force, protect=db)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".essmap-quarantaine-") as folder:
+        rows = Path(folder) / "rows.csv"
+        written = store.copy_quarantine_csv(con, rows, spill=Path(folder))
+        partial = Path(folder) / target.name
+        with open(partial, "wb") as out, open(rows, "rb") as src:
+            out.write("\ufeff".encode())
+            shutil.copyfileobj(src, out, 4 << 20)
+        os.replace(partial, target)
+    err_console.print(f"Écrit : {printable(target)} ({_fmt(written)} ligne(s) en quarantaine)", markup=False,
+                      highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import geopandas as gpd
@@ -130,3 +135,145 @@ def test_readers_in_other_processes_keep_working_during_a_rebuild(tmp_path):
     con = store.connect(db)
     assert len(store.read_layer(con, "qpv")) == 3
     con.close()
+
+
+# --- One writer at a time, killed writers ---------------------------------------------------------
+
+SLOW_WRITER = Path(__file__).parent / "fuzz" / "slow_writer.py"
+
+
+def _tiers_lieux_csv(path: Path, places: list[tuple[str, str, str]]) -> Path:
+    """A tiers-lieux list: (id, name, "lat,lon" or "" for a place without coordinates)."""
+    lines = ["id,nom,latitude,longitude"]
+    for ident, name, position in places:
+        lat, lon = position.split(",") if position else ("", "")
+        lines.append(f"{ident},{name},{lat},{lon}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _start_slow_writer(db: Path, source: str, file: Path, go: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, str(SLOW_WRITER), str(db), source, str(file), str(go)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    assert line == "WRITING", (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc
+
+
+def _essmap(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "essmap.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "250"})
+
+
+def _read_stderr_until(proc: subprocess.Popen, marker: str, timeout: float = 120) -> str:
+    """Lines of ``proc``'s standard error up to the one holding ``marker`` (read in a thread)."""
+    seen: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            seen.append(line)
+            if marker in line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(timeout), "".join(seen)
+    return "".join(seen)
+
+
+@pytest.mark.slow
+def test_two_ingests_at_once_keep_both_and_the_second_says_it_waits(tmp_path, demo_db):
+    """Real processes: the first ingest pauses inside its write, the second starts then and waits."""
+    db = tmp_path / "essmap.duckdb"
+    shutil.copyfile(demo_db, db)
+    first = _tiers_lieux_csv(tmp_path / "liste_marseille.csv", [
+        ("tl-m1", "Atelier du Panier", "43.2990,5.3690"), ("tl-m2", "Friche test", "43.3100,5.3900"),
+        ("tl-m3", "Sans position", "")])
+    second = _tiers_lieux_csv(tmp_path / "liste_avignon.csv", [
+        ("tl-a1", "Tiers-lieu d'Avignon", "43.9490,4.8050"), ("tl-a2", "Sans position non plus", "")])
+    go = tmp_path / "go"
+    slow = _start_slow_writer(db, "tiers-lieux", first, go)
+    try:
+        waiting = subprocess.Popen([sys.executable, "-m", "essmap.cli", "ingest", "tiers-lieux", str(second),
+                                    "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "COLUMNS": "250"})
+        notice = _read_stderr_until(waiting, "Attente")
+        assert f"processus {slow.pid}" in notice
+        assert "« slow_writer.py essmap.duckdb tiers-lieux liste_marseille.csv go »" in notice
+        assert "en cours de mise à jour" in notice and "reprendra ensuite" in notice
+        go.touch()
+        assert slow.wait(timeout=120) == 0, slow.stderr.read()
+        out, err = waiting.communicate(timeout=300)
+        assert waiting.returncode == 0, err
+    finally:
+        for proc in (slow, waiting):
+            if proc.poll() is None:
+                proc.kill()
+    assert "Tiers-lieux : 1 ajouté(s)" in out
+    con = store.connect(db)
+    try:
+        ids = set(store.read_layer(con, "tiers_lieux")["id_tiers_lieu"])
+        assert {"tl-m1", "tl-m2", "tl-a1"} <= ids  # neither ingest lost the other's rows
+        sources = store.sources(con).set_index("file_name")
+        assert sources.loc["liste_marseille.csv", "rows_in_store"] == 2
+        assert sources.loc["liste_avignon.csv", "rows_in_store"] == 1
+        quarantine = store.quarantine_rows(con)
+        assert set(quarantine.loc[quarantine["source"] == "tiers_lieux", "file_name"]) >= {
+            "liste_marseille.csv", "liste_avignon.csv"}
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_writer_killed_mid_write_leaves_the_store_intact_and_the_next_run_cleans_up(tmp_path, demo_db):
+    db = tmp_path / "essmap.duckdb"
+    shutil.copyfile(demo_db, db)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    places = _tiers_lieux_csv(tmp_path / "liste.csv", [("tl-k1", "Lieu tué", "43.2990,5.3690")])
+    slow = _start_slow_writer(db, "tiers-lieux", places, tmp_path / "never")
+    os.kill(slow.pid, signal.SIGKILL)
+    slow.wait(timeout=60)
+    left = sorted(p.name for p in tmp_path.glob("essmap.duckdb.tmp-*"))
+    # the full-size copy the killed writer was writing, and the journal of its uncommitted rows
+    assert left == [f"essmap.duckdb.tmp-{slow.pid}", f"essmap.duckdb.tmp-{slow.pid}.wal"]
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    con = store.connect(db)  # still a readable store
+    assert "tl-k1" not in set(store.read_layer(con, "tiers_lieux")["id_tiers_lieu"])
+    con.close()
+
+    done = _essmap("ingest", "tiers-lieux", str(places), "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    assert "Nettoyage" in done.stderr and f"essmap.duckdb.tmp-{slow.pid}" in done.stderr
+    assert "interrompue" in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.glob("essmap.duckdb.tmp-*")) == []  # the copy and its .wal
+    con = store.connect(db)
+    assert "tl-k1" in set(store.read_layer(con, "tiers_lieux")["id_tiers_lieu"])
+    con.close()
+
+
+def test_left_overs_and_their_wal_are_removed_under_the_lock_and_reported(tmp_path):
+    db = tmp_path / "essmap.duckdb"
+    _build(db, ["QN02A01M"])
+    (tmp_path / "essmap.duckdb.tmp-999999").write_bytes(b"x" * 2_000_000)
+    (tmp_path / "essmap.duckdb.tmp-999999.wal").write_bytes(b"y" * 500_000)
+    (tmp_path / "other.duckdb.tmp-999999").write_bytes(b"z")  # another store's: not ours to remove
+    notices: list[str] = []
+    with store.atomic_update(db, notify=notices.append) as con:
+        store.replace_rows(con, "qpv", _qpv_frame(["QN02A02M"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["essmap.duckdb", "essmap.duckdb.lock",
+                                                          "other.duckdb.tmp-999999"]
+    assert len(notices) == 1
+    assert "essmap.duckdb.tmp-999999, essmap.duckdb.tmp-999999.wal" in notices[0]
+    assert "2,5 Mo libérés" in notices[0] and "La base elle-même était intacte" in notices[0]
+
+
+def test_duckdb_file_system_errors_are_told_in_french(tmp_path):
+    import duckdb
+
+    from essmap.store.write import failure_cause
+
+    cause = failure_cause(duckdb.IOException('Could not write file "x.tmp-1.wal": No space left on device'), tmp_path)
+    assert cause.startswith("plus d'espace disque dans") and "libérez de la place" in cause
+    cause = failure_cause(duckdb.CatalogException("Table with name foo does not exist!\nLINE 1: ..."), tmp_path)
+    assert cause == "erreur de la base DuckDB (détail technique : Table with name foo does not exist!)"

@@ -15,8 +15,11 @@ from essmap.store.connection import (
 )
 from essmap.store.queries import catalogue, qpv_generations
 from essmap.store.read import (
+    copy_quarantine_csv,
     departements_present,
     layer_counts,
+    quarantine_batches,
+    quarantine_count,
     quarantine_rows,
     quarantine_summary,
     read_layer,
@@ -33,9 +36,8 @@ from essmap.store.write import (
 )
 
 __all__ = [
-    "GEOMETRY_TABLES", "SharedStore", "atomic_update", "catalogue", "connect", "cursor", "delete_rows",
-    "departements_present", "file_identity", "insert_rows",
-    "layer_counts", "list_tables",
-    "qpv_generations", "quarantine_rows", "quarantine_summary", "read_layer",
-    "record_source", "refresh_sources", "replace_rows", "sources",
+    "GEOMETRY_TABLES", "SharedStore", "atomic_update", "copy_quarantine_csv", "catalogue", "connect",
+    "cursor", "file_identity", "delete_rows", "departements_present", "insert_rows", "layer_counts",
+    "list_tables", "qpv_generations", "quarantine_batches", "quarantine_count", "quarantine_rows",
+    "quarantine_summary", "read_layer", "record_source", "refresh_sources", "replace_rows", "sources",
 ]

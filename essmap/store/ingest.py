@@ -22,7 +22,13 @@ from essmap.domain.errors import EssmapError, InputFileError
 from essmap.domain.formatting import format_number
 from essmap.domain.territories import departements_of_communes
 from essmap.geo import points_in_polygons
-from essmap.io.readers.common import SourceMeta, SourceRead
+from essmap.io.readers.common import (
+    SourceMeta,
+    SourceRead,
+    check_is_file,
+    checked_departements,
+    unreadable_file_error,
+)
 from essmap.io.readers.communes import (
     derive_departements,
     derive_epci,
@@ -33,7 +39,9 @@ from essmap.io.readers.communes import (
 from essmap.io.readers.qpv import read_qpv
 from essmap.io.readers.sirene import read_sirene
 from essmap.io.readers.tiers_lieux import read_tiers_lieux
+from essmap.io.text import printable
 from essmap.store import joins
+from essmap.store.write import say
 
 Progress = Callable[[str, float], None]
 
@@ -67,50 +75,49 @@ def no_progress(_label: str, _fraction: float) -> None:
 def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings: Settings,
                  departements: Sequence[str] | None = None, generation: str | None = None,
                  columns: dict[str, str] | None = None,
-                 progress: Progress | None = None) -> LoadReport:
+                 progress: Progress | None = None, notify: Callable[[str], None] | None = None) -> LoadReport:
     """Load official files of one source into an existing store, atomically.
 
-    Real data replaces what the store had for the same scope: QPVs of the same generation,
-    establishments and communes of the départements the new files cover, tiers-lieux with the
-    same identifier (and the synthetic ones of the départements covered). ``generation`` is
-    the QPV generation, or the millésime of communes and tiers-lieux, when the files do not say.
+    Real data replaces what the store had for the same scope (the rules are in the README,
+    "Replacement rules"): QPVs of the same generation, establishments and communes of the
+    départements the new files cover, tiers-lieux of the same file or identifier (and the
+    synthetic ones of the départements covered). ``generation`` is the QPV generation, or the
+    millésime of communes and tiers-lieux, when the files do not say. ``notify`` receives the
+    French notices of the write (waiting for another writer, clean-up of a killed one).
+
+    Nothing is written when a file is refused: unknown département, missing file or folder, a
+    damaged file, or a file of which no row is usable (all quarantined, or none in scope).
     """
     progress = progress or no_progress
-    files = [Path(f) for f in files]
-    for f in files:
-        if not f.exists():
-            raise InputFileError(f.name, f"fichier introuvable ({f}).",
-                                 hint="vérifiez le chemin ou téléchargez-le avec `essmap fetch`.")
     if source not in INGEST_SOURCES:
         raise EssmapError(
-            f"Source inconnue « {source} ». Sources possibles : {', '.join(INGEST_SOURCES)}."
+            f"Source inconnue « {printable(source, limit=40)} ». Sources possibles : {', '.join(INGEST_SOURCES)}."
         )
+    files = [Path(f) for f in files]
+    if not files:
+        raise EssmapError("Aucun fichier indiqué. Solution : donnez le ou les fichiers à charger après la source.")
+    for f in files:
+        check_is_file(f)
     db_path = Path(db_path)
     if not db_path.exists():
         raise EssmapError(
-            f"Base « {db_path} » introuvable. Solution : lancez d'abord `essmap build`."
+            f"Base « {printable(db_path)} » introuvable. Solution : lancez d'abord `essmap build`."
         )
     report = LoadReport(db_path)
-    deps = list(departements) if departements else None
+    deps = checked_departements(departements) if departements else None
 
     progress(f"Lecture {source}", 0.1)
-    if source == "qpv":
-        reads = [read_qpv(f, generation=generation, departements=deps) for f in files]
-    elif source == "communes":
-        reads = [read_communes(f, departements=deps, millesime=generation) for f in files]
-    elif source == "sirene":
-        roles = classify_sirene_files(files)
-        reads = [read_sirene(roles["unites_legales"], roles["etablissements"],
-                             geolocalisation=roles.get("geolocalisation") or None,
-                             departements=deps,
-                             progress=lambda label, frac: progress(label, 0.1 + 0.6 * frac))]
-    else:
-        reads = [read_tiers_lieux(f, columns=columns, departements=deps, millesime=generation)
-                 for f in files]
+    try:
+        reads = _read_files(source, files, deps=deps, generation=generation, columns=columns, progress=progress)
+    except OSError as exc:  # a file that exists but cannot be read (rights, I/O error, gone meanwhile)
+        path = Path(exc.filename) if getattr(exc, "filename", None) else files[0]
+        raise unreadable_file_error(path, exc) from exc
+    for read in reads:
+        check_usable(read, deps)
 
     progress("Écriture de la base", 0.8)
     table = {"qpv": "qpv", "communes": "communes", "sirene": "etablissements"}.get(source, "tiers_lieux")
-    with store.atomic_update(db_path) as con:
+    with store.atomic_update(db_path, notify=notify or say) as con:
         for read in reads:
             if source == "qpv":
                 done = write_qpv(con, read, departements=deps)
@@ -127,6 +134,54 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
         report.forgotten = finish_write(con, changed=[table])
     progress("Terminé", 1.0)
     return report
+
+
+def _read_files(source: str, files: list[Path], *, deps: list[str] | None, generation: str | None,
+                columns: dict[str, str] | None, progress: Progress) -> list[SourceRead]:
+    if source == "qpv":
+        return [read_qpv(f, generation=generation, departements=deps) for f in files]
+    if source == "communes":
+        return [read_communes(f, departements=deps, millesime=generation) for f in files]
+    if source == "sirene":
+        roles = classify_sirene_files(files)
+        return [read_sirene(roles["unites_legales"], roles["etablissements"],
+                            geolocalisation=roles.get("geolocalisation") or None, departements=deps,
+                            progress=lambda label, frac: progress(label, 0.1 + 0.6 * frac))]
+    return [read_tiers_lieux(f, columns=columns, departements=deps, millesime=generation) for f in files]
+
+
+def check_usable(read: SourceRead, departements: Sequence[str] | None) -> None:
+    """Refuse a read that has no row to load: replacing the store's rows by nothing is never asked.
+
+    Either no row was read (none in the départements asked, or no ESS active establishment), or
+    every row read went to the quarantine (a file of another kind, projected coordinates read as
+    degrees...): the message gives the most frequent reason with an example row.
+    """
+    meta = read.meta
+    if meta.rows_kept > 0:
+        return
+    where = f" dans les départements demandés ({', '.join(departements)})" if departements else ""
+    if meta.rows_read == 0:
+        what = ("aucun établissement actif d'une unité légale de l'ESS" if meta.source == "sirene"
+                else "aucune ligne")
+        raise InputFileError(
+            meta.file_name, f"rien à charger : {what}{where}.",
+            hint="vérifiez les départements demandés (--departements) et qu'il s'agit bien du fichier complet.",
+        )
+    reasons = read.quarantine["reason"].astype(str).value_counts()
+    top = str(reasons.index[0]) if len(reasons) else "?"
+    example = read.quarantine[read.quarantine["reason"].astype(str) == top].head(1)
+    row = int(example["row_number"].iloc[0]) if len(example) else None
+    column = str(example["column_name"].iloc[0]) if len(example) and example["column_name"].iloc[0] else None
+    raise InputFileError(
+        meta.file_name,
+        f"aucune ligne utilisable{where} : les {format_number(meta.rows_read)} ligne(s) lue(s) sont toutes en "
+        f"quarantaine (motif le plus fréquent, {format_number(int(reasons.iloc[0]) if len(reasons) else 0)} "
+        f"ligne(s) : « {printable(top, limit=200)} » ; premier exemple ci-après).",
+        row=row, column=printable(column, limit=60) if column else None,
+        hint="vérifiez qu'il s'agit du bon fichier pour cette source et de son système de coordonnées, "
+        "corrigez-le, puis relancez.",
+    )
 
 
 def classify_sirene_files(files: Sequence[Path]) -> dict[str, list[Path]]:
@@ -157,7 +212,12 @@ def _sirene_role(path: Path) -> str:
         reader = "read_parquet" if name.endswith(".parquet") else "read_csv"
         cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [str(path)]).fetchall()}
     except duckdb.Error as exc:
-        raise InputFileError(path.name, f"fichier illisible ({exc}).") from exc
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputFileError(
+            path.name, "fichier illisible : ni CSV ni Parquet lisible, ou endommagé "
+            f"(détail technique : {printable(detail, limit=200)}).", row=1,
+            hint="fournissez les fichiers SIRENE tels que publiés par l'INSEE (CSV ou Parquet).",
+        ) from exc
     finally:
         con.close()
     if "economieSocialeSolidaireUniteLegale" in cols:
@@ -167,17 +227,20 @@ def _sirene_role(path: Path) -> str:
     if {"siret", "x", "y", "epsg"} <= cols:
         return "geolocalisation"
     raise InputFileError(
-        path.name, "ce fichier n'est ni un StockUniteLegale, ni un StockEtablissement, ni un fichier de géolocalisation SIRENE.",
+        path.name, "ce fichier n'est ni un StockUniteLegale, ni un StockEtablissement, ni un fichier de "
+        "géolocalisation SIRENE.",
         row=1, hint="vérifiez qu'il s'agit bien d'un fichier SIRENE de l'INSEE, avec sa ligne d'en-tête.",
     )
 
 
 # --- Writing layers ----------------------------------------------------------------------------
 #
-# Each write replaces exactly its scope and says so (a Replacement): the rows of its layer in the
-# départements it covers (those of the file, or those the user gave), and for tiers-lieux the rows
-# of the same file there, the simulated ones there when the new rows are real, and any row with the
-# same identifier.
+# Each write replaces exactly its scope and says so (a Replacement). The scope is the set of
+# départements the new rows cover (restricted to those the user gave): a département the user
+# named but the file has no row for is left as it was, never emptied. In that scope go the rows of
+# the layer (QPV: of the same generation), and for tiers-lieux the rows of the same file, the
+# simulated ones when the new rows are real, and any row with the same identifier anywhere.
+# The README section "Replacement rules" states them for users of the library.
 
 
 @dataclass
@@ -190,16 +253,22 @@ class Replacement:
     replaced: int
     kept_elsewhere: int
     synthetic_replaced: int = 0
+    #: départements asked for (``--departements``) of which the file has no row: left untouched
+    untouched: tuple[str, ...] = ()
 
     def sentence(self) -> str:
-        """The French sentence an ingest prints, e.g. "QPV 2024 : 8 ajoutés, 71 remplacés dans le 13, 64
-        conservés ailleurs"."""
+        """The French sentence an ingest prints, e.g. "QPV 2024 : 8 ajouté(s), 71 remplacé(s) dans le 13,
+        64 conservé(s) ailleurs."."""
         where = _departements_phrase(self.scope)
         text = (f"{self.label} : {format_number(self.added)} ajouté(s), "
                 f"{format_number(self.replaced)} remplacé(s) {where}, "
                 f"{format_number(self.kept_elsewhere)} conservé(s) ailleurs")
         if self.synthetic_replaced:
-            text += f" ; dont {format_number(self.synthetic_replaced)} ligne(s) simulée(s) remplacée(s) par des données réelles"
+            text += (f" ; dont {format_number(self.synthetic_replaced)} ligne(s) simulée(s) remplacée(s) par des "
+                     "données réelles")
+        if self.untouched:
+            text += (f" ; aucune ligne {_departements_phrase(self.untouched).replace('dans ', 'pour ', 1)} "
+                     "dans ce fichier : ce que la base en avait est conservé")
         return text + "."
 
 
@@ -213,10 +282,13 @@ def _departements_phrase(scope: Sequence[str]) -> str:
     return f"dans {len(scope)} départements"
 
 
-def _scope(frame: pd.DataFrame, column: str, departements: Sequence[str] | None) -> list[str]:
-    if departements:
-        return sorted(set(departements))
-    return sorted(frame[column].dropna().astype(str).unique())
+def _scope(frame: pd.DataFrame, column: str, departements: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """The départements the new rows cover (within those asked), and those asked but not covered."""
+    present = set(frame[column].dropna().astype(str)) - {""}
+    if not departements:
+        return sorted(present), []
+    asked = set(departements)
+    return sorted(present & asked), sorted(asked - present)
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str, where: str, params: Sequence[object]) -> int:
@@ -227,7 +299,7 @@ def _count(con: duckdb.DuckDBPyConnection, table: str, where: str, params: Seque
 def write_admin(con: duckdb.DuckDBPyConnection, communes: SourceRead, settings: Settings, *,
                 departements: Sequence[str] | None = None) -> Replacement:
     """Replace the communes of the départements covered, then re-derive the upper levels."""
-    scope = _scope(communes.frame, "code_departement", departements)
+    scope, untouched = _scope(communes.frame, "code_departement", departements)
     in_scope = "code_departement IN (SELECT unnest(?))"
     replaced = store.delete_rows(con, "communes", where=in_scope, params=[scope])
     added = store.insert_rows(con, "communes", communes.frame, source_file=communes.meta.file_name)
@@ -241,14 +313,14 @@ def write_admin(con: duckdb.DuckDBPyConnection, communes: SourceRead, settings: 
     store.replace_rows(con, "epci", derive_epci(
         everything, read_admin_names(raw / "epci_france.csv", "epci")))
     kept = _count(con, "communes", f"NOT ({in_scope}) OR code_departement IS NULL", [scope])
-    return Replacement("Communes", tuple(scope), added, replaced, kept)
+    return Replacement("Communes", tuple(scope), added, replaced, kept, untouched=tuple(untouched))
 
 
 def write_qpv(con: duckdb.DuckDBPyConnection, qpv: SourceRead, *,
               departements: Sequence[str] | None = None) -> Replacement:
     """Replace the QPVs of the file's generation in the départements covered."""
     generations = sorted(qpv.frame["generation"].dropna().astype(str).unique())
-    scope = _scope(qpv.frame, "insee_dep", departements)
+    scope, untouched = _scope(qpv.frame, "insee_dep", departements)
     in_scope = "generation IN (SELECT unnest(?)) AND insee_dep IN (SELECT unnest(?))"
     replaced = store.delete_rows(con, "qpv", where=in_scope, params=[generations, scope])
     communes = store.read_layer(con, "communes", columns=["code_insee", "nom"])
@@ -257,7 +329,7 @@ def write_qpv(con: duckdb.DuckDBPyConnection, qpv: SourceRead, *,
     kept = _count(con, "qpv", "generation IN (SELECT unnest(?)) AND insee_dep NOT IN (SELECT unnest(?))",
                   [generations, scope])
     label = "QPV " + ", ".join(generations) if generations else "QPV"
-    return Replacement(label, tuple(scope), added, replaced, kept)
+    return Replacement(label, tuple(scope), added, replaced, kept, untouched=tuple(untouched))
 
 
 def with_commune_names(qpv: gpd.GeoDataFrame, communes: pd.DataFrame) -> gpd.GeoDataFrame:
@@ -278,7 +350,7 @@ def with_commune_names(qpv: gpd.GeoDataFrame, communes: pd.DataFrame) -> gpd.Geo
 def write_establishments(con: duckdb.DuckDBPyConnection, sirene: SourceRead, *,
                          departements: Sequence[str] | None = None) -> Replacement:
     """Replace the establishments of the départements covered (simulated ones included)."""
-    scope = _scope(sirene.frame, "code_departement", departements)
+    scope, untouched = _scope(sirene.frame, "code_departement", departements)
     in_scope = "code_departement IN (SELECT unnest(?))"
     synthetic = 0 if sirene.meta.is_synthetic else _count(con, "etablissements", f"{in_scope} AND is_synthetic",
                                                           [scope])
@@ -286,34 +358,46 @@ def write_establishments(con: duckdb.DuckDBPyConnection, sirene: SourceRead, *,
     added = store.insert_rows(con, "etablissements", sirene.frame, source_file=sirene.meta.file_name)
     store.record_source(con, sirene.meta, sirene.quarantine, scope=scope)
     kept = _count(con, "etablissements", f"NOT ({in_scope}) OR code_departement IS NULL", [scope])
-    return Replacement("Établissements ESS", tuple(scope), added, replaced, kept, synthetic)
+    return Replacement("Établissements ESS", tuple(scope), added, replaced, kept, synthetic, tuple(untouched))
 
 
 def write_tiers_lieux(con: duckdb.DuckDBPyConnection, read: SourceRead, communes: gpd.GeoDataFrame,
                       *, keep_departements: Sequence[str] | None) -> Replacement:
-    """Insert tiers-lieux, replacing in the départements covered the rows of the same file (and,
-    when these are real, the simulated ones); a row with the same identifier is replaced anywhere.
+    """Insert tiers-lieux, replacing the earlier version of the same file (in ``keep_departements``
+    when given, else everywhere), the simulated rows of the départements covered when the new rows
+    are real, and any row with the same identifier anywhere. Other lists' rows are kept.
 
-    Places listed without a commune code are located in a commune first.
+    Places listed without a commune code are located in a commune first; with
+    ``keep_departements``, places that fall outside them are out of scope (not counted as read).
     """
     frame = assign_communes(read.frame, communes)
     if keep_departements:
-        frame = frame[frame["code_departement"].isin(list(keep_departements))]
-    scope = _scope(frame, "code_departement", keep_departements)
+        inside = frame["code_departement"].isin(list(keep_departements)).fillna(False).to_numpy(dtype=bool)
+        read.meta.rows_read -= int((~inside).sum())
+        frame = frame[inside]
+    scope, untouched = _scope(frame, "code_departement", keep_departements)
     in_scope = "code_departement IN (SELECT unnest(?))"
     ids = [str(i) for i in frame["id_tiers_lieu"].dropna()]
+    same_file = f"{schema.SOURCE_FILE_COLUMN} = ?"
+    same_file_params: list[object] = [read.meta.file_name]
+    if keep_departements:
+        same_file += f" AND {in_scope}"
+        same_file_params.append(sorted(set(keep_departements)))
+        emptied = con.execute(
+            f"SELECT DISTINCT code_departement FROM tiers_lieux WHERE {same_file}", same_file_params
+        ).fetchall()
+        untouched = [d for d in untouched if d not in {row[0] for row in emptied}]
     synthetic = 0
     if not read.meta.is_synthetic:
         synthetic = store.delete_rows(con, "tiers_lieux", where=f"{in_scope} AND is_synthetic", params=[scope])
     replaced = synthetic + store.delete_rows(
-        con, "tiers_lieux",
-        where=f"({schema.SOURCE_FILE_COLUMN} = ? AND {in_scope}) OR id_tiers_lieu IN (SELECT unnest(?))",
-        params=[read.meta.file_name, scope, ids])
+        con, "tiers_lieux", where=f"({same_file}) OR id_tiers_lieu IN (SELECT unnest(?))",
+        params=[*same_file_params, ids])
     added = store.insert_rows(con, "tiers_lieux", frame, source_file=read.meta.file_name)
     read.meta.rows_kept = added
     store.record_source(con, read.meta, read.quarantine, scope=scope)
     kept = _count(con, "tiers_lieux", f"NOT ({in_scope}) OR code_departement IS NULL", [scope])
-    return Replacement("Tiers-lieux", tuple(scope), added, replaced, kept, synthetic)
+    return Replacement("Tiers-lieux", tuple(scope), added, replaced, kept, synthetic, tuple(untouched))
 
 
 def finish_write(con: duckdb.DuckDBPyConnection, *, changed: Sequence[str]) -> list[str]:

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from essmap.domain.errors import BuildError
+from essmap.io.text import printable
 
 #: How long a writer waits for the running one before giving up.
 WAIT_S = 3600.0
@@ -31,10 +32,11 @@ def lock_path(store: Path) -> Path:
 
 
 def _describe(holder: dict[str, object]) -> str:
+    """The running writer as users read it: its command, process and start time (escaped)."""
     if not holder:
-        return "une autre ingestion"
-    return (f"« {holder.get('command', '?')} » (processus {holder.get('pid', '?')}, "
-            f"depuis {holder.get('since', '?')})")
+        return "une autre mise à jour"
+    return (f"« {printable(holder.get('command', '?'), limit=200)} » (processus "
+            f"{printable(holder.get('pid', '?'), limit=20)}, depuis {printable(holder.get('since', '?'), limit=40)})")
 
 
 def _read_holder(path: Path) -> dict[str, object]:
@@ -52,14 +54,20 @@ def _say(message: str) -> None:
 def filesystem_message(exc: BaseException, folder: Path) -> str:
     """A French explanation of a file-system failure, with the fix."""
     code = getattr(exc, "errno", None)
-    if code == errno.ENOSPC:
-        return (f"plus d'espace disque dans « {folder} » (la mise à jour écrit une copie de la base). "
-                "Solution : libérez de la place, puis relancez.")
+    where = printable(folder)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return (f"plus d'espace disque dans « {where} » (la mise à jour écrit une copie complète de la base "
+                "avant de la remplacer). Solution : libérez de la place, puis relancez.")
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return (f"écriture impossible dans « {folder} » (dossier en lecture seule ou droits insuffisants). "
+        return (f"écriture impossible dans « {where} » (dossier en lecture seule ou droits insuffisants). "
                 "Solution : choisissez un dossier accessible en écriture avec --db.")
-    return f"erreur du système de fichiers : {getattr(exc, 'strerror', None) or exc}"
+    detail = f"{type(exc).__name__} : {getattr(exc, 'strerror', None) or exc}"
+    return f"erreur du système de fichiers dans « {where} » (détail technique : {printable(detail)})."
 
+
+def _command() -> str:
+    """This process's command line, paths shortened to their names (``essmap ingest qpv FILE``)."""
+    return " ".join(Path(a).name if i == 0 or os.sep in a else a for i, a in enumerate(sys.argv))
 
 
 @contextmanager
@@ -93,7 +101,7 @@ def writer_lock(store: Path, *, wait_s: float = WAIT_S,
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({
-            "pid": os.getpid(), "command": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv)),
+            "pid": os.getpid(), "command": _command()[:1000],
             "since": datetime.now().strftime("%d/%m/%Y %H:%M:%S"),
         }))
         handle.flush()

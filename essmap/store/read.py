@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import duckdb
 import geopandas as gpd
@@ -86,13 +87,92 @@ def quarantine_summary(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ).df()
 
 
-def quarantine_rows(con: duckdb.DuckDBPyConnection, *, source: str | None = None) -> pd.DataFrame:
-    sql = "SELECT * FROM quarantine"
+def quarantine_rows(con: duckdb.DuckDBPyConnection, *, source: str | None = None,
+                    limit: int | None = None) -> pd.DataFrame:
+    """Quarantined rows in file order (all of them unless ``limit``: see :func:`quarantine_batches`
+    for large quarantines)."""
+    parts = list(quarantine_batches(con, source=source, limit=limit))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in schema.QUARANTINE})
+    return pd.concat(parts, ignore_index=True)
+
+
+def quarantine_count(con: duckdb.DuckDBPyConnection, *, source: str | None = None) -> int:
+    """How many rows the quarantine holds (of one source, if given)."""
+    sql, params = "SELECT count(*) FROM quarantine", []
+    if source:
+        sql, params = sql + " WHERE source = ?", [source]
+    row = con.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def quarantine_batches(con: duckdb.DuckDBPyConnection, *, source: str | None = None, limit: int | None = None,
+                       batch_rows: int = 50_000) -> Iterator[pd.DataFrame]:
+    """Quarantined rows in file order (source, file, line), ``batch_rows`` at a time.
+
+    DuckDB streams the sorted result in Arrow batches, so memory stays at one batch however
+    large the quarantine (hundreds of thousands of rows after a national SIRENE ingest).
+    """
+    columns = ", ".join(f'"{c}"' for c in schema.QUARANTINE)
+    sql = f"SELECT {columns} FROM quarantine"
     params: list[object] = []
     if source:
         sql += " WHERE source = ?"
         params.append(source)
-    return con.execute(sql + " ORDER BY source, file_name, row_number", params).df()
+    sql += " ORDER BY source, file_name, row_number, column_name"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    reader = con.execute(sql, params).to_arrow_reader(batch_rows)
+    for batch in reader:
+        if batch.num_rows:
+            yield batch.to_pandas()
+
+
+#: A text cell a spreadsheet could take for a formula (OWASP "CSV Injection"), in RE2 for DuckDB:
+#: a formula character at the start of the cell or after a character that a reader splitting on
+#: another separator takes for a cell break (whitespace and double quotes before it count), or a
+#: tab or carriage return at the start. The rule of :func:`essmap.render.tables.write_table`.
+_FORMULA_AFTER_BREAK = r"""(^|[,;\t\r\n])([ \t\r\n"]*[=+@-])"""
+_CONTROL_AT_START = r"^([\t\r])"
+
+
+def _inert_cell(column: str) -> str:
+    """SQL putting a single quote before whatever a spreadsheet could run as a formula."""
+    quote_after_break = r"'\1''\2'"  # the separator, a single quote, then the formula
+    quote_first = r"'''\1'"
+    return (f"""regexp_replace(regexp_replace("{column}", '{_FORMULA_AFTER_BREAK}', {quote_after_break}, 'g'), """
+            f"""'{_CONTROL_AT_START}', {quote_first})""")
+
+
+def copy_quarantine_csv(con: duckdb.DuckDBPyConnection, target: Path, *, spill: Path,
+                        memory_limit: str = "128MB") -> int:
+    """Write every quarantined row, in file order, to the CSV file ``target`` (UTF-8, no BOM); how many.
+
+    DuckDB sorts and writes the rows itself, on one thread within ``memory_limit``, spilling to
+    ``spill``: memory stays bounded however large the quarantine. Text cells that a spreadsheet
+    could run as formulas get a leading single quote. The connection's memory limit and threads are
+    restored afterwards (DuckDB cannot switch back a temporary folder once used: close the
+    connection before removing ``spill``).
+    """
+    settings = ("memory_limit", "threads")
+    saved = {name: con.execute("SELECT current_setting(?)", [name]).fetchone() for name in settings}
+    columns = ", ".join(
+        f'{_inert_cell(c)} AS "{c}"' if t == "VARCHAR" else f'"{c}"' for c, t in schema.QUARANTINE.items()
+    )
+    quoted_target = "'" + str(target).replace("'", "''") + "'"
+    try:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute("SET threads = 1")
+        con.execute("SET temp_directory = ?", [str(spill)])
+        row = con.execute(
+            f"COPY (SELECT {columns} FROM quarantine ORDER BY source, file_name, row_number, column_name) "
+            f"TO {quoted_target} (HEADER, DELIMITER ',')"
+        ).fetchone()
+    finally:
+        for name, value in saved.items():
+            if value is not None and value[0] is not None:
+                con.execute(f"SET {name} = ?", [value[0]])
+    return int(row[0]) if row else 0
 
 
 def layer_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -100,7 +180,7 @@ def layer_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     rows = []
     for table, columns in schema.LAYERS.items():
         synth = "count(*) FILTER (WHERE is_synthetic)" if "is_synthetic" in columns else "0"
-        total, synthetic = con.execute(f'SELECT count(*), {synth} FROM "{table}"').fetchall()[0]
+        total, synthetic = con.execute(f'SELECT count(*), {synth} FROM "{table}"').fetchone() or (0, 0)
         rows.append({"couche": table, "lignes": total, "dont_simulees": synthetic})
     return pd.DataFrame(rows)
 

@@ -8,9 +8,12 @@ ingest waits for the first, so neither loses the other's rows.
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -21,8 +24,10 @@ import pandas as pd
 import shapely
 
 from essmap.domain import schema
-from essmap.domain.errors import BuildError
+from essmap.domain.errors import BuildError, EssmapError
+from essmap.domain.formatting import format_number
 from essmap.io.readers.common import SourceMeta
+from essmap.io.text import printable
 from essmap.store.connection import FORMAT_VERSION
 from essmap.store.lock import filesystem_message, writer_lock
 
@@ -74,22 +79,35 @@ def _check_format(con: duckdb.DuckDBPyConnection, target: Path) -> None:
         )
 
 
+def say(message: str) -> None:
+    """Default notice channel of writers: a line on standard error (the CLI's progress goes there too)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 @contextmanager
-def atomic_update(target: Path, *, start_empty: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def atomic_update(target: Path, *, start_empty: bool = False,
+                  notify: Callable[[str], None] = say) -> Iterator[duckdb.DuckDBPyConnection]:
     """Write connection on a temporary copy of ``target``, swapped in only on success.
 
     ``start_empty`` builds from scratch (``essmap build``); otherwise the current database is
     copied first (``essmap ingest``). The writer lock is held from before the copy to after the
-    swap. Any exception removes the temporary file, leaves ``target`` untouched and is re-raised
-    as :class:`BuildError` (French message).
+    swap; a temporary copy left by a killed writer is removed first, and ``notify`` says so (in
+    French). Any exception removes the temporary file (and its ``.wal``), leaves ``target``
+    untouched and is re-raised as :class:`BuildError` (French message).
     """
     target = Path(target)
+    what = "La construction" if start_empty else "La mise à jour"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BuildError(filesystem_message(exc, target.parent)) from exc
-    with writer_lock(target):
-        _remove_left_overs(target)
+        raise BuildError(f"{what} de la base est impossible : {filesystem_message(exc, target.parent)}") from exc
+    with writer_lock(target, on_wait=notify):
+        try:
+            left_overs = remove_left_overs(target)
+        except OSError as exc:
+            raise BuildError(f"{what} de la base est impossible : {filesystem_message(exc, target.parent)}") from exc
+        if left_overs:
+            notify(left_overs_notice(target, left_overs))
         tmp = _temporary_path(target)
         con = None
         try:
@@ -103,30 +121,87 @@ def atomic_update(target: Path, *, start_empty: bool = False) -> Iterator[duckdb
             con.execute("CHECKPOINT")
             con.close()
             con = None
+            _sync(tmp)
             os.replace(tmp, target)
+            _sync(target.parent)
         except BaseException as exc:
             if con is not None:
-                con.close()
+                try:
+                    con.close()
+                except duckdb.Error:  # a FATAL error already invalidated the database
+                    pass
             _remove_db_files(tmp)
             if isinstance(exc, BuildError) or not isinstance(exc, Exception):
                 raise
-            cause = filesystem_message(exc, target.parent) if isinstance(exc, OSError) else str(exc)
             raise BuildError(
-                f"La construction de la base a échoué ; la base précédente « {target.name} » est "
-                f"intacte. Cause : {cause}"
+                f"{what} de la base a échoué ; la base précédente « {target.name} » est "
+                f"intacte. Cause : {failure_cause(exc, target.parent)}"
             ) from exc
+
+
+def failure_cause(exc: BaseException, folder: Path) -> str:
+    """Why a write failed, in French: the file-system cause with its fix, or the error's own
+    French message, or a French lead followed by the technical detail (DuckDB, pandas...)."""
+    if isinstance(exc, EssmapError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return filesystem_message(exc, folder)
+    text = str(exc)
+    code = next((c for c, marks in _FILESYSTEM_MARKS.items() if any(m in text for m in marks)), None)
+    if code is not None:
+        return filesystem_message(OSError(code, os.strerror(code)), folder)
+    detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if isinstance(exc, duckdb.Error):
+        return f"erreur de la base DuckDB (détail technique : {detail})"
+    return f"erreur inattendue (détail technique : {type(exc).__name__} : {detail})"
+
+
+#: Messages of DuckDB (which raises its own exceptions, not OSError) naming a file-system cause.
+_FILESYSTEM_MARKS: dict[int, tuple[str, ...]] = {
+    errno.ENOSPC: ("No space left on device",),
+    errno.EROFS: ("Read-only file system",),
+    errno.EACCES: ("Permission denied",),
+    errno.EDQUOT: ("Disk quota exceeded",),
+}
+
+
+def _sync(path: Path) -> None:
+    """Flush a file or a folder to the disk, so that the swap survives a power cut too."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _temporary_path(target: Path) -> Path:
     return target.with_name(f"{target.name}.tmp-{os.getpid()}")
 
 
-def _remove_left_overs(target: Path) -> list[Path]:
-    """Temporary copies left by a killed writer (``kill -9``): the lock is ours, so none is live."""
-    found = sorted(target.parent.glob(f"{target.name}.tmp-*"))
-    for path in found:
+def remove_left_overs(target: Path) -> list[tuple[str, int]]:
+    """Remove the temporary copies (and their ``.wal``) left by a killed writer (``kill -9``).
+
+    Called with the writer lock held, so none of them belongs to a live writer. Returns the
+    names and sizes removed.
+    """
+    found = []
+    for path in sorted(target.parent.glob(f"{glob.escape(target.name)}.tmp-*")):
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            continue
         path.unlink(missing_ok=True)
+        found.append((path.name, size))
     return found
+
+
+def left_overs_notice(target: Path, removed: Sequence[tuple[str, int]]) -> str:
+    """The French notice of a clean-up: which files, how much space was given back."""
+    total = sum(size for _name, size in removed)
+    names = ", ".join(printable(name) for name, _size in removed)
+    return (f"Nettoyage : une mise à jour précédente de « {printable(target.name)} » a été interrompue ; "
+            f"{len(removed)} fichier(s) temporaire(s) laissé(s) par elle supprimé(s) ({names} ; "
+            f"{format_number(total / 1e6, decimals=1)} Mo libérés). La base elle-même était intacte.")
 
 
 def _remove_db_files(path: Path) -> None:

@@ -227,3 +227,24 @@ def test_millesime_from_the_admin_express_folders_or_given(tmp_path):
     assert read_communes(delivery / "COMMUNE.shp").meta.generation == "2024"
     assert read_communes(ADMIN_SHP, millesime="populations légales 2021").meta.generation == "populations légales 2021"
     assert read_communes(ADMIN_SHP).meta.generation == ""  # nothing says it: nothing invented
+
+
+def test_a_qpv_file_given_as_communes_is_refused(tmp_path):
+    qpv = Path(__file__).resolve().parents[1] / "data" / "qpv" / "qpv2024_paca_extrait.geojson"
+    with pytest.raises(InputFileError, match=r"ressemble à un fichier de QPV .* `essmap ingest qpv "
+                                             r"qpv2024_paca_extrait.geojson`"):
+        read_communes(qpv)
+
+
+def test_utm_geojson_without_crs_is_refused_naming_the_reunion_projection(tmp_path):
+    import json
+
+    reunion = gpd.read_parquet(PARQUET)
+    reunion = reunion[reunion["code_departement"] == "974"].to_crs(2975)
+    path = tmp_path / "communes_974.geojson"
+    reunion.to_file(path, driver="GeoJSON")
+    content = json.loads(path.read_text(encoding="utf-8"))
+    del content["crs"]
+    path.write_text(json.dumps(content), encoding="utf-8")
+    with pytest.raises(InputFileError, match=r"UTM zone 40 Sud de La Réunion \(EPSG:2975\)"):
+        read_communes(path)

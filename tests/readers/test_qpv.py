@@ -277,3 +277,42 @@ def test_commune_lists_in_any_shape(tmp_path):
     frame = read_qpv(path).frame
     assert frame["insee_com"].tolist() == ["13001,13002", "13055", "13055", "01004,2A004"]
     assert pd.api.types.is_string_dtype(frame["insee_com"])
+
+
+# --- Files of the wrong kind, projected coordinates read as degrees --------------------------------
+
+
+def test_projected_geojson_without_crs_member_is_refused_with_a_guess(tmp_path):
+    frame = gpd.read_file(OCCITANIE).to_crs(2154)
+    path = tmp_path / "qpv_l93.geojson"
+    frame.to_file(path, driver="GeoJSON")
+    content = json.loads(path.read_text(encoding="utf-8"))
+    del content["crs"]  # GDAL then reads it as WGS84 degrees, as RFC 7946 says
+    path.write_text(json.dumps(content), encoding="utf-8")
+    with pytest.raises(InputFileError) as err:
+        read_qpv(path)
+    message = str(err.value)
+    assert "un GeoJSON sans membre « crs » est lu en WGS84" in message
+    assert "ressemblent à la projection Lambert-93 (EPSG:2154)" in message
+    assert "ogr2ogr -s_srs EPSG:2154 -t_srs EPSG:4326" in message
+
+
+def test_files_of_another_kind_name_the_command_that_loads_them(tmp_path):
+    communes = Path(__file__).resolve().parents[1] / "data" / "communes"
+    with pytest.raises(InputFileError, match="ressemble à un fichier de communes .*essmap ingest communes COMMUNE.shp"):
+        read_qpv(communes / "COMMUNE.shp")
+    with pytest.raises(InputFileError, match="ressemble à un fichier de communes"):
+        read_qpv(communes / "communes_extrait.parquet")
+    listing = tmp_path / "lieux.csv"
+    listing.write_text("nom,latitude,longitude\nLieu,43.3,5.37\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match="CSV ne contient pas de contours.*essmap ingest tiers-lieux"):
+        read_qpv(listing)
+    with pytest.raises(InputFileError, match="c'est un dossier"):
+        read_qpv(tmp_path)
+
+
+def test_non_utf8_layer_name_is_a_french_refusal(tmp_path):
+    path = tmp_path / "qpv.geojson"
+    path.write_bytes(OCCITANIE.read_bytes().replace(b'"name": "', b'"name": "\x80', 1))
+    with pytest.raises(InputFileError, match="fichier géographique illisible.*détail technique"):
+        read_qpv(path)

@@ -575,3 +575,77 @@ def test_physical_line_numbers_account_for_rejected_lines():
     assert physical_lines(k, np.array([], dtype="int64")).tolist() == [2, 3, 4, 5]
     # lines 3 and 5 rejected: data rows are on lines 2, 4, 6, 7
     assert physical_lines(k, np.array([3, 5])).tolist() == [2, 4, 6, 7]
+
+
+# --- Damaged stocks are refused, not half read ---------------------------------------------------
+
+
+def test_stock_cut_in_the_middle_of_a_record_is_refused(tmp_path):
+    content = ETAB.read_bytes()
+    last_line = content.rstrip(b"\n").rfind(b"\n") + 1
+    path = tmp_path / "StockEtablissement_utf8.csv"
+    path.write_bytes(content[: last_line + 40])  # the last record stops after 40 bytes
+    with pytest.raises(InputFileError, match=r"ligne 29 : le fichier est tronqué .* sur 54") as err:
+        read_sirene(UL, path)
+    assert "retéléchargez" in str(err.value)
+    # the same file without its final line break but complete is read
+    path.write_bytes(content.rstrip(b"\n"))
+    assert len(read_sirene(UL, path).frame) == 16
+
+
+def test_cut_found_by_the_streaming_pass_past_the_sample(tmp_path, monkeypatch):
+    content = ETAB.read_bytes()
+    path = tmp_path / "StockEtablissement_utf8.csv"
+    path.write_bytes(content[: len(content) - 30])
+    monkeypatch.setattr(sirene_files, "SAMPLE_BYTES", 2000)  # the cut lies beyond the sample
+    with pytest.raises(InputFileError, match="ligne 29 : le fichier est tronqué"):
+        read_sirene(UL, path)
+
+
+def test_truncated_gzip_is_refused(tmp_path):
+    packed = gzip.compress(ETAB.read_bytes() * 40)
+    path = tmp_path / "StockEtablissement_utf8.csv.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(InputFileError, match="archive gzip tronquée"):
+        read_sirene(UL, path)
+
+
+def test_header_over_misaligned_data_is_refused(tmp_path):
+    header, *rows = ETAB.read_text(encoding="utf-8").splitlines()
+    shifted = tmp_path / "StockEtablissement_decale.csv"
+    shifted.write_text("\n".join([header, *(f"{row},extra,values" for row in rows)]) + "\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match=r"ligne 2 : l'en-tête et les données sont décalés : 28 des 28 "
+                                             r"premières lignes .* 56 valeurs pour 54 colonnes"):
+        read_sirene(UL, shifted)
+    other = tmp_path / "StockEtablissement_autre.csv"  # the header of another file: siret values as siren
+    columns = header.split(",")
+    swapped = [columns[2], columns[1], columns[0], *columns[3:]]
+    other.write_text("\n".join([",".join(swapped), *rows]) + "\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match=r"colonne « siren » : les valeurs ne correspondent pas à l'en-tête"):
+        read_sirene(UL, other)
+
+
+def test_broken_headers_and_binary_content_are_refused(tmp_path):
+    header, *rows = ETAB.read_text(encoding="utf-8").splitlines()
+    path = tmp_path / "StockEtablissement_utf8.csv"
+    path.write_text("\n".join([header + ",", *(row + "," for row in rows)]) + "\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match="colonne n° 55 est sans nom"):
+        read_sirene(UL, path)
+    path.write_bytes(ETAB.read_bytes().replace(b"\n", b"\x00\n", 3))
+    with pytest.raises(InputFileError, match="octets nuls"):
+        read_sirene(UL, path)
+    path.write_bytes(ETAB.read_text(encoding="utf-8").encode("utf-16"))
+    with pytest.raises(InputFileError, match="encodage UTF-16"):
+        read_sirene(UL, path)
+    path.write_bytes(b"\xef\xbb\xbf")
+    with pytest.raises(InputFileError, match="le fichier est vide"):
+        read_sirene(UL, path)
+
+
+def test_a_folder_and_an_unknown_departement_are_refused_in_french(tmp_path):
+    from essmap.domain.errors import EssmapError
+
+    with pytest.raises(InputFileError, match="c'est un dossier, pas un fichier"):
+        read_sirene(UL, tmp_path)
+    with pytest.raises(EssmapError, match="Département inconnu : « 99 »"):
+        read_sirene(UL, ETAB, departements=["99"])

@@ -274,3 +274,22 @@ def test_synthetic_marker_and_override(tmp_path, census_file):
     read = read_tiers_lieux(census_file)
     assert read.meta.is_synthetic and read.frame["is_synthetic"].all()
     assert not read_tiers_lieux(census_file, is_synthetic=False).meta.is_synthetic
+
+
+def test_utf16_list_is_read_and_broken_files_are_refused_in_french(tmp_path):
+    path = tmp_path / "liste_utf16.csv"
+    path.write_bytes("nom,latitude,longitude\nLe Tiers-Lieu,43.30,5.37\n".encode("utf-16"))
+    read = read_tiers_lieux(path)
+    assert read.frame["nom"].tolist() == ["Le Tiers-Lieu"]
+    assert "UTF-16" in read.meta.warnings[0]
+    path.write_bytes(b"\xfe\xff")
+    with pytest.raises(InputFileError, match="le fichier est vide"):
+        read_tiers_lieux(path)
+    path.write_text('nom,latitude,longitude\n"Lieu ouvert,43.30,5.37\n', encoding="utf-8")
+    with pytest.raises(InputFileError, match="ligne 2 : le fichier n'est pas un CSV valide : guillemet ouvert"):
+        read_tiers_lieux(path)
+    path.write_text("nom,latitude,longitude\nLieu,43.30,5.37,en trop,encore\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match="ligne 2 : le fichier n'est pas un CSV valide : 5 champs au lieu de 3"):
+        read_tiers_lieux(path)
+    with pytest.raises(InputFileError, match="c'est un dossier, pas un fichier"):
+        read_tiers_lieux(tmp_path)

@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 from essmap.domain import schema
-from essmap.domain.errors import InputFileError
+from essmap.domain.errors import EssmapError, InputFileError
+from essmap.domain.territories import normalise_departement, territory_of_departement
+from essmap.io.text import printable
 
 WGS84 = "EPSG:4326"
 _DELIMITERS = (",", ";", "\t", "|")
@@ -150,11 +152,29 @@ def decode_bytes(raw: bytes, file_name: str, *, encoding: str | None = None) -> 
             return DecodedText(raw.decode(encoding), encoding, warnings)
         except (UnicodeDecodeError, LookupError) as exc:
             raise InputFileError(
-                file_name, f"le fichier ne peut pas être décodé avec l'encodage « {encoding} » ({exc}).",
+                file_name, f"le fichier ne peut pas être décodé avec l'encodage « {printable(encoding, limit=40)} » "
+                f"({_decode_problem(raw, exc)}).",
                 hint="vérifiez l'encodage du fichier (UTF-8 ou Windows-1252/Latin-1).",
             ) from exc
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            text = raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise InputFileError(
+                file_name, "le fichier commence comme un texte UTF-16 mais ne peut pas être décodé "
+                f"(octet {exc.start}).", hint="enregistrez-le en UTF-8 (Excel : « CSV UTF-8 »).",
+            ) from exc
+        warnings.append(f"Fichier « {file_name} » : encodage UTF-16 détecté ; le fichier a été lu en UTF-16.")
+        return DecodedText(text, "utf-16", warnings)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
+    if b"\x00" in raw:
+        line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
+        raise InputFileError(
+            file_name, "le fichier contient des octets nuls : ce n'est pas un fichier texte (fichier binaire, "
+            "ou texte UTF-16 sans marque d'ordre des octets).", row=line,
+            hint="fournissez le fichier CSV tel que publié, ou enregistrez-le en UTF-8 (Excel : « CSV UTF-8 »).",
+        )
     try:
         return DecodedText(raw.decode("utf-8"), "utf-8", warnings)
     except UnicodeDecodeError as exc:
@@ -172,6 +192,13 @@ def decode_bytes(raw: bytes, file_name: str, *, encoding: str | None = None) -> 
         return DecodedText(text, "cp1252", warnings)
 
 
+def _decode_problem(raw: bytes, exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return f"octet 0x{raw[exc.start]:02X} illisible, ligne {line}"
+    return "encodage inconnu"
+
+
 def _column_at(text: str, raw: bytes, line_start: int, offset: int, header: str) -> str | None:
     """Name of the CSV column holding byte ``offset`` (best effort, for messages)."""
     prefix = raw[line_start:offset].decode("cp1252", errors="replace")
@@ -186,6 +213,45 @@ def sniff_delimiter(header: str) -> str:
     counts = {d: header.count(d) for d in _DELIMITERS}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] > 0 else ","
+
+
+def csv_parser_problem(exc: Exception) -> tuple[str, int | None]:
+    """A pandas CSV parser error in French, and the line it names (header = 1), if any."""
+    text = str(exc)
+    fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if fields:
+        expected, line, seen = fields.groups()
+        return f"{seen} champs au lieu de {expected} (ceux de l'en-tête)", int(line)
+    quote = re.search(r"EOF inside string starting (?:at|on) (?:row|line) (\d+)", text)
+    if quote:
+        # pandas counts rows from 0 (the header) here: the line in the file is one more
+        return "guillemet ouvert jamais refermé jusqu'à la fin du fichier", int(quote.group(1)) + 1
+    line = re.search(r"line (\d+)", text)
+    detail = printable(text.strip().splitlines()[0] if text.strip() else type(exc).__name__, limit=200)
+    return f"lecture impossible (détail technique : {detail})", int(line.group(1)) if line else None
+
+
+def check_is_file(path: Path) -> None:
+    """Refuse a missing path or a folder with a French message (a folder names its likely files)."""
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))[:8]
+        listing = f" ; il contient par exemple : {', '.join(printable(f) for f in found)}" if found else " (vide)"
+        raise InputFileError(
+            path.name, f"c'est un dossier, pas un fichier{listing}.",
+            hint="indiquez le fichier lui-même (par exemple DOSSIER/COMMUNE.shp ou DOSSIER/liste.csv).",
+        )
+    if not path.exists():
+        raise InputFileError(path.name, f"fichier introuvable ({printable(path)}).",
+                             hint="vérifiez le chemin ou téléchargez-le avec `essmap fetch`.")
+
+
+def unreadable_file_error(path: Path, exc: OSError) -> InputFileError:
+    """A file that exists but cannot be opened (rights, I/O error), in French."""
+    if isinstance(exc, PermissionError):
+        problem = "lecture refusée (droits insuffisants sur le fichier)."
+    else:
+        problem = f"lecture impossible (détail technique : {printable(exc.strerror or exc, limit=200)})."
+    return InputFileError(path.name, problem, hint="vérifiez les droits du fichier, ou copiez-le ailleurs.")
 
 
 def clean_text(values: pd.Series) -> pd.Series:
@@ -219,12 +285,18 @@ def read_csv_text(
     only, or lacks a required column.
     """
     name = path.name
-    raw = path.read_bytes()
+    check_is_file(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise unreadable_file_error(path, exc) from exc
     if not raw.strip():
         raise InputFileError(name, "le fichier est vide.", hint="vérifiez le téléchargement ou l'export.")
     decoded = decode_bytes(raw, name, encoding=encoding)
     warnings = list(decoded.warnings)
     text = decoded.text
+    if not text.strip("\ufeff \t\r\n"):
+        raise InputFileError(name, "le fichier est vide.", hint="vérifiez le téléchargement ou l'export.")
     header = text.split("\n", 1)[0].strip("\r")
     delimiter = sniff_delimiter(header)
     if delimiter != expected_delimiter:
@@ -232,17 +304,21 @@ def read_csv_text(
             f"Fichier « {name} » : séparateur « {delimiter} » détecté au lieu de "
             f"« {expected_delimiter} » ; le fichier a été lu avec « {delimiter} »."
         )
+    _check_no_extra_values(text, delimiter, name)
     try:
         frame = pd.read_csv(
             io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
-            na_values=[], quoting=csv.QUOTE_MINIMAL, skip_blank_lines=True,
+            na_values=[], quoting=csv.QUOTE_MINIMAL, skip_blank_lines=True, index_col=False,
         )
+    except pd.errors.EmptyDataError as exc:
+        raise InputFileError(name, "le fichier ne contient aucune colonne lisible.",
+                             hint="vérifiez qu'il s'agit bien d'un fichier CSV avec sa ligne d'en-tête.") from exc
     except pd.errors.ParserError as exc:
-        match = re.search(r"line (\d+)", str(exc))
+        problem, row = csv_parser_problem(exc)
         raise InputFileError(
-            name, f"le fichier n'est pas un CSV valide ({exc}).",
-            row=int(match.group(1)) if match else None,
-            hint="vérifiez les guillemets et le nombre de colonnes de cette ligne.",
+            name, f"le fichier n'est pas un CSV valide : {problem}.", row=row,
+            hint="vérifiez les guillemets et le nombre de colonnes de cette ligne (un fichier tronqué finit "
+            "souvent par un guillemet ouvert).",
         ) from exc
     frame.columns = [str(c).strip().strip("\ufeff") for c in frame.columns]
     if rename:
@@ -258,6 +334,26 @@ def read_csv_text(
     return frame, warnings
 
 
+def _check_no_extra_values(text: str, delimiter: str, name: str) -> None:
+    """Refuse a record with more values than the header has columns (empty trailing ones aside).
+
+    pandas would silently take the extra values as row labels when every record has them
+    (shifting every column), or drop them: either way the values would land in wrong columns.
+    """
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        width = len(next(reader))
+        for record in reader:
+            if len(record) > width and any(value.strip() for value in record[width:]):
+                raise InputFileError(
+                    name, f"le fichier n'est pas un CSV valide : {len(record)} champs au lieu de {width} (ceux de "
+                    "l'en-tête) ; les valeurs seraient lues dans d'autres colonnes.", row=reader.line_num,
+                    hint="vérifiez le séparateur et les guillemets de cette ligne, ou l'en-tête du fichier.",
+                )
+    except (csv.Error, StopIteration):
+        return  # pandas reports what the csv module cannot parse
+
+
 def check_required_columns(columns, required, file_name: str) -> None:
     """Raise naming the first missing column, the closest existing one and the expected list."""
     present = [str(c) for c in columns]
@@ -268,8 +364,9 @@ def check_required_columns(columns, required, file_name: str) -> None:
 
 def missing_columns_error(present: Sequence[str], missing: Sequence[str], file_name: str) -> InputFileError:
     """The error for missing columns: the first one, the closest existing one and the expected list."""
-    column = missing[0]
-    close = difflib.get_close_matches(column, present, n=1, cutoff=0.6)
+    column = printable(missing[0], limit=80)
+    close = [printable(c, limit=80) for c in difflib.get_close_matches(missing[0], present, n=1, cutoff=0.6)]
+    shown = [printable(c, limit=80) for c in present[:30]]
     if close:
         hint = (
             f"la colonne « {close[0]} » est peut-être celle-ci : renommez-la ou utilisez l'option de "
@@ -279,10 +376,35 @@ def missing_columns_error(present: Sequence[str], missing: Sequence[str], file_n
         hint = "ajoutez la colonne, ou indiquez laquelle l'utiliser avec l'option de correspondance des colonnes."
     return InputFileError(
         file_name,
-        f"colonne obligatoire absente (manquantes : {', '.join(missing)} ; "
-        f"présentes : {', '.join(present[:30])}{'…' if len(present) > 30 else ''}).",
+        f"colonne obligatoire absente (manquantes : {', '.join(printable(m, limit=80) for m in missing)} ; "
+        f"présentes : {', '.join(shown) or 'aucune'}{'…' if len(present) > 30 else ''}).",
         row=1, column=column, hint=hint,
     )
+
+
+# --- Départements ------------------------------------------------------------------------------
+
+
+class UnknownDepartementError(EssmapError, ValueError):
+    """A département code given by the user is not one essmap knows (French message)."""
+
+
+def checked_departements(codes: Sequence[str]) -> list[str]:
+    """Canonical département codes ("6" -> "06", "2a" -> "2A"), each checked against the known
+    territories; an unknown or absurd code is refused in French (shortened and escaped)."""
+    checked: list[str] = []
+    for code in codes:
+        norm = normalise_departement(code)
+        try:
+            territory_of_departement(norm)
+        except KeyError:
+            raise UnknownDepartementError(
+                f"Département inconnu : « {printable(str(code).strip(), limit=12)} ». Solution : indiquez des codes "
+                "INSEE de département séparés par des virgules, par exemple 13,84,2A,974."
+            ) from None
+        if norm not in checked:
+            checked.append(norm)
+    return checked
 
 
 # --- Identifiers and coordinates ---------------------------------------------------------------

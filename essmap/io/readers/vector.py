@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pyogrio
 import shapely
-from pyogrio.errors import DataLayerError, DataSourceError, FieldError, GeometryError
 from shapely.geometry import MultiPolygon, Polygon
 
 from essmap.domain.errors import InputFileError
@@ -25,7 +24,8 @@ from essmap.domain.territories import (
     territory_codes_of_departements,
     territory_of_lonlat,
 )
-from essmap.io.readers.common import WGS84
+from essmap.io.readers.common import WGS84, check_is_file
+from essmap.io.text import printable
 
 # --- Columns -----------------------------------------------------------------------------------
 
@@ -66,13 +66,100 @@ def map_text(values: pd.Series, func) -> pd.Series:
 # --- Opening files -----------------------------------------------------------------------------
 
 
+#: Suffixes of tables without geometry: refused by the GIS readers before GDAL guesses.
+TABLE_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".xls", ".ods")
+
+
 def vector_layers(path: Path) -> list[str]:
     """Layer names of a vector file (one for GeoJSON/shapefile, several for a GeoPackage)."""
     check_not_empty(path)
+    if path.suffix.lower() in (".parquet", ".geoparquet"):
+        return [path.stem]  # one table; GDAL's Parquet driver may be missing
     try:
         return [str(name) for name, _ in pyogrio.list_layers(path)]
-    except (DataSourceError, DataLayerError, OSError) as exc:
+    except Exception as exc:  # GDAL errors, and UnicodeDecodeError for names that are not UTF-8
         raise _unreadable(path, exc) from exc
+
+
+def require_geographic_file(path: Path, command: str) -> None:
+    """Refuse a folder, a missing file or a table without geometry (CSV, spreadsheet) given to
+    ``command`` ("qpv", "communes"): when the table's header looks like another source, the
+    message names the command that loads it."""
+    check_not_empty(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        return
+    header = ""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.readline(4096).decode("utf-8", errors="replace")
+    except OSError:
+        pass
+    kind = kind_of_columns(re.split(r"[,;\t|]", header.strip().strip("\ufeff")))
+    other = ""
+    if kind and kind != command:
+        other = f" Il ressemble à {KINDS[kind][0]} : chargez-le avec `{KINDS[kind][1]}`."
+    label, expected = KINDS[command]
+    raise InputFileError(
+        path.name, f"un fichier {path.suffix.lower().lstrip('.').upper()} ne contient pas de contours : "
+        f"`{expected}` demande un fichier géographique (GeoJSON, GeoPackage, shapefile ou GeoParquet).{other}",
+        hint=f"fournissez {label} tel que publié (GeoJSON, GeoPackage ou shapefile).",
+    )
+
+
+# --- Kinds of files ----------------------------------------------------------------------------
+
+#: What each source's files are called in messages, and the command that loads them.
+KINDS: dict[str, tuple[str, str]] = {
+    "qpv": ("un fichier de QPV (quartiers prioritaires)", "essmap ingest qpv"),
+    "communes": ("un fichier de communes", "essmap ingest communes"),
+    "tiers-lieux": ("une liste de tiers-lieux", "essmap ingest tiers-lieux"),
+    "sirene": ("un fichier SIRENE de l'INSEE", "essmap ingest sirene"),
+}
+
+_QPV_CODE = re.compile(r"Q[NP][0-9A-Z]{6}")
+
+
+def kind_of_columns(columns: Iterable[object], frame: pd.DataFrame | None = None) -> str | None:
+    """Which source a table looks like from its column names (and, given ``frame``, its QPV codes).
+
+    Used to say "this looks like a QPV file: use `essmap ingest qpv`" rather than quarantining
+    every row of a file given to the wrong command.
+    """
+    names = {str(c).strip().strip('"').lower(): c for c in columns}
+    for candidate in ("code_qp", "code_quartier", "q"):
+        if candidate not in names:
+            continue
+        if frame is None:
+            if candidate != "q":
+                return "qpv"
+            continue
+        codes = as_text(frame[names[candidate]]).dropna().str.strip().str.upper()
+        if len(codes) and codes.str.fullmatch(_QPV_CODE).mean() >= 0.5:
+            return "qpv"
+    if {"siret", "siren"} & names.keys():
+        return "sirene"
+    if {"insee_com", "code_insee", "codgeo", "insee_arm"} & names.keys() and \
+            {"population", "pmun", "type_commune", "statut", "insee_dep", "code_departement"} & names.keys():
+        return "communes"
+    if {"latitude", "lat", "longitude", "lon", "id_unique"} & names.keys():
+        return "tiers-lieux"
+    return None
+
+
+def wrong_kind_error(path: Path, kind: str, expected: str, evidence: str) -> InputFileError:
+    """A file of another source given to ``expected``'s reader: say which, and the right command."""
+    label, command = KINDS[kind]
+    return InputFileError(
+        path.name, f"ce fichier ressemble à {label} ({evidence}), pas à {KINDS[expected][0]}.",
+        hint=f"chargez-le avec `{command} {printable(path.name)}`, ou indiquez {KINDS[expected][0]} à "
+        f"`{KINDS[expected][1]}`.",
+    )
+
+
+def columns_evidence(columns: Sequence[object], limit: int = 8) -> str:
+    """"colonnes q, n, d, com" for a message (escaped, shortened)."""
+    shown = [printable(c, limit=40) for c in list(columns)[:limit]]
+    return "colonnes " + ", ".join(shown) + ("…" if len(columns) > limit else "")
 
 
 def pick_layer(path: Path, layers: list[str], wanted: Sequence[str], what: str) -> str:
@@ -104,58 +191,121 @@ def read_vector(path: Path, *, layer: str | None = None) -> tuple[gpd.GeoDataFra
     name = path.name
     check_not_empty(path)
     try:
-        frame = gpd.read_file(path, layer=layer, engine="pyogrio")
-    except (DataSourceError, DataLayerError, FieldError, GeometryError, OSError, ValueError) as exc:
+        if path.suffix.lower() in (".parquet", ".geoparquet"):
+            frame = gpd.read_parquet(path)
+        else:
+            frame = gpd.read_file(path, layer=layer, engine="pyogrio")
+    except Exception as exc:  # GDAL, pyarrow (damaged Parquet) and UnicodeDecodeError raise many types
         raise _unreadable(path, exc) from exc
     if len(frame) == 0:
         raise InputFileError(
             name, "le fichier ne contient aucune entité (collection vide).",
             hint="vérifiez l'export ou le filtre qui a produit ce fichier.",
         )
+    if not isinstance(frame, gpd.GeoDataFrame):
+        raise InputFileError(
+            name, "le fichier n'a pas de colonne de géométrie (ni contour, ni point) : c'est une table, pas une "
+            "couche géographique.",
+            hint="fournissez le fichier géographique tel que publié (GeoJSON, GeoPackage, shapefile).",
+        )
     frame, warnings = ensure_wgs84(frame, name)
     return frame.reset_index(drop=True), warnings
 
 
 def ensure_wgs84(frame: gpd.GeoDataFrame, name: str) -> tuple[gpd.GeoDataFrame, list[str]]:
-    """Reproject to WGS84 using the file's CRS; a CRS-less file in degrees is taken as WGS84."""
+    """Reproject to WGS84 using the file's CRS; a CRS-less file in degrees is taken as WGS84.
+
+    A file read as geographic (no CRS, or a GeoJSON without ``crs`` member, which GDAL reads as
+    WGS84) whose coordinates are not degrees is refused, saying which projection they look like
+    (:func:`guess_projections`): every feature would otherwise land outside France and be
+    quarantined.
+    """
     warnings: list[str] = []
-    if frame.crs is None:
-        xmin, ymin, xmax, ymax = _finite_bounds(frame.geometry)
-        if -180 <= xmin <= xmax <= 180 and -90 <= ymin <= ymax <= 90:
+    xmin, ymin, xmax, ymax = _finite_bounds(frame.geometry)
+    in_degrees = -180 <= xmin <= xmax <= 180 and -90 <= ymin <= ymax <= 90
+    if frame.crs is None or (frame.crs.is_geographic and not in_degrees):
+        if in_degrees:
             warnings.append(
                 f"Fichier « {name} » : aucun système de coordonnées déclaré ; les coordonnées "
                 "ressemblent à des degrés et ont été lues comme longitude/latitude WGS84 (EPSG:4326)."
             )
             frame = frame.set_crs(WGS84)
         else:
+            guesses = guess_projections(frame.geometry)
+            looks = (f" Elles ressemblent à la projection {guesses[0][1]}"
+                     + (f" (ou, moins probable : {', '.join(label for _, label in guesses[1:])})"
+                        if len(guesses) > 1 else "") + "."
+                     if guesses else " Elles ne ressemblent à aucune projection française connue.")
+            declared = ("aucun système de coordonnées déclaré" if frame.crs is None else
+                        "aucun système de coordonnées projeté déclaré (un GeoJSON sans membre « crs » est lu en "
+                        "WGS84, en degrés)")
+            source = f"-s_srs EPSG:{guesses[0][0]} " if guesses else ""
             raise InputFileError(
-                name, "aucun système de coordonnées déclaré et les coordonnées ne sont pas des degrés "
-                f"(étendue {xmin:.0f}, {ymin:.0f}, {xmax:.0f}, {ymax:.0f}).",
-                hint="joignez le fichier .prj du shapefile, ou exportez le fichier en WGS84 (EPSG:4326).",
+                name, f"{declared}, mais les coordonnées sont en mètres, pas en degrés (étendue {xmin:.0f}, "
+                f"{ymin:.0f}, {xmax:.0f}, {ymax:.0f}).{looks}",
+                hint=f"reprojetez le fichier en WGS84, par exemple `ogr2ogr {source}-t_srs EPSG:4326 "
+                "sortie.geojson entree.geojson`, ou joignez le fichier .prj du shapefile.",
             )
     elif not frame.crs.equals(WGS84):
         try:
             frame = frame.to_crs(WGS84)
         except Exception as exc:  # pyproj raises several types for unusable CRS
             raise InputFileError(
-                name, f"reprojection impossible depuis {frame.crs.to_string()} vers WGS84 ({exc}).",
+                name, f"reprojection impossible depuis {printable(frame.crs.to_string(), limit=80)} vers WGS84 "
+                f"(détail technique : {printable(str(exc).splitlines()[0] if str(exc) else exc, limit=200)}).",
                 hint="vérifiez le système de coordonnées déclaré par le fichier (.prj).",
             ) from exc
     return frame, warnings
 
 
+#: Projections a French file without CRS may be in, most likely first: (EPSG, label).
+CANDIDATE_PROJECTIONS: tuple[tuple[int, str], ...] = (
+    (2154, "Lambert-93 (EPSG:2154)"),
+    (5490, "UTM zone 20 Nord des Antilles (EPSG:5490)"),
+    (2972, "UTM zone 22 Nord de Guyane (EPSG:2972)"),
+    (2975, "UTM zone 40 Sud de La Réunion (EPSG:2975)"),
+    (4471, "UTM zone 38 Sud de Mayotte (EPSG:4471)"),
+    (4467, "UTM zone 21 Nord de Saint-Pierre-et-Miquelon (EPSG:4467)"),
+    (27572, "Lambert II étendu (EPSG:27572)"),
+    (3857, "Web Mercator (EPSG:3857)"),
+)
+
+
+def guess_projections(geoms: gpd.GeoSeries, *, sample: int = 500) -> list[tuple[int, str]]:
+    """The candidate projections under which (nearly) every feature falls in a French territory.
+
+    Each feature's bounding-box centre is reprojected from each candidate with pyproj and
+    located in the territories' boxes; a candidate fits when 95 % of them land in one.
+    """
+    from pyproj import Transformer
+
+    bounds = shapely.bounds(np.asarray(geoms.values, dtype=object))
+    bounds = bounds[np.isfinite(bounds).all(axis=1)][:sample]
+    if len(bounds) == 0:
+        return []
+    x, y = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
+    fits = []
+    for epsg, label in CANDIDATE_PROJECTIONS:
+        lon, lat = Transformer.from_crs(epsg, 4326, always_xy=True).transform(x, y, errcheck=False)
+        located = territory_of_lonlat(np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)) != ""
+        if located.mean() >= 0.95:
+            fits.append((epsg, label))
+    return fits
+
+
 def check_not_empty(path: Path) -> None:
-    """Raise a clear error for a missing or zero-byte file (GDAL's own message is obscure)."""
-    if not path.exists():
-        raise InputFileError(path.name, f"fichier introuvable ({path}).", hint="vérifiez le chemin.")
-    if path.is_file() and path.stat().st_size == 0:
+    """Raise a clear error for a missing path, a folder or a zero-byte file (GDAL's are obscure)."""
+    check_is_file(path)
+    if path.stat().st_size == 0:
         raise InputFileError(path.name, "le fichier est vide.", hint="vérifiez le téléchargement ou l'export.")
 
 
 def _unreadable(path: Path, exc: Exception) -> InputFileError:
+    detail = printable(str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__, limit=300)
     return InputFileError(
-        path.name, f"fichier géographique illisible ({str(exc).splitlines()[0][:300]}).",
-        hint="fournissez un GeoJSON, un GeoPackage ou un shapefile complet (.shp, .shx, .dbf, .prj).",
+        path.name, f"fichier géographique illisible : format non reconnu, fichier incomplet ou endommagé "
+        f"(détail technique : {detail}).",
+        hint="fournissez un GeoJSON, un GeoPackage, un GeoParquet ou un shapefile complet (.shp, .shx, .dbf, .prj).",
     )
 
 

@@ -30,8 +30,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from essmap.domain.territories import normalise_departement, territory_of_departement
-from essmap.io.readers.common import SourceMeta, SourceRead
+from essmap.io.readers.common import SourceMeta, SourceRead, checked_departements
 from essmap.io.readers.sirene.files import (
     SYNTHETIC_MANIFEST,
     Quarantines,
@@ -45,11 +44,14 @@ from essmap.io.readers.sirene.files import (
 from essmap.io.readers.sirene.layouts import (
     ETABLISSEMENT_COLUMNS,
     ETABLISSEMENT_REQUIRED,
+    ETABLISSEMENT_SHAPES,
     GEOLOCALISATION_COLUMNS,
+    GEOLOCALISATION_SHAPES,
     LAMBERT,
     SOURCE,
     UNITE_LEGALE_COLUMNS,
     UNITE_LEGALE_REQUIRED,
+    UNITE_LEGALE_SHAPES,
 )
 from essmap.io.readers.sirene.output import canonical_etablissements, generation_of
 from essmap.io.readers.sirene.rows import (
@@ -124,10 +126,10 @@ def read_sirene(
     warnings: list[str] = []
 
     report("Vérification des fichiers", 0.0)
-    ul_inputs = [inspect_file(p, UNITE_LEGALE_REQUIRED, ",", warnings) for p in ul_paths]
+    ul_inputs = [inspect_file(p, UNITE_LEGALE_REQUIRED, ",", warnings, shapes=UNITE_LEGALE_SHAPES) for p in ul_paths]
     etab_required = ETABLISSEMENT_REQUIRED + (() if geo_paths else LAMBERT)
-    etab_inputs = [inspect_file(p, etab_required, ",", warnings) for p in etab_paths]
-    geo_inputs = [inspect_geolocalisation(p, warnings) for p in geo_paths]
+    etab_inputs = [inspect_file(p, etab_required, ",", warnings, shapes=ETABLISSEMENT_SHAPES) for p in etab_paths]
+    geo_inputs = [inspect_geolocalisation(p, warnings, shapes=GEOLOCALISATION_SHAPES) for p in geo_paths]
     synthetic = detect_synthetic(etab_paths) if is_synthetic is None else bool(is_synthetic)
     report("Fichiers vérifiés", 0.05)
 
@@ -176,14 +178,4 @@ def _checked_departements(departements: Sequence[str] | None) -> list[str] | Non
         return None
     if isinstance(departements, str):
         departements = [departements]
-    codes = []
-    for code in departements:
-        norm = normalise_departement(code)
-        try:
-            territory_of_departement(norm)
-        except KeyError:
-            raise ValueError(
-                f"Département inconnu : « {code} ». Indiquez un code INSEE (\"13\", \"2A\", \"974\")."
-            ) from None
-        codes.append(norm)
-    return codes
+    return checked_departements(departements)

@@ -190,3 +190,19 @@ CODE_WIDTH = {
     "codeCommuneEtablissement": 5,
     "codePostalEtablissement": 5,
 }
+
+# --- Forms of values (a header over misaligned data is refused, see files.check_sample_records) -------
+
+_SIREN = (r"\d{9}", "un SIREN de 9 chiffres")
+_SIRET = (r"\d{14}", "un SIRET de 14 chiffres")
+
+UNITE_LEGALE_SHAPES: dict[str, tuple[str, str]] = {
+    "siren": _SIREN,
+    "economieSocialeSolidaireUniteLegale": (r"[ONon]?", "« O », « N » ou rien"),
+}
+ETABLISSEMENT_SHAPES: dict[str, tuple[str, str]] = {
+    "siren": _SIREN,
+    "siret": _SIRET,
+    "etatAdministratifEtablissement": (r"[AFaf]", "« A » (actif) ou « F » (fermé)"),
+}
+GEOLOCALISATION_SHAPES: dict[str, tuple[str, str]] = {"siret": _SIRET}

@@ -20,6 +20,7 @@ from essmap.io.readers.sirene.layouts import (
     UNITE_LEGALE_ATTRIBUTES,
 )
 from essmap.io.readers.sirene.sql import first_line, ident, sql_str
+from essmap.io.text import printable
 
 #: DuckDB limits: the scans spill to a temporary folder beyond this memory.
 DUCKDB_MEMORY_LIMIT = "2GB"
@@ -169,7 +170,8 @@ def _duckdb_error(inp: InputFile, exc: duckdb.Error) -> InputFileError:
     text = str(exc)
     match = re.search(r"Line:?\s*(\d+)", text)
     return InputFileError(
-        inp.name, f"le fichier ne peut pas être lu ({first_line(exc)}).",
+        inp.name, "le fichier ne peut pas être lu comme un CSV (guillemets, fins de ligne ou en-tête "
+        f"incohérents) (détail technique : {printable(first_line(exc), limit=300)}).",
         row=int(match.group(1)) if match else None,
         hint="vérifiez que c'est bien un fichier SIRENE de l'INSEE (CSV séparé par des virgules, "
         "ou Parquet) et qu'il n'est pas tronqué.",
