@@ -46,6 +46,9 @@ RESULTS = HERE / "RESULTS.md"
 BIG_STOCK = sirene_stock.StockSizes(establishments=15_000_000, ess_active=1_500_000)
 SMALL_BIG_STOCK = sirene_stock.StockSizes(establishments=750_000, ess_active=75_000)
 VIEWPATH_DEPARTEMENTS = ("59", "13", "75", "93")
+#: How a child process is told the national data's sizes (:func:`national_data.sizes_from_env`).
+SIZE_VARIABLES = {"establishments": "BENCH_ESTABLISHMENTS", "qpv_metropole": "BENCH_QPV_METROPOLE",
+                  "qpv_overseas": "BENCH_QPV_OVERSEAS", "tiers_lieux": "BENCH_TIERS_LIEUX"}
 
 
 def _now() -> str:
@@ -69,9 +72,7 @@ def part_sirene(store: national_store.NationalStore, results: dict, *, runs: int
         log(f"sirene: {run.wall_s:.1f} s, peak {run.peak_rss_mb:,.0f} MB (load {run.load_before[0]:.2f})")
     out["stock"] = {"rows": store.spec.stock.establishments, "runs": rows}
     if big:
-        data = nd.load_or_generate(store.spec.sizes, store.spec.seed, log=log)
-        meta = sirene_stock.write_stock(data, SMALL_BIG_STOCK if small else BIG_STOCK, log=log)
-        del data
+        meta = _big_stock(store, SMALL_BIG_STOCK if small else BIG_STOCK)
         files = [Path(str(meta["unites_legales"])), Path(str(meta["etablissements"]))]
         log(f"sirene: ingest of the {meta['etablissements_rows']:,}-row stock")
         run = national_store.measure_sirene_ingest(store, files, label="big")
@@ -85,6 +86,19 @@ def part_sirene(store: national_store.NationalStore, results: dict, *, runs: int
         out["profile"] = _profile_sirene(store)
     out["load_after"] = load_average()
     results["sirene"] = out
+
+
+def _big_stock(store: national_store.NationalStore, sizes: sirene_stock.StockSizes) -> dict[str, Any]:
+    """The bigger stock's files, written (once, cached) by a process of its own: writing 15 M rows takes
+    several GB, which the harness should not keep for the rest of the run."""
+    import subprocess
+
+    env = child_env({"BENCH_STOCK_ESTABLISHMENTS": str(sizes.establishments), "BENCH_STOCK_ESS": str(sizes.ess_active),
+                     **{var: str(getattr(store.spec.sizes, name)) for name, var in SIZE_VARIABLES.items()}})
+    log(f"sirene: stock of {sizes.establishments:,} rows (written once, cached)")
+    done = subprocess.run([sys.executable, str(HERE / "sirene_stock.py"), "write", "--seed", str(store.spec.seed)],
+                          env=env, capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(done.stdout)
 
 
 def _profile_sirene(store: national_store.NationalStore) -> dict[str, object]:

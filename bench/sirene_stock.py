@@ -353,8 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     write.add_argument("--small", action="store_true")
     write.add_argument("--seed", type=int, default=nd.DEFAULT_SEED)
     args = parser.parse_args(argv)
-    data = nd.load_or_generate(nd.sizes_from_env(nd.SMALL if args.small else nd.NATIONAL), args.seed)
-    meta = write_stock(data, stock_sizes_from_env(SMALL_STOCK if args.small else NATIONAL_STOCK))
+    def log(message: str) -> None:  # stdout holds the JSON answer only
+        print(message, file=sys.stderr, flush=True)
+
+    data = nd.load_or_generate(nd.sizes_from_env(nd.SMALL if args.small else nd.NATIONAL), args.seed, log=log)
+    meta = write_stock(data, stock_sizes_from_env(SMALL_STOCK if args.small else NATIONAL_STOCK), log=log)
     print(json.dumps(meta, indent=2))
     return 0
 
