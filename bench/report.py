@@ -7,6 +7,7 @@ the part that measured it. A part not run (or failed) says so instead of showing
 from __future__ import annotations
 
 import os
+import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -448,26 +449,31 @@ def profile_section(r: dict) -> list[str]:
     if not listings:
         return []
     lines = ["## Profiles of the cases that miss their target", "", *stages,
-             "The heaviest lines by cumulative time (full listings under `bench/out/`, not versioned).", ""]
+             "The heaviest lines by cumulative time, then by own time (full listings under `bench/out/`, not "
+             "versioned). Each profile is one run under cProfile, which slows Python code, not DuckDB's.", ""]
     for title, path in listings:
         text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else ""
-        body = _top_of_listing(text, 30)
+        body = _top_of_listing(text, 25)
         lines += [f"### {title}", "", "```", body or "(listing missing)", "```", ""]
     return lines
 
 
 def _top_of_listing(text: str, n: int) -> str:
-    out, seen_header = [], False
+    """The first ``n`` rows of each table of a pstats listing (cumulative, then own time)."""
+    out: list[str] = []
+    taken = None
     for line in text.splitlines():
-        if line.strip().startswith("ncalls"):
-            if seen_header:
-                break
-            seen_header = True
-        if seen_header and line.strip():
-            out.append(line[:160])
-        if len(out) > n:
-            break
-    return "\n".join(out)
+        if line.strip().startswith("Ordered by:"):
+            out += ["", line.strip()]
+            taken = None
+        elif line.strip().startswith("ncalls"):
+            out.append(line)
+            taken = 0
+        elif taken is not None and line.strip() and taken < n:
+            out.append(line)
+            taken += 1
+    text = "\n".join(out).strip()
+    return re.sub(r"/\S*?/site-packages/", "", text).replace(str(HERE.parent) + "/", "")
 
 
 def render(r: dict) -> str:
