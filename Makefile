@@ -70,33 +70,33 @@ clean:
 	rm -rf $(VENV) $(DB) data/essmap.duckdb.* .pytest_cache
 
 # --- Benchmarks (how to run: top of bench/RESULTS.md) ------------------------------------------
-# `make bench`: national-scale benchmarks of the spatial engine against PostGIS and GeoPandas,
-# rewrites bench/RESULTS.md (generated data cached in bench/out/). `make bench-small`: smoke run.
+# `make bench`: the issue's benchmark table on a national-scale store built with the real CLI (cached in
+# bench/out/), CLI cases, point in polygon against the libraries and PostGIS, the dashboard in chromium;
+# rewrites bench/RESULTS.md. Options through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--skip-postgis
+# --skip-browser"` (`.venv/bin/python bench/run.py --help`). `make bench-small`: smoke run on small data
+# (bench/out/RESULTS-small.md). `make bench-browser`: the browser part alone (the rest keeps its figures).
 # PostgreSQL + PostGIS come from Debian (bench/install-system-deps.sh, a no-op when present); the
 # harness starts its own throw-away cluster with the /usr/lib/postgresql/<major>/bin binaries.
 BENCH_STAMP := $(VENV)/.bench-stamp
+BENCH_ARGS ?=
 
-.PHONY: bench-small bench-deps
+.PHONY: bench-small bench-deps bench-browser
 
 $(BENCH_STAMP): $(STAMP) bench/requirements.txt
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	touch $(BENCH_STAMP)
 
 bench-deps: $(BENCH_STAMP)
-	@bash bench/install-system-deps.sh || echo "bench: PostgreSQL/PostGIS could not be installed; the PostGIS baseline will be reported as missing." >&2
+	@bash bench/install-system-deps.sh || echo "bench: PostgreSQL/PostGIS could not be installed; the PostGIS recipe will be reported as missing." >&2
 
-bench: $(STAMP) bench-deps
-	$(BIN)/python bench/run.py
+bench: $(STAMP) bench-deps system-deps
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-bench-small: $(STAMP) bench-deps
-	$(BIN)/python bench/run.py --small
+bench-small: $(STAMP) bench-deps system-deps
+	$(BIN)/python bench/run.py --small $(BENCH_ARGS)
 
-# `make bench-browser`: the dashboard in Debian chromium on the embedded data (first complete map,
-# redraw after a filter change, bytes of the map sent to the browser); rewrites bench/BROWSER.md.
-.PHONY: bench-browser
-
-bench-browser: $(STAMP) $(DB) system-deps
-	$(BIN)/python bench/browser.py
+bench-browser: $(STAMP) bench-deps system-deps
+	$(BIN)/python bench/run.py --only browser $(BENCH_ARGS)
 
 # --- Several users: `make serve REPLICAS=4` -----------------------------------------------------
 # REPLICAS Streamlit processes (local ports REPLICA_PORT, REPLICA_PORT+1...) on the same read-only

@@ -1,268 +1,359 @@
-"""``make bench-browser``: the dashboard's speed in a real browser, on the embedded data.
+"""The dashboard in Debian chromium: when the map reaches each session, and when it is drawn.
 
-Measured in one run, on ``data/essmap.duckdb`` (``make build``), with Debian's chromium driven by
-Playwright against ``streamlit run app.py`` on a free local port (the tests' driver,
-tests/browser/appdriver.py):
+Every case starts its own ``streamlit run app.py`` (headless, file watcher off: the tests' driver,
+``tests/browser/appdriver.py``) on the store it measures, and opens fresh browser tabs (a new
+browser context each: empty cache, like a first visit) with Playwright. Timing happens in the
+pages, on the machine's clock:
 
-- first complete map: from the start of the page load to the Leaflet map of the streamlit-folium
-  frame having drawn its vector layers; each repetition is a new browser tab on the warm server
-  (caches filled by one warm-up load, whose time is reported as the cold start); also from the
-  page's load event (the Streamlit page itself loaded) to the map drawn;
-- filter change: from the click on the employer checkbox of the sidebar to the new map drawn;
-- map size: bytes received on the Streamlit websocket for one page load, and the largest
-  message (the one carrying the map), for every département of the embedded region.
+- the **map message**: a script installed before the page's own wraps ``WebSocket`` and stamps
+  every message Streamlit receives (``performance.timeOrigin + performance.now()``, before the app
+  handles it); the map message is the largest one carrying the streamlit-folium component. Its
+  time is counted from the page's navigation start (``performance.timeOrigin``), its size is the
+  map's bytes on the wire;
+- the **full drawing**: in the map's frame, the same script checks every 50 ms whether the Leaflet
+  map has drawn its vector layers and added its packed point layers (the tests' definition of a
+  complete map), and stamps the first time it is.
 
-Figures are medians of several repetitions; results go to bench/BROWSER.md with the machine and
-the verdict against the targets of the dashboard issue.
+Cases (``run``):
+
+- ``national_8``: 8 sessions open 8 different départements of the national store at once, on a
+  server just started (nothing served: every cache cold), and on a server that has served one other
+  département (process warm, the 8 views cold). Target: the map message reaches every session in
+  < 3 s; drawing reported.
+- ``embedded_4``: on the embedded store, 4 sessions open 4 unvisited départements at once, against
+  the same 4 départements opened one at a time (each unvisited then) on another server started the
+  same way; both servers first serve one other département. Target: slowest map message <= 2x the
+  slowest lone one.
+- ``national_first``: one session on a warm server (it has served other départements), first map of
+  a département it has not computed yet, then of one it has (cached view); then a filter change
+  (the employer checkbox): first to a filter state never computed, then back to a cached one.
+  Targets: first map < 2 s from navigation, redraw after a filter < 0.5 s.
+- ``nord_bytes``: the size of the map message for Nord (59) on the national store (< 2 MB).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib.metadata import version
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for path in (str(HERE), str(REPO / "tests" / "browser")):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+from measure import OUT_DIR, REPO, load_average, log
 
-from appdriver import (  # noqa: E402
+sys.path.insert(0, str(REPO / "tests" / "browser"))
+from appdriver import (  # type: ignore[import-not-found]  # noqa: E402
     MAP_IFRAME,
-    VIEWPORT,
     StreamlitServer,
     launch_chromium,
-    map_frame,
-    mark_map_stale,
     new_page,
     wait_for_script_idle,
 )
 
-from essmap.domain.config import DEMO_DEPARTEMENTS, load_settings  # noqa: E402
+TARGET_8_SESSIONS_S = 3.0
+TARGET_4_SESSIONS_RATIO = 2.0
+TARGET_FIRST_MAP_S = 2.0
+TARGET_REDRAW_S = 0.5
+TARGET_NORD_BYTES = 2_000_000
 
-RESULTS = HERE / "BROWSER.md"
-LOG = HERE / "out" / "browser-streamlit.log"
-
-#: Targets of the dashboard issue (#4).
-TARGET_FIRST_MAP_S = 3.0
-TARGET_FILTER_REDRAW_S = 1.0
-TARGET_MAP_BYTES = 3_000_000
-
-#: Label of the sidebar checkbox toggled as "a filter change" (UI contract: "Établissements
-#: employeurs uniquement"; matched on its stable part).
+NATIONAL_8 = ("59", "13", "75", "69", "33", "31", "44", "93")
+NATIONAL_WARM_UP = "01"
+NATIONAL_FIRST = ("62", "92", "06", "34", "67")
+EMBEDDED_WARM_UP = "13"
+EMBEDDED_4 = ("04", "05", "06", "83")
+#: Sidebar checkbox toggled as "a filter change" (UI label « Établissements employeurs uniquement »).
 FILTER_CHECKBOX_TEXT = "employeurs"
 
+#: Installed in every frame before its own scripts (see the module docstring).
+TIMING_JS = """(() => {
+  const now = () => performance.timeOrigin + performance.now();
+  if (window === window.top) {
+    const messages = [];
+    Object.defineProperty(window, '__essmapMessages', {get: () => messages});
+    const Original = window.WebSocket;
+    const decoder = new TextDecoder('latin1');
+    function Stamped(...args) {
+      const ws = new Original(...args);
+      ws.addEventListener('message', (event) => {
+        const at = now();
+        const data = event.data;
+        let size = 0, map = false;
+        if (data instanceof ArrayBuffer) {
+          size = data.byteLength;
+          map = size > 2000 && decoder.decode(new Uint8Array(data)).includes('streamlit_folium');
+        } else if (typeof data === 'string') {
+          size = data.length;
+          map = data.includes('streamlit_folium');
+        } else if (data && data.size !== undefined) {
+          size = data.size;
+        }
+        messages.push({at, size, map});
+      });
+      return ws;
+    }
+    Stamped.prototype = Original.prototype;
+    for (const k of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']) Stamped[k] = Original[k];
+    window.WebSocket = Stamped;
+  }
+  const complete = () => {
+    const map = window.map;
+    if (!map || !window.L || !document.querySelector('.leaflet-container')) return false;
+    if (window.__essmapPendingJson) return false;
+    let paths = 0;
+    map.eachLayer(l => { if (l instanceof L.Path) paths += 1; });
+    if (paths === 0) return false;
+    if (document.querySelectorAll('.leaflet-overlay-pane path').length > 0) return true;
+    for (const canvas of document.querySelectorAll('.leaflet-overlay-pane canvas')) {
+      if (!canvas.width || !canvas.height) continue;
+      const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      for (let i = 3; i < data.length; i += 4 * 97) if (data[i] !== 0) return true;
+    }
+    return false;
+  };
+  setInterval(() => {
+    const map = window.map;
+    if (map && !map.__essmapDrawnAt && complete()) map.__essmapDrawnAt = now();
+  }, 50);
+})();"""
 
-def log(message: str) -> None:
-    print(f"[bench-browser {datetime.now():%H:%M:%S}] {message}", flush=True)
+#: The drawing time of the current (not stale) map of a frame, or null.
+_DRAWN_AT_JS = "() => (window.map && !window.map.__essmapStale && window.map.__essmapDrawnAt) || null"
 
 
 @dataclass
-class PageLoad:
-    seconds: float  # start of the page load -> map drawn
-    after_load_event_s: float  # the page's load event -> map drawn
-    map_message_s: float  # start -> the websocket message carrying the map received
-    iframe_s: float  # start -> the map component's frame attached
-    ws_bytes: int
-    largest_message: int
+class Session:
+    """One page load: times in seconds from the page's navigation start."""
+
+    departement: str
+    navigation_start_ms: float = 0.0
+    map_message_s: float = float("nan")
+    map_message_bytes: int = 0
+    drawn_s: float = float("nan")
+    websocket_bytes: int = 0
 
 
 @dataclass
 class Redraw:
-    seconds: float  # click -> new map drawn
-    map_message_s: float  # click -> the message carrying the new map received
+    """One filter change: seconds from the click."""
+
+    departement: str
+    cached: bool
+    map_message_s: float = float("nan")
+    drawn_s: float = float("nan")
 
 
 @dataclass
-class Results:
-    cold_first_map_s: float = 0.0
-    first_map: list[PageLoad] = field(default_factory=list)
-    filter_redraw: list[Redraw] = field(default_factory=list)
-    map_bytes: dict[str, PageLoad] = field(default_factory=dict)
-    chromium: str = ""
+class Round:
+    """Sessions opened at once (or one at a time) on one server."""
+
+    label: str
+    sessions: list[Session] = field(default_factory=list)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    start_spread_s: float = 0.0
+
+    @property
+    def slowest_message_s(self) -> float:
+        return max(s.map_message_s for s in self.sessions)
+
+    @property
+    def slowest_drawn_s(self) -> float:
+        return max(s.drawn_s for s in self.sessions)
 
 
-def _largest_since(messages: list[tuple[float, int]], start: float) -> tuple[float, int]:
-    """(arrival time, size) of the largest websocket message received after ``start``."""
-    later = [m for m in messages if m[0] >= start]
-    return max(later, key=lambda m: m[1], default=(start, 0))
+# --- Driving pages ---------------------------------------------------------------------------------
 
 
-def load_page(browser, url: str) -> tuple[PageLoad, object, list[tuple[float, int]]]:
-    """Open ``url`` in a new tab; time to the complete map and websocket bytes received."""
+def _open(browser, url: str):
     page = new_page(browser)
-    messages: list[tuple[float, int]] = []
-    page.on("websocket", lambda ws: ws.on(
-        "framereceived", lambda payload: messages.append((time.perf_counter(), len(payload)))))
-    start = time.perf_counter()
-    page.goto(url)
-    page.wait_for_selector(MAP_IFRAME, state="attached", timeout=120_000)
-    iframe_s = time.perf_counter() - start
-    map_frame(page, timeout_ms=120_000)
-    seconds = time.perf_counter() - start
-    load_event_s = page.evaluate("() => performance.getEntriesByType('navigation')[0].loadEventEnd / 1000")
-    arrival, largest = _largest_since(messages, start)
-    wait_for_script_idle(page)
-    return PageLoad(seconds, seconds - load_event_s, arrival - start, iframe_s, sum(size for _, size in messages), largest), page, messages
+    page.context.add_init_script(TIMING_JS)
+    page.set_default_timeout(180_000)
+    page.goto(url, wait_until="commit")
+    return page
 
 
-def filter_checkbox(page):
+def _drawn_at(page) -> float | None:
+    for handle in page.query_selector_all(MAP_IFRAME):
+        frame = handle.content_frame()
+        try:
+            at = frame.evaluate(_DRAWN_AT_JS) if frame is not None else None
+        except Exception:  # noqa: BLE001 - frame navigating or detached during a rerun
+            at = None
+        if at:
+            return float(at)
+    return None
+
+
+def _wait_drawn(pages: Sequence, *, timeout_s: float = 240.0) -> list[float]:
+    """Epoch milliseconds at which each page's map was complete."""
+    found: list[float | None] = [None] * len(pages)
+    deadline = time.monotonic() + timeout_s
+    while any(f is None for f in found):
+        for i, page in enumerate(pages):
+            if found[i] is None:
+                found[i] = _drawn_at(page)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"maps not drawn within {timeout_s:.0f} s")
+        pages[0].wait_for_timeout(100)  # playwright keeps handling events meanwhile
+    return [f for f in found if f is not None]  # all found by now
+
+
+def _messages(page) -> list[dict]:
+    return page.evaluate("() => window.__essmapMessages.slice()")
+
+
+def _map_message(messages: list[dict], since_ms: float) -> dict | None:
+    """The largest message carrying the map component after ``since_ms``."""
+    found = [m for m in messages if m["map"] and m["at"] >= since_ms]
+    return max(found, key=lambda m: m["size"], default=None)
+
+
+def open_at_once(browser, url: str, departements: Sequence[str], label: str) -> Round:
+    """One fresh tab per département, all navigations started before waiting for any."""
+    result = Round(label, load_before=load_average())
+    pages = [_open(browser, f"{url}/?departements={dep}") for dep in departements]
+    try:
+        drawn = _wait_drawn(pages)
+        for dep, page, drawn_at in zip(departements, pages, drawn, strict=True):
+            wait_for_script_idle(page, timeout_ms=180_000)
+            result.sessions.append(_session(dep, page, drawn_at))
+    finally:
+        for page in pages:
+            page.context.close()
+    result.load_after = load_average()
+    starts = [s.navigation_start_ms for s in result.sessions]
+    result.start_spread_s = (max(starts) - min(starts)) / 1000
+    return result
+
+
+def _session(departement: str, page, drawn_at: float) -> Session:
+    origin = float(page.evaluate("() => performance.timeOrigin"))
+    messages = _messages(page)
+    message = _map_message(messages, origin)
+    return Session(departement, origin,
+                   (message["at"] - origin) / 1000 if message else float("nan"),
+                   int(message["size"]) if message else 0,
+                   (drawn_at - origin) / 1000, int(sum(m["size"] for m in messages)))
+
+
+def one_at_a_time(browser, url: str, departements: Sequence[str], label: str) -> Round:
+    result = Round(label, load_before=load_average())
+    for dep in departements:
+        result.sessions.extend(open_at_once(browser, url, [dep], label).sessions)
+    result.load_after = load_average()
+    return result
+
+
+def _filter_checkbox(page):
     return page.locator('[data-testid="stSidebar"] [data-testid="stCheckbox"]').filter(has_text=FILTER_CHECKBOX_TEXT)
 
 
-def time_filter_change(page, messages: list[tuple[float, int]]) -> Redraw:
-    """Toggle the employer checkbox; seconds until the new map has drawn."""
-    mark_map_stale(map_frame(page))
-    start = time.perf_counter()
-    filter_checkbox(page).locator("label").click()
-    map_frame(page, timeout_ms=120_000)
-    seconds = time.perf_counter() - start
-    arrival, _ = _largest_since(messages, start)
-    wait_for_script_idle(page)
-    return Redraw(seconds, arrival - start)
+def toggle_filter(page, departement: str, *, cached: bool) -> Redraw:
+    """Click the employer checkbox; seconds until the new map message and the new map drawn."""
+    for handle in page.query_selector_all(MAP_IFRAME):
+        frame = handle.content_frame()
+        if frame is not None:
+            frame.evaluate("() => { if (window.map) window.map.__essmapStale = true; }")
+    clicked_ms = time.time() * 1000
+    _filter_checkbox(page).locator("label").click()
+    drawn_at = _wait_drawn([page])[0]
+    message = _map_message(_messages(page), clicked_ms)
+    wait_for_script_idle(page, timeout_ms=180_000)
+    return Redraw(departement, cached, (message["at"] - clicked_ms) / 1000 if message else float("nan"),
+                  (drawn_at - clicked_ms) / 1000)
 
 
-def run(repetitions: int, db_path: Path) -> Results:
+# --- The cases -------------------------------------------------------------------------------------------
+
+
+def _server(db: Path, name: str) -> StreamlitServer:
+    return StreamlitServer(db, OUT_DIR / f"browser-{name}.log", startup_timeout_s=180)
+
+
+def national_8(browser, db: Path, *, rounds: int) -> list[Round]:
+    out = []
+    for i in range(rounds):
+        for warm in (False, True):
+            label = "server warmed by one other département" if warm else "server just started"
+            with _server(db, "national-8") as server:
+                if warm:
+                    open_at_once(browser, server.url, [NATIONAL_WARM_UP], "warm-up")
+                found = open_at_once(browser, server.url, NATIONAL_8, label)
+            out.append(found)
+            log(f"browser: 8 sessions, {label} ({i + 1}/{rounds}): slowest map message "
+                f"{found.slowest_message_s:.2f} s, "
+                f"slowest drawing {found.slowest_drawn_s:.2f} s (load {found.load_before[0]:.2f})")
+    return out
+
+
+def embedded_4(browser, db: Path, *, rounds: int) -> list[dict[str, Round]]:
+    out = []
+    for i in range(rounds):
+        pair: dict[str, Round] = {}
+        for mode in ("alone", "together"):
+            with _server(db, f"embedded-{mode}") as server:
+                open_at_once(browser, server.url, [EMBEDDED_WARM_UP], "warm-up")
+                if mode == "alone":
+                    pair[mode] = one_at_a_time(browser, server.url, EMBEDDED_4, "one at a time")
+                else:
+                    pair[mode] = open_at_once(browser, server.url, EMBEDDED_4, "4 at once")
+        out.append(pair)
+        log(f"browser: embedded 4 at once ({i + 1}/{rounds}): slowest {pair['together'].slowest_message_s:.2f} s vs "
+            f"alone {pair['alone'].slowest_message_s:.2f} s")
+    return out
+
+
+def national_first(browser, db: Path, *, departements: Sequence[str]) -> dict[str, Any]:
+    """First maps and filter changes on a warm server (it served the départements of ``national_8``)."""
+    first, cached, redraws = [], [], []
+    with _server(db, "national-first") as server:
+        open_at_once(browser, server.url, [NATIONAL_WARM_UP], "warm-up")
+        load_before = load_average()
+        for dep in departements:
+            first.extend(open_at_once(browser, server.url, [dep], "first map").sessions)
+            log(f"browser: first map {dep}: message {first[-1].map_message_s:.2f} s, drawn {first[-1].drawn_s:.2f} s")
+        for dep in departements:
+            page = _open(browser, f"{server.url}/?departements={dep}")
+            try:
+                drawn_at = _wait_drawn([page])[0]
+                wait_for_script_idle(page, timeout_ms=180_000)
+                cached.append(_session(dep, page, drawn_at))
+                redraws.append(toggle_filter(page, dep, cached=False))
+                redraws.append(toggle_filter(page, dep, cached=True))
+                log(f"browser: {dep} cached view {cached[-1].map_message_s:.2f} s; filter redraw "
+                    f"{redraws[-2].drawn_s:.2f} s (new state), {redraws[-1].drawn_s:.2f} s (cached state)")
+            finally:
+                page.context.close()
+        load_after = load_average()
+    return {"first": first, "cached": cached, "redraws": redraws, "load_before": load_before, "load_after": load_after}
+
+
+def run(national_db: Path | None, embedded_db: Path, *, rounds: int, small: bool = False) -> dict[str, Any]:
+    """All browser cases; ``national_db`` None runs only the embedded-store case."""
     from playwright.sync_api import sync_playwright
 
-    results = Results(load_before=os.getloadavg())
-    with StreamlitServer(db_path, LOG) as server, sync_playwright() as playwright:
+    out: dict[str, Any] = {}
+    with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
-        results.chromium = browser.version
-        log(f"server {server.url}, chromium {browser.version}")
-        cold, page, _ = load_page(browser, server.url)
-        results.cold_first_map_s = cold.seconds
-        page.context.close()
-        log(f"cold start (server caches empty): {cold.seconds:.2f} s")
-        for i in range(repetitions):
-            load, page, messages = load_page(browser, server.url)
-            results.first_map.append(load)
-            log(f"first map {i + 1}/{repetitions}: {load.seconds:.2f} s (map message at {load.map_message_s:.2f} s), "
-                f"{load.ws_bytes / 1e6:.2f} MB")
-            if i == 0:
-                # every filter state once before timing: the heavy work is cached across reruns
-                for _ in range(2):
-                    time_filter_change(page, messages)
-                for j in range(repetitions):
-                    redraw = time_filter_change(page, messages)
-                    results.filter_redraw.append(redraw)
-                    log(f"filter change {j + 1}/{repetitions}: {redraw.seconds:.2f} s "
-                        f"(map message at {redraw.map_message_s:.2f} s)")
-            page.context.close()
-        for dep in DEMO_DEPARTEMENTS:
-            load, page, _ = load_page(browser, f"{server.url}/?departements={dep}")
-            page.context.close()
-            results.map_bytes[dep] = load
-            log(f"département {dep}: {load.ws_bytes / 1e6:.2f} MB on the websocket "
-                f"(largest message {load.largest_message / 1e6:.2f} MB)")
-        browser.close()
-    results.load_after = os.getloadavg()
-    return results
+        out["chromium"] = browser.version
+        try:
+            out["embedded_4"] = [{k: asdict(v) for k, v in pair.items()}
+                                 for pair in embedded_4(browser, embedded_db, rounds=rounds)]
+            if national_db is not None:
+                rounds_8 = national_8(browser, national_db, rounds=rounds)
+                out["national_8"] = [asdict(r) for r in rounds_8]
+                departements = NATIONAL_FIRST[:2] if small else NATIONAL_FIRST
+                first = national_first(browser, national_db, departements=departements)
+                out["national_first"] = {k: [asdict(x) for x in v] if isinstance(v, list) else v
+                                         for k, v in first.items()}
+                nord = [s for r in rounds_8 for s in r.sessions if s.departement == "59"]
+                out["nord_bytes"] = [s.map_message_bytes for s in nord]
+        finally:
+            browser.close()
+    return out
 
 
-def machine() -> list[str]:
-    """The machine, from the spatial benchmark's description, plus the browser stack."""
-    from run import machine_info
-
-    info = machine_info()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    return [
-        f"- CPU: {info['CPU']}; RAM {info['RAM']}; {info['OS']}",
-        f"- Python {info['Python']}, streamlit {version('streamlit')}, streamlit-folium {version('streamlit-folium')}, "
-        f"folium {version('folium')}, playwright {version('playwright')}",
-        f"- git commit {commit or '?'}",
-    ]
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "**not met**"
-
-
-def write_report(results: Results, repetitions: int, db_path: Path) -> str:
-    first_s = [load.seconds for load in results.first_map]
-    redraw_s = [redraw.seconds for redraw in results.filter_redraw]
-    first, redraw = statistics.median(first_s), statistics.median(redraw_s)
-    after_load = [load.after_load_event_s for load in results.first_map]
-    first_after_load = statistics.median(after_load)
-    first_message = statistics.median(load.map_message_s for load in results.first_map)
-    first_iframe = statistics.median(load.iframe_s for load in results.first_map)
-    load_event = statistics.median(load.seconds - load.after_load_event_s for load in results.first_map)
-    redraw_message = statistics.median(r.map_message_s for r in results.filter_redraw)
-    largest_dep, largest = max(results.map_bytes.items(), key=lambda item: item[1].ws_bytes)
-    lines = [
-        "# Browser benchmark of the dashboard (`make bench-browser`)",
-        "",
-        f"Generated by `bench/browser.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, on the embedded "
-        f"data (`{db_path.relative_to(REPO) if db_path.is_relative_to(REPO) else db_path}`, région PACA, "
-        "synthetic establishments at full scale), in Debian chromium "
-        f"{results.chromium} (headless, Playwright), window {VIEWPORT['width']}×{VIEWPORT['height']}.",
-        "",
-        *machine(),
-        f"- load average (1, 5, 15 min) before the run {', '.join(f'{x:.1f}' for x in results.load_before)}, "
-        f"after {', '.join(f'{x:.1f}' for x in results.load_after)} (other jobs share the machine: a load "
-        f"above {os.cpu_count()} inflates every figure)",
-        "",
-        "How: `streamlit run app.py` on a free local port (file watcher off); each page load is a new "
-        "browser tab on the warm server; the map is complete when the Leaflet map of the streamlit-folium "
-        "frame has drawn its vector layers (pixels on its canvas) and added its packed point layers. A filter change is a click on the "
-        "sidebar checkbox « Établissements employeurs uniquement », timed until the new map is drawn, after "
-        "both states were shown once (server caches filled). Map size: bytes received on the Streamlit "
-        f"websocket for one page load (the map is its largest message). Medians of {repetitions} repetitions.",
-        "",
-        "| measure | median | min | max | target | verdict |",
-        "|---|---|---|---|---|---|",
-        f"| first complete map from the start of the page load (warm server) | {first:.2f} s | {min(first_s):.2f} s | "
-        f"{max(first_s):.2f} s | < {TARGET_FIRST_MAP_S:g} s | {verdict(first < TARGET_FIRST_MAP_S)} |",
-        f"| first complete map after the page's load event | {first_after_load:.2f} s | {min(after_load):.2f} s | "
-        f"{max(after_load):.2f} s | < {TARGET_FIRST_MAP_S:g} s | {verdict(first_after_load < TARGET_FIRST_MAP_S)} |",
-        f"| redraw after a filter change | {redraw:.2f} s | {min(redraw_s):.2f} s | "
-        f"{max(redraw_s):.2f} s | < {TARGET_FILTER_REDRAW_S:g} s | {verdict(redraw < TARGET_FILTER_REDRAW_S)} |",
-        f"| map sent to the browser, largest département ({largest_dep}) | {largest.ws_bytes / 1e6:.2f} MB | | | "
-        f"< {TARGET_MAP_BYTES / 1e6:g} MB | {verdict(largest.ws_bytes < TARGET_MAP_BYTES)} |",
-        "",
-        "Where the time goes (medians). Page load: the Streamlit page has loaded (load event) at "
-        f"{load_event:.2f} s, the websocket message carrying the map arrives at {first_message:.2f} s (server: "
-        f"script run, map serialised by st_folium), the map component's frame is attached at {first_iframe:.2f} s, "
-        f"the map is drawn at {first:.2f} s (component page, Leaflet scripts, drawing). Filter change: the new map "
-        f"message arrives {redraw_message:.2f} s after the click, the map is drawn {redraw - redraw_message:.2f} s "
-        "later.",
-        "",
-        f"Cold start (first page load after the server started, caches empty): {results.cold_first_map_s:.2f} s.",
-        "",
-        "Bytes received per département view (`?departements=XX`, default indicator and level):",
-        "",
-        "| département | websocket total | largest message (map) |",
-        "|---|---|---|",
-        *(f"| {dep} | {load.ws_bytes / 1e6:.2f} MB | {load.largest_message / 1e6:.2f} MB |"
-          for dep, load in results.map_bytes.items()),
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--db", type=Path, default=None, help="database (default: the embedded one)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    db_path = (args.db or load_settings().db_path).resolve()
-    if not db_path.exists():
-        sys.exit(f"{db_path} is missing: run `make build` first")
-    results = run(args.repetitions, db_path)
-    args.out.write_text(write_report(results, args.repetitions, db_path))
-    log(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")

@@ -201,7 +201,8 @@ def _leaf_communes(communes: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 # --- Random points in polygons -------------------------------------------------------------------
 
 
-def sample_in_polygons(rng: np.random.Generator, polygons: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_in_polygons(rng: np.random.Generator, polygons: np.ndarray,
+                       counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``counts[i]`` uniform points inside ``polygons[i]`` (rejection sampling in the bounding
     box, vectorised). Returns x, y and the polygon index of each point, grouped by polygon."""
     counts = np.asarray(counts, dtype=np.int64)
@@ -338,8 +339,8 @@ def generate_qpv(rng: np.random.Generator, leaves: gpd.GeoDataFrame, sizes: Size
             seeds = rng.choice(eligible, size=batch, p=weights)
             sx, sy, owner = sample_in_polygons(rng, polygons[seeds], np.ones(batch, dtype=np.int64))
             mx, my = to_metric.transform(sx, sy)
-            shapes = np.array([_qpv_shape(rng, cx, cy) for cx, cy in zip(mx, my)], dtype=object)
-            wgs = shapely.transform(shapes, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])))
+            shapes = np.array([_qpv_shape(rng, cx, cy) for cx, cy in zip(mx, my, strict=True)], dtype=object)
+            wgs = shapely.transform(shapes, lambda xy, t=to_wgs84: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
             area_ha = shapely.area(shapes) / 10_000
             # keep those that overlap neither an accepted polygon nor an earlier one of the batch
             tree = shapely.STRtree(np.array(accepted + list(wgs), dtype=object))
@@ -348,7 +349,7 @@ def generate_qpv(rng: np.random.Generator, leaves: gpd.GeoDataFrame, sizes: Size
             taken = np.zeros(offset + len(wgs), dtype=bool)
             taken[:offset] = True
             neighbours: dict[int, list[int]] = {}
-            for a, b in zip(left, right):
+            for a, b in zip(left, right, strict=True):
                 if b != a + offset:
                     neighbours.setdefault(int(a), []).append(int(b))
             for i in range(len(wgs)):
@@ -364,7 +365,7 @@ def generate_qpv(rng: np.random.Generator, leaves: gpd.GeoDataFrame, sizes: Size
                     "area_ha": float(area_ha[i]),
                     "vertices": int(shapely.get_num_coordinates(shapes[i])),
                 })
-        for geom, info in zip(accepted, accepted_rows):
+        for geom, info in zip(accepted, accepted_rows, strict=True):
             rows.append({**info, "geometry": geom})
 
     frame = gpd.GeoDataFrame(rows, geometry="geometry", crs=WGS84)
@@ -378,7 +379,7 @@ def generate_qpv(rng: np.random.Generator, leaves: gpd.GeoDataFrame, sizes: Size
     codes = leaves["code_insee"].to_numpy(dtype=object)
     names = leaves["nom"].to_numpy(dtype=object)
     crossed: dict[int, list[int]] = {}
-    for q, c in zip(qpv_index, leaf_index):
+    for q, c in zip(qpv_index, leaf_index, strict=True):
         crossed.setdefault(int(q), []).append(int(c))
     seed_arr = frame["seed"].to_numpy()
     insee_com, lib_com = [], []
@@ -504,9 +505,10 @@ def generate_establishments(rng: np.random.Generator, leaves: gpd.GeoDataFrame, 
     categorie_u = np.empty(n_units, dtype=object)
     for family, (codes, weights) in LEGAL_CATEGORIES.items():
         rows = famille_u == family
-        categorie_u[rows] = _choice(rng, tuple(zip(codes, weights)), int(rows.sum()))
+        categorie_u[rows] = _choice(rng, tuple(zip(codes, weights, strict=True)), int(rows.sum()))
     naf = _choice(rng, NAF_CODES, count)
-    employer = rng.random(count) < np.where(famille_u[unit] == nom.ASSOCIATION, EMPLOYER_SHARE * 0.8, EMPLOYER_SHARE * 2)
+    employer_share = np.where(famille_u[unit] == nom.ASSOCIATION, EMPLOYER_SHARE * 0.8, EMPLOYER_SHARE * 2)
+    employer = rng.random(count) < employer_share
     band = np.where(employer, _choice(rng, SIZE_BANDS, count), "NN")
     code_commune = leaves["code_insee"].to_numpy(dtype=object)[leaf]
     territoire = leaves["territoire"].to_numpy(dtype=object)[leaf]
@@ -567,7 +569,8 @@ def generate_tiers_lieux(rng: np.random.Generator, leaves: gpd.GeoDataFrame, qpv
         "code_commune": code_commune,
         "code_departement": departements_of_communes(code_commune).astype("string"),
         "types": pd.Series(types, dtype="string"),
-        "labels": pd.Series(np.where(fabrique, "Fabrique de territoire", np.where(manufacture, "Manufacture de proximité", "")),
+        "labels": pd.Series(np.where(fabrique, "Fabrique de territoire",
+                                     np.where(manufacture, "Manufacture de proximité", "")),
                             dtype="string").replace("", pd.NA),
         "fabrique_territoire": pd.array(fabrique, dtype="boolean"),
         "manufacture_proximite": pd.array(manufacture & ~fabrique, dtype="boolean"),

@@ -1,4 +1,4 @@
-"""National-scale synthetic SIRENE stock files, and the timed, memory-measured ingest of them.
+"""National-scale synthetic SIRENE stock files, in INSEE's layout, for the ingest benchmarks.
 
 ``write_stock`` writes, once per seed and size (cached under ``bench/out/``), a
 ``StockUniteLegale_utf8.csv`` and a ``StockEtablissement_utf8.csv`` with INSEE's official
@@ -9,11 +9,7 @@ national benchmark data, with their positions as Lambert-93 / UTM coordinates), 
 establishments, and non-ESS establishments (35 % closed) for the rest. Writing is vectorised
 (numpy and pandas string operations per chunk of 500,000 rows, pyarrow's CSV writer).
 
-``measure_ingest`` runs :func:`essmap.io.readers.sirene.read_sirene` on them in a fresh Python
-process (``python bench/sirene_stock.py ingest ...``), which reports the seconds of the call,
-the time of each stage (from the reader's ``progress`` callback), the rows kept, and its peak
-resident memory (``VmHWM`` of ``/proc/self/status``, i.e. everything the process ever held:
-interpreter, DuckDB and pandas).
+They are loaded with ``essmap ingest sirene``, a measured process (:mod:`national_store`).
 """
 
 from __future__ import annotations
@@ -21,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -104,6 +98,13 @@ def _digits(values: np.ndarray, width: int) -> pd.Series:
     return pd.Series(values.astype(np.int64).astype(str), dtype="string").str.zfill(width)
 
 
+def _value_or_null(mask: np.ndarray, value: str) -> np.ndarray:
+    """``value`` where ``mask``, an empty (null) field elsewhere."""
+    out = np.full(len(mask), None, dtype=object)
+    out[np.asarray(mask, dtype=bool)] = value
+    return out
+
+
 def _table(columns: tuple[str, ...], values: dict[str, object], n: int) -> pa.Table:
     """A table with every official column, in order; those not given are empty (null)."""
     arrays = []
@@ -140,7 +141,8 @@ def _plan(data: nd.NationalData, sizes: StockSizes, seed: int) -> tuple[_Rows, p
     """Establishment rows (sorted by SIRET like INSEE's file) and one row per legal unit."""
     rng = np.random.default_rng(seed + 7)
     est = data.establishments
-    names = dict(zip(data.communes["code_insee"].astype(str), data.communes["nom"].astype(str).str.upper()))
+    names = dict(zip(data.communes["code_insee"].astype(str), data.communes["nom"].astype(str).str.upper(),
+                     strict=True))
 
     # ESS: whole legal units of the national data, in random order, until ess_active is reached
     siren_all = est["siren"].astype("int64").to_numpy()
@@ -240,7 +242,7 @@ def _write_unites_legales(path: Path, units: pd.DataFrame, rng: np.random.Genera
                 "dateCreationUniteLegale": _dates(rng, n),
                 "identifiantAssociationUniteLegale": rna.to_numpy(),
                 "trancheEffectifsUniteLegale": np.where(employer, _pick(rng, nd.SIZE_BANDS, n), "NN"),
-                "anneeEffectifsUniteLegale": np.where(employer, "2023", None),
+                "anneeEffectifsUniteLegale": _value_or_null(employer, "2023"),
                 "dateDernierTraitementUniteLegale": LAST_PROCESSED,
                 "nombrePeriodesUniteLegale": rng.integers(1, 6, n).astype(str),
                 "categorieEntreprise": "PME",
@@ -278,7 +280,7 @@ def _write_etablissements(path: Path, rows: _Rows, rng: np.random.Generator) -> 
                 "statutDiffusionEtablissement": "O",
                 "dateCreationEtablissement": _dates(rng, n),
                 "trancheEffectifsEtablissement": rows.band[sl],
-                "anneeEffectifsEtablissement": np.where(employer, "2023", None),
+                "anneeEffectifsEtablissement": _value_or_null(employer, "2023"),
                 "dateDernierTraitementEtablissement": LAST_PROCESSED,
                 "etablissementSiege": np.where(rows.head_office[sl], "true", "false"),
                 "nombrePeriodesEtablissement": rng.integers(1, 5, n).astype(str),
@@ -303,7 +305,8 @@ def stock_dir(data: nd.NationalData, sizes: StockSizes, out_dir: Path = nd.OUT_D
     return out_dir / f"sirene-v{STOCK_VERSION}-s{data.seed}-{data.sizes.key}-{sizes.key}"
 
 
-def write_stock(data: nd.NationalData, sizes: StockSizes, *, out_dir: Path = nd.OUT_DIR, log=print) -> dict[str, object]:
+def write_stock(data: nd.NationalData, sizes: StockSizes, *, out_dir: Path = nd.OUT_DIR,
+                log=print) -> dict[str, object]:
     """Write the two stock files (once: cached) and return their paths and counts."""
     folder = stock_dir(data, sizes, out_dir)
     meta_path = folder / "bench-stock.json"
@@ -312,7 +315,8 @@ def write_stock(data: nd.NationalData, sizes: StockSizes, *, out_dir: Path = nd.
         log(f"sirene stock: cached in {folder.name}")
         return meta
     if sizes.ess_active > len(data.establishments):
-        raise ValueError(f"ess_active ({sizes.ess_active}) exceeds the national establishments ({len(data.establishments)})")
+        raise ValueError(f"ess_active ({sizes.ess_active}) exceeds the national establishments "
+                         f"({len(data.establishments)})")
     log(f"sirene stock: writing {sizes} into {folder} (once)")
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
@@ -325,12 +329,13 @@ def write_stock(data: nd.NationalData, sizes: StockSizes, *, out_dir: Path = nd.
         "notice": "Fichiers SIRENE simulés pour les mesures de performance d'essmap (bench/) : aucune ligne réelle.",
         "files": [UNITE_LEGALE_FILE, ETABLISSEMENT_FILE],
     }, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    ess_siren = units.loc[units["ess"] == "O", "siren"].to_numpy()
     meta = {
         "unites_legales": str(ul_path),
         "etablissements": str(etab_path),
         "unites_legales_rows": len(units),
         "etablissements_rows": len(rows.siren),
-        "ess_active_establishments": int(((rows.state == "A") & np.isin(rows.siren, units.loc[units["ess"] == "O", "siren"].to_numpy())).sum()),
+        "ess_active_establishments": int(((rows.state == "A") & np.isin(rows.siren, ess_siren)).sum()),
         "unites_legales_bytes": ul_path.stat().st_size,
         "etablissements_bytes": etab_path.stat().st_size,
         "seconds": round(time.perf_counter() - started, 1),
@@ -341,74 +346,18 @@ def write_stock(data: nd.NationalData, sizes: StockSizes, *, out_dir: Path = nd.
     return meta
 
 
-# --- Measuring the ingest ---------------------------------------------------------------------------
-
-
-def _vm_hwm_kb() -> int:
-    """Peak resident set size of this process (kB), from /proc (ru_maxrss as a fallback)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-
-
-def _ingest_child(ul: Path, etab: Path) -> dict[str, object]:
-    """Runs in the child process: one timed ``read_sirene`` call."""
-    from essmap.io.readers.sirene import read_sirene
-
-    baseline_kb = _vm_hwm_kb()
-    stages: list[tuple[str, float]] = []
-    start = time.perf_counter()
-
-    def progress(label: str, _fraction: float) -> None:
-        stages.append((label, time.perf_counter() - start))
-
-    result = read_sirene(ul, etab, is_synthetic=True, progress=progress)
-    seconds = time.perf_counter() - start
-    return {
-        "seconds": seconds,
-        "stages": stages,
-        "rows_kept": result.meta.rows_kept,
-        "rows_quarantined": result.meta.rows_quarantined,
-        "rows_read": result.meta.rows_read,
-        "peak_rss_kb": _vm_hwm_kb(),
-        "rss_before_kb": baseline_kb,
-    }
-
-
-def measure_ingest(ul: Path, etab: Path, *, timeout_s: float = 900) -> dict[str, object]:
-    """Time ``read_sirene`` in a fresh process; also returns its peak memory (VmHWM) and the
-    process's wall time, and cross-checks the peak with ``RUSAGE_CHILDREN``."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "ingest", "--unites-legales", str(ul), "--etablissements", str(etab)]
-    started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"read_sirene failed in the child process:\n{done.stderr[-4000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["process_seconds"] = wall
-    result["children_maxrss_kb"] = int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return result
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Synthetic SIRENE stock for the benchmarks")
     sub = parser.add_subparsers(dest="command", required=True)
     write = sub.add_parser("write", help="write (or find cached) stock files")
     write.add_argument("--small", action="store_true")
     write.add_argument("--seed", type=int, default=nd.DEFAULT_SEED)
-    ingest = sub.add_parser("ingest", help="(child process) time read_sirene on stock files")
-    ingest.add_argument("--unites-legales", type=Path, required=True)
-    ingest.add_argument("--etablissements", type=Path, required=True)
     args = parser.parse_args(argv)
-    if args.command == "ingest":
-        print(json.dumps(_ingest_child(args.unites_legales, args.etablissements)))
-        return 0
-    data = nd.load_or_generate(nd.sizes_from_env(nd.SMALL if args.small else nd.NATIONAL), args.seed)
-    meta = write_stock(data, stock_sizes_from_env(SMALL_STOCK if args.small else NATIONAL_STOCK))
+    def log(message: str) -> None:  # stdout holds the JSON answer only
+        print(message, file=sys.stderr, flush=True)
+
+    data = nd.load_or_generate(nd.sizes_from_env(nd.SMALL if args.small else nd.NATIONAL), args.seed, log=log)
+    meta = write_stock(data, stock_sizes_from_env(SMALL_STOCK if args.small else NATIONAL_STOCK), log=log)
     print(json.dumps(meta, indent=2))
     return 0
 

@@ -1,0 +1,73 @@
+"""Server-side split of the dashboard's first map: where the seconds before the map message go.
+
+For each département, in one fresh process per run (``python bench/viewpath.py --db STORE --dep 59``):
+opening the store, ``viewdata.view_data`` (the SQL and the geometry read), ``maps.view_map`` (the
+folium map) and ``st_folium.component_args`` (rendering it into the component's arguments, the
+map message's content), each timed, with the size of those arguments. ``--profile FILE`` writes a
+cProfile listing of the whole (cumulative and own time) for the report's profile of a miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import sys
+import time
+from pathlib import Path
+
+
+def measure(db: Path, departement: str) -> dict[str, float]:
+    started = time.perf_counter()
+    from essmap import store
+    from essmap.domain.selection import Selection
+    from essmap.present import viewdata
+    from essmap.present.view import MapView
+    from essmap.render import maps, st_folium
+
+    seconds: dict[str, float] = {"imports": time.perf_counter() - started}
+    mark = time.perf_counter()
+    con = store.connect(db)
+    seconds["connect"] = time.perf_counter() - mark
+    try:
+        mark = time.perf_counter()
+        data = viewdata.view_data(con, MapView(Selection(departements=(departement,))))
+        seconds["view_data"] = time.perf_counter() - mark
+    finally:
+        con.close()
+    mark = time.perf_counter()
+    folium_map = maps.view_map(data)
+    seconds["view_map"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    args = st_folium.component_args(folium_map, key="carte")
+    seconds["component_args"] = time.perf_counter() - mark
+    seconds["args_bytes"] = float(len(json.dumps(args)))
+    seconds["establishments"] = float(len(data.etablissements))
+    seconds["areas"] = float(len(data.areas))
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--dep", required=True)
+    parser.add_argument("--profile", type=Path, help="write a cProfile listing here")
+    args = parser.parse_args(argv)
+    if args.profile:
+        profiler = cProfile.Profile()
+        result = profiler.runcall(measure, args.db, args.dep)
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("cumulative").print_stats(35)
+        stats.sort_stats("tottime").print_stats(25)
+        args.profile.write_text(text.getvalue(), encoding="utf-8")
+    else:
+        result = measure(args.db, args.dep)
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
