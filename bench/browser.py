@@ -100,7 +100,7 @@ TIMING_JS = """(() => {
   const complete = () => {
     const map = window.map;
     if (!map || !window.L || !document.querySelector('.leaflet-container')) return false;
-    if (window.__essmapPendingJson) return false;
+    if (window.essmapLoading) return false;
     let paths = 0;
     map.eachLayer(l => { if (l instanceof L.Path) paths += 1; });
     if (paths === 0) return false;

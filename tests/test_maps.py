@@ -28,21 +28,33 @@ def data(demo_con):
 
 
 def _decoded(payload: dict) -> dict:
-    """A packed point layer with its packed integers read, as the browser reads them."""
+    """A packed point layer with its packed integers and joined texts read, as the browser reads them."""
     def ints(text: str, dtype: str) -> list[int]:
         return np.frombuffer(base64.b64decode(text), dtype=dtype).tolist()
 
     for line in payload["lines"]:
-        if isinstance(line["c"], dict):
+        if "j" in line["c"]:
+            line["c"] = line["c"]["j"].split("\x1f")
+        else:
             line["c"]["i"] = ints(line["c"]["i"], f"<u{line['c']['w']}")
     payload["dxy"] = ints(payload["dxy"], "<i4")
     return payload
 
 
+def _inlined(page: str) -> list[dict]:
+    """Every layer payload inlined in a page (``unpack(null, "base64", add)``), as JSON."""
+    found = re.findall(r'\(null, "([A-Za-z0-9+/=]+)",', page)
+    return [json.loads(gzip.decompress(base64.b64decode(p))) for p in found]
+
+
 def _payloads(page: str) -> list[dict]:
     """The packed point layers of a page, decoded as the browser does."""
-    found = re.findall(r'atob\("([A-Za-z0-9+/=]+)"\)', page)
-    return [_decoded(json.loads(gzip.decompress(base64.b64decode(p)))) for p in found]
+    return [_decoded(p) for p in _inlined(page) if "dxy" in p]
+
+
+def _polygons(page: str) -> list[dict]:
+    """The GeoJSON FeatureCollections of a page's polygon layers."""
+    return [p for p in _inlined(page) if p.get("type") == "FeatureCollection"]
 
 
 def _popups(payload: dict) -> list[str]:
@@ -54,7 +66,8 @@ def _popups(payload: dict) -> list[str]:
             return ""
         text = maps.escape(spec["p"] + value)
         return f"<{spec['s']}>{text}</{spec['s']}>" if spec["s"] else text
-    return ["<br>".join(t for t in (line(s, i) for s in payload["lines"]) if t) for i in range(len(payload["dxy"]) // 2)]
+    points = range(len(payload["dxy"]) // 2)
+    return ["<br>".join(t for t in (line(s, i) for s in payload["lines"]) if t) for i in points]
 
 
 def _positions(payload: dict) -> np.ndarray:
@@ -78,7 +91,7 @@ def test_dashboard_map_needs_no_network_and_has_every_layer(data):
     assert len(tiers_lieux["dxy"]) // 2 == len(data.tiers_lieux)
     # every point where it is, to the metre (positions rounded to 1e-5 degree)
     sent = np.sort(_positions(tiers_lieux).round(5), axis=0)
-    expected = np.sort(np.column_stack([data.tiers_lieux.geometry.x, data.tiers_lieux.geometry.y]).round(5), axis=0)
+    expected = np.sort(data.tiers_lieux[["longitude", "latitude"]].to_numpy(dtype=float).round(5), axis=0)
     assert np.abs(sent - expected).max() < 2e-5
 
 
@@ -101,15 +114,16 @@ def test_tiles_are_optional(data):
 
 def test_layers_can_be_chosen(data):
     page = maps.render_html(maps.view_map(data, layers=("choropleth",)))
-    assert "atob(" not in page and "QPV avec tiers-lieu" not in page
+    assert _payloads(page) == [] and len(_polygons(page)) == 1 and "QPV avec tiers-lieu" not in page
     with pytest.raises(ValueError, match="couches inconnues"):
         maps.view_map(data, layers=("routes",))
 
 
 def test_clickable_features_carry_their_code(data):
     page = maps.render_html(maps.view_map(data))
-    assert '"code": "13055"' in page
-    assert f'"code": "{data.qpv["code_qp"].iloc[0]}"' in page
+    codes = [{f["properties"]["code"] for f in layer["features"]} for layer in _polygons(page)]
+    assert "13055" in codes[0] and codes[0] == set(data.areas["code"].astype(str))
+    assert set().union(*codes[1:]) == set(data.qpv["code_qp"].astype(str))
 
 
 def test_establishment_popups_show_every_field(data):
@@ -125,10 +139,10 @@ def test_establishment_popups_show_every_field(data):
 
 
 def test_text_from_data_is_escaped_in_popups_and_tooltips():
-    points = gpd.GeoDataFrame(
+    points = pd.DataFrame(
         {"nom": [HOSTILE, "Escale &amp; CO"], "types": ["coworking", None], "labels": [None, "Fabrique de territoire"],
-         "adresse": ["1 rue <b>x</b>", None], "is_synthetic": [False, True]},
-        geometry=[shapely.Point(5.37, 43.30), shapely.Point(5.38, 43.31)], crs=4326,
+         "adresse": ["1 rue <b>x</b>", None], "is_synthetic": [False, True],
+         "longitude": [5.37, 5.38], "latitude": [43.30, 43.31]},
     )
     qpv = gpd.GeoDataFrame(
         {"code_qp": ["QN01301M"], "lib_qp": [HOSTILE], "generation": ["2024"]},
@@ -164,13 +178,12 @@ def test_department_map_stays_small(data):
 
 
 def test_feature_collection_matches_geopandas_with_rounded_coordinates(data):
-    """The direct GeoJSON builder gives geopandas' features (same properties, geometry rounded to 1e-5°)."""
+    """The direct GeoJSON builder gives geopandas' features (same code, geometry rounded to 1e-5°)."""
     areas = data.areas.to_crs(4326)
-    properties = {"code": areas["code"].astype(str), "nom": areas["nom"].astype(str)}
-    built = maps.feature_collection(areas.geometry.to_numpy(), properties)
+    built = json.loads(maps.feature_collection(areas.geometry.to_numpy(), areas["code"].astype(str)))
     rounded = shapely.transform(areas.geometry.to_numpy(), lambda xy: xy.round(5))
     expected = json.loads(json.dumps(
-        gpd.GeoDataFrame({k: v.to_numpy() for k, v in properties.items()}, geometry=rounded, crs=4326).__geo_interface__
+        gpd.GeoDataFrame({"code": areas["code"].astype(str).to_numpy()}, geometry=rounded, crs=4326).__geo_interface__
     ))
     assert built["type"] == "FeatureCollection" and len(built["features"]) == len(areas) > 100
     for mine, theirs in zip(built["features"], expected["features"], strict=True):
@@ -184,14 +197,35 @@ def test_feature_collection_matches_geopandas_with_rounded_coordinates(data):
 
 
 def test_feature_collection_keeps_text_and_missing_geometry():
-    built = maps.feature_collection(
-        [shapely.Point(5.123456789, 43.1), None],
-        {"info": pd.Series(["Escale &amp; CO « é »", HOSTILE])},
-    )
+    built = json.loads(maps.feature_collection(
+        np.array([shapely.Point(5.123456789, 43.1), None], dtype=object), pd.Series(["Escale « é »", HOSTILE])))
     first, second = built["features"]
     assert first["geometry"] == {"type": "Point", "coordinates": [5.12346, 43.1]}
-    assert first["properties"] == {"info": "Escale &amp; CO « é »"}
-    assert second["geometry"] is None and second["properties"] == {"info": HOSTILE}  # escaping is the caller's job
+    assert first["properties"] == {"code": "Escale « é »"}
+    assert second["geometry"] is None and second["properties"] == {"code": HOSTILE}
+
+
+def test_tooltips_and_colours_travel_with_the_map_geometry_as_a_file(data, demo_con, tmp_path):
+    """Polygons' geometry is published like the points (the same units give the same file, which
+    the browser caches); each unit's colour and escaped tooltip are in the map, keyed by code."""
+    published = {}
+
+    def publish(content: bytes) -> str:
+        url = maps.publish_payload(tmp_path, "static", content)
+        published[url] = content
+        return url
+
+    page = maps.render_html(maps.view_map(data, layers=("choropleth",), publish=publish))
+    (geometry,) = [json.loads(gzip.decompress(c)) for c in published.values()]
+    assert {f["properties"]["code"] for f in geometry["features"]} == set(data.areas["code"].astype(str))
+    marseille = data.areas.loc[data.areas["code"] == "13055"].iloc[0]
+    assert f'"13055": "{marseille["classe_couleur"]}"' in page
+    assert "\\u003cb\\u003eMarseille\\u003c/b\\u003e (13055)" in page  # tooltip as htmlsafe JSON
+    again = {}
+    other = viewdata.view_data(demo_con, data.view.replace(indicator="n_tiers_lieux"))
+    maps.view_map(other, layers=("choropleth",),
+                  publish=lambda c: again.setdefault("url", maps.publish_payload(tmp_path, "static", c)))
+    assert again["url"] in published  # another indicator, the same geometry file
 
 
 def test_scale_bar_is_metric_only_and_clear_of_the_synthetic_notice(data):
@@ -229,13 +263,13 @@ def test_point_layers_can_be_published_as_files(data, tmp_path):
         return url
 
     page = maps.render_html(maps.view_map(data, publish=publish))
-    assert _payloads(page) == []  # nothing inlined
-    assert len(published) == 2 and all(f'fetch("{url}")' in page for url in published)
+    assert _inlined(page) == []  # nothing inlined
+    assert len(published) == 5 and all(f'("{url}", null,' in page for url in published)  # 3 polygon layers
     inline = maps.render_html(maps.view_map(data))
-    files = [_decoded(json.loads(gzip.decompress(c))) for c in published.values()]
+    files = [_decoded(p) for p in (json.loads(gzip.decompress(c)) for c in published.values()) if "dxy" in p]
     assert sorted(files, key=lambda p: len(p["dxy"])) == sorted(_payloads(inline), key=lambda p: len(p["dxy"]))
     inlined = sum(len(base64.b64encode(c)) for c in published.values())
-    assert len(inline) - len(page) > 0.95 * inlined  # the points left the map
+    assert len(inline) - len(page) > 0.95 * inlined  # the points and the polygons left the map
     assert sorted(p.name for p in (tmp_path / "points").iterdir()) == sorted(u.rsplit("/", 1)[1] for u in published)
 
 

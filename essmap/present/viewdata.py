@@ -45,6 +45,7 @@ from essmap.store.queries import (
     parent_code,
     read_points,
     read_qpv,
+    with_point_geometry,
 )
 
 #: Columns of the establishments a view reads: what the map popups, the tables, the fiche and the
@@ -85,9 +86,10 @@ class ViewData:
     qpv : GeoDataFrame
         QPVs in view with the radius results of :func:`~essmap.analysis.proximity.qpv_coverage`
         (``n_tiers_lieux``, ``nearest_nom``, ``nearest_distance_m``, ``covered``...), display geometry.
-    etablissements, tiers_lieux : GeoDataFrame
+    etablissements, tiers_lieux : DataFrame
         Filtered establishments and tiers-lieux in view, with ``code_qp`` (the QPV holding each
-        one, <NA> outside).
+        one, <NA> outside) and their position (``longitude``, ``latitude``; no geometry objects:
+        :func:`~essmap.store.queries.with_point_geometry` makes them where needed).
     synthetic : bool
         Whether any simulated row is in view.
     territory_label, filters_label : str
@@ -99,8 +101,8 @@ class ViewData:
     areas: gpd.GeoDataFrame
     classification: Classification
     qpv: gpd.GeoDataFrame
-    etablissements: gpd.GeoDataFrame
-    tiers_lieux: gpd.GeoDataFrame
+    etablissements: pd.DataFrame
+    tiers_lieux: pd.DataFrame
     synthetic: bool
     territory_label: str
     filters_label: str
@@ -144,8 +146,8 @@ def view_data(con: duckdb.DuckDBPyConnection, view: MapView) -> ViewData:
     areas["classe_couleur"] = classification.colour_of(areas["valeur"])
 
     coverage = qpv_coverage(con, selection, radius_m=view.radius_m)
-    etab = read_points(con, "etablissements", selection, columns=ESTABLISHMENT_COLUMNS)
-    tiers_lieux = read_points(con, "tiers_lieux", selection)
+    etab = read_points(con, "etablissements", selection, columns=ESTABLISHMENT_COLUMNS, geometry=False)
+    tiers_lieux = read_points(con, "tiers_lieux", selection, geometry=False)
     known = names(con, _codes_to_name(selection))
     return ViewData(
         view=view,
@@ -402,8 +404,8 @@ def export_tables(con: duckdb.DuckDBPyConnection, data: ViewData) -> dict[str, t
         "QPV et établissements ESS dans le rayon": (
             "qpv_etablissements", geo(qpv_establishments_table(around), around)),
         "Établissements ESS": ("etablissements_ess", geo(establishments_table(data.etablissements),
-                                                        data.etablissements)),
-        "Tiers-lieux": ("tiers_lieux", geo(tiers_lieux_table(data.tiers_lieux), data.tiers_lieux)),
+                                                        with_point_geometry(data.etablissements))),
+        "Tiers-lieux": ("tiers_lieux", geo(tiers_lieux_table(data.tiers_lieux), with_point_geometry(data.tiers_lieux))),
     }
 
 

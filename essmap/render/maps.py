@@ -23,8 +23,11 @@ import folium
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 from branca.element import Element, Figure, MacroElement
+from folium.map import Layer
 from folium.plugins import MarkerCluster
 from folium.template import Template
 
@@ -79,22 +82,22 @@ class MetricScale(MacroElement):
     """)
 
 
-def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, label_column: str = "nom") -> folium.Map:
+def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, label_column: str = "nom",
+                         publish: Publisher | None = None) -> folium.Map:
     """Outlines (communes, départements) as context on the plain offline background."""
     if areas.empty:
         return m
     data = areas.to_crs(4326)
-    folium.GeoJson(
-        feature_collection(data.geometry.to_numpy(), {"info": _escaped(data[label_column])}),
-        name=name,
-        style_function=lambda _f: {"color": "#636363", "weight": 0.8, "fillColor": "#f7f7f7", "fillOpacity": 0.6},
-        tooltip=folium.GeoJsonTooltip(fields=["info"], labels=False),
-    ).add_to(m)
+    keys = pd.Series(np.arange(len(data)).astype(str))
+    PolygonLayer(feature_collection(data.geometry.to_numpy(), keys), name=name, publish=publish,
+                 info=dict(zip(keys, _escaped(data[label_column]), strict=True)),
+                 style={"color": "#636363", "weight": 0.8, "fillColor": "#f7f7f7", "fillOpacity": 0.6}).add_to(m)
     return m
 
 
 def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
-                  color: str = "#b2182b", fill: str = "#ef8a62", show: bool = True) -> folium.Map:
+                  color: str = "#b2182b", fill: str = "#ef8a62", show: bool = True,
+                  publish: Publisher | None = None) -> folium.Map:
     """QPV polygons with an escaped tooltip (name, code, generation; radius results when present).
 
     Each feature carries its ``code`` (a click on the map selects the QPV).
@@ -110,15 +113,11 @@ def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
         distance = data["nearest_distance_m"].map(lambda d: format_number(d) if pd.notna(d) else "–")
         info += ("<br>Tiers-lieux dans le rayon : " + data["n_tiers_lieux"].astype(str)
                  + "<br>Le plus proche : " + _escaped(data["nearest_nom"]) + " (" + distance + " m)")
-    shapes = feature_collection(data.geometry.to_numpy(), {"code": data["code_qp"].astype(str), "info": info})
-    folium.GeoJson(
-        shapes,
-        name=name,
-        show=show,
-        style_function=lambda _f: {"color": color, "weight": 1.5, "fillColor": fill, "fillOpacity": 0.45},
-        highlight_function=lambda _f: {"weight": 3},
-        tooltip=folium.GeoJsonTooltip(fields=["info"], labels=False),
-    ).add_to(m)
+    codes = data["code_qp"].astype(str)
+    PolygonLayer(feature_collection(data.geometry.to_numpy(), codes), name=name, show=show, publish=publish,
+                 info=dict(zip(codes, info, strict=True)),
+                 style={"color": color, "weight": 1.5, "fillColor": fill, "fillOpacity": 0.45},
+                 highlight={"weight": 3}).add_to(m)
     return m
 
 
@@ -133,17 +132,19 @@ def qpv_radius_layer_names(radius_m: float) -> tuple[str, str]:
     return (f"QPV avec tiers-lieu à moins de {radius} m", f"QPV sans tiers-lieu à moins de {radius} m")
 
 
-def add_qpv_radius_layers(m: folium.Map, result: gpd.GeoDataFrame, *, radius_m: float) -> folium.Map:
+def add_qpv_radius_layers(m: folium.Map, result: gpd.GeoDataFrame, *, radius_m: float,
+                          publish: Publisher | None = None) -> folium.Map:
     """QPVs of a :func:`~essmap.analysis.proximity.qpv_tiers_lieux` result in two styles."""
     covered = result["covered"].fillna(False).to_numpy(dtype=bool)
     names = qpv_radius_layer_names(radius_m)
-    add_qpv_layer(m, result[covered], name=names[0], **QPV_COVERED_STYLE)
-    add_qpv_layer(m, result[~covered], name=names[1], **QPV_NOT_COVERED_STYLE)
+    add_qpv_layer(m, result[covered], name=names[0], publish=publish, **QPV_COVERED_STYLE)
+    add_qpv_layer(m, result[~covered], name=names[1], publish=publish, **QPV_NOT_COVERED_STYLE)
     return m
 
 
 def add_choropleth_layer(m: folium.Map, areas: gpd.GeoDataFrame, classification: Classification, *,
-                         name: str, value_label: str, decimals: int = 1) -> folium.Map:
+                         name: str, value_label: str, decimals: int = 1,
+                         publish: Publisher | None = None) -> folium.Map:
     """Units coloured by class (``classe_couleur``), tooltip with name, code and value.
 
     ``areas`` has ``code``, ``nom``, ``valeur``, ``classe_couleur`` (see
@@ -156,18 +157,12 @@ def add_choropleth_layer(m: folium.Map, areas: gpd.GeoDataFrame, classification:
     )
     info = ("<b>" + _escaped(areas["nom"]) + "</b> (" + _escaped(areas["code"]) + ")<br>"
             + escape(value_label) + " : " + _escaped(values))
-    shapes = feature_collection(
-        areas.to_crs(4326).geometry.to_numpy(),
-        {"code": areas["code"].astype(str), "info": info, "couleur": areas["classe_couleur"].astype(str)},
-    )
-    folium.GeoJson(
-        shapes,
-        name=name,
-        style_function=lambda f: {"color": "#525252", "weight": 0.6, "fillColor": f["properties"]["couleur"],
-                                  "fillOpacity": 0.75},
-        highlight_function=lambda _f: {"weight": 2.5, "color": "#000000"},
-        tooltip=folium.GeoJsonTooltip(fields=["info"], labels=False),
-    ).add_to(m)
+    codes = areas["code"].astype(str)
+    PolygonLayer(feature_collection(areas.to_crs(4326).geometry.to_numpy(), codes), name=name, publish=publish,
+                 info=dict(zip(codes, info, strict=True)),
+                 fill=dict(zip(codes, areas["classe_couleur"].astype(str), strict=True)),
+                 style={"color": "#525252", "weight": 0.6, "fillOpacity": 0.75},
+                 highlight={"weight": 2.5, "color": "#000000"}).add_to(m)
     return m
 
 
@@ -202,7 +197,7 @@ def view_map(data: ViewData, *, layers: tuple[str, ...] = MAP_LAYERS, publish: P
     """The dashboard map of a :class:`~essmap.present.viewdata.ViewData`, ready to render.
 
     ``layers`` picks among :data:`MAP_LAYERS` (choropleth, QPV, establishments, tiers-lieux);
-    ``publish`` serves the point layers as files (see :func:`add_points_layer`).
+    ``publish`` serves the layers' geometry and points as files (see :data:`Publisher`).
     """
     unknown = set(layers) - set(MAP_LAYERS)
     if unknown:
@@ -212,10 +207,10 @@ def view_map(data: ViewData, *, layers: tuple[str, ...] = MAP_LAYERS, publish: P
     m = base_map(bounds, tiles=view.tiles)
     if "choropleth" in layers:
         add_choropleth_layer(m, data.areas, data.classification, name=data.indicator.label_fr,
-                             value_label=data.indicator.label_fr)
+                             value_label=data.indicator.label_fr, publish=publish)
         add_legend(m, data.legend_title, data.classification, data.indicator.source_fr)
     if "qpv" in layers and not data.qpv.empty:
-        add_qpv_radius_layers(m, data.qpv, radius_m=view.radius_m)
+        add_qpv_radius_layers(m, data.qpv, radius_m=view.radius_m, publish=publish)
     if "tiers_lieux" in layers:
         add_points_layer(m, data.tiers_lieux, name="Tiers-lieux", popup=tiers_lieu_popup, color="#1b7837",
                          cluster=False, publish=publish)
@@ -236,22 +231,24 @@ def _bounds(frames: list[gpd.GeoDataFrame]) -> tuple[float, float, float, float]
 
 #: One line of a point popup: style ("b" bold, "i" italic, "" plain), a prefix, and one plain-text
 #: value per point ("" leaves the line out). The browser escapes the text when the popup opens, so
-#: text from data never becomes HTML, and the map carries no markup per point.
-PopupLine = tuple[str, str, pd.Series]
+#: text from data never becomes HTML, and the map carries no markup per point. Values are Arrow
+#: arrays: labels and packing run in Arrow's compute kernels, not once per point in Python.
+PopupLine = tuple[str, str, pa.Array]
 
 
 def establishment_popup(points: pd.DataFrame) -> list[PopupLine]:
     """Popup of ESS establishments: name, family, sector, employer status, address, SIRET, and the
     synthetic notice for simulated rows."""
-    employer = points["employeur"].fillna(False).to_numpy(dtype=bool)
-    band = _text(points["tranche_effectifs"].astype("string").map(SIZE_BAND_LABELS).fillna("oui"))
-    address = (_text(points["adresse"]) + " " + _text(points["code_postal"]) + " "
-               + _text(points["libelle_commune"])).str.strip()
+    employer = _flags(points, "employeur")
+    band = pc.if_else(employer, _text(points["tranche_effectifs"]), "-")  # "-": no size band is coded so
+    employment = {**{code: "Employeur : " + label for code, label in SIZE_BAND_LABELS.items()}, "-": "Non employeur"}
+    address = pc.utf8_trim_whitespace(pc.binary_join_element_wise(
+        _text(points["adresse"]), _text(points["code_postal"]), _text(points["libelle_commune"]), " "))
     return [
         ("b", "", _text(points["denomination"])),
-        ("", "", _labelled(points["famille"], FAMILY_LABELS)),
-        ("", "", _labelled(points["secteur"], SECTOR_LABELS)),
-        ("", "", pd.Series(np.where(employer, "Employeur : " + band, "Non employeur"), index=points.index)),
+        ("", "", _labelled(_text(points["famille"]), FAMILY_LABELS)),
+        ("", "", _labelled(_text(points["secteur"]), SECTOR_LABELS)),
+        ("", "", _labelled(band, employment, default="Employeur : oui")),
         ("", "", address),
         ("", "SIRET ", _text(points["siret"])),
         ("i", "", _synthetic_line(points)),
@@ -262,25 +259,34 @@ def tiers_lieu_popup(points: pd.DataFrame) -> list[PopupLine]:
     """Popup of tiers-lieux: name, types, ANCT labels, address, synthetic notice."""
     lines: list[PopupLine] = [("b", "", _text(points["nom"]))]
     for prefix, column in (("Types : ", "types"), ("Labels ANCT : ", "labels"), ("", "adresse")):
-        lines.append(("", prefix, _text(points[column]) if column in points else pd.Series("", index=points.index)))
+        values = _text(points[column]) if column in points else pa.array([""] * len(points), pa.string())
+        lines.append(("", prefix, values))
     lines.append(("i", "", _synthetic_line(points)))
     return lines
 
 
-def _synthetic_line(points: pd.DataFrame) -> pd.Series:
-    flag = points["is_synthetic"].fillna(False).to_numpy(dtype=bool) if "is_synthetic" in points else False
-    return pd.Series(np.where(flag, SYNTHETIC_NOTICE, ""), index=points.index)
+def _flags(points: pd.DataFrame, column: str) -> pa.Array:
+    if column not in points:
+        return pa.array(np.zeros(len(points), dtype=bool))
+    return pa.array(points[column].fillna(False).to_numpy(dtype=bool))
 
 
-def _text(values: pd.Series) -> pd.Series:
-    """A column as plain text, missing values as ""."""
-    return values.astype("string[pyarrow]").fillna("")
+def _synthetic_line(points: pd.DataFrame) -> pa.Array:
+    return pc.if_else(_flags(points, "is_synthetic"), SYNTHETIC_NOTICE, "")
 
 
-def _labelled(codes: pd.Series, labels: dict[str, str]) -> pd.Series:
-    """The French label of each code (the code itself when it has none)."""
-    text = _text(codes)
-    return text.map(labels).astype("string[pyarrow]").fillna(text)
+def _text(values: pd.Series) -> pa.Array:
+    """A column as plain Arrow text, missing values as "" (zero-copy for DuckDB's Arrow strings)."""
+    array = pa.array(values if isinstance(values.dtype, pd.StringDtype) else values.astype("string"))
+    return pc.fill_null(array.cast(pa.string()), "")
+
+
+def _labelled(codes: pa.Array, labels: dict[str, str], *, default: str | None = None) -> pa.DictionaryArray:
+    """The French label of each code (``default``, or else the code itself, when it has none),
+    dictionary-encoded: the labels are looked up once per distinct code."""
+    encoded = codes.dictionary_encode()
+    dictionary = [labels.get(c, c if default is None else default) for c in encoded.dictionary.to_pylist()]
+    return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(dictionary, pa.string()))
 
 
 _HTML_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
@@ -288,29 +294,26 @@ _HTML_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"),
 
 def _escaped(values: pd.Series) -> pd.Series:
     """:func:`escape` over a column, vectorised (missing values become ""): tooltips are HTML."""
-    text = _text(values)
+    text = values.astype("string[pyarrow]").fillna("")
     for char, entity in _HTML_ENTITIES:
         text = text.str.replace(char, entity, regex=False)
     return text
 
 
-def feature_collection(geometries: np.ndarray, properties: dict[str, pd.Series]) -> dict:
-    """A GeoJSON FeatureCollection of WGS84 ``geometries`` with string ``properties``, for ``folium.GeoJson``.
+def feature_collection(geometries: np.ndarray, codes: pd.Series) -> str:
+    """GeoJSON text of a FeatureCollection of WGS84 ``geometries``, each with its ``code`` property.
 
-    Coordinates are rounded to 1e-5 degree (about 1 m) and written by GEOS in one vectorised call;
-    folium takes a dict as is, so the features are serialised once, when the map is rendered
-    (a GeoDataFrame would go through ``__geo_interface__`` and a JSON round trip in folium).
-    Feature ``id`` is the row position.
+    Coordinates are rounded to 1e-5 degree (about 1 m) and written by GEOS in one vectorised call.
+    The text depends on the geometry alone (tooltips and colours travel apart, per view), so the
+    same units give the same file, which browsers cache. Feature ``id`` is the row position.
     """
-    shapes = shapely.to_geojson(_rounded(geometries))
-    columns = {name: [str(v) for v in values] for name, values in properties.items()}
+    shapes = shapely.to_geojson(_rounded(np.asarray(geometries, dtype=object)))
     features = ",".join(
-        '{{"type":"Feature","id":"{}","properties":{},"geometry":{}}}'.format(
-            i, json.dumps({name: column[i] for name, column in columns.items()}, ensure_ascii=False),
-            "null" if shape is None else shape)
-        for i, shape in enumerate(shapes)
+        f'{{"type":"Feature","id":"{i}","properties":{{"code":{json.dumps(str(code), ensure_ascii=False)}}},'
+        f'"geometry":{"null" if shape is None else shape}}}'
+        for i, (code, shape) in enumerate(zip(codes, shapes, strict=True))
     )
-    return json.loads('{"type":"FeatureCollection","features":[' + features + "]}")
+    return '{"type":"FeatureCollection","features":[' + features + "]}"
 
 
 def _rounded(geometries: np.ndarray) -> np.ndarray:
@@ -318,26 +321,55 @@ def _rounded(geometries: np.ndarray) -> np.ndarray:
     return shapely.transform(geometries, lambda xy: np.round(xy, 5))
 
 
-#: Publishes the compressed bytes of a point layer where the browser can fetch them; returns their
-#: URL, or None to keep them in the map (see :func:`publish_payload`).
+#: Publishes the compressed bytes of a layer (points, or polygons' GeoJSON) where the browser can
+#: fetch them; returns their URL, or None to keep them in the map (see :func:`publish_payload`).
 Publisher = Callable[[bytes], "str | None"]
 
 
-def add_points_layer(m: folium.Map, points: gpd.GeoDataFrame, *, name: str, popup, color: str,
-                     cluster: bool = True, publish: Publisher | None = None) -> folium.Map:
-    """Point markers with popups whose lines come from ``popup(points)`` (:data:`PopupLine`).
+class _Packed:
+    """A layer's JSON, gzip-compressed: a URL the page fetches (``publish``), else inlined in base64
+    (exported maps stay self-contained). Read in the page by :data:`_UNPACK_JS`."""
 
-    The points travel as one gzip-compressed JSON payload, unpacked by the browser
-    (``DecompressionStream``) and drawn as canvas circle markers; popups are built on click. Points
-    are ordered along a Morton curve and their positions sent as differences from the previous
-    one, which compresses to about half. With ``publish`` the payload is a file the page fetches
-    (the dashboard: the map message stays small and the browser caches the file); without it, the
-    payload is inlined (exported maps stay self-contained).
+    def __init__(self, text: str, publish: Publisher | None) -> None:
+        packed = gzip.compress(text.encode("utf-8"), compresslevel=1, mtime=0)  # level 5: 2x slower, -14 %
+        self.url = publish(packed) if publish is not None else None
+        self.inline = None if self.url else base64.b64encode(packed).decode("ascii")
+
+
+#: ``unpack(url, inline, add)``: calls ``add`` with the JSON of a :class:`_Packed` payload. Payloads
+#: load in parallel but are added in the order the script asked for them: the canvas draws (and
+#: hit-tests) layers in the order they were added, so QPVs stay above the choropleth. The counter
+#: ``window.essmapLoading`` says how many are not added yet (0: the map shows all its data).
+_UNPACK_JS = """function (url, inline, add) {
+    window.essmapLoading = (window.essmapLoading || 0) + 1;
+    var bytes = url ? fetch(url).then(function (r) {
+        if (!r.ok) { throw new Error(url + " " + r.status); }
+        return r.blob();
+    }) : Promise.resolve(new Blob([Uint8Array.from(atob(inline), function (c) { return c.charCodeAt(0); })]));
+    var json = bytes.then(function (blob) {
+        return new Response(blob.stream().pipeThrough(new DecompressionStream("gzip"))).json();
+    });
+    var previous = window.essmapAdded || Promise.resolve();
+    window.essmapAdded = previous.catch(function () {}).then(function () { return json; }).then(add)
+        .finally(function () { window.essmapLoading -= 1; });
+    return window.essmapAdded;
+}"""
+
+
+def add_points_layer(m: folium.Map, points: pd.DataFrame, *, name: str, popup, color: str,
+                     cluster: bool = True, publish: Publisher | None = None) -> folium.Map:
+    """Point markers (``longitude``/``latitude`` columns, WGS84) with popups whose lines come from
+    ``popup(points)`` (:data:`PopupLine`).
+
+    The points travel as one compressed JSON payload (:class:`_Packed`), unpacked by the browser and
+    drawn as canvas circle markers; popups are built on click. Points are ordered along a Morton
+    curve and their positions sent as differences from the previous one, which compresses to about
+    half; repeated texts are dictionary-encoded, unique ones joined in one string.
     """
     if points.empty:
         return m
-    points = points.to_crs(4326)
-    lon, lat = points.geometry.x.to_numpy(), points.geometry.y.to_numpy()
+    lon = points["longitude"].to_numpy(dtype=float)
+    lat = points["latitude"].to_numpy(dtype=float)
     lon0, lat0 = float(np.floor(lon.min() * 100) / 100), float(np.floor(lat.min() * 100) / 100)
     qx, qy = np.round((lon - lon0) * 1e5).astype(np.int64), np.round((lat - lat0) * 1e5).astype(np.int64)
     order = np.argsort(_morton(qx, qy), kind="stable")
@@ -346,14 +378,11 @@ def add_points_layer(m: folium.Map, points: gpd.GeoDataFrame, *, name: str, popu
         "lat0": lat0,
         "lon0": lon0,
         "dxy": _packed_ints(np.column_stack([np.diff(qy, prepend=0), np.diff(qx, prepend=0)]).ravel(), "<i4"),
-        "lines": [{"s": style, "p": prefix, "c": _column_payload(values.iloc[order])}
+        "lines": [{"s": style, "p": prefix, "c": _column_payload(values.take(pa.array(order)))}
                   for style, prefix, values in popup(points)],
     }
-    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    packed = gzip.compress(raw, compresslevel=1, mtime=0)  # 0.1 s for Nord's 58,000 points; level 5: 0.2 s, -14 %
-    url = publish(packed) if publish is not None else None
-    inline = None if url else base64.b64encode(packed).decode("ascii")
-    PackedPoints(inline=inline, url=url, name=name, color=color, cluster=cluster).add_to(m)
+    packed = _Packed(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), publish)
+    PackedPoints(packed, name=name, color=color, cluster=cluster).add_to(m)
     return m
 
 
@@ -369,8 +398,8 @@ def _morton(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def publish_payload(folder: Path, url_base: str, content: bytes, *, keep: int = 256) -> str:
-    """Write a packed point layer into ``folder`` (a static folder the web server serves at
-    ``url_base``) under the name of its hash, and return its URL.
+    """Write a packed layer into ``folder`` (a static folder the web server serves at ``url_base``)
+    under the name of its hash, and return its URL.
 
     Written under a temporary name and renamed, so several servers may publish into one folder;
     the newest ``keep`` files stay (a view's file is rewritten, hence renewed, when it is drawn).
@@ -390,19 +419,76 @@ def publish_payload(folder: Path, url_base: str, content: bytes, *, keep: int = 
     return f"{url_base.rstrip('/')}/{target.name}"
 
 
-def _column_payload(line: pd.Series) -> list[str] | dict[str, object]:
-    """A column of popup lines: plain, or dictionary-encoded when values repeat (the codes as
-    packed little-endian integers: one or two bytes a point, no JSON number per point)."""
-    codes, uniques = pd.factorize(line.astype(str))
-    if len(uniques) * 2 < len(line):
-        width = "<u1" if len(uniques) <= 0xFF else "<u2" if len(uniques) <= 0xFFFF else "<u4"
-        return {"v": list(uniques), "i": _packed_ints(codes, width), "w": int(width[-1])}
-    return line.astype(str).tolist()
+#: Separates the texts of a column sent as one string (removed from the texts themselves).
+_UNIT_SEPARATOR = "\x1f"
+
+
+def _column_payload(line: pa.Array) -> dict[str, object]:
+    """A column of popup lines: dictionary-encoded when values repeat (the codes as packed
+    little-endian integers: one or two bytes a point, no JSON number per point), else the texts
+    joined in one string (``j``, split on :data:`_UNIT_SEPARATOR` in the page)."""
+    encoded = line if isinstance(line, pa.DictionaryArray) else line.dictionary_encode()
+    uniques = len(encoded.dictionary)
+    if uniques * 2 < len(line):
+        width = "<u1" if uniques <= 0xFF else "<u2" if uniques <= 0xFFFF else "<u4"
+        return {"v": encoded.dictionary.to_pylist(), "i": _packed_ints(encoded.indices.to_numpy(), width),
+                "w": int(width[-1])}
+    text = pc.replace_substring(line.cast(pa.string()), _UNIT_SEPARATOR, " ")
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text), _UNIT_SEPARATOR)
+    return {"j": joined[0].as_py()}
 
 
 def _packed_ints(values: np.ndarray, dtype: str) -> str:
     """Integers as base64 of their little-endian bytes (read in the page as a typed array)."""
     return base64.b64encode(np.asarray(values).astype(dtype).tobytes()).decode("ascii")
+
+
+class PolygonLayer(Layer):
+    """Polygons from GeoJSON text (:func:`feature_collection`), each styled and labelled by its
+    ``code``: ``fill`` colours (else ``style``'s), an HTML ``info`` tooltip (escaped by the caller),
+    a ``highlight`` style under the pointer. The geometry travels as a :class:`_Packed` payload
+    (a file the browser caches, with ``publish``); colours and tooltips, which change with the
+    view, travel in the map itself. A click reports the feature (its ``code``) to streamlit-folium,
+    which listens on the layer."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = (function () {
+            var info = {{ this.info|tojson }}, fill = {{ this.fill|tojson }};
+            var base = {{ this.style|tojson }}, highlight = {{ this.highlight|tojson }};
+            var layer = L.geoJSON(null, {
+                style: function (f) {
+                    var s = Object.assign({}, base), c = fill[f.properties.code];
+                    if (c) { s.fillColor = c; }
+                    return s;
+                },
+                onEachFeature: function (f, l) {
+                    var text = info[f.properties.code];
+                    if (text) { l.bindTooltip(text, {sticky: true}); }
+                    if (highlight) {
+                        l.on("mouseover", function () { l.setStyle(highlight); });
+                        l.on("mouseout", function () { layer.resetStyle(l); });
+                    }
+                }
+            });
+            ({{ this.unpack }})({{ this.packed.url|tojson }}, {{ this.packed.inline|tojson }},
+                                function (g) { layer.addData(g); });
+            return layer;
+        })();
+        {% if this.show %}{{ this.get_name() }}.addTo({{ this._parent.get_name() }});{% endif %}
+        {% endmacro %}""")
+
+    def __init__(self, geojson: str, *, name: str, info: dict[str, str], style: dict[str, Any],
+                 fill: dict[str, str] | None = None, highlight: dict[str, Any] | None = None, show: bool = True,
+                 publish: Publisher | None = None) -> None:
+        super().__init__(name=name, overlay=True, show=show)  # a checkbox in the layer switcher
+        self._name = "PolygonLayer"
+        self.packed = _Packed(geojson, publish)
+        self.unpack = _UNPACK_JS
+        self.info = {k: str(v) for k, v in info.items()}
+        self.fill = fill or {}
+        self.style = style
+        self.highlight = highlight
 
 
 class PackedPoints(MarkerCluster):
@@ -414,23 +500,15 @@ class PackedPoints(MarkerCluster):
             {% else %}L.featureGroup(){% endif %};
         {{ this.get_name() }}.addTo({{ this._parent.get_name() }});
         (function (group) {
-            {% if this.url %}
-            var packed = fetch({{ this.url|tojson }}).then(function (r) {
-                if (!r.ok) { throw new Error("points " + r.status); }
-                return r.blob();
-            });
-            {% else %}
-            var packed = Promise.resolve(new Blob([Uint8Array.from(atob({{ this.inline|tojson }}),
-                                                                  function (c) { return c.charCodeAt(0); })]));
-            {% endif %}
-            packed.then(function (blob) {
-                return new Response(blob.stream().pipeThrough(new DecompressionStream("gzip"))).json();
-            }).then(function (d) {
+            ({{ this.unpack }})({{ this.packed.url|tojson }}, {{ this.packed.inline|tojson }}, function (d) {
                 var ints = function (s, T) {  // base64 of little-endian integers
                     return new T(Uint8Array.from(atob(s), function (c) { return c.charCodeAt(0); }).buffer);
                 };
                 var widths = {1: Uint8Array, 2: Uint16Array, 4: Uint32Array};
-                d.lines.forEach(function (line) { if (!Array.isArray(line.c)) { line.c.i = ints(line.c.i, widths[line.c.w]); } });
+                d.lines.forEach(function (line) {
+                    if (line.c.j !== undefined) { line.c.t = line.c.j.split("\\x1f"); }
+                    else { line.c.i = ints(line.c.i, widths[line.c.w]); }
+                });
                 d.dxy = ints(d.dxy, Int32Array);
                 var n = d.dxy.length / 2, markers = new Array(n);
                 var style = {radius: 5, color: {{ this.color|tojson }}, weight: 1, fillOpacity: 0.8};
@@ -446,7 +524,7 @@ class PackedPoints(MarkerCluster):
                     var k = e.layer.essmapRow;
                     if (k === undefined) { return; }
                     var text = d.lines.map(function (line) {
-                        var col = line.c, value = Array.isArray(col) ? col[k] : col.v[col.i[k]];
+                        var col = line.c, value = col.t ? col.t[k] : col.v[col.i[k]];
                         if (!value) { return ""; }
                         var html = esc(line.p + value);  // text from data is never markup
                         return line.s ? "<" + line.s + ">" + html + "</" + line.s + ">" : html;
@@ -460,12 +538,12 @@ class PackedPoints(MarkerCluster):
         })({{ this.get_name() }});
         {% endmacro %}""")
 
-    def __init__(self, *, inline: str | None, url: str | None, name: str, color: str, cluster: bool) -> None:
+    def __init__(self, packed: _Packed, *, name: str, color: str, cluster: bool) -> None:
         # street level and closer (zoom >= 15): every point shown, so clustering computes 11 zoom levels, not 16
         super().__init__(name=name, options={"disableClusteringAtZoom": 15})
         self._name = "PackedPoints"
-        self.inline = inline
-        self.url = url
+        self.packed = packed
+        self.unpack = _UNPACK_JS
         self.color = color
         self.cluster = cluster
 

@@ -284,11 +284,12 @@ def _covered(qpv: gpd.GeoDataFrame) -> np.ndarray:
     return qpv["covered"].fillna(False).to_numpy(dtype=bool)
 
 
-def _scatter(ax: Axes, points: gpd.GeoDataFrame, epsg: int, *, colour: str, size: float, alpha: float,
+def _scatter(ax: Axes, points: pd.DataFrame, epsg: int, *, colour: str, size: float, alpha: float,
              zorder: int, marker: str = "o") -> None:
+    """Points with ``longitude``/``latitude`` (WGS84), drawn in the map's metric CRS ``epsg``."""
     if points is None or points.empty:
         return
-    geoms = points.geometry.to_crs(epsg)
+    geoms = gpd.GeoSeries.from_xy(points["longitude"], points["latitude"], crs=4326).to_crs(epsg)
     geoms = geoms[~(geoms.is_empty | geoms.isna())]
     ax.scatter(geoms.x.to_numpy(), geoms.y.to_numpy(), s=size, c=colour, alpha=alpha, marker=marker,
                linewidths=0 if marker == "o" else 0.35, edgecolors="white",

@@ -196,9 +196,11 @@ def breakdown_counts(con: duckdb.DuckDBPyConnection, level: str, by: str, select
 
 def read_points(con: duckdb.DuckDBPyConnection, table: str, selection: Selection, *,
                 columns: Sequence[str] | None = None, bbox: tuple[float, float, float, float] | None = None,
-                territory: bool = True) -> gpd.GeoDataFrame:
+                territory: bool = True, geometry: bool = True) -> pd.DataFrame:
     """Rows of a point layer that ``selection`` keeps, with ``code_qp`` (the QPV of the selection's
-    generation holding each one, <NA> outside) and a point geometry built from longitude/latitude.
+    generation holding each one, <NA> outside), ``longitude`` and ``latitude``; with ``geometry``, a
+    GeoDataFrame whose points are built from them (maps need only the numbers: shapely objects for
+    50,000 points cost more than the query).
 
     ``bbox`` (lon_min, lat_min, lon_max, lat_max) restricts to a box; ``territory=False`` ignores
     the territory filters (for radius queries that cross borders).
@@ -220,6 +222,11 @@ def read_points(con: duckdb.DuckDBPyConnection, table: str, selection: Selection
         f'SELECT {cols}, {qpv_col} AS code_qp, longitude, latitude FROM "{table}" WHERE {where.sql}', where.params,
     ).arrow()
     frame = arrow_frame(found)
+    return with_point_geometry(frame) if geometry else frame
+
+
+def with_point_geometry(frame: pd.DataFrame) -> gpd.GeoDataFrame:
+    """A frame of :func:`read_points` with its points as geometry (WGS84)."""
     geometry = shapely.points(frame["longitude"].to_numpy(dtype=float), frame["latitude"].to_numpy(dtype=float))
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=WGS84)
 

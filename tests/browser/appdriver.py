@@ -33,28 +33,13 @@ VIEWPORT = {"width": 1400, "height": 1000}
 #: The streamlit-folium component frame.
 MAP_IFRAME = 'iframe[title="streamlit_folium.st_folium"]'
 
-#: Run in every frame before its own scripts: counts the ``Response.json()`` reads still pending,
-#: through which the map decodes its packed point layers after the map itself is created.
-_COUNT_PENDING_JSON_JS = """(() => {
-  let pending = 0;
-  const json = Response.prototype.json;
-  Response.prototype.json = function () {
-    pending += 1;
-    const result = json.call(this);
-    // after the page's own .then() callbacks (microtasks) have added the layers
-    result.finally(() => setTimeout(() => { pending -= 1; }, 0));
-    return result;
-  };
-  Object.defineProperty(window, '__essmapPendingJson', {get: () => pending});
-})();"""
-
 #: True once the Leaflet map of the frame has drawn its vector layers (SVG paths, or pixels on
 #: the canvas renderer used with ``prefer_canvas``), has added its packed point layers, and is
 #: not a map marked stale by :func:`mark_map_stale`.
 _MAP_COMPLETE_JS = """() => {
   const map = window.map;
   if (!map || map.__essmapStale || !document.querySelector('.leaflet-container')) return false;
-  if (window.__essmapPendingJson) return false;
+  if (window.essmapLoading) return false;  // layers still being fetched and unpacked
   let paths = 0;
   map.eachLayer(l => { if (window.L && l instanceof L.Path) paths += 1; });
   if (paths === 0) return false;
@@ -90,7 +75,6 @@ def launch_chromium(playwright):
 def new_page(browser):
     """A tab in a fresh browser context (empty cache, like a first visit), French locale."""
     context = browser.new_context(viewport=VIEWPORT, locale="fr-FR")
-    context.add_init_script(_COUNT_PENDING_JSON_JS)
     return context.new_page()
 
 
