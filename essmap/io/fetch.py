@@ -141,7 +141,7 @@ def download(
     force: bool = False,
     retry_command: str = "essmap fetch",
     retries: int = 2,
-    retry_delay: float = 2.0,
+    retry_delay: float = 1.0,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming a previous partial download, and verify it.
 
@@ -520,6 +520,22 @@ def files_of_source(
     return concrete
 
 
+def fetch_command(
+    source: str,
+    departements: Sequence[str] | None = None,
+    mirror: str | Path | None = None,
+    *,
+    catalogue: dict[str, tuple[OfficialFile, ...]] = SOURCES,
+) -> str:
+    """The ``essmap fetch`` command that fetches (or resumes) one source, for error messages."""
+    command = f"essmap fetch {source}"
+    if departements and any(f.per_departement for f in catalogue.get(source, ())):
+        command += " --departements " + ",".join(checked_departements(list(departements)))
+    if mirror is not None:
+        command += f" --miroir {mirror}"
+    return command
+
+
 def fetch_file(
     source: str,
     file: OfficialFile,
@@ -531,7 +547,7 @@ def fetch_file(
     force: bool = False,
     timeout: float = 60,
     retries: int = 2,
-    retry_delay: float = 2.0,
+    retry_delay: float = 1.0,
     retry_command: str | None = None,
 ) -> Path:
     """One catalogue file, verified, in the cache: ``cache_dir/<source>/<file name>``.
@@ -579,24 +595,23 @@ def fetch_file(
         (departement,) = checked_departements([departement])
         file = file.for_departement(departement)
     if retry_command is None:
-        retry_command = f"essmap fetch {source}"
-        if departement is not None:
-            retry_command += f" --departements {departement}"
-        if mirror is not None:
-            retry_command += f" --miroir {mirror}"
+        retry_command = fetch_command(source, [departement] if departement else None, mirror)
     dest = Path(cache_dir) / source / file.filename
-    common = {"expected_size": file.size, "expected_sha256": file.sha256, "progress": progress,
-              "force": force, "retry_command": retry_command}
+
+    def from_url(url: str) -> Path:
+        return download(url, dest, expected_size=file.size, expected_sha256=file.sha256, progress=progress,
+                        force=force, retry_command=retry_command, timeout=timeout, retries=retries,
+                        retry_delay=retry_delay)
+
     if mirror is None:
-        return download(file.url, dest, timeout=timeout, retries=retries, retry_delay=retry_delay, **common)
+        return from_url(file.url)
     if not force and dest.is_file() and _is_complete(dest, file.size, (file.sha256 or "").lower() or None):
         return dest
     locations = mirror_locations(mirror, source, file.filename)
     if is_url(mirror):
         for location in locations:
             try:
-                return download(location, dest, timeout=timeout, retries=retries, retry_delay=retry_delay,
-                                **common)
+                return from_url(location)
             except _NotFound:
                 continue
     else:
@@ -608,7 +623,8 @@ def fetch_file(
             )
         for location in locations:
             if Path(location).is_file():
-                return copy_from_folder(Path(location), dest, **common)
+                return copy_from_folder(Path(location), dest, expected_size=file.size, expected_sha256=file.sha256,
+                                        progress=progress, force=force, retry_command=retry_command)
     tried = " ; ".join(locations)
     raise FetchError(
         f"Fichier « {file.filename} » absent du miroir {mirror} (cherché : {tried}). Solution : "
@@ -744,7 +760,7 @@ def fetch_source(
     force: bool = False,
     timeout: float = 60,
     retries: int = 2,
-    retry_delay: float = 2.0,
+    retry_delay: float = 1.0,
 ) -> list[Path]:
     """Fetch every file of one source of the catalogue into ``cache_dir/<name>/``.
 
@@ -778,13 +794,9 @@ def fetch_source(
         fetched file itself.
     """
     files = files_of_source(name, departements, catalogue=catalogue)
+    retry = fetch_command(name, departements, mirror, catalogue=catalogue)
     paths: list[Path] = []
     for file in files:
-        retry = f"essmap fetch {name}"
-        if departements and any(f.per_departement for f in catalogue[name]):
-            retry += " --departements " + ",".join(checked_departements(list(departements)))
-        if mirror is not None:
-            retry += f" --miroir {mirror}"
         if on_file is not None:
             on_file(file)
         path = fetch_file(name, file, cache_dir, mirror=mirror, progress=progress, force=force, timeout=timeout,
