@@ -325,7 +325,7 @@ def fetch(
                                   retry_command=retry)
                 if not moved:  # complete in the cache: nothing fetched
                     size = path.stat().st_size
-                    bar.update(task, total=size, completed=size, description=f"{label} (déjà dans le cache)")
+                    bar.update(task, total=size, completed=size, description=f"{label} (en cache)")
                 paths.extend(unpack(path, retry_command=retry))
     for p in paths:
         console.print(str(p), markup=False, highlight=False)

@@ -311,7 +311,7 @@ def test_datagouv_redirect_download_extract_then_cache_hit(server, qpv_from_data
     again = fetch_cli("qpv2024", "--dest", str(cache))
     assert again.exit_code == 0, again.output
     assert len(server.served.log) == 2  # complete in the cache: no request at all
-    assert "déjà dans le cache" in again.stderr
+    assert "qpv2024_anct.zip (en cache)" in again.stderr
     assert str(geojson) in again.stdout
 
     forced = fetch_cli("qpv2024", "--dest", str(cache), "--force")
