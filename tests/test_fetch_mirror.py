@@ -367,7 +367,7 @@ def test_server_error_leaves_only_the_resumable_partial(server, qpv_from_datagou
 
 def test_checksum_mismatch_names_the_file_and_keeps_nothing(server, monkeypatch, tmp_path):
     server.served.files["/tl/fiche.csv"] = b"ID_UNIQUE;NOM\n1;La Fabrique\n"
-    (real, activities) = SOURCES["tiers_lieux"]
+    real = SOURCES["tiers_lieux"][0]
     good = hashlib.sha256(b"ID_UNIQUE;NOM\n1;La Fabrique du quartier\n").hexdigest()
     local = OfficialFile(**{**real.__dict__, "url": server.url("/tl/fiche.csv"), "sha256": good})
     monkeypatch.setitem(SOURCES, "tiers_lieux", (local,))
@@ -498,7 +498,6 @@ def test_folder_mirror_corrupted_copy_is_refused(tmp_path, monkeypatch):
 def test_folder_copy_interrupted_then_resumed(tmp_path):
     mirror = tmp_path / "miroir"
     mirror.mkdir()
-    (mirror / "qpv2024_anct.zip").write_bytes(QPV_ZIP)
     (entry,) = SOURCES["qpv2024"]
     cache = tmp_path / "cache"
 
@@ -506,8 +505,7 @@ def test_folder_copy_interrupted_then_resumed(tmp_path):
         if done > 0:
             raise KeyboardInterrupt  # Ctrl-C in the middle of the copy
 
-    # 1 MiB chunks would copy the whole file at once: a partial needs a smaller file read.
-    big = QPV_ZIP + BIG * 2
+    big = QPV_ZIP + BIG * 2  # over 2 MiB: copied in 1 MiB chunks, so the first one is a partial
     (mirror / "qpv2024_anct.zip").write_bytes(big)
     with pytest.raises(KeyboardInterrupt):
         fetch_file("qpv2024", entry, cache, mirror=mirror, progress=stop_after_first_chunk)
