@@ -20,6 +20,7 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -225,36 +226,107 @@ def _ingest_departements(text: str | None, source: str, db_path: Path) -> list[s
     return deps
 
 
+def _sources_table(catalogue) -> Table:
+    """The catalogue as a terminal table (``essmap fetch --liste``), in French; the addresses
+    follow the table (see :func:`_sources_addresses`) so that they stay whole and copyable.
+    Columns whose value is the same for every file (licence, unknown sizes) become a caption."""
+    from essmap.domain.formatting import format_number
+
+    files = [(source, file) for source, entries in catalogue.items() for file in entries]
+    licences = {file.licence for _, file in files}
+    with_sizes = any(file.size is not None for _, file in files)
+    notes = ["Fichier : nom du fichier dans le cache et dans un miroir (--miroir)."]
+    if len(licences) == 1:
+        notes.append(f"Licence de tous les fichiers : {next(iter(licences))}.")
+    if not with_sizes:
+        notes.append("Tailles vérifiées à l'arrivée contre celles annoncées par le serveur.")
+    table = Table(title="Fichiers officiels téléchargeables : essmap fetch SOURCE", title_justify="left",
+                  caption=" ".join(notes), caption_justify="left", show_lines=True)
+    table.add_column("Source", no_wrap=True, style="bold")
+    table.add_column("Fichier", overflow="fold", ratio=1)
+    table.add_column("Contenu", ratio=2)
+    if len(licences) > 1:
+        table.add_column("Licence")
+    if with_sizes:
+        table.add_column("Taille", justify="right")
+    for source, file in files:
+        row = [source, file.display_filename, file.description]
+        if len(licences) > 1:
+            row.append(file.licence)
+        if with_sizes:
+            row.append("non vérifiée" if file.size is None else format_number(file.size / 1e6, 1, unit="Mo"))
+        table.add_row(*row)
+    return table
+
+
+def _sources_addresses(catalogue) -> list[str]:
+    """One line per file: its name, download address and landing page."""
+    from essmap.io.sources import DEPARTEMENT
+
+    return [f"{file.display_filename} : {file.url.replace(DEPARTEMENT, '<DEP>')} "
+            f"(page : {file.page or 'non renseignée'})"
+            for files in catalogue.values() for file in files]
+
+
 @app.command()
 def fetch(
-    source: Annotated[str, typer.Argument(help="Source officielle à télécharger (voir `essmap fetch --liste`).")] = "",
-    dest: Annotated[Path | None, typer.Option(help="Dossier de destination (défaut : data/cache).")] = None,
+    sources: Annotated[list[str] | None, typer.Argument(
+        help="Sources officielles à télécharger, une ou plusieurs (voir `essmap fetch --liste`).",
+        show_default=False)] = None,
+    dest: Annotated[Path | None, typer.Option(help="Dossier du cache (défaut : data/cache, ou "
+                                              "$ESSMAP_CACHE_DIR).")] = None,
     liste: Annotated[bool, typer.Option("--liste", help="Lister les sources téléchargeables.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Retélécharger même si le fichier est déjà là (nouveau stock "
-                                        "mensuel SIRENE).")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Lister les sources en tableau Markdown (celui du "
+                                           "README).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Retélécharger même si le fichier est déjà complet dans le "
+                                        "cache (nouveau stock mensuel SIRENE).")] = False,
+    miroir: Annotated[str | None, typer.Option("--miroir", help="Prendre les fichiers dans ce dossier, ou sous cette "
+                                               "adresse de base http(s)://, sous les noms de fichier de "
+                                               "`essmap fetch --liste` (proxy, réseau interne).")] = None,
+    departements: Annotated[str | None, typer.Option("--departements", help="Départements des sources à un fichier "
+                                                     "par département (ban_adresses), ex. 13,84,2A.")] = None,
 ) -> None:
     """Télécharger les fichiers officiels (reprise des téléchargements interrompus, vérification)."""
-    from essmap.io.fetch import fetch_source
+    from essmap.io.fetch import fetch_command, fetch_file, files_of_source, unpack
     from essmap.io.sources import SOURCES, describe_sources
     from essmap.io.text import printable
 
-    if liste or not source:
-        console.print(describe_sources(), markup=False, highlight=False)
+    if markdown:
+        console.print(describe_sources(), markup=False, highlight=False, soft_wrap=True)
         return
-    settings = load_settings()
+    if liste or not sources:
+        console.print(_sources_table(SOURCES))
+        console.print("\nAdresses de téléchargement (<DEP> : code du département, ex. 13, 2A, 974) :",
+                      markup=False, highlight=False)
+        for line in _sources_addresses(SOURCES):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.print("\nAvec --miroir DOSSIER_OU_URL, les fichiers sont pris sous ces noms dans le dossier ou "
+                      "sous l'adresse de base indiquée.", markup=False, highlight=False)
+        return
+    cache = dest or load_settings().cache_dir
+    deps = [d for d in departements.split(",") if d.strip()] if departements else None
+    paths: list[Path] = []
     with _safe_errors():
-        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+        # Every source and département checked before the first byte is fetched.
+        wanted = [(source, file) for source in sources for file in files_of_source(source, deps, catalogue=SOURCES)]
+        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                       TimeRemainingColumn(), console=err_console) as bar:
-            task = bar.add_task(printable(source, limit=60), total=None)
+            for source, file in wanted:
+                label = printable(file.filename, limit=80)
+                task = bar.add_task(label, total=None)
+                moved: list[int] = []
 
-            def update(done: int, total: int | None) -> None:
-                bar.update(task, completed=done, total=total)
+                def update(done: int, total: int | None, task=task, moved=moved) -> None:
+                    moved.append(done)
+                    bar.update(task, completed=done, total=total)
 
-            def label(file) -> None:
-                bar.update(task, description=printable(file.filename), completed=0, total=None)
-
-            paths = fetch_source(source, dest or settings.cache_dir, catalogue=SOURCES, progress=update,
-                                 on_file=label, force=force)
+                retry = fetch_command(source, deps, miroir)
+                path = fetch_file(source, file, cache, mirror=miroir, progress=update, force=force,
+                                  retry_command=retry)
+                if not moved:  # complete in the cache: nothing fetched
+                    size = path.stat().st_size
+                    bar.update(task, total=size, completed=size, description=f"{label} (en cache)")
+                paths.extend(unpack(path, retry_command=retry))
     for p in paths:
         console.print(str(p), markup=False, highlight=False)
 

@@ -161,7 +161,7 @@ def test_resume_after_dropped_connection(server, tmp_path):
     dest = tmp_path / "data.bin"
     server.state.drop_at = 1_000_000
     with pytest.raises(FetchError) as excinfo:
-        download(server.url("/data.bin"), dest, expected_sha256=PAYLOAD_SHA, chunk_size=CHUNK)
+        download(server.url("/data.bin"), dest, expected_sha256=PAYLOAD_SHA, chunk_size=CHUNK, retries=0)
     message = str(excinfo.value)
     assert "interrompu" in message and server.url("/data.bin") in message
     assert "relancez `essmap fetch`" in message
@@ -189,7 +189,7 @@ def test_resume_through_redirect(server, tmp_path):
     dest = tmp_path / "data.bin"
     server.state.drop_at = 2_000_000
     with pytest.raises(FetchError):
-        download(server.url("/r/data.bin"), dest, chunk_size=CHUNK)
+        download(server.url("/r/data.bin"), dest, chunk_size=CHUNK, retries=0)
     download(server.url("/r/data.bin"), dest, expected_sha256=PAYLOAD_SHA, chunk_size=CHUNK)
     redirected = server.state.requests[-1]
     assert redirected["path"] == "/data.bin" and redirected["range"] == "bytes=2000000-"
@@ -209,7 +209,7 @@ def test_file_changed_on_server_between_attempts(server, tmp_path):
     dest = tmp_path / "data.bin"
     server.state.drop_at = 500_000
     with pytest.raises(FetchError):
-        download(server.url("/data.bin"), dest, chunk_size=CHUNK)
+        download(server.url("/data.bin"), dest, chunk_size=CHUNK, retries=0)
     new_payload = PAYLOAD[::-1]
     server.state.files["/data.bin"] = new_payload  # new monthly edition, new ETag
     download(server.url("/data.bin"), dest, chunk_size=CHUNK)
@@ -236,7 +236,7 @@ def test_partial_file_longer_than_remote_restarts(server, tmp_path):
 def test_content_length_longer_than_body(server, tmp_path):
     server.state.length_delta = 100
     with pytest.raises(FetchError) as excinfo:
-        download(server.url("/data.bin"), tmp_path / "data.bin", chunk_size=CHUNK)
+        download(server.url("/data.bin"), tmp_path / "data.bin", chunk_size=CHUNK, retries=0)
     message = str(excinfo.value)
     assert server.url("/data.bin") in message
     announced = f"{len(PAYLOAD) + 100:,}".replace(",", " ")

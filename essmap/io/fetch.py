@@ -1,10 +1,22 @@
 """Resumable, verified downloads of the official files (``essmap fetch``).
 
 Official files are large (the Sirene stocks weigh gigabytes) and connections drop, so a download
-is written to ``<dest>.part`` and resumed with an HTTP ``Range`` request, then checked (size,
-optional SHA-256) and only then renamed to its final name: a file under its final name is always
-complete. The standard library (``urllib``) is used so that fetching needs no undeclared
-dependency. This module draws nothing: progress goes through a callback and the CLI draws the bar.
+is written to ``<dest>.part`` and resumed with an HTTP ``Range`` request (automatically a few
+times within one run, and on the next run after that), then checked (size, optional SHA-256)
+and only then renamed to its final name: a file under its final name is always complete.
+
+Files come from the producer's address in the catalogue, or from a mirror (``--miroir``): a
+base URL or a folder holding the files under their catalogue file names, flat or in one
+sub-folder per source (so a copied ``data/cache`` works as a mirror). A folder is copied with
+the same guarantees as a download (partial file, resume, verification).
+
+Cache rule: a file already complete in the cache is used as it is, without contacting the
+server (so a second run, or a run without network, costs nothing); ``force`` fetches it again,
+and the old file stays in place until the new one is verified. Monthly files (Sirene stocks)
+are therefore refreshed on request (``essmap fetch --force``), never behind the user's back.
+
+The standard library (``urllib``) is used so that fetching needs no undeclared dependency. This
+module draws nothing: progress goes through a callback and the CLI draws the bars.
 """
 
 from __future__ import annotations
@@ -14,15 +26,18 @@ import http.client
 import os
 import re
 import shutil
+import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.error import HTTPError
+from urllib.parse import quote
 from urllib.request import Request, urlopen
 
 from essmap import __version__
 from essmap.domain.errors import FetchError
+from essmap.io.readers.common import checked_departements
 from essmap.io.sources import SOURCES, OfficialFile
 
 #: ``progress(bytes_done, total_or_None)``, called after every chunk.
@@ -32,10 +47,25 @@ USER_AGENT = f"essmap/{__version__} (Python urllib)"
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)", re.IGNORECASE)
 _HASH_BLOCK = 1 << 20
+#: Prefix of the validator of a partial file copied from a mirror folder (size and mtime of
+#: the source file), so that an HTTP resume never splices onto a folder copy, nor the reverse.
+_FOLDER_VALIDATOR = "file:"
 
 
 class _Restart(Exception):
     """The partial file cannot be resumed: start again from byte zero."""
+
+
+class _Interrupted(FetchError):
+    """The transfer stopped midway; the partial file is kept and can be resumed."""
+
+
+class _NotFound(FetchError):
+    """The server (or the mirror) has no such file (HTTP 404 / 410)."""
+
+
+class _CorruptArchive(FetchError):
+    """A downloaded archive cannot be read."""
 
 
 def _octets(n: int) -> str:
@@ -78,18 +108,25 @@ def _is_complete(dest: Path, expected_size: int | None, expected_sha256: str | N
 def _network_message(url: str, reason: object, dest: Path) -> str:
     return (
         f"Téléchargement impossible depuis {url} : {reason}. "
-        "Vérifiez la connexion internet (ou le proxy), ou téléchargez le fichier à la main, "
+        "Vérifiez la connexion internet (ou le proxy ; `--miroir` permet de passer par une copie "
+        "locale des fichiers), ou téléchargez le fichier à la main, "
         f"enregistrez-le sous {dest}, puis utilisez `essmap ingest`."
     )
 
 
-def _mismatch_message(url: str, what: str, expected: str, received: str, retry: str) -> str:
+def _mismatch_message(name: str, origin: str, what: str, expected: str, received: str, retry: str) -> str:
     return (
-        f"Fichier incorrect téléchargé depuis {url} : {what} attendue {expected}, "
-        f"reçue {received}. Le fichier partiel a été supprimé : relancez `{retry}`. "
-        "Si l'erreur persiste, le fichier officiel a probablement changé : mettez à jour sa "
-        "taille ou son empreinte dans essmap/sources.py."
+        f"Fichier « {name} » incorrect, reçu de {origin} : {what} attendue {expected}, "
+        f"reçue {received}. Il n'a pas été utilisé et la partie reçue a été supprimée : relancez "
+        f"`{retry}`. Si l'erreur persiste, le fichier de la source a probablement changé (ou la "
+        "copie du miroir est abîmée) : mettez à jour sa taille ou son empreinte dans "
+        "essmap/io/sources.py, ou remplacez la copie du miroir."
     )
+
+
+def _part_paths(dest: Path) -> tuple[Path, Path]:
+    """The partial file of ``dest`` and the validator that says where its bytes came from."""
+    return dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.validator")
 
 
 def download(
@@ -103,13 +140,15 @@ def download(
     chunk_size: int = 1 << 20,
     force: bool = False,
     retry_command: str = "essmap fetch",
+    retries: int = 2,
+    retry_delay: float = 1.0,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming a previous partial download, and verify it.
 
     Parameters
     ----------
     url : str
-        HTTP(S) address.
+        HTTP(S) address (redirects are followed).
     dest : Path
         Final path. Bytes go to ``dest`` + ``.part`` first; the rename happens only once the
         file is verified, so ``dest`` is never a truncated file.
@@ -125,6 +164,10 @@ def download(
         Download again even if ``dest`` already exists and matches what is known about it.
     retry_command : str
         Command quoted in error messages to resume (e.g. ``essmap fetch qpv2024``).
+    retries : int
+        How many times a transfer cut midway is resumed within this call before giving up.
+    retry_delay : float
+        Seconds to wait before the first automatic resume (doubled at each one).
 
     Returns
     -------
@@ -135,18 +178,19 @@ def download(
     ------
     FetchError
         Network or HTTP failure (partial file kept for a later resume), or a size / checksum
-        mismatch (partial file deleted). The French message names the URL and the fix.
+        mismatch (partial file deleted). The French message names the file, the URL and the fix.
     """
     dest = Path(dest)
     expected_sha256 = expected_sha256.lower() if expected_sha256 else None
     if not force and dest.is_file() and _is_complete(dest, expected_size, expected_sha256):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_suffix(dest.suffix + ".part")
-    # The ETag / Last-Modified of the first response, sent back as If-Range when resuming, so
-    # that a file replaced on the server in between (monthly stocks) is not spliced.
-    validator = dest.with_suffix(dest.suffix + ".part.validator")
-    for _ in range(2):
+    part, validator = _part_paths(dest)
+    if validator.is_file() and validator.read_text(encoding="utf-8").startswith(_FOLDER_VALIDATOR):
+        part.unlink(missing_ok=True)  # bytes copied from a mirror folder: not this URL's
+        validator.unlink(missing_ok=True)
+    restarts = 0
+    attempt = 0
+    while True:
         try:
             _fetch_to_part(
                 url,
@@ -164,14 +208,45 @@ def download(
         except _Restart:
             part.unlink(missing_ok=True)
             validator.unlink(missing_ok=True)
-    else:  # pragma: no cover - a fresh download never asks for a restart
-        raise FetchError(
-            f"Téléchargement impossible depuis {url} : le serveur refuse la reprise et le "
-            f"téléchargement complet. Relancez `{retry_command}` plus tard."
-        )
+            restarts += 1
+            if restarts > 1:  # pragma: no cover - a fresh download never asks for a restart
+                raise FetchError(
+                    f"Téléchargement impossible depuis {url} : le serveur refuse la reprise et le "
+                    f"téléchargement complet. Relancez `{retry_command}` plus tard."
+                ) from None
+        except _Interrupted:
+            if attempt >= retries:
+                raise
+            attempt += 1
+            time.sleep(retry_delay * 2 ** (attempt - 1))
     os.replace(part, dest)
     validator.unlink(missing_ok=True)
     return dest
+
+
+def _http_error(url: str, error: HTTPError, part: Path, retry: str) -> FetchError:
+    kept = (
+        f" La partie déjà reçue est conservée dans {part} : la reprise repartira de là."
+        if part.is_file() else ""
+    )
+    if error.code in (404, 410):
+        return _NotFound(
+            f"Téléchargement impossible depuis {url} : le serveur a répondu HTTP {error.code} "
+            f"({error.reason}), le fichier n'y est pas. Il a peut-être été déplacé : vérifiez "
+            "l'adresse dans essmap/io/sources.py (ou le contenu du miroir), ou téléchargez le "
+            "fichier à la main depuis la page du jeu de données puis utilisez `essmap ingest`."
+        )
+    if error.code >= 500:
+        return FetchError(
+            f"Téléchargement impossible depuis {url} : erreur du serveur (HTTP {error.code}, "
+            f"{error.reason}). Réessayez plus tard avec `{retry}`.{kept}"
+        )
+    return FetchError(
+        f"Téléchargement impossible depuis {url} : le serveur a répondu HTTP {error.code} "
+        f"({error.reason}). Vérifiez l'adresse dans essmap/io/sources.py (ou le proxy), ou "
+        "téléchargez le fichier à la main depuis la page du jeu de données puis utilisez "
+        f"`essmap ingest`.{kept}"
+    )
 
 
 def _fetch_to_part(
@@ -203,15 +278,10 @@ def _fetch_to_part(
                 match = _UNSATISFIED_RANGE.search(error.headers.get("Content-Range", ""))
                 total = int(match[1]) if match else None
                 if total == offset or (total is None and expected_size == offset):
-                    _verify(url, part, offset, None, expected_size, expected_sha256, retry)
+                    _verify(dest.name, url, part, offset, None, expected_size, expected_sha256, retry)
                     return
                 raise _Restart from None
-            raise FetchError(
-                f"Téléchargement impossible depuis {url} : le serveur a répondu HTTP "
-                f"{error.code} ({error.reason}). Le fichier a peut-être été déplacé : vérifiez "
-                "l'adresse dans essmap/sources.py, ou téléchargez le fichier à la main depuis "
-                "la page du jeu de données puis utilisez `essmap ingest`."
-            ) from None
+            raise _http_error(url, error, part, retry) from None
     except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
         reason = getattr(error, "reason", error)
         raise FetchError(_network_message(url, reason, dest)) from error
@@ -230,6 +300,7 @@ def _fetch_to_part(
             # A fresh download, or a server that ignored the Range (or whose file changed, per
             # If-Range): restart from byte zero over the partial file.
             offset, total, mode = 0, length, "wb"
+            part.parent.mkdir(parents=True, exist_ok=True)
             tag = response.headers.get("ETag") or response.headers.get("Last-Modified")
             if tag and not tag.startswith("W/"):
                 validator.write_text(tag, encoding="utf-8")
@@ -247,49 +318,68 @@ def _fetch_to_part(
             validator.unlink(missing_ok=True)
             raise FetchError(
                 _mismatch_message(
-                    url, "taille", _octets(expected_size),
+                    dest.name, url, "taille", _octets(expected_size),
                     f"{_octets(total)} annoncés par le serveur", retry,
                 )
             )
+        _stream(response, part, mode, offset, total, url=url, expected_sha256=expected_sha256,
+                progress=progress, chunk_size=chunk_size, retry=retry, dest=dest, expected_size=expected_size)
 
-        hasher = None
-        if expected_sha256 is not None:
-            hasher = _sha256_file(part, offset) if offset else hashlib.sha256()
-        done = offset
-        if progress is not None:
-            progress(done, total)
-        try:
-            out = open(part, mode)
-        except OSError as error:
-            raise FetchError(
-                f"Écriture impossible dans {part} : {error}. Vérifiez les droits sur le dossier "
-                "de cache (ESSMAP_CACHE_DIR) et l'espace disque."
-            ) from error
-        with out:
-            while True:
-                try:
-                    chunk = response.read(chunk_size)
-                except (OSError, http.client.HTTPException) as error:
-                    out.flush()
-                    raise FetchError(_interrupted(url, part, done, total, error, retry)) from error
-                if not chunk:
-                    break
-                try:
-                    out.write(chunk)
-                except OSError as error:
-                    raise FetchError(
-                        f"Écriture impossible dans {part} : {error}. Libérez de l'espace disque "
-                        f"puis relancez `{retry}` : le téléchargement reprendra."
-                    ) from error
-                if hasher is not None:
-                    hasher.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
+
+def _stream(
+    source,
+    part: Path,
+    mode: str,
+    offset: int,
+    total: int | None,
+    *,
+    url: str,
+    dest: Path,
+    expected_size: int | None,
+    expected_sha256: str | None,
+    progress: Progress | None,
+    chunk_size: int,
+    retry: str,
+) -> None:
+    """Copy ``source`` (a response or an open file) into ``part`` from ``offset``, then verify."""
+    hasher = None
+    if expected_sha256 is not None:
+        hasher = _sha256_file(part, offset) if offset else hashlib.sha256()
+    done = offset
+    if progress is not None:
+        progress(done, total)
+    try:
+        out = open(part, mode)
+    except OSError as error:
+        raise FetchError(
+            f"Écriture impossible dans {part} : {error}. Vérifiez les droits sur le dossier "
+            "de cache (ESSMAP_CACHE_DIR) et l'espace disque."
+        ) from error
+    with out:
+        while True:
+            try:
+                chunk = source.read(chunk_size)
+            except (OSError, http.client.HTTPException) as error:
+                out.flush()
+                raise _Interrupted(_interrupted(url, part, done, total, error, retry)) from error
+            if not chunk:
+                break
+            try:
+                out.write(chunk)
+            except OSError as error:
+                raise FetchError(
+                    f"Écriture impossible dans {part} : {error}. Libérez de l'espace disque "
+                    f"puis relancez `{retry}` : le téléchargement reprendra."
+                ) from error
+            if hasher is not None:
+                hasher.update(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
 
     if total is not None and done < total:
-        raise FetchError(_interrupted(url, part, done, total, "connexion fermée", retry))
-    _verify(url, part, done, hasher, expected_size, expected_sha256, retry, announced=total)
+        raise _Interrupted(_interrupted(url, part, done, total, "connexion fermée", retry))
+    _verify(dest.name, url, part, done, hasher, expected_size, expected_sha256, retry, announced=total)
 
 
 def _interrupted(
@@ -305,7 +395,8 @@ def _interrupted(
 
 
 def _verify(
-    url: str,
+    name: str,
+    origin: str,
     part: Path,
     size: int,
     hasher: hashlib._Hash | None,
@@ -318,7 +409,7 @@ def _verify(
     """Check a finished partial file; delete it on any mismatch."""
     problem = None
     if announced is not None and size != announced:
-        problem = ("taille", f"{_octets(announced)} (annoncés par le serveur)", _octets(size))
+        problem = ("taille", f"{_octets(announced)} (annoncés par la source)", _octets(size))
     elif expected_size is not None and size != expected_size:
         problem = ("taille", _octets(expected_size), _octets(size))
     elif expected_sha256 is not None:
@@ -327,8 +418,219 @@ def _verify(
             problem = ("empreinte SHA-256", expected_sha256, digest)
     if problem is not None:
         part.unlink(missing_ok=True)
-        part.with_suffix(part.suffix + ".validator").unlink(missing_ok=True)
-        raise FetchError(_mismatch_message(url, *problem, retry))
+        part.with_name(part.name + ".validator").unlink(missing_ok=True)
+        raise FetchError(_mismatch_message(name, origin, *problem, retry))
+
+
+def copy_from_folder(
+    source: Path,
+    dest: Path,
+    *,
+    expected_size: int | None = None,
+    expected_sha256: str | None = None,
+    progress: Progress | None = None,
+    chunk_size: int = 1 << 20,
+    force: bool = False,
+    retry_command: str = "essmap fetch",
+) -> Path:
+    """Copy a mirror folder's file into the cache with the guarantees of :func:`download`.
+
+    The bytes go to ``dest.part`` (resumed if an earlier copy of the same source file was
+    interrupted), are verified against the source's size and what the catalogue knows, and only
+    then renamed to ``dest``.
+    """
+    source, dest = Path(source), Path(dest)
+    expected_sha256 = expected_sha256.lower() if expected_sha256 else None
+    if not force and dest.is_file() and _is_complete(dest, expected_size, expected_sha256):
+        return dest
+    try:
+        stat = source.stat()
+        handle = open(source, "rb")
+    except OSError as error:
+        raise FetchError(
+            f"Lecture impossible de {source} dans le miroir : {error.strerror or error}. Vérifiez "
+            f"le dossier donné à --miroir, puis relancez `{retry_command}`."
+        ) from error
+    part, validator = _part_paths(dest)
+    tag = f"{_FOLDER_VALIDATOR}{stat.st_size}:{stat.st_mtime_ns}"
+    offset = part.stat().st_size if part.is_file() else 0
+    known = validator.read_text(encoding="utf-8") if validator.is_file() else None
+    if offset and (known != tag or offset > stat.st_size):
+        offset = 0  # another source file (or another edition of it): start again
+    with handle:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        validator.write_text(tag, encoding="utf-8")
+        handle.seek(offset)
+        _stream(handle, part, "ab" if offset else "wb", offset, stat.st_size, url=str(source), dest=dest,
+                expected_size=expected_size, expected_sha256=expected_sha256, progress=progress,
+                chunk_size=chunk_size, retry=retry_command)
+    os.replace(part, dest)
+    validator.unlink(missing_ok=True)
+    return dest
+
+
+def is_url(mirror: str | Path) -> bool:
+    """Whether a ``--miroir`` value is a base URL (otherwise it is a folder)."""
+    return isinstance(mirror, str) and mirror.lower().startswith(("http://", "https://"))
+
+
+def mirror_locations(mirror: str | Path, source: str, filename: str) -> list[str]:
+    """Where a mirror may hold one file: ``<mirror>/<file>``, then ``<mirror>/<source>/<file>``."""
+    if is_url(mirror):
+        base = str(mirror).rstrip("/")
+        return [f"{base}/{quote(filename)}", f"{base}/{quote(source)}/{quote(filename)}"]
+    folder = Path(mirror)
+    return [str(folder / filename), str(folder / source / filename)]
+
+
+def files_of_source(
+    name: str,
+    departements: Sequence[str] | None = None,
+    *,
+    catalogue: dict[str, tuple[OfficialFile, ...]] = SOURCES,
+) -> list[OfficialFile]:
+    """The concrete files of one source: per-département entries expanded for ``departements``.
+
+    Raises
+    ------
+    FetchError
+        Unknown source, or a per-département source without départements (French message).
+    """
+    files = catalogue.get(name)
+    if files is None:
+        known = ", ".join(sorted(catalogue)) or "aucune"
+        raise FetchError(
+            f"Source inconnue : « {name} ». Sources connues : {known}. "
+            f"Exemple : `essmap fetch {next(iter(sorted(catalogue)), 'qpv2024')}`."
+        )
+    deps = checked_departements(list(departements)) if departements else []
+    concrete: list[OfficialFile] = []
+    for file in files:
+        if Path(file.filename).name != file.filename or file.filename in ("", ".", ".."):
+            raise ValueError(f"{name}/{file.name}: filename must be a bare name: {file.filename!r}")
+        if not file.per_departement:
+            concrete.append(file)
+        elif not deps:
+            raise FetchError(
+                f"La source « {name} » a un fichier par département : indiquez lesquels, par "
+                f"exemple `essmap fetch {name} --departements 13,84`."
+            )
+        else:
+            concrete.extend(file.for_departement(dep) for dep in deps)
+    return concrete
+
+
+def fetch_command(
+    source: str,
+    departements: Sequence[str] | None = None,
+    mirror: str | Path | None = None,
+    *,
+    catalogue: dict[str, tuple[OfficialFile, ...]] = SOURCES,
+) -> str:
+    """The ``essmap fetch`` command that fetches (or resumes) one source, for error messages."""
+    command = f"essmap fetch {source}"
+    if departements and any(f.per_departement for f in catalogue.get(source, ())):
+        command += " --departements " + ",".join(checked_departements(list(departements)))
+    if mirror is not None:
+        command += f" --miroir {mirror}"
+    return command
+
+
+def fetch_file(
+    source: str,
+    file: OfficialFile,
+    cache_dir: Path,
+    *,
+    departement: str | None = None,
+    mirror: str | Path | None = None,
+    progress: Progress | None = None,
+    force: bool = False,
+    timeout: float = 60,
+    retries: int = 2,
+    retry_delay: float = 1.0,
+    retry_command: str | None = None,
+) -> Path:
+    """One catalogue file, verified, in the cache: ``cache_dir/<source>/<file name>``.
+
+    This is the function a build calls per catalogue entry. Nothing is extracted (see
+    :func:`unpack`).
+
+    Parameters
+    ----------
+    source : str
+        The entry's source name in the catalogue (its cache folder), e.g. ``sirene_geolocalisation``.
+    file : OfficialFile
+        The catalogue entry.
+    cache_dir : Path
+        Root of the download cache (``Settings.cache_dir``).
+    departement : str, optional
+        Département code, required for a per-département entry (``ban_adresses``).
+    mirror : str or Path, optional
+        A base URL (``http(s)://...``) or a folder holding the files under their catalogue file
+        names, flat or in one sub-folder per source; ``None``: the producer's address.
+    progress : callable, optional
+        ``progress(bytes_done, total)``.
+    force : bool
+        Fetch again a file already complete in the cache (see the module's cache rule).
+    timeout, retries, retry_delay : see :func:`download`.
+    retry_command : str, optional
+        Command quoted in error messages; by default the matching ``essmap fetch ...``.
+
+    Returns
+    -------
+    Path
+        The complete, verified file.
+
+    Raises
+    ------
+    FetchError
+        French message naming the file and the fix; a partial download is kept for a resume
+        unless it was found corrupted.
+    """
+    if file.per_departement:
+        if departement is None:
+            raise FetchError(
+                f"Le fichier « {file.display_filename} » existe par département : indiquez le département."
+            )
+        (departement,) = checked_departements([departement])
+        file = file.for_departement(departement)
+    if retry_command is None:
+        retry_command = fetch_command(source, [departement] if departement else None, mirror)
+    dest = Path(cache_dir) / source / file.filename
+
+    def from_url(url: str) -> Path:
+        return download(url, dest, expected_size=file.size, expected_sha256=file.sha256, progress=progress,
+                        force=force, retry_command=retry_command, timeout=timeout, retries=retries,
+                        retry_delay=retry_delay)
+
+    if mirror is None:
+        return from_url(file.url)
+    if not force and dest.is_file() and _is_complete(dest, file.size, (file.sha256 or "").lower() or None):
+        return dest
+    locations = mirror_locations(mirror, source, file.filename)
+    if is_url(mirror):
+        for location in locations:
+            try:
+                return from_url(location)
+            except _NotFound:
+                continue
+    else:
+        if not Path(mirror).is_dir():
+            raise FetchError(
+                f"Miroir introuvable : « {mirror} » n'est pas un dossier (ni une adresse http(s)://). "
+                "Solution : indiquez le dossier qui contient les fichiers, ou l'adresse de base du "
+                "miroir."
+            )
+        for location in locations:
+            if Path(location).is_file():
+                return copy_from_folder(Path(location), dest, expected_size=file.size, expected_sha256=file.sha256,
+                                        progress=progress, force=force, retry_command=retry_command)
+    tried = " ; ".join(locations)
+    raise FetchError(
+        f"Fichier « {file.filename} » absent du miroir {mirror} (cherché : {tried}). Solution : "
+        "déposez-le dans le miroir sous ce nom (les noms sont ceux de `essmap fetch --liste`), "
+        "ou retirez --miroir pour le télécharger depuis la source officielle."
+    )
 
 
 def extract_zip(
@@ -379,7 +681,7 @@ def extract_zip(
                     raise
                 os.replace(tmp, out)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-        raise FetchError(
+        raise _CorruptArchive(
             f"Archive corrompue : {archive} ({error}). Supprimez ce fichier puis relancez "
             f"`{retry_command}`."
         ) from error
@@ -415,11 +717,34 @@ def extract_7z(archive: Path, target: Path | None = None, *, retry_command: str 
     except (py7zr.exceptions.ArchiveError, EOFError, OSError) as error:
         if isinstance(error, FetchError):
             raise
-        raise FetchError(
+        raise _CorruptArchive(
             f"Archive corrompue : {archive} ({error}). Supprimez ce fichier puis relancez "
             f"`{retry_command}`."
         ) from error
     return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def unpack(archive: Path, *, retry_command: str = "essmap fetch") -> list[Path]:
+    """The usable files of a downloaded file: the members of a ZIP or 7-Zip archive (detected by
+    content, not by name: some stable addresses serve a ZIP without extension), extracted next
+    to it, or the file itself.
+
+    A corrupted archive is deleted (it would otherwise be taken as complete by the next run) and
+    a French error says so.
+    """
+    archive = Path(archive)
+    try:
+        if zipfile.is_zipfile(archive):
+            return extract_zip(archive, retry_command=retry_command)
+        if _is_7z(archive):
+            return extract_7z(archive, retry_command=retry_command)
+    except _CorruptArchive as error:
+        archive.unlink(missing_ok=True)
+        raise FetchError(
+            f"Archive corrompue : « {archive.name} » ne peut pas être lue ({error.__cause__ or error}). "
+            f"Elle a été supprimée du cache : relancez `{retry_command}` pour la télécharger à nouveau."
+        ) from error
+    return [archive]
 
 
 def fetch_source(
@@ -427,13 +752,17 @@ def fetch_source(
     cache_dir: Path,
     *,
     catalogue: dict[str, tuple[OfficialFile, ...]] = SOURCES,
+    departements: Sequence[str] | None = None,
+    mirror: str | Path | None = None,
     progress: Progress | None = None,
     on_file: Callable[[OfficialFile], None] | None = None,
     extract: bool = True,
     force: bool = False,
     timeout: float = 60,
+    retries: int = 2,
+    retry_delay: float = 1.0,
 ) -> list[Path]:
-    """Download every file of one source of the catalogue into ``cache_dir/<name>/``.
+    """Fetch every file of one source of the catalogue into ``cache_dir/<name>/``.
 
     Parameters
     ----------
@@ -443,53 +772,34 @@ def fetch_source(
         Root of the download cache (``Settings.cache_dir``).
     catalogue : dict
         Sources to pick from; :data:`essmap.io.sources.SOURCES` by default (tests pass their own).
+    departements : sequence of str, optional
+        Départements of a per-département source (``ban_adresses``); ignored by the others.
+    mirror : str or Path, optional
+        Base URL or folder to take the files from (see :func:`fetch_file`).
     progress : callable, optional
-        ``progress(bytes_done, total)`` for the file being downloaded (restarts at each file).
+        ``progress(bytes_done, total)`` for the file being fetched (restarts at each file).
     on_file : callable, optional
-        ``on_file(file)``, called before each file, e.g. to label the progress bar.
+        ``on_file(file)``, called before each file (a concrete one for per-département entries),
+        e.g. to start a progress bar.
     extract : bool
-        Extract ZIP archives (detected by content, not by name: some stable data.gouv.fr
-        addresses serve a ZIP) into a folder named after the archive.
+        Extract ZIP and 7-Zip archives into a folder named after the archive (see :func:`unpack`).
     force : bool
-        Download again files already in the cache.
-    timeout : float
-        Network timeout in seconds.
+        Fetch again files already complete in the cache.
+    timeout, retries, retry_delay : see :func:`download`.
 
     Returns
     -------
     list of Path
         Usable files: the files extracted from each archive (when ``extract``), otherwise the
-        downloaded file itself. 7-Zip archives (IGN's ADMIN EXPRESS) are extracted the same way.
+        fetched file itself.
     """
-    files = catalogue.get(name)
-    if files is None:
-        known = ", ".join(sorted(catalogue)) or "aucune"
-        raise FetchError(
-            f"Source inconnue : « {name} ». Sources connues : {known}. "
-            f"Exemple : `essmap fetch {next(iter(sorted(catalogue)), 'qpv2024')}`."
-        )
-    folder = Path(cache_dir) / name
-    retry = f"essmap fetch {name}"
+    files = files_of_source(name, departements, catalogue=catalogue)
+    retry = fetch_command(name, departements, mirror, catalogue=catalogue)
     paths: list[Path] = []
     for file in files:
-        if Path(file.filename).name != file.filename or file.filename in ("", ".", ".."):
-            raise ValueError(f"{name}/{file.name}: filename must be a bare name: {file.filename!r}")
         if on_file is not None:
             on_file(file)
-        path = download(
-            file.url,
-            folder / file.filename,
-            expected_size=file.size,
-            expected_sha256=file.sha256,
-            progress=progress,
-            timeout=timeout,
-            force=force,
-            retry_command=retry,
-        )
-        if extract and zipfile.is_zipfile(path):
-            paths.extend(extract_zip(path, retry_command=retry))
-        elif extract and _is_7z(path):
-            paths.extend(extract_7z(path, retry_command=retry))
-        else:
-            paths.append(path)
+        path = fetch_file(name, file, cache_dir, mirror=mirror, progress=progress, force=force, timeout=timeout,
+                          retries=retries, retry_delay=retry_delay, retry_command=retry)
+        paths.extend(unpack(path, retry_command=retry) if extract else [path])
     return paths
