@@ -676,12 +676,53 @@ def info(
                 for r in summary.itertuples():
                     table.add_row(_cell(r.source), _cell(r.file_name), _cell(r.reason), _fmt(r.lignes))
                 console.print(table)
+            _print_concordance(con)
             if quarantaine:
                 _print_quarantine(con, limite)
             if quarantaine_csv is not None:
                 _write_quarantine_csv(con, quarantaine_csv, force=force, db=settings.db_path)
         finally:
             con.close()
+
+
+def _print_concordance(con) -> None:
+    """Agreement of essmap's QPV with INSEE's, per département, and the disagreements nearest to
+    nothing first (printed only when an INSEE geolocation file was loaded)."""
+    from essmap.io.text import printable
+    from essmap.store.concordance import concordance_by_departement, concordance_disagreements
+
+    summary = concordance_by_departement(con)
+    if summary.empty:
+        return
+    from essmap.domain.formatting import format_number, format_percent
+
+    table = Table(title="Concordance avec le QPV attribué par l'INSEE (fichier de géolocalisation)")
+    for col in ("génération", "département", "comparés", "concordants", "désaccords", "taux"):
+        table.add_column(col, overflow="fold")
+    for r in summary.itertuples(index=False):
+        table.add_row(r.generation, r.code_departement, _fmt(r.comparés), _fmt(r.concordants), _fmt(r.discordants),
+                      format_percent(r.taux))
+    console.print(table)
+    total = int(summary["discordants"].sum())
+    if total == 0:
+        return
+    shown = concordance_disagreements(con, limit=20)
+    table = Table(title=f"Désaccords ({_fmt(total)} ; table « concordance » de la base)")
+    for col in ("génération", "SIRET", "QPV essmap", "QPV INSEE", "distance à la limite", "qualité INSEE"):
+        table.add_column(col, overflow="fold")
+    import pandas as pd
+
+    def shown_or(value: object, default: str) -> Text:
+        return _cell(default if pd.isna(value) else value)
+
+    for r in shown.itertuples(index=False):
+        distance = "–" if pd.isna(r.distance_limite_m) else format_number(r.distance_limite_m, 1, unit="m")
+        table.add_row(r.generation, r.siret, shown_or(r.code_qp_essmap, "hors QPV"),
+                      shown_or(r.code_qp_insee, "hors QPV"), distance, shown_or(r.qualite_xy, ""))
+    console.print(table)
+    if total > len(shown):
+        console.print(f"… et {_fmt(total - len(shown))} autre(s) : {printable('SELECT * FROM concordance')} dans la "
+                      "base.", markup=False, highlight=False)
 
 
 def _print_quarantine(con, limit: int) -> None:

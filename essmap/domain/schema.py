@@ -78,6 +78,11 @@ ETABLISSEMENTS: dict[str, str] = {
     "y": "DOUBLE",
     "epsg": "INTEGER",
     "source_position": "VARCHAR",  # "stock_lambert" or "geolocalisation"
+    # INSEE's own QPV assignment (geolocation file: plg_qp24 / plg_qp, plg_qp15), kept for the
+    # concordance check: a QPV code, INSEE_OUTSIDE_QPV, or NULL when INSEE did not say
+    "code_qp_insee_2024": "VARCHAR",
+    "code_qp_insee_2015": "VARCHAR",
+    "qualite_xy": "VARCHAR",  # INSEE's geocoding quality code of the position, as published
     "territoire": "VARCHAR",
     "epsg_metrique": "INTEGER",
     "longitude": "DOUBLE",
@@ -164,6 +169,15 @@ MEMBERSHIPS: dict[str, str] = {
     **{qpv_column(g): "VARCHAR" for g in QPV_GENERATIONS},
 }
 
+#: INSEE's QPV of an establishment that INSEE places in no QPV (``code_qp_insee_*`` columns).
+INSEE_OUTSIDE_QPV = "hors QPV"
+
+
+def insee_qpv_column(generation: str) -> str:
+    """Column of ``etablissements`` holding INSEE's QPV of ``generation`` ("2024" -> "code_qp_insee_2024")."""
+    return qpv_column(generation).replace("code_qp_", "code_qp_insee_")
+
+
 #: Layers whose rows carry :data:`MEMBERSHIPS`.
 POINT_LAYERS: tuple[str, ...] = ("etablissements", "tiers_lieux")
 
@@ -180,6 +194,13 @@ DERIVED: dict[str, dict[str, str]] = {
     # QPV x tiers-lieux pairs within STORED_RADIUS_M, with the geodesic distance (0 inside)
     "qpv_tiers_lieux": {
         "generation": "VARCHAR", "code_qp": "VARCHAR", "id_tiers_lieu": "VARCHAR", "distance_m": "DOUBLE",
+    },
+    # establishments placed by INSEE's geolocation file whose QPV (point in polygon) differs from
+    # the one INSEE assigned: codes NULL outside any QPV; geodesic distance of the point to the
+    # nearest QPV boundary of the generation; INSEE's geocoding quality
+    "concordance": {
+        "generation": "VARCHAR", "siret": "VARCHAR", "code_departement": "VARCHAR", "code_qp_essmap": "VARCHAR",
+        "code_qp_insee": "VARCHAR", "distance_limite_m": "DOUBLE", "qualite_xy": "VARCHAR",
     },
     # boundaries simplified for display, one row per unit of each level (borders shared exactly)
     "display_geometry": {"level": "VARCHAR", "code": "VARCHAR", "geometry": "GEOMETRY"},

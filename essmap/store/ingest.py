@@ -30,6 +30,8 @@ from essmap.io.readers.common import (
     unreadable_file_error,
 )
 from essmap.io.readers.communes import (
+    CommunesRead,
+    combine_names,
     derive_departements,
     derive_epci,
     derive_regions,
@@ -41,6 +43,7 @@ from essmap.io.readers.sirene import read_sirene
 from essmap.io.readers.tiers_lieux import read_tiers_lieux
 from essmap.io.text import printable
 from essmap.store import joins
+from essmap.store.queries import read_attributes
 from essmap.store.write import say
 
 Progress = Callable[[str, float], None]
@@ -298,9 +301,14 @@ def _count(con: duckdb.DuckDBPyConnection, table: str, where: str, params: Seque
 
 def write_admin(con: duckdb.DuckDBPyConnection, communes: SourceRead, settings: Settings, *,
                 departements: Sequence[str] | None = None) -> Replacement:
-    """Replace the communes of the départements covered, then re-derive the upper levels."""
+    """Replace the communes of the départements covered, then re-derive the upper levels.
+
+    EPCI names (and types) are, by preference: those of the file's own EPCI layer (ADMIN EXPRESS),
+    those the store already had (from an earlier file), then the list shipped in ``data/raw``.
+    """
     scope, untouched = _scope(communes.frame, "code_departement", departements)
     in_scope = "code_departement IN (SELECT unnest(?))"
+    stored_epci_names = read_attributes(con, "epci", ["siren_epci", "nom", "type"])
     replaced = store.delete_rows(con, "communes", where=in_scope, params=[scope])
     added = store.insert_rows(con, "communes", communes.frame, source_file=communes.meta.file_name)
     store.record_source(con, communes.meta, communes.quarantine, scope=scope)
@@ -310,8 +318,10 @@ def write_admin(con: duckdb.DuckDBPyConnection, communes: SourceRead, settings: 
         everything, read_admin_names(raw / "departements_france.csv", "departements")))
     store.replace_rows(con, "regions", derive_regions(
         everything, read_admin_names(raw / "regions_france.csv", "regions")))
-    store.replace_rows(con, "epci", derive_epci(
-        everything, read_admin_names(raw / "epci_france.csv", "epci")))
+    file_epci_names = communes.epci_names if isinstance(communes, CommunesRead) else None
+    epci_names = combine_names(
+        [file_epci_names, stored_epci_names, read_admin_names(raw / "epci_france.csv", "epci")], "siren_epci")
+    store.replace_rows(con, "epci", derive_epci(everything, epci_names))
     kept = _count(con, "communes", f"NOT ({in_scope}) OR code_departement IS NULL", [scope])
     return Replacement("Communes", tuple(scope), added, replaced, kept, untouched=tuple(untouched))
 

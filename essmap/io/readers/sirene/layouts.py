@@ -106,7 +106,8 @@ ETABLISSEMENT_COLUMNS: tuple[str, ...] = (
     "activitePrincipaleNAF25Etablissement",
 )
 
-#: Columns of INSEE's geolocation file (``;``-separated).
+#: Columns of INSEE's geolocation file (``;``-separated), edition of 2024: ``plg_qp`` holds the
+#: QPV of the current generation, ``qualite_qp`` the quality of that assignment.
 GEOLOCALISATION_COLUMNS: tuple[str, ...] = (
     "siret",
     "x",
@@ -124,6 +125,30 @@ GEOLOCALISATION_COLUMNS: tuple[str, ...] = (
     "qualite_iris",
     "x_longitude",
     "y_latitude",
+)
+
+#: Columns of the geolocation file since INSEE named its QPV columns by generation (2025 on):
+#: ``plg_qp24`` (QPV 2024), ``plg_qp15`` (QPV 2015) and a quality for each.
+GEOLOCALISATION_COLUMNS_QP24: tuple[str, ...] = (
+    "siret",
+    "x",
+    "y",
+    "qualite_xy",
+    "epsg",
+    "plg_qp24",
+    "plg_iris",
+    "plg_zus",
+    "plg_qp15",
+    "plg_qva",
+    "plg_code_commune",
+    "distance_precision",
+    "qualite_qp24",
+    "qualite_iris",
+    "qualite_zus",
+    "qualite_qp15",
+    "qualite_qva",
+    "y_latitude",
+    "x_longitude",
 )
 
 # --- What the reader needs -------------------------------------------------------------------
@@ -180,6 +205,10 @@ ETABLISSEMENT_KEPT = tuple(
 )
 
 GEOLOCALISATION_WGS84 = ("x_longitude", "y_latitude")
+#: INSEE's QPV columns of the geolocation file, by generation, newest name first: ``plg_qp``
+#: (2024 edition) is the current generation, told by its codes (``QN…`` 2024, ``QP…`` 2015).
+GEOLOCALISATION_QPV: dict[str, tuple[str, ...]] = {"2024": ("plg_qp24", "plg_qp"), "2015": ("plg_qp15", "plg_qp")}
+GEOLOCALISATION_QUALITY = ("qualite_xy",)
 GEOLOCALISATION_PROJECTED = ("x", "y", "epsg")
 
 #: Identifier columns padded back to their width when a Parquet file stores them as integers.

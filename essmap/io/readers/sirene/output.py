@@ -53,7 +53,8 @@ def canonical_etablissements(frame: pd.DataFrame, synthetic: bool) -> gpd.GeoDat
     out["libelle_commune"] = _text(frame, "libelleCommuneEtablissement")
     out["code_commune"] = frame["code_commune"]
     out["code_departement"] = frame["code_departement"]
-    for col in ("x", "y", "epsg", "source_position", "territoire", "epsg_metrique", "longitude", "latitude"):
+    for col in ("x", "y", "epsg", "source_position", "code_qp_insee_2024", "code_qp_insee_2015", "qualite_xy",
+                "territoire", "epsg_metrique", "longitude", "latitude"):
         out[col] = frame[col]
     out["is_synthetic"] = synthetic
     geometry = points_from_lonlat(out["longitude"], out["latitude"])

@@ -7,6 +7,7 @@ import pandas as pd
 from pyproj import Transformer
 from pyproj.exceptions import CRSError
 
+from essmap.domain import schema
 from essmap.domain.territories import (
     TERRITORIES,
     departements_of_communes,
@@ -17,6 +18,7 @@ from essmap.domain.territories import (
 from essmap.io.readers.common import siret_problems, to_float
 from essmap.io.readers.sirene.files import Quarantines
 from essmap.io.readers.sirene.layouts import LAMBERT
+from essmap.io.text import printable
 
 NOT_DIFFUSED = "[ND]"
 POSITION_STOCK = "stock_lambert"
@@ -188,6 +190,14 @@ def place_rows(
         )
         where_value = where_value.where(~use, geo_value)
 
+    frame["code_qp_insee_2024"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+    frame["code_qp_insee_2015"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+    frame["qualite_xy"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+    if geo is not None and len(geo):
+        for generation, codes in insee_qpv_codes(g, warnings).items():
+            frame[schema.insee_qpv_column(generation)] = codes.where(use, pd.NA)
+        quality = g["qualite_xy"].astype("string").str.strip() if "qualite_xy" in g else frame["qualite_xy"]
+        frame["qualite_xy"] = quality.where(use & quality.notna() & (quality != ""), pd.NA)
     frame["x"], frame["y"], frame["epsg"] = x, y, epsg
     frame["longitude"], frame["latitude"] = lon, lat
     frame["source_position"] = pd.Series(source, index=frame.index, dtype="string")
@@ -225,6 +235,46 @@ def place_rows(
         for column, part in report[outside].groupby(where_column[outside], sort=False):
             _quarantine_rows(quarantines, part, str(column), where_value, reason[part.index])
     return frame[inside]
+
+
+_QPV_CODE = r"Q[NP][0-9A-Z]{6}"
+#: Code prefix of each QPV generation.
+_QPV_PREFIX = {"2024": "QN", "2015": "QP"}
+
+
+def insee_qpv_codes(geo: pd.DataFrame, warnings: list[str]) -> dict[str, pd.Series]:
+    """INSEE's QPV of each row of the geolocation file, for each generation.
+
+    ``plg_qp24`` and ``plg_qp15`` name their generation; ``plg_qp`` (edition of 2024) is the
+    current generation when the file also has ``plg_qp15``, the 2015 one in older files. Values:
+    a QPV code; :data:`~essmap.domain.schema.INSEE_OUTSIDE_QPV` for an empty value or a short
+    marker (INSEE's "not in a QPV"); <NA> where the file has no column for the generation. A
+    value that is none of those (or a code of the other generation) is kept as published and
+    counted in a warning: it will show as a disagreement.
+    """
+    def column(name: str) -> pd.Series:
+        return geo[name].astype("string") if name in geo else pd.Series(pd.NA, index=geo.index, dtype="string")
+
+    qp24, qp, qp15 = column("plg_qp24"), column("plg_qp"), column("plg_qp15")
+    raw = {
+        "2024": qp24.fillna(qp.where(qp15.notna())),
+        "2015": qp15.fillna(qp.where(qp15.isna() & qp24.isna())),
+    }
+    out: dict[str, pd.Series] = {}
+    for generation, values in raw.items():
+        text = values.str.strip().str.upper()
+        code = text.str.fullmatch(_QPV_CODE).fillna(False) & text.str.startswith(_QPV_PREFIX[generation]).fillna(False)
+        marker = text.str.fullmatch(r"[A-Z]{0,3}").fillna(False)
+        result = values.str.strip().where(~code, text).where(~marker, schema.INSEE_OUTSIDE_QPV)
+        odd = text.notna() & ~code & ~marker
+        if odd.any():
+            examples = ", ".join(f"« {printable(v, limit=20)} »" for v in values[odd].drop_duplicates().head(3))
+            warnings.append(
+                f"Géolocalisation : {int(odd.sum())} QPV {generation} attribué(s) par l'INSEE de forme inattendue "
+                f"({examples}) : gardés tels quels, ils compteront comme désaccords dans la concordance."
+            )
+        out[generation] = result.astype("string")
+    return out
 
 
 def without_not_diffused(values: pd.Series) -> pd.Series:

@@ -16,6 +16,8 @@ from essmap.io.readers.sirene.layouts import (
     CODE_WIDTH,
     ETABLISSEMENT_KEPT,
     GEOLOCALISATION_PROJECTED,
+    GEOLOCALISATION_QPV,
+    GEOLOCALISATION_QUALITY,
     GEOLOCALISATION_WGS84,
     UNITE_LEGALE_ATTRIBUTES,
 )
@@ -264,9 +266,15 @@ def load_etablissements(
 
 
 def load_geolocalisation(scanner: Scanner, inputs: Sequence[InputFile]) -> pd.DataFrame:
-    """Rows of the geolocation files for the establishments read, first occurrence per SIRET."""
+    """Rows of the geolocation files for the establishments read, first occurrence per SIRET.
+
+    INSEE's QPV and quality columns come too: "" where the file has the column but the row no
+    value, <NA> where the file lacks the column (so that "INSEE says none" and "INSEE did not
+    say" stay apart).
+    """
     con = scanner.con
-    columns = ("siret", *GEOLOCALISATION_PROJECTED, *GEOLOCALISATION_WGS84)
+    assignment = tuple(dict.fromkeys(c for names in GEOLOCALISATION_QPV.values() for c in names))
+    columns = ("siret", *GEOLOCALISATION_PROJECTED, *GEOLOCALISATION_WGS84, *assignment, *GEOLOCALISATION_QUALITY)
     con.execute(
         "CREATE TEMP TABLE geo (_file INTEGER, _k BIGINT, " + ", ".join(f"{ident(c)} VARCHAR" for c in columns) + ")"
     )
@@ -290,6 +298,9 @@ def load_geolocalisation(scanner: Scanner, inputs: Sequence[InputFile]) -> pd.Da
             frame.loc[mask, "_geo_line"] = frame.loc[mask, "_k"].to_numpy(dtype="int64") + 1
         else:
             frame.loc[mask, "_geo_line"] = physical_lines(frame.loc[mask, "_k"], rejected[index])
+        for column in (*assignment, *GEOLOCALISATION_QUALITY):
+            if column in inp.columns:
+                frame.loc[mask, column] = frame.loc[mask, column].fillna("")
     return frame.drop(columns=["_file", "_k"])
 
 
