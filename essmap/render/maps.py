@@ -28,7 +28,7 @@ from branca.element import Element, Figure, MacroElement
 from folium.plugins import MarkerCluster
 from folium.template import Template
 
-from essmap.domain.formatting import format_number
+from essmap.domain.formatting import format_number, location_label
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.present.basemaps import TILES
 from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_LABEL, Classification
@@ -263,6 +263,9 @@ def tiers_lieu_popup(points: pd.DataFrame) -> list[PopupLine]:
     lines: list[PopupLine] = [("b", "", _text(points["nom"]))]
     for prefix, column in (("Types : ", "types"), ("Labels ANCT : ", "labels"), ("", "adresse")):
         lines.append(("", prefix, _text(points[column]) if column in points else pd.Series("", index=points.index)))
+    if "precision_localisation" in points:
+        precision = points["precision_localisation"].astype(object)
+        lines.append(("i", "Localisation : ", pd.Series([location_label(p) for p in precision], index=points.index)))
     lines.append(("i", "", _synthetic_line(points)))
     return lines
 

@@ -145,7 +145,8 @@ def stock_rows(header: list[str]) -> list[list[str]]:
         values = dict.fromkeys(header, "")
         values.update({
             "siren": siret[:9], "nic": siret[9:], "siret": siret, "statutDiffusionEtablissement": "O",
-            "dateCreationEtablissement": "2015-01-01", "etablissementSiege": "false", "nombrePeriodesEtablissement": "1",
+            "dateCreationEtablissement": "2015-01-01", "etablissementSiege": "false",
+            "nombrePeriodesEtablissement": "1",
             "numeroVoieEtablissement": number, "typeVoieEtablissement": kind, "libelleVoieEtablissement": street,
             "codePostalEtablissement": postcode, "libelleCommuneEtablissement": "CARPENTRAS",
             "codeCommuneEtablissement": "84031", "dateDebut": "2015-01-01", "etatAdministratifEtablissement": state,
