@@ -301,8 +301,7 @@ def tiers_lieux_near_qpv_share(con: duckdb.DuckDBPyConnection, selection: Select
     distances are computed on demand (to the QPVs of any territory).
     """
     if radius_m <= schema.STORED_RADIUS_M:
-        found = queries.tiers_lieux_near_qpv(con, selection, radius_m=radius_m)
-        near, total, synthetic = int(found["n_near"]), int(found["n_total"]), bool(found["synthetic"])
+        near, total, synthetic = queries.tiers_lieux_near_qpv(con, selection, radius_m=radius_m)
     else:
         tiers_lieux = queries.read_points(con, "tiers_lieux", selection)
         tiers_lieux = tiers_lieux[precisely_located(tiers_lieux)].reset_index(drop=True)

@@ -269,10 +269,11 @@ def tiers_lieux_by_precision(con: duckdb.DuckDBPyConnection, selection: Selectio
     return {str(k): int(n) for k, n in rows}
 
 
-def tiers_lieux_near_qpv(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius_m: float) -> dict[str, object]:
+def tiers_lieux_near_qpv(con: duckdb.DuckDBPyConnection, selection: Selection, *,
+                         radius_m: float) -> tuple[int, int, bool]:
     """Tiers-lieux of the selection in or within ``radius_m`` (at most the stored radius) of a QPV of its
-    generation, from the stored pairs: ``{"n_near", "n_total", "synthetic"}``; places known by their
-    commune only are left out of both counts."""
+    generation, from the stored pairs: ``(near, total, any simulated)``; places known by their commune
+    only are left out of both counts."""
     if radius_m > schema.STORED_RADIUS_M:
         raise ValueError(f"radius {radius_m} beyond the stored pairs ({schema.STORED_RADIUS_M} m)")
     generation = generation_of(con, selection)
@@ -287,7 +288,7 @@ def tiers_lieux_near_qpv(con: duckdb.DuckDBPyConnection, selection: Selection, *
           AND coalesce(t.precision_localisation, '') <> ?""",
         [generation, float(radius_m), *where.params, schema.LOCATION_COMMUNE]).fetchone()
     total, near, synthetic = row if row else (0, 0, False)
-    return {"n_near": int(near), "n_total": int(total), "synthetic": bool(synthetic)}
+    return int(near), int(total), bool(synthetic)
 
 
 def read_qpv(con: duckdb.DuckDBPyConnection, codes: Sequence[str], *, display: bool = False) -> gpd.GeoDataFrame:

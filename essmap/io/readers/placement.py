@@ -303,10 +303,13 @@ def place_places(places: pd.DataFrame, files: PlacementFiles) -> PlacementResult
     con.execute("SET enable_progress_bar = false")
     try:
         con.register("places_in", table)
-        con.execute("CREATE TEMP TABLE places AS SELECT * FROM places_in")
+        con.execute("""CREATE TEMP TABLE places AS
+            SELECT idx, CAST(code_commune AS VARCHAR) AS code_commune, CAST(code_com AS VARCHAR) AS code_com,
+                   CAST(code_postal AS VARCHAR) AS code_postal, CAST(siren AS VARCHAR) AS siren FROM places_in""")
         con.register("parts_in", _parts_table(places))
         con.execute(f"""CREATE TEMP TABLE candidates AS
-            SELECT idx, rank, number, repetition, {street_key_sql('street')} AS street_key FROM parts_in""")
+            SELECT idx, rank, CAST(number AS INTEGER) AS number, CAST(repetition AS VARCHAR) AS repetition,
+                   {street_key_sql('CAST(street AS VARCHAR)')} AS street_key FROM parts_in""")
         con.execute("DELETE FROM candidates WHERE street_key = ''")
         if files.geolocalisation:
             _place_by_siret(con, files, result)

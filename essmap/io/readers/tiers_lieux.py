@@ -282,20 +282,20 @@ def read_tiers_lieux(
     if placement is not None:
         unplaced = (lat_text.isna() & lon_text.isna() & data["code_commune"].notna() & data["nom"].notna()).to_numpy()
         if unplaced.any():
-            found = place_places(data[unplaced], placement)
+            placed = place_places(data[unplaced], placement)
             rows_to_place = data.index[unplaced]
-            data.loc[rows_to_place, "longitude"] = found.longitude.to_numpy()
-            data.loc[rows_to_place, "latitude"] = found.latitude.to_numpy()
-            data.loc[rows_to_place, "precision_localisation"] = found.precision.to_numpy()
-            lat_text.loc[rows_to_place] = found.latitude.astype("string").to_numpy()
-            lon_text.loc[rows_to_place] = found.longitude.astype("string").to_numpy()
+            data.loc[rows_to_place, "longitude"] = placed.longitude.to_numpy()
+            data.loc[rows_to_place, "latitude"] = placed.latitude.to_numpy()
+            data.loc[rows_to_place, "precision_localisation"] = placed.precision.to_numpy()
+            lat_text.loc[rows_to_place] = placed.latitude.astype("string").to_numpy()
+            lon_text.loc[rows_to_place] = placed.longitude.astype("string").to_numpy()
             commune_only = (data["precision_localisation"] == LOCATION_COMMUNE).to_numpy()
             lat_text[commune_only] = pd.NA
             lon_text[commune_only] = pd.NA
-            warnings.extend(found.warnings)
+            warnings.extend(placed.warnings)
             warnings.append(
                 f"Fichier « {name} » : {int(unplaced.sum())} tiers-lieu(x) sans coordonnées placé(s) "
-                f"hors ligne ({describe_precisions(found.precision)}"
+                f"hors ligne ({describe_precisions(placed.precision)}"
                 + (f" ; fichiers : {', '.join(placement.names())}" if placement.names() else
                    " ; aucun fichier de géolocalisation SIRENE ni de la Base Adresse Nationale indiqué")
                 + "). Ceux placés à la commune seulement ont une localisation approximative : ils sont "

@@ -47,6 +47,9 @@ CENSUS = [
      "LE LUC", "", "", "", "", "essmap"],
     ["90002.0", "Fablab République (fictif)", "13055", "", "5 r. de la République", "13002.0",
      "MARSEILLE 2E ARRONDISSEMENT", "", "", "", "", "essmap"],
+    # hand-made: no address, no SIREN: known by its commune only
+    ["90003.0", "Tiers-lieu sans adresse (fictif)", "13001", "", "", "13100.0", "AIX EN PROVENCE", "", "", "",
+     "", "essmap"],
 ]
 
 BAN_HEADER = ["id", "id_fantoir", "numero", "rep", "nom_voie", "code_postal", "code_insee", "nom_commune",
