@@ -188,19 +188,42 @@ def ingest(
                                                    "communes / tiers-lieux, si le fichier ne le dit pas.")] = None,
     colonnes: Annotated[str | None, typer.Option(help="Correspondance des colonnes (tiers-lieux), ex. "
                                                  "nom=NOM,latitude=LAT.")] = None,
+    geoloc: Annotated[list[Path] | None, typer.Option(
+        "--geoloc", dir_okay=False,
+        help="Tiers-lieux sans coordonnées : fichier de géolocalisation SIRENE de l'INSEE "
+        "(GeolocalisationEtablissement_Sirene_pour_etudes_statistiques), pour les placer à l'établissement de "
+        "leur structure (SIREN) dans leur commune.")] = None,
+    ban: Annotated[list[Path] | None, typer.Option(
+        "--ban", dir_okay=False,
+        help="Tiers-lieux sans coordonnées : fichier adresses-<DEP>.csv.gz de la Base Adresse Nationale, pour "
+        "les placer à leur adresse (répétez l'option pour plusieurs départements).")] = None,
+    etablissements_sirene: Annotated[list[Path] | None, typer.Option(
+        "--etablissements-sirene", dir_okay=False,
+        help="Avec --geoloc (facultatif) : fichier StockEtablissement, pour ne garder que les établissements "
+        "actifs et choisir d'après l'adresse quand la structure en a plusieurs dans la commune.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Charger des fichiers officiels dans la base (la base précédente reste intacte en cas d'erreur)."""
+    """Charger des fichiers officiels dans la base (la base précédente reste intacte en cas d'erreur).
+
+    Tiers-lieux sans coordonnées (recensement France Tiers-Lieux) : placés hors ligne avec --geoloc et
+    --ban ; ceux qui ne peuvent l'être qu'à leur commune sont montrés (localisation approximative) mais
+    laissés hors des calculs de rayon.
+    """
+    from essmap.io.readers.placement import PlacementFiles
     from essmap.io.readers.tiers_lieux import parse_column_mapping
     from essmap.store.ingest import ingest_files
 
     settings = _settings(db)
     with _safe_errors(store_path=settings.db_path):
         columns = parse_column_mapping(colonnes) if colonnes else None
+        placement = PlacementFiles.of(geolocalisation=geoloc, ban=ban, etablissements=etablissements_sirene)
+        if placement.etablissements and not placement.geolocalisation:
+            raise EssmapError("--etablissements-sirene ne sert qu'avec --geoloc (fichier de géolocalisation SIRENE).")
         deps = _ingest_departements(departements, source, settings.db_path)
         with _progress_bar() as progress:
             report = ingest_files(settings.db_path, source, files, settings=settings, departements=deps,
-                                  generation=generation, columns=columns, progress=progress, notify=_notice)
+                                  generation=generation, columns=columns, placement=placement, progress=progress,
+                                  notify=_notice)
         _print_loaded(report)
 
 
@@ -375,25 +398,36 @@ def query_qpv_radius(
     radius: Annotated[float, typer.Option("--radius", min=0, max=50_000, help="Rayon en mètres (distance au polygone du QPV, 0 à l'intérieur).")] = 1000.0,
     departement: DepartementOption = None,
     generation: Annotated[str | None, typer.Option(help="Génération des QPV (défaut : la plus récente chargée).")] = None,
+    france: Annotated[bool, typer.Option("--france", help="Toute la base, sans restriction de département, avec "
+                                         "les deux parts publiées par France Tiers-Lieux et l'ANCT (31 % des "
+                                         "tiers-lieux à moins d'1 km d'un QPV, 36 % des QPV avec un tiers-lieu à "
+                                         "moins d'1 km) pour comparaison.")] = False,
     fmt: FormatOption = "csv",
     out: OutOption = None,
     separateur: SeparatorOption = ",",
     force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
-    """Pour chaque QPV : tiers-lieux à moins de RADIUS mètres, le plus proche et sa distance."""
+    """Pour chaque QPV : tiers-lieux à moins de RADIUS mètres, le plus proche et sa distance.
+
+    Les tiers-lieux placés à leur commune seulement (localisation approximative) sont laissés hors du calcul.
+    """
     from essmap import store
-    from essmap.analysis.proximity import coverage_share, qpv_coverage
+    from essmap.analysis.proximity import approximate_tiers_lieux, coverage_share, qpv_coverage
     from essmap.domain.formatting import format_number, format_percent
 
     settings = _settings(db)
     deps = _parse_departements(departement)
     with _user_errors():
+        if france and deps:
+            raise EssmapError("--france et --departement s'excluent : --france porte sur toute la base.")
         con = store.connect(settings.db_path)
         try:
             _check_departements(con, deps)
             selection = _selection(departements=deps, qpv_generation=generation)
             result = qpv_coverage(con, selection, radius_m=radius, geometry="exact")
+            approximate = approximate_tiers_lieux(con, selection)
+            shares = _france_shares(con, selection, radius) if france else None
         finally:
             con.close()
         covered = int(result["covered"].sum())
@@ -402,9 +436,46 @@ def query_qpv_radius(
             f"{len(result)} ({format_percent(coverage_share(result))}) ; zones blanches : {len(result) - covered}.",
             highlight=False,
         )
+        if approximate:
+            err_console.print(
+                f"{format_number(approximate)} tiers-lieu(x) placé(s) à leur commune seulement (localisation "
+                "approximative) laissé(s) hors du calcul : une distance à partir du centre de la commune serait "
+                "inventée.", highlight=False, markup=False,
+            )
+        if shares is not None:
+            for line in shares(result):
+                console.print(line, highlight=False, markup=False)
         _synthetic_note(bool(result["is_synthetic_involved"].any()))
         _write_query_result(result, f"qpv_tiers_lieux_{int(radius)}m", _territory_label(deps), fmt, out, separateur,
                             force=force, db=settings.db_path)
+
+
+def _france_shares(con, selection, radius: float):
+    """The two France-wide shares of France Tiers-Lieux / ANCT, computed on the store, with the
+    published figures: a function of the QPV result giving the lines to print."""
+    from essmap.analysis.proximity import coverage_share, tiers_lieux_near_qpv_share
+    from essmap.analysis.references import REFERENCES_BY_KEY
+    from essmap.domain.formatting import format_number, format_percent
+
+    share, near, total, _synthetic = tiers_lieux_near_qpv_share(con, selection, radius_m=radius)
+    published_tl = REFERENCES_BY_KEY["tiers_lieux_part_en_qpv_1km"]
+    published_qpv = REFERENCES_BY_KEY["qpv_part_avec_tiers_lieu_1km"]
+
+    def lines(result) -> list[str]:
+        covered = int(result["covered"].sum())
+        out = [
+            f"Tiers-lieux dans un QPV ou à moins de {format_number(radius)} m : {format_percent(share)} "
+            f"({format_number(near)} sur {format_number(total)} localisés précisément) ; publié : "
+            f"{format_percent(published_tl.value)} ({published_tl.source_fr}).",
+            f"QPV ayant un tiers-lieu à moins de {format_number(radius)} m : {format_percent(coverage_share(result))} "
+            f"({format_number(covered)} sur {format_number(len(result))}) ; publié : "
+            f"{format_percent(published_qpv.value)} ({published_qpv.source_fr}).",
+        ]
+        if radius != 1000:
+            out.append("Les parts publiées portent sur un rayon de 1 000 m : relancez avec --radius 1000 pour comparer.")
+        return out
+
+    return lines
 
 
 def _selection(**fields):

@@ -132,7 +132,9 @@ def test_fiche_of_a_qpv_and_of_unknown_codes(communes_view, demo_con):
 def test_tables_use_french_columns_and_label_simulated_rows(communes_view, demo_con):
     radius = viewdata.qpv_tiers_lieux_table(communes_view)
     assert list(radius.columns) == ["QPV", "Code QPV", "Commune", "Tiers-lieux dans le rayon",
-                                    "Tiers-lieu le plus proche", "Distance (m)", "Données simulées"]
+                                    "Tiers-lieu le plus proche", "Distance (m)", "Localisation du plus proche",
+                                    "Données simulées"]
+    assert set(radius["Localisation du plus proche"].dropna()) == {"coordonnées fournies"}
     assert len(radius) == len(communes_view.qpv)
     assert radius["Tiers-lieux dans le rayon"].sum() == communes_view.qpv["n_tiers_lieux"].sum()
     near = viewdata.qpv_establishments_table(viewdata.establishments_around(demo_con, communes_view))

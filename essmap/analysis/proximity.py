@@ -6,6 +6,10 @@ Distances are measured by :mod:`essmap.geo` in the metric CRS of each territory
 (EPSG:2154 in metropolitan France and Corsica, UTM-based CRSs overseas). Radius 0 means
 "inside the QPV or on its boundary".
 
+Tiers-lieux positioned at their commune only (``precision_localisation`` = "commune seulement",
+see :mod:`essmap.io.readers.placement`) never enter a radius computation: a distance from a
+commune's centre would be invented. They are counted apart (:func:`approximate_tiers_lieux`).
+
 All functions are pure: GeoDataFrames in EPSG:4326 in, frames out, inputs left untouched.
 """
 
@@ -45,6 +49,16 @@ _WGS84_CRS = CRS.from_epsg(WGS84_EPSG)
 
 STATUS_INSIDE = "dans un QPV"
 STATUS_FAR = "plus loin"
+#: Status of a tiers-lieu positioned at its commune only: no distance is computed.
+STATUS_APPROXIMATE = schema.APPROXIMATE_LOCATION_FR
+
+
+def precisely_located(tiers_lieux: pd.DataFrame) -> np.ndarray:
+    """Rows that radius queries may use: all but those positioned at their commune only."""
+    if "precision_localisation" not in tiers_lieux.columns:
+        return np.ones(len(tiers_lieux), dtype=bool)
+    precision = tiers_lieux["precision_localisation"].astype("string")
+    return (precision != schema.LOCATION_COMMUNE).fillna(True).to_numpy(dtype=bool)
 
 
 def status_near(radius_m: float) -> str:
@@ -130,7 +144,8 @@ def qpv_points_within(
         Aligned on ``qpv.index``, EPSG:4326, columns ``code_qp``, ``lib_qp``, ``insee_com``,
         ``lib_com``, ``count_column`` (points within the radius), ``nearest_id`` and
         ``nearest_nom`` (of the nearest point, even beyond the radius; <NA> when the
-        territory has none), ``nearest_distance_m``, ``covered`` (count > 0),
+        territory has none), ``nearest_distance_m``, ``nearest_localisation`` (when the points
+        have ``precision_localisation``), ``covered`` (count > 0),
         ``is_synthetic_involved`` (a counted point, or the nearest one, is simulated),
         ``radius_m`` and the QPV geometry.
     """
@@ -156,6 +171,8 @@ def qpv_points_within(
         "nearest_id": take_or_na(points[id_column], near_pos),
         "nearest_nom": _take_string(points[name_column], near_pos),
         "nearest_distance_m": pd.array(found.nearest_distance_m, dtype="Float64"),
+        **({"nearest_localisation": _take_string(points["precision_localisation"], near_pos)}
+           if "precision_localisation" in points.columns else {}),
         "covered": counts > 0,
         "is_synthetic_involved": involved,
         "radius_m": float(radius_m),
@@ -177,11 +194,16 @@ def qpv_tiers_lieux(
     ``coverage_share(qpv_tiers_lieux(qpv, tiers_lieux, radius_m=1000))``. Without any
     tiers-lieu every QPV is uncovered with nearest <NA>; without QPV the result is empty with
     the same columns. See :func:`qpv_points_within` for the columns (count: ``n_tiers_lieux``).
+    Tiers-lieux positioned at their commune only are left out; ``result.attrs["n_commune_seulement"]``
+    says how many.
     """
-    return qpv_points_within(
-        qpv, tiers_lieux, radius_m=radius_m, id_column="id_tiers_lieu",
-        name_column="nom", count_column="n_tiers_lieux",
+    precise = precisely_located(tiers_lieux)
+    result = qpv_points_within(
+        qpv, tiers_lieux if precise.all() else tiers_lieux[precise], radius_m=radius_m,
+        id_column="id_tiers_lieu", name_column="nom", count_column="n_tiers_lieux",
     )
+    result.attrs["n_commune_seulement"] = int((~precise).sum())
+    return result
 
 
 def qpv_establishments(
@@ -213,21 +235,22 @@ def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius
     one (exports). Same columns as :func:`qpv_points_within` (count: ``n_tiers_lieux``).
     """
     reachable = selection.without_territory()
+    columns = ["id_tiers_lieu", "nom", "territoire", "is_synthetic", "precision_localisation"]
     if radius_m > schema.STORED_RADIUS_M:
         codes = queries.qpv_coverage(con, selection, radius_m=0.0)["code_qp"].astype(str).tolist()
-        tiers_lieux = queries.read_points(con, "tiers_lieux", reachable, territory=False)
+        tiers_lieux = queries.read_points(con, "tiers_lieux", reachable, territory=False, columns=columns)
         result = qpv_tiers_lieux(queries.read_qpv(con, codes), tiers_lieux, radius_m=radius_m)
         return result if geometry == "exact" else _with_geometry(con, result, display=True)
     found = queries.qpv_coverage(con, selection, radius_m=radius_m)
     far = found["nearest_id"].isna().to_numpy()
     if far.any():
-        tiers_lieux = queries.read_points(con, "tiers_lieux", reachable, territory=False,
-                                          columns=["id_tiers_lieu", "nom", "territoire", "is_synthetic"])
+        tiers_lieux = queries.read_points(con, "tiers_lieux", reachable, territory=False, columns=columns)
+        tiers_lieux = tiers_lieux[precisely_located(tiers_lieux)]
         if not tiers_lieux.empty:
             exact = queries.read_qpv(con, found.loc[far, "code_qp"].astype(str).tolist())
             nearest_far = qpv_tiers_lieux(exact, tiers_lieux, radius_m=0.0).set_index("code_qp")
             codes = found.loc[far, "code_qp"].astype(str)
-            for column in ("nearest_id", "nearest_nom", "nearest_distance_m"):
+            for column in ("nearest_id", "nearest_nom", "nearest_distance_m", "nearest_localisation"):
                 found.loc[far, column] = nearest_far[column].reindex(codes).to_numpy()
             involved = nearest_far["is_synthetic_involved"].reindex(codes).fillna(False).to_numpy(dtype=bool)
             already = found.loc[far, "is_synthetic_involved"].to_numpy(dtype=bool)
@@ -264,6 +287,33 @@ def establishments_around_qpv(con: duckdb.DuckDBPyConnection, selection: Selecti
     return qpv_establishments(qpv, points, radius_m=radius_m)
 
 
+def approximate_tiers_lieux(con: duckdb.DuckDBPyConnection, selection: Selection) -> int:
+    """Tiers-lieux of the selection positioned at their commune only: shown, left out of radius queries."""
+    return queries.tiers_lieux_by_precision(con, selection).get(schema.LOCATION_COMMUNE, 0)
+
+
+def tiers_lieux_near_qpv_share(con: duckdb.DuckDBPyConnection, selection: Selection, *,
+                               radius_m: float = 1000.0) -> tuple[float, int, int, bool]:
+    """Share of the selection's tiers-lieux in or within ``radius_m`` of a QPV ("31 % des tiers-lieux"),
+    with the counts behind it and whether simulated rows are involved: ``(share, near, total, synthetic)``.
+
+    Tiers-lieux positioned at their commune only are in neither count. Beyond the stored radius the
+    distances are computed on demand (to the QPVs of any territory).
+    """
+    if radius_m <= schema.STORED_RADIUS_M:
+        near, total, synthetic = queries.tiers_lieux_near_qpv(con, selection, radius_m=radius_m)
+    else:
+        tiers_lieux = queries.read_points(con, "tiers_lieux", selection)
+        tiers_lieux = tiers_lieux[precisely_located(tiers_lieux)].reset_index(drop=True)
+        codes = queries.qpv_coverage(con, selection.without_territory(), radius_m=0.0)["code_qp"]
+        qpv = queries.read_qpv(con, codes.astype(str).tolist())
+        status = tiers_lieux_qpv_status(tiers_lieux, qpv, radius_m=radius_m)
+        distance = pd.to_numeric(status["distance_m"], errors="coerce")
+        near, total = int((distance <= radius_m).sum()), len(tiers_lieux)
+        synthetic = bool(_synthetic_flags(tiers_lieux).any())
+    return (near / total if total else float("nan")), near, total, synthetic
+
+
 def white_zones(result: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """The QPVs of a :func:`qpv_points_within` result with nothing within the radius."""
     return result[~result["covered"].to_numpy(dtype=bool)]
@@ -285,17 +335,23 @@ def tiers_lieux_qpv_status(
     -------
     pandas.DataFrame
         Aligned on ``tiers_lieux.index``: ``status`` (:data:`STATUS_INSIDE`,
-        :func:`status_near`, :data:`STATUS_FAR`), ``nearest_qpv`` (code, <NA> when the
-        territory has no QPV), ``nearest_qpv_nom`` and ``distance_m`` (0 inside).
+        :func:`status_near`, :data:`STATUS_FAR`; :data:`STATUS_APPROXIMATE` for a tiers-lieu
+        positioned at its commune only, whose other columns are <NA>), ``nearest_qpv`` (code, <NA>
+        when the territory has no QPV), ``nearest_qpv_nom`` and ``distance_m`` (0 inside).
     """
     require_wgs84(tiers_lieux, "tiers_lieux")
     found = nearest(tiers_lieux, qpv, "code_qp")
+    approximate = ~precisely_located(tiers_lieux)
+    if approximate.any():
+        found = found.copy()
+        found.loc[approximate, ["nearest_index", "code_qp", "distance_m"]] = pd.NA
     distance = found["distance_m"].to_numpy(dtype=float, na_value=np.nan)
     status = np.where(
         distance == 0,
         STATUS_INSIDE,
         np.where(distance <= float(radius_m), status_near(radius_m), STATUS_FAR),
     )
+    status = np.where(approximate, STATUS_APPROXIMATE, status)
     has = found["nearest_index"].notna().to_numpy()
     q_pos = np.full(len(tiers_lieux), -1, dtype=np.int64)
     q_pos[has] = _positions(qpv.index, found["nearest_index"][has], "qpv")

@@ -114,6 +114,12 @@ REFERENCE_FIGURES: tuple[ReferenceFigure, ...] = (
         0.766, "%", "établissement employeur", "France", _SRC_QPV_STUDY,
     ),
     ReferenceFigure(
+        "tiers_lieux_part_en_qpv_1km",
+        "Part des tiers-lieux situés dans un QPV ou à moins d'1 km", 0.31, "%", "tiers-lieu",
+        "France", "ANCT / France Tiers-Lieux (publication sur les tiers-lieux et les QPV)",
+        "Comparable seulement avec un rayon de 1 000 m.",
+    ),
+    ReferenceFigure(
         "qpv_part_avec_tiers_lieu_1km",
         "Part des QPV ayant un tiers-lieu au sein du quartier ou à moins d'1 km", 0.36, "%", "QPV",
         "QPV de France", "ANCT / France Tiers-Lieux (publication sur les tiers-lieux et les QPV)",

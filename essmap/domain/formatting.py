@@ -26,3 +26,15 @@ def format_percent(share: float | None, decimals: int = 1) -> str:
 def format_date(value: date | datetime) -> str:
     """``date(2026, 11, 25)`` -> ``"25/11/2026"``."""
     return value.strftime("%d/%m/%Y")
+
+
+def location_label(precision: object) -> str:
+    """How a tiers-lieu was positioned, as tables and popups say it: the precision itself, and
+    "commune seulement (localisation approximative)" for a place left out of radius queries."""
+    from essmap.domain.schema import APPROXIMATE_LOCATION_FR, LOCATION_COMMUNE, LOCATION_PROVIDED
+
+    if not isinstance(precision, str) or not precision:
+        return LOCATION_PROVIDED
+    if precision == LOCATION_COMMUNE:
+        return f"{LOCATION_COMMUNE} ({APPROXIMATE_LOCATION_FR})"
+    return precision

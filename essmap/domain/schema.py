@@ -104,12 +104,31 @@ TIERS_LIEUX: dict[str, str] = {
     "fabrique_territoire": "BOOLEAN",
     "manufacture_proximite": "BOOLEAN",
     "site_web": "VARCHAR",
+    "precision_localisation": "VARCHAR",  # how the place was positioned: one of LOCATION_PRECISIONS
     "territoire": "VARCHAR",
     "epsg_metrique": "INTEGER",
     "longitude": "DOUBLE",
     "latitude": "DOUBLE",
     "is_synthetic": "BOOLEAN",
 }
+
+# --- How a tiers-lieu was positioned (``precision_localisation``), best first --------------------
+
+#: The list gave latitude and longitude.
+LOCATION_PROVIDED = "coordonnées fournies"
+#: The structure's establishment in the same commune, positioned by INSEE's geolocation file.
+LOCATION_SIRET = "SIRET géolocalisé INSEE"
+#: The address's house number found on its street in the Base Adresse Nationale.
+LOCATION_BAN_NUMBER = "adresse BAN (numéro)"
+#: The street found in the Base Adresse Nationale, not the number: the middle of its numbers.
+LOCATION_BAN_STREET = "adresse BAN (voie)"
+#: Only the commune is known: the point is the commune's centre. Never used in radius queries.
+LOCATION_COMMUNE = "commune seulement"
+LOCATION_PRECISIONS: tuple[str, ...] = (
+    LOCATION_PROVIDED, LOCATION_SIRET, LOCATION_BAN_NUMBER, LOCATION_BAN_STREET, LOCATION_COMMUNE,
+)
+#: What maps and tables say of a place positioned at its commune only.
+APPROXIMATE_LOCATION_FR = "localisation approximative"
 
 #: Layers that carry a geometry column (all but EPCI/départements/régions attributes-only views).
 LAYERS: dict[str, dict[str, str]] = {

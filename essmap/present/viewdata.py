@@ -33,7 +33,7 @@ from essmap.analysis.indicators import (
     indicators_by_level,
 )
 from essmap.analysis.proximity import establishments_around_qpv, qpv_coverage
-from essmap.domain.formatting import format_number, format_percent
+from essmap.domain.formatting import format_number, format_percent, location_label
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.domain.selection import Selection
 from essmap.present.classify import Classification, classify
@@ -323,7 +323,8 @@ def radius_table(result: pd.DataFrame, *, count_label: str, nearest_label: str) 
     """A :func:`~essmap.analysis.proximity.qpv_points_within` result as the radius tab shows it.
 
     Columns "QPV", "Code QPV", "Commune", ``count_label``, ``nearest_label``, "Distance (m)",
-    and "Données simulées" (oui/non) when a simulated point is involved.
+    "Localisation du plus proche" (how it was positioned, for tiers-lieux), and "Données simulées"
+    (oui/non) when a simulated point is involved.
     """
     count_column = next(c for c in ("n_tiers_lieux", "n_etablissements") if c in result.columns)
     table = pd.DataFrame({
@@ -334,6 +335,8 @@ def radius_table(result: pd.DataFrame, *, count_label: str, nearest_label: str) 
         nearest_label: result["nearest_nom"].astype("string").to_numpy(),
         "Distance (m)": pd.to_numeric(result["nearest_distance_m"], errors="coerce").round().astype("Int64").to_numpy(),
     })
+    if "nearest_localisation" in result.columns:
+        table["Localisation du plus proche"] = result["nearest_localisation"].astype("string").to_numpy()
     if _any_flag(result, "is_synthetic_involved"):
         table["Données simulées"] = np.where(result["is_synthetic_involved"].fillna(False).to_numpy(dtype=bool),
                                              "oui", "non")
@@ -369,12 +372,15 @@ def establishments_table(points: pd.DataFrame) -> pd.DataFrame:
 
 def tiers_lieux_table(points: pd.DataFrame) -> pd.DataFrame:
     """Tiers-lieux with French column names (lists and exports)."""
+    precision = points["precision_localisation"] if "precision_localisation" in points \
+        else pd.Series(pd.NA, index=points.index, dtype="object")
     return pd.DataFrame({
         "Nom": points["nom"].astype("string").to_numpy(),
         "Types": points["types"].astype("string").to_numpy(),
         "Labels ANCT": points["labels"].astype("string").to_numpy(),
         "Adresse": points["adresse"].astype("string").to_numpy(),
         "Commune": points["commune"].astype("string").to_numpy(),
+        "Localisation": pd.array([location_label(p) for p in precision], dtype="string"),
         "Données simulées": _yes_no(points, "is_synthetic"),
     }, index=points.index)
 

@@ -31,7 +31,7 @@ from folium.map import Layer
 from folium.plugins import MarkerCluster
 from folium.template import Template
 
-from essmap.domain.formatting import format_number
+from essmap.domain.formatting import format_number, location_label
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.present.basemaps import TILES
 from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_LABEL, Classification
@@ -261,6 +261,10 @@ def tiers_lieu_popup(points: pd.DataFrame) -> list[PopupLine]:
     for prefix, column in (("Types : ", "types"), ("Labels ANCT : ", "labels"), ("", "adresse")):
         values = _text(points[column]) if column in points else pa.array([""] * len(points), pa.string())
         lines.append(("", prefix, values))
+    if "precision_localisation" in points:
+        precision = _text(points["precision_localisation"])
+        labels = {p: location_label(p) for p in precision.unique().to_pylist()}
+        lines.append(("i", "Localisation : ", _labelled(precision, labels)))
     lines.append(("i", "", _synthetic_line(points)))
     return lines
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import duckdb
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import shapely
 
 from essmap import store
 from essmap.domain import schema
@@ -38,6 +40,7 @@ from essmap.io.readers.communes import (
     read_admin_names,
     read_communes,
 )
+from essmap.io.readers.placement import PlacementFiles
 from essmap.io.readers.qpv import read_qpv
 from essmap.io.readers.sirene import read_sirene
 from essmap.io.readers.tiers_lieux import read_tiers_lieux
@@ -77,7 +80,7 @@ def no_progress(_label: str, _fraction: float) -> None:
 
 def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings: Settings,
                  departements: Sequence[str] | None = None, generation: str | None = None,
-                 columns: dict[str, str] | None = None,
+                 columns: dict[str, str] | None = None, placement: PlacementFiles | None = None,
                  progress: Progress | None = None, notify: Callable[[str], None] | None = None) -> LoadReport:
     """Load official files of one source into an existing store, atomically.
 
@@ -87,6 +90,10 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
     synthetic ones of the départements covered). ``generation`` is the QPV generation, or the
     millésime of communes and tiers-lieux, when the files do not say. ``notify`` receives the
     French notices of the write (waiting for another writer, clean-up of a killed one).
+
+    Tiers-lieux listed without coordinates are positioned with ``placement`` (INSEE's SIRENE
+    geolocation file, Base Adresse Nationale files; see :mod:`essmap.io.readers.placement`), else
+    kept at the centre of their commune (``commune seulement``, left out of radius queries).
 
     Nothing is written when a file is refused: unknown département, missing file or folder, a
     damaged file, or a file of which no row is usable (all quarantined, or none in scope).
@@ -99,7 +106,11 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
     files = [Path(f) for f in files]
     if not files:
         raise EssmapError("Aucun fichier indiqué. Solution : donnez le ou les fichiers à charger après la source.")
-    for f in files:
+    placement = placement or PlacementFiles()
+    if source != "tiers-lieux" and placement.names():
+        raise EssmapError("Les fichiers de géolocalisation SIRENE et de la Base Adresse Nationale servent à placer "
+                          "les tiers-lieux : indiquez-les avec la source tiers-lieux.")
+    for f in [*files, *placement.geolocalisation, *placement.ban, *placement.etablissements]:
         check_is_file(f)
     db_path = Path(db_path)
     if not db_path.exists():
@@ -111,7 +122,8 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
 
     progress(f"Lecture {source}", 0.1)
     try:
-        reads = _read_files(source, files, deps=deps, generation=generation, columns=columns, progress=progress)
+        reads = _read_files(source, files, deps=deps, generation=generation, columns=columns, placement=placement,
+                            progress=progress)
     except OSError as exc:  # a file that exists but cannot be read (rights, I/O error, gone meanwhile)
         path = Path(exc.filename) if getattr(exc, "filename", None) else files[0]
         raise unreadable_file_error(path, exc) from exc
@@ -140,7 +152,7 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
 
 
 def _read_files(source: str, files: list[Path], *, deps: list[str] | None, generation: str | None,
-                columns: dict[str, str] | None, progress: Progress) -> list[SourceRead]:
+                columns: dict[str, str] | None, placement: PlacementFiles, progress: Progress) -> list[SourceRead]:
     if source == "qpv":
         return [read_qpv(f, generation=generation, departements=deps) for f in files]
     if source == "communes":
@@ -150,7 +162,8 @@ def _read_files(source: str, files: list[Path], *, deps: list[str] | None, gener
         return [read_sirene(roles["unites_legales"], roles["etablissements"],
                             geolocalisation=roles.get("geolocalisation") or None, departements=deps,
                             progress=lambda label, frac: progress(label, 0.1 + 0.6 * frac))]
-    return [read_tiers_lieux(f, columns=columns, departements=deps, millesime=generation) for f in files]
+    return [read_tiers_lieux(f, columns=columns, departements=deps, millesime=generation, placement=placement)
+            for f in files]
 
 
 def check_usable(read: SourceRead, departements: Sequence[str] | None) -> None:
@@ -379,8 +392,9 @@ def write_tiers_lieux(con: duckdb.DuckDBPyConnection, read: SourceRead, communes
 
     Places listed without a commune code are located in a commune first; with
     ``keep_departements``, places that fall outside them are out of scope (not counted as read).
+    Places known by their commune only (``commune seulement``) are put at its centre.
     """
-    frame = assign_communes(read.frame, communes)
+    frame = at_commune_centres(assign_communes(read.frame, communes), communes)
     if keep_departements:
         inside = frame["code_departement"].isin(list(keep_departements)).fillna(False).to_numpy(dtype=bool)
         read.meta.rows_read -= int((~inside).sum())
@@ -417,6 +431,40 @@ def finish_write(con: duckdb.DuckDBPyConnection, *, changed: Sequence[str]) -> l
     """
     joins.refresh(con, changed=changed)
     return store.refresh_sources(con)
+def commune_centres(communes: gpd.GeoDataFrame) -> gpd.GeoSeries:
+    """A point for each commune (indexed by ``code_insee``): its centroid, or a point inside it when
+    the centroid falls outside (crescent-shaped communes)."""
+    shapes = communes[communes.geometry.notna().to_numpy() & ~communes.geometry.is_empty.to_numpy()]
+    shapes = shapes.drop_duplicates("code_insee")
+    geoms = shapes.geometry.to_numpy()
+    centroid = shapely.centroid(geoms)
+    inside = shapely.contains(geoms, centroid)
+    points = np.where(inside, centroid, shapely.point_on_surface(geoms))
+    return gpd.GeoSeries(points, index=pd.Index(shapes["code_insee"].astype(str), name="code_insee"), crs=4326)
+
+
+def at_commune_centres(points: gpd.GeoDataFrame, communes: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Give the places known by their commune only (``commune seulement``) the commune's centre
+    (:func:`commune_centres`); those whose commune the store does not hold stay without a point."""
+    waiting = ((points["precision_localisation"] == schema.LOCATION_COMMUNE).fillna(False)
+               & points["longitude"].isna()).to_numpy(dtype=bool)
+    if not waiting.any() or communes.empty:
+        return points
+    centres = commune_centres(communes)
+    found = centres.reindex(points.loc[waiting, "code_commune"].astype(str).to_numpy())
+    has = found.notna().to_numpy() & ~found.is_empty.to_numpy() if len(found) else np.zeros(0, bool)
+    rows = np.flatnonzero(waiting)[has]
+    if len(rows) == 0:
+        return points
+    points = points.copy()
+    lon, lat = shapely.get_x(found.to_numpy()[has]), shapely.get_y(found.to_numpy()[has])
+    points.iloc[rows, points.columns.get_loc("longitude")] = lon
+    points.iloc[rows, points.columns.get_loc("latitude")] = lat
+    geometry = points.geometry.to_numpy().copy()
+    geometry[rows] = shapely.points(lon, lat)
+    return points.set_geometry(gpd.GeoSeries(geometry, index=points.index, crs=4326))
+
+
 def assign_communes(points: gpd.GeoDataFrame, communes: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Fill ``code_commune``/``code_departement`` of points listed without them (point in polygon).
 

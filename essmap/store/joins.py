@@ -9,7 +9,8 @@ with the layers, in the same transaction as the write (nothing in the store is e
   the QPV holding the point for each loaded generation (``code_qp_2024``, ``code_qp_2015``);
 - ``qpv_communes``: the communes each QPV lies in (``insee_com``, rolled up);
 - ``qpv_tiers_lieux``: QPV x tiers-lieux pairs within :data:`~essmap.domain.schema.STORED_RADIUS_M`
-  with their geodesic distance, so that coverage at any radius the dashboard offers, with any
+  with their geodesic distance (tiers-lieux placed at their commune only are left out), so that
+  coverage at any radius the dashboard offers, with any
   tiers-lieu filter, is a SQL aggregate;
 - ``display_geometry``: boundaries simplified for display (when communes or QPVs changed);
 - ``concordance``: establishments whose QPV differs from the one INSEE assigned
@@ -151,8 +152,10 @@ def _locate_in_qpv(con: duckdb.DuckDBPyConnection, table: str, generation: str) 
 
 def refresh_qpv_tiers_lieux(con: duckdb.DuckDBPyConnection) -> None:
     delete_rows(con, "qpv_tiers_lieux")
-    tiers_lieux = read_layer(con, "tiers_lieux", columns=["id_tiers_lieu", "territoire"])
-    tiers_lieux = tiers_lieux[tiers_lieux.geometry.notna().to_numpy()].reset_index(drop=True)
+    tiers_lieux = read_layer(con, "tiers_lieux", columns=["id_tiers_lieu", "territoire", "precision_localisation"])
+    # a place known by its commune only would invent distances: never paired
+    precise = (tiers_lieux["precision_localisation"] != schema.LOCATION_COMMUNE).fillna(True).to_numpy(dtype=bool)
+    tiers_lieux = tiers_lieux[tiers_lieux.geometry.notna().to_numpy() & precise].reset_index(drop=True)
     qpv = read_layer(con, "qpv", columns=["code_qp", "generation", "territoire"])
     if tiers_lieux.empty or qpv.empty:
         return

@@ -237,14 +237,17 @@ def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius
 
     Columns ``code_qp``, ``lib_qp``, ``insee_com``, ``lib_com``, ``n_tiers_lieux``, ``nearest_id``,
     ``nearest_nom``, ``nearest_distance_m`` (<NA> when no tiers-lieu lies within
-    :data:`~essmap.domain.schema.STORED_RADIUS_M`), ``covered``, ``is_synthetic_involved``, sorted by code.
+    :data:`~essmap.domain.schema.STORED_RADIUS_M`), ``nearest_localisation`` (how the nearest one was
+    positioned), ``covered``, ``is_synthetic_involved``, sorted by code. Tiers-lieux known by their
+    commune only are not in the stored pairs: they never count.
     """
     generation = generation_of(con, selection)
     sq = filters.qpv(selection, generation)
     reach = filters.points(selection.without_territory(), "tiers_lieux", generation, alias="t")
     sql = f"""
     WITH p AS (
-        SELECT p.code_qp, p.distance_m, t.id_tiers_lieu, t.nom, coalesce(t.is_synthetic, FALSE) AS synthetic
+        SELECT p.code_qp, p.distance_m, t.id_tiers_lieu, t.nom, t.precision_localisation,
+               coalesce(t.is_synthetic, FALSE) AS synthetic
         FROM qpv_tiers_lieux p JOIN tiers_lieux t ON t.id_tiers_lieu = p.id_tiers_lieu
         WHERE p.generation = ? AND {reach.sql})
     SELECT q.code_qp, q.lib_qp, q.insee_com, q.lib_com,
@@ -252,6 +255,7 @@ def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius
            arg_min(p.id_tiers_lieu, (p.distance_m, p.id_tiers_lieu)) AS nearest_id,
            arg_min(p.nom, (p.distance_m, p.id_tiers_lieu)) AS nearest_nom,
            min(p.distance_m) AS nearest_distance_m,
+           arg_min(p.precision_localisation, (p.distance_m, p.id_tiers_lieu)) AS nearest_localisation,
            count(p.code_qp) FILTER (WHERE p.distance_m <= ?) > 0 AS covered,
            coalesce(bool_or(p.synthetic) FILTER (WHERE p.distance_m <= ?), FALSE)
              OR coalesce(arg_min(p.synthetic, (p.distance_m, p.id_tiers_lieu)), FALSE) AS is_synthetic_involved
@@ -260,6 +264,38 @@ def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius
     GROUP BY q.code_qp, q.lib_qp, q.insee_com, q.lib_com ORDER BY q.code_qp"""
     r = float(radius_m)
     return arrow_frame(con.execute(sql, [generation, *reach.params, r, r, r, *sq.params]).arrow())
+
+
+def tiers_lieux_by_precision(con: duckdb.DuckDBPyConnection, selection: Selection) -> dict[str, int]:
+    """How many tiers-lieux of the selection were positioned each way (``precision_localisation``)."""
+    where = filters.points(selection, "tiers_lieux", generation_of(con, selection))
+    rows = con.execute(
+        f"SELECT coalesce(precision_localisation, ?), count(*) FROM tiers_lieux WHERE {where.sql} GROUP BY 1",
+        [schema.LOCATION_PROVIDED, *where.params],
+    ).fetchall()
+    return {str(k): int(n) for k, n in rows}
+
+
+def tiers_lieux_near_qpv(con: duckdb.DuckDBPyConnection, selection: Selection, *,
+                         radius_m: float) -> tuple[int, int, bool]:
+    """Tiers-lieux of the selection in or within ``radius_m`` (at most the stored radius) of a QPV of its
+    generation, from the stored pairs: ``(near, total, any simulated)``; places known by their commune
+    only are left out of both counts."""
+    if radius_m > schema.STORED_RADIUS_M:
+        raise ValueError(f"radius {radius_m} beyond the stored pairs ({schema.STORED_RADIUS_M} m)")
+    generation = generation_of(con, selection)
+    where = filters.points(selection, "tiers_lieux", generation, alias="t")
+    row = con.execute(f"""
+        SELECT count(*),
+               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM qpv_tiers_lieux p WHERE p.id_tiers_lieu = t.id_tiers_lieu
+                                              AND p.generation = ? AND p.distance_m <= ?)),
+               coalesce(bool_or(coalesce(t.is_synthetic, FALSE)), FALSE)
+        FROM tiers_lieux t
+        WHERE {where.sql} AND t.longitude IS NOT NULL AND t.latitude IS NOT NULL
+          AND coalesce(t.precision_localisation, '') <> ?""",
+        [generation, float(radius_m), *where.params, schema.LOCATION_COMMUNE]).fetchone()
+    total, near, synthetic = row if row else (0, 0, False)
+    return int(near), int(total), bool(synthetic)
 
 
 def read_qpv(con: duckdb.DuckDBPyConnection, codes: Sequence[str], *, display: bool = False) -> gpd.GeoDataFrame:

@@ -198,3 +198,21 @@ def test_result_columns_keep_their_types(qpv, tiers_lieux) -> None:
     }
     assert result.geometry.name == "geometry" and result.crs == CRS.from_epsg(4326)
     assert result.index.equals(qpv.index)
+
+
+def test_tiers_lieux_known_by_their_commune_only_never_count(qpv, tiers_lieux) -> None:
+    from essmap.domain import schema
+
+    placed = tiers_lieux.copy()
+    # TL1 (inside A) placed at its commune only: its point must not be used
+    placed["precision_localisation"] = [schema.LOCATION_COMMUNE, schema.LOCATION_BAN_NUMBER, schema.LOCATION_SIRET]
+    result = proximity.qpv_tiers_lieux(qpv, placed, radius_m=1000)
+    assert result["n_tiers_lieux"].tolist() == [1, 1, 0]
+    assert result["nearest_id"].tolist() == ["TL2", "TL3", "TL2"]
+    assert result["nearest_localisation"].tolist() == [schema.LOCATION_BAN_NUMBER, schema.LOCATION_SIRET,
+                                                       schema.LOCATION_BAN_NUMBER]
+    assert result.attrs["n_commune_seulement"] == 1
+    status = proximity.tiers_lieux_qpv_status(placed, qpv, radius_m=1000)
+    assert status["status"].tolist()[0] == "localisation approximative"
+    assert pd.isna(status["distance_m"].iloc[0]) and pd.isna(status["nearest_qpv"].iloc[0])
+    assert status["status"].tolist()[1] == "à moins de 1\u202f000 m d'un QPV"

@@ -9,7 +9,12 @@ Recognised without any option (column names matched case-insensitively):
 
 Other lists are read with a column mapping (canonical field -> file column), which the CLI
 parses from ``nom=NOM,latitude=LAT`` with :func:`parse_column_mapping`.
-Places are never geocoded: a row without coordinates is quarantined, not guessed.
+
+A row without coordinates is quarantined, unless placement files are given
+(:class:`~essmap.io.readers.placement.PlacementFiles`): then it is positioned offline from its SIREN
+(INSEE's geolocation file) or its address (Base Adresse Nationale), or else kept at its commune
+(``commune seulement``, no coordinates: the store gives it the commune's centre). Every row records
+how it was positioned in ``precision_localisation``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import pandas as pd
 
 from essmap.domain import schema
 from essmap.domain.errors import EssmapError
+from essmap.domain.schema import LOCATION_COMMUNE, LOCATION_PROVIDED
 from essmap.domain.territories import (
     departements_of_communes,
     epsg_of_territory_codes,
@@ -48,6 +54,7 @@ from essmap.io.readers.common import (
     to_float,
     year_in_file_name,
 )
+from essmap.io.readers.placement import PlacementFiles, describe_precisions, place_places
 from essmap.io.readers.vector import (
     OUTSIDE,
     SWAPPED,
@@ -78,7 +85,7 @@ CENSUS_COLUMNS: tuple[str, ...] = (
 CANONICAL_FIELDS: tuple[str, ...] = (
     "id", "nom", "structure_porteuse", "adresse", "code_postal", "commune", "code_commune",
     "latitude", "longitude", "types", "labels", "site_web",
-    "fabrique_territoire", "manufacture_proximite",
+    "fabrique_territoire", "manufacture_proximite", "siren",
 )
 
 #: Built-in column names of each field, best first: census names, then usual aliases.
@@ -97,6 +104,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "site_web": ("INTERNET", "site_web", "site", "url", "website"),
     "fabrique_territoire": ("LABEL_FABRIQUE_TERRITOIRE", "fabrique_territoire"),
     "manufacture_proximite": ("LABEL_MANUFACTURE_PROXIMITE", "manufacture_proximite"),
+    "siren": ("siren", "siren_structure", "siren_porteur"),
 }
 
 FABRIQUE = "Fabrique de territoire"
@@ -155,6 +163,7 @@ def read_tiers_lieux(
     departements: Sequence[str] | None = None,
     is_synthetic: bool | None = None,
     millesime: str | None = None,
+    placement: PlacementFiles | None = None,
 ) -> SourceRead:
     """Read a list of tiers-lieux (CSV or GeoJSON) into ``schema.TIERS_LIEUX`` + WGS84 points.
 
@@ -172,6 +181,10 @@ def read_tiers_lieux(
     millesime : str, optional
         Year of the list, recorded in ``sources`` and printed on exports; default: a year in
         the file name, else none.
+    placement : PlacementFiles, optional
+        Position the rows without coordinates that have a commune code (see
+        :mod:`essmap.io.readers.placement`) instead of quarantining them; with no file in it, they
+        are all kept at their commune. Rows with coordinates keep them (``coordonnées fournies``).
 
     Quarantined (with a French reason, nothing dropped silently): rows without a name, without
     coordinates ("coordonnées absentes : tiers-lieu non localisable sans géocodage"), with
@@ -214,6 +227,7 @@ def read_tiers_lieux(
     data["structure_porteuse"] = clean_text(field("structure_porteuse"))
     data["adresse"] = clean_text(field("adresse"))
     data["site_web"] = clean_text(field("site_web"))
+    data["siren"] = clean_text(field("siren"))
     postcode = map_text(field("code_postal"), _normalise_postcode)
     found = [_postcode_and_town(a) for a in data["adresse"]]
     address_postcode = pd.Series([f[0] for f in found], index=data.index, dtype="string")
@@ -244,7 +258,7 @@ def read_tiers_lieux(
         lon, lat = lon.fillna(pd.Series(lon_geom)), lat.fillna(pd.Series(lat_geom))
         lat_text = lat_text.where(lat_text.notna(), lat.astype("string"))
         lon_text = lon_text.where(lon_text.notna(), lon.astype("string"))
-    if "latitude" not in resolved and "longitude" not in resolved and lon_geom is None:
+    if "latitude" not in resolved and "longitude" not in resolved and lon_geom is None and placement is None:
         warnings.append(
             f"Fichier « {name} » : aucune colonne de coordonnées (latitude, longitude) ; "
             "les tiers-lieux ne peuvent pas être placés sur la carte sans géocodage."
@@ -263,6 +277,31 @@ def read_tiers_lieux(
         data, rows = data[scope].reset_index(drop=True), rows[scope].reset_index(drop=True)
         lat_text, lon_text = lat_text[scope].reset_index(drop=True), lon_text[scope].reset_index(drop=True)
 
+    data["precision_localisation"] = pd.Series(LOCATION_PROVIDED, index=data.index, dtype="string")
+    commune_only = np.zeros(len(data), dtype=bool)
+    if placement is not None:
+        unplaced = (lat_text.isna() & lon_text.isna() & data["code_commune"].notna() & data["nom"].notna()).to_numpy()
+        if unplaced.any():
+            placed = place_places(data[unplaced], placement)
+            rows_to_place = data.index[unplaced]
+            data.loc[rows_to_place, "longitude"] = placed.longitude.to_numpy()
+            data.loc[rows_to_place, "latitude"] = placed.latitude.to_numpy()
+            data.loc[rows_to_place, "precision_localisation"] = placed.precision.to_numpy()
+            lat_text.loc[rows_to_place] = placed.latitude.astype("string").to_numpy()
+            lon_text.loc[rows_to_place] = placed.longitude.astype("string").to_numpy()
+            commune_only = (data["precision_localisation"] == LOCATION_COMMUNE).to_numpy()
+            lat_text[commune_only] = pd.NA
+            lon_text[commune_only] = pd.NA
+            warnings.extend(placed.warnings)
+            warnings.append(
+                f"Fichier « {name} » : {int(unplaced.sum())} tiers-lieu(x) sans coordonnées placé(s) "
+                f"hors ligne ({describe_precisions(placed.precision)}"
+                + (f" ; fichiers : {', '.join(placement.names())}" if placement.names() else
+                   " ; aucun fichier de géolocalisation SIRENE ni de la Base Adresse Nationale indiqué")
+                + "). Ceux placés à la commune seulement ont une localisation approximative : ils sont "
+                "montrés mais laissés hors des calculs de rayon."
+            )
+
     quarantine = Quarantine(SOURCE, name)
     rejected = np.zeros(len(data), dtype=bool)
 
@@ -279,18 +318,22 @@ def read_tiers_lieux(
     reject(data["nom"].isna().to_numpy(), resolved.get("nom", "nom"), data["id_tiers_lieu"],
            "nom du tiers-lieu absent")
     lat_col, lon_col = resolved.get("latitude", "latitude"), resolved.get("longitude", "longitude")
-    both_missing = (lat_text.isna() & lon_text.isna()).to_numpy()
+    both_missing = (lat_text.isna() & lon_text.isna()).to_numpy() & ~commune_only
     reject(both_missing, f"{lat_col}, {lon_col}", data["nom"], NO_COORDINATES)
     one_missing = (lat_text.isna() ^ lon_text.isna()).to_numpy()
     reject(one_missing, f"{lat_col}, {lon_col}", lat_text.fillna("") + " ; " + lon_text.fillna(""),
            "coordonnées incomplètes : latitude ou longitude absente")
-    unreadable = (data["latitude"].isna() | data["longitude"].isna()).to_numpy()
+    unreadable = (data["latitude"].isna() | data["longitude"].isna()).to_numpy() & ~commune_only
     reject(unreadable, f"{lat_col}, {lon_col}", lat_text.fillna("") + " ; " + lon_text.fillna(""),
            "coordonnées illisibles : nombres décimaux attendus (ex. 43.2965)")
     territory, swapped = locate_lonlat(data["longitude"].to_numpy(), data["latitude"].to_numpy())
     coords_text = lat_text.fillna("") + " ; " + lon_text.fillna("")
+    swapped = np.asarray(swapped, dtype=bool) & ~commune_only
     reject(swapped, f"{lat_col}, {lon_col}", coords_text, SWAPPED)
-    reject(territory == "", f"{lat_col}, {lon_col}", coords_text, OUTSIDE)
+    reject((territory == "") & ~commune_only, f"{lat_col}, {lon_col}", coords_text, OUTSIDE)
+    # a place known by its commune only belongs to the territory of its département
+    territory = np.where(commune_only, territory_codes_of_departements(data["code_departement"].fillna("")).to_numpy(
+        dtype=object), territory)
     ids = data["id_tiers_lieu"].where(~rejected)
     duplicate = (ids.notna() & ids.duplicated(keep="first")).to_numpy()
     if duplicate.any():
@@ -300,13 +343,16 @@ def read_tiers_lieux(
 
     keep = ~rejected
     data, rows_kept, territory = data[keep].reset_index(drop=True), rows[keep].reset_index(drop=True), territory[keep]
+    has_point = ~commune_only[keep]
     data["territoire"] = pd.Series(territory, dtype="string").replace("", pd.NA)
     data["epsg_metrique"] = epsg_of_territory_codes(pd.Series(territory, dtype=object))
     _warn_territory_mismatch(data, rows_kept, name, warnings)
 
     synthetic = _is_synthetic(path, warnings) if is_synthetic is None else bool(is_synthetic)
     data["is_synthetic"] = synthetic
-    frame = canonical_frame(data, schema.TIERS_LIEUX, points_from_lonlat(data["longitude"], data["latitude"]))
+    points = points_from_lonlat(data["longitude"], data["latitude"])
+    points[~has_point] = None
+    frame = canonical_frame(data, schema.TIERS_LIEUX, points)
 
     meta = SourceMeta(
         source=SOURCE,
