@@ -21,14 +21,14 @@ from essmap.domain.formatting import format_number, format_percent
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.present import viewdata
 from essmap.present.basemaps import TILES
-from essmap.present.view import DASHBOARD_RADIUS_M, MapView, view_from_link
+from essmap.present.view import DASHBOARD_RADIUS_M, LEVELS_BY_SCOPE, MapView, scope_of, view_from_link
 from essmap.render import maps, portrait, snapshot, st_folium
 from essmap.render.tables import DOWNLOAD_FORMATS, export_file_name, table_bytes
 
 st.set_page_config(page_title="essmap – ESS, QPV et tiers-lieux", layout="wide")
 SETTINGS = load_settings()
 
-LEVELS = {"commune": "Commune", "epci": "EPCI", "departement": "Département"}
+LEVELS = {"commune": "Commune", "epci": "EPCI", "departement": "Département", "region": "Région"}
 METHODS = {"quantiles": "Quantiles", "natural_breaks": "Seuils naturels (Jenks)", "equal_interval": "Intervalles égaux"}
 TILE_CHOICES = {"": "Aucun (hors ligne)", **{name: name for name in TILES}}
 CHOROPLETH_INDICATORS = [i.key for i in INDICATORS if i.key not in ("rayon_m", "inclut_donnees_simulees")]
@@ -165,10 +165,12 @@ if "departement" not in state:
     initial, notices = view_from_link(st.query_params.to_dict(), departements=deps)
     state["_avis_lien"] = notices
     sel = initial.selection
-    dep = sel.departements[0] if sel.departements else ("13" if "13" in deps else deps[0])
+    wide = bool(sel.region) or st.query_params.get("france") == "1"  # a région or France link
+    dep = sel.departements[0] if sel.departements else ("" if wide else ("13" if "13" in deps else deps[0]))
     state.update({
         "departement": dep,
-        "region": str(departements.set_index("code_departement").loc[dep, "code_region"]),
+        "region": (str(departements.set_index("code_departement").loc[dep, "code_region"]) if dep
+                   else sel.region or ""),
         "epci": sel.epci[0] if sel.epci else "", "commune": sel.communes[0] if sel.communes else "",
         "familles": list(sel.families), "secteurs": list(sel.sectors), "employeurs": sel.employer_only,
         "tranches": list(sel.size_bands), "types_tl": list(sel.tiers_lieu_types),
@@ -311,13 +313,17 @@ def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
 
 side = st.sidebar
 regions = dict(zip(CATALOGUE["regions"]["code_region"], CATALOGUE["regions"]["nom"], strict=True))
-region_codes = sorted(set(departements["code_region"]) & set(regions))
+region_codes = ["", *sorted(set(departements["code_region"]) & set(regions))]  # "": France entière
 _choose("region", region_codes)
-side.selectbox("Région", region_codes, key="region", format_func=lambda c: f"{regions[c]} – {c}")
+side.selectbox("Région", region_codes, key="region",
+               format_func=lambda c: f"{regions[c]} – {c}" if c else "France entière")
 dep_names = dict(zip(departements["code_departement"], departements["nom"], strict=True))
-dep_codes = sorted(departements.loc[departements["code_region"] == state["region"], "code_departement"])
+in_region = departements["code_region"] == state["region"] if state["region"] else departements["code_region"].notna()
+dep_codes = ["", *sorted(departements.loc[in_region, "code_departement"])]  # "": the whole région (or France)
 _choose("departement", dep_codes)
-side.selectbox("Département", dep_codes, key="departement", format_func=lambda c: f"{c} – {dep_names[c]}")
+side.selectbox("Département", dep_codes, key="departement",
+               format_func=lambda c: f"{c} – {dep_names[c]}" if c else
+               ("Toute la région" if state["region"] else "Tous les départements"))
 com_rows = communes[(communes["code_departement"] == state["departement"]) & (communes["type_commune"] == "COM")]
 epci_names = dict(zip(CATALOGUE["epci"]["siren_epci"], CATALOGUE["epci"]["nom"], strict=True))
 epci_codes = ["", *sorted(set(com_rows["siren_epci"].dropna()), key=lambda c: epci_names.get(c, c))]
@@ -353,14 +359,19 @@ for notice in state.pop("_avis_lien", []):  # once, on opening the link
 controls = st.columns([3, 1.3, 1.6, 1.3, 1.5])
 controls[0].selectbox("Indicateur", CHOROPLETH_INDICATORS, key="indicateur",
                       format_func=lambda k: INDICATORS_BY_KEY[k].label_fr)
-controls[1].selectbox("Niveau", list(LEVELS), key="niveau", format_func=LEVELS.get)
+scope = scope_of(Selection(region=state["region"] or None,
+                           departements=(state["departement"],) if state["departement"] else ()))
+levels = [level for level in LEVELS_BY_SCOPE[scope] if level in LEVELS]
+_choose("niveau", levels)
+controls[1].selectbox("Niveau", levels, key="niveau", format_func=LEVELS.get)
 controls[2].selectbox("Classes", list(METHODS), key="methode", format_func=METHODS.get)
 controls[3].slider("Nombre de classes", 3, 7, key="k")
 controls[4].selectbox("Fond de carte", list(TILE_CHOICES), key="fond", format_func=TILE_CHOICES.get)
 st.slider("Rayon (m)", *DASHBOARD_RADIUS_M[:2], step=DASHBOARD_RADIUS_M[2], key="rayon")
 
 selection = Selection(
-    departements=(state["departement"],),
+    region=state["region"] or None if not state["departement"] else None,
+    departements=(state["departement"],) if state["departement"] else (),
     epci=(state["epci"],) if state["epci"] else (),
     communes=(state["commune"],) if state["commune"] else (),
     families=tuple(state["familles"]), sectors=tuple(state["secteurs"]), employer_only=state["employeurs"],
@@ -387,7 +398,7 @@ carte, rayon, onglet_fiche, exports = st.tabs(TABS, key="onglet", on_change="rer
 with carte:
     cols = st.columns(4)
     suffix = " (données simulées)" if data.synthetic else ""
-    cols[0].metric("Établissements ESS" + suffix, format_number(len(data.etablissements)))
+    cols[0].metric("Établissements ESS" + suffix, format_number(data.n_etablissements))
     cols[1].metric("Tiers-lieux", format_number(len(data.tiers_lieux)))
     cols[2].metric("QPV", format_number(len(data.qpv)))
     cols[3].metric(f"Unités cartographiées ({LEVELS[view.level].lower()})", format_number(len(data.areas)))

@@ -15,7 +15,7 @@ def test_view_round_trips_through_query_params():
     params = view.to_query_params()
     assert params["rayon"] == "500" and params["departements"] == "13" and params["selection"] == "QN01354M"
     assert MapView.from_query_params(params) == view
-    assert MapView().to_query_params() == {}
+    assert MapView().to_query_params() == {"france": "1"}  # no territory: France
     assert hash(view) == hash(MapView.from_query_params(params))  # usable as a cache key
 
 

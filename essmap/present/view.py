@@ -86,6 +86,8 @@ class MapView:
             "fond": (self.tiles or "", ""),
         }
         params.update({key: value for key, (value, default_value) in values.items() if value != default_value})
+        if scope_of(self.selection) == "france":
+            params["france"] = "1"  # a link without territory opens France, not the default département
         return params
 
     @classmethod
@@ -111,6 +113,26 @@ class MapView:
         kwargs["selected"] = get.get("selection") or None
         kwargs["tiles"] = get.get("fond") or None
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def scope_of(selection: Selection) -> str:
+    """How wide a view is: "france" (no territory), "region" (a région alone) or "local"
+    (a département or smaller)."""
+    if selection.departements or selection.epci or selection.communes or selection.qpv:
+        return "local"
+    return "region" if selection.region else "france"
+
+
+#: Choropleth levels a view of each scope offers (France by commune would draw 35,000 polygons).
+LEVELS_BY_SCOPE: dict[str, tuple[str, ...]] = {
+    "local": ("commune", "epci", "departement"),
+    "region": ("commune", "epci", "departement"),
+    "france": ("departement", "epci", "region"),
+}
+
+#: Unit the establishments are counted by on the map of a wide view (points would be hundreds of
+#: thousands); None: every establishment is a point.
+POINT_GROUPS_BY_SCOPE: dict[str, str | None] = {"local": None, "region": "commune", "france": "epci"}
 
 
 #: Radius the dashboard offers: from, to, step (metres). Stored QPV x tiers-lieux pairs reach the top.

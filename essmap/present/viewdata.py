@@ -37,12 +37,13 @@ from essmap.domain.formatting import format_number, format_percent, location_lab
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.domain.selection import Selection
 from essmap.present.classify import Classification, classify
-from essmap.present.view import MapView
+from essmap.present.view import POINT_GROUPS_BY_SCOPE, MapView, scope_of
 from essmap.store.queries import (
     display_geometry,
     generation_of,
     names,
     parent_code,
+    point_groups,
     read_points,
     read_qpv,
     with_point_geometry,
@@ -89,7 +90,11 @@ class ViewData:
     etablissements, tiers_lieux : DataFrame
         Filtered establishments and tiers-lieux in view, with ``code_qp`` (the QPV holding each
         one, <NA> outside) and their position (``longitude``, ``latitude``; no geometry objects:
-        :func:`~essmap.store.queries.with_point_geometry` makes them where needed).
+        :func:`~essmap.store.queries.with_point_geometry` makes them where needed). In a région
+        or France view, ``etablissements`` is empty and ``groupes_etablissements`` counts them.
+    groupes_etablissements : DataFrame, optional
+        Establishments per unit of :data:`~essmap.present.view.POINT_GROUPS_BY_SCOPE` in a wide view
+        (:func:`~essmap.store.queries.point_groups`: code, nom, n, mean position), else None.
     synthetic : bool
         Whether any simulated row is in view.
     territory_label, filters_label : str
@@ -106,6 +111,14 @@ class ViewData:
     synthetic: bool
     territory_label: str
     filters_label: str
+    groupes_etablissements: pd.DataFrame | None = None
+
+    @property
+    def n_etablissements(self) -> int:
+        """Establishments in view, drawn one by one or counted in groups."""
+        if self.groupes_etablissements is not None:
+            return int(self.groupes_etablissements["n"].sum())
+        return len(self.etablissements)
 
     @property
     def legend_title(self) -> str:
@@ -146,7 +159,10 @@ def view_data(con: duckdb.DuckDBPyConnection, view: MapView) -> ViewData:
     areas["classe_couleur"] = classification.colour_of(areas["valeur"])
 
     coverage = qpv_coverage(con, selection, radius_m=view.radius_m)
-    etab = read_points(con, "etablissements", selection, columns=ESTABLISHMENT_COLUMNS, geometry=False)
+    group_by = POINT_GROUPS_BY_SCOPE[scope_of(selection)]
+    groups = point_groups(con, "etablissements", selection, group_by) if group_by else None
+    etab = (read_points(con, "etablissements", selection, columns=ESTABLISHMENT_COLUMNS, geometry=False)
+            if groups is None else pd.DataFrame(columns=[*ESTABLISHMENT_COLUMNS, "code_qp", "longitude", "latitude"]))
     tiers_lieux = read_points(con, "tiers_lieux", selection, geometry=False)
     known = names(con, _codes_to_name(selection))
     return ViewData(
@@ -160,10 +176,13 @@ def view_data(con: duckdb.DuckDBPyConnection, view: MapView) -> ViewData:
         synthetic=bool(
             _any_flag(etab, "is_synthetic") or _any_flag(tiers_lieux, "is_synthetic")
             or _any_flag(coverage, "is_synthetic_involved")
+            or (groups is not None and _any_flag(groups, "is_synthetic"))
         ),
         territory_label=territory_label(selection, known),
         filters_label=selection.describe(known),
+        groupes_etablissements=groups,
     )
+
 
 
 def establishments_around(con: duckdb.DuckDBPyConnection, data: ViewData) -> gpd.GeoDataFrame:
@@ -404,13 +423,15 @@ def export_tables(con: duckdb.DuckDBPyConnection, data: ViewData) -> dict[str, t
         .reindex(data.qpv["code_qp"].astype(str)).to_numpy())
     around = establishments_around(con, data)
     level = LEVEL_LABELS[data.view.level].lower()
+    establishments = data.etablissements if data.groupes_etablissements is None else read_points(
+        con, "etablissements", data.view.selection, columns=ESTABLISHMENT_COLUMNS, geometry=False)
     return {
         f"Indicateurs par {level}": ("indicateurs_" + data.view.level, geo(indicators_table(data), data.areas)),
         "QPV et tiers-lieux dans le rayon": ("qpv_tiers_lieux", geo(qpv_tiers_lieux_table(data), qpv)),
         "QPV et établissements ESS dans le rayon": (
             "qpv_etablissements", geo(qpv_establishments_table(around), around)),
-        "Établissements ESS": ("etablissements_ess", geo(establishments_table(data.etablissements),
-                                                        with_point_geometry(data.etablissements))),
+        "Établissements ESS": ("etablissements_ess", geo(establishments_table(establishments),
+                                                        with_point_geometry(establishments))),
         "Tiers-lieux": ("tiers_lieux", geo(tiers_lieux_table(data.tiers_lieux), with_point_geometry(data.tiers_lieux))),
     }
 

@@ -35,6 +35,7 @@ from essmap.domain.formatting import format_number, location_label
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.present.basemaps import TILES
 from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_LABEL, Classification
+from essmap.present.view import POINT_GROUPS_BY_SCOPE, scope_of
 
 if TYPE_CHECKING:
     from essmap.present.viewdata import ViewData
@@ -214,12 +215,40 @@ def view_map(data: ViewData, *, layers: tuple[str, ...] = MAP_LAYERS, publish: P
     if "tiers_lieux" in layers:
         add_points_layer(m, data.tiers_lieux, name="Tiers-lieux", popup=tiers_lieu_popup, color="#1b7837",
                          cluster=False, publish=publish)
-    if "etablissements" in layers:
+    if "etablissements" in layers and data.groupes_etablissements is not None:
+        by = POINT_GROUPS_BY_SCOPE[scope_of(view.selection)] or "commune"
+        add_point_groups_layer(m, data.groupes_etablissements, name=f"Établissements ESS (regroupés par {by_fr(by)})",
+                               publish=publish)
+    elif "etablissements" in layers:
         add_points_layer(m, data.etablissements, name="Établissements ESS", popup=establishment_popup,
                          color="#2166ac", publish=publish)
     if data.synthetic:
         add_synthetic_notice(m)
     return finish(m)
+
+
+def by_fr(level: str) -> str:
+    """"commune", "EPCI", "département": the unit establishments are grouped by, in a sentence."""
+    return {"epci": "EPCI", "departement": "département"}.get(level, level)
+
+
+def add_point_groups_layer(m: folium.Map, groups: pd.DataFrame, *, name: str,
+                           publish: Publisher | None = None) -> folium.Map:
+    """Establishments counted per unit (:func:`~essmap.store.queries.point_groups`): one circle at
+    their mean position, its area proportional to the count, tooltip "Nom : N établissements"."""
+    if groups.empty:
+        return m
+    codes = groups["code"].astype(str)
+    counts = groups["n"].to_numpy(dtype=float)
+    radius = 3 + 22 * np.sqrt(counts / counts.max())  # area ~ count; the largest 25 px
+    label = np.where(counts > 1, " établissements", " établissement")
+    info = ("<b>" + _escaped(groups["nom"]) + "</b><br>"
+            + pd.Series([format_number(c) for c in counts], index=groups.index) + label)
+    points = shapely.points(groups["longitude"].to_numpy(dtype=float), groups["latitude"].to_numpy(dtype=float))
+    PolygonLayer(feature_collection(points, codes), name=name, publish=publish,
+                 info=dict(zip(codes, info, strict=True)), radius=dict(zip(codes, radius.round(1), strict=True)),
+                 style={"color": "#ffffff", "weight": 1, "fillColor": "#2166ac", "fillOpacity": 0.7}).add_to(m)
+    return m
 
 
 def _bounds(frames: list[gpd.GeoDataFrame]) -> tuple[float, float, float, float]:
@@ -448,9 +477,10 @@ def _packed_ints(values: np.ndarray, dtype: str) -> str:
 
 
 class PolygonLayer(Layer):
-    """Polygons from GeoJSON text (:func:`feature_collection`), each styled and labelled by its
-    ``code``: ``fill`` colours (else ``style``'s), an HTML ``info`` tooltip (escaped by the caller),
-    a ``highlight`` style under the pointer. The geometry travels as a :class:`_Packed` payload
+    """Polygons (or points drawn as circles of ``radius`` pixels) from GeoJSON text
+    (:func:`feature_collection`), each styled and labelled by its ``code``: ``fill`` colours (else
+    ``style``'s), an HTML ``info`` tooltip (escaped by the caller), a ``highlight`` style under the
+    pointer. The geometry travels as a :class:`_Packed` payload
     (a file the browser caches, with ``publish``); colours and tooltips, which change with the
     view, travel in the map itself. A click reports the feature (its ``code``) to streamlit-folium,
     which listens on the layer."""
@@ -460,7 +490,11 @@ class PolygonLayer(Layer):
         var {{ this.get_name() }} = (function () {
             var info = {{ this.info|tojson }}, fill = {{ this.fill|tojson }};
             var base = {{ this.style|tojson }}, highlight = {{ this.highlight|tojson }};
+            var radius = {{ this.radius|tojson }};
             var layer = L.geoJSON(null, {
+                pointToLayer: function (f, latlng) {
+                    return L.circleMarker(latlng, {radius: radius[f.properties.code] || 4});
+                },
                 style: function (f) {
                     var s = Object.assign({}, base), c = fill[f.properties.code];
                     if (c) { s.fillColor = c; }
@@ -484,7 +518,7 @@ class PolygonLayer(Layer):
 
     def __init__(self, geojson: str, *, name: str, info: dict[str, str], style: dict[str, Any],
                  fill: dict[str, str] | None = None, highlight: dict[str, Any] | None = None, show: bool = True,
-                 publish: Publisher | None = None) -> None:
+                 radius: dict[str, float] | None = None, publish: Publisher | None = None) -> None:
         super().__init__(name=name, overlay=True, show=show)  # a checkbox in the layer switcher
         self._name = "PolygonLayer"
         self.packed = _Packed(geojson, publish)
@@ -493,6 +527,7 @@ class PolygonLayer(Layer):
         self.fill = fill or {}
         self.style = style
         self.highlight = highlight
+        self.radius = {k: float(v) for k, v in (radius or {}).items()}  # points: circle radius in pixels
 
 
 class PackedPoints(MarkerCluster):

@@ -231,6 +231,28 @@ def with_point_geometry(frame: pd.DataFrame) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=WGS84)
 
 
+def point_groups(con: duckdb.DuckDBPyConnection, table: str, selection: Selection, level: str) -> pd.DataFrame:
+    """The rows of a point layer that ``selection`` keeps, counted per unit of ``level`` (commune,
+    EPCI, département): ``code``, ``nom``, ``n``, the mean position (``longitude``, ``latitude``)
+    and ``is_synthetic`` (any simulated row). A région or France shows groups, not 300,000 points.
+    """
+    if table not in schema.POINT_LAYERS:
+        raise ValueError(f"unknown point layer {table!r}")
+    generation = generation_of(con, selection)
+    column = POINT_UNIT_COLUMN[level]
+    where = filters.points(selection, table, generation, alias="p")
+    where.add("p.longitude IS NOT NULL AND p.latitude IS NOT NULL")
+    name_table, key = ("communes", "code_insee") if level == "commune" else _NAME_TABLES[level]
+    sql = f"""
+        WITH g AS (SELECT p.{column} AS code, count(*) AS n, avg(p.longitude) AS longitude,
+                          avg(p.latitude) AS latitude, coalesce(bool_or(p.is_synthetic), FALSE) AS is_synthetic
+                   FROM "{table}" p WHERE {where.sql} AND p.{column} IS NOT NULL GROUP BY 1)
+        SELECT g.code, coalesce((SELECT any_value(u.nom) FROM {name_table} u WHERE u.{key} = g.code), g.code) AS nom,
+               g.n, g.longitude, g.latitude, g.is_synthetic
+        FROM g ORDER BY g.code"""
+    return arrow_frame(con.execute(sql, where.params).arrow())
+
+
 def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius_m: float) -> pd.DataFrame:
     """Per QPV of the selection: tiers-lieux within ``radius_m`` and the nearest one within the stored
     radius, from the stored pairs; the tiers-lieu filters of the selection apply (any territory).

@@ -1,0 +1,90 @@
+"""Région and France views: the whole territory on one map, establishments counted in groups."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+
+from essmap.domain.selection import Selection
+from essmap.present import viewdata
+from essmap.present.view import MapView, scope_of, view_from_link
+from essmap.render import maps
+
+
+def _count(con, where: str = "TRUE", params: list | None = None) -> int:
+    return con.execute(f"SELECT count(*) FROM etablissements WHERE {where}", params or []).fetchone()[0]
+
+
+def test_scope_of_a_selection():
+    assert scope_of(Selection()) == "france"
+    assert scope_of(Selection(region="93")) == "region"
+    assert scope_of(Selection(region="93", departements=("13",))) == "local"
+    assert scope_of(Selection(communes=("13055",))) == "local"
+
+
+def test_a_france_link_reopens_france_not_the_default_departement():
+    params = MapView(Selection(), level="departement").to_query_params()
+    assert params == {"niveau": "departement", "france": "1"}
+    view, notices = view_from_link(params, departements=["13", "84"])
+    assert notices == [] and scope_of(view.selection) == "france" and view.level == "departement"
+    assert "france" not in MapView(Selection(departements=("13",))).to_query_params()
+    region = MapView(Selection(region="93")).to_query_params()
+    assert region == {"region": "93"}
+    assert view_from_link(region, departements=["13"])[0].selection == Selection(region="93")
+
+
+def test_region_view_counts_establishments_by_commune(demo_con):
+    data = viewdata.view_data(demo_con, MapView(Selection(region="93")))
+    groups = data.groupes_etablissements
+    assert data.etablissements.empty and groups is not None
+    assert data.n_etablissements == int(groups["n"].sum()) == _count(demo_con, "code_region = '93'") > 0
+    assert groups["code"].is_unique and set(groups["code"]) <= set(data.areas["code"])
+    marseille = groups.set_index("code").loc["13055"]
+    assert marseille["nom"] == "Marseille"
+    assert marseille["n"] == _count(demo_con, "code_com = '13055'")
+    assert 43.1 < marseille["latitude"] < 43.5 and 5.2 < marseille["longitude"] < 5.6
+    communes = demo_con.execute("SELECT count(*) FROM communes WHERE code_region = '93' AND type_commune = 'COM'")
+    assert len(data.areas) == communes.fetchone()[0]
+    assert len(data.tiers_lieux) > 0 and data.synthetic
+
+
+def test_filters_apply_to_the_groups(demo_con):
+    selection = Selection(region="93", families=("association",), employer_only=True)
+    data = viewdata.view_data(demo_con, MapView(selection))
+    expected = _count(demo_con, "code_region = '93' AND famille = 'association' AND employeur")
+    assert data.n_etablissements == expected > 0
+
+
+def test_france_view_by_departement_groups_by_epci(demo_con):
+    data = viewdata.view_data(demo_con, MapView(Selection(), level="departement"))
+    departements = demo_con.execute("SELECT count(DISTINCT code_departement) FROM communes").fetchone()[0]
+    assert len(data.areas) == departements and data.territory_label == "France"
+    groups = data.groupes_etablissements
+    assert groups is not None and data.n_etablissements == _count(demo_con, "siren_epci IS NOT NULL")
+    assert set(groups["code"]) <= {r[0] for r in demo_con.execute("SELECT siren_epci FROM epci").fetchall()}
+
+
+def test_region_map_draws_groups_sized_by_count(demo_con):
+    data = viewdata.view_data(demo_con, MapView(Selection(region="93")))
+    page = maps.render_html(maps.view_map(data))
+    overlays = [json.loads(n) for n in re.findall(r'^\s*("(?:[^"\\]|\\.)*") : \w+,$', page, re.M)]
+    assert "Établissements ESS (regroupés par commune)" in overlays
+    assert "L.markerClusterGroup" not in page  # no point-by-point layer
+    payloads = [json.loads(gzip.decompress(base64.b64decode(p)))
+                for p in re.findall(r'\(null, "([A-Za-z0-9+/=]+)",', page)]
+    (points,) = [p for p in payloads if p.get("features") and p["features"][0]["geometry"]["type"] == "Point"]
+    assert {f["properties"]["code"] for f in points["features"]} == set(data.groupes_etablissements["code"])
+    (radius,) = [r for r in map(json.loads, re.findall(r"var radius = (\{.*?\});", page)) if r]
+    groups = data.groupes_etablissements.set_index("code")
+    biggest = groups["n"].idxmax()
+    assert radius[biggest] == max(radius.values()) == 25.0
+    assert all(3 <= r <= 25 for r in radius.values())
+
+
+def test_exports_of_a_region_view_list_every_establishment(demo_con):
+    data = viewdata.view_data(demo_con, MapView(Selection(region="93"), radius_m=500))
+    tables = viewdata.export_tables(demo_con, data)
+    _stem, establishments = tables["Établissements ESS"]
+    assert len(establishments) == data.n_etablissements
