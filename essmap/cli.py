@@ -139,16 +139,20 @@ def _parse_departements(text: str | None) -> list[str] | None:
     return [normalise_departement(d) for d in text.split(",") if d.strip()]
 
 
-def _print_sources(report) -> None:
-    """The files loaded: source, file, millésime, rows read, kept, quarantined, simulated."""
+def _print_sources(report, *, synthetic_column: bool = True) -> None:
+    """The files loaded: source, file, millésime, rows read, kept, quarantined (and simulated or not,
+    unless ``synthetic_column`` is False and no file is simulated)."""
     from essmap.io.text import printable
 
+    synthetic = synthetic_column or any(m.is_synthetic for m in report.sources)
     table = Table(title=Text(f"Base : {printable(report.db_path)}"))
-    for col in ("source", "fichier", "génération", "lues", "gardées", "en quarantaine", "simulées"):
+    for col in ("source", "fichier", "génération", "lues", "gardées", "en quarantaine", "simulées")[:7 if synthetic
+                                                                                                      else 6]:
         table.add_column(col, overflow="fold")
     for m in report.sources:
-        table.add_row(_cell(m.source), _cell(m.file_name), _cell(m.generation), _fmt(m.rows_read), _fmt(m.rows_kept),
-                      _fmt(m.rows_quarantined), "oui" if m.is_synthetic else "non")
+        row = [_cell(m.source), _cell(m.file_name), _cell(m.generation), _fmt(m.rows_read), _fmt(m.rows_kept),
+               _fmt(m.rows_quarantined)]
+        table.add_row(*row, *(["oui" if m.is_synthetic else "non"] if synthetic else []))
     console.print(table)
 
 
@@ -290,7 +294,7 @@ def _build_official(settings: Settings, *, departements: str | None, region: str
                                         downloads=downloads, progress=progress, notify=_notice)
         except FetchError as exc:
             raise FetchError(f"{exc} {RESUME_HINT}") from exc
-    _print_sources(report.load)
+    _print_sources(report.load, synthetic_column=False)
     for line in summary_lines(report, default_db=load_settings().db_path, per_source=False):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
