@@ -28,6 +28,10 @@ from essmap.domain import schema
 from essmap.io.sources import SOURCES, OfficialFile
 from essmap.store.concordance import concordance_by_departement
 
+#: About 25 s in all on an idle 2-core machine (7 builds and the dashboard), more under load: `make test`
+#: runs it, `make test-unit` leaves it out.
+pytestmark = pytest.mark.slow
+
 runner = CliRunner(env={"COLUMNS": "200"})
 ADMIN_EXPRESS = "ADMIN-EXPRESS-COG_4-0__GPKG_WGS84G_FRA_2025-01-01.7z"
 
@@ -260,10 +264,12 @@ def test_url_mirror_builds_the_expected_store(url_build, mirrors):
     assert "Fichiers officiels : 7 téléchargé(s)" in out
 
 
-def test_second_run_uses_the_cache_then_force_takes_the_new_stock(url_build, httpd, mirrors, no_proxy):
+def test_second_run_uses_the_cache_then_force_takes_the_new_stock(url_build, httpd, mirrors, tmp_path, no_proxy):
     result, _served, folder = url_build
     assert result.exit_code == 0, result.output
-    db, cache = folder / "essmap.duckdb", folder / "cache"
+    db, cache = tmp_path / "essmap.duckdb", tmp_path / "cache"  # a copy: the other tests read the first build
+    shutil.copyfile(folder / "essmap.duckdb", db)
+    shutil.copytree(folder / "cache", cache)
 
     served = serve(httpd, mirrors["v1"])
     again = build(db, cache, mirror_url(httpd))
@@ -383,3 +389,46 @@ def test_territory_options_are_checked_in_french(tmp_path):
         assert result.exit_code == 1, (args, result.output)
         assert message in result.output, (args, result.output)
     assert not (tmp_path / "x.duckdb").exists()
+
+
+# --- a real store says nothing of simulated data --------------------------------------------------------
+
+
+def test_real_store_shows_no_simulated_data_in_views_exports_and_dashboard(url_build, monkeypatch):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from essmap.domain.selection import Selection
+    from essmap.present.view import MapView
+    from essmap.present.viewdata import export_tables, view_data
+    from essmap.render.snapshot import source_line
+
+    db = url_build[2] / "essmap.duckdb"
+    con = store.connect(db)
+    try:
+        data = view_data(con, MapView(Selection(departements=("13",))))
+        tables = export_tables(con, data)
+        sources = store.sources(con)
+    finally:
+        con.close()
+    assert not data.synthetic
+    assert len(data.etablissements) == ETABLISSEMENTS_KEPT and len(data.tiers_lieux) == sum(PLACEMENTS.values())
+    for label, (_stem, frame) in tables.items():
+        text = " ".join(map(str, frame.columns)) + " " + frame.drop(columns="geometry").astype(str).to_csv()
+        assert "simul" not in text.lower(), label
+    assert "simul" not in source_line(sources, synthetic=data.synthetic)
+
+    monkeypatch.setenv("ESSMAP_DB", str(db))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+        at.query_params.update({"departements": "13"})
+        at.run()
+        assert not at.exception, at.exception
+        shown = [*(w.value for w in at.warning), *(c.value for c in at.caption), *(m.label for m in at.metric),
+                 *(" ".join(map(str, d.value.columns)) for d in at.dataframe)]
+        assert shown and not [s for s in shown if "simul" in s.lower()], shown
+    finally:
+        st.cache_data.clear()
+        st.cache_resource.clear()
