@@ -150,8 +150,8 @@ def _print_sources(report, *, synthetic_column: bool = True) -> None:
                                                                                                       else 6]:
         table.add_column(col, overflow="fold")
     for m in report.sources:
-        row = [_cell(m.source), _cell(m.file_name), _cell(m.generation), _fmt(m.rows_read), _fmt(m.rows_kept),
-               _fmt(m.rows_quarantined)]
+        row: list[Text | str] = [_cell(m.source), _cell(m.file_name), _cell(m.generation), _fmt(m.rows_read),
+                                 _fmt(m.rows_kept), _fmt(m.rows_quarantined)]
         table.add_row(*row, *(["oui" if m.is_synthetic else "non"] if synthetic else []))
     console.print(table)
 
@@ -256,8 +256,10 @@ class _DownloadBars:
     def finished(self, label: str, size: int, *, cached: bool) -> None:
         from essmap.io.text import printable
 
-        extra = {"description": f"{printable(label, limit=80)} (en cache)"} if cached else {}
-        self.bar.update(self.tasks[label], total=size, completed=size, **extra)
+        task = self.tasks[label]
+        self.bar.update(task, total=size, completed=size)
+        if cached:
+            self.bar.update(task, description=f"{printable(label, limit=80)} (en cache)")
 
 
 def _build_official(settings: Settings, *, departements: str | None, region: str | None, france: bool,
