@@ -18,6 +18,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -138,16 +139,27 @@ def _parse_departements(text: str | None) -> list[str] | None:
     return [normalise_departement(d) for d in text.split(",") if d.strip()]
 
 
+def _print_sources(report, *, synthetic_column: bool = True) -> None:
+    """The files loaded: source, file, millésime, rows read, kept, quarantined (and simulated or not,
+    unless ``synthetic_column`` is False and no file is simulated)."""
+    from essmap.io.text import printable
+
+    synthetic = synthetic_column or any(m.is_synthetic for m in report.sources)
+    table = Table(title=Text(f"Base : {printable(report.db_path)}"))
+    for col in ("source", "fichier", "génération", "lues", "gardées", "en quarantaine", "simulées")[:7 if synthetic
+                                                                                                      else 6]:
+        table.add_column(col, overflow="fold")
+    for m in report.sources:
+        row: list[Text | str] = [_cell(m.source), _cell(m.file_name), _cell(m.generation), _fmt(m.rows_read),
+                                 _fmt(m.rows_kept), _fmt(m.rows_quarantined)]
+        table.add_row(*row, *(["oui" if m.is_synthetic else "non"] if synthetic else []))
+    console.print(table)
+
+
 def _print_loaded(report) -> None:
     from essmap.io.text import printable
 
-    table = Table(title=Text(f"Base : {printable(report.db_path)}"))
-    for col in ("source", "fichier", "génération", "lues", "gardées", "en quarantaine", "simulées"):
-        table.add_column(col, overflow="fold")
-    for m in report.sources:
-        table.add_row(_cell(m.source), _cell(m.file_name), _cell(m.generation), _fmt(m.rows_read), _fmt(m.rows_kept),
-                      _fmt(m.rows_quarantined), "oui" if m.is_synthetic else "non")
-    console.print(table)
+    _print_sources(report)
     for replacement in report.replacements:
         console.print(printable(replacement.sentence()), highlight=False, markup=False)
     for name in report.forgotten:
@@ -167,16 +179,126 @@ def _fmt(n: int | float) -> str:
 @app.command()
 def build(
     db: DbOption = None,
-    scale: Annotated[float, typer.Option(help="Volume des données simulées (1 = réaliste).", min=0.001)] = 1.0,
+    scale: Annotated[float | None, typer.Option(help="Démonstration : volume des données simulées (1 = réaliste).",
+                                                min=0.001)] = None,
+    officiel: Annotated[bool, typer.Option(
+        "--officiel", help="Construire une base de données réelles (fichiers officiels téléchargés) pour "
+        "--departements, --region ou --france.")] = False,
+    departements: Annotated[str | None, typer.Option("--departements", help="Avec --officiel : départements, ex. "
+                                                     "38 ou 13,84,2A.")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="Avec --officiel : tous les départements d'une "
+                                               "région (code INSEE, ex. 84).")] = None,
+    france: Annotated[bool, typer.Option("--france", help="Avec --officiel : toute la France.")] = False,
+    qpv2015: Annotated[bool, typer.Option("--qpv2015", help="Avec --officiel : charger aussi les QPV de la "
+                                          "génération 2015.")] = False,
+    miroir: Annotated[str | None, typer.Option("--miroir", help="Avec --officiel : prendre les fichiers dans ce "
+                                               "dossier, ou sous cette adresse de base http(s)://, sous les noms de "
+                                               "`essmap fetch --liste`.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Avec --officiel : retélécharger les fichiers même complets "
+                                        "dans le cache (nouveau stock mensuel SIRENE).")] = False,
+    cache: Annotated[Path | None, typer.Option("--cache", file_okay=False, help="Avec --officiel : dossier du cache "
+                                               "des téléchargements (défaut : data/cache, ou $ESSMAP_CACHE_DIR).")]
+    = None,
 ) -> None:
-    """Construire la base par défaut (région PACA, établissements ESS simulés)."""
-    from essmap.demo.build import build_demo
-
+    """Construire la base : la démonstration (région PACA, établissements ESS simulés), ou avec --officiel
+    une base de données réelles pour des départements, une région ou la France."""
     settings = _settings(db)
-    with _safe_errors(store_path=settings.db_path), _progress_bar() as progress:
-        report = build_demo(settings, scale=scale, progress=progress)
+    if officiel:
+        _build_official(settings, departements=departements, region=region, france=france, qpv2015=qpv2015,
+                        miroir=miroir, force=force, cache=cache, scale=scale)
+        return
+    with _safe_errors(store_path=settings.db_path):
+        used = [name for name, value in (("--departements", departements), ("--region", region),
+                                         ("--france", france), ("--qpv2015", qpv2015), ("--miroir", miroir),
+                                         ("--force", force), ("--cache", cache)) if value]
+        if used:
+            raise EssmapError(f"{', '.join(used)} ne sert qu'avec --officiel (base de données réelles), par exemple "
+                              "`essmap build --officiel --departements 38`.")
+        from essmap.demo.build import build_demo
+
+        with _progress_bar() as progress:
+            report = build_demo(settings, scale=1.0 if scale is None else scale, progress=progress)
     _print_loaded(report)
     console.print("[bold]Les établissements ESS et une partie des tiers-lieux sont des données simulées.[/]")
+
+
+class _AmountColumn(ProgressColumn):
+    """Bytes, speed and time left for a download; the percentage for the stage bar."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.columns = (DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+
+    def render(self, task) -> Text:
+        if task.fields.get("stage"):
+            return Text(f"{task.percentage:>3.0f} %")
+        return Text(" ").join(Text(str(column.render(task))) for column in self.columns)
+
+
+class _DownloadBars:
+    """One bar per download for :func:`essmap.store.official.build_official` (``(en cache)`` when nothing moved)."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.tasks: dict[str, Any] = {}
+
+    def start(self, label: str) -> Callable[[int, int | None], None]:
+        from essmap.io.text import printable
+
+        task = self.bar.add_task(printable(label, limit=80), total=None)
+        self.tasks[label] = task
+
+        def update(done: int, total: int | None) -> None:
+            self.bar.update(task, completed=done, total=total)
+
+        return update
+
+    def finished(self, label: str, size: int, *, cached: bool) -> None:
+        from essmap.io.text import printable
+
+        task = self.tasks[label]
+        self.bar.update(task, total=size, completed=size)
+        if cached:
+            self.bar.update(task, description=f"{printable(label, limit=80)} (en cache)")
+
+
+def _build_official(settings: Settings, *, departements: str | None, region: str | None, france: bool,
+                    qpv2015: bool, miroir: str | None, force: bool, cache: Path | None, scale: float | None) -> None:
+    """``essmap build --officiel``: downloads (one bar each), stages (one bar), then the French summary."""
+    import dataclasses
+
+    from essmap.domain.errors import FetchError
+    from essmap.io.text import printable
+    from essmap.store.official import RESUME_HINT, build_official, departements_of_request, summary_lines
+
+    if cache is not None:
+        settings = dataclasses.replace(settings, cache_dir=cache)
+    with _safe_errors(store_path=settings.db_path):
+        if scale is not None:
+            raise EssmapError("--scale règle le volume des données simulées de la démonstration : il ne sert pas "
+                              "avec --officiel.")
+        deps = departements_of_request(departements=[d for d in (departements or "").split(",") if d.strip()],
+                                       region=region, france=france, raw_dir=settings.raw_dir)
+        err_console.print(f"Construction d'une base de données réelles : {len(deps)} département(s) "
+                          f"({printable(', '.join(deps), limit=200)}) ; cache {printable(settings.cache_dir)}"
+                          + (f" ; miroir {printable(miroir)}" if miroir else "") + ".", markup=False, highlight=False)
+        try:
+            with Progress(TextColumn("{task.description}"), BarColumn(), _AmountColumn(), console=err_console) as bar:
+                downloads = _DownloadBars(bar)
+                stage = bar.add_task("Étapes", total=1.0, visible=False, stage=True)
+
+                def progress(label: str, fraction: float) -> None:
+                    if fraction > 0:  # the stage bar appears once the downloads are done
+                        bar.update(stage, description=f"Étape : {printable(label, limit=90)}", completed=fraction,
+                                   visible=True)
+
+                report = build_official(settings, deps, qpv2015=qpv2015, mirror=miroir, force=force,
+                                        downloads=downloads, progress=progress, notify=_notice)
+        except FetchError as exc:
+            raise FetchError(f"{exc} {RESUME_HINT}") from exc
+    _print_sources(report.load, synthetic_column=False)
+    for line in summary_lines(report, default_db=load_settings().db_path, per_source=False):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""The embedded default store (région PACA): real boundaries, QPV and tiers-lieux, synthetic establishments."""
+"""The embedded default store (région PACA): real boundaries and QPV, a few real tiers-lieux, synthetic
+establishments and most tiers-lieux synthetic."""
 
 from __future__ import annotations
 

@@ -60,8 +60,9 @@ class _Interrupted(FetchError):
     """The transfer stopped midway; the partial file is kept and can be resumed."""
 
 
-class _NotFound(FetchError):
-    """The server (or the mirror) has no such file (HTTP 404 / 410)."""
+class NotFoundError(FetchError):
+    """The server (or the mirror) has no such file (HTTP 404 / 410, or absent from a mirror
+    folder): a build may then fall back to another edition of the same data."""
 
 
 class _CorruptArchive(FetchError):
@@ -230,7 +231,7 @@ def _http_error(url: str, error: HTTPError, part: Path, retry: str) -> FetchErro
         if part.is_file() else ""
     )
     if error.code in (404, 410):
-        return _NotFound(
+        return NotFoundError(
             f"Téléchargement impossible depuis {url} : le serveur a répondu HTTP {error.code} "
             f"({error.reason}), le fichier n'y est pas. Il a peut-être été déplacé : vérifiez "
             "l'adresse dans essmap/io/sources.py (ou le contenu du miroir), ou téléchargez le "
@@ -612,7 +613,7 @@ def fetch_file(
         for location in locations:
             try:
                 return from_url(location)
-            except _NotFound:
+            except NotFoundError:
                 continue
     else:
         if not Path(mirror).is_dir():
@@ -626,7 +627,7 @@ def fetch_file(
                 return copy_from_folder(Path(location), dest, expected_size=file.size, expected_sha256=file.sha256,
                                         progress=progress, force=force, retry_command=retry_command)
     tried = " ; ".join(locations)
-    raise FetchError(
+    raise NotFoundError(
         f"Fichier « {file.filename} » absent du miroir {mirror} (cherché : {tried}). Solution : "
         "déposez-le dans le miroir sous ce nom (les noms sont ceux de `essmap fetch --liste`), "
         "ou retirez --miroir pour le télécharger depuis la source officielle."

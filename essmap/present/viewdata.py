@@ -386,7 +386,7 @@ def establishments_table(points: pd.DataFrame) -> pd.DataFrame:
         "Commune": points["libelle_commune"].astype("string").to_numpy(),
         "SIRET": points["siret"].astype("string").to_numpy(),
         "Données simulées": _yes_no(points, "is_synthetic"),
-    }, index=points.index)
+    }, index=points.index).pipe(_without_unused_synthetic, points)
 
 
 def tiers_lieux_table(points: pd.DataFrame) -> pd.DataFrame:
@@ -401,12 +401,17 @@ def tiers_lieux_table(points: pd.DataFrame) -> pd.DataFrame:
         "Commune": points["commune"].astype("string").to_numpy(),
         "Localisation": pd.array([location_label(p) for p in precision], dtype="string"),
         "Données simulées": _yes_no(points, "is_synthetic"),
-    }, index=points.index)
+    }, index=points.index).pipe(_without_unused_synthetic, points)
 
 
 def indicators_table(data: ViewData) -> pd.DataFrame:
-    """The choropleth units and every indicator (code columns as in the analysis tables)."""
-    return pd.DataFrame(data.areas.drop(columns=[data.areas.geometry.name, "classe_couleur"]))
+    """The choropleth units and every indicator (code columns as in the analysis tables); the flag of
+    simulated data only when some unit has any."""
+    table = pd.DataFrame(data.areas.drop(columns=[data.areas.geometry.name, "classe_couleur"]))
+    flag = "inclut_donnees_simulees"
+    if flag in table and not table[flag].fillna(False).astype(bool).any():
+        table = table.drop(columns=flag)
+    return table
 
 
 def export_tables(con: duckdb.DuckDBPyConnection, data: ViewData) -> dict[str, tuple[str, gpd.GeoDataFrame]]:
@@ -434,6 +439,11 @@ def export_tables(con: duckdb.DuckDBPyConnection, data: ViewData) -> dict[str, t
                                                         with_point_geometry(establishments))),
         "Tiers-lieux": ("tiers_lieux", geo(tiers_lieux_table(data.tiers_lieux), with_point_geometry(data.tiers_lieux))),
     }
+
+
+def _without_unused_synthetic(table: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+    """Drop the "Données simulées" column when no row is simulated: a real store says nothing of it."""
+    return table if _any_flag(points, "is_synthetic") else table.drop(columns="Données simulées")
 
 
 def _yes_no(frame: pd.DataFrame, column: str) -> np.ndarray:
