@@ -482,10 +482,13 @@ app.add_typer(query_app, name="query")
 
 FormatOption = Annotated[str, typer.Option("--format", help="csv, xlsx, geojson ou gpkg.")]
 OutOption = Annotated[str | None, typer.Option("--out", help="Fichier de sortie ; « - » pour la sortie standard. "
-                                                "Défaut : un fichier nommé d'après la requête, le territoire et la date.")]
-SeparatorOption = Annotated[str, typer.Option("--separateur", help="Séparateur CSV : « , » ou « ; » (tableurs français, virgule décimale).")]
+                                                "Défaut : un fichier nommé d'après la requête, le territoire et "
+                                                "la date.")]
+SeparatorOption = Annotated[str, typer.Option("--separateur", help="Séparateur CSV : « , » ou « ; » (tableurs "
+                                                                   "français, virgule décimale).")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Remplacer le fichier de sortie s'il existe déjà.")]
-DepartementOption = Annotated[str | None, typer.Option("--departement", help="Restreindre à un ou plusieurs départements, ex. 13 ou 13,84.")]
+DepartementOption = Annotated[str | None, typer.Option("--departement", help="Restreindre à un ou plusieurs "
+                                                                             "départements, ex. 13 ou 13,84.")]
 
 
 def _write_query_result(frame, stem: str, territory: str, fmt: str, out: str | None, separator: str,
@@ -517,9 +520,12 @@ def _synthetic_note(flag: bool) -> None:
 
 @query_app.command("qpv-radius")
 def query_qpv_radius(
-    radius: Annotated[float, typer.Option("--radius", min=0, max=50_000, help="Rayon en mètres (distance au polygone du QPV, 0 à l'intérieur).")] = 1000.0,
+    radius: Annotated[float, typer.Option("--radius", min=0, max=50_000, help="Rayon en mètres (distance au "
+                                                                              "polygone du QPV, 0 à "
+                                                                              "l'intérieur).")] = 1000.0,
     departement: DepartementOption = None,
-    generation: Annotated[str | None, typer.Option(help="Génération des QPV (défaut : la plus récente chargée).")] = None,
+    generation: Annotated[str | None, typer.Option(help="Génération des QPV (défaut : la plus récente "
+                                                        "chargée).")] = None,
     france: Annotated[bool, typer.Option("--france", help="Toute la base, sans restriction de département, avec "
                                          "les deux parts publiées par France Tiers-Lieux et l'ANCT (31 % des "
                                          "tiers-lieux à moins d'1 km d'un QPV, 36 % des QPV avec un tiers-lieu à "
@@ -594,7 +600,8 @@ def _france_shares(con, selection, radius: float):
             f"{format_percent(published_qpv.value)} ({published_qpv.source_fr}).",
         ]
         if radius != 1000:
-            out.append("Les parts publiées portent sur un rayon de 1 000 m : relancez avec --radius 1000 pour comparer.")
+            out.append("Les parts publiées portent sur un rayon de 1 000 m : relancez avec --radius 1000 pour "
+                       "comparer.")
         return out
 
     return lines
@@ -627,7 +634,8 @@ def _check_departements(con, departements: list[str] | None) -> None:
 def query_indicators(
     level: Annotated[str, typer.Option("--level", help="commune, epci, departement, region ou qpv.")] = "commune",
     departement: DepartementOption = None,
-    radius: Annotated[float, typer.Option("--radius", min=0, max=50_000, help="Rayon de couverture des QPV par les tiers-lieux, en mètres.")] = 1000.0,
+    radius: Annotated[float, typer.Option("--radius", min=0, max=50_000, help="Rayon de couverture des QPV par "
+                                                                              "les tiers-lieux, en mètres.")] = 1000.0,
     fmt: FormatOption = "csv",
     out: OutOption = None,
     separateur: SeparatorOption = ",",
@@ -656,7 +664,8 @@ def query_indicators(
                             force=force, db=settings.db_path)
 
 
-export_app = typer.Typer(help="Exports pour les rapports : carte (PNG 300 dpi, PDF, SVG), portrait de territoire (PDF), "
+export_app = typer.Typer(help="Exports pour les rapports : carte (PNG 300 dpi, PDF, SVG), portrait de "
+                              "territoire (PDF), "
                          "tableaux de la vue.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 
@@ -664,11 +673,15 @@ VueOption = Annotated[str | None, typer.Option("--vue", help="Lien du tableau de
                                                "reproduit ses filtres, indicateur, niveau, rayon et classes.")]
 EpciOption = Annotated[str | None, typer.Option("--epci", help="SIREN d'un EPCI, ex. 200054807.")]
 CommuneOption = Annotated[str | None, typer.Option("--commune", help="Code INSEE d'une commune, ex. 13055.")]
-LevelOption = Annotated[str | None, typer.Option("--level", help="Niveau de la carte : commune, epci, departement, region ou qpv.")]
-IndicatorOption = Annotated[str | None, typer.Option("--indicateur", help="Indicateur de la carte (voir essmap query indicators).")]
-MethodOption = Annotated[str | None, typer.Option("--methode", help="Classes : quantiles, natural_breaks ou equal_interval.")]
+LevelOption = Annotated[str | None, typer.Option("--level", help="Niveau de la carte : commune, epci, "
+                                                                 "departement, region ou qpv.")]
+IndicatorOption = Annotated[str | None, typer.Option("--indicateur", help="Indicateur de la carte (voir essmap "
+                                                                          "query indicators).")]
+MethodOption = Annotated[str | None, typer.Option("--methode", help="Classes : quantiles, natural_breaks ou "
+                                                                    "equal_interval.")]
 ClassesOption = Annotated[int | None, typer.Option("--classes", min=3, max=7, help="Nombre de classes (3 à 7).")]
-RadiusOption = Annotated[float | None, typer.Option("--rayon", min=0, max=50_000, help="Rayon QPV – tiers-lieux en mètres.")]
+RadiusOption = Annotated[float | None, typer.Option("--rayon", min=0, max=50_000, help="Rayon QPV – tiers-lieux "
+                                                                                       "en mètres.")]
 
 
 def _export_view(vue: str | None, *, departement: str | None, epci: str | None, commune: str | None,
@@ -728,10 +741,12 @@ def export_map(
     rayon: RadiusOption = None,
     fond: Annotated[str | None, typer.Option("--fond", help="Fond de carte si ses tuiles sont accessibles : "
                                              "« OpenStreetMap » ou « Plan IGN » (défaut : aucun, hors ligne).")] = None,
-    titre: Annotated[str | None, typer.Option("--titre", help="Titre de la carte (défaut : indicateur et territoire).")] = None,
+    titre: Annotated[str | None, typer.Option("--titre", help="Titre de la carte (défaut : indicateur et "
+                                                              "territoire).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="png (300 dpi), pdf ou svg.")] = "png",
     orientation: Annotated[str, typer.Option("--orientation", help="A4 paysage ou portrait.")] = "paysage",
-    out: Annotated[Path | None, typer.Option("--out", help="Fichier de sortie (défaut : nommé d'après le territoire et la date).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Fichier de sortie (défaut : nommé d'après le "
+                                                           "territoire et la date).")] = None,
     force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
@@ -768,7 +783,8 @@ def export_table(
     rayon: RadiusOption = None,
     fmt: FormatOption = "csv",
     separateur: SeparatorOption = ",",
-    crs: Annotated[str, typer.Option("--crs", help="GeoPackage : 4326 (WGS84, défaut) ou metrique (Lambert-93 en métropole).")] = "4326",
+    crs: Annotated[str, typer.Option("--crs", help="GeoPackage : 4326 (WGS84, défaut) ou metrique (Lambert-93 "
+                                                   "en métropole).")] = "4326",
     out: OutOption = None,
     force: ForceOption = False,
     db: DbOption = None,
@@ -793,9 +809,12 @@ def export_table(
 @export_app.command("portrait")
 def export_portrait(
     level: Annotated[str, typer.Option("--level", help="commune, epci, departement ou qpv.")] = "commune",
-    departement: Annotated[str | None, typer.Option("--departement", help="Un portrait par territoire de ce département, ex. 13.")] = None,
-    code: Annotated[str | None, typer.Option("--code", help="Un seul territoire : code INSEE, SIREN d'EPCI, code de département ou de QPV.")] = None,
-    rayon: Annotated[float, typer.Option("--rayon", min=0, max=50_000, help="Rayon QPV – tiers-lieux en mètres.")] = 1000.0,
+    departement: Annotated[str | None, typer.Option("--departement", help="Un portrait par territoire de ce "
+                                                                          "département, ex. 13.")] = None,
+    code: Annotated[str | None, typer.Option("--code", help="Un seul territoire : code INSEE, SIREN d'EPCI, "
+                                                            "code de département ou de QPV.")] = None,
+    rayon: Annotated[float, typer.Option("--rayon", min=0, max=50_000, help="Rayon QPV – tiers-lieux en "
+                                                                            "mètres.")] = 1000.0,
     out: Annotated[Path, typer.Option("--out", help="Dossier des PDF (créé au besoin).", file_okay=False)] = Path("."),
     force: ForceOption = False,
     db: DbOption = None,
