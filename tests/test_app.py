@@ -3,6 +3,7 @@ URL restore, fiche, synthetic labels and escaped names."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -38,8 +39,8 @@ def _metrics(at: AppTest) -> dict[str, str]:
 
 
 def _table(at: AppTest, column: str):
-    """The displayed table having ``column`` (dataframes without selection carry no key)."""
-    return next(d.value for d in at.dataframe if column in d.value.columns)
+    """The displayed table having ``column`` (static tables, ``st.table``: French text in every cell)."""
+    return next(t.value for t in at.table if column in t.value.columns)
 
 
 def _count(value: str) -> int:
@@ -90,7 +91,8 @@ def test_default_view_labels_synthetic_data_and_filters_change_counts(demo_db, m
 
 def test_radius_change_changes_the_radius_table(demo_db, monkeypatch, fresh_caches):
     at = _app(demo_db, monkeypatch)
-    assert not any("Tiers-lieux dans le rayon" in d.value.columns for d in at.dataframe)  # closed tab: not run
+    assert not any("Tiers-lieux dans le rayon" in t.value.columns for t in at.table)  # closed tab: not run
+    assert not at.dataframe  # static tables only: st.dataframe's toolbar is in English
     _open_tab(at, "Rayon autour des QPV")
     table = _table(at, "Tiers-lieux dans le rayon")
     assert list(table.columns[:6]) == ["QPV", "Code QPV", "Commune", "Tiers-lieux dans le rayon",
@@ -100,7 +102,11 @@ def test_radius_change_changes_the_radius_table(demo_db, monkeypatch, fresh_cach
     assert not at.exception
     wider = _table(at, "Tiers-lieux dans le rayon")
     assert list(wider["Code QPV"]) == list(table["Code QPV"])
-    assert wider["Tiers-lieux dans le rayon"].sum() > table["Tiers-lieux dans le rayon"].sum()
+    assert wider["Tiers-lieux dans le rayon"].map(_count).sum() > table["Tiers-lieux dans le rayon"].map(_count).sum()
+    # distances read in French, thousands separated ("14 310")
+    distances = list(wider["Distance (m)"]) + list(table["Distance (m)"])
+    assert all(re.fullmatch(r"\d{1,3}(\u202f\d{3})*|–", d) for d in distances), distances
+    assert any("\u202f" in d for d in distances), distances
     assert _metrics(at)["QPV couverts"] != covered
     assert at.query_params["rayon"] == "4000"
 

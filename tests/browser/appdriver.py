@@ -30,8 +30,8 @@ CHROMIUM_ARGS = [
 #: Browser window of the tests and the benchmark (a laptop screen).
 VIEWPORT = {"width": 1400, "height": 1000}
 
-#: The streamlit-folium component frame.
-MAP_IFRAME = 'iframe[title="streamlit_folium.st_folium"]'
+#: The streamlit-folium component frame (by its page: the map names the frame in French once drawn).
+MAP_IFRAME = 'iframe[src*="/component/streamlit_folium.st_folium/"]'
 
 #: Run in every frame before its own scripts: counts the ``Response.json()`` reads still pending,
 #: through which the map decodes its packed point layers after the map itself is created.
