@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -162,7 +163,8 @@ PREVIEW_ROWS = 50
 
 def _table(frame, *, limit: int | None = None) -> None:
     """A table as a static HTML table (``st.table``: real headers for screen readers, no English toolbar),
-    numbers in French, text escaped (:func:`_plain`); with ``limit``, its first rows and a note saying how many there are."""
+    numbers in French, text escaped (:func:`_plain`); with ``limit``, its first rows and a note saying how
+    many there are."""
     if limit is not None and len(frame) > limit:
         st.caption(f"Les {format_number(limit)} premières lignes sur {format_number(len(frame))} ; le tableau "
                    "complet se télécharge dans l'onglet « Exports ».")
@@ -172,6 +174,27 @@ def _table(frame, *, limit: int | None = None) -> None:
         st.table(display_table(frame).map(_plain), hide_index=True)
     else:
         st.caption("Aucune ligne.")
+
+
+#: French numbers in charts (Vega's d3-format locale): "11 000", "0,5".
+CHART_LOCALE = {"number": {"decimal": ",", "thousands": "\u202f", "grouping": [3], "currency": ["", "\u00a0€"]}}
+
+
+def _bar_chart(column, counts: pd.DataFrame, title: str) -> None:
+    """Horizontal bars of ``counts`` (``libelle``, ``n``), largest first, numbers in French.
+
+    A screen reader reads the chart's description, which lists every value in French; Vega's own ARIA
+    labels of axes and bars (English: "X-axis for a linear scale with values from 0 to 11,000") are off.
+    """
+    description = f"{title} : " + " ; ".join(f"{label} : {format_number(n)}"
+                                             for label, n in zip(counts["libelle"], counts["n"], strict=True))
+    chart = alt.Chart(counts, description=description).mark_bar(aria=False).encode(
+        x=alt.X("n:Q", title="Établissements", axis=alt.Axis(aria=False, format=",d")),
+        y=alt.Y("libelle:N", title=None, sort="-x", axis=alt.Axis(aria=False, labelLimit=0)),
+        tooltip=[alt.Tooltip("libelle:N", title="Catégorie"),
+                 alt.Tooltip("n:Q", title="Établissements", format=",d")],
+    ).configure(locale=CHART_LOCALE)
+    column.altair_chart(chart, width="stretch")
 
 
 def _map_table(data: viewdata.ViewData):
@@ -279,11 +302,9 @@ def _fiche_tab(data: viewdata.ViewData, view: MapView, units: dict[str, str]) ->
                 st.caption("  \n".join(lines))
         charts = st.columns(2)
         charts[0].subheader("Établissements par famille")
-        charts[0].bar_chart(fiche.familles.set_index("libelle")["n"], horizontal=True, x_label="Établissements",
-                            y_label="")
+        _bar_chart(charts[0], fiche.familles, "Établissements par famille")
         charts[1].subheader("Établissements par secteur")
-        charts[1].bar_chart(fiche.secteurs.set_index("libelle")["n"], horizontal=True, x_label="Établissements",
-                            y_label="")
+        _bar_chart(charts[1], fiche.secteurs, "Établissements par secteur")
         st.subheader("Dans les QPV et hors QPV")
         _table(fiche.qpv_hors_qpv)
         st.subheader(f"Établissements ESS ({format_number(len(fiche.etablissements))})")

@@ -55,6 +55,13 @@ STREAMLIT_STRINGS_FR: dict[str, str] = {
     "Sidebar": "Panneau latéral",
     "Selected values": "Valeurs sélectionnées",
     "Show suggestions": "Afficher les suggestions",
+    "Show data": "Afficher les données",
+    "Download as PNG": "Télécharger en PNG",
+    "Download as SVG": "Télécharger en SVG",
+    "Copy Vega-Lite spec": "Copier la spécification du graphique",
+    "Vega visualization": "Graphique",
+    "visualization": "graphique",
+    "group mark container": "zone du graphique",
 }
 
 #: Streamlit's announcements with a number or a name in them (regular expression -> French, ``$1`` the
@@ -63,6 +70,7 @@ STREAMLIT_PATTERNS_FR: tuple[tuple[str, str], ...] = (
     (r"^1 option available\.$", "1 option disponible."),
     (r"^(\d+) options available\.$", "$1 options disponibles."),
     (r"^(.+), selected$", "$1, sélectionné"),
+    (r"^Help for (.+)$", "Aide : $1"),
 )
 
 #: Attributes that carry text a user hears (screen reader) or sees (tooltip, placeholder).

@@ -22,7 +22,8 @@ TABS = ["Carte", "Rayon autour des QPV", "Fiche", "Exports"]
 ENGLISH = ["Skip to main content", "Select all", "empty", "Download as CSV", "Search", "Fullscreen", "Zoom in",
            "Zoom out", "Choose an option", "Choose options", "options available", "option available",
            "Show/hide columns", "Main menu", "Close popup", "A JavaScript library", "Layers", "Dismiss",
-           "Clear all", "No results", "streamlit_folium", "Streamlit Folium Component"]
+           "Clear all", "No results", "streamlit_folium", "Streamlit Folium Component", "X-axis", "Y-axis",
+           "Show data", "Download as PNG", "mark container", "visualization", "Help for"]
 _ENGLISH = re.compile("|".join(rf"\b{re.escape(s)}\b" for s in ENGLISH))
 
 #: Every text and every spoken attribute of a document (scripts, styles and <noscript> aside).
@@ -86,6 +87,10 @@ def test_every_tab_passes_axe_and_speaks_french(page, app_url, axe_source):
         if tab != "Carte":
             open_tab(page, tab)
         frame = map_frame(page)
+        for chart in page.locator('[data-testid="stVegaLiteChart"]').filter(visible=True).all():
+            chart.hover()  # shows the chart's toolbar
+            expect(page.locator('[data-testid="stElementToolbarButton"]').filter(visible=True).first).to_be_visible()
+            assert english_strings(page.main_frame) == [], tab
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"a11y-{tab.split()[0].lower()}.png"), full_page=True)
         for where, document in (("page", page.main_frame), ("carte", frame)):
