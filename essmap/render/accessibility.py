@@ -62,6 +62,10 @@ STREAMLIT_STRINGS_FR: dict[str, str] = {
     "Vega visualization": "Graphique",
     "visualization": "graphique",
     "group mark container": "zone du graphique",
+    "Print": "Imprimer",
+    "Record screen": "Enregistrer l'écran",
+    "Stop recording": "Arrêter l'enregistrement",
+    "Made with Streamlit v": "Réalisé avec Streamlit v",  # the version follows in its own text node
 }
 
 #: Streamlit's announcements with a number or a name in them (regular expression -> French, ``$1`` the

@@ -23,7 +23,8 @@ ENGLISH = ["Skip to main content", "Select all", "empty", "Download as CSV", "Se
            "Zoom out", "Choose an option", "Choose options", "options available", "option available",
            "Show/hide columns", "Main menu", "Close popup", "A JavaScript library", "Layers", "Dismiss",
            "Clear all", "No results", "streamlit_folium", "Streamlit Folium Component", "X-axis", "Y-axis",
-           "Show data", "Download as PNG", "mark container", "visualization", "Help for"]
+           "Show data", "Download as PNG", "mark container", "visualization", "Help for", "Print", "Record screen",
+           "Made with"]
 _ENGLISH = re.compile("|".join(rf"\b{re.escape(s)}\b" for s in ENGLISH))
 
 #: Every text and every spoken attribute of a document (scripts, styles and <noscript> aside).
@@ -107,7 +108,7 @@ def test_every_tab_passes_axe_and_speaks_french(page, app_url, axe_source):
     assert all(f.evaluate("() => document.documentElement.lang") == "fr" for f in page.frames)
 
 
-def test_lists_and_their_announcements_are_in_french(page, app_url):
+def test_lists_menus_and_their_announcements_are_in_french(page, app_url):
     page.goto(app_url + "/")
     map_frame(page, timeout_ms=120_000)
     wait_for_script_idle(page)
@@ -120,6 +121,9 @@ def test_lists_and_their_announcements_are_in_french(page, app_url):
     assert re.search(r"\d+ options disponibles\.", text), "the option count is not announced in French"
     assert english_strings(page.main_frame) == []
     page.keyboard.press("Escape")
+    page.get_by_role("button", name="Menu principal").click()
+    expect(page.get_by_text("Imprimer", exact=True)).to_be_visible()
+    assert english_strings(page.main_frame) == []
 
 
 def test_skip_links_lead_to_the_filters_and_to_the_map_data(page, app_url):
