@@ -157,17 +157,19 @@ def _data(store_key: StoreKey, view: MapView) -> viewdata.ViewData:
 
 #: Rows a long list shows on screen (the whole list is in the exports): static tables draw every row.
 SHOWN_ROWS = 200
-#: Rows of the exports tab's preview.
-PREVIEW_ROWS = 50
+#: Rows of the exports tab's preview, and of the map's values shown under the map.
+PREVIEW_ROWS, MAP_TABLE_ROWS = 50, 2000
+FICHE_WHOLE_LIST = ("pour la liste complète, choisissez ce territoire dans les filtres et téléchargez le tableau "
+                    "de l'onglet « Exports »")
 
 
-def _table(frame, *, limit: int | None = None) -> None:
+def _table(frame, *, limit: int | None = None, whole: str = "") -> None:
     """A table as a static HTML table (``st.table``: real headers for screen readers, no English toolbar),
     numbers in French, text escaped (:func:`_plain`); with ``limit``, its first rows and a note saying how
-    many there are."""
+    many there are and, ``whole``, where to find them all."""
     if limit is not None and len(frame) > limit:
-        st.caption(f"Les {format_number(limit)} premières lignes sur {format_number(len(frame))} ; le tableau "
-                   "complet se télécharge dans l'onglet « Exports ».")
+        st.caption(f"Les {format_number(limit)} premières lignes sur {format_number(len(frame))}" + (
+            f" ; {whole}" if whole else "") + ".")
         frame = frame.head(limit)
     if len(frame):
         # st.table reads its cells as Markdown: every markup character escaped, text from data shows as typed
@@ -308,9 +310,9 @@ def _fiche_tab(data: viewdata.ViewData, view: MapView, units: dict[str, str]) ->
         st.subheader("Dans les QPV et hors QPV")
         _table(fiche.qpv_hors_qpv)
         st.subheader(f"Établissements ESS ({format_number(len(fiche.etablissements))})")
-        _table(viewdata.establishments_table(fiche.etablissements), limit=SHOWN_ROWS)
+        _table(viewdata.establishments_table(fiche.etablissements), limit=SHOWN_ROWS, whole=FICHE_WHOLE_LIST)
         st.subheader(f"Tiers-lieux ({format_number(len(fiche.tiers_lieux))})")
-        _table(viewdata.tiers_lieux_table(fiche.tiers_lieux), limit=SHOWN_ROWS)
+        _table(viewdata.tiers_lieux_table(fiche.tiers_lieux), limit=SHOWN_ROWS, whole=FICHE_WHOLE_LIST)
 
 
 def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
@@ -425,7 +427,9 @@ controls[1].selectbox("Niveau", list(LEVELS), key="niveau", format_func=LEVELS.g
 controls[2].selectbox("Classes", list(METHODS), key="methode", format_func=METHODS.get)
 controls[3].slider("Nombre de classes", 3, 7, key="k")
 controls[4].selectbox("Fond de carte", list(TILE_CHOICES), key="fond", format_func=TILE_CHOICES.get)
-st.slider("Rayon (m)", *DASHBOARD_RADIUS_M[:2], step=DASHBOARD_RADIUS_M[2], key="rayon")
+# a select slider: its values read in French ("1 000"), which a plain slider's format cannot do
+st.select_slider("Rayon (m)", list(range(DASHBOARD_RADIUS_M[0], DASHBOARD_RADIUS_M[1] + 1, DASHBOARD_RADIUS_M[2])),
+                 key="rayon", format_func=format_number)
 
 selection = Selection(
     departements=(state["departement"],),
@@ -480,7 +484,8 @@ with carte:
                 "proches dans l'onglet « Rayon autour des QPV » ; les établissements ESS et les tiers-lieux dans "
                 "l'onglet « Exports » (tableaux et fichiers).")
     with st.expander(f"{data.legend_title} par {level_label} ({format_number(len(data.areas))} lignes)"):
-        _table(_map_table(data))
+        _table(_map_table(data), limit=MAP_TABLE_ROWS,
+               whole=f"le tableau complet : « Indicateurs par {level_label} » dans l'onglet « Exports »")
 
 if rayon.open:
     with rayon:

@@ -98,7 +98,8 @@ def test_radius_change_changes_the_radius_table(demo_db, monkeypatch, fresh_cach
     assert list(table.columns[:6]) == ["QPV", "Code QPV", "Commune", "Tiers-lieux dans le rayon",
                                        "Tiers-lieu le plus proche", "Distance (m)"]
     covered = _metrics(at)["QPV couverts"]
-    at.slider(key="rayon").set_value(4000).run()
+    assert "1\u202f000" in at.select_slider(key="rayon").options  # the radius reads in French
+    at.select_slider(key="rayon").set_value(4000).run()
     assert not at.exception
     wider = _table(at, "Tiers-lieux dans le rayon")
     assert list(wider["Code QPV"]) == list(table["Code QPV"])
@@ -117,7 +118,7 @@ def test_url_restores_the_view_and_opens_the_fiche(demo_db, monkeypatch, fresh_c
     _open_tab(at, "Fiche")
     assert at.selectbox(key="indicateur").value == "part_employeurs_en_qpv"
     assert at.selectbox(key="niveau").value == "epci"
-    assert at.slider(key="rayon").value == 2500
+    assert at.select_slider(key="rayon").value == 2500
     assert at.slider(key="k").value == 4
     assert at.selectbox(key="methode").value == "equal_interval"
     assert at.multiselect(key="familles").value == ["association"]
@@ -191,6 +192,6 @@ def test_invalid_links_open_a_valid_view_with_a_french_notice(demo_db, monkeypat
     errors = " ".join(e.value for e in at.error)
     assert "Lien invalide" in errors or "à la fois" in errors
     assert notice in errors
-    assert at.slider(key="rayon").value == radius
+    assert at.select_slider(key="rayon").value == radius
     assert at.selectbox(key="departement").value == "13"
     assert _count(_metrics(at)["QPV"]) > 0  # a map of a real département
