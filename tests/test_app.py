@@ -195,3 +195,15 @@ def test_invalid_links_open_a_valid_view_with_a_french_notice(demo_db, monkeypat
     assert at.select_slider(key="rayon").value == radius
     assert at.selectbox(key="departement").value == "13"
     assert _count(_metrics(at)["QPV"]) > 0  # a map of a real département
+
+
+def test_collapsed_classes_are_announced_and_the_map_has_its_table(demo_db, monkeypatch, fresh_caches):
+    at = _app(demo_db, monkeypatch, departements="13", indicateur="n_tiers_lieux", methode="quantiles", classes="5")
+    notices = [i.value for i in at.info if i.value.startswith("Carte en ")]
+    assert len(notices) == 1 and "au lieu des 5 demandées" in notices[0] and "« Tiers-lieux »" in notices[0], notices
+    # the map's values without the map: one row per commune, the legend title "Tiers-lieux" (no repeated unit)
+    values = _table(at, "Classe de la légende")
+    assert list(values.columns) == ["Commune", "Code", "Tiers-lieux", "Classe de la légende"]
+    assert len(values) == _count(_metrics(at)["Unités cartographiées (commune)"])
+    at.selectbox(key="indicateur").set_value("population").run()  # distinct values: every class drawn
+    assert not [i.value for i in at.info if i.value.startswith("Carte en ")]

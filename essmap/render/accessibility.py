@@ -114,12 +114,21 @@ _PAGE_SCRIPT = """<script>
     var target = doc.querySelector(link.getAttribute("data-target"));
     if (!target) { return; }
     event.preventDefault();
-    // a form field first: the sidebar begins with its collapse button, shown only on hover
-    var control = /^H[1-6]$/.test(target.tagName) ? null : target.querySelector(
-      'input:not([type="hidden"]):not([disabled]), select, textarea');
-    if (!control) { control = target; target.setAttribute("tabindex", "-1"); }
-    target.scrollIntoView({block: "start"});
-    control.focus({preventScroll: true});
+    var go = function () {
+      // a form field first: the sidebar begins with its collapse button, shown only on hover
+      var control = /^H[1-6]$/.test(target.tagName) ? null : target.querySelector(
+        'input:not([type="hidden"]):not([disabled]), select, textarea');
+      if (!control) { control = target; target.setAttribute("tabindex", "-1"); }
+      target.scrollIntoView({block: "start"});
+      control.focus({preventScroll: true});
+    };
+    var expand = doc.querySelector('[data-testid="stExpandSidebarButton"]');
+    if (target.getAttribute("data-collapsed") === "true" && expand) {  // a collapsed sidebar (phone)
+      expand.click();
+      setTimeout(go, 400);  // after its opening transition: a hidden field takes no focus
+    } else {
+      go();
+    }
   });
   var pending = null;
   function later() {

@@ -158,6 +158,20 @@ def test_skip_links_lead_to_the_filters_and_to_the_map_data(page, app_url):
     assert table.locator("tbody tr").count() == communes
 
 
+def test_the_filters_skip_link_opens_the_collapsed_sidebar_on_a_phone(page, app_url):
+    page.set_viewport_size({"width": 400, "height": 850})
+    page.goto(app_url + "/")
+    map_frame(page, timeout_ms=120_000)
+    wait_for_script_idle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    expect(sidebar).to_have_attribute("data-collapsed", "true")
+    page.get_by_role("link", name="Aller aux filtres").focus()
+    page.keyboard.press("Enter")
+    expect(sidebar).to_have_attribute("data-collapsed", "false")
+    region = sidebar.locator('input[aria-label="Région"]')
+    expect(region).to_be_focused()
+
+
 def test_the_terminal_shows_only_streamlit_and_essmap_lines(page, app_url):
     page.goto(app_url + "/")
     map_frame(page, timeout_ms=120_000)
