@@ -77,6 +77,10 @@ STREAMLIT_PATTERNS_FR: tuple[tuple[str, str], ...] = (
     (r"^Help for (.+)$", "Aide : $1"),
 )
 
+#: Where the app's own text is (Streamlit's test ids): never translated, whatever it says.
+APP_CONTENT = tuple(f'[data-testid="{test_id}"]' for test_id in (
+    "stTable", "stMarkdownContainer", "stMetric", "stCaptionContainer", "stAlert", "stVegaLiteChart", "stHeading"))
+
 #: Attributes that carry text a user hears (screen reader) or sees (tooltip, placeholder).
 TRANSLATED_ATTRIBUTES = ("aria-label", "title", "placeholder", "aria-roledescription")
 
@@ -88,6 +92,7 @@ _PAGE_SCRIPT = """<script>
   window.__essmapFrench = true;
   var fr = %(strings)s, attributes = %(attributes)s;
   var patterns = %(patterns)s.map(function (p) { return [new RegExp(p[0]), p[1]]; });
+  var userContent = %(user_content)s;
   var own = Object.prototype.hasOwnProperty;
   function french(text) {
     var key = text.trim();
@@ -136,6 +141,10 @@ _PAGE_SCRIPT = """<script>
   }
   window.addEventListener("resize", later);
   function fixText(node) {
+    // text the app wrote (tables, Markdown, metrics, charts) is data or already French: a tiers-lieu named
+    // "Open" stays "Open"
+    var parent = node.parentElement;
+    if (parent && parent.closest(userContent)) { return; }
     var done = french(node.nodeValue || "");
     if (done !== null) { node.nodeValue = done; }
   }
@@ -173,6 +182,7 @@ def page_script() -> str:
     """The ``<script>`` that puts the Streamlit page in French (see the module docstring)."""
     return _PAGE_SCRIPT % {"strings": json.dumps(STREAMLIT_STRINGS_FR, ensure_ascii=False),
                            "patterns": json.dumps(STREAMLIT_PATTERNS_FR, ensure_ascii=False),
+                           "user_content": json.dumps(", ".join(APP_CONTENT)),
                            "attributes": json.dumps(list(TRANSLATED_ATTRIBUTES))}
 
 
