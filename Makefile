@@ -11,8 +11,12 @@ PIP_VERSION := $(shell sed -n 's/^pip==\([^ ]*\).*/\1/p' $(LOCK))
 DB := data/essmap.duckdb
 DEMO_INPUTS := $(wildcard data/geo/* data/raw/*) $(wildcard essmap/demo/*.py essmap/domain/*.py essmap/geo/*.py essmap/io/readers/*.py essmap/io/readers/*/*.py essmap/store/*.py)
 PORT ?= 8501
+# axe-core (npm registry, pinned), injected into the dashboard by tests/browser/test_accessibility.py
+# (which reads AXE_VERSION here); installed by the setup so that the tests need no network.
+AXE_VERSION := 4.14.1
+AXE := .cache/axe-$(AXE_VERSION)/node_modules/axe-core/axe.min.js
 
-.PHONY: run test test-unit fuzz build bench clean setup system-deps lint lock
+.PHONY: run test test-unit fuzz build bench clean setup system-deps lint lock axe
 
 setup: $(STAMP)
 
@@ -47,7 +51,14 @@ run: $(DB)
 system-deps:
 	bash .ci/system-deps.sh
 
-test: $(STAMP) $(DB) system-deps
+# One folder per version: a new AXE_VERSION installs next to the old one.
+$(AXE): | system-deps
+	npm install --prefix .cache/axe-$(AXE_VERSION) --no-save --no-audit --no-fund --silent axe-core@$(AXE_VERSION)
+	test -f $(AXE)
+
+axe: $(AXE)
+
+test: $(STAMP) $(DB) system-deps $(AXE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests that need no Debian package (no chromium, no poppler-utils) and take seconds, not tens of
@@ -67,7 +78,7 @@ lint: $(STAMP)
 	status=0; $(BIN)/ruff check . || status=1; $(BIN)/mypy || status=1; exit $$status
 
 clean:
-	rm -rf $(VENV) $(DB) data/essmap.duckdb.* .pytest_cache
+	rm -rf $(VENV) $(DB) data/essmap.duckdb.* .pytest_cache .cache/axe-*
 
 # --- Benchmarks (how to run: top of bench/RESULTS.md) ------------------------------------------
 # `make bench`: the issue's benchmark table on a national-scale store built with the real CLI (cached in

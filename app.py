@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import altair as alt
+import pandas as pd
 import streamlit as st
 
 from essmap import store
@@ -22,10 +24,12 @@ from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_L
 from essmap.present import viewdata
 from essmap.present.basemaps import TILES
 from essmap.present.view import DASHBOARD_RADIUS_M, LEVELS_BY_SCOPE, MapView, scope_of, view_from_link
-from essmap.render import maps, portrait, snapshot, st_folium
-from essmap.render.tables import DOWNLOAD_FORMATS, export_file_name, table_bytes
+from essmap.render import accessibility, maps, portrait, snapshot, st_folium
+from essmap.render.tables import DOWNLOAD_FORMATS, display_table, export_file_name, table_bytes
 
 st.set_page_config(page_title="essmap – ESS, QPV et tiers-lieux", layout="wide")
+# lang="fr" and Streamlit's own strings in French (its index.html and frontend are English), skip-link style
+st.html(accessibility.PAGE_STYLE + accessibility.page_script(), unsafe_allow_javascript=True)
 SETTINGS = load_settings()
 
 LEVELS = {"commune": "Commune", "epci": "EPCI", "departement": "Département", "region": "Région"}
@@ -77,7 +81,9 @@ def _map_component(store_key: StoreKey, params: tuple[tuple[str, str], ...]) -> 
     same arguments on every rerun (same key: the browser keeps the drawn map, a click does not rebuild it).
     """
     view = MapView.from_query_params(dict(params))
-    m = maps.view_map(_data(store_key, view), publish=_publish_points)
+    data = _data(store_key, view)
+    m = maps.view_map(data, publish=_publish_points)
+    accessibility.FrenchLeaflet(f"Carte : {data.indicator.label_fr}, {data.territory_label}").add_to(m)
     return st_folium.with_asset_urls(st_folium.component_args(m, key="carte"), _asset_urls())
 
 
@@ -149,6 +155,63 @@ def _data(store_key: StoreKey, view: MapView) -> viewdata.ViewData:
     return _view_data(store_key, _key(viewdata.computation_key(view))).with_view(view)
 
 
+#: Rows a long list shows on screen (the whole list is in the exports): static tables draw every row.
+SHOWN_ROWS = 200
+#: Rows of the exports tab's preview, and of the map's values shown under the map.
+PREVIEW_ROWS, MAP_TABLE_ROWS = 50, 2000
+FICHE_WHOLE_LIST = ("pour la liste complète, choisissez ce territoire dans les filtres et téléchargez le tableau "
+                    "de l'onglet « Exports »")
+
+
+def _table(frame, *, limit: int | None = None, whole: str = "") -> None:
+    """A table as a static HTML table (``st.table``: real headers for screen readers, no English toolbar),
+    numbers in French, text escaped (:func:`_plain`); with ``limit``, its first rows and a note saying how
+    many there are and, ``whole``, where to find them all."""
+    if limit is not None and len(frame) > limit:
+        st.caption(f"Les {format_number(limit)} premières lignes sur {format_number(len(frame))}" + (
+            f" ; {whole}" if whole else "") + ".")
+        frame = frame.head(limit)
+    if len(frame):
+        # st.table reads its cells as Markdown: every markup character escaped, text from data shows as typed
+        st.table(display_table(frame).map(_plain), hide_index=True)
+    else:
+        st.caption("Aucune ligne.")
+
+
+#: French numbers in charts (Vega's d3-format locale): "11 000", "0,5".
+CHART_LOCALE = {"number": {"decimal": ",", "thousands": "\u202f", "grouping": [3], "currency": ["", "\u00a0€"]}}
+
+
+def _bar_chart(column, counts: pd.DataFrame, title: str) -> None:
+    """Horizontal bars of ``counts`` (``libelle``, ``n``), largest first, numbers in French.
+
+    A screen reader reads the chart's description, which lists every value in French; Vega's own ARIA
+    labels of axes and bars (English: "X-axis for a linear scale with values from 0 to 11,000") are off.
+    """
+    description = f"{title} : " + " ; ".join(f"{label} : {format_number(n)}"
+                                             for label, n in zip(counts["libelle"], counts["n"], strict=True))
+    chart = alt.Chart(counts, description=description).mark_bar(aria=False).encode(
+        x=alt.X("n:Q", title="Établissements", axis=alt.Axis(aria=False, format=",d")),
+        y=alt.Y("libelle:N", title=None, sort="-x", axis=alt.Axis(aria=False, labelLimit=0)),
+        tooltip=[alt.Tooltip("libelle:N", title="Catégorie"),
+                 alt.Tooltip("n:Q", title="Établissements", format=",d")],
+    ).configure(locale=CHART_LOCALE)
+    column.altair_chart(chart, width="stretch")
+
+
+def _map_table(data: viewdata.ViewData):
+    """The choropleth as a table: unit, code, value of the indicator and its class in the legend."""
+    areas = data.areas.sort_values(["nom", "code"])
+    classes = data.classification.class_of(areas["valeur"])
+    labels = dict(enumerate(data.classification.labels))
+    return pd.DataFrame({
+        LEVELS[data.view.level]: areas["nom"].astype("string").to_numpy(),
+        "Code": areas["code"].astype("string").to_numpy(),
+        data.legend_title: [viewdata.format_value(v, data.indicator) for v in areas[data.indicator.key]],
+        "Classe de la légende": [labels.get(int(c), "") if pd.notna(c) else "Pas de données" for c in classes],
+    })
+
+
 def _plain(text: object) -> str:
     """Text from data shown through Markdown (headers, metrics): every markup character escaped."""
     return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|&~$=:])", r"\\\1", str(text))
@@ -202,15 +265,16 @@ def _radius_tab(data: viewdata.ViewData, view: MapView) -> None:
     """QPV x tiers-lieux and QPV x ESS establishments within the radius."""
     near_tiers_lieux, around, near_establishments = _radius_tables(STORE_KEY, _key(viewdata.computation_key(view)))
     radius = format_number(view.radius_m)
+    st.header("Tiers-lieux autour des QPV", anchor="tiers-lieux-autour-des-qpv")
+    st.caption(f"Tiers-lieux dans chaque QPV ou à moins de {radius} m, et le plus proche.")
     st.metric("QPV couverts", format_percent(coverage_share(data.qpv)),
               help=f"Part des QPV ayant au moins un tiers-lieu dans le quartier ou à moins de {radius} m.")
-    st.dataframe(near_tiers_lieux, hide_index=True, width="stretch", key="table_rayon")
-    st.subheader("Établissements ESS autour des QPV")
+    _table(near_tiers_lieux)
+    st.header("Établissements ESS autour des QPV", anchor="etablissements-ess-autour-des-qpv")
     st.caption(f"Établissements ESS retenus par les filtres ({_plain(data.filters_label)}) à moins de {radius} m "
                "de chaque QPV" + (" ; données simulées." if data.synthetic else "."))
     st.metric("QPV avec un établissement ESS proche", format_percent(coverage_share(around)))
-    st.dataframe(near_establishments, hide_index=True, width="stretch",
-                 key="table_rayon_etablissements")
+    _table(near_establishments)
 
 
 def _fiche_tab(data: viewdata.ViewData, view: MapView, units: dict[str, str]) -> None:
@@ -242,17 +306,15 @@ def _fiche_tab(data: viewdata.ViewData, view: MapView, units: dict[str, str]) ->
                 st.caption("  \n".join(lines))
         charts = st.columns(2)
         charts[0].subheader("Établissements par famille")
-        charts[0].bar_chart(fiche.familles.set_index("libelle")["n"], horizontal=True, x_label="Établissements",
-                            y_label="")
+        _bar_chart(charts[0], fiche.familles, "Établissements par famille")
         charts[1].subheader("Établissements par secteur")
-        charts[1].bar_chart(fiche.secteurs.set_index("libelle")["n"], horizontal=True, x_label="Établissements",
-                            y_label="")
+        _bar_chart(charts[1], fiche.secteurs, "Établissements par secteur")
         st.subheader("Dans les QPV et hors QPV")
-        st.dataframe(fiche.qpv_hors_qpv, hide_index=True, width="stretch")
+        _table(fiche.qpv_hors_qpv)
         st.subheader(f"Établissements ESS ({format_number(len(fiche.etablissements))})")
-        st.dataframe(viewdata.establishments_table(fiche.etablissements), hide_index=True, width="stretch")
+        _table(viewdata.establishments_table(fiche.etablissements), limit=SHOWN_ROWS, whole=FICHE_WHOLE_LIST)
         st.subheader(f"Tiers-lieux ({format_number(len(fiche.tiers_lieux))})")
-        st.dataframe(viewdata.tiers_lieux_table(fiche.tiers_lieux), hide_index=True, width="stretch")
+        _table(viewdata.tiers_lieux_table(fiche.tiers_lieux), limit=SHOWN_ROWS, whole=FICHE_WHOLE_LIST)
 
 
 def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
@@ -262,12 +324,16 @@ def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
     the other buttons, so a second click within a second of the first downloaded nothing.
     """
     tables = _export_tables(STORE_KEY, _key(viewdata.computation_key(view)))
-    st.subheader("Tableaux de la vue")
+    st.header("Tableaux de la vue")
     st.caption(f"{_plain(data.territory_label)} · {_plain(data.filters_label)}"
                + (" · contient des données simulées" if data.synthetic else ""))
     label = st.selectbox("Tableau", list(tables), key="table_export")
     stem, frame = tables[label]
-    st.dataframe(frame.head(200).drop(columns=frame.geometry.name), hide_index=True, width="stretch")
+    st.subheader(f"Aperçu : {label}")
+    if len(frame) > PREVIEW_ROWS:
+        st.caption(f"Les {format_number(PREVIEW_ROWS)} premières lignes sur {format_number(len(frame))} ; "
+                   "les fichiers ci-dessous contiennent tout le tableau.")
+    _table(frame.head(PREVIEW_ROWS))
     buttons = st.columns(len(DOWNLOAD_FORMATS))
     for column, fmt in zip(buttons, DOWNLOAD_FORMATS, strict=True):
         extension = DOWNLOAD_FORMATS[fmt][2]
@@ -276,7 +342,7 @@ def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
         column.download_button(fmt, data=lambda frame=frame, fmt=fmt, stem=stem: table_bytes(frame, fmt, layer=stem),
                                file_name=name, key=f"export_{stem}_{extension}_{fmt == 'CSV « ; »'}",
                                on_click="ignore")
-    st.subheader("Carte de la vue")
+    st.header("Carte de la vue")
     snap = st.columns([3, 1.2, 1.2])
     default_title = snapshot.default_title(data)
     title = snap[0].text_input("Titre de la carte", key="titre_export", placeholder=default_title) or default_title
@@ -291,7 +357,7 @@ def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
         file_name=export_file_name("carte", data.territory_label, extension), key="export_carte",
         on_click="ignore",
     )
-    st.subheader("Portrait de territoire")
+    st.header("Portrait de territoire")
     chosen = view.selected or ""
     unit = viewdata.unit_of(data, chosen) if chosen else None
     if unit is None:
@@ -312,6 +378,7 @@ def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
 # --- Sidebar: territory and filters -------------------------------------------------------------
 
 side = st.sidebar
+side.header("Filtres")
 regions = dict(zip(CATALOGUE["regions"]["code_region"], CATALOGUE["regions"]["nom"], strict=True))
 region_codes = ["", *sorted(set(departements["code_region"]) & set(regions))]  # "": France entière
 _choose("region", region_codes)
@@ -353,6 +420,9 @@ side.selectbox("Génération QPV", generations, key="generation_qpv", format_fun
 
 # --- Main area ----------------------------------------------------------------------------------
 
+st.markdown(accessibility.skip_links({"Aller aux filtres": '[data-testid="stSidebar"]',
+                                      "Aller aux données de la carte en tableau": "#donnees-carte"}),
+            unsafe_allow_html=True)
 st.title("essmap : l'économie sociale et solidaire, les QPV et les tiers-lieux")
 for notice in state.pop("_avis_lien", []):  # once, on opening the link
     st.error(notice)
@@ -367,7 +437,9 @@ controls[1].selectbox("Niveau", levels, key="niveau", format_func=LEVELS.get)
 controls[2].selectbox("Classes", list(METHODS), key="methode", format_func=METHODS.get)
 controls[3].slider("Nombre de classes", 3, 7, key="k")
 controls[4].selectbox("Fond de carte", list(TILE_CHOICES), key="fond", format_func=TILE_CHOICES.get)
-st.slider("Rayon (m)", *DASHBOARD_RADIUS_M[:2], step=DASHBOARD_RADIUS_M[2], key="rayon")
+# a select slider: its values read in French ("1 000"), which a plain slider's format cannot do
+st.select_slider("Rayon (m)", list(range(DASHBOARD_RADIUS_M[0], DASHBOARD_RADIUS_M[1] + 1, DASHBOARD_RADIUS_M[2])),
+                 key="rayon", format_func=format_number)
 
 selection = Selection(
     region=state["region"] or None if not state["departement"] else None,
@@ -402,6 +474,9 @@ with carte:
     cols[1].metric("Tiers-lieux", format_number(len(data.tiers_lieux)))
     cols[2].metric("QPV", format_number(len(data.qpv)))
     cols[3].metric(f"Unités cartographiées ({LEVELS[view.level].lower()})", format_number(len(data.areas)))
+    collapsed = data.classification.collapse_notice(data.indicator.label_fr)
+    if collapsed:
+        st.info(collapsed)
     clicked = st_folium.show_map(_map_component(STORE_KEY, _key(view.replace(selected=None))), height=620)
     feature = (clicked or {}).get("last_active_drawing") or {}
     code = str((feature.get("properties") or {}).get("code") or "")
@@ -413,6 +488,15 @@ with carte:
     st.caption("Cliquez sur une commune ou un QPV pour ouvrir sa fiche. Sources : INSEE (communes, populations "
                "légales, SIRENE), ANCT (QPV), France Tiers-Lieux et Commune Mesure (tiers-lieux)."
                + (" Établissements ESS : données simulées." if data.synthetic else ""))
+    # the map's information without the map (RGAA 4.1: a map needs a text alternative)
+    level_label = LEVELS[view.level].lower()
+    st.header("Données de la carte en tableau", anchor="donnees-carte")
+    st.markdown(f"Sans la carte : la valeur de chaque {level_label} ci-dessous ; les QPV et leurs tiers-lieux "
+                "proches dans l'onglet « Rayon autour des QPV » ; les établissements ESS et les tiers-lieux dans "
+                "l'onglet « Exports » (tableaux et fichiers).")
+    with st.expander(f"{data.legend_title} par {level_label} ({format_number(len(data.areas))} lignes)"):
+        _table(_map_table(data), limit=MAP_TABLE_ROWS,
+               whole=f"le tableau complet : « Indicateurs par {level_label} » dans l'onglet « Exports »")
 
 if rayon.open:
     with rayon:

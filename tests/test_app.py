@@ -3,6 +3,7 @@ URL restore, fiche, synthetic labels and escaped names."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -38,8 +39,8 @@ def _metrics(at: AppTest) -> dict[str, str]:
 
 
 def _table(at: AppTest, column: str):
-    """The displayed table having ``column`` (dataframes without selection carry no key)."""
-    return next(d.value for d in at.dataframe if column in d.value.columns)
+    """The displayed table having ``column`` (static tables, ``st.table``: French text in every cell)."""
+    return next(t.value for t in at.table if column in t.value.columns)
 
 
 def _count(value: str) -> int:
@@ -90,17 +91,23 @@ def test_default_view_labels_synthetic_data_and_filters_change_counts(demo_db, m
 
 def test_radius_change_changes_the_radius_table(demo_db, monkeypatch, fresh_caches):
     at = _app(demo_db, monkeypatch)
-    assert not any("Tiers-lieux dans le rayon" in d.value.columns for d in at.dataframe)  # closed tab: not run
+    assert not any("Tiers-lieux dans le rayon" in t.value.columns for t in at.table)  # closed tab: not run
+    assert not at.dataframe  # static tables only: st.dataframe's toolbar is in English
     _open_tab(at, "Rayon autour des QPV")
     table = _table(at, "Tiers-lieux dans le rayon")
     assert list(table.columns[:6]) == ["QPV", "Code QPV", "Commune", "Tiers-lieux dans le rayon",
                                        "Tiers-lieu le plus proche", "Distance (m)"]
     covered = _metrics(at)["QPV couverts"]
-    at.slider(key="rayon").set_value(4000).run()
+    assert "1\u202f000" in at.select_slider(key="rayon").options  # the radius reads in French
+    at.select_slider(key="rayon").set_value(4000).run()
     assert not at.exception
     wider = _table(at, "Tiers-lieux dans le rayon")
     assert list(wider["Code QPV"]) == list(table["Code QPV"])
-    assert wider["Tiers-lieux dans le rayon"].sum() > table["Tiers-lieux dans le rayon"].sum()
+    assert wider["Tiers-lieux dans le rayon"].map(_count).sum() > table["Tiers-lieux dans le rayon"].map(_count).sum()
+    # distances read in French, thousands separated ("14 310")
+    distances = list(wider["Distance (m)"]) + list(table["Distance (m)"])
+    assert all(re.fullmatch(r"\d{1,3}(\u202f\d{3})*|–", d) for d in distances), distances
+    assert any("\u202f" in d for d in distances), distances
     assert _metrics(at)["QPV couverts"] != covered
     assert at.query_params["rayon"] == "4000"
 
@@ -111,7 +118,7 @@ def test_url_restores_the_view_and_opens_the_fiche(demo_db, monkeypatch, fresh_c
     _open_tab(at, "Fiche")
     assert at.selectbox(key="indicateur").value == "part_employeurs_en_qpv"
     assert at.selectbox(key="niveau").value == "epci"
-    assert at.slider(key="rayon").value == 2500
+    assert at.select_slider(key="rayon").value == 2500
     assert at.slider(key="k").value == 4
     assert at.selectbox(key="methode").value == "equal_interval"
     assert at.multiselect(key="familles").value == ["association"]
@@ -185,6 +192,18 @@ def test_invalid_links_open_a_valid_view_with_a_french_notice(demo_db, monkeypat
     errors = " ".join(e.value for e in at.error)
     assert "Lien invalide" in errors or "à la fois" in errors
     assert notice in errors
-    assert at.slider(key="rayon").value == radius
+    assert at.select_slider(key="rayon").value == radius
     assert at.selectbox(key="departement").value == "13"
     assert _count(_metrics(at)["QPV"]) > 0  # a map of a real département
+
+
+def test_collapsed_classes_are_announced_and_the_map_has_its_table(demo_db, monkeypatch, fresh_caches):
+    at = _app(demo_db, monkeypatch, departements="13", indicateur="n_tiers_lieux", methode="quantiles", classes="5")
+    notices = [i.value for i in at.info if i.value.startswith("Carte en ")]
+    assert len(notices) == 1 and "au lieu des 5 demandées" in notices[0] and "« Tiers-lieux »" in notices[0], notices
+    # the map's values without the map: one row per commune, the legend title "Tiers-lieux" (no repeated unit)
+    values = _table(at, "Classe de la légende")
+    assert list(values.columns) == ["Commune", "Code", "Tiers-lieux", "Classe de la légende"]
+    assert len(values) == _count(_metrics(at)["Unités cartographiées (commune)"])
+    at.selectbox(key="indicateur").set_value("population").run()  # distinct values: every class drawn
+    assert not [i.value for i in at.info if i.value.startswith("Carte en ")]

@@ -111,3 +111,17 @@ def test_exact_natural_breaks_are_fisher_jenks():
         warnings.simplefilter("ignore")  # "Numba not installed": slow, fine for 300 values
         expected = mapclassify.FisherJenks(values.to_numpy(), k=5).bins
     assert classify(values, method="natural_breaks", k=5).edges[1:] == pytest.approx(tuple(expected))
+
+
+def test_collapsed_classes_come_with_a_french_notice():
+    # a count where most units have none: quantile edges tie, 5 classes asked, fewer drawn
+    counts = pd.Series([0] * 80 + [1] * 12 + [2] * 5 + [8, 30, 73], dtype="float64")
+    c = classify(counts, method="quantiles", k=5)
+    assert c.requested == 5 and 0 < len(c.colours) < 5 and c.collapsed
+    notice = c.collapse_notice("Tiers-lieux")
+    assert notice.startswith(f"Carte en {len(c.colours)} classes au lieu des 5 demandées")
+    assert "« Tiers-lieux »" in notice and "« Quantiles (effectifs égaux) »" in notice
+    # enough distinct values: every class asked for is drawn, no notice
+    spread = classify(pd.Series(np.arange(100, dtype="float64")), method="quantiles", k=5)
+    assert not spread.collapsed and spread.collapse_notice("Tiers-lieux") is None
+    assert classify(pd.Series([3.0] * 10), k=4).collapse_notice("X").startswith("Carte en une seule classe")

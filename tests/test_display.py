@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import shapely
 
@@ -27,7 +29,7 @@ def test_commune_choropleth_has_one_coloured_unit_per_commune(communes_view, bdr
     assert data.areas.crs.to_epsg() == 4326
     assert data.areas.geometry.notna().all() and not data.areas.geometry.is_empty.any()
     assert list(data.areas["classe_couleur"]) == list(data.classification.colour_of(data.areas["valeur"]))
-    assert data.legend_title == "Établissements employeurs de l'ESS pour 10 000 habitants (pour 10 000 hab.)"
+    assert data.legend_title == "Établissements employeurs de l'ESS pour 10 000 habitants"  # the unit once
     assert data.territory_label == "Bouches-du-Rhône (13)"
     assert data.filters_label == "Bouches-du-Rhône"
     assert data.synthetic  # the demo establishments are simulated
@@ -165,3 +167,30 @@ def test_values_and_choices_read_in_french(demo_con):
     assert viewdata.format_value(None, INDICATORS_BY_KEY["n_etablissements"]) == "–"
     types = queries.tiers_lieux_choices(demo_con, "types")
     assert "Coworking" in types and all(";" not in t for t in types)
+
+
+def test_legend_titles_name_the_unit_once():
+    titles = {key: viewdata.legend_title(INDICATORS_BY_KEY[key]) for key in
+              ("n_tiers_lieux", "etablissements_pour_10k_hab", "part_employeurs_en_qpv")}
+    assert titles == {"n_tiers_lieux": "Tiers-lieux",
+                      "etablissements_pour_10k_hab": "Établissements de l'ESS pour 10 000 habitants",
+                      "part_employeurs_en_qpv": "Part des établissements employeurs de l'ESS situés dans un QPV (%)"}
+
+
+def test_indicators_table_reads_as_the_dashboard(communes_view):
+    from essmap.render.tables import display_table
+
+    table = viewdata.indicators_table(communes_view)
+    assert list(table.columns[:3]) == ["Code commune", "Nom", "Population"]
+    assert not [c for c in table.columns if "_" in c]  # no snake_case header
+    shown = display_table(table).set_index("Code commune")
+    raw = table.set_index("Code commune")
+    aix = "13001"
+    share = raw.loc[aix, "Part des établissements de l'ESS situés dans un QPV"]
+    assert 0 < share < 1
+    assert shown.loc[aix, "Part des établissements de l'ESS situés dans un QPV"] == (
+        f"{share * 100:.1f}".replace(".", ",") + "\u202f%")
+    rate = shown.loc[aix, "Établissements de l'ESS pour 10 000 habitants"]
+    assert re.fullmatch(r"\d{1,3}(\u202f\d{3})*,\d", rate), rate
+    assert shown.loc[aix, "Population"] == f"{raw.loc[aix, 'Population']:,}".replace(",", "\u202f")
+    assert set(shown["Inclut des données simulées"]) <= {"oui", "non"}

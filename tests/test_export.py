@@ -133,7 +133,8 @@ def test_cli_export_map_reproduces_a_dashboard_link_as_pdf(demo_db, tmp_path):
     assert result.exit_code == 0, result.output
     text = " ".join(pdf_text(out.read_bytes()).split())
     assert "Tiers-lieux $x$ 50 %" in text
-    assert "Tiers-lieux (tiers-lieux)" in text  # legend title of the linked indicator
+    # the legend of the linked indicator, titled with its label alone (not "Tiers-lieux (tiers-lieux)")
+    assert text.count("Tiers-lieux") >= 2 and "(tiers-lieux)" not in text
     assert "rayon QPV – tiers-lieux : 500 m" in text
 
 
@@ -213,3 +214,31 @@ def test_exports_tab_buttons_produce_the_map_and_the_portrait(demo_db, monkeypat
     label, portrait_pdf = _download(at, deferred_downloads, "Portrait de territoire (PDF)")
     text = " ".join(pdf_text(portrait_pdf).split())
     assert "Avignon (84007)" in text and "Page 4 / 4" in text
+
+
+def test_indicator_files_read_as_the_dashboard(tables, tmp_path):
+    """CSV: numbers rounded as shown, shares in percent ("(%)" titles); XLSX: raw numbers, shown as on screen."""
+    frame = tables["indicateurs_commune"]
+    share, rate = "Part des établissements de l'ESS situés dans un QPV", "Établissements de l'ESS pour 10 000 habitants"
+    semicolon = tmp_path / "indicateurs.csv"
+    write_table(frame, semicolon, "csv", separator=";")
+    back = pd.read_csv(semicolon, sep=";", decimal=",", encoding="utf-8-sig", dtype={"Code commune": str})
+    assert list(back.columns[:3]) == ["Code commune", "Nom", "Population"]
+    assert f"{share} (%)" in back.columns and share not in back.columns
+    raw = frame.set_index("Code commune")
+    for _i, row in back.head(20).iterrows():
+        code = row["Code commune"]
+        if pd.notna(raw.loc[code, share]):
+            assert row[f"{share} (%)"] == round(raw.loc[code, share] * 100, 1)
+        assert row[rate] == round(raw.loc[code, rate], 1)
+        assert row["Population"] == raw.loc[code, "Population"]
+
+    workbook = tmp_path / "indicateurs.xlsx"
+    write_table(frame, workbook, "xlsx", layer="indicateurs_commune")
+    sheet = openpyxl.load_workbook(workbook).active
+    header = [cell.value for cell in sheet[1]]
+    first = {name: cell for name, cell in zip(header, sheet[2], strict=True)}
+    code = first["Code commune"].value
+    assert first[share].value == pytest.approx(raw.loc[code, share]) and first[share].number_format == "0.0%"
+    assert first[rate].value == pytest.approx(raw.loc[code, rate]) and first[rate].number_format == "#,##0.0"
+    assert first["Population"].value == raw.loc[code, "Population"] and first["Population"].number_format == "#,##0"

@@ -97,7 +97,7 @@ def test_pdf_has_title_subtitle_legend_sources_date_and_synthetic_notice(data, d
     assert title in text
     assert "Bouches-du-Rhône (13)" in text  # subtitle: territory
     assert f"Filtres : {data.filters_label}" in text
-    assert "Établissements employeurs de l'ESS pour 10 000 habitants (pour 10 000 hab.)" in text
+    assert "Établissements employeurs de l'ESS pour 10 000 habitants" in text and "(pour 10 000 hab.)" not in text
     for label in data.classification.labels:
         assert label in text
     assert NO_DATA_LABEL in text

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from typing import Literal
+
+import pandas as pd
 
 NARROW_NBSP = "\u202f"  # the thousands separator of French typography
 
@@ -38,3 +41,38 @@ def location_label(precision: object) -> str:
     if precision == LOCATION_COMMUNE:
         return f"{LOCATION_COMMUNE} ({APPROXIMATE_LOCATION_FR})"
     return precision
+
+
+#: How a number column of a table reads: "entier" (1 775), "decimal" (one decimal: 124,6), "part" (a
+#: share from 0 to 1 shown as a percentage: 5,0 %). See :mod:`essmap.render.tables`.
+NumberFormat = Literal["entier", "decimal", "part"]
+NUMBER_FORMATS: tuple[str, ...] = ("entier", "decimal", "part")
+_FORMATS_ATTR = "essmap_number_formats"
+
+
+def with_number_formats(frame: pd.DataFrame, formats: dict[str, NumberFormat]) -> pd.DataFrame:
+    """``frame`` (itself) carrying how its number columns read, in pandas ``attrs``: kept by ``head``,
+    ``drop``, ``to_crs`` and a GeoDataFrame built from it."""
+    unknown = set(formats.values()) - set(NUMBER_FORMATS)
+    if unknown:
+        raise ValueError(f"formats de nombre inconnus : {sorted(unknown)}")
+    frame.attrs[_FORMATS_ATTR] = dict(formats)
+    return frame
+
+
+def number_formats(frame: pd.DataFrame) -> dict[str, NumberFormat]:
+    """The formats of :func:`with_number_formats` for the columns ``frame`` has."""
+    return {column: kind for column, kind in frame.attrs.get(_FORMATS_ATTR, {}).items() if column in frame.columns}
+
+
+def format_cell(value: object, kind: NumberFormat) -> str:
+    """One table value as the screen shows it: "1 775", "124,6", "5,0 %"; "–" when missing."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "–"
+    if math.isnan(number):
+        return "–"
+    if kind == "part":
+        return format_percent(number)
+    return format_number(number, 1 if kind == "decimal" else 0)

@@ -70,13 +70,30 @@ def natural_breaks_scheme(values: np.ndarray, k: int) -> mapclassify.UserDefined
 
 @dataclass(frozen=True)
 class Classification:
-    """Class edges (``len(colours) + 1`` values, increasing), colours and legend labels."""
+    """Class edges (``len(colours) + 1`` values, increasing), colours and legend labels;
+    ``requested`` is the number of classes asked for (there are fewer when values repeat)."""
 
     method: str
     edges: tuple[float, ...]
     colours: tuple[str, ...]
     labels: tuple[str, ...]
     unit: str = ""
+    requested: int = 0
+
+    @property
+    def collapsed(self) -> bool:
+        """Whether the values gave fewer classes than asked for (ties merge quantiles, few distinct values)."""
+        return 0 < len(self.colours) < self.requested
+
+    def collapse_notice(self, indicator_label: str) -> str | None:
+        """The French notice to show when classes collapsed (:attr:`collapsed`), else None."""
+        if not self.collapsed:
+            return None
+        shown = len(self.colours)
+        classes = "une seule classe" if shown == 1 else f"{shown} classes"
+        return (f"Carte en {classes} au lieu des {self.requested} demandées : les valeurs de « {indicator_label} » "
+                f"sont trop peu variées (beaucoup de territoires à la même valeur) pour en former davantage "
+                f"avec la méthode « {METHOD_LABELS[self.method]} ».")
 
     def class_of(self, values: pd.Series) -> pd.Series:
         """Class index of each value (0 = lowest), <NA> for missing values."""
@@ -105,7 +122,7 @@ def classify(values: pd.Series, *, method: Method = "quantiles", k: int = 5, dec
         raise ValueError(f"nombre de classes {k} non pris en charge (de {min(PALETTE)} à {max(PALETTE)})")
     data = pd.to_numeric(values, errors="coerce").dropna().astype("float64").to_numpy()
     if len(data) == 0:
-        return Classification(method, (), (), (), unit)
+        return Classification(method, (), (), (), unit, k)
     low, high = float(data.min()), float(data.max())
     distinct = len(np.unique(data))
     if distinct <= 1:
@@ -132,4 +149,4 @@ def classify(values: pd.Series, *, method: Method = "quantiles", k: int = 5, dec
         format_number(lo, decimals) if lo == hi else f"{format_number(lo, decimals)} – {format_number(hi, decimals)}"
         for lo, hi in zip(edges[:-1], edges[1:], strict=True)
     )
-    return Classification(method, tuple(edges), tuple(colours), labels, unit)
+    return Classification(method, tuple(edges), tuple(colours), labels, unit, k)

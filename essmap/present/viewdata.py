@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from essmap.analysis.indicators import (
+    INDICATORS,
     INDICATORS_BY_KEY,
     LEVEL_LABELS,
     PARENT_LEVEL,
@@ -33,7 +34,13 @@ from essmap.analysis.indicators import (
     indicators_by_level,
 )
 from essmap.analysis.proximity import establishments_around_qpv, qpv_coverage
-from essmap.domain.formatting import format_number, format_percent, location_label
+from essmap.domain.formatting import (
+    NumberFormat,
+    format_number,
+    format_percent,
+    location_label,
+    with_number_formats,
+)
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.domain.selection import Selection
 from essmap.present.classify import Classification, classify
@@ -122,8 +129,9 @@ class ViewData:
 
     @property
     def legend_title(self) -> str:
-        """"<label> (<unit>)", the title of the map legend."""
-        return f"{self.indicator.label_fr} ({self.indicator.unit_fr})"
+        """The title of the map legend: the indicator's label, which names what is counted or the rate
+        ("... pour 10 000 habitants"); only a share adds its unit, "(%)"."""
+        return legend_title(self.indicator)
 
     def with_view(self, view: MapView) -> ViewData:
         """The same data for a view that differs only in presentation (classes, tiles, selection).
@@ -138,6 +146,11 @@ class ViewData:
         classification = _classify(self.areas["valeur"], self.indicator, view)
         areas = self.areas.assign(classe_couleur=classification.colour_of(self.areas["valeur"]))
         return dataclasses.replace(self, view=view, areas=areas, classification=classification)
+
+
+def legend_title(indicator: Indicator) -> str:
+    """"Part des ... (%)", "Tiers-lieux", "Établissements ... pour 10 000 habitants": the unit once."""
+    return f"{indicator.label_fr} (%)" if indicator.unit_fr == "%" else indicator.label_fr
 
 
 def computation_key(view: MapView) -> MapView:
@@ -359,7 +372,7 @@ def radius_table(result: pd.DataFrame, *, count_label: str, nearest_label: str) 
     if _any_flag(result, "is_synthetic_involved"):
         table["Données simulées"] = np.where(result["is_synthetic_involved"].fillna(False).to_numpy(dtype=bool),
                                              "oui", "non")
-    return table
+    return with_number_formats(table, {count_label: "entier", "Distance (m)": "entier"})
 
 
 def qpv_tiers_lieux_table(data: ViewData) -> pd.DataFrame:
@@ -404,14 +417,36 @@ def tiers_lieux_table(points: pd.DataFrame) -> pd.DataFrame:
     }, index=points.index).pipe(_without_unused_synthetic, points)
 
 
+def indicator_number_format(indicator: Indicator) -> NumberFormat:
+    """How an indicator's values read: shares as percentages, rates with one decimal, counts whole."""
+    if indicator.unit_fr == "%":
+        return "part"
+    return "decimal" if indicator.unit_fr == "pour 10 000 hab." else "entier"
+
+
 def indicators_table(data: ViewData) -> pd.DataFrame:
-    """The choropleth units and every indicator (code columns as in the analysis tables); the flag of
-    simulated data only when some unit has any."""
-    table = pd.DataFrame(data.areas.drop(columns=[data.areas.geometry.name, "classe_couleur"]))
-    flag = "inclut_donnees_simulees"
-    if flag in table and not table[flag].fillna(False).astype(bool).any():
-        table = table.drop(columns=flag)
-    return table
+    """The choropleth units and every indicator, titled as in the dashboard ("Code", "Nom", then each
+    indicator's label), raw values carrying their number formats (see :mod:`essmap.render.tables`); the
+    flag of simulated data only when some unit has any."""
+    areas = data.areas
+    level = LEVEL_LABELS[data.view.level]
+    code_title = f"Code {level if level.isupper() else level.lower()}"  # "Code commune", "Code EPCI"
+    columns: dict[str, Any] = {code_title: areas["code"].astype("string").to_numpy(),
+                               "Nom": areas["nom"].astype("string").to_numpy()}
+    formats: dict[str, NumberFormat] = {}
+    for indicator in INDICATORS:
+        if indicator.key not in areas:
+            continue
+        values = areas[indicator.key]
+        if indicator.key == "inclut_donnees_simulees":  # only when some unit has simulated data
+            flags = values.fillna(False).to_numpy(dtype=bool)
+            if flags.any():
+                columns[indicator.label_fr] = np.where(flags, "oui", "non")
+            continue
+        title = f"{indicator.label_fr} (m)" if indicator.unit_fr == "m" else indicator.label_fr
+        columns[title] = pd.to_numeric(values, errors="coerce").to_numpy()
+        formats[title] = indicator_number_format(indicator)
+    return with_number_formats(pd.DataFrame(columns, index=areas.index), formats)
 
 
 def export_tables(con: duckdb.DuckDBPyConnection, data: ViewData) -> dict[str, tuple[str, gpd.GeoDataFrame]]:

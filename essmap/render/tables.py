@@ -11,6 +11,12 @@ Spreadsheet formats are inert: a text cell that a spreadsheet would read as a fo
 "CSV Injection") is prefixed with a single quote, see :func:`write_table`. GeoJSON and GeoPackage
 are not spreadsheet formats: their values are written unchanged.
 
+Number columns may carry how they read (integer, one decimal, share: see
+:func:`essmap.domain.formatting.with_number_formats`): :func:`display_table` writes them as French
+text for the screen ("1 775", "124,6", "5,0 %"); CSV holds them rounded as shown (a share in percent,
+its title ending in "(%)"; no thousands separator, so a spreadsheet still reads a number); XLSX keeps
+the raw number with a number format that shows it as on screen.
+
 Map snapshots are in :mod:`essmap.render.snapshot`, portraits de territoire in :mod:`essmap.render.portrait`.
 """
 
@@ -30,9 +36,51 @@ import geopandas as gpd
 import pandas as pd
 
 from essmap.domain.errors import OutputFileError
+from essmap.domain.formatting import NumberFormat, format_cell, number_formats
 
 TableFormat = Literal["csv", "xlsx", "geojson", "gpkg"]
 TABLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "geojson", "gpkg")
+
+#: The Excel number format of each :data:`NumberFormat` (Excel shows its own locale's separators:
+#: "5,0 %" in French).
+XLSX_NUMBER_FORMATS: dict[str, str] = {"entier": "#,##0", "decimal": "#,##0.0", "part": "0.0%"}
+
+
+def display_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without geometry, its formatted number columns as French text and every other
+    missing value as "–": what ``st.table`` shows (it has no English toolbar, unlike ``st.dataframe``)."""
+    table = pd.DataFrame(frame.drop(columns=frame.geometry.name)) if isinstance(frame, gpd.GeoDataFrame) else frame
+    formats = number_formats(frame)
+    shown = {}
+    for column in table.columns:
+        values = table[column]
+        if column in formats:
+            shown[column] = [format_cell(v, formats[column]) for v in values]
+        elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            shown[column] = [format_cell(v, "entier" if pd.api.types.is_integer_dtype(values) else "decimal")
+                             for v in values]
+        else:
+            shown[column] = ["–" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
+                             for v in values]
+    return pd.DataFrame(shown, index=range(len(table)), columns=list(table.columns))
+
+
+def _csv_numbers(table: pd.DataFrame, formats: dict[str, NumberFormat]) -> pd.DataFrame:
+    """Formatted number columns rounded as shown; shares in percent, their title ending in "(%)"."""
+    if not formats:
+        return table
+    table = table.copy()
+    renames = {}
+    for column, kind in formats.items():
+        values = pd.to_numeric(table[column], errors="coerce")
+        if kind == "part":
+            table[column] = (values * 100).round(1)
+            renames[column] = f"{column} (%)"
+        elif kind == "decimal":
+            table[column] = values.round(1)
+        else:
+            table[column] = values.round().astype("Int64")
+    return table.rename(columns=renames)
 
 
 def export_file_name(stem: str, territory: str, fmt: str, *, day: date | None = None) -> str:
@@ -102,9 +150,10 @@ def _write(frame: pd.DataFrame, path: Path | None, fmt: str, *, separator: str, 
            crs: str | int | None) -> None:
     """Write ``frame`` as ``fmt`` to ``path``, or to standard output when ``path`` is None."""
     if fmt in ("csv", "xlsx"):
+        formats = number_formats(frame)
         table = _plain_table(frame)
         if fmt == "csv":
-            table = _map_text(table, _csv_cell, _FORMULA_CHARACTER)
+            table = _map_text(_csv_numbers(table, formats), _csv_cell, _FORMULA_CHARACTER)
             decimal = "," if separator == ";" else "."
             # CRLF (RFC 4180) also makes the csv module quote a text holding a lone carriage return,
             # which would otherwise end the row early in every reader
@@ -115,7 +164,13 @@ def _write(frame: pd.DataFrame, path: Path | None, fmt: str, *, separator: str, 
                              encoding="utf-8-sig")
         elif path is not None:
             xlsx_table = _map_text(table, _xlsx_cell, f"{_FORMULA_CHARACTER}|{_NOT_IN_XLSX.pattern}")
-            xlsx_table.to_excel(path, index=False, sheet_name=layer[:31])
+            with pd.ExcelWriter(path, engine="openpyxl") as writer:
+                xlsx_table.to_excel(writer, index=False, sheet_name=layer[:31])
+                sheet = writer.sheets[layer[:31]]
+                for position, column in enumerate(table.columns, start=1):
+                    if column in formats:  # raw numbers, shown as on screen
+                        for (cell,) in sheet.iter_rows(min_row=2, min_col=position, max_col=position):
+                            cell.number_format = XLSX_NUMBER_FORMATS[formats[column]]
         return
     if not isinstance(frame, gpd.GeoDataFrame):
         raise ValueError(f"le format {fmt} demande une géométrie")

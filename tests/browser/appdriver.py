@@ -30,8 +30,8 @@ CHROMIUM_ARGS = [
 #: Browser window of the tests and the benchmark (a laptop screen).
 VIEWPORT = {"width": 1400, "height": 1000}
 
-#: The streamlit-folium component frame.
-MAP_IFRAME = 'iframe[title="streamlit_folium.st_folium"]'
+#: The streamlit-folium component frame (by its page: the map names the frame in French once drawn).
+MAP_IFRAME = 'iframe[src*="/component/streamlit_folium.st_folium/"]'
 
 #: True once the Leaflet map of the frame has drawn its vector layers (SVG paths, or pixels on
 #: the canvas renderer used with ``prefer_canvas``), has added its packed point layers, and is

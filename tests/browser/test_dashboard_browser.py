@@ -23,6 +23,7 @@ from playwright.sync_api import expect
 
 from essmap.analysis.indicators import INDICATORS_BY_KEY
 from essmap.present.view import DEFAULT_INDICATOR
+from essmap.present.viewdata import legend_title
 
 pytestmark = pytest.mark.browser
 
@@ -74,35 +75,23 @@ def sidebar_checkbox(page, label: str):
     return page.locator('[data-testid="stSidebar"] [data-testid="stCheckbox"]').filter(has_text=label)
 
 
-def grid_rows(frame_locator) -> list[list[str]]:
-    """Cells of the rows a dataframe has rendered (its accessible table; the grid is a canvas)."""
-    rows = frame_locator.locator("tbody tr")
-    return [[cell.text_content() or "" for cell in row.locator("td").all()] for row in rows.all()]
+def table_rows(table) -> list[list[str]]:
+    """Cells of every row of a static table (``st.table``: a real HTML table, every row drawn)."""
+    return [[cell.text_content() or "" for cell in row.locator("td").all()] for row in table.locator("tbody tr").all()]
 
 
-def grid_row(page, dataframe, first_cell_of: dict[int, str]) -> list[str]:
-    """The row whose cells match ``{column index: text}``, searched with the grid's own search."""
-    def find() -> list[str] | None:
-        for row in grid_rows(dataframe):
-            if all(len(row) > i and row[i] == text for i, text in first_cell_of.items()):
-                return row
-        return None
-
-    row = find()
-    if row is None:  # not among the rendered rows: let the grid scroll to it
-        dataframe.hover()
-        dataframe.get_by_role("button", name="Search").click()
-        page.keyboard.type(next(iter(first_cell_of.values())))
-        page.wait_for_timeout(500)
-        row = find()
-    assert row is not None, f"no row with {first_cell_of} in {grid_rows(dataframe)[:5]}..."
+def table_row(table, cells: dict[int, str]) -> list[str]:
+    """The row whose cells match ``{column index: text}``."""
+    rows = table_rows(table)
+    row = next((r for r in rows if all(len(r) > i and r[i] == text for i, text in cells.items())), None)
+    assert row is not None, f"no row with {cells} in {rows[:5]}..."
     return row
 
 
-def visible_dataframe(page, index: int = 0):
-    frames = page.locator('[data-testid="stDataFrame"]').filter(visible=True)
-    expect(frames.nth(index)).to_be_visible()
-    return frames.nth(index)
+def visible_table(page, index: int = 0):
+    tables = page.locator('[data-testid="stTable"]').filter(visible=True)
+    expect(tables.nth(index)).to_be_visible()
+    return tables.nth(index)
 
 
 def legend_text(frame) -> str:
@@ -128,7 +117,8 @@ def test_map_legend_and_synthetic_notice(page, app_url):
     expect(page.locator('[data-testid="stAlert"]').filter(has_text="données simulées").first).to_be_visible()
     indicator = INDICATORS_BY_KEY[DEFAULT_INDICATOR]
     text = legend_text(frame)
-    assert f"{indicator.label_fr} ({indicator.unit_fr})" in text
+    assert legend_title(indicator) == indicator.label_fr in text  # "... pour 10 000 habitants": the unit once
+    assert "(pour 10 000 hab.)" not in text
     assert "Pas de données" in text
     assert f"Source : {indicator.source_fr}" in text
     assert "données simulées" in text  # on the map itself, not only in the page
@@ -157,14 +147,16 @@ def test_radius_tab_table_and_coverage(page, app_url, browser_store):
     open_tab(page, "Rayon autour des QPV")
     small = metric_value(page, "QPV couverts")
     assert PERCENT.match(small), small
-    table = visible_dataframe(page)
-    expect(table.locator("thead th")).not_to_have_count(0, timeout=30_000)  # the grid fills in after the frame
+    expect(page.get_by_role("heading", name="Tiers-lieux autour des QPV")).to_be_visible()
+    table = visible_table(page)
     headers = [h.text_content() for h in table.locator("thead th").all()]
     assert headers[: len(RADIUS_COLUMNS)] == RADIUS_COLUMNS
-    assert int(table.locator("table").get_attribute("aria-rowcount")) - 1 == browser_store.qpv_count
+    assert table.locator("tbody tr").count() == browser_store.qpv_count
+    distances = [row[5] for row in table_rows(table)]
+    assert all(re.fullmatch(r"\d{1,3}(\u202f\d{3})*|–", d) for d in distances), distances  # "14 310"
 
     for place in (browser_store.script_place, browser_store.entity_place):
-        row = grid_row(page, table, {1: place.code_qp})
+        row = table_row(table, {1: place.code_qp})
         shot(page, f"radius-{place.code_qp}")
         assert row[0] == place.lib_qp
         assert row[4] == place.name  # HTML and entities shown as typed
@@ -172,13 +164,13 @@ def test_radius_tab_table_and_coverage(page, app_url, browser_store):
         assert int(row[3]) >= 1
 
     slider = page.get_by_role("slider", name="Rayon (m)")
-    expect(slider).to_have_value("100")
+    expect(slider).to_have_attribute("aria-valuetext", "100")  # a select slider: what a screen reader reads
     wait_for_script_idle(page)
     for attempt in range(3):  # a key press that lands while a rerun redraws the slider is lost
         slider.focus()
         page.keyboard.press("End")
         try:
-            expect(slider).to_have_value("5000", timeout=10_000)
+            expect(slider).to_have_attribute("aria-valuetext", "5\u202f000", timeout=10_000)
             break
         except AssertionError:
             if attempt == 2:
@@ -209,10 +201,9 @@ def test_click_on_a_qpv_opens_its_fiche(page, app_url, browser_store):
     assert "France : " in fiche_text and "Source : " in fiche_text
     assert "données simulées" in fiche_text
     assert f"selection={place.code_qp}" in page.url
-    tiers_lieux = page.locator('[data-testid="stDataFrame"]').filter(visible=True).last
+    tiers_lieux = page.locator('[data-testid="stTable"]').filter(visible=True).last
     tiers_lieux.scroll_into_view_if_needed()
-    expect(tiers_lieux.locator("tbody tr")).not_to_have_count(0, timeout=30_000)  # the grid fills in after its frame
-    assert any(place.name in row for row in grid_rows(tiers_lieux)), grid_rows(tiers_lieux)
+    assert any(place.name in row for row in table_rows(tiers_lieux)), table_rows(tiers_lieux)
 
 
 def test_url_restores_the_view(page, app_url, browser_store):
@@ -225,8 +216,8 @@ def test_url_restores_the_view(page, app_url, browser_store):
     assert sidebar_checkbox(page, "Établissements employeurs uniquement").locator("input").is_checked()
     expect(page.get_by_role("combobox", name="Niveau")).to_have_value("Département")
     expect(page.get_by_role("combobox", name="Indicateur")).to_have_value(indicator.label_fr)
-    expect(page.get_by_role("slider", name="Rayon (m)")).to_have_value("2500")
-    assert f"{indicator.label_fr} ({indicator.unit_fr})" in legend_text(frame)
+    expect(page.get_by_role("slider", name="Rayon (m)")).to_have_attribute("aria-valuetext", "2\u202f500")
+    assert legend_title(indicator) in legend_text(frame)
     open_tab(page, "Fiche")
     expect(page.get_by_role("heading", name=f"Fiche : {place.lib_qp}")).to_be_visible()
     for key in ("employer_only=1", "niveau=departement", "rayon=2500", f"selection={place.code_qp}"):
