@@ -21,7 +21,7 @@ from essmap.domain.formatting import format_number, format_percent
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.present import viewdata
 from essmap.present.basemaps import TILES
-from essmap.present.view import DASHBOARD_RADIUS_M, MapView, view_from_link
+from essmap.present.view import DASHBOARD_RADIUS_M, TABS, MapView, view_from_link
 from essmap.render import maps, portrait, snapshot, st_folium
 from essmap.render.tables import DOWNLOAD_FORMATS, export_file_name, table_bytes
 
@@ -32,7 +32,7 @@ LEVELS = {"commune": "Commune", "epci": "EPCI", "departement": "Département"}
 METHODS = {"quantiles": "Quantiles", "natural_breaks": "Seuils naturels (Jenks)", "equal_interval": "Intervalles égaux"}
 TILE_CHOICES = {"": "Aucun (hors ligne)", **{name: name for name in TILES}}
 CHOROPLETH_INDICATORS = [i.key for i in INDICATORS if i.key not in ("rayon_m", "inclut_donnees_simulees")]
-TABS = ["Carte", "Rayon autour des QPV", "Fiche", "Exports"]
+TAB_OF_LABEL = {label: tab for tab, label in TABS.items()}
 #: Widgets of the tabs that run only while open: Streamlit forgets a widget's value in a run that does not
 #: draw it, so these are carried over explicitly (see below).
 TAB_WIDGETS = ("selection", "table_export", "titre_export", "format_carte", "orientation_carte")
@@ -177,14 +177,14 @@ if "departement" not in state:
         "indicateur": initial.indicator if initial.indicator in CHOROPLETH_INDICATORS else CHOROPLETH_INDICATORS[0],
         "niveau": initial.level if initial.level in LEVELS else "commune",
         "methode": initial.method, "k": initial.k, "fond": initial.tiles or "",
-        "rayon": int(initial.radius_m), "selection": initial.selected or "",
+        "rayon": int(initial.radius_m), "selection": initial.selected or "", "onglet": TABS[initial.tab],
     })
 for key in TAB_WIDGETS:  # kept while their tab is closed (assigning turns them into plain session state)
     if key in state:
         state[key] = state[key]
 if "_a_ouvrir" in state:  # a click on the map, handled before the widgets are drawn
     state["selection"] = state.pop("_a_ouvrir")
-    state["onglet"] = "Fiche"
+    state["onglet"] = TABS["fiche"]
 
 
 def _choose(key: str, options: list) -> None:
@@ -369,7 +369,8 @@ selection = Selection(
     qpv_generation=state["generation_qpv"] if state["generation_qpv"] != generations[0] else None,
 )
 view = MapView(selection, indicator=state["indicateur"], level=state["niveau"], radius_m=state["rayon"],
-               method=state["methode"], k=state["k"], tiles=state["fond"] or None)
+               method=state["methode"], k=state["k"], tiles=state["fond"] or None,
+               tab=TAB_OF_LABEL.get(state.get("onglet", ""), MapView().tab))
 data = _data(STORE_KEY, view)
 units = viewdata.selectable_units(data)
 _choose("selection", ["", *units])
@@ -382,7 +383,7 @@ st.caption(f"{_plain(data.territory_label)} · {_plain(view.selection.without_te
 
 # Only the open tab runs (the map tab always does, so coming back to it is instant): the first map is not
 # held up by the tables, the fiche and the exports.
-carte, rayon, onglet_fiche, exports = st.tabs(TABS, key="onglet", on_change="rerun")
+carte, rayon, onglet_fiche, exports = st.tabs(list(TABS.values()), key="onglet", on_change="rerun")
 
 with carte:
     cols = st.columns(4)
@@ -391,13 +392,13 @@ with carte:
     cols[1].metric("Tiers-lieux", format_number(len(data.tiers_lieux)))
     cols[2].metric("QPV", format_number(len(data.qpv)))
     cols[3].metric(f"Unités cartographiées ({LEVELS[view.level].lower()})", format_number(len(data.areas)))
-    clicked = st_folium.show_map(_map_component(STORE_KEY, _key(view.replace(selected=None))), height=620)
-    feature = (clicked or {}).get("last_active_drawing") or {}
-    code = str((feature.get("properties") or {}).get("code") or "")
-    if code and code != state.get("_dernier_clic"):
-        state["_dernier_clic"] = code
-        state["_a_ouvrir"] = code
-        st.query_params["selection"] = code
+    map_args = _map_component(STORE_KEY, _key(view.replace(selected=None, tab=MapView().tab)))
+    click = st_folium.clicked_code(st_folium.show_map(map_args, height=620), map_args)
+    # the component returns its last value on every rerun: a click is new when its identity is (the same
+    # unit clicked again is a new click, and opens its fiche again)
+    if click is not None and click[1] != state.get("_dernier_clic"):
+        state["_dernier_clic"] = click[1]
+        state["_a_ouvrir"] = click[0]
         st.rerun()
     st.caption("Cliquez sur une commune ou un QPV pour ouvrir sa fiche. Sources : INSEE (communes, populations "
                "légales, SIRENE), ANCT (QPV), France Tiers-Lieux et Commune Mesure (tiers-lieux)."

@@ -130,6 +130,18 @@ def test_url_restores_the_view_and_opens_the_fiche(demo_db, monkeypatch, fresh_c
     assert any("Bouches" in c.value for c in at.caption)
 
 
+def test_a_shared_link_reopens_the_tab_and_the_unit(demo_db, monkeypatch, fresh_caches):
+    at = _app(demo_db, monkeypatch, departements="13", selection="13055", onglet="fiche")
+    assert any(h.value == "Fiche : Marseille" for h in at.header)  # no click needed: the link opened the fiche
+    assert at.selectbox(key="selection").value == "13055"
+    assert at.query_params["onglet"] == "fiche" and at.query_params["selection"] == "13055"
+    _open_tab(at, "Exports")
+    assert at.query_params["onglet"] == "exports"
+    _open_tab(at, "Carte")
+    assert "onglet" not in at.query_params  # the default tab makes no parameter
+    assert at.query_params["selection"] == "13055"
+
+
 def test_choosing_a_qpv_shows_its_fiche(demo_db, monkeypatch, fresh_caches):
     at = _open_tab(_app(demo_db, monkeypatch), "Fiche")
     box = at.selectbox(key="selection")
@@ -178,6 +190,7 @@ def test_departement_fiche_compares_with_its_region(demo_db, monkeypatch, fresh_
     ({"rayon": "abc"}, 1000, "n'est pas un nombre"),
     ({"departements": "99"}, 1000, "département(s) 99 absent(s) de la base"),
     ({"departements": "13,84"}, 1000, "un département à la fois : le 13 est affiché"),
+    ({"onglet": "Fiche"}, 1000, "onglet « Fiche » inconnu"),
 ])
 def test_invalid_links_open_a_valid_view_with_a_french_notice(demo_db, monkeypatch, fresh_caches, params, radius,
                                                               notice):
