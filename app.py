@@ -19,9 +19,10 @@ from essmap.analysis.proximity import coverage_share
 from essmap.domain.config import load_settings
 from essmap.domain.formatting import format_number, format_percent
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
-from essmap.present import viewdata
+from essmap.present import keyfigures, viewdata
 from essmap.present.basemaps import TILES
 from essmap.present.view import DASHBOARD_RADIUS_M, TABS, MapView, view_from_link
+from essmap.render import charts as charts_spec
 from essmap.render import maps, portrait, snapshot, st_folium
 from essmap.render.tables import DOWNLOAD_FORMATS, export_file_name, table_bytes
 
@@ -223,34 +224,59 @@ def _fiche_tab(data: viewdata.ViewData, view: MapView, units: dict[str, str]) ->
         st.caption(f"{fiche.level_label} {_plain(fiche.code)} · {_plain(data.filters_label)}")
         if fiche.synthetic:
             st.warning("Fiche calculée sur des **données simulées** (démonstration).")
-        card_columns = st.columns(4)
-        for i, card in enumerate(fiche.comparisons):
-            with card_columns[i % 4]:
-                st.metric(card.indicator.label_fr, viewdata.format_value(card.value, card.indicator))
-                lines = []
-                if card.parent_name is not None:
-                    parent_value = viewdata.format_value(card.parent_value, card.indicator)
-                    lines.append(f"{_plain(card.parent_name)} : {parent_value}")
-                if card.france_value is not None:
-                    lines.append(f"France : {viewdata.format_value(card.france_value, card.indicator)} "
-                                 f"(source : {_plain(card.france_source_fr)})")
-                if card.note_fr:
-                    lines.append(_plain(card.note_fr))
-                lines.append(f"Source : {_plain(card.indicator.source_fr)}")
-                st.caption("  \n".join(lines))
+        _key_figures(fiche)
         charts = st.columns(2)
         charts[0].subheader("Établissements par famille")
-        charts[0].bar_chart(fiche.familles.set_index("libelle")["n"], horizontal=True, x_label="Établissements",
-                            y_label="")
+        charts[0].vega_lite_chart(charts_spec.breakdown_bar_chart(fiche.familles, category_label="Famille"),
+                                  width="stretch")
         charts[1].subheader("Établissements par secteur")
-        charts[1].bar_chart(fiche.secteurs.set_index("libelle")["n"], horizontal=True, x_label="Établissements",
-                            y_label="")
+        charts[1].vega_lite_chart(charts_spec.breakdown_bar_chart(fiche.secteurs, category_label="Secteur"),
+                                  width="stretch")
         st.subheader("Dans les QPV et hors QPV")
         st.dataframe(fiche.qpv_hors_qpv, hide_index=True, width="stretch")
         st.subheader(f"Établissements ESS ({format_number(len(fiche.etablissements))})")
         st.dataframe(viewdata.establishments_table(fiche.etablissements), hide_index=True, width="stretch")
         st.subheader(f"Tiers-lieux ({format_number(len(fiche.tiers_lieux))})")
         st.dataframe(viewdata.tiers_lieux_table(fiche.tiers_lieux), hide_index=True, width="stretch")
+        _fiche_sources(fiche)
+
+
+def _key_figures(fiche: viewdata.Fiche) -> None:
+    """The top of the fiche: the key figures large, each with its comparison and a one-line reading."""
+    figures = keyfigures.key_figures(fiche)
+    columns = st.columns(3)
+    for i, figure in enumerate(figures):
+        with columns[i % 3].container(border=True):
+            st.metric(figure.label, figure.value)
+            if figure.comparison != figure.value:
+                st.markdown(f"**{_plain(figure.comparison)}**")
+            if figure.reading:
+                st.markdown(_plain(figure.reading))
+    st.markdown("Détail des chiffres, de leurs comparaisons et de leurs sources : section « Sources et méthode » "
+                "en bas de la fiche.")
+
+
+def _fiche_sources(fiche: viewdata.Fiche) -> None:
+    """Every figure of the fiche with its parent and national values, notes and sources."""
+    with st.expander("Sources et méthode"):
+        for card in fiche.comparisons:
+            lines = [f"**{_plain(card.indicator.label_fr)}** : {viewdata.format_value(card.value, card.indicator)}"]
+            if card.parent_name is not None:
+                parent_value = viewdata.format_value(card.parent_value, card.indicator)
+                lines.append(f"{_plain(card.parent_name)} : {parent_value}")
+            if card.france_value is not None:
+                lines.append(f"France : {viewdata.format_value(card.france_value, card.indicator)} "
+                             f"(source : {_plain(card.france_source_fr)})")
+            if card.note_fr:
+                lines.append(_plain(card.note_fr))
+            lines.append(f"Unité de compte : {_plain(card.indicator.counting_unit)}")
+            lines.append(f"Source : {_plain(card.indicator.source_fr)}")
+            st.caption("  \n".join(lines))
+        st.caption(f"Comparaisons : un taux ou une part est comparé à la référence nationale publiée quand elle "
+                   f"existe, sinon au niveau supérieur ; un écart de moins de "
+                   f"{format_percent(keyfigures.CLOSE_RELATIVE_GAP)} de la référence se lit « autant que ». "
+                   "Les filtres de la vue (familles, secteurs…) s'appliquent au territoire, à son niveau supérieur "
+                   "et aux chiffres de France calculés par essmap, pas aux chiffres nationaux publiés.")
 
 
 def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:

@@ -3,6 +3,7 @@ URL restore, fiche, synthetic labels and escaped names."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -125,9 +126,26 @@ def test_url_restores_the_view_and_opens_the_fiche(demo_db, monkeypatch, fresh_c
     assert at.query_params["selection"] == "13055"
     assert at.query_params["rayon"] == "2500"
     cards = _metrics(at)
-    assert "Établissements employeurs de l'ESS pour 10 000 habitants" in cards
-    assert any("France : " in c.value and "source : " in c.value for c in at.caption)
-    assert any("Bouches" in c.value for c in at.caption)
+    assert "Employeurs de l'ESS pour 10 000 hab." in cards
+    # each key figure with its comparison and a reading, in plain text (not the source sentences)
+    texts = [m.value for m in at.markdown]
+    rate = cards["Employeurs de l'ESS pour 10 000 hab."]
+    assert any(t.startswith(f"**{rate} · France ") for t in texts), texts
+    assert any(t.endswith("que la moyenne nationale") for t in texts), texts
+    assert any("des établissements de l'ESS du département" in t for t in texts), texts
+    # sources and methods, complete, in their own section
+    sources = at.expander[0]
+    assert sources.label == "Sources et méthode"
+    captions = [c.value for c in sources.caption]
+    assert any("France : " in c and "source : " in c for c in captions)
+    assert any("Bouches" in c for c in captions)
+    assert sum("Source : " in c for c in captions) == 7
+    # the charts' category labels are wrapped, never cut
+    specs = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    assert len(specs) == 2
+    for spec in specs:
+        axis = spec["encoding"]["y"]["axis"]
+        assert axis["labelLimit"] == 0 and "split" in axis["labelExpr"]
 
 
 def test_a_shared_link_reopens_the_tab_and_the_unit(demo_db, monkeypatch, fresh_caches):
