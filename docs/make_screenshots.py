@@ -50,6 +50,12 @@ def open_view(page, url: str, query: str = "") -> None:
     page.wait_for_timeout(1_500)  # charts and tables draw after the run
 
 
+def scroll_to(page, selector: str) -> None:
+    """Scroll the page so that the first element matching ``selector`` is at the top."""
+    page.locator(selector).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)
+
+
 def dashboard_shots(db: Path, out: Path) -> dict[str, int]:
     from playwright.sync_api import sync_playwright
 
@@ -59,12 +65,13 @@ def dashboard_shots(db: Path, out: Path) -> dict[str, int]:
         with StreamlitServer(db, Path(folder) / "streamlit.log", startup_timeout_s=180) as server:
             laptop = browser.new_context(viewport=LAPTOP, locale="fr-FR").new_page()
             open_view(laptop, server.url)
+            scroll_to(laptop, '[data-testid="stMetric"]')
             sizes["carte.png"] = save_small(laptop.screenshot(), out / "carte.png")
             open_view(laptop, server.url, "onglet=rayon")
+            scroll_to(laptop, '[role="tablist"]')
             sizes["rayon.png"] = save_small(laptop.screenshot(), out / "rayon.png")
             open_view(laptop, server.url, f"selection={COMMUNE}&onglet=fiche")
-            laptop.get_by_role("heading", name="Fiche : ").first.evaluate("e => e.scrollIntoView({block: 'start'})")
-            laptop.wait_for_timeout(500)
+            scroll_to(laptop, 'h2:has-text("Fiche : ")')
             sizes["fiche.png"] = save_small(laptop.screenshot(), out / "fiche.png")
             phone = browser.new_context(viewport=PHONE, locale="fr-FR", is_mobile=True, has_touch=True).new_page()
             open_view(phone, server.url)
