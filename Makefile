@@ -16,7 +16,7 @@ PORT ?= 8501
 AXE_VERSION := 4.14.1
 AXE := .cache/axe-$(AXE_VERSION)/node_modules/axe-core/axe.min.js
 
-.PHONY: run test test-unit fuzz build bench clean setup system-deps lint lock axe
+.PHONY: run test test-unit fuzz build bench clean setup system-deps lint lock axe screenshots
 
 setup: $(STAMP)
 
@@ -45,8 +45,16 @@ $(DB): $(STAMP) $(DEMO_INPUTS)
 
 build: $(DB)
 
+# serve/warm.py runs the app once on the default view as soon as the server answers: the first visitor
+# finds the caches warm (the map in about as long as for the next visitors, not 15-20 s).
 run: $(DB)
-	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(BIN)/python serve/warm.py --port $(PORT) & \
+	exec $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+# PNG screenshots of the dashboard (map, radius tab, fiche, phone) and of a portrait page for the README,
+# from the embedded data, in docs/screenshots/ (chromium and pdftoppm from system-deps).
+screenshots: $(DB) system-deps
+	$(BIN)/python docs/make_screenshots.py
 
 system-deps:
 	bash .ci/system-deps.sh

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -21,10 +20,11 @@ from essmap.analysis.proximity import coverage_share
 from essmap.domain.config import load_settings
 from essmap.domain.formatting import format_number, format_percent
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
-from essmap.present import viewdata
+from essmap.present import keyfigures, viewdata
 from essmap.present.basemaps import TILES
-from essmap.present.view import DASHBOARD_RADIUS_M, LEVELS_BY_SCOPE, MapView, scope_of, view_from_link
+from essmap.present.view import DASHBOARD_RADIUS_M, LEVELS_BY_SCOPE, TABS, MapView, scope_of, view_from_link
 from essmap.render import accessibility, maps, portrait, snapshot, st_folium
+from essmap.render import charts as charts_spec
 from essmap.render.tables import DOWNLOAD_FORMATS, display_table, export_file_name, table_bytes
 
 st.set_page_config(page_title="essmap – ESS, QPV et tiers-lieux", layout="wide")
@@ -36,7 +36,7 @@ LEVELS = {"commune": "Commune", "epci": "EPCI", "departement": "Département", "
 METHODS = {"quantiles": "Quantiles", "natural_breaks": "Seuils naturels (Jenks)", "equal_interval": "Intervalles égaux"}
 TILE_CHOICES = {"": "Aucun (hors ligne)", **{name: name for name in TILES}}
 CHOROPLETH_INDICATORS = [i.key for i in INDICATORS if i.key not in ("rayon_m", "inclut_donnees_simulees")]
-TABS = ["Carte", "Rayon autour des QPV", "Fiche", "Exports"]
+TAB_OF_LABEL = {label: tab for tab, label in TABS.items()}
 #: Widgets of the tabs that run only while open: Streamlit forgets a widget's value in a run that does not
 #: draw it, so these are carried over explicitly (see below).
 TAB_WIDGETS = ("selection", "table_export", "titre_export", "format_carte", "orientation_carte")
@@ -178,27 +178,6 @@ def _table(frame, *, limit: int | None = None, whole: str = "") -> None:
         st.caption("Aucune ligne.")
 
 
-#: French numbers in charts (Vega's d3-format locale): "11 000", "0,5".
-CHART_LOCALE = {"number": {"decimal": ",", "thousands": "\u202f", "grouping": [3], "currency": ["", "\u00a0€"]}}
-
-
-def _bar_chart(column, counts: pd.DataFrame, title: str) -> None:
-    """Horizontal bars of ``counts`` (``libelle``, ``n``), largest first, numbers in French.
-
-    A screen reader reads the chart's description, which lists every value in French; Vega's own ARIA
-    labels of axes and bars (English: "X-axis for a linear scale with values from 0 to 11,000") are off.
-    """
-    description = f"{title} : " + " ; ".join(f"{label} : {format_number(n)}"
-                                             for label, n in zip(counts["libelle"], counts["n"], strict=True))
-    chart = alt.Chart(counts, description=description).mark_bar(aria=False).encode(
-        x=alt.X("n:Q", title="Établissements", axis=alt.Axis(aria=False, format=",d")),
-        y=alt.Y("libelle:N", title=None, sort="-x", axis=alt.Axis(aria=False, labelLimit=0)),
-        tooltip=[alt.Tooltip("libelle:N", title="Catégorie"),
-                 alt.Tooltip("n:Q", title="Établissements", format=",d")],
-    ).configure(locale=CHART_LOCALE)
-    column.altair_chart(chart, width="stretch")
-
-
 def _map_table(data: viewdata.ViewData):
     """The choropleth as a table: unit, code, value of the indicator and its class in the legend."""
     areas = data.areas.sort_values(["nom", "code"])
@@ -242,14 +221,14 @@ if "departement" not in state:
         "indicateur": initial.indicator if initial.indicator in CHOROPLETH_INDICATORS else CHOROPLETH_INDICATORS[0],
         "niveau": initial.level if initial.level in LEVELS else "commune",
         "methode": initial.method, "k": initial.k, "fond": initial.tiles or "",
-        "rayon": int(initial.radius_m), "selection": initial.selected or "",
+        "rayon": int(initial.radius_m), "selection": initial.selected or "", "onglet": TABS[initial.tab],
     })
 for key in TAB_WIDGETS:  # kept while their tab is closed (assigning turns them into plain session state)
     if key in state:
         state[key] = state[key]
 if "_a_ouvrir" in state:  # a click on the map, handled before the widgets are drawn
     state["selection"] = state.pop("_a_ouvrir")
-    state["onglet"] = "Fiche"
+    state["onglet"] = TABS["fiche"]
 
 
 def _choose(key: str, options: list) -> None:
@@ -289,32 +268,59 @@ def _fiche_tab(data: viewdata.ViewData, view: MapView, units: dict[str, str]) ->
         st.caption(f"{fiche.level_label} {_plain(fiche.code)} · {_plain(data.filters_label)}")
         if fiche.synthetic:
             st.warning("Fiche calculée sur des **données simulées** (démonstration).")
-        card_columns = st.columns(4)
-        for i, card in enumerate(fiche.comparisons):
-            with card_columns[i % 4]:
-                st.metric(card.indicator.label_fr, viewdata.format_value(card.value, card.indicator))
-                lines = []
-                if card.parent_name is not None:
-                    parent_value = viewdata.format_value(card.parent_value, card.indicator)
-                    lines.append(f"{_plain(card.parent_name)} : {parent_value}")
-                if card.france_value is not None:
-                    lines.append(f"France : {viewdata.format_value(card.france_value, card.indicator)} "
-                                 f"(source : {_plain(card.france_source_fr)})")
-                if card.note_fr:
-                    lines.append(_plain(card.note_fr))
-                lines.append(f"Source : {_plain(card.indicator.source_fr)}")
-                st.caption("  \n".join(lines))
+        _key_figures(fiche)
         charts = st.columns(2)
         charts[0].subheader("Établissements par famille")
-        _bar_chart(charts[0], fiche.familles, "Établissements par famille")
+        charts[0].vega_lite_chart(charts_spec.breakdown_bar_chart(fiche.familles, category_label="Famille"),
+                                  width="stretch")
         charts[1].subheader("Établissements par secteur")
-        _bar_chart(charts[1], fiche.secteurs, "Établissements par secteur")
+        charts[1].vega_lite_chart(charts_spec.breakdown_bar_chart(fiche.secteurs, category_label="Secteur"),
+                                  width="stretch")
         st.subheader("Dans les QPV et hors QPV")
         _table(fiche.qpv_hors_qpv)
         st.subheader(f"Établissements ESS ({format_number(len(fiche.etablissements))})")
         _table(viewdata.establishments_table(fiche.etablissements), limit=SHOWN_ROWS, whole=FICHE_WHOLE_LIST)
         st.subheader(f"Tiers-lieux ({format_number(len(fiche.tiers_lieux))})")
         _table(viewdata.tiers_lieux_table(fiche.tiers_lieux), limit=SHOWN_ROWS, whole=FICHE_WHOLE_LIST)
+        _fiche_sources(fiche)
+
+
+def _key_figures(fiche: viewdata.Fiche) -> None:
+    """The top of the fiche: the key figures large, each with its comparison and a one-line reading."""
+    figures = keyfigures.key_figures(fiche)
+    columns = st.columns(3)
+    for i, figure in enumerate(figures):
+        with columns[i % 3].container(border=True):
+            st.metric(figure.label, figure.value)
+            if figure.comparison != figure.value:
+                st.markdown(f"**{_plain(figure.comparison)}**")
+            if figure.reading:
+                st.markdown(_plain(figure.reading))
+    st.markdown("Détail des chiffres, de leurs comparaisons et de leurs sources : section « Sources et méthode » "
+                "en bas de la fiche.")
+
+
+def _fiche_sources(fiche: viewdata.Fiche) -> None:
+    """Every figure of the fiche with its parent and national values, notes and sources."""
+    with st.expander("Sources et méthode"):
+        for card in fiche.comparisons:
+            lines = [f"**{_plain(card.indicator.label_fr)}** : {viewdata.format_value(card.value, card.indicator)}"]
+            if card.parent_name is not None:
+                parent_value = viewdata.format_value(card.parent_value, card.indicator)
+                lines.append(f"{_plain(card.parent_name)} : {parent_value}")
+            if card.france_value is not None:
+                lines.append(f"France : {viewdata.format_value(card.france_value, card.indicator)} "
+                             f"(source : {_plain(card.france_source_fr)})")
+            if card.note_fr:
+                lines.append(_plain(card.note_fr))
+            lines.append(f"Unité de compte : {_plain(card.indicator.counting_unit)}")
+            lines.append(f"Source : {_plain(card.indicator.source_fr)}")
+            st.caption("  \n".join(lines))
+        st.caption(f"Comparaisons : un taux ou une part est comparé à la référence nationale publiée quand elle "
+                   f"existe, sinon au niveau supérieur ; un écart de moins de "
+                   f"{format_percent(keyfigures.CLOSE_RELATIVE_GAP)} de la référence se lit « autant que ». "
+                   "Les filtres de la vue (familles, secteurs…) s'appliquent au territoire, à son niveau supérieur "
+                   "et aux chiffres de France calculés par essmap, pas aux chiffres nationaux publiés.")
 
 
 def _exports_tab(data: viewdata.ViewData, view: MapView) -> None:
@@ -452,7 +458,8 @@ selection = Selection(
     qpv_generation=state["generation_qpv"] if state["generation_qpv"] != generations[0] else None,
 )
 view = MapView(selection, indicator=state["indicateur"], level=state["niveau"], radius_m=state["rayon"],
-               method=state["methode"], k=state["k"], tiles=state["fond"] or None)
+               method=state["methode"], k=state["k"], tiles=state["fond"] or None,
+               tab=TAB_OF_LABEL.get(state.get("onglet", ""), MapView().tab))
 data = _data(STORE_KEY, view)
 units = viewdata.selectable_units(data)
 _choose("selection", ["", *units])
@@ -465,7 +472,7 @@ st.caption(f"{_plain(data.territory_label)} · {_plain(view.selection.without_te
 
 # Only the open tab runs (the map tab always does, so coming back to it is instant): the first map is not
 # held up by the tables, the fiche and the exports.
-carte, rayon, onglet_fiche, exports = st.tabs(TABS, key="onglet", on_change="rerun")
+carte, rayon, onglet_fiche, exports = st.tabs(list(TABS.values()), key="onglet", on_change="rerun")
 
 with carte:
     cols = st.columns(4)
@@ -477,13 +484,13 @@ with carte:
     collapsed = data.classification.collapse_notice(data.indicator.label_fr)
     if collapsed:
         st.info(collapsed)
-    clicked = st_folium.show_map(_map_component(STORE_KEY, _key(view.replace(selected=None))), height=620)
-    feature = (clicked or {}).get("last_active_drawing") or {}
-    code = str((feature.get("properties") or {}).get("code") or "")
-    if code and code != state.get("_dernier_clic"):
-        state["_dernier_clic"] = code
-        state["_a_ouvrir"] = code
-        st.query_params["selection"] = code
+    map_args = _map_component(STORE_KEY, _key(view.replace(selected=None, tab=MapView().tab)))
+    click = st_folium.clicked_code(st_folium.show_map(map_args, height=620), map_args)
+    # the component returns its last value on every rerun: a click is new when its identity is (the same
+    # unit clicked again is a new click, and opens its fiche again)
+    if click is not None and click[1] != state.get("_dernier_clic"):
+        state["_dernier_clic"] = click[1]
+        state["_a_ouvrir"] = click[0]
         st.rerun()
     st.caption("Cliquez sur une commune ou un QPV pour ouvrir sa fiche. Sources : INSEE (communes, populations "
                "légales, SIRENE), ANCT (QPV), France Tiers-Lieux et Commune Mesure (tiers-lieux)."

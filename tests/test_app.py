@@ -3,6 +3,7 @@ URL restore, fiche, synthetic labels and escaped names."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -132,9 +133,38 @@ def test_url_restores_the_view_and_opens_the_fiche(demo_db, monkeypatch, fresh_c
     assert at.query_params["selection"] == "13055"
     assert at.query_params["rayon"] == "2500"
     cards = _metrics(at)
-    assert "Établissements employeurs de l'ESS pour 10 000 habitants" in cards
-    assert any("France : " in c.value and "source : " in c.value for c in at.caption)
-    assert any("Bouches" in c.value for c in at.caption)
+    assert "Employeurs de l'ESS pour 10 000 hab." in cards
+    # each key figure with its comparison and a reading, in plain text (not the source sentences)
+    texts = [m.value for m in at.markdown]
+    rate = cards["Employeurs de l'ESS pour 10 000 hab."]
+    assert any(t.startswith(f"**{rate} · France ") for t in texts), texts
+    assert any(t.endswith("que la moyenne nationale") for t in texts), texts
+    assert any("des établissements de l'ESS du département" in t for t in texts), texts
+    # sources and methods, complete, in their own section
+    sources = next(e for e in at.expander if e.label == "Sources et méthode")
+    assert sources.label == "Sources et méthode"
+    captions = [c.value for c in sources.caption]
+    assert any("France : " in c and "source : " in c for c in captions)
+    assert any("Bouches" in c for c in captions)
+    assert sum("Source : " in c for c in captions) == 7
+    # the charts' category labels are wrapped, never cut
+    specs = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    assert len(specs) == 2
+    for spec in specs:
+        axis = spec["encoding"]["y"]["axis"]
+        assert axis["labelLimit"] == 0 and "split" in axis["labelExpr"]
+
+
+def test_a_shared_link_reopens_the_tab_and_the_unit(demo_db, monkeypatch, fresh_caches):
+    at = _app(demo_db, monkeypatch, departements="13", selection="13055", onglet="fiche")
+    assert any(h.value == "Fiche : Marseille" for h in at.header)  # no click needed: the link opened the fiche
+    assert at.selectbox(key="selection").value == "13055"
+    assert at.query_params["onglet"] == "fiche" and at.query_params["selection"] == "13055"
+    _open_tab(at, "Exports")
+    assert at.query_params["onglet"] == "exports"
+    _open_tab(at, "Carte")
+    assert "onglet" not in at.query_params  # the default tab makes no parameter
+    assert at.query_params["selection"] == "13055"
 
 
 def test_choosing_a_qpv_shows_its_fiche(demo_db, monkeypatch, fresh_caches):
@@ -185,6 +215,7 @@ def test_departement_fiche_compares_with_its_region(demo_db, monkeypatch, fresh_
     ({"rayon": "abc"}, 1000, "n'est pas un nombre"),
     ({"departements": "99"}, 1000, "département(s) 99 absent(s) de la base"),
     ({"departements": "13,84"}, 1000, "un département à la fois : le 13 est affiché"),
+    ({"onglet": "Fiche"}, 1000, "onglet « Fiche » inconnu"),
 ])
 def test_invalid_links_open_a_valid_view_with_a_french_notice(demo_db, monkeypatch, fresh_caches, params, radius,
                                                               notice):

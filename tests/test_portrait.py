@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 from datetime import date
 
 import pandas as pd
 import pytest
-from test_snapshot import ESCALE, SCRIPT, pdf_text, poppler, save_page_png
+from test_snapshot import ESCALE, SCRIPT, broken_numbers, overprinted_characters, pdf_text, poppler, save_page_png
 from typer.testing import CliRunner
 
 from essmap import store
 from essmap.cli import app
 from essmap.domain.errors import EssmapError
+from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.render import portrait
 
 DAY = date(2026, 11, 25)
@@ -59,6 +61,46 @@ def test_commune_portrait_pages_figures_sources_and_footer(commune_scope):
         assert "données simulées" in flat
     save_page_png(content, "portrait_commune_marseille", page=1)
     save_page_png(content, "portrait_commune_marseille", page=3)
+
+
+@pytest.mark.poppler
+def test_no_text_is_printed_over_another_even_with_the_longest_labels(commune_scope):
+    """Page 4 once printed "Sociétés commerciales de l'ESS" over "Soutien aux entreprises": the largest
+    employers here carry the longest family, sector, size band and commune names, and long names."""
+    _, con, sources = commune_scope
+    unit = portrait.compute_portrait(con, "commune", "13055", radius_m=1000)
+    employers = portrait.largest_employers(unit.fiche.etablissements).index
+    longest = {column: max(labels, key=lambda code: len(labels[code]))
+               for column, labels in (("famille", FAMILY_LABELS), ("secteur", SECTOR_LABELS),
+                                      ("tranche_effectifs", SIZE_BAND_LABELS))}
+    etablissements = unit.fiche.etablissements.copy()
+    for column, code in longest.items():
+        etablissements.loc[employers[:3], column] = code
+    etablissements.loc[employers[0], "secteur"] = "soutien_entreprises"  # after the longest family
+    etablissements.loc[employers[1], "denomination"] = "ASSOCIATION DÉPARTEMENTALE POUR LA SAUVEGARDE DE L'ENFANCE " \
+                                                         "ET DE L'ADOLESCENCE DES BOUCHES-DU-RHÔNE"
+    etablissements.loc[employers[2], "libelle_commune"] = "SAINTE-MARIE-AUX-MINES-SUR-LE-RHÔNE 12"
+    unit = dataclasses.replace(unit, fiche=dataclasses.replace(unit.fiche, etablissements=etablissements))
+    content = portrait.render_portrait(unit, sources=sources, day=DAY)
+    assert overprinted_characters(content) == []
+    assert broken_numbers(content) == []
+    text = " ".join(pdf_text(content).split())
+    assert "…" not in text  # long names are wrapped, not cut
+    assert "Sociétés commerciales" in text and "l'ESS" in text
+    save_page_png(content, "portrait_longest_labels", page=4)
+
+
+@pytest.mark.poppler
+@pytest.mark.parametrize("level", ["departement", "epci", "qpv"])
+def test_other_levels_print_no_text_over_another(demo_con, level):
+    con = demo_con
+    code = {"departement": "13", "epci": "200054807"}.get(level) or portrait.resolve_scope(
+        con, "qpv", departement="13").codes[0]
+    content = portrait.portrait_pdf(con, level, code, day=DAY)
+    assert overprinted_characters(content) == []
+    assert broken_numbers(content) == []
+    # the map's legend title keeps "10 000" whole
+    assert "pour 10 000 habitants" in " ".join(pdf_text(content).replace("\u00a0", " ").split())
 
 
 @pytest.mark.poppler

@@ -55,6 +55,38 @@ def save_page_png(content: bytes, name: str, page: int = 1) -> Path:
     return ARTIFACTS / f"{name}_page{page}.png"
 
 
+def overprinted_characters(content: bytes, *, min_share: float = 0.3) -> list[tuple[int, str, str]]:
+    """Pairs of printed characters whose boxes overlap (more than ``min_share`` of the smaller one):
+    text printed over other text. Each as (page, context of the first, context of the second)."""
+    import pdfplumber
+    import shapely
+
+    found = []
+    with pdfplumber.open(io.BytesIO(content)) as pdf:
+        for number, page in enumerate(pdf.pages, start=1):
+            chars = [c for c in page.chars if c["text"].strip()]
+            boxes = shapely.box([c["x0"] for c in chars], [c["top"] for c in chars], [c["x1"] for c in chars],
+                                [c["bottom"] for c in chars])
+            first, second = shapely.STRtree(boxes).query(boxes, predicate="intersects")
+            for i, j in zip(first, second, strict=True):
+                if i < j and boxes[i].intersection(boxes[j]).area > min_share * min(boxes[i].area, boxes[j].area):
+                    found.append((number, _around(chars, i), _around(chars, j)))
+    return found
+
+
+def _around(chars: list[dict], k: int) -> str:
+    return "".join(c["text"] for c in chars[max(k - 12, 0):k + 12])
+
+
+def broken_numbers(content: bytes) -> list[str]:
+    """Numbers cut across two lines ("10" at the end of a line, "000" at the start of the next)."""
+    import pdfplumber
+
+    with pdfplumber.open(io.BytesIO(content)) as pdf:
+        text = "\n".join(page.extract_text(layout=False) or "" for page in pdf.pages)
+    return re.findall(r"\S*\d\n\d{3}(?!\d)\S*", text)
+
+
 @pytest.fixture(scope="module")
 def demo(demo_con):
     """The demo store's connection and sources."""
@@ -112,6 +144,26 @@ def test_pdf_has_title_subtitle_legend_sources_date_and_synthetic_notice(data, d
     assert "km" in text  # scale bar
     png = save_page_png(content, "snapshot_paysage")
     assert Image.open(png).size[0] > Image.open(png).size[1]
+
+
+@pytest.mark.parametrize("orientation", ["paysage", "portrait"])
+def test_pdf_texts_never_overprint_and_numbers_stay_whole(data, demo, orientation):
+    con, sources = demo
+    content = snapshot.render_snapshot(data, sources=sources, fmt="pdf", orientation=orientation, day=DAY)
+    assert overprinted_characters(content) == []
+    assert broken_numbers(content) == []
+    lines = pdf_text(content).splitlines()
+    # the legend title keeps "10 000" on one line (the portrait page wraps it)
+    assert any("10\u00a0000" in line or "10 000" in line for line in lines if "pour" in line), lines
+
+
+def test_wrap_never_breaks_a_number():
+    text = "Établissements employeurs de l'ESS pour 10 000 habitants (pour 10 000 hab.)"
+    for width in range(8, len(text)):
+        lines = snapshot.wrap(text, width).splitlines()
+        assert not any(re.search(r"\d$", a) and re.match(r"\d{3}", b)
+                       for a, b in zip(lines, lines[1:], strict=False)), lines
+    assert snapshot.wrap("1 234 567 et 12 3456", 200) == "1\u00a0234\u00a0567 et 12 3456"
 
 
 def test_svg_is_xml_with_the_title_as_text(data, demo):

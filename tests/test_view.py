@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from essmap.analysis import Selection
-from essmap.present.view import MapView, view_from_link
+from essmap.present.view import TABS, MapView, view_from_link
 
 
 def test_view_round_trips_through_query_params():
@@ -42,3 +42,25 @@ def test_links_are_made_valid_for_the_dashboard():
     view, notices = view_from_link({"indicateur": "<script>"}, departements=deps)
     assert view == MapView() and notices[0].startswith("Lien invalide : indicateur")
     assert view_from_link({}, departements=deps) == (MapView(), [])
+
+
+def test_tab_travels_in_the_link_and_an_unknown_tab_opens_the_map():
+    view = MapView(Selection(departements=("84",)), selected="84007", tab="fiche")
+    params = view.to_query_params()
+    assert params["onglet"] == "fiche" and params["selection"] == "84007"
+    assert MapView.from_query_params(params) == view
+    assert "onglet" not in MapView(tab="carte").to_query_params()  # the default tab makes no parameter
+    assert set(TABS) == {"carte", "rayon", "fiche", "exports"}
+
+    deps = ["13", "84"]
+    opened, notices = view_from_link({"departements": "84", "selection": "84007", "onglet": "fiche"},
+                                     departements=deps)
+    assert (opened.tab, opened.selected, notices) == ("fiche", "84007", [])
+    # an unknown tab is dropped with a French notice; the rest of the link is kept
+    opened, notices = view_from_link({"departements": "84", "selection": "84007", "onglet": "<b>x</b>"},
+                                     departements=deps)
+    assert opened.tab == "carte" and opened.selected == "84007" and opened.selection.departements == ("84",)
+    assert notices == ["Lien invalide : onglet « <b>x</b> » inconnu (onglets possibles : carte, rayon, fiche, "
+                       "exports) ; la carte est affichée."]
+    with pytest.raises(ValueError, match="onglet « Fiche » inconnu"):
+        MapView.from_query_params({"onglet": "Fiche"})

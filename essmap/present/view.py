@@ -20,7 +20,10 @@ from essmap.present.classify import METHOD_LABELS, PALETTE
 DEFAULT_INDICATOR = "etablissements_employeurs_pour_10k_hab"
 
 #: Query-string keys of the view itself (the selection adds its own keys).
-_VIEW_KEYS = ("indicateur", "niveau", "rayon", "classes", "methode", "selection", "fond")
+_VIEW_KEYS = ("indicateur", "niveau", "rayon", "classes", "methode", "selection", "fond", "onglet")
+
+#: The dashboard's tabs: URL value ("onglet=fiche") -> label shown. The first is the default.
+TABS: dict[str, str] = {"carte": "Carte", "rayon": "Rayon autour des QPV", "fiche": "Fiche", "exports": "Exports"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class MapView:
         Code of the commune or QPV whose fiche is open.
     tiles : str, optional
         Name of a tile layer of :data:`essmap.present.basemaps.TILES`; None draws on a plain background.
+    tab : str
+        The dashboard tab open (a key of :data:`TABS`), so a shared link reopens it.
     """
 
     selection: Selection = field(default_factory=Selection)
@@ -53,6 +58,7 @@ class MapView:
     k: int = 5
     selected: str | None = None
     tiles: str | None = None
+    tab: str = "carte"
 
     def __post_init__(self) -> None:
         if self.indicator not in INDICATORS_BY_KEY:
@@ -67,6 +73,8 @@ class MapView:
             raise ValueError(f"rayon {self.radius_m} m hors des bornes (0 à 50 000 m)")
         if self.tiles is not None and self.tiles not in TILES:
             raise ValueError(f"fond de carte « {self.tiles} » inconnu")
+        if self.tab not in TABS:
+            raise ValueError(f"onglet « {self.tab} » inconnu ; onglets possibles : {', '.join(TABS)}")
         object.__setattr__(self, "radius_m", float(self.radius_m))
 
     def replace(self, **changes: Any) -> MapView:
@@ -84,6 +92,7 @@ class MapView:
             "methode": (self.method, default.method),
             "selection": (self.selected or "", ""),
             "fond": (self.tiles or "", ""),
+            "onglet": (self.tab, default.tab),
         }
         params.update({key: value for key, (value, default_value) in values.items() if value != default_value})
         if scope_of(self.selection) == "france":
@@ -112,6 +121,8 @@ class MapView:
             kwargs["method"] = get["methode"]
         kwargs["selected"] = get.get("selection") or None
         kwargs["tiles"] = get.get("fond") or None
+        if get.get("onglet"):
+            kwargs["tab"] = get["onglet"]
         return cls(**kwargs)  # type: ignore[arg-type]
 
 
@@ -148,10 +159,15 @@ def view_from_link(params: Mapping[str, str], *, departements: Sequence[str]) ->
     département of ``departements`` (those of the store) at a time.
     """
     notices: list[str] = []
+    tab = str(params.get("onglet") or "")
+    if tab and tab not in TABS:  # the rest of the link stays valid: only the tab is dropped
+        notices.append(f"Lien invalide : onglet « {tab} » inconnu (onglets possibles : {', '.join(TABS)}) ; "
+                       "la carte est affichée.")
+        params = {k: v for k, v in params.items() if k != "onglet"}
     try:
         view = MapView.from_query_params(params)
     except ValueError as exc:
-        return MapView(), [f"Lien invalide : {exc}. La vue par défaut est affichée."]
+        return MapView(), [*notices, f"Lien invalide : {exc}. La vue par défaut est affichée."]
     low, high, step = DASHBOARD_RADIUS_M
     radius = min(max(round(view.radius_m / step) * step, low), high)
     if radius != view.radius_m:

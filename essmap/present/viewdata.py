@@ -156,7 +156,7 @@ def legend_title(indicator: Indicator) -> str:
 def computation_key(view: MapView) -> MapView:
     """The part of a view that the heavy computation depends on (the rest is presentation)."""
     default = MapView()
-    return view.replace(method=default.method, k=default.k, selected=None, tiles=None)
+    return view.replace(method=default.method, k=default.k, selected=None, tiles=None, tab=default.tab)
 
 
 def view_data(con: duckdb.DuckDBPyConnection, view: MapView) -> ViewData:

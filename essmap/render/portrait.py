@@ -231,8 +231,7 @@ def _key_figures_page(fig: Figure, portrait: Portrait, day: date) -> None:
     top = _header(fig, portrait, f"{unit.level_label} · chiffres clés · rayon QPV – tiers-lieux : "
                                  f"{distance_label(portrait.radius_m)} · {format_date(day)}")
     parent_name = next((c.parent_name for c in unit.comparisons if c.parent_name), None)
-    columns = ["Indicateur", wrap(_short(unit.name, 30), 15), wrap(_short(parent_name or "Niveau parent", 30), 15),
-               "France"]
+    columns = ["Indicateur", wrap(unit.name, 15), wrap(parent_name or "Niveau parent", 15), "France"]
     rows, notes = [], []
     sources: list[str] = []
     for comparison in unit.comparisons:
@@ -249,7 +248,8 @@ def _key_figures_page(fig: Figure, portrait: Portrait, day: date) -> None:
     compared = f"{parent_name} (niveau supérieur) et la France" if parent_name else "la France"
     top = text_block(fig, top, f"{unit.name} comparé à {compared}.", A4_PORTRAIT_IN[1], fontsize=8.5, x=0.06,
                      color="#333333") - 0.006
-    top = _table(fig, top - 0.005, columns, rows, (0.06, 0.62, 0.79, 0.94), label_width=52, fontsize=8.5)
+    top, _ = _table(fig, top - 0.005, columns, rows, (0.06, 0.62, 0.79, 0.94), widths=(52, None, None, None),
+                    fontsize=8.5)
     counting = sorted({c.indicator.counting_unit for c in unit.comparisons})
     lines = [f"Unités de compte : {', '.join(counting)}."]
     lines += [f"({k}) France : {s}" for k, s in enumerate(sources, start=1)]
@@ -276,16 +276,16 @@ def _value(comparison: Comparison, value: float | None) -> str:
     return format_number(value)
 
 
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
-
-
 def _table(fig: Figure, top: float, columns: Sequence[str], rows: Sequence[Sequence[str]],
-           x: Sequence[float], *, label_width: int, fontsize: float, align: str | None = None,
-           bottom: float = 0.1) -> float:
-    """A simple text table at anchors ``x``: the first column wrapped; ``align`` gives each
-    column's alignment on its anchor ("l" or "r"; default: first left, the others right).
-    Rows that would go below ``bottom`` are not drawn (callers limit their rows)."""
+           x: Sequence[float], *, widths: Sequence[int | None], fontsize: float, align: str | None = None,
+           bottom: float = 0.1) -> tuple[float, int]:
+    """A simple text table at anchors ``x``; returns the height below it and the number of rows drawn.
+
+    ``widths`` gives each column's width in characters: its cells are wrapped on spaces to it (None:
+    never wrapped), so no cell runs into the next column and none is cut. ``align`` gives each
+    column's alignment on its anchor ("l" or "r"; default: first left, the others right). Rows that
+    would go below ``bottom`` are not drawn.
+    """
     align = align or "l" + "r" * (len(columns) - 1)
     height = A4_PORTRAIT_IN[1]
     line = fontsize * 1.35 / 72 / height
@@ -295,18 +295,18 @@ def _table(fig: Figure, top: float, columns: Sequence[str], rows: Sequence[Seque
                  fontsize=fontsize, fontweight="bold")
     top -= line * (max(str(c).count("\n") for c in columns) + 1.3)
     fig.add_artist(_rule_between(x[0], 0.94, top + line * 0.25))
+    drawn = 0
     for row in rows:
-        first = wrap(str(row[0]), label_width)
-        n_lines = first.count("\n") + 1
+        cells = [str(cell) if width is None else wrap(str(cell), width)
+                 for cell, width in zip(row, widths, strict=True)]
+        n_lines = max(cell.count("\n") + 1 for cell in cells)
         if top - line * n_lines < bottom:
             break
-        for k, cell in enumerate(row):
-            right = align[k] == "r"
-            text = first if k == 0 else str(cell)
-            fig.text(x[k], top, text, ha="right" if right else "left", va="top",
-                     fontsize=fontsize)
+        for k, cell in enumerate(cells):
+            fig.text(x[k], top, cell, ha="right" if align[k] == "r" else "left", va="top", fontsize=fontsize)
         top -= line * n_lines + line * 0.35
-    return top
+        drawn += 1
+    return top, drawn
 
 
 def _rule_between(x0: float, x1: float, y: float):
@@ -338,11 +338,11 @@ def _breakdown_page(fig: Figure, portrait: Portrait, day: date) -> None:
     top = text_block(fig, top, "Dans les QPV et hors QPV (établissements)", A4_PORTRAIT_IN[1], fontsize=10,
                      x=0.06, fontweight="bold")
     _table(fig, top - 0.004, ["Famille", "Dans les QPV", "Hors QPV"], rows, (0.06, 0.77, 0.94),
-           label_width=60, fontsize=8)
+           widths=(60, None, None), fontsize=8)
 
 
 def _bars(ax, frame: pd.DataFrame, title: str) -> None:
-    labels = [_short(str(v), 48) for v in frame["libelle"]]
+    labels = [wrap(str(v), 44) for v in frame["libelle"]]
     counts = frame["n"].to_numpy(dtype=float)
     shares = frame["part"].to_numpy(dtype=float, na_value=np.nan)
     ax.barh(np.arange(len(frame)), counts, color="#2c7fb8", height=0.65)
@@ -387,14 +387,15 @@ def _map_page(fig: Figure, portrait: Portrait, day: date) -> None:
     ordered = qpv.sort_values(["covered", "nearest_distance_m"], ascending=[True, False])
     line = 7 * 1.35 / 72 / A4_PORTRAIT_IN[1]
     shown = ordered.head(max(int((top - 0.02 - 2.5 * line - 0.12) / (1.35 * line)), 1))
-    rows = [[_short(f"{r['lib_qp']} ({r['code_qp']})", 55), format_number(int(r["n_tiers_lieux"])),
-             _short(str(r["nearest_nom"]) if pd.notna(r["nearest_nom"]) else "–", 30),
+    rows = [[f"{r['lib_qp']} ({r['code_qp']})", format_number(int(r["n_tiers_lieux"])),
+             str(r["nearest_nom"]) if pd.notna(r["nearest_nom"]) else "–",
              format_number(float(r["nearest_distance_m"])) if pd.notna(r["nearest_distance_m"]) else "–"]
             for _, r in shown.iterrows()]
-    top = _table(fig, top - 0.008, ["QPV", "Tiers-lieux dans le rayon", "Tiers-lieu le plus proche", "Distance (m)"],
-                 rows, (0.06, 0.56, 0.58, 0.94), label_width=55, fontsize=7, align="lrlr")
-    if len(qpv) > len(shown):
-        text_block(fig, top, f"… et {len(qpv) - len(shown)} autres QPV (liste complète : essmap query qpv-radius).",
+    top, drawn = _table(fig, top - 0.008, ["QPV", "Tiers-lieux dans le rayon", "Tiers-lieu le plus proche",
+                                           "Distance (m)"],
+                        rows, (0.06, 0.56, 0.58, 0.94), widths=(55, None, 34, None), fontsize=7, align="lrlr")
+    if len(qpv) > drawn:
+        text_block(fig, top, f"Et {len(qpv) - drawn} autres QPV (liste complète : essmap query qpv-radius).",
                    A4_PORTRAIT_IN[1], fontsize=7, x=0.06, color="#444444")
 
 
@@ -419,14 +420,14 @@ def _employers_page(fig: Figure, portrait: Portrait, day: date) -> None:
         text_block(fig, top - 0.01, "Aucun établissement employeur de l'ESS dans ce territoire.", A4_PORTRAIT_IN[1],
                    fontsize=9, x=0.06)
         return
-    rows = [[_short(str(r["denomination"]), 44),
+    rows = [[str(r["denomination"]),
              FAMILY_LABELS.get(str(r["famille"]), str(r["famille"])),
-             _short(SECTOR_LABELS.get(str(r["secteur"]), str(r["secteur"])), 30),
+             SECTOR_LABELS.get(str(r["secteur"]), str(r["secteur"])),
              SIZE_BAND_LABELS.get(str(r["tranche_effectifs"]), "–"),
-             _short(str(r["libelle_commune"]) if pd.notna(r["libelle_commune"]) else "–", 20)]
+             wrap(str(r["libelle_commune"]), 13, hyphens=True) if pd.notna(r["libelle_commune"]) else "–"]
             for _, r in employers.iterrows()]
     _table(fig, top - 0.01, ["Établissement", "Famille", "Secteur", "Effectifs", "Commune"], rows,
-           (0.06, 0.40, 0.53, 0.72, 0.84), label_width=44, fontsize=6.5, align="lllll")
+           (0.06, 0.40, 0.53, 0.72, 0.84), widths=(42, 18, 28, 18, None), fontsize=6.5, align="lllll")
 
 
 # --- Entry points --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import textwrap
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -130,9 +131,13 @@ def export_date_line(day: date | None = None) -> str:
     return f"Export essmap du {format_date(day or date.today())}"
 
 
-def wrap(text: str, width: int) -> str:
-    """Wrap on spaces only: French numbers keep their narrow no-break spaces."""
-    return "\n".join(textwrap.wrap(text, width=width, break_long_words=False, break_on_hyphens=False)) or text
+def wrap(text: str, width: int, *, hyphens: bool = False) -> str:
+    """Wrap on spaces (and after hyphens with ``hyphens``, for long compound place names), never
+    inside a number: "10 000" written with a plain space is kept whole (a no-break space), as French
+    numbers with their narrow no-break spaces are."""
+    text = re.sub(r"(?<=\d) (?=\d{3}(?!\d))", "\u00a0", text)
+    lines = textwrap.wrap(text, width=width, break_long_words=False, break_on_hyphens=hyphens)
+    return "\n".join(lines) or text
 
 
 # --- Map drawing -------------------------------------------------------------------------------

@@ -15,8 +15,10 @@ import streamlit_folium
 
 from essmap.render.maps import walk
 
-#: What the dashboard asks of the map: the feature last clicked (a commune or QPV opens its fiche).
-RETURNED_OBJECTS = ["last_active_drawing"]
+#: What the dashboard asks of the map: the feature last clicked (a commune or QPV opens its fiche) and
+#: the number of clicks on the map's layers so far, which tells a new click on the same feature from
+#: the value the component keeps returning on every rerun (the component sends only changed values).
+RETURNED_OBJECTS = ["last_active_drawing", "last_object_clicked_count"]
 
 
 def component_args(m: folium.Map, *, key: str) -> dict[str, object]:
@@ -40,6 +42,19 @@ def with_asset_urls(args: dict[str, object], urls: dict[str, str]) -> dict[str, 
     return {**args,
             "js_links": [urls.get(link, link) for link in args["js_links"]],  # type: ignore[attr-defined]
             "css_links": [urls.get(link, link) for link in args["css_links"]]}  # type: ignore[attr-defined]
+
+
+def clicked_code(returned: dict | None, args: dict[str, object]) -> tuple[str, tuple[object, int]] | None:
+    """The ``code`` of the feature a click reported, with the click's identity (the map's component key
+    and its click count: the count starts again with each map); None when no click on a feature is
+    reported. A click is new when its identity differs from the last one handled."""
+    returned = returned or {}
+    count = returned.get("last_object_clicked_count")
+    feature = returned.get("last_active_drawing") or {}
+    code = str((feature.get("properties") or {}).get("code") or "")
+    if not code or not isinstance(count, int):
+        return None
+    return code, (args.get("key"), count)
 
 
 def show_map(args: dict[str, object], *, height: int) -> dict | None:

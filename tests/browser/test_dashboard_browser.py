@@ -94,6 +94,18 @@ def visible_table(page, index: int = 0):
     return tables.nth(index)
 
 
+def cut_texts(page) -> list[str]:
+    """Visible texts of the main area cut by their box (ellipsis, "…"): card titles, labels, headings."""
+    return page.evaluate("""() => {
+      const cut = [];
+      for (const e of document.querySelectorAll('[data-testid="stMain"] [role="tabpanel"] *')) {
+        if (!e.offsetParent || getComputedStyle(e).textOverflow !== 'ellipsis') continue;
+        if (e.scrollWidth > e.clientWidth + 1) cut.push(e.textContent);
+      }
+      return cut;
+    }""")
+
+
 def legend_text(frame) -> str:
     return frame.locator("body").inner_text()
 
@@ -198,12 +210,39 @@ def test_click_on_a_qpv_opens_its_fiche(page, app_url, browser_store):
     assert figures.count() >= 2
     assert all(f.locator('[data-testid="stMetricValue"]').inner_text().strip() for f in figures.all())
     fiche_text = page.locator('[data-testid="stMain"]').inner_text()
-    assert "France : " in fiche_text and "Source : " in fiche_text
     assert "données simulées" in fiche_text
-    assert f"selection={place.code_qp}" in page.url
+    assert f"selection={place.code_qp}" in page.url and "onglet=fiche" in page.url
+    assert not cut_texts(page), cut_texts(page)  # card titles and labels whole, never cut with "…"
+    sources = page.locator('[data-testid="stExpander"]').filter(has_text="Sources et méthode")
+    sources.locator("summary").click()
+    expect(sources.get_by_text("Source : ").first).to_be_visible()
+    assert "France : " in sources.inner_text()
     tiers_lieux = page.locator('[data-testid="stTable"]').filter(visible=True).last
     tiers_lieux.scroll_into_view_if_needed()
     assert any(place.name in row for row in table_rows(tiers_lieux)), table_rows(tiers_lieux)
+
+
+def test_clicking_the_same_unit_twice_reopens_its_fiche(page, app_url, browser_store):
+    frame = open_app(page, app_url)
+    hide_point_layers(frame)
+    place = browser_store.entity_place
+    header = page.get_by_role("heading", name=f"Fiche : {place.lib_qp}")
+    for attempt in range(2):
+        if attempt:  # back on the map, the same QPV clicked again (a little aside: another click event)
+            open_tab(page, "Carte")
+            expect(header).to_be_hidden()
+        click_map_at(page, frame, place.latitude + 0.00005 * attempt, place.longitude, zoom=16)
+        expect(header).to_be_visible()
+        wait_for_script_idle(page)
+        expect(page.get_by_role("tab", name="Fiche")).to_have_attribute("aria-selected", "true")
+    # a shared link of this page reopens the fiche of this QPV, on its tab
+    link = page.url
+    assert "onglet=fiche" in link and f"selection={place.code_qp}" in link
+    other = page.context.new_page()
+    other.goto(link)
+    expect(other.get_by_role("heading", name=f"Fiche : {place.lib_qp}")).to_be_visible(timeout=120_000)
+    expect(other.get_by_role("tab", name="Fiche")).to_have_attribute("aria-selected", "true")
+    other.close()
 
 
 def test_url_restores_the_view(page, app_url, browser_store):
