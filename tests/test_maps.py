@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import html
 import json
 import re
 
@@ -70,6 +71,16 @@ def _popups(payload: dict) -> list[str]:
     return ["<br>".join(t for t in (line(s, i) for s in payload["lines"]) if t) for i in points]
 
 
+def _layer_labels(page: str) -> list[str]:
+    """The labels of the layer list (HTML: a symbol, then the escaped name), in order."""
+    return [json.loads(n) for n in re.findall(r'^\s*("(?:[^"\\]|\\.)*") : \w+,$', page, re.M)]
+
+
+def _layer_names(page: str) -> list[str]:
+    """The names of the layer list as a reader sees them (the symbols are hidden images)."""
+    return [html.unescape(re.sub(r"<svg.*?</svg>", "", label)) for label in _layer_labels(page)]
+
+
 def _positions(payload: dict) -> np.ndarray:
     """(lon, lat) of each point, as the browser decodes them (differences from the previous point)."""
     dxy = np.asarray(payload["dxy"], dtype=np.int64).reshape(-1, 2).cumsum(axis=0)
@@ -83,9 +94,10 @@ def test_dashboard_map_needs_no_network_and_has_every_layer(data):
     assert "data:text/javascript;base64," in page  # Leaflet inlined
     assert "L.markerClusterGroup" in page
     assert "données simulées" in page
-    overlays = [json.loads(n) for n in re.findall(r'^\s*("(?:[^"\\]|\\.)*") : \w+,$', page, re.M)]
-    assert overlays == [data.indicator.label_fr, "QPV avec tiers-lieu à moins de 1\u202f000 m",
-                        "QPV sans tiers-lieu à moins de 1\u202f000 m", "Tiers-lieux", "Établissements ESS"]
+    assert _layer_names(page) == [f"Choroplèthe : {data.indicator.label_fr}",
+                                  "QPV avec tiers-lieu à moins de 1\u202f000 m",
+                                  "QPV sans tiers-lieu à moins de 1\u202f000 m", "Tiers-lieux (points)",
+                                  "Établissements ESS (points regroupés)"]
     establishments, tiers_lieux = sorted(_payloads(page), key=lambda p: len(p["dxy"]))[::-1]
     assert len(establishments["dxy"]) // 2 == len(data.etablissements)
     assert len(tiers_lieux["dxy"]) // 2 == len(data.tiers_lieux)
@@ -232,7 +244,9 @@ def test_scale_bar_is_metric_only_and_clear_of_the_synthetic_notice(data):
     page = maps.render_html(maps.view_map(data))
     assert "L.control.scale({imperial: false" in page
     assert "control_scale" not in page and "L.control.scale()" not in page
-    assert 'bottom:44px;left:10px' in page  # the notice sits above the scale bar, not on it
+    # the notice is a control of the bottom-left corner, where Leaflet stacks it above the scale bar
+    assert '<div class="essmap-notice">Carte contenant des données simulées (démonstration)</div>' in page
+    assert 'document.querySelector(".essmap-notice")' in page and 'position: "bottomleft"' in page
 
 
 def test_dashboard_serves_the_map_scripts_as_files(data, tmp_path):
