@@ -26,6 +26,7 @@ from essmap.render import maps, portrait, snapshot, st_folium
 from essmap.render.tables import DOWNLOAD_FORMATS, export_file_name, table_bytes
 
 st.set_page_config(page_title="essmap – ESS, QPV et tiers-lieux", layout="wide")
+st.html(Path(__file__).with_name("app.css"))  # phone layout: the map in the first screen
 SETTINGS = load_settings()
 
 LEVELS = {"commune": "Commune", "epci": "EPCI", "departement": "Département"}
@@ -350,14 +351,15 @@ side.selectbox("Génération QPV", generations, key="generation_qpv", format_fun
 st.title("essmap : l'économie sociale et solidaire, les QPV et les tiers-lieux")
 for notice in state.pop("_avis_lien", []):  # once, on opening the link
     st.error(notice)
-controls = st.columns([3, 1.3, 1.6, 1.3, 1.5])
+controls_box = st.container(key="commandes_carte")  # below the map on a phone (app.css)
+controls = controls_box.columns([3, 1.3, 1.6, 1.3, 1.5])
 controls[0].selectbox("Indicateur", CHOROPLETH_INDICATORS, key="indicateur",
                       format_func=lambda k: INDICATORS_BY_KEY[k].label_fr)
 controls[1].selectbox("Niveau", list(LEVELS), key="niveau", format_func=LEVELS.get)
 controls[2].selectbox("Classes", list(METHODS), key="methode", format_func=METHODS.get)
 controls[3].slider("Nombre de classes", 3, 7, key="k")
 controls[4].selectbox("Fond de carte", list(TILE_CHOICES), key="fond", format_func=TILE_CHOICES.get)
-st.slider("Rayon (m)", *DASHBOARD_RADIUS_M[:2], step=DASHBOARD_RADIUS_M[2], key="rayon")
+controls_box.slider("Rayon (m)", *DASHBOARD_RADIUS_M[:2], step=DASHBOARD_RADIUS_M[2], key="rayon")
 
 selection = Selection(
     departements=(state["departement"],),
@@ -385,13 +387,14 @@ st.caption(f"{_plain(data.territory_label)} · {_plain(view.selection.without_te
 carte, rayon, onglet_fiche, exports = st.tabs(TABS, key="onglet", on_change="rerun")
 
 with carte:
-    cols = st.columns(4)
+    cols = st.container(key="chiffres_carte").columns(4)  # two by two on a phone (app.css)
     suffix = " (données simulées)" if data.synthetic else ""
     cols[0].metric("Établissements ESS" + suffix, format_number(len(data.etablissements)))
     cols[1].metric("Tiers-lieux", format_number(len(data.tiers_lieux)))
     cols[2].metric("QPV", format_number(len(data.qpv)))
     cols[3].metric(f"Unités cartographiées ({LEVELS[view.level].lower()})", format_number(len(data.areas)))
-    clicked = st_folium.show_map(_map_component(STORE_KEY, _key(view.replace(selected=None))), height=620)
+    clicked = st_folium.show_map(_map_component(STORE_KEY, _key(view.replace(selected=None))), height=620,
+                                 selected=view.selected)
     feature = (clicked or {}).get("last_active_drawing") or {}
     code = str((feature.get("properties") or {}).get("code") or "")
     if code and code != state.get("_dernier_clic"):
