@@ -804,11 +804,13 @@ class MapPanel(MacroElement):
 
     def render(self, **kwargs) -> None:
         self.base_layers, self.overlays = {}, {}
+        names: set[str] = set()
         for item in self._parent._children.values():
             if not isinstance(item, Layer) or not item.control:
                 continue
-            if item.layer_name in self.overlays or item.layer_name in self.base_layers:
+            if item.layer_name in names:
                 raise ValueError(f"deux couches de la carte portent le nom « {item.layer_name} »")
+            names.add(item.layer_name)
             symbol = getattr(item, "symbol", "")
             label = f"{symbol}{escape(item.layer_name)}"
             (self.overlays if item.overlay else self.base_layers)[label] = item.get_name()
