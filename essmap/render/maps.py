@@ -736,7 +736,7 @@ class MapPanel(MacroElement):
             }
             var Panel = L.Control.extend({
                 onAdd: function () {
-                    var box = L.DomUtil.create("div", "essmap-panel leaflet-control-layers");
+                    var box = L.DomUtil.create("div", "essmap-panel");
                     var button = L.DomUtil.create("button", "essmap-panel-toggle", box);
                     var body = L.DomUtil.create("div", "essmap-panel-body", box);
                     body.id = "essmap-panel-body";
