@@ -13,7 +13,7 @@ import html
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -793,7 +793,7 @@ class MapPanel(MacroElement):
         })({{ this._parent.get_name() }});
         {% endmacro %}""")
 
-    def __init__(self, bounds: list[list[float]] | None = None) -> None:
+    def __init__(self, bounds: Sequence[Sequence[float]] | None = None) -> None:
         super().__init__()
         self._name = "MapPanel"
         self.bounds = bounds
@@ -802,10 +802,11 @@ class MapPanel(MacroElement):
         self.base_layers: dict[str, str] = {}
         self.overlays: dict[str, str] = {}
 
-    def render(self, **kwargs) -> None:
+    def render(self, **kwargs) -> None:  # type: ignore[override]  # as folium's LayerControl.render
         self.base_layers, self.overlays = {}, {}
         names: set[str] = set()
-        for item in self._parent._children.values():
+        parent = cast(Element, self._parent)
+        for item in parent._children.values():
             if not isinstance(item, Layer) or not item.control:
                 continue
             if item.layer_name in names:
