@@ -186,7 +186,7 @@ def draw_map(ax: Axes, data: ViewData, *, epsg: int | None = None,
         covered = _covered(qpv)
         for mask, style in ((covered, QPV_COVERED_STYLE), (~covered, QPV_NOT_COVERED_STYLE)):
             if mask.any():
-                qpv[mask].plot(ax=ax, **_qpv_patch_style(style), linewidth=0.8)
+                qpv[mask].plot(ax=ax, **_qpv_patch_style(style), linewidth=0.8, zorder=4.5)  # over the dots
     _scatter(ax, data.etablissements, epsg, colour=ESTABLISHMENT_COLOUR, size=1.5, alpha=0.7, zorder=4)
     _scatter(ax, data.tiers_lieux, epsg, colour=TIERS_LIEU_COLOUR, size=24, alpha=1.0, zorder=5, marker="D")
     if bounds is None:

@@ -62,6 +62,14 @@ def test_panel_and_notice_leave_the_default_territory_clear_on_a_laptop(page, ap
         data = boxes["clusters"][int(name.split()[1])] if name.startswith("cluster") else boxes[name]
         assert not overlap(boxes["panel"], data), (name, boxes)
         assert not overlap(boxes["notice"], data), (name, boxes)
+    # every layer has a checkbox, the choropleth's included, and unticking it hides the layer
+    layers = frame.locator(".essmap-panel .leaflet-control-layers-overlays label")
+    expect(layers).to_have_count(5)
+    choropleth = layers.filter(has_text="Choroplèthe : ").locator("input")
+    choropleth.uncheck()
+    assert frame.evaluate("() => !window.map.hasLayer(window.essmapPolygons[0])")
+    choropleth.check()
+    assert frame.evaluate("() => window.map.hasLayer(window.essmapPolygons[0])")
 
 
 def test_phone_shows_the_map_first_with_the_panel_closed_and_the_keyboard_opens_it(page, app_url):
