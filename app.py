@@ -30,6 +30,7 @@ from essmap.render.tables import DOWNLOAD_FORMATS, display_table, export_file_na
 st.set_page_config(page_title="essmap – ESS, QPV et tiers-lieux", layout="wide")
 # lang="fr" and Streamlit's own strings in French (its index.html and frontend are English), skip-link style
 st.html(accessibility.PAGE_STYLE + accessibility.page_script(), unsafe_allow_javascript=True)
+st.html(Path(__file__).with_name("app.css"))  # phone layout: the map in the first screen
 SETTINGS = load_settings()
 
 LEVELS = {"commune": "Commune", "epci": "EPCI", "departement": "Département", "region": "Région"}
@@ -432,7 +433,8 @@ st.markdown(accessibility.skip_links({"Aller aux filtres": '[data-testid="stSide
 st.title("essmap : l'économie sociale et solidaire, les QPV et les tiers-lieux")
 for notice in state.pop("_avis_lien", []):  # once, on opening the link
     st.error(notice)
-controls = st.columns([3, 1.3, 1.6, 1.3, 1.5])
+controls_box = st.container(key="commandes_carte")  # below the map on a phone (app.css)
+controls = controls_box.columns([3, 1.3, 1.6, 1.3, 1.5])
 controls[0].selectbox("Indicateur", CHOROPLETH_INDICATORS, key="indicateur",
                       format_func=lambda k: INDICATORS_BY_KEY[k].label_fr)
 scope = scope_of(Selection(region=state["region"] or None,
@@ -444,8 +446,9 @@ controls[2].selectbox("Classes", list(METHODS), key="methode", format_func=METHO
 controls[3].slider("Nombre de classes", 3, 7, key="k")
 controls[4].selectbox("Fond de carte", list(TILE_CHOICES), key="fond", format_func=TILE_CHOICES.get)
 # a select slider: its values read in French ("1 000"), which a plain slider's format cannot do
-st.select_slider("Rayon (m)", list(range(DASHBOARD_RADIUS_M[0], DASHBOARD_RADIUS_M[1] + 1, DASHBOARD_RADIUS_M[2])),
-                 key="rayon", format_func=format_number)
+controls_box.select_slider("Rayon (m)",
+                          list(range(DASHBOARD_RADIUS_M[0], DASHBOARD_RADIUS_M[1] + 1, DASHBOARD_RADIUS_M[2])),
+                          key="rayon", format_func=format_number)
 
 selection = Selection(
     region=state["region"] or None if not state["departement"] else None,
@@ -475,7 +478,7 @@ st.caption(f"{_plain(data.territory_label)} · {_plain(view.selection.without_te
 carte, rayon, onglet_fiche, exports = st.tabs(list(TABS.values()), key="onglet", on_change="rerun")
 
 with carte:
-    cols = st.columns(4)
+    cols = st.container(key="chiffres_carte").columns(4)  # two by two on a phone (app.css)
     suffix = " (données simulées)" if data.synthetic else ""
     cols[0].metric("Établissements ESS" + suffix, format_number(data.n_etablissements))
     cols[1].metric("Tiers-lieux", format_number(len(data.tiers_lieux)))
@@ -485,7 +488,7 @@ with carte:
     if collapsed:
         st.info(collapsed)
     map_args = _map_component(STORE_KEY, _key(view.replace(selected=None, tab=MapView().tab)))
-    click = st_folium.clicked_code(st_folium.show_map(map_args, height=620), map_args)
+    click = st_folium.clicked_code(st_folium.show_map(map_args, height=620, selected=view.selected), map_args)
     # the component returns its last value on every rerun: a click is new when its identity is (the same
     # unit clicked again is a new click, and opens its fiche again)
     if click is not None and click[1] != state.get("_dernier_clic"):

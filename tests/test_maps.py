@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import html
 import json
 import re
 
@@ -70,6 +71,16 @@ def _popups(payload: dict) -> list[str]:
     return ["<br>".join(t for t in (line(s, i) for s in payload["lines"]) if t) for i in points]
 
 
+def _layer_labels(page: str) -> list[str]:
+    """The labels of the layer list (HTML: a symbol, then the escaped name), in order."""
+    return [json.loads(n) for n in re.findall(r'^\s*("(?:[^"\\]|\\.)*") : \w+,$', page, re.M)]
+
+
+def _layer_names(page: str) -> list[str]:
+    """The names of the layer list as a reader sees them (the symbols are hidden images)."""
+    return [html.unescape(re.sub(r"<svg.*?</svg>", "", label)) for label in _layer_labels(page)]
+
+
 def _positions(payload: dict) -> np.ndarray:
     """(lon, lat) of each point, as the browser decodes them (differences from the previous point)."""
     dxy = np.asarray(payload["dxy"], dtype=np.int64).reshape(-1, 2).cumsum(axis=0)
@@ -83,9 +94,10 @@ def test_dashboard_map_needs_no_network_and_has_every_layer(data):
     assert "data:text/javascript;base64," in page  # Leaflet inlined
     assert "L.markerClusterGroup" in page
     assert "données simulées" in page
-    overlays = [json.loads(n) for n in re.findall(r'^\s*("(?:[^"\\]|\\.)*") : \w+,$', page, re.M)]
-    assert overlays == [data.indicator.label_fr, "QPV avec tiers-lieu à moins de 1\u202f000 m",
-                        "QPV sans tiers-lieu à moins de 1\u202f000 m", "Tiers-lieux", "Établissements ESS"]
+    assert _layer_names(page) == [f"Choroplèthe : {data.indicator.label_fr}",
+                                  "QPV avec tiers-lieu à moins de 1\u202f000 m",
+                                  "QPV sans tiers-lieu à moins de 1\u202f000 m", "Tiers-lieux (points)",
+                                  "Établissements ESS (points regroupés)"]
     establishments, tiers_lieux = sorted(_payloads(page), key=lambda p: len(p["dxy"]))[::-1]
     assert len(establishments["dxy"]) // 2 == len(data.etablissements)
     assert len(tiers_lieux["dxy"]) // 2 == len(data.tiers_lieux)
@@ -232,7 +244,9 @@ def test_scale_bar_is_metric_only_and_clear_of_the_synthetic_notice(data):
     page = maps.render_html(maps.view_map(data))
     assert "L.control.scale({imperial: false" in page
     assert "control_scale" not in page and "L.control.scale()" not in page
-    assert 'bottom:44px;left:10px' in page  # the notice sits above the scale bar, not on it
+    # the notice is a control of the bottom-left corner, where Leaflet stacks it above the scale bar
+    assert '<div class="essmap-notice">Carte contenant des données simulées (démonstration)</div>' in page
+    assert 'document.querySelector(".essmap-notice")' in page and 'position: "bottomleft"' in page
 
 
 def test_dashboard_serves_the_map_scripts_as_files(data, tmp_path):
@@ -277,3 +291,140 @@ def test_published_files_are_bounded(tmp_path):
     for k in range(5):
         maps.publish_payload(tmp_path, "static", f"payload {k}".encode(), keep=3)
     assert len(list(tmp_path.glob("*.json.gz"))) == 3
+
+
+# --- Panel, layer names, symbology, selection ----------------------------------------------------
+
+
+def test_legend_and_layers_share_one_panel_with_a_french_toggle_button(data):
+    page = maps.render_html(maps.view_map(data))
+    assert page.count('<div class="essmap-legend">') == 1  # moved into the panel by its script
+    script = page[page.index("var Panel = L.Control.extend"):]
+    assert 'L.DomUtil.create("button", "essmap-panel-toggle", box)' in script
+    assert 'button.type = "button"' in script and json.dumps(maps.PANEL_LABEL) in script
+    assert maps.PANEL_LABEL == "Légende et couches"
+    assert 'button.setAttribute("aria-expanded", open ? "true" : "false")' in script
+    assert 'button.setAttribute("aria-controls", body.id)' in script
+    assert "body.appendChild(legend)" in script and "body.appendChild(layers.getContainer())" in script
+    # closed on a phone: open only on a map at least 641 px wide
+    assert f"set(map.getSize().x >= {maps.PANEL_OPEN_MIN_WIDTH_PX})" in script and maps.PANEL_OPEN_MIN_WIDTH_PX == 641
+    # one layer list (inside the panel), never folium's own, which would sit over the map
+    assert page.count("L.control.layers(") == 1 and "{collapsed: false" in page
+    # the territory is refitted clear of the controls
+    assert "paddingBottomRight: [box.offsetWidth + 20" in script
+
+
+def test_every_layer_has_a_unique_name_and_a_checkbox_also_with_the_tiers_lieux_indicator(demo_con, data):
+    other = viewdata.view_data(demo_con, data.view.replace(indicator="n_tiers_lieux"))
+    page = maps.render_html(maps.view_map(other))
+    names = _layer_names(page)
+    assert names[0] == "Choroplèthe : Tiers-lieux" and "Tiers-lieux (points)" in names
+    assert len(names) == len(set(names)) == 5  # the choropleth, two QPV layers and two point layers
+    m = maps.base_map((5.3, 43.2, 5.4, 43.4))
+    points = pd.DataFrame({"nom": ["a"], "longitude": [5.35], "latitude": [43.3]})
+    for _ in range(2):
+        maps.add_points_layer(m, points, name="Tiers-lieux", popup=maps.tiers_lieu_popup, color="#000000")
+    with pytest.raises(ValueError, match="deux couches de la carte portent le nom « Tiers-lieux »"):
+        maps.render_html(maps.finish(m))
+
+
+def test_layer_labels_escape_names_and_hide_their_symbols():
+    m = maps.base_map((5.3, 43.2, 5.4, 43.4))
+    points = pd.DataFrame({"nom": ["a"], "longitude": [5.35], "latitude": [43.3]})
+    maps.add_points_layer(m, points, name=HOSTILE, popup=maps.tiers_lieu_popup, color="#000000", shape="diamond")
+    page = maps.render_html(maps.finish(m))
+    (label,) = _layer_labels(page)
+    assert label.endswith("&lt;script&gt;alert(1)&lt;/script&gt;") and HOSTILE not in page
+    assert label.startswith('<svg class="essmap-symbol"') and 'aria-hidden="true"' in label and "<path" in label
+    with pytest.raises(ValueError, match="forme de point inconnue"):
+        maps.add_points_layer(m, points, name="x", popup=maps.tiers_lieu_popup, color="#000000", shape="star")
+
+
+def test_points_clusters_and_qpvs_take_the_documented_symbology(data):
+    page = maps.render_html(maps.view_map(data))
+    # clusters: one neutral style of ours, never markercluster's green/yellow/orange stylesheet
+    assert "iconCreateFunction" in page and 'className: "essmap-cluster"' in page
+    assert 'toLocaleString("fr-FR")' in page and maps.CLUSTER_SIZE_JS in page
+    m = maps.view_map(data)
+    css = [name for e in maps.walk(m) for name, _uri in getattr(e, "default_css", [])]
+    assert "markerclustercss" in css and "markerclusterdefaultcss" not in css
+    assert f"background:{maps.CLUSTER_COLOUR}" in page
+    # establishments: dark dots with a white halo; tiers-lieux: outlined orange diamonds
+    assert f'fillColor: "{maps.ESTABLISHMENT_COLOUR}"' in page and f'color: "{maps.HALO_COLOUR}"' in page
+    assert 'className: "essmap-diamond"' in page
+    assert json.dumps(f'fill="{maps.TIERS_LIEU_COLOUR}" stroke="{maps.TIERS_LIEU_OUTLINE}"')[1:-1] in page
+    # QPVs: red, filled when not covered, dashed and empty when covered, with a dot when tiny
+    covered, not_covered = maps.QPV_COVERED_STYLE, maps.QPV_NOT_COVERED_STYLE
+    assert covered["color"] == not_covered["color"] == maps.QPV_COLOUR
+    assert covered["dash"] and not not_covered["dash"] and covered["fill_opacity"] < not_covered["fill_opacity"]
+    assert page.count(f'"below_px": {maps.QPV_MARKER_BELOW_PX}') == 2
+
+
+def _cam02(colours: list[str], cvd: str | None):
+    """Colours in CAM02-UCS as seen with a colour-vision deficiency (Machado et al. 2009, full
+    severity, as implemented by colorspacious), or with normal vision."""
+    from colorspacious import cspace_convert
+
+    rgb = np.array([[int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)] for c in colours])
+    if cvd is not None:
+        rgb = np.clip(cspace_convert(rgb, {"name": "sRGB1+CVD", "cvd_type": cvd, "severity": 100}, "sRGB1"), 0, 1)
+    return cspace_convert(rgb, "sRGB1", "CAM02-UCS")
+
+
+VISIONS = (None, "deuteranomaly", "protanomaly", "tritanomaly")
+
+
+@pytest.mark.parametrize("cvd", VISIONS)
+def test_choropleth_classes_stay_ordered_and_apart_for_colour_blind_readers(cvd):
+    from essmap.present.classify import PALETTE
+
+    for k, colours in PALETTE.items():
+        ucs = _cam02(list(colours), cvd)
+        lightness = ucs[:, 0]
+        assert np.all(np.diff(lightness) < -5), (k, cvd, lightness)  # light = low, dark = high
+        steps = np.linalg.norm(np.diff(ucs, axis=0), axis=1)
+        assert steps.min() > 5, (k, cvd, steps)  # neighbouring classes stay apart
+
+
+def test_choropleth_classes_read_in_black_and_white():
+    """A grey print (PIL's luma, as a greyscale conversion of a snapshot PNG gives it) keeps the
+    class order: snapshots draw the same colours (``classe_couleur``)."""
+    from PIL import Image
+
+    from essmap.present.classify import PALETTE
+
+    for k, colours in PALETTE.items():
+        grey = [Image.new("RGB", (1, 1), c).convert("L").getpixel((0, 0)) for c in colours]
+        assert all(a > b + 8 for a, b in zip(grey, grey[1:], strict=False)), (k, grey)
+
+
+@pytest.mark.parametrize("cvd", VISIONS)
+def test_points_and_qpvs_stand_apart_from_the_choropleth_for_colour_blind_readers(cvd):
+    from essmap.present.classify import PALETTE
+
+    classes = sorted({c for colours in PALETTE.values() for c in colours})
+    overlay = [maps.TIERS_LIEU_COLOUR, maps.QPV_COLOUR, maps.ESTABLISHMENT_COLOUR]
+    ucs = _cam02(classes + overlay, cvd)
+    palette, (tiers_lieu, qpv, establishment) = ucs[: len(classes)], ucs[len(classes):]
+    for name, colour in (("tiers-lieux", tiers_lieu), ("QPV", qpv), ("établissements", establishment)):
+        distance = np.linalg.norm(palette - colour, axis=1).min()
+        assert distance > 12, (name, cvd, distance)
+    assert np.linalg.norm(tiers_lieu - qpv) > 15  # a tiers-lieu on a filled QPV
+    assert tiers_lieu[0] - qpv[0] > 10  # and lighter than the QPV red, also in grey
+    # establishments and clusters are neutral: no colour to lose (CAM02-UCS a', b' near 0)
+    for neutral in (maps.ESTABLISHMENT_COLOUR, maps.CLUSTER_COLOUR):
+        assert np.hypot(*_cam02([neutral], None)[0, 1:]) < 2
+
+
+def test_the_selected_unit_is_outlined(data):
+    plain = maps.render_html(maps.view_map(data))
+    assert "window.essmapSelect = function (code)" in plain and "window.essmapSelect(" not in plain.replace(
+        "window.essmapSelect = function", "")
+    page = maps.render_html(maps.view_map(data.with_view(data.view.replace(selected="13055"))))
+    assert 'window.essmapSelect("13055");' in page
+    assert "13055" in {f["properties"]["code"] for f in _polygons(page)[0]["features"]}
+    assert json.dumps(maps.SELECTION_STYLE, sort_keys=True) in page
+    assert maps.selection_script("13055") == 'window.essmapSelect && window.essmapSelect("13055");\n'
+    assert maps.selection_script(None) == "window.essmapSelect && window.essmapSelect(null);\n"
+    hostile = maps.selection_script('"); alert(1); ("')  # a JavaScript string, never code
+    assert hostile == 'window.essmapSelect && window.essmapSelect("\\"); alert(1); (\\"");\n'

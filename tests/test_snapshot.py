@@ -25,7 +25,7 @@ from essmap.domain.selection import Selection
 from essmap.present.classify import NO_DATA_LABEL
 from essmap.present.view import MapView
 from essmap.present.viewdata import view_data
-from essmap.render import snapshot
+from essmap.render import maps, snapshot
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 DAY = date(2026, 11, 25)
@@ -338,3 +338,21 @@ def test_warp_places_mercator_pixels_at_their_metric_position():
     h, w, _ = warped.shape
     assert tuple(warped[h // 6, w // 6]) == (0, 0, 0)  # north-west stays north-west
     assert tuple(warped[5 * h // 6, 5 * w // 6]) == (255, 255, 255)
+
+
+def test_legend_takes_the_map_symbology_and_reads_in_grey(data):
+    """The snapshot's classes are the map's palette, darker class by class in a grey print; QPVs,
+    tiers-lieux and establishments take the interactive map's colours and shapes."""
+    handles = snapshot.legend_handles(data)
+    classes = [to_hex(h.get_facecolor()) for h in handles[: len(data.classification.colours)]]
+    assert classes == list(data.classification.colours)
+    grey = [Image.new("RGB", (1, 1), c).convert("L").getpixel((0, 0)) for c in classes]
+    assert grey == sorted(grey, reverse=True) and len(set(grey)) == len(grey), grey
+    by_label = {h.get_label(): h for h in handles}
+    covered, not_covered = (by_label[n] for n in maps.qpv_radius_layer_names(data.view.radius_m))
+    assert to_hex(covered.get_edgecolor()) == to_hex(not_covered.get_edgecolor()) == maps.QPV_COLOUR
+    assert covered.get_linestyle() == "--" and not_covered.get_linestyle() == "-"
+    tiers_lieux = next(h for label, h in by_label.items() if label.startswith("Tiers-lieux"))
+    assert tiers_lieux.get_marker() == "D" and tiers_lieux.get_color() == maps.TIERS_LIEU_COLOUR
+    establishments = next(h for label, h in by_label.items() if label.startswith("Établissements"))
+    assert establishments.get_color() == maps.ESTABLISHMENT_COLOUR

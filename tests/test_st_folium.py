@@ -36,4 +36,17 @@ def test_show_map_sends_the_whole_keyword_set_of_st_folium(folium_map, monkeypat
     # st_folium's on_change copies the clicked feature into st.session_state["carte"]; the dashboard
     # reads the component's return value instead, so it passes no callback
     assert callable(theirs.pop("on_change")) and ours.pop("on_change") is None
+    # the selected unit's outline travels as the feature-group script, which the map's frame runs
+    # when it changes (st_folium sends None when no feature group is given)
+    assert theirs.pop("feature_group") is None
+    assert ours.pop("feature_group") == maps.selection_script(None)
     assert ours == theirs
+
+
+def test_show_map_outlines_the_selection_without_a_new_map(folium_map, monkeypatch):
+    args = st_folium.component_args(copy.deepcopy(folium_map), key="carte")
+    plain = _sent(lambda: st_folium.show_map(args, height=620), monkeypatch)
+    selected = _sent(lambda: st_folium.show_map(args, height=620, selected="04070"), monkeypatch)
+    assert selected.pop("feature_group") == 'window.essmapSelect && window.essmapSelect("04070");\n'
+    plain.pop("feature_group")
+    assert selected == plain  # same map, same component key: the browser keeps the drawn map

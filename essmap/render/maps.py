@@ -13,7 +13,7 @@ import html
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 from branca.element import Element, Figure, MacroElement
-from folium.map import Layer
+from folium.map import FitBounds, Layer
 from folium.plugins import MarkerCluster
 from folium.template import Template
 
@@ -47,6 +47,25 @@ MAP_LAYERS: tuple[str, ...] = ("choropleth", "qpv", "tiers_lieux", "etablissemen
 
 #: Metropolitan France, when a view has nothing to fit the map to.
 FRANCE_BOUNDS = (-5.2, 41.3, 9.6, 51.1)
+
+# Symbology of the dashboard map and of the snapshots (README, "Symbology"). The choropleth takes the
+# sequential palette of :mod:`essmap.present.classify` (yellow-green-blue); nothing drawn over it
+# borrows those hues: points are neutral dark grey or orange, QPVs red. Checked for deuteranopia,
+# protanopia and tritanopia in tests/test_maps.py.
+
+#: Establishments: near-black dots with a white halo, legible on the lightest and darkest classes.
+ESTABLISHMENT_COLOUR = "#252525"
+#: Clusters of establishments: one neutral dark grey disc, its size growing with the log of the count.
+CLUSTER_COLOUR = "#404040"
+#: Tiers-lieux: orange diamonds (ColorBrewer PuOr's orange) outlined in near-black: a hue and a shape
+#: of their own, readable on the filled and on the dashed QPVs.
+TIERS_LIEU_COLOUR = "#e66101"
+TIERS_LIEU_OUTLINE = "#252525"
+#: QPV outlines (ColorBrewer RdBu's dark red): still apart from the blues for colour-blind readers.
+QPV_COLOUR = "#b2182b"
+HALO_COLOUR = "#ffffff"
+#: The unit selected in the dashboard (``selection`` in the URL): a black outline over a white halo.
+SELECTION_STYLE: dict[str, Any] = {"color": "#000000", "weight": 3.5, "halo": HALO_COLOUR, "halo_weight": 7}
 
 def escape(value: object) -> str:
     """Text from data, safe to place in HTML (``<script>`` shows as text)."""
@@ -83,6 +102,44 @@ class MetricScale(MacroElement):
     """)
 
 
+#: Styles of the QPV radius layers (README, "Symbology"): one red outline, strong enough to read over
+#: every class of the choropleth; a QPV without a tiers-lieu within the radius (a "white zone", what
+#: the map is for) is filled, a covered one is dashed and empty, so the two differ by pattern as well
+#: as by fill, for colour-blind readers and in black and white. ``marker`` is the dot that stands for
+#: a QPV too small to see (under ``QPV_MARKER_BELOW_PX`` pixels).
+QPV_NOT_COVERED_STYLE: dict[str, Any] = {
+    "color": QPV_COLOUR, "fill": QPV_COLOUR, "weight": 2.5, "fill_opacity": 0.35, "dash": None,
+    "marker": {"radius": 4.5, "color": HALO_COLOUR, "weight": 1.5, "fillColor": QPV_COLOUR, "fillOpacity": 1},
+}
+QPV_COVERED_STYLE: dict[str, Any] = {
+    "color": QPV_COLOUR, "fill": QPV_COLOUR, "weight": 2, "fill_opacity": 0.0, "dash": "5 3",
+    "marker": {"radius": 4, "color": QPV_COLOUR, "weight": 2, "fillColor": HALO_COLOUR, "fillOpacity": 1},
+}
+#: A QPV whose polygon spans fewer pixels than this (at département zoom most do) also shows its dot.
+QPV_MARKER_BELOW_PX = 10
+
+
+def symbol_svg(shape: str, *, fill: str = "none", stroke: str = "none", fill_opacity: float = 1.0,
+               stroke_width: float = 1.5, dash: str | None = None, bands: tuple[str, ...] = ()) -> str:
+    """A 14-pixel symbol for the layer list (``rect``, ``diamond``, ``circle`` or ``bands`` of
+    colours), hidden from screen readers: the layer's name says what it is."""
+    paint = (f'fill="{escape(fill)}" fill-opacity="{fill_opacity}" stroke="{escape(stroke)}" '
+             f'stroke-width="{stroke_width}"' + (f' stroke-dasharray="{escape(dash)}"' if dash else ""))
+    if shape == "diamond":
+        body = f'<path d="M7 1L13 7L7 13L1 7Z" {paint}/>'
+    elif shape == "circle":
+        body = f'<circle cx="7" cy="7" r="4.5" {paint}/>'
+    elif shape == "bands":
+        width = 12 / max(len(bands), 1)
+        body = "".join(f'<rect x="{1 + i * width:.2f}" y="2" width="{width:.2f}" height="10" fill="{escape(c)}"/>'
+                       for i, c in enumerate(bands)) + '<rect x="1" y="2" width="12" height="10" fill="none" ' \
+                                                     'stroke="#525252" stroke-width="0.8"/>'
+    else:
+        body = f'<rect x="2" y="2" width="10" height="10" {paint}/>'
+    return (f'<svg class="essmap-symbol" width="14" height="14" viewBox="0 0 14 14" aria-hidden="true" '
+            f'focusable="false">{body}</svg>')
+
+
 def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, label_column: str = "nom",
                          publish: Publisher | None = None) -> folium.Map:
     """Outlines (communes, départements) as context on the plain offline background."""
@@ -92,14 +149,17 @@ def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, l
     keys = pd.Series(np.arange(len(data)).astype(str))
     PolygonLayer(feature_collection(data.geometry.to_numpy(), keys), name=name, publish=publish,
                  info=dict(zip(keys, _escaped(data[label_column]), strict=True)),
-                 style={"color": "#636363", "weight": 0.8, "fillColor": "#f7f7f7", "fillOpacity": 0.6}).add_to(m)
+                 style={"color": "#636363", "weight": 0.8, "fillColor": "#f7f7f7", "fillOpacity": 0.6},
+                 symbol=symbol_svg("rect", fill="#f7f7f7", stroke="#636363", stroke_width=1)).add_to(m)
     return m
 
 
 def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
-                  color: str = "#b2182b", fill: str = "#ef8a62", show: bool = True,
+                  style: dict[str, Any] = QPV_NOT_COVERED_STYLE, show: bool = True,
                   publish: Publisher | None = None) -> folium.Map:
-    """QPV polygons with an escaped tooltip (name, code, generation; radius results when present).
+    """QPV polygons with an escaped tooltip (name, code, generation; radius results when present),
+    drawn in ``style`` (:data:`QPV_NOT_COVERED_STYLE` or :data:`QPV_COVERED_STYLE`); a QPV too small
+    to see at the current zoom also shows as a dot.
 
     Each feature carries its ``code`` (a click on the map selects the QPV).
     """
@@ -115,16 +175,15 @@ def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
         info += ("<br>Tiers-lieux dans le rayon : " + data["n_tiers_lieux"].astype(str)
                  + "<br>Le plus proche : " + _escaped(data["nearest_nom"]) + " (" + distance + " m)")
     codes = data["code_qp"].astype(str)
+    leaflet_style = {"color": style["color"], "weight": style["weight"], "fillColor": style["fill"],
+                     "fillOpacity": style["fill_opacity"], "dashArray": style["dash"]}
+    symbol = symbol_svg("rect", fill=style["fill"], fill_opacity=style["fill_opacity"], stroke=style["color"],
+                        stroke_width=2, dash="3 2" if style["dash"] else None)
     PolygonLayer(feature_collection(data.geometry.to_numpy(), codes), name=name, show=show, publish=publish,
-                 info=dict(zip(codes, info, strict=True)),
-                 style={"color": color, "weight": 1.5, "fillColor": fill, "fillOpacity": 0.45},
-                 highlight={"weight": 3}).add_to(m)
+                 info=dict(zip(codes, info, strict=True)), style=leaflet_style,
+                 highlight={"weight": style["weight"] + 1.5}, symbol=symbol,
+                 small_marker={**style["marker"], "below_px": QPV_MARKER_BELOW_PX}).add_to(m)
     return m
-
-
-#: Styles of the QPV radius layers: covered / not covered (a "white zone"), colour-blind safe.
-QPV_COVERED_STYLE: dict[str, Any] = {"color": "#1b7837", "fill": "#5aae61"}
-QPV_NOT_COVERED_STYLE: dict[str, Any] = {"color": "#762a83", "fill": "#c2a5cf"}
 
 
 def qpv_radius_layer_names(radius_m: float) -> tuple[str, str]:
@@ -138,9 +197,14 @@ def add_qpv_radius_layers(m: folium.Map, result: gpd.GeoDataFrame, *, radius_m: 
     """QPVs of a :func:`~essmap.analysis.proximity.qpv_tiers_lieux` result in two styles."""
     covered = result["covered"].fillna(False).to_numpy(dtype=bool)
     names = qpv_radius_layer_names(radius_m)
-    add_qpv_layer(m, result[covered], name=names[0], publish=publish, **QPV_COVERED_STYLE)
-    add_qpv_layer(m, result[~covered], name=names[1], publish=publish, **QPV_NOT_COVERED_STYLE)
+    add_qpv_layer(m, result[covered], name=names[0], publish=publish, style=QPV_COVERED_STYLE)
+    add_qpv_layer(m, result[~covered], name=names[1], publish=publish, style=QPV_NOT_COVERED_STYLE)
     return m
+
+
+def choropleth_layer_name(indicator_label: str) -> str:
+    """The layer list's name of the choropleth, apart from a point layer of the same subject."""
+    return f"Choroplèthe : {indicator_label}"
 
 
 def add_choropleth_layer(m: folium.Map, areas: gpd.GeoDataFrame, classification: Classification, *,
@@ -159,28 +223,30 @@ def add_choropleth_layer(m: folium.Map, areas: gpd.GeoDataFrame, classification:
     info = ("<b>" + _escaped(areas["nom"]) + "</b> (" + _escaped(areas["code"]) + ")<br>"
             + escape(value_label) + " : " + _escaped(values))
     codes = areas["code"].astype(str)
+    colours = classification.colours or (NO_DATA_COLOUR,)
     PolygonLayer(feature_collection(areas.to_crs(4326).geometry.to_numpy(), codes), name=name, publish=publish,
                  info=dict(zip(codes, info, strict=True)),
                  fill=dict(zip(codes, areas["classe_couleur"].astype(str), strict=True)),
                  style={"color": "#525252", "weight": 0.6, "fillOpacity": 0.75},
-                 highlight={"weight": 2.5, "color": "#000000"}).add_to(m)
+                 highlight={"weight": 2.5, "color": "#000000"},
+                 symbol=symbol_svg("bands", bands=(colours[0], colours[len(colours) // 2], colours[-1]))).add_to(m)
     return m
 
 
 def legend_html(title: str, classification: Classification, source: str) -> str:
-    """The legend box: title, one line per class, "Pas de données", "Source : ...", escaped."""
+    """The legend block: title, one line per class, "Pas de données", "Source : ...", escaped.
+
+    Shown inside the map's panel (:class:`MapPanel`), which moves it there."""
     def line(colour: str, label: str) -> str:
-        return (f'<div><span style="display:inline-block;width:14px;height:12px;margin-right:6px;'
-                f'vertical-align:middle;border:1px solid #777;background:{escape(colour)}"></span>'
-                f"{escape(label)}</div>")
+        return (f'<div class="essmap-legend-row"><span class="essmap-swatch" style="background:{escape(colour)}">'
+                f"</span>{escape(label)}</div>")
 
     rows = [line(c, label) for c, label in zip(classification.colours, classification.labels, strict=True)]
     rows.append(line(NO_DATA_COLOUR, NO_DATA_LABEL))
     return (
-        '<div class="essmap-legend" style="position:absolute;bottom:24px;right:10px;z-index:9999;'
-        'background:#fff;border:1px solid #999;padding:6px 8px;font:12px sans-serif;max-width:280px;">'
-        f'<div style="font-weight:bold;margin-bottom:4px;">{escape(title)}</div>{"".join(rows)}'
-        f'<div style="margin-top:4px;color:#555;">Source : {escape(source)}</div></div>'
+        '<div class="essmap-legend">'
+        f'<div class="essmap-legend-title">{escape(title)}</div>{"".join(rows)}'
+        f'<div class="essmap-legend-source">Source : {escape(source)}</div></div>'
     )
 
 
@@ -198,7 +264,9 @@ def view_map(data: ViewData, *, layers: tuple[str, ...] = MAP_LAYERS, publish: P
     """The dashboard map of a :class:`~essmap.present.viewdata.ViewData`, ready to render.
 
     ``layers`` picks among :data:`MAP_LAYERS` (choropleth, QPV, establishments, tiers-lieux);
-    ``publish`` serves the layers' geometry and points as files (see :data:`Publisher`).
+    ``publish`` serves the layers' geometry and points as files (see :data:`Publisher`). The view's
+    selected unit, if any, is outlined (the dashboard outlines it without redrawing the map: see
+    :func:`selection_script`).
     """
     unknown = set(layers) - set(MAP_LAYERS)
     if unknown:
@@ -207,24 +275,24 @@ def view_map(data: ViewData, *, layers: tuple[str, ...] = MAP_LAYERS, publish: P
     bounds = _bounds([f for f in (data.areas, data.qpv) if not f.empty])
     m = base_map(bounds, tiles=view.tiles)
     if "choropleth" in layers:
-        add_choropleth_layer(m, data.areas, data.classification, name=data.indicator.label_fr,
+        add_choropleth_layer(m, data.areas, data.classification, name=choropleth_layer_name(data.indicator.label_fr),
                              value_label=data.indicator.label_fr, publish=publish)
         add_legend(m, data.legend_title, data.classification, data.indicator.source_fr)
     if "qpv" in layers and not data.qpv.empty:
         add_qpv_radius_layers(m, data.qpv, radius_m=view.radius_m, publish=publish)
     if "tiers_lieux" in layers:
-        add_points_layer(m, data.tiers_lieux, name="Tiers-lieux", popup=tiers_lieu_popup, color="#1b7837",
-                         cluster=False, publish=publish)
+        add_points_layer(m, data.tiers_lieux, name="Tiers-lieux (points)", popup=tiers_lieu_popup,
+                         color=TIERS_LIEU_COLOUR, shape="diamond", cluster=False, publish=publish)
     if "etablissements" in layers and data.groupes_etablissements is not None:
         by = POINT_GROUPS_BY_SCOPE[scope_of(view.selection)] or "commune"
-        add_point_groups_layer(m, data.groupes_etablissements, name=f"Établissements ESS (regroupés par {by_fr(by)})",
-                               publish=publish)
+        add_point_groups_layer(m, data.groupes_etablissements,
+                               name=f"Établissements ESS (regroupés par {by_fr(by)})", publish=publish)
     elif "etablissements" in layers:
-        add_points_layer(m, data.etablissements, name="Établissements ESS", popup=establishment_popup,
-                         color="#2166ac", publish=publish)
+        add_points_layer(m, data.etablissements, name="Établissements ESS (points regroupés)",
+                         popup=establishment_popup, color=ESTABLISHMENT_COLOUR, publish=publish)
     if data.synthetic:
         add_synthetic_notice(m)
-    return finish(m)
+    return finish(m, selected=view.selected)
 
 
 def by_fr(level: str) -> str:
@@ -247,7 +315,8 @@ def add_point_groups_layer(m: folium.Map, groups: pd.DataFrame, *, name: str,
     points = shapely.points(groups["longitude"].to_numpy(dtype=float), groups["latitude"].to_numpy(dtype=float))
     PolygonLayer(feature_collection(points, codes), name=name, publish=publish,
                  info=dict(zip(codes, info, strict=True)), radius=dict(zip(codes, radius.round(1), strict=True)),
-                 style={"color": "#ffffff", "weight": 1, "fillColor": "#2166ac", "fillOpacity": 0.7}).add_to(m)
+                 style={"color": "#ffffff", "weight": 1, "fillColor": ESTABLISHMENT_COLOUR, "fillOpacity": 0.7},
+                 symbol=symbol_svg("circle", fill=ESTABLISHMENT_COLOUR, stroke="#ffffff", fill_opacity=0.7)).add_to(m)
     return m
 
 
@@ -390,9 +459,11 @@ _UNPACK_JS = """function (url, inline, add) {
 
 
 def add_points_layer(m: folium.Map, points: pd.DataFrame, *, name: str, popup, color: str,
-                     cluster: bool = True, publish: Publisher | None = None) -> folium.Map:
+                     shape: str = "circle", cluster: bool = True, publish: Publisher | None = None) -> folium.Map:
     """Point markers (``longitude``/``latitude`` columns, WGS84) with popups whose lines come from
-    ``popup(points)`` (:data:`PopupLine`).
+    ``popup(points)`` (:data:`PopupLine`): ``circle`` (canvas dots in ``color`` with a white halo,
+    clustered in neutral discs when ``cluster``) or ``diamond`` (outlined diamonds, for the few
+    tiers-lieux: a shape of their own).
 
     The points travel as one compressed JSON payload (:class:`_Packed`), unpacked by the browser and
     drawn as canvas circle markers; popups are built on click. Points are ordered along a Morton
@@ -415,7 +486,7 @@ def add_points_layer(m: folium.Map, points: pd.DataFrame, *, name: str, popup, c
                   for style, prefix, values in popup(points)],
     }
     packed = _Packed(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), publish)
-    PackedPoints(packed, name=name, color=color, cluster=cluster).add_to(m)
+    PackedPoints(packed, name=name, color=color, shape=shape, cluster=cluster).add_to(m)
     return m
 
 
@@ -483,14 +554,20 @@ class PolygonLayer(Layer):
     pointer. The geometry travels as a :class:`_Packed` payload
     (a file the browser caches, with ``publish``); colours and tooltips, which change with the
     view, travel in the map itself. A click reports the feature (its ``code``) to streamlit-folium,
-    which listens on the layer."""
+    which listens on the layer.
+
+    With ``small_marker`` (a circle-marker style plus ``below_px``), a polygon smaller than
+    ``below_px`` pixels at the current zoom also shows as a dot at the centre of its bounds, with
+    the same code and tooltip. ``symbol`` is the SVG shown before the name in the layer list.
+    The layer registers in ``window.essmapPolygons``, where the selection outline looks for units."""
 
     _template = Template("""
         {% macro script(this, kwargs) %}
-        var {{ this.get_name() }} = (function () {
+        var {{ this.get_name() }} = (function (map) {
             var info = {{ this.info|tojson }}, fill = {{ this.fill|tojson }};
             var base = {{ this.style|tojson }}, highlight = {{ this.highlight|tojson }};
             var radius = {{ this.radius|tojson }};
+            var small = {{ this.small_marker|tojson }}, pairs = [];
             var layer = L.geoJSON(null, {
                 pointToLayer: function (f, latlng) {
                     return L.circleMarker(latlng, {radius: radius[f.properties.code] || 4});
@@ -509,16 +586,41 @@ class PolygonLayer(Layer):
                     }
                 }
             });
-            ({{ this.unpack }})({{ this.packed.url|tojson }}, {{ this.packed.inline|tojson }},
-                                function (g) { layer.addData(g); });
+            var showSmall = function () {  // a dot for each polygon too small to see at this zoom
+                if (!small || !map.hasLayer(layer)) { return; }
+                var z = map.getZoom();
+                pairs.forEach(function (p) {
+                    var a = map.project(p[2].getNorthEast(), z), b = map.project(p[2].getSouthWest(), z);
+                    var tiny = Math.max(Math.abs(a.x - b.x), Math.abs(a.y - b.y)) < small.below_px;
+                    if (tiny && !layer.hasLayer(p[1])) { layer.addLayer(p[1]); }
+                    else if (!tiny && layer.hasLayer(p[1])) { layer.removeLayer(p[1]); }
+                });
+            };
+            ({{ this.unpack }})({{ this.packed.url|tojson }}, {{ this.packed.inline|tojson }}, function (g) {
+                layer.addData(g);
+                if (!small) { return; }
+                layer.eachLayer(function (l) {
+                    if (!l.getBounds) { return; }
+                    var bounds = l.getBounds(), dot = L.circleMarker(bounds.getCenter(), small);
+                    dot.feature = {type: "Feature", properties: {code: l.feature.properties.code}};
+                    dot.essmapDot = true;
+                    var text = info[l.feature.properties.code];
+                    if (text) { dot.bindTooltip(text); }
+                    pairs.push([l, dot, bounds]);
+                });
+                showSmall();
+            });
+            if (small) { map.on("zoomend", showSmall); layer.on("add", showSmall); }
+            window.essmapPolygons = (window.essmapPolygons || []).concat([layer]);
             return layer;
-        })();
+        })({{ this._parent.get_name() }});
         {% if this.show %}{{ this.get_name() }}.addTo({{ this._parent.get_name() }});{% endif %}
         {% endmacro %}""")
 
     def __init__(self, geojson: str, *, name: str, info: dict[str, str], style: dict[str, Any],
                  fill: dict[str, str] | None = None, highlight: dict[str, Any] | None = None, show: bool = True,
-                 radius: dict[str, float] | None = None, publish: Publisher | None = None) -> None:
+                 radius: dict[str, float] | None = None, small_marker: dict[str, Any] | None = None,
+                 symbol: str = "", publish: Publisher | None = None) -> None:
         super().__init__(name=name, overlay=True, show=show)  # a checkbox in the layer switcher
         self._name = "PolygonLayer"
         self.packed = _Packed(geojson, publish)
@@ -528,6 +630,13 @@ class PolygonLayer(Layer):
         self.style = style
         self.highlight = highlight
         self.radius = {k: float(v) for k, v in (radius or {}).items()}  # points: circle radius in pixels
+        self.small_marker = small_marker
+        self.symbol = symbol
+
+
+#: The size of a cluster disc in pixels for ``n`` points, in the page (README, "Symbology"): 22 px for
+#: two points, 32 for a hundred, 45 for 13,000; the count is written in it (French digit grouping).
+CLUSTER_SIZE_JS = "function (n) { return Math.round(20 + 6 * Math.log10(n)); }"
 
 
 class PackedPoints(MarkerCluster):
@@ -535,7 +644,12 @@ class PackedPoints(MarkerCluster):
 
     _template = Template("""
         {% macro script(this, kwargs) %}
-        var {{ this.get_name() }} = {% if this.cluster %}L.markerClusterGroup({{ this.options|tojavascript }})
+        var {{ this.get_name() }} = {% if this.cluster %}L.markerClusterGroup(Object.assign(
+            {{ this.options|tojson }}, {iconCreateFunction: function (cluster) {
+                var n = cluster.getChildCount(), size = ({{ this.cluster_size }})(n);
+                return L.divIcon({html: "<span>" + n.toLocaleString("fr-FR") + "</span>", className: "essmap-cluster",
+                                  iconSize: L.point(size, size)});
+            }}))
             {% else %}L.featureGroup(){% endif %};
         {{ this.get_name() }}.addTo({{ this._parent.get_name() }});
         (function (group) {
@@ -550,11 +664,24 @@ class PackedPoints(MarkerCluster):
                 });
                 d.dxy = ints(d.dxy, Int32Array);
                 var n = d.dxy.length / 2, markers = new Array(n);
-                var style = {radius: 5, color: {{ this.color|tojson }}, weight: 1, fillOpacity: 0.8};
+                {% if this.shape == "diamond" %}
+                var icon = L.divIcon({className: "essmap-diamond", iconSize: [13, 13], iconAnchor: [6.5, 6.5],
+                                      html: {{ this.diamond|tojson }}});
+                // under the cluster discs (their counts stay readable), above the polygons
+                var map = {{ this._parent.get_name() }};
+                if (!map.getPane("essmapDiamonds")) { map.createPane("essmapDiamonds").style.zIndex = 550; }
+                var marker = function (ll) {
+                    return L.marker(ll, {icon: icon, keyboard: false, pane: "essmapDiamonds"});
+                };
+                {% else %}
+                var style = {radius: 4, color: {{ this.halo|tojson }}, weight: 1, fillColor: {{ this.color|tojson }},
+                             fillOpacity: 0.9};
+                var marker = function (ll) { return L.circleMarker(ll, style); };
+                {% endif %}
                 var y = 0, x = 0;
                 for (var i = 0; i < n; i++) {  // positions are differences from the previous point
                     y += d.dxy[2 * i]; x += d.dxy[2 * i + 1];
-                    markers[i] = L.circleMarker([d.lat0 + y / 1e5, d.lon0 + x / 1e5], style);
+                    markers[i] = marker([d.lat0 + y / 1e5, d.lon0 + x / 1e5]);
                     markers[i].essmapRow = i;
                 }
                 var entities = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"};
@@ -577,40 +704,257 @@ class PackedPoints(MarkerCluster):
         })({{ this.get_name() }});
         {% endmacro %}""")
 
-    def __init__(self, packed: _Packed, *, name: str, color: str, cluster: bool) -> None:
+    def __init__(self, packed: _Packed, *, name: str, color: str, cluster: bool, shape: str = "circle") -> None:
+        if shape not in ("circle", "diamond"):
+            raise ValueError(f"forme de point inconnue « {shape} » (circle, diamond)")
         # street level and closer (zoom >= 15): every point shown, so clustering computes 11 zoom levels, not 16
-        super().__init__(name=name, options={"disableClusteringAtZoom": 15})
+        super().__init__(name=name, options={"disableClusteringAtZoom": 15, "showCoverageOnHover": False})
         self._name = "PackedPoints"
         self.packed = packed
         self.unpack = _UNPACK_JS
         self.color = color
+        self.halo = HALO_COLOUR
+        self.shape = shape
         self.cluster = cluster
+        self.cluster_size = CLUSTER_SIZE_JS
+        self.diamond = (f'<svg width="13" height="13" viewBox="0 0 14 14" aria-hidden="true" focusable="false">'
+                        f'<path d="M7 1L13 7L7 13L1 7Z" fill="{escape(color)}" stroke="{TIERS_LIEU_OUTLINE}" '
+                        f'stroke-width="1.3"/></svg>')
+        if shape == "diamond":
+            self.symbol = symbol_svg("diamond", fill=color, stroke=TIERS_LIEU_OUTLINE, stroke_width=1.2)
+        else:
+            self.symbol = symbol_svg("circle", fill=color, stroke=HALO_COLOUR, stroke_width=1)
 
 
 def add_synthetic_notice(m: folium.Map) -> folium.Map:
-    """A visible caption on the map itself: synthetic rows are shown."""
-    caption = (
-        # bottom left, above the scale bar (the legend is bottom right, layers top right)
-        '<div style="position:absolute;bottom:44px;left:10px;z-index:9999;background:#fff3cd;'
-        'border:1px solid #b58900;padding:4px 8px;font:13px sans-serif;">'
-        f"Carte contenant des {SYNTHETIC_NOTICE} (démonstration)</div>"
-    )
+    """A visible caption on the map itself: synthetic rows are shown. :class:`MapPanel` places it
+    in the bottom-left corner, above the scale bar (Leaflet stacks controls, they never overlap)."""
+    caption = f'<div class="essmap-notice">Carte contenant des {SYNTHETIC_NOTICE} (démonstration)</div>'
     _figure(m).html.add_child(folium.Element(caption))
     return m
 
 
-def finish(m: folium.Map) -> folium.Map:
-    """Add the layer switcher and make the map self-contained (call after the last layer).
+#: Text of the button that opens and closes the map panel (legend and layers).
+PANEL_LABEL = "Légende et couches"
+#: A map narrower than this (a phone) opens with its panel closed.
+PANEL_OPEN_MIN_WIDTH_PX = 641
+
+
+class MapPanel(MacroElement):
+    """The map's one control panel, top right: a button (``aria-expanded``) that opens and closes
+    the legend (``.essmap-legend``, moved in from the page) and the layer list, where every layer
+    of the map has a checkbox, its symbol and its name. Open on a wide map, closed on a phone.
+
+    Once placed, the map is fitted to ``bounds`` again, padded by the panel and the other controls,
+    so that no control covers the territory of the first view. The synthetic-data notice
+    (``.essmap-notice``) becomes a bottom-left control. Layer names must be unique: the layer list
+    is keyed by name, so a repeated name would hide a layer from it.
+    """
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = (function (map) {
+            var base = {
+                {%- for key, val in this.base_layers.items() %}
+                {{ key|tojson }} : {{ val }},
+                {%- endfor %}
+            };
+            var overlays = {
+                {%- for key, val in this.overlays.items() %}
+                {{ key|tojson }} : {{ val }},
+                {%- endfor %}
+            };
+            var layers = L.control.layers(base, overlays, {collapsed: false, autoZIndex: true}).addTo(map);
+            var notice = document.querySelector(".essmap-notice");
+            if (notice) {
+                var Notice = L.Control.extend({onAdd: function () { return notice; }});
+                new Notice({position: "bottomleft"}).addTo(map);
+            }
+            var Panel = L.Control.extend({
+                onAdd: function () {
+                    var box = L.DomUtil.create("div", "essmap-panel");
+                    var button = L.DomUtil.create("button", "essmap-panel-toggle", box);
+                    var body = L.DomUtil.create("div", "essmap-panel-body", box);
+                    body.id = "essmap-panel-body";
+                    button.type = "button";
+                    button.textContent = {{ this.label|tojson }};
+                    button.setAttribute("aria-controls", body.id);
+                    var legend = document.querySelector(".essmap-legend");
+                    if (legend) { body.appendChild(legend); }
+                    body.appendChild(layers.getContainer());
+                    var set = function (open) {
+                        button.setAttribute("aria-expanded", open ? "true" : "false");
+                        body.hidden = !open;
+                        // never down to the bottom corners (scale bar, notice): the body scrolls instead
+                        var bottom = map.getContainer().querySelector(".leaflet-bottom.leaflet-left");
+                        var reserved = (bottom ? bottom.offsetHeight : 0) + 20 + button.offsetHeight;
+                        body.style.maxHeight = Math.max(map.getSize().y - reserved - 10, 80) + "px";
+                    };
+                    L.DomEvent.on(button, "click", function () {
+                        set(button.getAttribute("aria-expanded") !== "true");
+                    });
+                    L.DomEvent.disableClickPropagation(box);
+                    L.DomEvent.disableScrollPropagation(box);
+                    this.setOpen = set;
+                    set(map.getSize().x >= {{ this.open_min_width }});
+                    return box;
+                }
+            });
+            var panel = new Panel({position: "topright"}).addTo(map);
+            var corner = function (c) { return map.getContainer().querySelector(c); };
+            var layout = function () {
+                var topLeft = corner(".leaflet-top.leaflet-left"), bottomLeft = corner(".leaflet-bottom.leaflet-left");
+                var box = panel.getContainer();
+                var open = box.querySelector("button").getAttribute("aria-expanded") === "true";
+                panel.setOpen(open);  // its height, now that the corners have their size
+                {% if this.bounds %}
+                // fit the territory to the part of the map no control covers: an open panel takes a strip
+                // on the right, a closed one (a button) and the zoom buttons a band at the top
+                map.fitBounds({{ this.bounds|tojson }}, open ? {
+                    paddingTopLeft: [topLeft.offsetWidth + 10, 10],
+                    paddingBottomRight: [box.offsetWidth + 20, bottomLeft.offsetHeight + 10], animate: false
+                } : {
+                    paddingTopLeft: [10, Math.max(topLeft.offsetHeight, box.offsetHeight) + 10],
+                    paddingBottomRight: [10, bottomLeft.offsetHeight + 10], animate: false
+                });
+                {% endif %}
+            };
+            // measure the corners once Leaflet's stylesheet applies (streamlit-folium loads it with the map)
+            (function whenStyled(tries) {
+                var styled = getComputedStyle(corner(".leaflet-top.leaflet-left")).position === "absolute";
+                if (styled || tries > 250) { layout(); return; }
+                setTimeout(function () { whenStyled(tries + 1); }, 20);
+            })(0);
+            return panel;
+        })({{ this._parent.get_name() }});
+        {% endmacro %}""")
+
+    def __init__(self, bounds: Sequence[Sequence[float]] | None = None) -> None:
+        super().__init__()
+        self._name = "MapPanel"
+        self.bounds = bounds
+        self.label = PANEL_LABEL
+        self.open_min_width = PANEL_OPEN_MIN_WIDTH_PX
+        self.base_layers: dict[str, str] = {}
+        self.overlays: dict[str, str] = {}
+
+    def render(self, **kwargs) -> None:  # type: ignore[override]  # as folium's LayerControl.render
+        self.base_layers, self.overlays = {}, {}
+        names: set[str] = set()
+        parent = cast(Element, self._parent)
+        for item in parent._children.values():
+            if not isinstance(item, Layer) or not item.control:
+                continue
+            if item.layer_name in names:
+                raise ValueError(f"deux couches de la carte portent le nom « {item.layer_name} »")
+            names.add(item.layer_name)
+            symbol = getattr(item, "symbol", "")
+            label = f"{symbol}{escape(item.layer_name)}"
+            (self.overlays if item.overlay else self.base_layers)[label] = item.get_name()
+        super().render(**kwargs)
+
+
+class SelectionOutline(MacroElement):
+    """Defines ``window.essmapSelect(code)``, which outlines the unit ``code`` (a commune, an EPCI,
+    a QPV... any feature of the map's polygon layers) in :data:`SELECTION_STYLE`, above the other
+    layers and never in the way of a click; ``null`` removes the outline. It waits until the layers
+    are added. The dashboard calls it when the selection changes (:func:`selection_script`), without
+    redrawing the map; ``selected`` is outlined from the start (exported maps)."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        (function (map) {
+            var pane = map.createPane("essmapSelection");
+            pane.style.zIndex = 450;  // above the polygons and point canvases (400), below popups
+            pane.style.pointerEvents = "none";
+            var renderer = L.svg({pane: "essmapSelection"}), style = {{ this.style|tojson }}, outline = null;
+            window.essmapSelect = function (code) {
+                window.essmapSelectionWanted = code;
+                return (window.essmapAdded || Promise.resolve()).catch(function () {}).then(function () {
+                    if (window.essmapSelectionWanted !== code) { return; }  // a newer call wins
+                    if (outline) { map.removeLayer(outline); outline = null; }
+                    window.essmapSelected = null;
+                    if (!code) { return; }
+                    var features = [];
+                    (window.essmapPolygons || []).forEach(function (g) {
+                        g.eachLayer(function (l) {
+                            if (!l.essmapDot && l.feature && l.feature.properties.code === code) {
+                                features.push(l.feature);
+                            }
+                        });
+                    });
+                    if (!features.length) { return; }
+                    var shapes = {type: "FeatureCollection", features: features};
+                    var draw = function (color, weight) {
+                        return L.geoJSON(shapes, {renderer: renderer, interactive: false,
+                            style: {color: color, weight: weight, fill: false, opacity: 1}});
+                    };
+                    outline = L.featureGroup([draw(style.halo, style.halo_weight), draw(style.color, style.weight)])
+                        .addTo(map);
+                    window.essmapSelected = code;
+                });
+            };
+            {% if this.selected %}window.essmapSelect({{ this.selected|tojson }});{% endif %}
+        })({{ this._parent.get_name() }});
+        {% endmacro %}""")
+
+    def __init__(self, selected: str | None = None) -> None:
+        super().__init__()
+        self._name = "SelectionOutline"
+        self.selected = selected
+        self.style = SELECTION_STYLE
+
+
+def selection_script(code: str | None) -> str:
+    """Script that outlines the unit ``code`` on a map drawn by :func:`finish` (``None``: no
+    outline), for streamlit-folium's ``feature_group`` argument, which the map's frame runs each
+    time it changes, without redrawing the map."""
+    return f"window.essmapSelect && window.essmapSelect({json.dumps(code or None)});\n"
+
+
+#: The map's own styles: panel, legend, notice, symbols, cluster discs (README, "Symbology").
+MAP_CSS = f"""
+.essmap-panel{{background:#fff;border-radius:5px;box-shadow:0 1px 5px rgba(0,0,0,.4);color:#1a1a1a;
+  font:12px/1.3 sans-serif;max-width:17rem;padding:0}}
+.essmap-panel-toggle{{display:block;width:100%;border:0;border-radius:5px;background:#fff;color:#1a1a1a;
+  font:bold 13px/1.2 sans-serif;padding:7px 10px;text-align:left;cursor:pointer}}
+.essmap-panel-toggle::after{{content:" \\25BE"}}
+.essmap-panel-toggle[aria-expanded="false"]::after{{content:" \\25B8"}}
+.essmap-panel-toggle:focus-visible{{outline:3px solid #1d4ed8;outline-offset:1px}}
+.essmap-panel-body{{padding:0 10px 8px;overflow-y:auto}}
+.essmap-panel-body[hidden]{{display:none}}
+.essmap-panel .leaflet-control-layers{{box-shadow:none;border:0;border-radius:0;background:none;
+  margin:6px 0 0;padding:6px 0 0;border-top:1px solid #d0d0d0}}
+.essmap-panel .leaflet-control-layers label{{white-space:normal;font-size:12px;line-height:1.25;margin:2px 0}}
+.essmap-symbol{{vertical-align:-2px;margin:0 4px 0 2px}}
+.essmap-legend-title{{font-weight:bold;margin:2px 0 4px}}
+.essmap-legend-row{{margin:1px 0}}
+.essmap-swatch{{display:inline-block;width:14px;height:12px;margin-right:6px;vertical-align:middle;
+  border:1px solid #777}}
+.essmap-legend-source{{margin-top:4px;color:#4d4d4d}}
+.essmap-notice{{background:#fff3cd;border:1px solid #b58900;padding:4px 8px;font:13px/1.3 sans-serif;
+  color:#1a1a1a;max-width:16rem}}
+.leaflet-marker-icon.essmap-cluster{{display:flex;align-items:center;justify-content:center;border-radius:50%;
+  background:{CLUSTER_COLOUR};opacity:.85;border:1.5px solid {HALO_COLOUR};box-shadow:0 0 0 1px rgba(0,0,0,.35);
+  color:#fff;font:bold 11px/1 sans-serif;box-sizing:border-box}}
+.leaflet-marker-icon.essmap-diamond{{background:none;border:0}}
+.essmap-diamond svg{{display:block}}
+"""
+
+
+def finish(m: folium.Map, *, selected: str | None = None) -> folium.Map:
+    """Add the panel (legend and layer list, :class:`MapPanel`) and the selection outline
+    (:class:`SelectionOutline`, ``selected`` outlined from the start), and make the map
+    self-contained (call after the last layer).
 
     Leaflet and its marker-cluster plugin come from pinned PyPI packages and are inlined as
     data URIs, so the map draws without internet, in Streamlit and in exported HTML alike;
     folium's other CDN defaults (jQuery, Bootstrap, icon fonts) are not used and are dropped.
     """
-    folium.LayerControl(collapsed=False).add_to(m)
-    # long indicator names wrap instead of widening the open layer switcher over the map
-    _figure(m).header.add_child(folium.Element(
-        "<style>.leaflet-control-layers-expanded{max-width:16rem}"
-        ".leaflet-control-layers label{white-space:normal;font-size:12px;line-height:1.25}</style>"))
+    fits = [child for child in m._children.values() if isinstance(child, FitBounds)]
+    MapPanel(bounds=fits[-1].bounds if fits else None).add_to(m)
+    SelectionOutline(selected).add_to(m)
+    _figure(m).header.add_child(folium.Element(f"<style>{MAP_CSS}</style>"))
     for element in walk(m):
         if hasattr(element, "default_js"):
             element.default_js = [(n, _asset_uri(n)) for n, _url in element.default_js if n not in _UNUSED_ASSETS]
@@ -627,6 +971,7 @@ def render_html(m: folium.Map) -> str:
 _UNUSED_ASSETS = frozenset({
     "jquery", "bootstrap", "awesome_markers", "bootstrap_css", "glyphicons_css",
     "awesome_markers_font_css", "awesome_markers_css", "awesome_rotate_css",
+    "markerclusterdefaultcss",  # its green/yellow/orange clusters: ours are drawn by MAP_CSS
 })
 _ASSET_FILES: dict[str, tuple[str, str, str]] = {
     # name used by folium -> (package, file, MIME type)

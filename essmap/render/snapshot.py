@@ -45,9 +45,12 @@ from essmap.geo import territory_codes
 from essmap.present.basemaps import TILES
 from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_LABEL
 from essmap.render.maps import (
+    ESTABLISHMENT_COLOUR,
     QPV_COVERED_STYLE,
     QPV_NOT_COVERED_STYLE,
     SYNTHETIC_NOTICE,
+    TIERS_LIEU_COLOUR,
+    TIERS_LIEU_OUTLINE,
     qpv_radius_layer_names,
 )
 
@@ -79,9 +82,7 @@ TEXT_STYLE: dict[str, Any] = {
     "axes.unicode_minus": True,
 }
 
-# Styles of the points, as on the interactive map (essmap.render.maps; QPV styles come from there).
-TIERS_LIEU_COLOUR = "#1b7837"
-ESTABLISHMENT_COLOUR = "#2166ac"
+# Points and QPVs take the interactive map's symbology (essmap.render.maps; README, "Symbology").
 BOUNDARY_COLOUR = "#636363"
 #: Above this many points a layer is rasterised inside PDF/SVG (files stay small).
 RASTERISE_ABOVE = 5000
@@ -190,9 +191,9 @@ def draw_map(ax: Axes, data: ViewData, *, epsg: int | None = None,
         covered = _covered(qpv)
         for mask, style in ((covered, QPV_COVERED_STYLE), (~covered, QPV_NOT_COVERED_STYLE)):
             if mask.any():
-                qpv[mask].plot(ax=ax, facecolor=style["fill"], edgecolor=style["color"], linewidth=0.8, alpha=0.8)
+                qpv[mask].plot(ax=ax, **_qpv_patch_style(style), linewidth=0.8, zorder=4.5)  # over the dots
     _scatter(ax, data.etablissements, epsg, colour=ESTABLISHMENT_COLOUR, size=1.5, alpha=0.7, zorder=4)
-    _scatter(ax, data.tiers_lieux, epsg, colour=TIERS_LIEU_COLOUR, size=24, alpha=1.0, zorder=5, marker="^")
+    _scatter(ax, data.tiers_lieux, epsg, colour=TIERS_LIEU_COLOUR, size=24, alpha=1.0, zorder=5, marker="D")
     if bounds is None:
         return epsg
     _set_extent(ax, bounds)
@@ -289,6 +290,13 @@ def _covered(qpv: gpd.GeoDataFrame) -> np.ndarray:
     return qpv["covered"].fillna(False).to_numpy(dtype=bool)
 
 
+def _qpv_patch_style(style: Mapping[str, Any]) -> dict[str, Any]:
+    """Matplotlib face, edge and line style of a QPV style of the interactive map: the fill at its
+    opacity, the outline opaque, dashed when the map dashes it."""
+    return {"facecolor": mpl.colors.to_rgba(style["fill"], style["fill_opacity"]), "edgecolor": style["color"],
+            "linestyle": "--" if style["dash"] else "-"}
+
+
 def _scatter(ax: Axes, points: pd.DataFrame, epsg: int, *, colour: str, size: float, alpha: float,
              zorder: int, marker: str = "o") -> None:
     """Points with ``longitude``/``latitude`` (WGS84), drawn in the map's metric CRS ``epsg``."""
@@ -297,7 +305,7 @@ def _scatter(ax: Axes, points: pd.DataFrame, epsg: int, *, colour: str, size: fl
     geoms = gpd.GeoSeries.from_xy(points["longitude"], points["latitude"], crs=4326).to_crs(epsg)
     geoms = geoms[~(geoms.is_empty | geoms.isna())]
     ax.scatter(geoms.x.to_numpy(), geoms.y.to_numpy(), s=size, c=colour, alpha=alpha, marker=marker,
-               linewidths=0 if marker == "o" else 0.35, edgecolors="white",
+               linewidths=0 if marker == "o" else 0.5, edgecolors="white" if marker == "o" else TIERS_LIEU_OUTLINE,
                zorder=zorder, rasterized=len(geoms) > RASTERISE_ABOVE)
 
 
@@ -393,10 +401,10 @@ def legend_handles(data: ViewData) -> list[Patch | Line2D]:
     if not data.qpv.empty:
         for style, name in zip((QPV_COVERED_STYLE, QPV_NOT_COVERED_STYLE), qpv_radius_layer_names(data.view.radius_m),
                                strict=True):
-            handles.append(Patch(facecolor=style["fill"], edgecolor=style["color"], alpha=0.8, label=name))
+            handles.append(Patch(**_qpv_patch_style(style), linewidth=0.8, label=name))
     if not data.tiers_lieux.empty:
-        handles.append(Line2D([], [], marker="^", linestyle="none", color=TIERS_LIEU_COLOUR,
-                              markeredgecolor="white", markersize=8,
+        handles.append(Line2D([], [], marker="D", linestyle="none", color=TIERS_LIEU_COLOUR,
+                              markeredgecolor=TIERS_LIEU_OUTLINE, markersize=6,
                               label=_with_synthetic("Tiers-lieux", data.tiers_lieux)))
     if not data.etablissements.empty:
         handles.append(Line2D([], [], marker="o", linestyle="none", color=ESTABLISHMENT_COLOUR, markersize=4,

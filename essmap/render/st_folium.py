@@ -13,7 +13,7 @@ from __future__ import annotations
 import folium
 import streamlit_folium
 
-from essmap.render.maps import walk
+from essmap.render.maps import selection_script, walk
 
 #: What the dashboard asks of the map: the feature last clicked (a commune or QPV opens its fiche) and
 #: the number of clicks on the map's layers so far, which tells a new click on the same feature from
@@ -57,14 +57,19 @@ def clicked_code(returned: dict | None, args: dict[str, object]) -> tuple[str, t
     return code, (args.get("key"), count)
 
 
-def show_map(args: dict[str, object], *, height: int) -> dict | None:
+def show_map(args: dict[str, object], *, height: int, selected: str | None = None) -> dict | None:
     """``st_folium(m, returned_objects=RETURNED_OBJECTS, use_container_width=True, height=height)``
     from cached :func:`component_args`: what the user last clicked, or None.
+
+    ``selected`` (a unit's code) is outlined on the map: it travels as the component's
+    ``feature_group`` script (:func:`essmap.render.maps.selection_script`), which the map's frame
+    runs whenever it changes, so a new selection does not redraw the map.
 
     No ``on_change``: st_folium's own copies the value into ``st.session_state[key]``, which the
     dashboard does not read (it uses the returned value)."""
     return streamlit_folium._component_func(
         **args, height=height, width=None, returned_objects=RETURNED_OBJECTS,
-        default={name: None for name in RETURNED_OBJECTS}, zoom=None, center=None, feature_group=None,
-        return_on_hover=False, layer_control=None, pixelated=False, wrap_longitude=False, on_change=None,
+        default={name: None for name in RETURNED_OBJECTS}, zoom=None, center=None,
+        feature_group=selection_script(selected), return_on_hover=False, layer_control=None, pixelated=False,
+        wrap_longitude=False, on_change=None,
     )

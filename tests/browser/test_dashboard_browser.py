@@ -112,7 +112,7 @@ def legend_text(frame) -> str:
 
 def hide_point_layers(frame) -> None:
     """Untick the point layers in the layer switcher, as a user would to click a polygon."""
-    for name in ("Établissements ESS", "Tiers-lieux"):
+    for name in ("Établissements ESS (points regroupés)", "Tiers-lieux (points)"):
         box = frame.locator(".leaflet-control-layers-overlays label").filter(has_text=name).locator("input")
         if box.count() and box.first.is_checked():
             box.first.uncheck()
