@@ -56,16 +56,17 @@ def breakdown_bar_chart(frame: pd.DataFrame, *, count_label: str = "Établisseme
                 "field": "etiquette", "type": "nominal", "sort": None, "title": None,
                 # an array of lines is a multi-line label
                 "axis": {"labelLimit": 0, "labelExpr": "split(datum.label, '\\n')", "labelFontSize": 12,
-                         "labelLineHeight": _LINE_PX, "ticks": False, "labelPadding": 6},
+                         "labelLineHeight": _LINE_PX, "ticks": False, "labelPadding": 6, "aria": False},
             },
             "tooltip": [{"field": "libelle", "type": "nominal", "title": category_label},
                         {"field": "valeur", "type": "nominal", "title": count_label}],
         },
         "layer": [
-            {"mark": {"type": "bar", "color": BAR_COLOUR},
+            {"mark": {"type": "bar", "color": BAR_COLOUR, "aria": False},
              "encoding": {"x": {"field": "n", "type": "quantitative", "title": None, "axis": None,
                                 "scale": {"domain": [0, high * 1.45]}}}},
-            {"mark": {"type": "text", "align": "left", "baseline": "middle", "dx": 4, "fontSize": 12},
+            {"mark": {"type": "text", "align": "left", "baseline": "middle", "dx": 4, "fontSize": 12,
+                      "aria": False},
              "encoding": {"x": {"field": "n", "type": "quantitative"}, "text": {"field": "valeur"}}},
         ],
     }

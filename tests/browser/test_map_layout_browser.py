@@ -7,7 +7,7 @@ it, and the selected unit of a link is outlined.
 from __future__ import annotations
 
 import pytest
-from appdriver import map_frame, wait_for_script_idle
+from appdriver import MAP_IFRAME, map_frame, wait_for_script_idle
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -76,7 +76,7 @@ def test_phone_shows_the_map_first_with_the_panel_closed_and_the_keyboard_opens_
     page.set_viewport_size(PHONE)
     frame = open_map(page, app_url)
     page.evaluate("() => window.scrollTo(0, 0)")
-    top = page.locator('iframe[title="streamlit_folium.st_folium"]').bounding_box()["y"]
+    top = page.locator(MAP_IFRAME).bounding_box()["y"]
     assert top < PHONE["height"] - 150, top  # the map, not only its edge, in the first screen
     toggle = frame.get_by_role("button", name="Légende et couches")
     expect(toggle).to_have_attribute("aria-expanded", "false")
