@@ -2,9 +2,10 @@
 
 For each département, in one fresh process per run (``python bench/viewpath.py --db STORE --dep 59``):
 opening the store, ``viewdata.view_data`` (the SQL and the geometry read), ``maps.view_map`` (the
-folium map) and ``st_folium.component_args`` (rendering it into the component's arguments, the
-map message's content), each timed, with the size of those arguments. ``--profile FILE`` writes a
-cProfile listing of the whole (cumulative and own time) for the report's profile of a miss.
+folium map, its layers published as files as the dashboard does) and ``st_folium.component_args``
+(rendering it into the component's arguments, the map message's content; Leaflet still inlined),
+each timed, with the size of those arguments. ``--profile FILE`` writes a cProfile listing of the
+whole (cumulative and own time) for the report's profile of a miss.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import io
 import json
 import pstats
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +40,9 @@ def measure(db: Path, departement: str) -> dict[str, float]:
     finally:
         con.close()
     mark = time.perf_counter()
-    folium_map = maps.view_map(data)
+    # as the dashboard does: layers published as files, the map message keeps colours and tooltips
+    folder = Path(tempfile.mkdtemp(prefix="essmap-viewpath-"))
+    folium_map = maps.view_map(data, publish=lambda content: maps.publish_payload(folder, "static", content))
     seconds["view_map"] = time.perf_counter() - mark
     mark = time.perf_counter()
     args = st_folium.component_args(folium_map, key="carte")
