@@ -1,10 +1,9 @@
 """Screenshots of the dashboard and of a portrait page for the README (``make screenshots``).
 
 Runs the dashboard on the embedded store (``data/essmap.duckdb``) with ``tests/browser/appdriver.py``
-(``streamlit run`` on a free port, Debian's chromium), takes the map, the radius tab, a fiche and the
-phone view, renders page 3 of a portrait PDF with ``pdftoppm``, and writes small PNGs (palette
-colours, at most ``MAX_WIDTH`` pixels wide) to ``docs/screenshots/``. The dashboard has no région
-view yet: there is no screenshot of one.
+(``streamlit run`` on a free port, Debian's chromium), takes the map, the radius tab, a fiche, the
+whole région and the phone view, renders page 3 of a portrait PDF with ``pdftoppm``, and writes
+small PNGs (palette colours, at most ``MAX_WIDTH`` pixels wide) to ``docs/screenshots/``.
 """
 
 from __future__ import annotations
@@ -73,6 +72,9 @@ def dashboard_shots(db: Path, out: Path) -> dict[str, int]:
             open_view(laptop, server.url, f"selection={COMMUNE}&onglet=fiche")
             scroll_to(laptop, 'h2:has-text("Fiche : ")')
             sizes["fiche.png"] = save_small(laptop.screenshot(), out / "fiche.png")
+            open_view(laptop, server.url, "region=93")
+            scroll_to(laptop, '[data-testid="stMetric"]')
+            sizes["region.png"] = save_small(laptop.screenshot(), out / "region.png")
             phone = browser.new_context(viewport=PHONE, locale="fr-FR", is_mobile=True, has_touch=True).new_page()
             open_view(phone, server.url)
             sizes["telephone.png"] = save_small(phone.screenshot(), out / "telephone.png", max_width=PHONE["width"])
