@@ -45,6 +45,7 @@ from measure import OUT_DIR, REPO, load_average, log
 
 sys.path.insert(0, str(REPO / "tests" / "browser"))
 from appdriver import (  # type: ignore[import-not-found]  # noqa: E402
+    MAP_COMPLETE_JS,
     MAP_IFRAME,
     StreamlitServer,
     launch_chromium,
@@ -97,21 +98,7 @@ TIMING_JS = """(() => {
     for (const k of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']) Stamped[k] = Original[k];
     window.WebSocket = Stamped;
   }
-  const complete = () => {
-    const map = window.map;
-    if (!map || !window.L || !document.querySelector('.leaflet-container')) return false;
-    if (window.essmapLoading) return false;
-    let paths = 0;
-    map.eachLayer(l => { if (l instanceof L.Path) paths += 1; });
-    if (paths === 0) return false;
-    if (document.querySelectorAll('.leaflet-overlay-pane path').length > 0) return true;
-    for (const canvas of document.querySelectorAll('.leaflet-overlay-pane canvas')) {
-      if (!canvas.width || !canvas.height) continue;
-      const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-      for (let i = 3; i < data.length; i += 4 * 97) if (data[i] !== 0) return true;
-    }
-    return false;
-  };
+  const complete = """ + MAP_COMPLETE_JS + """;
   setInterval(() => {
     const map = window.map;
     if (map && !map.__essmapDrawnAt && complete()) map.__essmapDrawnAt = now();

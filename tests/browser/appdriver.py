@@ -36,7 +36,7 @@ MAP_IFRAME = 'iframe[src*="/component/streamlit_folium.st_folium/"]'
 #: True once the Leaflet map of the frame has drawn its vector layers (SVG paths, or pixels on
 #: the canvas renderer used with ``prefer_canvas``), has added its packed point layers, and is
 #: not a map marked stale by :func:`mark_map_stale`.
-_MAP_COMPLETE_JS = """() => {
+MAP_COMPLETE_JS = """() => {
   const map = window.map;
   if (!map || map.__essmapStale || !document.querySelector('.leaflet-container')) return false;
   if (window.essmapLoading) return false;  // layers still being fetched and unpacked
@@ -168,14 +168,14 @@ def wait_for_script_idle(page, *, timeout_ms: float = 60_000) -> None:
 
 
 def map_frame(page, *, timeout_ms: float = 60_000):
-    """The frame of the map once its Leaflet map is complete (see ``_MAP_COMPLETE_JS``)."""
+    """The frame of the map once its Leaflet map is complete (see ``MAP_COMPLETE_JS``)."""
     deadline = time.monotonic() + timeout_ms / 1000
     page.wait_for_selector(MAP_IFRAME, state="attached", timeout=timeout_ms)
     while True:
         for handle in page.query_selector_all(MAP_IFRAME):
             frame = handle.content_frame()
             try:
-                if frame is not None and frame.evaluate(_MAP_COMPLETE_JS):
+                if frame is not None and frame.evaluate(MAP_COMPLETE_JS):
                     return frame
             except Exception:  # noqa: BLE001 - frame navigating or detached during a rerun
                 pass
