@@ -437,9 +437,17 @@ controls_box = st.container(key="commandes_carte")  # below the map on a phone (
 controls = controls_box.columns([3, 1.3, 1.6, 1.3, 1.5])
 controls[0].selectbox("Indicateur", CHOROPLETH_INDICATORS, key="indicateur",
                       format_func=lambda k: INDICATORS_BY_KEY[k].label_fr)
-scope = scope_of(Selection(region=state["region"] or None,
-                           departements=(state["departement"],) if state["departement"] else ()))
-levels = [level for level in LEVELS_BY_SCOPE[scope] if level in LEVELS]
+selection = Selection(
+    region=(state["region"] or None) if not state["departement"] else None,
+    departements=(state["departement"],) if state["departement"] else (),
+    epci=(state["epci"],) if state["epci"] else (),
+    communes=(state["commune"],) if state["commune"] else (),
+    families=tuple(state["familles"]), sectors=tuple(state["secteurs"]), employer_only=state["employeurs"],
+    size_bands=tuple(state["tranches"]), tiers_lieu_types=tuple(state["types_tl"]),
+    tiers_lieu_labels=tuple(state["labels_tl"]),
+    qpv_generation=state["generation_qpv"] if state["generation_qpv"] != generations[0] else None,
+)
+levels = [level for level in LEVELS_BY_SCOPE[scope_of(selection)] if level in LEVELS]
 _choose("niveau", levels)
 controls[1].selectbox("Niveau", levels, key="niveau", format_func=LEVELS.get)
 controls[2].selectbox("Classes", list(METHODS), key="methode", format_func=METHODS.get)
@@ -450,16 +458,6 @@ controls_box.select_slider("Rayon (m)",
                           list(range(DASHBOARD_RADIUS_M[0], DASHBOARD_RADIUS_M[1] + 1, DASHBOARD_RADIUS_M[2])),
                           key="rayon", format_func=format_number)
 
-selection = Selection(
-    region=state["region"] or None if not state["departement"] else None,
-    departements=(state["departement"],) if state["departement"] else (),
-    epci=(state["epci"],) if state["epci"] else (),
-    communes=(state["commune"],) if state["commune"] else (),
-    families=tuple(state["familles"]), sectors=tuple(state["secteurs"]), employer_only=state["employeurs"],
-    size_bands=tuple(state["tranches"]), tiers_lieu_types=tuple(state["types_tl"]),
-    tiers_lieu_labels=tuple(state["labels_tl"]),
-    qpv_generation=state["generation_qpv"] if state["generation_qpv"] != generations[0] else None,
-)
 view = MapView(selection, indicator=state["indicateur"], level=state["niveau"], radius_m=state["rayon"],
                method=state["methode"], k=state["k"], tiles=state["fond"] or None,
                tab=TAB_OF_LABEL.get(state.get("onglet", ""), MapView().tab))
