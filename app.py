@@ -14,12 +14,12 @@ import pandas as pd
 import streamlit as st
 
 from essmap import store
-from essmap.analysis import Selection
+from essmap.analysis.coverage import coverage_share
 from essmap.analysis.indicators import INDICATORS, INDICATORS_BY_KEY
-from essmap.analysis.proximity import coverage_share
 from essmap.domain.config import load_settings
 from essmap.domain.formatting import format_number, format_percent
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
+from essmap.domain.selection import Selection
 from essmap.present import keyfigures, viewdata
 from essmap.present.basemaps import TILES
 from essmap.present.view import DASHBOARD_RADIUS_M, LEVELS_BY_SCOPE, TABS, MapView, scope_of, view_from_link

@@ -541,8 +541,9 @@ def query_qpv_radius(
     Les tiers-lieux placés à leur commune seulement (localisation approximative) sont laissés hors du calcul.
     """
     from essmap import store
-    from essmap.analysis.proximity import approximate_tiers_lieux, coverage_share, qpv_coverage
+    from essmap.analysis.coverage import approximate_tiers_lieux, coverage_share, qpv_coverage
     from essmap.domain.formatting import format_number, format_percent
+    from essmap.render.tables import GEOGRAPHIC_FORMATS
 
     settings = _settings(db)
     deps = _parse_departements(departement)
@@ -553,7 +554,8 @@ def query_qpv_radius(
         try:
             _check_departements(con, deps)
             selection = _selection(departements=deps, qpv_generation=generation)
-            result = qpv_coverage(con, selection, radius_m=radius, geometry="exact")
+            result = qpv_coverage(con, selection, radius_m=radius,
+                                  geometry="exact" if fmt in GEOGRAPHIC_FORMATS else None)
             approximate = approximate_tiers_lieux(con, selection)
             shares = _france_shares(con, selection, radius) if france else None
         finally:
@@ -581,7 +583,7 @@ def query_qpv_radius(
 def _france_shares(con, selection, radius: float):
     """The two France-wide shares of France Tiers-Lieux / ANCT, computed on the store, with the
     published figures: a function of the QPV result giving the lines to print."""
-    from essmap.analysis.proximity import coverage_share, tiers_lieux_near_qpv_share
+    from essmap.analysis.coverage import coverage_share, tiers_lieux_near_qpv_share
     from essmap.analysis.references import REFERENCES_BY_KEY
     from essmap.domain.formatting import format_number, format_percent
 

@@ -7,8 +7,8 @@ import re
 import pytest
 import shapely
 
-from essmap.analysis import Selection
 from essmap.analysis.indicators import INDICATORS_BY_KEY
+from essmap.domain.selection import Selection
 from essmap.present import viewdata
 from essmap.present.view import MapView
 from essmap.render.tables import table_bytes

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from essmap.analysis import Selection
+from essmap.domain.selection import Selection
 from essmap.present import viewdata
 from essmap.present.classify import classify
 from essmap.present.view import MapView

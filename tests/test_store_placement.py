@@ -14,7 +14,7 @@ import shapely
 from typer.testing import CliRunner
 
 from essmap import geo, store
-from essmap.analysis import proximity
+from essmap.analysis import coverage, proximity
 from essmap.cli import app
 from essmap.domain import schema
 from essmap.domain.selection import Selection
@@ -108,8 +108,8 @@ def test_commune_only_places_never_enter_radius_queries(placed_db):
         qpv = store.read_layer(con, "qpv", columns=["code_qp", "territoire"])
         assert geo.within_distance(point, qpv, schema.STORED_RADIUS_M).shape[0] > 0
         selection = Selection(departements=("13",))
-        assert proximity.approximate_tiers_lieux(con, selection) == 1
-        result = proximity.qpv_coverage(con, selection, radius_m=20_000)  # beyond the stored pairs
+        assert coverage.approximate_tiers_lieux(con, selection) == 1
+        result = coverage.qpv_coverage(con, selection, radius_m=20_000)  # beyond the stored pairs
         assert "90003" not in set(result["nearest_id"].dropna())
         status = proximity.tiers_lieux_qpv_status(
             store.read_layer(con, "tiers_lieux"), store.read_layer(con, "qpv", columns=["code_qp", "lib_qp"]))
@@ -140,7 +140,7 @@ def test_qpv_radius_france_prints_the_two_published_shares(placed_db):
     text = " ".join(result.output.split())
     con = store.connect(placed_db)
     try:
-        share, near, total, _ = proximity.tiers_lieux_near_qpv_share(con, Selection(), radius_m=1000)
+        share, near, total, _ = coverage.tiers_lieux_near_qpv_share(con, Selection(), radius_m=1000)
         expected_total = con.execute(
             "SELECT count(*) FROM tiers_lieux WHERE longitude IS NOT NULL AND precision_localisation <> ?",
             [schema.LOCATION_COMMUNE]).fetchone()[0]
@@ -175,7 +175,7 @@ def test_tables_and_popups_show_the_precision(placed_db):
     con = store.connect(placed_db)
     try:
         points = store.read_layer(con, "tiers_lieux")
-        coverage = proximity.qpv_coverage(con, Selection(departements=("13",)), radius_m=1000)
+        radius_result = coverage.qpv_coverage(con, Selection(departements=("13",)), radius_m=1000)
     finally:
         con.close()
     points = points[points["id_tiers_lieu"].isin(["90003", "131"])].sort_values("id_tiers_lieu")
@@ -184,6 +184,6 @@ def test_tables_and_popups_show_the_precision(placed_db):
         schema.LOCATION_SIRET, f"{schema.LOCATION_COMMUNE} ({schema.APPROXIMATE_LOCATION_FR})"]
     popup = {prefix: values.tolist() for _style, prefix, values in tiers_lieu_popup(points)}
     assert popup["Localisation : "][1] == "commune seulement (localisation approximative)"
-    radius = radius_table(coverage, count_label="n", nearest_label="plus proche")
+    radius = radius_table(radius_result, count_label="n", nearest_label="plus proche")
     assert "Localisation du plus proche" in radius.columns
     assert isinstance(points, gpd.GeoDataFrame)

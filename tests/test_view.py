@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from essmap.analysis import Selection
+from essmap.domain.selection import Selection
 from essmap.present.view import TABS, MapView, view_from_link
 
 

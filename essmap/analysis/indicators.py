@@ -258,7 +258,7 @@ def indicator_table(counts: pd.DataFrame, *, radius_m: float) -> pd.DataFrame:
     out = pd.DataFrame({
         "code": counts["code"].astype("string").to_numpy(),
         "nom": counts["nom"].astype("string").to_numpy(),
-        "population": counts["population"].astype("Int64").to_numpy(),
+        "population": counts["population"].astype("Int64").array,  # <NA> stays, integers stay integers
         "n_etablissements": n,
         "n_etablissements_employeurs": n_employers,
         "n_organisations": ints("n_organisations"),

@@ -8,16 +8,15 @@ Distances are measured by :mod:`essmap.geo` in the metric CRS of each territory
 
 Tiers-lieux positioned at their commune only (``precision_localisation`` = "commune seulement",
 see :mod:`essmap.io.readers.placement`) never enter a radius computation: a distance from a
-commune's centre would be invented. They are counted apart (:func:`approximate_tiers_lieux`).
+commune's centre would be invented. They are counted apart
+(:func:`essmap.analysis.coverage.approximate_tiers_lieux`).
 
-All functions are pure: GeoDataFrames in EPSG:4326 in, frames out, inputs left untouched.
+All functions are pure: GeoDataFrames in EPSG:4326 in, frames out, inputs left untouched. The same
+questions asked of the store (with the pairs stored at ingest) are in :mod:`essmap.analysis.coverage`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-import duckdb
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -27,7 +26,6 @@ from pyproj import CRS
 from essmap.domain import schema
 from essmap.domain.errors import SpatialInputError
 from essmap.domain.formatting import format_number
-from essmap.domain.selection import Selection
 from essmap.domain.territories import TERRITORIES, territory_of_lonlat
 from essmap.geo import (
     WGS84_EPSG,
@@ -39,7 +37,6 @@ from essmap.geo import (
     within_and_nearest,
     within_distance,
 )
-from essmap.store import queries
 
 #: Columns of :func:`qpv_points_within` besides the count column and geometry.
 QPV_COLUMNS: tuple[str, ...] = ("code_qp", "lib_qp", "insee_com", "lib_com")
@@ -221,109 +218,9 @@ def qpv_establishments(
     )
 
 
-# --- From the store: the radius queries of a view ----------------------------------------------
-
-
-def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius_m: float,
-                 geometry: Literal["display", "exact"] = "display") -> gpd.GeoDataFrame:
-    """:func:`qpv_tiers_lieux` for the QPVs of a selection, from the store.
-
-    Within :data:`~essmap.domain.schema.STORED_RADIUS_M` the counts come from the QPV x tiers-lieux
-    pairs stored at ingest (a SQL aggregate, with the selection's tiers-lieu filters from any
-    territory); the nearest tiers-lieu of a QPV with none within that distance is searched on demand,
-    as is everything for a larger radius. ``geometry`` is the simplified boundary (maps) or the exact
-    one (exports). Same columns as :func:`qpv_points_within` (count: ``n_tiers_lieux``).
-    """
-    reachable = selection.without_territory()
-    columns = ["id_tiers_lieu", "nom", "territoire", "is_synthetic", "precision_localisation"]
-    if radius_m > schema.STORED_RADIUS_M:
-        codes = queries.qpv_coverage(con, selection, radius_m=0.0)["code_qp"].astype(str).tolist()
-        tiers_lieux = queries.read_points(con, "tiers_lieux", reachable, territory=False, columns=columns)
-        result = qpv_tiers_lieux(queries.read_qpv(con, codes), tiers_lieux, radius_m=radius_m)
-        return result if geometry == "exact" else _with_geometry(con, result, display=True)
-    found = queries.qpv_coverage(con, selection, radius_m=radius_m)
-    far = found["nearest_id"].isna().to_numpy()
-    if far.any():
-        tiers_lieux = queries.read_points(con, "tiers_lieux", reachable, territory=False, columns=columns)
-        tiers_lieux = tiers_lieux[precisely_located(tiers_lieux)]
-        if not tiers_lieux.empty:
-            exact = queries.read_qpv(con, found.loc[far, "code_qp"].astype(str).tolist())
-            nearest_far = qpv_tiers_lieux(exact, tiers_lieux, radius_m=0.0).set_index("code_qp")
-            codes = found.loc[far, "code_qp"].astype(str)
-            for column in ("nearest_id", "nearest_nom", "nearest_distance_m", "nearest_localisation"):
-                found.loc[far, column] = nearest_far[column].reindex(codes).to_numpy()
-            involved = nearest_far["is_synthetic_involved"].reindex(codes).fillna(False).to_numpy(dtype=bool)
-            already = found.loc[far, "is_synthetic_involved"].to_numpy(dtype=bool)
-            found.loc[far, "is_synthetic_involved"] = already | involved
-    found["radius_m"] = float(radius_m)
-    return _with_geometry(con, found, display=geometry == "display")
-
-
-def _with_geometry(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, *, display: bool) -> gpd.GeoDataFrame:
-    codes = frame["code_qp"].astype(str).tolist()
-    shapes = queries.read_qpv(con, codes, display=display).set_index("code_qp").geometry
-    geometry = shapes.reindex(pd.Index(codes)).to_numpy()
-    out = pd.DataFrame(frame.drop(columns=[c for c in ("geometry",) if c in frame.columns])).reset_index(drop=True)
-    return gpd.GeoDataFrame(out, geometry=geometry, crs=_WGS84_CRS)
-
-
-def establishments_around_qpv(con: duckdb.DuckDBPyConnection, selection: Selection, *,
-                              radius_m: float) -> gpd.GeoDataFrame:
-    """:func:`qpv_establishments` for the QPVs of a selection: establishments kept by its attribute
-    filters (any territory: a QPV at a border counts its neighbours) within ``radius_m``, computed on
-    demand (geodesic metres) on the establishments of the QPVs' surroundings only."""
-    codes = queries.qpv_coverage(con, selection, radius_m=0.0)["code_qp"].astype(str).tolist()
-    qpv = queries.read_qpv(con, codes)
-    columns = ["siret", "denomination", "territoire", "is_synthetic"]
-    if qpv.empty:
-        points = queries.read_points(con, "etablissements", selection, columns=columns).iloc[0:0]
-        return qpv_establishments(qpv, points, radius_m=radius_m)
-    lon_min, lat_min, lon_max, lat_max = qpv.total_bounds
-    margin_lat = (radius_m + 100.0) / 110_000.0
-    margin_lon = margin_lat / max(np.cos(np.radians(max(abs(lat_min), abs(lat_max)))), 0.1)
-    bbox = (lon_min - margin_lon, lat_min - margin_lat, lon_max + margin_lon, lat_max + margin_lat)
-    points = queries.read_points(con, "etablissements", selection.without_territory(), columns=columns, bbox=bbox,
-                                 territory=False)
-    return qpv_establishments(qpv, points, radius_m=radius_m)
-
-
-def approximate_tiers_lieux(con: duckdb.DuckDBPyConnection, selection: Selection) -> int:
-    """Tiers-lieux of the selection positioned at their commune only: shown, left out of radius queries."""
-    return queries.tiers_lieux_by_precision(con, selection).get(schema.LOCATION_COMMUNE, 0)
-
-
-def tiers_lieux_near_qpv_share(con: duckdb.DuckDBPyConnection, selection: Selection, *,
-                               radius_m: float = 1000.0) -> tuple[float, int, int, bool]:
-    """Share of the selection's tiers-lieux in or within ``radius_m`` of a QPV ("31 % des tiers-lieux"),
-    with the counts behind it and whether simulated rows are involved: ``(share, near, total, synthetic)``.
-
-    Tiers-lieux positioned at their commune only are in neither count. Beyond the stored radius the
-    distances are computed on demand (to the QPVs of any territory).
-    """
-    if radius_m <= schema.STORED_RADIUS_M:
-        near, total, synthetic = queries.tiers_lieux_near_qpv(con, selection, radius_m=radius_m)
-    else:
-        tiers_lieux = queries.read_points(con, "tiers_lieux", selection)
-        tiers_lieux = tiers_lieux[precisely_located(tiers_lieux)].reset_index(drop=True)
-        codes = queries.qpv_coverage(con, selection.without_territory(), radius_m=0.0)["code_qp"]
-        qpv = queries.read_qpv(con, codes.astype(str).tolist())
-        status = tiers_lieux_qpv_status(tiers_lieux, qpv, radius_m=radius_m)
-        distance = pd.to_numeric(status["distance_m"], errors="coerce")
-        near, total = int((distance <= radius_m).sum()), len(tiers_lieux)
-        synthetic = bool(_synthetic_flags(tiers_lieux).any())
-    return (near / total if total else float("nan")), near, total, synthetic
-
-
 def white_zones(result: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """The QPVs of a :func:`qpv_points_within` result with nothing within the radius."""
     return result[~result["covered"].to_numpy(dtype=bool)]
-
-
-def coverage_share(result: pd.DataFrame) -> float:
-    """Share (0-1) of QPVs covered in a :func:`qpv_points_within` result; NaN when empty."""
-    if len(result) == 0:
-        return float("nan")
-    return float(result["covered"].to_numpy(dtype=bool).mean())
 
 
 def tiers_lieux_qpv_status(

@@ -6,6 +6,9 @@ tables from them. Codes are strings (leading zeros, "2A"/"2B").
 
 from __future__ import annotations
 
+#: CRS of every geometry in the store and in the readers' output (longitude/latitude order).
+WGS84 = "EPSG:4326"
+
 #: column -> DuckDB type. ``geometry`` is stored as a spatial GEOMETRY (WGS84, lon/lat order).
 COMMUNES: dict[str, str] = {
     "code_insee": "VARCHAR",
@@ -210,7 +213,8 @@ DERIVED: dict[str, dict[str, str]] = {
     # one row per (QPV, commune it lies in), from ``insee_com``: the code as listed and the commune
     # proper (arrondissements rolled up)
     "qpv_communes": {"generation": "VARCHAR", "code_qp": "VARCHAR", "code_commune": "VARCHAR", "code_com": "VARCHAR"},
-    # QPV x tiers-lieux pairs within STORED_RADIUS_M, with the geodesic distance (0 inside)
+    # QPV x tiers-lieux pairs within STORED_RADIUS_M, with the geodesic distance (0 inside); a QPV with
+    # none that near has one pair: its nearest tiers-lieu (so the nearest, unfiltered, is always stored)
     "qpv_tiers_lieux": {
         "generation": "VARCHAR", "code_qp": "VARCHAR", "id_tiers_lieu": "VARCHAR", "distance_m": "DOUBLE",
     },

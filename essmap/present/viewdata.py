@@ -22,6 +22,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from essmap.analysis.coverage import establishments_around_qpv, qpv_coverage
 from essmap.analysis.indicators import (
     INDICATORS,
     INDICATORS_BY_KEY,
@@ -33,7 +34,6 @@ from essmap.analysis.indicators import (
     compare,
     indicators_by_level,
 )
-from essmap.analysis.proximity import establishments_around_qpv, qpv_coverage
 from essmap.domain.formatting import (
     NumberFormat,
     format_number,
@@ -92,7 +92,7 @@ class ViewData:
     classification : Classification
         Classes of ``valeur`` (edges, colours, French labels).
     qpv : GeoDataFrame
-        QPVs in view with the radius results of :func:`~essmap.analysis.proximity.qpv_coverage`
+        QPVs in view with the radius results of :func:`~essmap.analysis.coverage.qpv_coverage`
         (``n_tiers_lieux``, ``nearest_nom``, ``nearest_distance_m``, ``covered``...), display geometry.
     etablissements, tiers_lieux : DataFrame
         Filtered establishments and tiers-lieux in view, with ``code_qp`` (the QPV holding each
@@ -380,7 +380,7 @@ def qpv_tiers_lieux_table(data: ViewData) -> pd.DataFrame:
 
 
 def qpv_establishments_table(result: pd.DataFrame) -> pd.DataFrame:
-    """An :func:`~essmap.analysis.proximity.establishments_around_qpv` result as the radius tab shows it."""
+    """An :func:`~essmap.analysis.coverage.establishments_around_qpv` result as the radius tab shows it."""
     return radius_table(result, count_label="Établissements ESS dans le rayon",
                         nearest_label="Établissement ESS le plus proche")
 

@@ -30,26 +30,37 @@ import unicodedata
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import geopandas as gpd
 import pandas as pd
 
 from essmap.domain.errors import OutputFileError
 from essmap.domain.formatting import NumberFormat, format_cell, number_formats
 
+if TYPE_CHECKING:
+    import geopandas as gpd
+
 TableFormat = Literal["csv", "xlsx", "geojson", "gpkg"]
 TABLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "geojson", "gpkg")
+#: Formats that carry each row's geometry (the others are plain tables).
+GEOGRAPHIC_FORMATS: tuple[str, ...] = ("geojson", "gpkg")
 
 #: The Excel number format of each :data:`NumberFormat` (Excel shows its own locale's separators:
 #: "5,0 %" in French).
 XLSX_NUMBER_FORMATS: dict[str, str] = {"entier": "#,##0", "decimal": "#,##0.0", "part": "0.0%"}
 
 
+def is_geographic(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` is a GeoDataFrame, without importing geopandas for a plain table (the CLI's
+    table queries start faster): no GeoDataFrame exists before geopandas is imported."""
+    gpd = sys.modules.get("geopandas")
+    return gpd is not None and isinstance(frame, gpd.GeoDataFrame)
+
+
 def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` without geometry, its formatted number columns as French text and every other
     missing value as "–": what ``st.table`` shows (it has no English toolbar, unlike ``st.dataframe``)."""
-    table = pd.DataFrame(frame.drop(columns=frame.geometry.name)) if isinstance(frame, gpd.GeoDataFrame) else frame
+    table = pd.DataFrame(frame.drop(columns=frame.geometry.name)) if is_geographic(frame) else frame
     formats = number_formats(frame)
     shown = {}
     for column in table.columns:
@@ -172,7 +183,7 @@ def _write(frame: pd.DataFrame, path: Path | None, fmt: str, *, separator: str, 
                         for (cell,) in sheet.iter_rows(min_row=2, min_col=position, max_col=position):
                             cell.number_format = XLSX_NUMBER_FORMATS[formats[column]]
         return
-    if not isinstance(frame, gpd.GeoDataFrame):
+    if not is_geographic(frame):
         raise ValueError(f"le format {fmt} demande une géométrie")
     if fmt == "geojson":
         geo = frame.to_crs(4326)
@@ -271,7 +282,7 @@ def _map_text(table: pd.DataFrame, change: Callable[[str], str], changes_only: s
 
 
 def _plain_table(frame: pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(frame, gpd.GeoDataFrame):
+    if not is_geographic(frame):
         return frame
     table = pd.DataFrame(frame.drop(columns=frame.geometry.name))
     geoms = frame.geometry

@@ -48,6 +48,17 @@ def _quoted(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def _quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """No DuckDB progress bar (a per-connection setting): a query longer than two seconds would draw
+    one, in English, in the middle of the CLI's output or the app's terminal. In a Jupyter kernel
+    without ipywidgets DuckDB refuses to change the setting (it draws no bar there either)."""
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        pass
+    return con
+
+
 def connect(path: Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """Open the store. Read-only by default: the app and queries never write.
 
@@ -57,7 +68,7 @@ def connect(path: Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     path = Path(path)
     if not read_only:
         try:
-            return duckdb.connect(str(path))
+            return _quiet(duckdb.connect(str(path)))
         except duckdb.Error as exc:
             raise StoreError(f"Impossible d'ouvrir la base « {path} » : {exc}") from exc
     if not path.exists():
@@ -65,7 +76,7 @@ def connect(path: Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
             f"Base de données introuvable : « {path} ». Solution : lancez `essmap build` "
             "(ou `make run`, qui la construit)."
         )
-    con = duckdb.connect(":memory:")
+    con = _quiet(duckdb.connect(":memory:"))
     try:
         con.execute(f"ATTACH {_quoted(path.resolve())} AS {CATALOG} (READ_ONLY)")
         con.execute(f"USE {CATALOG}")
@@ -94,7 +105,7 @@ def connect(path: Path, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
 
 def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """A cursor of a reader connection, for another thread (it reads the same attached store)."""
-    cur = con.cursor()
+    cur = _quiet(con.cursor())
     cur.execute(f"USE {CATALOG}")
     return cur
 

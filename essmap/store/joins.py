@@ -9,9 +9,10 @@ with the layers, in the same transaction as the write (nothing in the store is e
   the QPV holding the point for each loaded generation (``code_qp_2024``, ``code_qp_2015``);
 - ``qpv_communes``: the communes each QPV lies in (``insee_com``, rolled up);
 - ``qpv_tiers_lieux``: QPV x tiers-lieux pairs within :data:`~essmap.domain.schema.STORED_RADIUS_M`
-  with their geodesic distance (tiers-lieux placed at their commune only are left out), so that
-  coverage at any radius the dashboard offers, with any
-  tiers-lieu filter, is a SQL aggregate;
+  with their geodesic distance, and for a QPV with none that near, its nearest tiers-lieu
+  (tiers-lieux placed at their commune only are left out), so that coverage at any radius the
+  dashboard offers, with any tiers-lieu filter, and the nearest tiers-lieu without one, are SQL
+  aggregates;
 - ``display_geometry``: boundaries simplified for display (when communes or QPVs changed);
 - ``concordance``: establishments whose QPV differs from the one INSEE assigned
   (:mod:`essmap.store.concordance`).
@@ -159,12 +160,16 @@ def refresh_qpv_tiers_lieux(con: duckdb.DuckDBPyConnection) -> None:
     qpv = read_layer(con, "qpv", columns=["code_qp", "generation", "territoire"])
     if tiers_lieux.empty or qpv.empty:
         return
-    pairs = geo.within_distance(qpv, tiers_lieux, schema.STORED_RADIUS_M)
+    found = geo.within_and_nearest(qpv, tiers_lieux, schema.STORED_RADIUS_M, "id_tiers_lieu")
+    # a QPV with no tiers-lieu within the stored radius keeps its nearest one, farther away
+    beyond = np.flatnonzero((found.nearest >= 0) & ~np.isin(np.arange(len(qpv)), found.source))
+    source = np.concatenate([found.source, beyond])
+    target = np.concatenate([found.target, found.nearest[beyond]])
     rows = pd.DataFrame({
-        "generation": qpv["generation"].to_numpy(dtype=object)[pairs["source_index"].to_numpy()],
-        "code_qp": qpv["code_qp"].to_numpy(dtype=object)[pairs["source_index"].to_numpy()],
-        "id_tiers_lieu": tiers_lieux["id_tiers_lieu"].to_numpy(dtype=object)[pairs["target_index"].to_numpy()],
-        "distance_m": pairs["distance_m"].to_numpy(dtype=float),
+        "generation": qpv["generation"].to_numpy(dtype=object)[source],
+        "code_qp": qpv["code_qp"].to_numpy(dtype=object)[source],
+        "id_tiers_lieu": tiers_lieux["id_tiers_lieu"].to_numpy(dtype=object)[target],
+        "distance_m": np.concatenate([found.distance_m, found.nearest_distance_m[beyond]]),
     })
     con.register("_pairs", rows)
     try:

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import duckdb
-import geopandas as gpd
 import pandas as pd
-import shapely
 
 from essmap.domain import schema
+from essmap.domain.schema import WGS84
 from essmap.domain.selection import Selection
 from essmap.store import filters
-from essmap.store.read import WGS84, arrow_frame, frame_from_arrow
+from essmap.store.read import arrow_frame, frame_from_arrow
+
+# geopandas and shapely are imported where geometry is built: table queries (the CLI's) start without them
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 #: Column of the point layers holding each row's unit, by level (QPV: the generation's column).
 POINT_UNIT_COLUMN: dict[str, str] = {
@@ -227,6 +231,9 @@ def read_points(con: duckdb.DuckDBPyConnection, table: str, selection: Selection
 
 def with_point_geometry(frame: pd.DataFrame) -> gpd.GeoDataFrame:
     """A frame of :func:`read_points` with its points as geometry (WGS84)."""
+    import geopandas as gpd
+    import shapely
+
     geometry = shapely.points(frame["longitude"].to_numpy(dtype=float), frame["latitude"].to_numpy(dtype=float))
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=WGS84)
 
@@ -334,6 +341,8 @@ def read_qpv(con: duckdb.DuckDBPyConnection, codes: Sequence[str], *, display: b
 
 def display_geometry(con: duckdb.DuckDBPyConnection, level: str, codes: Sequence[str]) -> gpd.GeoSeries:
     """Simplified boundaries of units (stored at ingest), indexed by code; missing units absent."""
+    import geopandas as gpd
+
     found = con.execute(
         "SELECT code, ST_AsWKB(geometry) AS _wkb FROM display_geometry WHERE level = ? AND code IN (SELECT unnest(?))",
         [level, list(codes)],

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 
 from essmap.domain import schema
-from essmap.io.readers.common import WGS84
+from essmap.domain.schema import WGS84
+
+# geopandas and shapely are imported where geometry is built: table queries (the CLI's) start without them
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 
 def read_layer(
@@ -54,6 +57,9 @@ def arrow_frame(table) -> pd.DataFrame:
 
 def frame_from_arrow(table) -> gpd.GeoDataFrame:
     """The one place where WKB from DuckDB becomes shapely geometry."""
+    import geopandas as gpd
+    import shapely
+
     if hasattr(table, "read_all"):
         table = table.read_all()
     wkb = table.column("_wkb").to_numpy(zero_copy_only=False)

@@ -17,11 +17,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import geopandas as gpd
 import pandas as pd
-import shapely
 
 from essmap.domain import schema
 from essmap.domain.errors import BuildError, EssmapError
@@ -30,6 +29,10 @@ from essmap.io.readers.common import SourceMeta
 from essmap.io.text import printable
 from essmap.store.connection import FORMAT_VERSION
 from essmap.store.lock import filesystem_message, writer_lock
+
+# geopandas and shapely are imported where geometry is built: table queries (the CLI's) start without them
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 #: Tables holding a layer with a geometry column, in dependency order.
 GEOMETRY_TABLES: tuple[str, ...] = (
@@ -226,6 +229,8 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, frame: gpd.GeoDataFr
 
     Memberships of point layers are left NULL: :func:`essmap.store.joins.refresh` fills them.
     """
+    import shapely
+
     columns = list(schema.LAYERS[table])
     if frame.crs is None or frame.crs.to_epsg() != 4326:
         raise ValueError(f"{table}: geometry must be in EPSG:4326, got {frame.crs}")

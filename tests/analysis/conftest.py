@@ -184,7 +184,8 @@ def build() -> Callable[..., object]:
         pass
 
     ns = Builders()
-    for f in (square, offset, qpv_frame, points_frame, tiers_lieux_frame, establishments_frame, communes_frame):
+    for f in (square, offset, qpv_frame, points_frame, tiers_lieux_frame, establishments_frame, communes_frame,
+              make_store):
         setattr(ns, f.__name__, staticmethod(f))
     return ns
 

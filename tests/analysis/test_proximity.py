@@ -8,7 +8,7 @@ import pytest
 import shapely
 from pyproj import CRS, Geod
 
-from essmap.analysis import proximity
+from essmap.analysis import coverage, proximity
 from essmap.domain.errors import SpatialInputError
 from essmap.domain.nomenclature import SCOP_CODES
 from essmap.domain.selection import Selection
@@ -65,7 +65,7 @@ def test_qpv_tiers_lieux_counts_and_nearest(qpv, tiers_lieux) -> None:
     # TL2 (synthetic) counts for A only
     assert result["is_synthetic_involved"].tolist() == [True, False, False]
     assert proximity.white_zones(result)["code_qp"].tolist() == ["QN01303M"]
-    assert proximity.coverage_share(result) == pytest.approx(2 / 3)
+    assert coverage.coverage_share(result) == pytest.approx(2 / 3)
 
 
 def test_radius_changes_coverage(qpv, tiers_lieux) -> None:
@@ -90,14 +90,14 @@ def test_no_tiers_lieu_at_all(qpv, tiers_lieux) -> None:
     assert len(result) == 3
     assert not result["covered"].any()
     assert result["nearest_id"].isna().all() and result["nearest_distance_m"].isna().all()
-    assert proximity.coverage_share(result) == 0.0
+    assert coverage.coverage_share(result) == 0.0
 
 
 def test_departement_without_qpv(qpv, tiers_lieux) -> None:
     result = proximity.qpv_tiers_lieux(qpv.iloc[0:0], tiers_lieux)
     assert result.empty
     assert "n_tiers_lieux" in result.columns and "covered" in result.columns
-    assert np.isnan(proximity.coverage_share(result))
+    assert np.isnan(coverage.coverage_share(result))
     status = proximity.tiers_lieux_qpv_status(tiers_lieux, qpv.iloc[0:0])
     assert status["nearest_qpv"].isna().all()
     assert status["status"].tolist() == ["plus loin"] * 3
@@ -134,12 +134,12 @@ def test_establishments_around_qpv_from_the_store(qpv, etab, store_of) -> None:
     """The radius tab's query: the selection's attribute filters, QPVs of its territory, on demand."""
     con = store_of(qpv=qpv, establishments=etab)
     iae_scop = Selection(departements=("13",), legal_categories=("9222", *SCOP_CODES))
-    result = proximity.establishments_around_qpv(con, iae_scop, radius_m=2000)
+    result = coverage.establishments_around_qpv(con, iae_scop, radius_m=2000)
     assert result["code_qp"].tolist() == ["QN01301M", "QN01302M", "QN01303M"]
     assert result["n_etablissements"].tolist() == [2, 1, 0]
     assert result["nearest_id"].tolist() == ["A1", "S1", "A1"]
     assert result["nearest_nom"].tolist()[:2] == ["AI du centre", "SCOP est"]
-    everything = proximity.establishments_around_qpv(con, Selection(departements=("13",)), radius_m=2000)
+    everything = coverage.establishments_around_qpv(con, Selection(departements=("13",)), radius_m=2000)
     assert everything["n_etablissements"].tolist() == [3, 1, 0]
     assert everything["n_etablissements"].tolist() == proximity.qpv_establishments(
         qpv, etab, radius_m=2000)["n_etablissements"].tolist()

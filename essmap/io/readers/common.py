@@ -16,17 +16,21 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 
 from essmap.domain import schema
 from essmap.domain.errors import EssmapError, InputFileError
+from essmap.domain.schema import WGS84
 from essmap.domain.territories import normalise_departement, territory_of_departement
 from essmap.io.text import printable
 
-WGS84 = "EPSG:4326"
+# geopandas and shapely are imported where geometry is built: table queries (the CLI's) start without them
+if TYPE_CHECKING:
+    import geopandas as gpd
+
 _DELIMITERS = (",", ";", "\t", "|")
 
 
@@ -452,6 +456,8 @@ def siret_problems(sirets: pd.Series) -> pd.Series:
 
 
 def points_from_lonlat(lon: pd.Series, lat: pd.Series) -> gpd.GeoSeries:
+    import geopandas as gpd
+
     return gpd.GeoSeries(gpd.points_from_xy(lon, lat), index=lon.index, crs=WGS84)
 
 
@@ -463,6 +469,8 @@ def to_float(values: pd.Series) -> pd.Series:
 
 def canonical_frame(frame: pd.DataFrame, columns: dict[str, str], geometry: gpd.GeoSeries) -> gpd.GeoDataFrame:
     """Select and type the canonical columns of a layer, with geometry in WGS84."""
+    import geopandas as gpd
+
     out = pd.DataFrame(index=frame.index)
     for col, sql_type in columns.items():
         values = frame[col] if col in frame.columns else pd.Series(pd.NA, index=frame.index)
