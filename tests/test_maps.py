@@ -16,7 +16,7 @@ import shapely
 
 from essmap.domain.selection import Selection
 from essmap.present import viewdata
-from essmap.present.classify import classify
+from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_HATCH_COLOUR, classify
 from essmap.present.view import MapView
 from essmap.render import maps, st_folium
 
@@ -428,3 +428,33 @@ def test_the_selected_unit_is_outlined(data):
     assert maps.selection_script(None) == "window.essmapSelect && window.essmapSelect(null);\n"
     hostile = maps.selection_script('"); alert(1); ("')  # a JavaScript string, never code
     assert hostile == 'window.essmapSelect && window.essmapSelect("\\"); alert(1); (\\"");\n'
+
+
+def test_units_without_data_are_hatched_on_the_map_and_in_the_legend(demo_con):
+    """docs/ux.md: "Pas de données" in a neutral hatched grey, never a plain grey that a grey print
+    confuses with the lightest class."""
+    data = viewdata.view_data(demo_con, MapView(Selection(departements=("13",)), indicator="part_qpv_avec_tiers_lieu"))
+    missing = data.areas.loc[data.areas["valeur"].isna(), "code"].astype(str)
+    assert len(missing) > 50  # communes without QPV have no share
+    page = maps.render_html(maps.view_map(data))
+    script = re.search(r"var hatched = (\"[^\"]*\"), hatch = null;", page)
+    assert script and json.loads(script.group(1)) == NO_DATA_COLOUR
+    assert "createPattern" in page and "fillColor = (hatch && c === hatched) ? hatch : c" in page
+    fills = json.loads(re.search(r"var info = .*?, fill = (\{.*?\});", page).group(1))
+    assert {fills[code] for code in missing} == {NO_DATA_COLOUR}
+    legend = page[page.index('class="essmap-legend"'):]
+    row = legend[:legend.index("Pas de données")]
+    assert f"repeating-linear-gradient(-45deg,{NO_DATA_HATCH_COLOUR}" in row[row.rindex("essmap-legend-row"):]
+
+
+def test_a_small_qpv_dot_lies_inside_its_qpv(data):
+    """A QPV too small to see shows as a dot placed inside it (not at the centre of its bounds, which
+    can fall outside a QPV in two parts or a crescent)."""
+    page = maps.render_html(maps.view_map(data))
+    anchors = {}
+    for found in re.findall(r"anchors = (\{.*?\}), pairs = \[\];", page):
+        anchors.update(json.loads(found))
+    qpv = data.qpv.set_index(data.qpv["code_qp"].astype(str))
+    assert set(anchors) == set(qpv.index)
+    for code, (lat, lon) in anchors.items():
+        assert qpv.geometry[code].buffer(1e-6).contains(shapely.Point(lon, lat)), code

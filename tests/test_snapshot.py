@@ -24,6 +24,7 @@ from essmap.domain.formatting import format_date
 from essmap.domain.selection import Selection
 from essmap.present.classify import NO_DATA_LABEL
 from essmap.present.view import MapView
+from essmap.present import viewdata
 from essmap.present.viewdata import view_data
 from essmap.render import maps, snapshot
 
@@ -356,3 +357,15 @@ def test_legend_takes_the_map_symbology_and_reads_in_grey(data):
     assert tiers_lieux.get_marker() == "D" and tiers_lieux.get_color() == maps.TIERS_LIEU_COLOUR
     establishments = next(h for label, h in by_label.items() if label.startswith("Établissements"))
     assert establishments.get_color() == maps.ESTABLISHMENT_COLOUR
+
+
+def test_units_without_data_are_hatched_in_the_snapshot_and_its_legend(demo_con):
+    data = viewdata.view_data(demo_con, MapView(Selection(departements=("13",)), indicator="part_qpv_avec_tiers_lieu"))
+    assert data.areas["valeur"].isna().any()
+    with snapshot.text_style():
+        fig = snapshot.snapshot_figure(data, sources=pd.DataFrame(columns=["source", "generation", "rows_kept",
+                                                                            "is_synthetic"]), day=DAY)
+    hatched = [c for c in fig.axes[0].collections if isinstance(c, PatchCollection) and c.get_hatch()]
+    assert len(hatched) == 1 and len(hatched[0].get_paths()) == int(data.areas["valeur"].isna().sum())
+    no_data = next(h for h in snapshot.legend_handles(data) if h.get_label() == "Pas de données")
+    assert no_data.get_hatch() == snapshot.NO_DATA_HATCH

@@ -38,6 +38,9 @@ PALETTE: dict[int, tuple[str, ...]] = {
     7: ("#ffffcc", "#c7e9b4", "#7fcdbb", "#41b6c4", "#1d91c0", "#225ea8", "#0c2c84"),
 }
 NO_DATA_COLOUR = "#d9d9d9"
+#: Lines hatching "no data" over :data:`NO_DATA_COLOUR` (``docs/ux.md``: a neutral hatched grey, told apart
+#: from the palette's lightest class also in grey print).
+NO_DATA_HATCH_COLOUR = "#8c8c8c"
 NO_DATA_LABEL = "Pas de données"
 
 

@@ -34,7 +34,7 @@ from folium.template import Template
 from essmap.domain.formatting import format_number, location_label
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
 from essmap.present.basemaps import TILES
-from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_LABEL, Classification
+from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_HATCH_COLOUR, NO_DATA_LABEL, Classification
 from essmap.present.view import POINT_GROUPS_BY_SCOPE, scope_of
 
 if TYPE_CHECKING:
@@ -179,10 +179,15 @@ def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
                      "fillOpacity": style["fill_opacity"], "dashArray": style["dash"]}
     symbol = symbol_svg("rect", fill=style["fill"], fill_opacity=style["fill_opacity"], stroke=style["color"],
                         stroke_width=2, dash="3 2" if style["dash"] else None)
+    # a small QPV's dot sits inside it (the centre of its bounds can fall outside a crescent or two parts)
+    inside = shapely.point_on_surface(data.geometry.to_numpy())
+    anchors = {code: (round(float(y), 6), round(float(x), 6))
+               for code, x, y in zip(codes, shapely.get_x(inside), shapely.get_y(inside), strict=True)
+               if np.isfinite(x)}
     PolygonLayer(feature_collection(data.geometry.to_numpy(), codes), name=name, show=show, publish=publish,
                  info=dict(zip(codes, info, strict=True)), style=leaflet_style,
                  highlight={"weight": style["weight"] + 1.5}, symbol=symbol,
-                 small_marker={**style["marker"], "below_px": QPV_MARKER_BELOW_PX}).add_to(m)
+                 small_marker={**style["marker"], "below_px": QPV_MARKER_BELOW_PX}, anchors=anchors).add_to(m)
     return m
 
 
@@ -228,7 +233,7 @@ def add_choropleth_layer(m: folium.Map, areas: gpd.GeoDataFrame, classification:
                  info=dict(zip(codes, info, strict=True)),
                  fill=dict(zip(codes, areas["classe_couleur"].astype(str), strict=True)),
                  style={"color": "#525252", "weight": 0.6, "fillOpacity": 0.75},
-                 highlight={"weight": 2.5, "color": "#000000"},
+                 highlight={"weight": 2.5, "color": "#000000"}, hatched=NO_DATA_COLOUR,
                  symbol=symbol_svg("bands", bands=(colours[0], colours[len(colours) // 2], colours[-1]))).add_to(m)
     return m
 
@@ -241,8 +246,12 @@ def legend_html(title: str, classification: Classification, source: str) -> str:
         return (f'<div class="essmap-legend-row"><span class="essmap-swatch" style="background:{escape(colour)}">'
                 f"</span>{escape(label)}</div>")
 
+    hatch = f"repeating-linear-gradient(-45deg,{NO_DATA_HATCH_COLOUR} 0 1px,{NO_DATA_COLOUR} 1px 4px)"
+    no_data = (f'<div class="essmap-legend-row"><span class="essmap-swatch" style="background:{hatch}"></span>'
+               f"{escape(NO_DATA_LABEL)}</div>")
+
     rows = [line(c, label) for c, label in zip(classification.colours, classification.labels, strict=True)]
-    rows.append(line(NO_DATA_COLOUR, NO_DATA_LABEL))
+    rows.append(no_data)
     return (
         '<div class="essmap-legend">'
         f'<div class="essmap-legend-title">{escape(title)}</div>{"".join(rows)}'
@@ -557,8 +566,10 @@ class PolygonLayer(Layer):
     which listens on the layer.
 
     With ``small_marker`` (a circle-marker style plus ``below_px``), a polygon smaller than
-    ``below_px`` pixels at the current zoom also shows as a dot at the centre of its bounds, with
-    the same code and tooltip. ``symbol`` is the SVG shown before the name in the layer list.
+    ``below_px`` pixels at the current zoom also shows as a dot (at its ``anchors`` position, a point
+    inside it, else at the centre of its bounds), with the same code and tooltip. A feature whose fill
+    is the colour ``hatched`` is hatched (a canvas pattern): the "no data" of a choropleth.
+    ``symbol`` is the SVG shown before the name in the layer list.
     The layer registers in ``window.essmapPolygons``, where the selection outline looks for units."""
 
     _template = Template("""
@@ -567,14 +578,25 @@ class PolygonLayer(Layer):
             var info = {{ this.info|tojson }}, fill = {{ this.fill|tojson }};
             var base = {{ this.style|tojson }}, highlight = {{ this.highlight|tojson }};
             var radius = {{ this.radius|tojson }};
-            var small = {{ this.small_marker|tojson }}, pairs = [];
+            var small = {{ this.small_marker|tojson }}, anchors = {{ this.anchors|tojson }}, pairs = [];
+            var hatched = {{ this.hatched|tojson }}, hatch = null;
+            if (hatched) {  // the canvas fills with a pattern given as fillColor: "no data" hatched
+                var tile = document.createElement("canvas");
+                tile.width = tile.height = 6;
+                var t = tile.getContext("2d");
+                t.fillStyle = hatched; t.fillRect(0, 0, 6, 6);
+                t.strokeStyle = {{ this.hatch_colour|tojson }}; t.lineWidth = 1;
+                t.beginPath(); t.moveTo(0, 6); t.lineTo(6, 0); t.moveTo(-1, 1); t.lineTo(1, -1);
+                t.moveTo(5, 7); t.lineTo(7, 5); t.stroke();
+                hatch = t.createPattern(tile, "repeat");
+            }
             var layer = L.geoJSON(null, {
                 pointToLayer: function (f, latlng) {
                     return L.circleMarker(latlng, {radius: radius[f.properties.code] || 4});
                 },
                 style: function (f) {
                     var s = Object.assign({}, base), c = fill[f.properties.code];
-                    if (c) { s.fillColor = c; }
+                    if (c) { s.fillColor = (hatch && c === hatched) ? hatch : c; }
                     return s;
                 },
                 onEachFeature: function (f, l) {
@@ -601,7 +623,8 @@ class PolygonLayer(Layer):
                 if (!small) { return; }
                 layer.eachLayer(function (l) {
                     if (!l.getBounds) { return; }
-                    var bounds = l.getBounds(), dot = L.circleMarker(bounds.getCenter(), small);
+                    var at = anchors[l.feature.properties.code], bounds = l.getBounds();
+                    var dot = L.circleMarker(at ? L.latLng(at[0], at[1]) : bounds.getCenter(), small);
                     dot.feature = {type: "Feature", properties: {code: l.feature.properties.code}};
                     dot.essmapDot = true;
                     var text = info[l.feature.properties.code];
@@ -620,7 +643,8 @@ class PolygonLayer(Layer):
     def __init__(self, geojson: str, *, name: str, info: dict[str, str], style: dict[str, Any],
                  fill: dict[str, str] | None = None, highlight: dict[str, Any] | None = None, show: bool = True,
                  radius: dict[str, float] | None = None, small_marker: dict[str, Any] | None = None,
-                 symbol: str = "", publish: Publisher | None = None) -> None:
+                 symbol: str = "", publish: Publisher | None = None, hatched: str | None = None,
+                 anchors: dict[str, tuple[float, float]] | None = None) -> None:
         super().__init__(name=name, overlay=True, show=show)  # a checkbox in the layer switcher
         self._name = "PolygonLayer"
         self.packed = _Packed(geojson, publish)
@@ -631,7 +655,10 @@ class PolygonLayer(Layer):
         self.highlight = highlight
         self.radius = {k: float(v) for k, v in (radius or {}).items()}  # points: circle radius in pixels
         self.small_marker = small_marker
+        self.anchors = anchors or {}  # code -> (lat, lon) of its dot, else the centre of its bounds
         self.symbol = symbol
+        self.hatched = hatched  # features of this fill colour are hatched (the "no data" of a choropleth)
+        self.hatch_colour = NO_DATA_HATCH_COLOUR
 
 
 #: The size of a cluster disc in pixels for ``n`` points, in the page (README, "Symbology"): 22 px for

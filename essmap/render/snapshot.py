@@ -43,7 +43,7 @@ from essmap.domain.formatting import format_date, format_number
 from essmap.domain.territories import TERRITORIES
 from essmap.geo import territory_codes
 from essmap.present.basemaps import TILES
-from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_LABEL
+from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_HATCH_COLOUR, NO_DATA_LABEL
 from essmap.render.maps import (
     ESTABLISHMENT_COLOUR,
     QPV_COVERED_STYLE,
@@ -84,6 +84,8 @@ TEXT_STYLE: dict[str, Any] = {
 
 # Points and QPVs take the interactive map's symbology (essmap.render.maps; README, "Symbology").
 BOUNDARY_COLOUR = "#636363"
+#: Matplotlib hatch of "no data" units and of their legend entry.
+NO_DATA_HATCH = "////"
 #: Above this many points a layer is rasterised inside PDF/SVG (files stay small).
 RASTERISE_ABOVE = 5000
 #: Base map: at most this many 256-pixel tiles, each fetched within this many seconds.
@@ -186,6 +188,10 @@ def draw_map(ax: Axes, data: ViewData, *, epsg: int | None = None,
     if not areas.empty:
         areas.plot(ax=ax, color=areas["classe_couleur"].to_numpy(), edgecolor="white", linewidth=0.35,
                    alpha=0.7 if with_base_map else 1.0)
+        no_data = (areas["classe_couleur"] == NO_DATA_COLOUR).to_numpy()
+        if no_data.any():  # hatched, as in the legend: told apart from the lightest class in grey print
+            areas[no_data].plot(ax=ax, facecolor="none", edgecolor=NO_DATA_HATCH_COLOUR, hatch=NO_DATA_HATCH,
+                                linewidth=0)
         areas.boundary.plot(ax=ax, color=BOUNDARY_COLOUR, linewidth=0.25)
     if not qpv.empty:
         covered = _covered(qpv)
@@ -397,7 +403,8 @@ def legend_handles(data: ViewData) -> list[Patch | Line2D]:
         Patch(facecolor=colour, edgecolor=BOUNDARY_COLOUR, linewidth=0.4, label=label)
         for colour, label in zip(classes.colours, classes.labels, strict=True)
     ]
-    handles.append(Patch(facecolor=NO_DATA_COLOUR, edgecolor=BOUNDARY_COLOUR, linewidth=0.4, label=NO_DATA_LABEL))
+    handles.append(Patch(facecolor=NO_DATA_COLOUR, edgecolor=NO_DATA_HATCH_COLOUR, hatch=NO_DATA_HATCH, linewidth=0.4,
+                         label=NO_DATA_LABEL))
     if not data.qpv.empty:
         for style, name in zip((QPV_COVERED_STYLE, QPV_NOT_COVERED_STYLE), qpv_radius_layer_names(data.view.radius_m),
                                strict=True):
