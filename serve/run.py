@@ -4,7 +4,9 @@
 answers its health check, writes an nginx configuration from ``serve/nginx.conf.template`` into a run
 folder (pid, logs and temporary files stay there: no root-owned path is needed) and runs nginx in the
 foreground on the public port, with sticky sessions: every request of one browser reaches the replica
-that holds its Streamlit session. Ctrl-C (or SIGTERM) stops nginx and every replica.
+that holds its Streamlit session. Once they answer, ``serve/warm.py`` warms each replica in turn, in
+the background (each process computes the default view once, so its first visitor does not wait for
+it; log in the run folder). Ctrl-C (or SIGTERM) stops nginx and every replica.
 
 Several machines: each runs its own replicas (``--replicas-only --replica-address 0.0.0.0``, on its own
 copy of the store), and the machine that runs nginx lists them with ``--upstream HOST:PORT``.
@@ -24,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from types import FrameType
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app.py"
+WARM = Path(__file__).resolve().with_name("warm.py")
 TEMPLATE = Path(__file__).resolve().with_name("nginx.conf.template")
 PLACEHOLDERS = ("@RUN_DIR@", "@LISTEN@", "@UPSTREAM_SERVERS@")
 #: Where Debian installs nginx (/usr/sbin is not on an ordinary user's PATH).
@@ -198,6 +202,20 @@ def start_replicas(ports: list[int], address: str, run_dir: Path, env: dict[str,
     return replicas
 
 
+def warm_replicas(replicas: list[Child], run_dir: Path, env: dict[str, str]) -> threading.Thread:
+    """Run ``serve/warm.py`` on each replica, one after the other (all at once would share the cores and
+    warm none sooner), in a background thread; each run's output goes to ``logs/warm-PORT.log``."""
+    def warm_all() -> None:
+        for replica in replicas:
+            host = replica.url.removeprefix("http://").rsplit(":", 1)[0]
+            log_path = run_dir / "logs" / f"warm-{replica.port}.log"
+            start([sys.executable, str(WARM), "--host", host, "--port", str(replica.port)], log_path, env).wait()
+
+    thread = threading.Thread(target=warm_all, name="essmap-warm", daemon=True)
+    thread.start()
+    return thread
+
+
 #: Health checks go straight to the replicas and nginx, never through an HTTP proxy of the environment.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -263,6 +281,7 @@ def serve(args: argparse.Namespace) -> int:
         for replica in replicas:
             wait_healthy(replica, f"{replica.url}/_stcore/health", deadline)
             print(f"{replica.name} prête : {replica.url} (pid {replica.process.pid})", flush=True)
+        warm_replicas(replicas, run_dir, env)
         if nginx:
             start_nginx(nginx, args, ports, run_dir, env, launcher)
         else:

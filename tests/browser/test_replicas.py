@@ -66,6 +66,10 @@ class Served:
         return self.process.wait(timeout=timeout_s)
 
 
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.is_file() else ""
+
+
 def start_launcher(db: Path, run_dir: Path, output: Path, *, replicas: int, options: tuple[str, ...] = (),
                    timeout_s: float = 180) -> Served:
     """serve/run.py in its own process group, once it says it is ready (``--replicas-only``: no nginx)."""
@@ -193,6 +197,12 @@ def test_each_browser_stays_on_one_replica_and_ctrl_c_stops_all(chromium, store_
         while not all(any(e["path"] == "/_stcore/stream" and e["sticky"] == v.cookie for e in access_log(served))
                       for v in visits):
             assert time.monotonic() < deadline, "nginx did not log the end of every websocket within 60 s"
+            time.sleep(0.5)
+        # every replica was warmed once (serve/warm.py), so none makes its first visitor wait
+        deadline = time.monotonic() + 180
+        while not all("tableau de bord préchauffé" in _text(served.run_dir / "logs" / f"warm-{port}.log")
+                      for port in served.replica_ports):
+            assert time.monotonic() < deadline, [_text(p) for p in (served.run_dir / "logs").glob("warm-*.log")]
             time.sleep(0.5)
 
         status = served.ctrl_c()
