@@ -29,6 +29,9 @@ Cases (``run``):
   (the employer checkbox): first to a filter state never computed, then back to a cached one.
   Targets: first map < 2 s from navigation, redraw after a filter < 0.5 s.
 - ``nord_bytes``: the size of the map message for Nord (59) on the national store (< 2 MB).
+- ``national_regions``: one session on a warm server (it has served one département), first map of
+  a whole région (``?region=CODE``: choropleth by commune, QPVs, tiers-lieux, establishments grouped
+  by commune). Target (issue 13): < 3 s.
 """
 
 from __future__ import annotations
@@ -58,11 +61,14 @@ TARGET_4_SESSIONS_RATIO = 2.0
 TARGET_FIRST_MAP_S = 2.0
 TARGET_REDRAW_S = 0.5
 TARGET_NORD_BYTES = 2_000_000
+TARGET_REGION_S = 3.0
 
 NATIONAL_8 = ("59", "13", "75", "69", "33", "31", "44", "93")
 NATIONAL_WARM_UP = "01"
 NATIONAL_FIRST = ("62", "92", "06", "34", "67")
 EMBEDDED_WARM_UP = "13"
+#: Auvergne-Rhône-Alpes, Hauts-de-France, Occitanie: the largest régions by communes.
+NATIONAL_REGIONS = ("84", "32", "76")
 EMBEDDED_4 = ("04", "05", "06", "83")
 #: Sidebar checkbox toggled as "a filter change" (UI label « Établissements employeurs uniquement »).
 FILTER_CHECKBOX_TEXT = "employeurs"
@@ -197,10 +203,12 @@ def _map_message(messages: list[dict], since_ms: float) -> dict | None:
     return max(found, key=lambda m: m["size"], default=None)
 
 
-def open_at_once(browser, url: str, departements: Sequence[str], label: str) -> Round:
-    """One fresh tab per département, all navigations started before waiting for any."""
+def open_at_once(browser, url: str, departements: Sequence[str], label: str, *,
+                 parameter: str = "departements") -> Round:
+    """One fresh tab per département (or région, ``parameter="region"``), all navigations started
+    before waiting for any."""
     result = Round(label, load_before=load_average())
-    pages = [_open(browser, f"{url}/?departements={dep}") for dep in departements]
+    pages = [_open(browser, f"{url}/?{parameter}={dep}") for dep in departements]
     try:
         drawn = _wait_drawn(pages)
         for dep, page, drawn_at in zip(departements, pages, drawn, strict=True):
@@ -317,6 +325,21 @@ def national_first(browser, db: Path, *, departements: Sequence[str]) -> dict[st
     return {"first": first, "cached": cached, "redraws": redraws, "load_before": load_before, "load_after": load_after}
 
 
+def national_regions(browser, db: Path, *, regions: Sequence[str]) -> dict[str, Any]:
+    """First map of whole régions, one session at a time, on a server that has served one département."""
+    with _server(db, "national-regions") as server:
+        open_at_once(browser, server.url, [NATIONAL_WARM_UP], "warm-up")
+        load_before = load_average()
+        sessions = []
+        for region in regions:
+            sessions.extend(open_at_once(browser, server.url, [region], "first map of a région", parameter="region")
+                            .sessions)
+            log(f"browser: région {region}: message {sessions[-1].map_message_s:.2f} s, "
+                f"drawn {sessions[-1].drawn_s:.2f} s ({sessions[-1].map_message_bytes / 1e6:.2f} MB)")
+        load_after = load_average()
+    return {"first": sessions, "load_before": load_before, "load_after": load_after}
+
+
 def run(national_db: Path | None, embedded_db: Path, *, rounds: int, small: bool = False) -> dict[str, Any]:
     """All browser cases; ``national_db`` None runs only the embedded-store case."""
     from playwright.sync_api import sync_playwright
@@ -335,6 +358,10 @@ def run(national_db: Path | None, embedded_db: Path, *, rounds: int, small: bool
                 first = national_first(browser, national_db, departements=departements)
                 out["national_first"] = {k: [asdict(x) for x in v] if isinstance(v, list) else v
                                          for k, v in first.items()}
+                regions = national_regions(browser, national_db, regions=NATIONAL_REGIONS[:1] if small
+                                           else NATIONAL_REGIONS)
+                out["national_regions"] = {k: [asdict(x) for x in v] if isinstance(v, list) else v
+                                           for k, v in regions.items()}
                 nord = [s for r in rounds_8 for s in r.sessions if s.departement == "59"]
                 out["nord_bytes"] = [s.map_message_bytes for s in nord]
         finally:

@@ -23,6 +23,7 @@ TARGET_4_SESSIONS_RATIO = 2.0
 TARGET_FIRST_MAP_S = 2.0
 TARGET_REDRAW_S = 0.5
 TARGET_NORD_BYTES = 2_000_000
+TARGET_REGION_S = 3.0
 TARGET_QPV_RADIUS_S = 1.0
 TARGET_QPV_RADIUS_MB = 500.0
 TARGET_INDICATORS_S = 1.5
@@ -94,7 +95,8 @@ def _browser_rows(b: dict | None) -> list[str]:
                     "slowest ≤ 2× the lone one", *NOT_MEASURED),
                 row("one session, first map, national store, warm server", "< 2 s from navigation", *NOT_MEASURED),
                 row("redraw after a filter, same session", "< 0.5 s", *NOT_MEASURED),
-                row("map message for Nord (59), national store", "< 2 MB", *NOT_MEASURED)]
+                row("map message for Nord (59), national store", "< 2 MB", *NOT_MEASURED),
+                row("one session, first map of a région, national store, warm server", "< 3 s", *NOT_MEASURED)]
     rows = []
     load_text = load(b.get("load_before"), b.get("load_after"))
     rounds = b.get("national_8") or []
@@ -143,6 +145,17 @@ def _browser_rows(b: dict | None) -> list[str]:
     if nord:
         rows.append(row("map message for Nord (59), national store", "< 2 MB", f"{max(nord) / 1e6:.2f} MB", "–", "–",
                         verdict(max(nord) < TARGET_NORD_BYTES)))
+    regions = b.get("national_regions") or {}
+    if regions.get("first"):
+        msg = [x["map_message_s"] for x in regions["first"]]
+        drawn = [x["drawn_s"] for x in regions["first"]]
+        rows.append(row("one session, first map of a région (" + ", ".join(x["departement"] for x in regions["first"])
+                        + "), national store, warm server", "< 3 s",
+                        f"map message {spread(msg)}; full drawing {spread(drawn)}; "
+                        f"message size up to {max(x['map_message_bytes'] for x in regions['first']) / 1e6:.2f} MB",
+                        load(regions.get("load_before"), regions.get("load_after")), "–",
+                        f"message {verdict(max(msg) < TARGET_REGION_S)}, "
+                        f"drawing {verdict(max(drawn) < TARGET_REGION_S)} (slowest)"))
     return rows
 
 
