@@ -6,7 +6,9 @@ import base64
 import gzip
 import json
 import re
+import shutil
 
+from essmap import store
 from essmap.domain.selection import Selection
 from essmap.present import viewdata
 from essmap.present.view import MapView, scope_of, view_from_link
@@ -35,16 +37,18 @@ def test_a_france_link_reopens_france_not_the_default_departement():
     assert view_from_link(region, departements=["13"])[0].selection == Selection(region="93")
 
 
-def test_region_view_counts_establishments_by_commune(demo_con):
+def test_region_view_counts_establishments_by_epci(demo_con):
     data = viewdata.view_data(demo_con, MapView(Selection(region="93")))
     groups = data.groupes_etablissements
     assert data.etablissements.empty and groups is not None
-    assert data.n_etablissements == int(groups["n"].sum()) == _count(demo_con, "code_region = '93'") > 0
-    assert groups["code"].is_unique and set(groups["code"]) <= set(data.areas["code"])
-    marseille = groups.set_index("code").loc["13055"]
-    assert marseille["nom"] == "Marseille"
-    assert marseille["n"] == _count(demo_con, "code_com = '13055'")
-    assert 43.1 < marseille["latitude"] < 43.5 and 5.2 < marseille["longitude"] < 5.6
+    assert data.n_etablissements == _count(demo_con, "code_region = '93'") > 0
+    assert int(groups["n"].sum()) == _count(demo_con, "code_region = '93' AND siren_epci IS NOT NULL")
+    assert groups["code"].is_unique
+    assert set(groups["code"]) <= {r[0] for r in demo_con.execute("SELECT siren_epci FROM epci").fetchall()}
+    metropole = groups.set_index("code").loc["200054807"]  # Métropole d'Aix-Marseille-Provence
+    assert "Marseille" in metropole["nom"]
+    assert metropole["n"] == _count(demo_con, "siren_epci = '200054807'")
+    assert 43.1 < metropole["latitude"] < 43.8 and 4.9 < metropole["longitude"] < 5.8
     communes = demo_con.execute("SELECT count(*) FROM communes WHERE code_region = '93' AND type_commune = 'COM'")
     assert len(data.areas) == communes.fetchone()[0]
     assert len(data.tiers_lieux) > 0 and data.synthetic
@@ -57,13 +61,14 @@ def test_filters_apply_to_the_groups(demo_con):
     assert data.n_etablissements == expected > 0
 
 
-def test_france_view_by_departement_groups_by_epci(demo_con):
+def test_france_view_by_departement_groups_by_departement(demo_con):
     data = viewdata.view_data(demo_con, MapView(Selection(), level="departement"))
     departements = demo_con.execute("SELECT count(DISTINCT code_departement) FROM communes").fetchone()[0]
     assert len(data.areas) == departements and data.territory_label == "France"
     groups = data.groupes_etablissements
-    assert groups is not None and data.n_etablissements == _count(demo_con, "siren_epci IS NOT NULL")
-    assert set(groups["code"]) <= {r[0] for r in demo_con.execute("SELECT siren_epci FROM epci").fetchall()}
+    assert groups is not None and data.n_etablissements == _count(demo_con, "TRUE") == int(groups["n"].sum())
+    assert set(groups["code"]) == {r[0] for r in demo_con.execute(
+        "SELECT DISTINCT code_departement FROM etablissements").fetchall()}
 
 
 def test_region_map_draws_groups_sized_by_count(demo_con):
@@ -71,7 +76,7 @@ def test_region_map_draws_groups_sized_by_count(demo_con):
     page = maps.render_html(maps.view_map(data))
     overlays = [re.sub(r"<svg.*?</svg>", "", json.loads(n))  # each name after its symbol
                 for n in re.findall(r'^\s*("(?:[^"\\]|\\.)*") : \w+,$', page, re.M)]
-    assert "Établissements ESS (regroupés par commune)" in overlays
+    assert "Établissements ESS (regroupés par EPCI)" in overlays
     assert "L.markerClusterGroup" not in page  # no point-by-point layer
     payloads = [json.loads(gzip.decompress(base64.b64decode(p)))
                 for p in re.findall(r'\(null, "([A-Za-z0-9+/=]+)",', page)]
@@ -89,3 +94,26 @@ def test_exports_of_a_region_view_list_every_establishment(demo_con):
     tables = viewdata.export_tables(demo_con, data)
     _stem, establishments = tables["Établissements ESS"]
     assert len(establishments) == data.n_etablissements
+
+
+def test_establishments_of_a_commune_outside_any_epci_form_their_commune_group(demo_db, tmp_path):
+    """Île-d'Yeu, Bréhat, Ouessant, Sein belong to no EPCI: their establishments still count in a
+    région view, as their commune's circle."""
+    import shutil
+
+    copy = tmp_path / "islands.duckdb"
+    shutil.copyfile(demo_db, copy)
+    con = store.connect(copy, read_only=False)
+    try:
+        con.execute("UPDATE etablissements SET siren_epci = NULL WHERE code_com = '13055'")
+    finally:
+        con.close()
+    con = store.connect(copy)
+    try:
+        data = viewdata.view_data(con, MapView(Selection(region="93")))
+        groups = data.groupes_etablissements.set_index("code")
+        assert groups.loc["13055", "nom"] == "Marseille"
+        assert groups.loc["13055", "n"] == _count(con, "code_com = '13055'") > 0
+        assert data.n_etablissements == _count(con, "code_region = '93'")
+    finally:
+        con.close()

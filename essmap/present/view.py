@@ -142,8 +142,10 @@ LEVELS_BY_SCOPE: dict[str, tuple[str, ...]] = {
 }
 
 #: Unit the establishments are counted by on the map of a wide view (points would be hundreds of
-#: thousands); None: every establishment is a point.
-POINT_GROUPS_BY_SCOPE: dict[str, str | None] = {"local": None, "region": "commune", "france": "epci"}
+#: thousands); None: every establishment is a point. One proportional circle per EPCI reads on a
+#: région (Auvergne-Rhône-Alpes: about 160, where 4,000 communes' circles covered the choropleth),
+#: one per département on France.
+POINT_GROUPS_BY_SCOPE: dict[str, str | None] = {"local": None, "region": "epci", "france": "departement"}
 
 
 #: Radius the dashboard offers: from, to, step (metres). Stored QPV x tiers-lieux pairs reach the top.

@@ -242,6 +242,7 @@ def point_groups(con: duckdb.DuckDBPyConnection, table: str, selection: Selectio
     """The rows of a point layer that ``selection`` keeps, counted per unit of ``level`` (commune,
     EPCI, département): ``code``, ``nom``, ``n``, the mean position (``longitude``, ``latitude``)
     and ``is_synthetic`` (any simulated row). A région or France shows groups, not 300,000 points.
+    By EPCI, the rows of a commune outside any EPCI (a few islands) form their commune's group.
     """
     if table not in schema.POINT_LAYERS:
         raise ValueError(f"unknown point layer {table!r}")
@@ -250,11 +251,15 @@ def point_groups(con: duckdb.DuckDBPyConnection, table: str, selection: Selectio
     where = filters.points(selection, table, generation, alias="p")
     where.add("p.longitude IS NOT NULL AND p.latitude IS NOT NULL")
     name_table, key = ("communes", "code_insee") if level == "commune" else _NAME_TABLES[level]
+    unit = "coalesce(p.siren_epci, p.code_com)" if level == "epci" else f"p.{column}"
+    commune_name = ("(SELECT any_value(c.nom) FROM communes c WHERE c.code_insee = g.code)" if level == "epci"
+                    else "NULL")
     sql = f"""
-        WITH g AS (SELECT p.{column} AS code, count(*) AS n, avg(p.longitude) AS longitude,
+        WITH g AS (SELECT {unit} AS code, count(*) AS n, avg(p.longitude) AS longitude,
                           avg(p.latitude) AS latitude, coalesce(bool_or(p.is_synthetic), FALSE) AS is_synthetic
-                   FROM "{table}" p WHERE {where.sql} AND p.{column} IS NOT NULL GROUP BY 1)
-        SELECT g.code, coalesce((SELECT any_value(u.nom) FROM {name_table} u WHERE u.{key} = g.code), g.code) AS nom,
+                   FROM "{table}" p WHERE {where.sql} AND {unit} IS NOT NULL GROUP BY 1)
+        SELECT g.code, coalesce((SELECT any_value(u.nom) FROM {name_table} u WHERE u.{key} = g.code), {commune_name},
+                                g.code) AS nom,
                g.n, g.longitude, g.latitude, g.is_synthetic
         FROM g ORDER BY g.code"""
     return arrow_frame(con.execute(sql, where.params).arrow())

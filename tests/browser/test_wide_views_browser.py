@@ -39,7 +39,7 @@ def test_a_region_link_shows_the_whole_region(page, app_url, browser_store):
     wait_for_script_idle(page)
     expected = _count(browser_store.db_path, "SELECT count(*) FROM etablissements WHERE code_region = '93'")
     assert _number(_metric(page, "Établissements ESS")) == expected
-    assert "Établissements ESS (regroupés par commune)" in _layer_names(frame)
+    assert "Établissements ESS (regroupés par EPCI)" in _layer_names(frame)
     communes = _count(browser_store.db_path,
                       "SELECT count(*) FROM communes WHERE code_region = '93' AND type_commune = 'COM'")
     assert _number(_metric(page, "Unités cartographiées")) == communes
@@ -57,11 +57,11 @@ def test_france_is_chosen_in_the_sidebar_and_kept_in_the_link(page, app_url, bro
     page.get_by_role("option", name="Tous les départements").click()
     wait_for_script_idle(page)
     frame = map_frame(page, timeout_ms=120_000)
-    assert "Établissements ESS (regroupés par EPCI)" in _layer_names(frame)
+    assert "Établissements ESS (regroupés par département)" in _layer_names(frame)
     assert "france=1" in page.url
-    total = _count(browser_store.db_path, "SELECT count(*) FROM etablissements WHERE siren_epci IS NOT NULL")
+    total = _count(browser_store.db_path, "SELECT count(*) FROM etablissements")
     assert _number(_metric(page, "Établissements ESS")) == total
     page.reload()
     frame = map_frame(page, timeout_ms=120_000)
     wait_for_script_idle(page)
-    assert "Établissements ESS (regroupés par EPCI)" in _layer_names(frame)
+    assert "Établissements ESS (regroupés par département)" in _layer_names(frame)
