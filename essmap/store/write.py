@@ -20,7 +20,9 @@ from pathlib import Path
 
 import duckdb
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 
 from essmap.domain import schema
@@ -30,6 +32,7 @@ from essmap.io.readers.common import SourceMeta
 from essmap.io.text import printable
 from essmap.store.connection import FORMAT_VERSION
 from essmap.store.lock import filesystem_message, writer_lock
+from essmap.store.memberships import fill_memberships
 
 #: Tables holding a layer with a geometry column, in dependency order.
 GEOMETRY_TABLES: tuple[str, ...] = (
@@ -224,7 +227,9 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, frame: gpd.GeoDataFr
                 source_file: str | None = None) -> int:
     """Insert ``frame`` (the canonical columns of ``table``, geometry in EPSG:4326).
 
-    Memberships of point layers are left NULL: :func:`essmap.store.joins.refresh` fills them.
+    Rows of a point layer are staged first and get their memberships there
+    (:func:`~essmap.store.memberships.fill_memberships`: commune proper, EPCI, région, QPV) from
+    the layers already in the store, so that an ingest locates the rows it adds and no others.
     """
     columns = list(schema.LAYERS[table])
     if frame.crs is None or frame.crs.to_epsg() != 4326:
@@ -234,25 +239,43 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, frame: gpd.GeoDataFr
         raise ValueError(f"{table}: missing canonical columns {missing}")
     if frame.empty:
         return 0
-    data = pd.DataFrame({c: frame[c] for c in columns})
+    incoming = _arrow_rows(frame, table, columns, source_file)
     if table in schema.FILE_LAYERS:
-        data[schema.SOURCE_FILE_COLUMN] = source_file
         columns.append(schema.SOURCE_FILE_COLUMN)
-    data["_wkb"] = shapely.to_wkb(frame.geometry.to_numpy(), output_dimension=2)
-    if table in schema.POINT_LAYERS:
-        # stored by place: a view of one département then reads a few row groups, skipped by their
-        # min/max (4x faster counts on the national store than rows in file order)
-        data = data.sort_values(["code_departement", "code_commune"], kind="stable", na_position="last")
-    con.register("_incoming", data)
+    staged = f"_staged_{table}" if table in schema.POINT_LAYERS else None
+    cols = ", ".join(f'"{c}"' for c in columns)
+    # stored by place: a view of one département then reads a few row groups, skipped by their
+    # min/max (4x faster counts on the national store than rows in file order); rows of one
+    # commune keep the order of the frame (_n)
+    order = (" ORDER BY code_departement ASC NULLS LAST, code_commune ASC NULLS LAST, _n" if staged else "")
+    con.register("_incoming", incoming)
     try:
-        cols = ", ".join(f'"{c}"' for c in columns)
+        if staged:
+            con.execute(f'CREATE OR REPLACE TEMP TABLE "{staged}" AS SELECT * FROM "{table}" LIMIT 0')
         con.execute(
-            f'INSERT INTO "{table}" ({cols}, geometry) '
-            f"SELECT {cols}, CASE WHEN _wkb IS NULL THEN NULL ELSE ST_GeomFromWKB(_wkb) END FROM _incoming"
+            f'INSERT INTO "{staged or table}" ({cols}, geometry) '
+            f"SELECT {cols}, CASE WHEN _wkb IS NULL THEN NULL ELSE ST_GeomFromWKB(_wkb) END FROM _incoming{order}"
         )
     finally:
         con.unregister("_incoming")
-    return len(data)
+    del incoming
+    if staged:  # (a failure drops the whole write, temporary table included)
+        fill_memberships(con, staged)
+        con.execute(f'INSERT INTO "{table}" SELECT * FROM "{staged}"')
+        con.execute(f'DROP TABLE "{staged}"')
+    return len(frame)
+
+
+def _arrow_rows(frame: gpd.GeoDataFrame, table: str, columns: list[str], source_file: str | None) -> pa.Table:
+    """The rows to insert as an Arrow table (DuckDB scans it without a copy to Python objects):
+    the canonical columns, the source file of file layers, the geometry as WKB (``_wkb``) and the
+    row's position in the frame (``_n``)."""
+    data = pa.Table.from_pandas(pd.DataFrame({c: frame[c] for c in columns}), preserve_index=False)
+    if table in schema.FILE_LAYERS:
+        data = data.append_column(schema.SOURCE_FILE_COLUMN, pa.array([source_file] * len(frame), pa.string()))
+    wkb = shapely.to_wkb(frame.geometry.to_numpy(), output_dimension=2)
+    data = data.append_column("_wkb", pa.array(wkb, pa.binary()))
+    return data.append_column("_n", pa.array(np.arange(len(frame), dtype=np.int64)))
 
 
 def replace_rows(
