@@ -142,6 +142,19 @@ def atomic_update(target: Path, *, start_empty: bool = False,
             ) from exc
 
 
+#: Memory DuckDB may hold while an ingest writes the store: beyond it, DuckDB writes its blocks out
+#: and spills sorts and staging tables to a temporary folder, so that an ingest of the national
+#: SIRENE stock (whose rows are in memory besides) stays under 3 GB as a whole.
+INGEST_MEMORY_LIMIT = "512MB"
+
+
+def limit_memory(con: duckdb.DuckDBPyConnection, spill: Path | str, limit: str = INGEST_MEMORY_LIMIT) -> None:
+    """Bound the memory of a write connection, spilling into the folder ``spill`` (a temporary
+    folder of the caller: DuckDB's default one would sit next to the store's temporary copy)."""
+    con.execute("SET temp_directory = " + "'" + str(spill).replace("'", "''") + "'")
+    con.execute("SET memory_limit = " + "'" + limit.replace("'", "''") + "'")
+
+
 def failure_cause(exc: BaseException, folder: Path) -> str:
     """Why a write failed, in French: the file-system cause with its fix, or the error's own
     French message, or a French lead followed by the technical detail (DuckDB, pandas...)."""

@@ -215,12 +215,13 @@ def place_rows(
     report = frame[[]].assign(_file_name=where_file, _line=where_line)
 
     missing = source == ""
-    not_diffused = raw_x.fillna("").str.strip().eq(NOT_DIFFUSED).to_numpy()
+    # (reasons of the rows without a position only: a text per row of the stock is 0.5 GB)
+    not_diffused = raw_x[missing].fillna("").str.strip().eq(NOT_DIFFUSED).to_numpy()
     reasons = pd.Series(
         np.where(not_diffused, REASON_NO_COORDINATES + " (coordonnées non diffusibles [ND])", REASON_NO_COORDINATES),
-        index=frame.index,
+        index=frame.index[missing],
     )
-    _quarantine_rows(quarantines, report[missing], LAMBERT[0], where_value, reasons[missing])
+    _quarantine_rows(quarantines, report[missing], LAMBERT[0], where_value, reasons)
 
     inside = _inside(frame["territoire"], lon, lat) & ~missing
     outside = ~missing & ~inside

@@ -26,7 +26,7 @@ from essmap.io.readers.sirene.sql import first_line, ident, sql_str
 from essmap.io.text import printable
 
 #: DuckDB limits: the scans spill to a temporary folder beyond this memory.
-DUCKDB_MEMORY_LIMIT = "2GB"
+DUCKDB_MEMORY_LIMIT = "1GB"
 DUCKDB_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: Malformed lines kept per file; beyond, the file is refused rather than half read.
 MAX_MALFORMED_LINES = 10_000
