@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--listing", type=Path, required=True)
+    parser.add_argument("--stats", type=Path, help="also write the raw cProfile statistics there (for pstats)")
     args = parser.parse_args(argv)
 
     from essmap.domain.config import load_settings
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         during = [rss for t, rss in samples if previous <= t <= at] or [float("nan")]
         rows.append({"reached": label, "at_s": at, "took_s": at - previous, "peak_mb": max(during)})
         previous = at
+    if args.stats:
+        profiler.dump_stats(str(args.stats))
     text = io.StringIO()
     stats = pstats.Stats(profiler, stream=text)
     stats.sort_stats("cumulative").print_stats(30)

@@ -7,6 +7,7 @@ the previous one or the complete new one.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ from essmap.io.readers.tiers_lieux import read_tiers_lieux
 from essmap.io.text import printable
 from essmap.store import joins
 from essmap.store.queries import read_attributes
-from essmap.store.write import say
+from essmap.store.write import limit_memory, say
 
 Progress = Callable[[str, float], None]
 
@@ -132,7 +133,9 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
 
     progress("Écriture de la base", 0.8)
     table = {"qpv": "qpv", "communes": "communes", "sirene": "etablissements"}.get(source, "tiers_lieux")
-    with store.atomic_update(db_path, notify=notify or say) as con:
+    with tempfile.TemporaryDirectory(prefix="essmap-ingest-") as spill, \
+            store.atomic_update(db_path, notify=notify or say) as con:
+        limit_memory(con, spill)
         for read in reads:
             if source == "qpv":
                 done = write_qpv(con, read, departements=deps)

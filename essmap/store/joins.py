@@ -3,10 +3,12 @@
 After every build or ingest, :func:`refresh` brings the derived columns and tables up to date
 with the layers, in the same transaction as the write (nothing in the store is ever stale):
 
-- on every establishment and tiers-lieu: its commune proper (``code_com``: the published commune
-  code, arrondissements municipaux rolled up to Paris, Lyon, Marseille; a point in polygon where
-  the code is missing or unknown to the communes layer), the EPCI and région of that commune, and
-  the QPV holding the point for each loaded generation (``code_qp_2024``, ``code_qp_2015``);
+- on every establishment and tiers-lieu (:mod:`essmap.store.memberships`; the rows an insert adds
+  get theirs at the insert, every row gets them again when the communes or the QPVs change): its
+  commune proper (``code_com``: the published commune code, arrondissements municipaux rolled up
+  to Paris, Lyon, Marseille; a point in polygon where the code is missing or unknown to the
+  communes layer), the EPCI and région of that commune, and the QPV holding the point for each
+  loaded generation (``code_qp_2024``, ``code_qp_2015``);
 - ``qpv_communes``: the communes each QPV lies in (``insee_com``, rolled up);
 - ``qpv_tiers_lieux``: QPV x tiers-lieux pairs within :data:`~essmap.domain.schema.STORED_RADIUS_M`
   with their geodesic distance, and for a QPV with none that near, its nearest tiers-lieu
@@ -23,36 +25,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import duckdb
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
 
 from essmap import geo
 from essmap.domain import schema
-from essmap.domain.selection import PLM_RANGES
 from essmap.geo import simplify
 from essmap.store.concordance import refresh_concordance
+from essmap.store.memberships import ROLLED_UP_SQL, fill_memberships, plm_parent_sql
 from essmap.store.read import read_layer
 from essmap.store.write import delete_rows
-
-#: Arrondissement code -> commune code, as SQL (the fixed PLM ranges, for codes the communes
-#: layer does not list).
-_PLM_SQL = "CASE " + " ".join(
-    f"WHEN {{code}} BETWEEN '{low}' AND '{high}' THEN '{parent}'" for low, high, parent in PLM_RANGES
-) + " END"
-
-
-def plm_parent_sql(code: str) -> str:
-    """SQL giving the commune of an arrondissement code by the PLM ranges (NULL otherwise)."""
-    return _PLM_SQL.format(code=code)
-
-
-#: Commune proper of each commune code of the communes layer.
-_ROLLED_UP = (
-    "SELECT code_insee, CASE WHEN type_commune = 'ARM' THEN coalesce(code_commune_parent, "
-    + plm_parent_sql("code_insee") + ") ELSE code_insee END AS code_com FROM communes"
-)
 
 
 def refresh(con: duckdb.DuckDBPyConnection, *, changed: Iterable[str]) -> None:
@@ -60,9 +43,10 @@ def refresh(con: duckdb.DuckDBPyConnection, *, changed: Iterable[str]) -> None:
     changed = set(changed)
     if changed & {"communes", "qpv"}:
         refresh_qpv_communes(con)
-    for table in schema.POINT_LAYERS:
-        if changed & {"communes", "qpv", table}:
-            refresh_memberships(con, table)
+        # the rows an insert adds come with their memberships (write.insert_rows): only a change of
+        # the polygons they are computed from makes every row's memberships stale
+        for table in schema.POINT_LAYERS:
+            fill_memberships(con, table)
     if changed & {"communes", "qpv", "etablissements"}:
         refresh_concordance(con)
     if changed & {"qpv", "tiers_lieux"}:
@@ -80,75 +64,8 @@ def refresh_qpv_communes(con: duckdb.DuckDBPyConnection) -> None:
         SELECT DISTINCT q.generation, q.code_qp, q.code, coalesce(c.code_com, {plm_parent_sql('q.code')}, q.code)
         FROM (SELECT generation, code_qp, trim(unnest(regexp_split_to_array(insee_com, '[,;[:space:]]+'))) AS code
               FROM qpv WHERE insee_com IS NOT NULL) q
-        LEFT JOIN ({_ROLLED_UP}) c ON c.code_insee = q.code
+        LEFT JOIN ({ROLLED_UP_SQL}) c ON c.code_insee = q.code
         WHERE q.code <> ''""")
-
-
-def refresh_memberships(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    """Fill the :data:`~essmap.domain.schema.MEMBERSHIPS` of every row of a point layer."""
-    resets = ", ".join(f'"{c}" = NULL' for c in schema.MEMBERSHIPS)
-    con.execute(f'UPDATE "{table}" SET {resets}')
-    con.execute(f"""UPDATE "{table}" SET code_com = c.code_com FROM ({_ROLLED_UP}) c
-                    WHERE "{table}".code_commune = c.code_insee""")
-    con.execute(f"""UPDATE "{table}" SET code_com = {plm_parent_sql('code_commune')}
-                    WHERE code_com IS NULL AND {plm_parent_sql('code_commune')} IS NOT NULL""")
-    _locate_in_communes(con, table)
-    con.execute(f"""UPDATE "{table}" SET siren_epci = c.siren_epci, code_region = c.code_region,
-                           code_departement = coalesce("{table}".code_departement, c.code_departement)
-                    FROM communes c WHERE "{table}".code_com = c.code_insee""")
-    con.execute(f"""UPDATE "{table}" SET code_region = d.code_region FROM departements d
-                    WHERE "{table}".code_region IS NULL AND "{table}".code_departement = d.code_departement""")
-    for generation in schema.QPV_GENERATIONS:
-        _locate_in_qpv(con, table, generation)
-
-
-def _points(con: duckdb.DuckDBPyConnection, table: str, where: str = "TRUE") -> tuple[np.ndarray, gpd.GeoDataFrame]:
-    """Row ids and point geometries (from longitude/latitude) of the rows matching ``where``."""
-    found = con.execute(
-        f'SELECT rowid, longitude, latitude FROM "{table}" '
-        f"WHERE longitude IS NOT NULL AND latitude IS NOT NULL AND ({where})"
-    ).fetchnumpy()
-    lon, lat = np.asarray(found["longitude"], dtype=float), np.asarray(found["latitude"], dtype=float)
-    points = gpd.GeoDataFrame(
-        geometry=shapely.points(lon, lat),
-        crs=4326,
-    )
-    return np.asarray(found["rowid"], dtype=np.int64), points
-
-
-def _set_by_rowid(con: duckdb.DuckDBPyConnection, table: str, column: str, rowids: np.ndarray,
-                  values: pd.Series) -> None:
-    known = values.notna().to_numpy()
-    if not known.any():
-        return
-    update = pd.DataFrame({"rid": rowids[known], "value": values[known].astype(str).to_numpy()})
-    con.register("_memberships", update)
-    try:
-        con.execute(f'UPDATE "{table}" SET "{column}" = m.value FROM _memberships m WHERE "{table}".rowid = m.rid')
-    finally:
-        con.unregister("_memberships")
-
-
-def _locate_in_communes(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    """Point in polygon for the rows whose commune code is missing or unknown to the communes layer."""
-    rowids, points = _points(con, table, "code_com IS NULL")
-    if len(rowids) == 0:
-        return
-    communes = read_layer(con, "communes", columns=["code_insee", "type_commune"])
-    communes = communes[(communes["type_commune"] != "ARM").fillna(True).to_numpy(dtype=bool)]
-    if communes.empty:
-        return
-    _set_by_rowid(con, table, "code_com", rowids, geo.points_in_polygons(points, communes, "code_insee"))
-
-
-def _locate_in_qpv(con: duckdb.DuckDBPyConnection, table: str, generation: str) -> None:
-    qpv = read_layer(con, "qpv", columns=["code_qp", "generation"])
-    qpv = qpv[(qpv["generation"] == generation).fillna(False).to_numpy(dtype=bool)]
-    if qpv.empty:
-        return
-    rowids, points = _points(con, table)
-    _set_by_rowid(con, table, schema.qpv_column(generation), rowids,
-                  geo.points_in_polygons(points, qpv, "code_qp"))
 
 
 def refresh_qpv_tiers_lieux(con: duckdb.DuckDBPyConnection) -> None:

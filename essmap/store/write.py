@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from essmap.domain import schema
 from essmap.domain.errors import BuildError, EssmapError
@@ -30,7 +32,8 @@ from essmap.io.text import printable
 from essmap.store.connection import FORMAT_VERSION
 from essmap.store.lock import filesystem_message, writer_lock
 
-# geopandas and shapely are imported where geometry is built: table queries (the CLI's) start without them
+# geopandas, shapely and the memberships (geometry) are imported where rows are written: table queries
+# (the CLI's) start without them
 if TYPE_CHECKING:
     import geopandas as gpd
 
@@ -142,6 +145,19 @@ def atomic_update(target: Path, *, start_empty: bool = False,
             ) from exc
 
 
+#: Memory DuckDB may hold while an ingest writes the store: beyond it, DuckDB writes its blocks out
+#: and spills sorts and staging tables to a temporary folder, so that an ingest of the national
+#: SIRENE stock (whose rows are in memory besides) stays under 3 GB as a whole.
+INGEST_MEMORY_LIMIT = "512MB"
+
+
+def limit_memory(con: duckdb.DuckDBPyConnection, spill: Path | str, limit: str = INGEST_MEMORY_LIMIT) -> None:
+    """Bound the memory of a write connection, spilling into the folder ``spill`` (a temporary
+    folder of the caller: DuckDB's default one would sit next to the store's temporary copy)."""
+    con.execute("SET temp_directory = " + "'" + str(spill).replace("'", "''") + "'")
+    con.execute("SET memory_limit = " + "'" + limit.replace("'", "''") + "'")
+
+
 def failure_cause(exc: BaseException, folder: Path) -> str:
     """Why a write failed, in French: the file-system cause with its fix, or the error's own
     French message, or a French lead followed by the technical detail (DuckDB, pandas...)."""
@@ -227,9 +243,11 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, frame: gpd.GeoDataFr
                 source_file: str | None = None) -> int:
     """Insert ``frame`` (the canonical columns of ``table``, geometry in EPSG:4326).
 
-    Memberships of point layers are left NULL: :func:`essmap.store.joins.refresh` fills them.
+    Rows of a point layer are staged first and get their memberships there
+    (:func:`~essmap.store.memberships.fill_memberships`: commune proper, EPCI, région, QPV) from
+    the layers already in the store, so that an ingest locates the rows it adds and no others.
     """
-    import shapely
+    from essmap.store.memberships import fill_memberships
 
     columns = list(schema.LAYERS[table])
     if frame.crs is None or frame.crs.to_epsg() != 4326:
@@ -239,25 +257,45 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, frame: gpd.GeoDataFr
         raise ValueError(f"{table}: missing canonical columns {missing}")
     if frame.empty:
         return 0
-    data = pd.DataFrame({c: frame[c] for c in columns})
+    incoming = _arrow_rows(frame, table, columns, source_file)
     if table in schema.FILE_LAYERS:
-        data[schema.SOURCE_FILE_COLUMN] = source_file
         columns.append(schema.SOURCE_FILE_COLUMN)
-    data["_wkb"] = shapely.to_wkb(frame.geometry.to_numpy(), output_dimension=2)
-    if table in schema.POINT_LAYERS:
-        # stored by place: a view of one département then reads a few row groups, skipped by their
-        # min/max (4x faster counts on the national store than rows in file order)
-        data = data.sort_values(["code_departement", "code_commune"], kind="stable", na_position="last")
-    con.register("_incoming", data)
+    staged = f"_staged_{table}" if table in schema.POINT_LAYERS else None
+    cols = ", ".join(f'"{c}"' for c in columns)
+    # stored by place: a view of one département then reads a few row groups, skipped by their
+    # min/max (4x faster counts on the national store than rows in file order); rows of one
+    # commune keep the order of the frame (_n)
+    order = (" ORDER BY code_departement ASC NULLS LAST, code_commune ASC NULLS LAST, _n" if staged else "")
+    con.register("_incoming", incoming)
     try:
-        cols = ", ".join(f'"{c}"' for c in columns)
+        if staged:
+            con.execute(f'CREATE OR REPLACE TEMP TABLE "{staged}" AS SELECT * FROM "{table}" LIMIT 0')
         con.execute(
-            f'INSERT INTO "{table}" ({cols}, geometry) '
-            f"SELECT {cols}, CASE WHEN _wkb IS NULL THEN NULL ELSE ST_GeomFromWKB(_wkb) END FROM _incoming"
+            f'INSERT INTO "{staged or table}" ({cols}, geometry) '
+            f"SELECT {cols}, CASE WHEN _wkb IS NULL THEN NULL ELSE ST_GeomFromWKB(_wkb) END FROM _incoming{order}"
         )
     finally:
         con.unregister("_incoming")
-    return len(data)
+    del incoming
+    if staged:  # (a failure drops the whole write, temporary table included)
+        fill_memberships(con, staged)
+        con.execute(f'INSERT INTO "{table}" SELECT * FROM "{staged}"')
+        con.execute(f'DROP TABLE "{staged}"')
+    return len(frame)
+
+
+def _arrow_rows(frame: gpd.GeoDataFrame, table: str, columns: list[str], source_file: str | None) -> pa.Table:
+    """The rows to insert as an Arrow table (DuckDB scans it without a copy to Python objects):
+    the canonical columns, the source file of file layers, the geometry as WKB (``_wkb``) and the
+    row's position in the frame (``_n``)."""
+    import shapely
+
+    data = pa.Table.from_pandas(pd.DataFrame({c: frame[c] for c in columns}), preserve_index=False)
+    if table in schema.FILE_LAYERS:
+        data = data.append_column(schema.SOURCE_FILE_COLUMN, pa.array([source_file] * len(frame), pa.string()))
+    wkb = shapely.to_wkb(frame.geometry.to_numpy(), output_dimension=2)
+    data = data.append_column("_wkb", pa.array(wkb, pa.binary()))
+    return data.append_column("_n", pa.array(np.arange(len(frame), dtype=np.int64)))
 
 
 def replace_rows(

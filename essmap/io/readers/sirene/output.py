@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
+import html
+
 import geopandas as gpd
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from essmap.domain import schema
 from essmap.domain.nomenclature import family_of_legal_category, sector_of_naf
-from essmap.io.readers.common import canonical_frame, clean_text, points_from_lonlat
+from essmap.io.readers.common import canonical_frame, points_from_lonlat
 from essmap.io.readers.sirene.rows import without_not_diffused
+
+#: Every character Python's ``\s`` and ``str.strip()`` take for white space (``str.isspace()``).
+PYTHON_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+                     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+#: A run of them, for Arrow's regular expressions (RE2, whose ``\s`` is ASCII only).
+_WHITESPACE_RUN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PYTHON_WHITESPACE) + "]+"
+
+
+def fold_spaces(values: pd.Series) -> pd.Series:
+    r"""Runs of white space as one space, none at either end: ``.str.replace(r"\s+", " ",
+    regex=True).str.strip()`` done by Arrow (pandas runs that regex in Python, value by value:
+    half a minute on the national stock)."""
+    folded = pc.utf8_trim(pc.replace_substring_regex(pa.array(values.astype("string")), _WHITESPACE_RUN, " "),
+                          characters=" ")
+    return pd.Series(pd.array(folded, dtype="string"), index=values.index)
+
+
+def clean_sirene_text(values: pd.Series) -> pd.Series:
+    """:func:`essmap.io.readers.common.clean_text` (HTML entities decoded, spaces folded, blank as
+    <NA>) with the folding vectorised by :func:`fold_spaces`: same result, for millions of rows."""
+    text = values.astype("string")
+    entity = text.str.contains("&", regex=False).fillna(False).to_numpy(dtype=bool)
+    if entity.any():
+        text = text.copy()
+        text[entity] = text[entity].map(html.unescape).astype("string")
+    text = fold_spaces(text)
+    return text.where(text != "", pd.NA).astype("string")
 
 
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:
-    return clean_text(without_not_diffused(frame[column]))
+    return clean_sirene_text(without_not_diffused(frame[column]))
 
 
 def canonical_etablissements(frame: pd.DataFrame, synthetic: bool) -> gpd.GeoDataFrame:
@@ -45,7 +76,7 @@ def canonical_etablissements(frame: pd.DataFrame, synthetic: bool) -> gpd.GeoDat
     out["date_creation"] = frame["dateCreationEtablissement"].str[:10]
     number = frame["numeroVoieEtablissement"].fillna("") + frame["indiceRepetitionEtablissement"].fillna("")
     out["adresse"] = _join_words(
-        clean_text(without_not_diffused(number)),
+        clean_sirene_text(without_not_diffused(number)),
         _text(frame, "typeVoieEtablissement"),
         _text(frame, "libelleVoieEtablissement"),
     )
@@ -66,7 +97,7 @@ def _join_words(*parts: pd.Series) -> pd.Series:
     joined = parts[0].astype("string").fillna("")
     for part in parts[1:]:
         joined = joined + " " + part.astype("string").fillna("")
-    joined = joined.str.replace(r"\s+", " ", regex=True).str.strip()
+    joined = fold_spaces(joined)
     return joined.where(joined != "", pd.NA).astype("string")
 
 

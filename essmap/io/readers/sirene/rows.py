@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from pyproj import Transformer
@@ -66,7 +68,7 @@ def check_rows(frame: pd.DataFrame, quarantines: Quarantines) -> pd.DataFrame:
 
     raw = frame["codeCommuneEtablissement"].fillna("").str.strip().str.upper()
     commune = raw.where(~raw.str.fullmatch(r"\d{4}"), raw.str.zfill(5))
-    valid = commune.map(is_valid_commune_code).astype(bool)
+    valid = _per_distinct_value(commune, lambda codes: codes.map(is_valid_commune_code)).astype(bool)
     abroad = ~valid & frame["codePaysEtrangerEtablissement"].notna()
     _quarantine_rows(
         quarantines, frame[abroad], "codePaysEtrangerEtablissement", frame["codePaysEtrangerEtablissement"],
@@ -80,13 +82,22 @@ def check_rows(frame: pd.DataFrame, quarantines: Quarantines) -> pd.DataFrame:
     frame = frame[valid].copy()
     frame["code_commune"] = commune[valid]
     frame["code_departement"] = departements_of_communes(frame["code_commune"])
-    frame["territoire"] = territory_codes_of_departements(frame["code_departement"]).astype("string")
+    frame["territoire"] = _per_distinct_value(frame["code_departement"], territory_codes_of_departements).astype(
+        "string")
     uncovered = frame["territoire"] == ""
     _quarantine_rows(
         quarantines, frame[uncovered], "codeCommuneEtablissement", frame["codeCommuneEtablissement"],
         "territoire non couvert par essmap (collectivité d'outre-mer du Pacifique ou code inconnu)",
     )
     return frame[~uncovered]
+
+
+def _per_distinct_value(values: pd.Series, function: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``function(values)``, computed once per distinct value (a few thousand commune or
+    département codes among millions of rows) and spread back to the rows."""
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    result = function(pd.Series(distinct, dtype=values.dtype))
+    return pd.Series(result.to_numpy()[codes], index=values.index, dtype=result.dtype)
 
 
 _TRANSFORMERS: dict[int, Transformer | None] = {}
@@ -140,7 +151,7 @@ def place_rows(
     A problem with a position taken from the geolocation file is reported on that file's line.
     """
     frame = frame.copy()
-    frame["epsg_metrique"] = epsg_of_territory_codes(frame["territoire"]).to_numpy()
+    frame["epsg_metrique"] = _per_distinct_value(frame["territoire"], epsg_of_territory_codes).to_numpy()
     raw_x = frame["coordonneeLambertAbscisseEtablissement"]
     raw_y = frame["coordonneeLambertOrdonneeEtablissement"]
     x = to_float(without_not_diffused(raw_x)).to_numpy(copy=True)
@@ -204,12 +215,13 @@ def place_rows(
     report = frame[[]].assign(_file_name=where_file, _line=where_line)
 
     missing = source == ""
-    not_diffused = raw_x.fillna("").str.strip().eq(NOT_DIFFUSED).to_numpy()
+    # (reasons of the rows without a position only: a text per row of the stock is 0.5 GB)
+    not_diffused = raw_x[missing].fillna("").str.strip().eq(NOT_DIFFUSED).to_numpy()
     reasons = pd.Series(
         np.where(not_diffused, REASON_NO_COORDINATES + " (coordonnées non diffusibles [ND])", REASON_NO_COORDINATES),
-        index=frame.index,
+        index=frame.index[missing],
     )
-    _quarantine_rows(quarantines, report[missing], LAMBERT[0], where_value, reasons[missing])
+    _quarantine_rows(quarantines, report[missing], LAMBERT[0], where_value, reasons)
 
     inside = _inside(frame["territoire"], lon, lat) & ~missing
     outside = ~missing & ~inside

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from essmap.domain.errors import InputFileError
 from essmap.io.readers.sirene.files import InputFile, Quarantines
@@ -25,7 +26,7 @@ from essmap.io.readers.sirene.sql import first_line, ident, sql_str
 from essmap.io.text import printable
 
 #: DuckDB limits: the scans spill to a temporary folder beyond this memory.
-DUCKDB_MEMORY_LIMIT = "2GB"
+DUCKDB_MEMORY_LIMIT = "1GB"
 DUCKDB_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: Malformed lines kept per file; beyond, the file is refused rather than half read.
 MAX_MALFORMED_LINES = 10_000
@@ -305,8 +306,11 @@ def load_geolocalisation(scanner: Scanner, inputs: Sequence[InputFile]) -> pd.Da
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
-    """Query result as pandas (through Arrow), text columns as ``string``."""
-    frame = con.sql(query).to_arrow_table().to_pandas()
+    """Query result as pandas (through Arrow), text columns as ``string`` (kept in Arrow, never
+    turned into a Python object per value)."""
+    string = pd.StringDtype()
+    frame = con.sql(query).to_arrow_table().to_pandas(
+        types_mapper=lambda t: string if pa.types.is_string(t) or pa.types.is_large_string(t) else None)
     for col in frame.columns:
         if col not in ("_file", "_k"):
             frame[col] = frame[col].astype("string")
