@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -694,8 +695,29 @@ def _is_7z(path: Path) -> bool:
         return fh.read(6) == b"7z\xbc\xaf\x27\x1c"
 
 
+#: Written last into a 7-Zip's extraction folder: which archive (size, modification time) it holds.
+EXTRACTION_MARKER = ".essmap-extraction.json"
+
+
+def _archive_stamp(archive: Path) -> dict[str, object]:
+    """What identifies one download of an archive: its name, size and modification time (a new
+    download, even of the same name, changes the time; hashing gigabytes at every build would not)."""
+    stat = archive.stat()
+    return {"archive": archive.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _extracted_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != EXTRACTION_MARKER)
+
+
 def extract_7z(archive: Path, target: Path | None = None, *, retry_command: str = "essmap fetch") -> list[Path]:
-    """Extract a 7-Zip archive (IGN ships ADMIN EXPRESS so) next to it by default.
+    """Extract a 7-Zip archive (IGN ships ADMIN EXPRESS so) next to it by default, once.
+
+    LZMA is slow (minutes for ADMIN EXPRESS), so the extraction is kept: the folder records the
+    archive it came from (:data:`EXTRACTION_MARKER`: size and modification time) and is reused as
+    long as the archive is the same file; a new download is extracted again. Extraction goes to a
+    temporary folder renamed only once complete, so an interrupted one (power cut, Ctrl-C) is
+    never taken for a finished one: the next run removes it and starts again.
 
     Member paths are checked like ZIP members: nothing may land outside the target folder.
     """
@@ -703,26 +725,42 @@ def extract_7z(archive: Path, target: Path | None = None, *, retry_command: str 
 
     archive = Path(archive)
     root = (target or archive.with_suffix("")).resolve()
+    stamp = _archive_stamp(archive)
+    marker = root / EXTRACTION_MARKER
+    try:
+        if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == stamp:
+            return _extracted_files(root)
+    except (OSError, ValueError):
+        pass  # an unreadable marker: extract again
+    staging = root.with_name(root.name + ".extraction-en-cours")
+    shutil.rmtree(staging, ignore_errors=True)  # what an interrupted extraction left
     try:
         with py7zr.SevenZipFile(archive) as seven:
-            names = [n for n in seven.getnames()]
-            for member in names:
-                out = (root / member).resolve()
-                if not out.is_relative_to(root) or out == root:
+            for member in seven.getnames():
+                out = (staging / member).resolve()
+                if not out.is_relative_to(staging) or out == staging:
                     raise FetchError(
                         f"Archive refusée : {archive} contient un chemin dangereux « {member} » "
                         "(hors du dossier d'extraction). Supprimez-la et téléchargez le fichier "
                         "depuis sa source officielle."
                     )
-            seven.extractall(path=root)
+            seven.extractall(path=staging)
+        (staging / EXTRACTION_MARKER).write_text(json.dumps(stamp), encoding="utf-8")
     except (py7zr.exceptions.ArchiveError, EOFError, OSError) as error:
+        shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, FetchError):
             raise
         raise _CorruptArchive(
             f"Archive corrompue : {archive} ({error}). Supprimez ce fichier puis relancez "
             f"`{retry_command}`."
         ) from error
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if root.exists():
+        shutil.rmtree(root)  # the extraction of an older download
+    os.replace(staging, root)
+    return _extracted_files(root)
 
 
 def unpack(archive: Path, *, retry_command: str = "essmap fetch") -> list[Path]:
