@@ -46,7 +46,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -128,6 +127,20 @@ def _tmp(target: Path) -> Path:
 
 
 # --- SIRENE ----------------------------------------------------------------------------------------
+#
+# The stock of :mod:`sirene_stock` (5 M rows: the 1.5 M active ESS establishments with their units,
+# closed ESS establishments, non-ESS ones) is reused as it is, then completed, chunk by chunk, with
+# non-ESS establishments and their legal units, and with ceased legal units without establishment:
+# memory stays bounded (planning 40 M rows at once, as ``write_stock`` does, needs over 12 GB).
+# Every row goes once through the writers of the ZIP member, the Parquet edition and (active ones)
+# the geolocation file.
+
+BASE_STOCK = ss.StockSizes(establishments=5_000_000, ess_active=1_500_000)
+FILLER_CHUNK = 1_000_000
+#: Seeded-sequence indices of the SIREN this module adds (those of the base stock stay under 4 M).
+FILLER_SIREN_START = 30_000_000
+CEASED_SIREN_START = 75_000_000
+ETABLISSEMENT_COLUMNS = ss.ETABLISSEMENT_COLUMNS
 
 
 def _dates(rng: np.random.Generator, n: int, start: str, end: str) -> np.ndarray:
@@ -141,11 +154,87 @@ def _pick(rng: np.random.Generator, table: tuple[tuple[str, float], ...], n: int
     return labels[rng.choice(len(labels), n, p=weights / weights.sum())]
 
 
+def _digits(values: np.ndarray, width: int) -> pd.Series:
+    return pd.Series(values.astype(np.int64).astype(str), dtype="string").str.zfill(width)
+
+
+def _official_table(columns: tuple[str, ...], values: dict[str, object], n: int) -> pa.Table:
+    """Every official column, in order, as text; those not given are empty."""
+    arrays = []
+    for column in columns:
+        value = values.get(column)
+        if value is None:
+            arrays.append(pa.nulls(n, pa.string()))
+        elif isinstance(value, str):
+            arrays.append(pa.array(np.full(n, value, dtype=object), pa.string()))
+        else:
+            arrays.append(pa.array(np.asarray(value, dtype=object), pa.string(), from_pandas=True))
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def _filler_chunk(data: nd.NationalData, names: pd.Series, rng: np.random.Generator, n: int,
+                  first_unit: int) -> tuple[pa.Table, pa.Table, int]:
+    """``n`` non-ESS establishments (35 % closed) of new legal units, positions of national
+    establishments jittered by 30 m; returns both tables and the number of units used."""
+    unit, rank = nd.units_for(rng, n)
+    n_units = int(unit.max()) + 1
+    unit_siren = nd.siren_numbers(FILLER_SIREN_START + first_unit, n_units, data.seed)
+    siren = unit_siren[unit]
+    siret = _digits(nd.siret_numbers(siren, rank), 14)
+    est = data.establishments
+    src = rng.integers(0, len(est), n)
+    jitter = rng.uniform(-ss.POSITION_JITTER_M, ss.POSITION_JITTER_M, (n, 2))
+    commune = pd.Series(est["code_commune"].to_numpy(dtype=object)[src], dtype="string")
+    postcode = (commune.str[:2] + "0" + commune.str[3:5]).where(~commune.str.startswith("97"),
+                                                              commune.str[:3] + commune.str[3:5])
+    employer = rng.random(n) < 0.3
+    unit_employer = rng.random(n_units) < 0.3
+    establishments = _official_table(ETABLISSEMENT_COLUMNS, {
+        "siren": _digits(siren, 9).to_numpy(), "nic": siret.str[9:].to_numpy(), "siret": siret.to_numpy(),
+        "statutDiffusionEtablissement": "O", "dateCreationEtablissement": _dates(rng, n, "1950-01-01", "2025-06-30"),
+        "trancheEffectifsEtablissement": np.where(employer, _pick(rng, nd.SIZE_BANDS, n), "NN"),
+        "anneeEffectifsEtablissement": np.where(employer, "2023", None),
+        "dateDernierTraitementEtablissement": ss.LAST_PROCESSED,
+        "etablissementSiege": np.where(rank == 0, "true", "false"),
+        "nombrePeriodesEtablissement": rng.integers(1, 5, n).astype(str),
+        "numeroVoieEtablissement": rng.integers(1, 200, n).astype(str),
+        "typeVoieEtablissement": np.array(ss.STREET_TYPES, dtype=object)[rng.integers(0, len(ss.STREET_TYPES), n)],
+        "libelleVoieEtablissement": np.array(ss.STREET_NAMES, dtype=object)[rng.integers(0, len(ss.STREET_NAMES), n)],
+        "codePostalEtablissement": postcode.to_numpy(), "codeCommuneEtablissement": commune.to_numpy(),
+        "libelleCommuneEtablissement": commune.map(names).to_numpy(),
+        "coordonneeLambertAbscisseEtablissement": np.round(est["x"].to_numpy(dtype=float)[src] + jitter[:, 0], 1)
+        .astype(str),
+        "coordonneeLambertOrdonneeEtablissement": np.round(est["y"].to_numpy(dtype=float)[src] + jitter[:, 1], 1)
+        .astype(str),
+        "dateDebut": _dates(rng, n, "2000-01-01", "2025-06-30"),
+        "etatAdministratifEtablissement": np.where(rng.random(n) < ss.CLOSED_OTHER_SHARE, "F", "A"),
+        "activitePrincipaleEtablissement": _pick(rng, ss.OTHER_NAF, n),
+        "nomenclatureActivitePrincipaleEtablissement": "NAFRev2",
+        "caractereEmployeurEtablissement": np.where(employer, "O", "N"),
+    }, n)
+    unit_text = _digits(unit_siren, 9)
+    units = _official_table(UNITE_LEGALE_COLUMNS, {
+        "siren": unit_text.to_numpy(), "statutDiffusionUniteLegale": "O",
+        "dateCreationUniteLegale": _dates(rng, n_units, "1950-01-01", "2025-06-30"),
+        "trancheEffectifsUniteLegale": np.where(unit_employer, _pick(rng, nd.SIZE_BANDS, n_units), "NN"),
+        "dateDernierTraitementUniteLegale": ss.LAST_PROCESSED, "etatAdministratifUniteLegale": "A",
+        "dateDebut": _dates(rng, n_units, "2000-01-01", "2025-06-30"),
+        "denominationUniteLegale": ("SOCIETE SIMULEE " + unit_text).to_numpy(),
+        "categorieJuridiqueUniteLegale": _pick(rng, ss.OTHER_CATEGORIES, n_units),
+        "activitePrincipaleUniteLegale": _pick(rng, ss.OTHER_NAF, n_units),
+        "nomenclatureActivitePrincipaleUniteLegale": "NAFRev2",
+        "nicSiegeUniteLegale": _digits(nd.siret_numbers(unit_siren, np.zeros(n_units, dtype=np.int64)) % 100_000, 5)
+        .to_numpy(),
+        "economieSocialeSolidaireUniteLegale": "N", "caractereEmployeurUniteLegale": np.where(unit_employer, "O", "N"),
+    }, n_units)
+    return establishments, units, n_units
+
+
 def _ceased_units(start: int, count: int, seed: int) -> pa.Table:
-    """Legal units ceased long ago (no establishment in the stock), every official column in order."""
+    """Legal units ceased long ago (no establishment in the stock)."""
     rng = np.random.default_rng(seed + 23 + start)
-    siren = pd.Series(nd.siren_numbers(50_000_000 + start, count, seed).astype(str), dtype="string").str.zfill(9)
-    values: dict[str, object] = {
+    siren = _digits(nd.siren_numbers(CEASED_SIREN_START + start, count, seed), 9)
+    return _official_table(UNITE_LEGALE_COLUMNS, {
         "siren": siren.to_numpy(), "statutDiffusionUniteLegale": "O", "etatAdministratifUniteLegale": "C",
         "dateCreationUniteLegale": _dates(rng, count, "1950-01-01", "2010-12-31"),
         "dateDebut": _dates(rng, count, "1990-01-01", "2020-12-31"),
@@ -154,113 +243,132 @@ def _ceased_units(start: int, count: int, seed: int) -> pa.Table:
         "activitePrincipaleUniteLegale": _pick(rng, ss.OTHER_NAF, count),
         "nomenclatureActivitePrincipaleUniteLegale": "NAFRev2", "economieSocialeSolidaireUniteLegale": "N",
         "caractereEmployeurUniteLegale": "N", "trancheEffectifsUniteLegale": "NN",
-    }
-    arrays = []
-    for column in UNITE_LEGALE_COLUMNS:
-        value = values.get(column)
-        if value is None:
-            arrays.append(pa.nulls(count, pa.string()))
-        elif isinstance(value, str):
-            arrays.append(pa.array(np.full(count, value, dtype=object), pa.string()))
-        else:
-            arrays.append(pa.array(np.asarray(value, dtype=object), pa.string()))
-    return pa.Table.from_arrays(arrays, names=list(UNITE_LEGALE_COLUMNS))
+    }, count)
 
 
-def _extra_units_csv(folder: Path, count: int, seed: int) -> Path | None:
-    """The ceased units as a headerless CSV, appended to the stock's when zipped."""
-    if count <= 0:
-        return None
-    target = folder / "_ceased_units.csv"
-    if target.is_file():
-        return target
-    tmp = _tmp(target)
-    options = pacsv.WriteOptions(include_header=False, quoting_style="none")
-    schema = pa.schema([(c, pa.string()) for c in UNITE_LEGALE_COLUMNS])
-    with pacsv.CSVWriter(tmp, schema, write_options=options) as writer:
-        for start in range(0, count, ss.CHUNK):
-            writer.write_table(_ceased_units(start, min(ss.CHUNK, count - start), seed))
-    os.replace(tmp, target)
-    return target
+class _Geolocation:
+    """INSEE's geolocation file (current layout) of the active establishments, written batch by batch."""
+
+    def __init__(self, path: Path) -> None:
+        from pyproj import Transformer
+
+        self.path, self.writer, self.transformer = path, None, Transformer
+        self.transformers: dict[int, object] = {}
+
+    def write(self, table: pa.Table) -> None:
+        frame = table.select(["siret", "codeCommuneEtablissement", "coordonneeLambertAbscisseEtablissement",
+                              "coordonneeLambertOrdonneeEtablissement", "etatAdministratifEtablissement"]).to_pandas()
+        frame = frame[frame["etatAdministratifEtablissement"] == "A"]
+        x = pd.to_numeric(frame["coordonneeLambertAbscisseEtablissement"], errors="coerce").to_numpy()
+        y = pd.to_numeric(frame["coordonneeLambertOrdonneeEtablissement"], errors="coerce").to_numpy()
+        commune = frame["codeCommuneEtablissement"].astype("string")
+        epsg = epsg_of_territory_codes(territory_codes_of_departements(departements_of_communes(commune))).to_numpy()
+        lon, lat = np.full(len(frame), np.nan), np.full(len(frame), np.nan)
+        for code in np.unique(epsg[epsg > 0]):
+            rows = epsg == code
+            transformer = self.transformers.setdefault(int(code), self.transformer.from_crs(int(code), 4326,
+                                                                                            always_xy=True))
+            lon[rows], lat[rows] = transformer.transform(x[rows], y[rows])  # type: ignore[attr-defined]
+        n = len(frame)
+        empty = pa.nulls(n, pa.string())
+        out = pa.table({
+            "siret": frame["siret"].to_numpy(), "x": x, "y": y, "qualite_xy": np.full(n, "11", dtype=object),
+            "epsg": epsg.astype(str), "plg_qp24": empty, "plg_iris": empty, "plg_zus": empty, "plg_qp15": empty,
+            "plg_qva": empty, "plg_code_commune": commune.to_numpy(), "distance_precision": np.zeros(n),
+            "qualite_qp24": empty, "qualite_iris": empty, "qualite_zus": empty, "qualite_qp15": empty,
+            "qualite_qva": empty, "y_latitude": lat, "x_longitude": lon,
+        })
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, out.schema, compression="zstd")
+        self.writer.write_table(out)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
-def _zip_stock(target: Path, member: str, parts: list[Path]) -> None:
-    """One CSV member (ZIP64, deflate level 1) made of ``parts`` one after the other."""
-    if target.is_file():
+def _csv_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return sink.getvalue().to_pybytes()
+
+
+def _stream_csv(path: Path, columns: tuple[str, ...]):
+    """Batches of an official CSV, every column as text."""
+    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in columns}, strings_can_be_null=True)
+    return pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=64 << 20), convert_options=convert)
+
+
+def _write_stocks(folder: Path, data: nd.NationalData, sizes: MirrorSizes, out: Path) -> None:
+    """The two ZIPs (one CSV member each), their Parquet editions and the geolocation file."""
+    targets = [folder / n for n in ("StockUniteLegale_utf8.zip", "StockUniteLegale_utf8.parquet",
+                                    "StockEtablissement_utf8.zip", "StockEtablissement_utf8.parquet", GEOLOCATION)]
+    if all(t.is_file() for t in targets):
         return
-    tmp = _tmp(target)
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True) as zf, \
-            zf.open(member, "w", force_zip64=True) as out:
-        for part in parts:
-            with open(part, "rb") as src:
-                shutil.copyfileobj(src, out, 8 << 20)
-    _replace_into(tmp, target)
-
-
-def _parquet_stock(target: Path, parts: list[Path], columns: tuple[str, ...]) -> None:
-    """The Parquet edition: every column as text, row groups of a million rows (DuckDB, streamed)."""
-    if target.is_file():
-        return
-    tmp = _tmp(target)
-    con = duckdb.connect(config={"threads": 2, "memory_limit": "3GB"})
+    base_sizes = BASE_STOCK if sizes.establishments >= BASE_STOCK.establishments else \
+        ss.StockSizes(sizes.establishments * 9 // 10, sizes.ess_active)
+    base = ss.write_stock(data, base_sizes, out_dir=out, log=log)
+    base_units, base_establishments = Path(str(base["unites_legales"])), Path(str(base["etablissements"]))
+    tmp = {t: _tmp(t) for t in targets}
+    ul_zip, ul_parquet, et_zip, et_parquet, geoloc_path = (tmp[t] for t in targets)
+    names = pd.Series(data.communes["nom"].astype(str).str.upper().to_numpy(),
+                      index=data.communes["code_insee"].astype(str).to_numpy())
+    rng = np.random.default_rng(data.seed + 41)
+    started = time.perf_counter()
+    units_spill = folder / "_filler_units.csv"  # the filler units, for the legal-unit ZIP afterwards
+    et_writer = ul_writer = None
+    geolocation = _Geolocation(geoloc_path)
+    written_units = int(base["unites_legales_rows"])
     try:
-        spec = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in columns) + "}"
-        sources = [f"SELECT * FROM read_csv('{parts[0]}', header = true, delim = ',', quote = '\"', columns = {spec})"]
-        sources += [f"SELECT * FROM read_csv('{p}', header = false, delim = ',', quote = '\"', columns = {spec})"
-                    for p in parts[1:]]
-        con.execute(f"COPY ({' UNION ALL '.join(sources)}) TO '{tmp}' "
-                    "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
+        et_schema = pa.schema([(c, pa.string()) for c in ETABLISSEMENT_COLUMNS])
+        ul_schema = pa.schema([(c, pa.string()) for c in UNITE_LEGALE_COLUMNS])
+        et_writer = pq.ParquetWriter(et_parquet, et_schema, compression="zstd")
+        ul_writer = pq.ParquetWriter(ul_parquet, ul_schema, compression="zstd")
+        with zipfile.ZipFile(et_zip, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1,
+                             allowZip64=True) as zf, zf.open("StockEtablissement_utf8.csv", "w",
+                                                             force_zip64=True) as member, \
+                open(units_spill, "wb") as spill:
+            with open(base_establishments, "rb") as src:
+                shutil.copyfileobj(src, member, 8 << 20)
+            for batch in _stream_csv(base_establishments, ETABLISSEMENT_COLUMNS):
+                table = pa.Table.from_batches([batch]).select(list(ETABLISSEMENT_COLUMNS)).cast(et_schema)
+                et_writer.write_table(table)
+                geolocation.write(table)
+            for batch in _stream_csv(base_units, UNITE_LEGALE_COLUMNS):
+                ul_writer.write_table(pa.Table.from_batches([batch]).select(list(UNITE_LEGALE_COLUMNS)).cast(ul_schema))
+            log(f"  base stock copied ({time.perf_counter() - started:.0f} s)")
+            remaining, first_unit = sizes.establishments - int(base["etablissements_rows"]), 0
+            while remaining > 0:
+                n = min(FILLER_CHUNK, remaining)
+                establishments, units, n_units = _filler_chunk(data, names, rng, n, first_unit)
+                member.write(_csv_bytes(establishments))
+                et_writer.write_table(establishments)
+                geolocation.write(establishments)
+                spill.write(_csv_bytes(units))
+                ul_writer.write_table(units)
+                remaining, first_unit, written_units = remaining - n, first_unit + n_units, written_units + n_units
+                if remaining % 5_000_000 == 0:
+                    done = sizes.establishments - remaining
+                    log(f"  {done:,} establishments ({time.perf_counter() - started:.0f} s)")
+        ceased = max(0, sizes.legal_units - written_units)
+        with zipfile.ZipFile(ul_zip, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1,
+                             allowZip64=True) as zf, \
+                zf.open("StockUniteLegale_utf8.csv", "w", force_zip64=True) as member:
+            for part in (base_units, units_spill):
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, member, 8 << 20)
+            for start in range(0, ceased, FILLER_CHUNK):
+                table = _ceased_units(start, min(FILLER_CHUNK, ceased - start), data.seed)
+                member.write(_csv_bytes(table))
+                ul_writer.write_table(table)
+        log(f"  legal units: {written_units + ceased:,} ({time.perf_counter() - started:.0f} s)")
     finally:
-        con.close()
-    _replace_into(tmp, target)
-
-
-def _geolocation(target: Path, establishments_csv: Path) -> None:
-    """INSEE's geolocation file (current layout) for the active establishments of the stock."""
-    if target.is_file():
-        return
-    from pyproj import Transformer
-
-    tmp = _tmp(target)
-    con = duckdb.connect(config={"threads": 2, "memory_limit": "2GB"})
-    reader = con.execute(
-        f"SELECT siret, codeCommuneEtablissement AS commune, "
-        f"TRY_CAST(coordonneeLambertAbscisseEtablissement AS DOUBLE) AS x, "
-        f"TRY_CAST(coordonneeLambertOrdonneeEtablissement AS DOUBLE) AS y "
-        f"FROM read_csv('{establishments_csv}', header = true, all_varchar = true, delim = ',') "
-        f"WHERE etatAdministratifEtablissement = 'A'").to_arrow_reader(1_000_000)
-    transformers: dict[int, Transformer] = {}
-    writer = None
-    try:
-        for batch in reader:
-            frame = batch.to_pandas()
-            epsg = epsg_of_territory_codes(territory_codes_of_departements(
-                departements_of_communes(frame["commune"]))).to_numpy()
-            lon = np.full(len(frame), np.nan)
-            lat = np.full(len(frame), np.nan)
-            for code in np.unique(epsg[epsg > 0]):
-                rows = epsg == code
-                transformer = transformers.setdefault(int(code), Transformer.from_crs(int(code), 4326,
-                                                                                      always_xy=True))
-                lon[rows], lat[rows] = transformer.transform(frame["x"].to_numpy()[rows], frame["y"].to_numpy()[rows])
-            n = len(frame)
-            empty = pa.nulls(n, pa.string())
-            table = pa.table({
-                "siret": frame["siret"].to_numpy(), "x": frame["x"].to_numpy(), "y": frame["y"].to_numpy(),
-                "qualite_xy": np.full(n, "11", dtype=object), "epsg": epsg.astype(str),
-                "plg_qp24": empty, "plg_iris": empty, "plg_zus": empty, "plg_qp15": empty, "plg_qva": empty,
-                "plg_code_commune": frame["commune"].to_numpy(), "distance_precision": np.zeros(n),
-                "qualite_qp24": empty, "qualite_iris": empty, "qualite_zus": empty, "qualite_qp15": empty,
-                "qualite_qva": empty, "y_latitude": lat, "x_longitude": lon,
-            })
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
-        con.close()
-    _replace_into(tmp, target)
+        for writer in (et_writer, ul_writer, geolocation):
+            if writer is not None:
+                writer.close()
+        units_spill.unlink(missing_ok=True)
+    for target in targets:
+        _replace_into(tmp[target], target)
 
 
 # --- Boundaries ------------------------------------------------------------------------------------
@@ -299,7 +407,7 @@ def admin_express_gpkg(target: Path, *, segment_deg: float, communes_path: Path 
                              "nature": names["type"].reindex(shapes.index).map(NATURE).to_numpy()},
                             geometry=shapes.values, crs=4326)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(target)
+    tmp = target.with_name("_" + target.name)
     tmp.unlink(missing_ok=True)
     for layer, frame in (("commune", commune), ("arrondissement_municipal", arrondissements), ("epci", epci)):
         frame.rename_geometry("geometrie").to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
@@ -430,39 +538,35 @@ def mirror_dir(sizes: MirrorSizes, seed: int, out: Path = DEFAULT_OUT) -> Path:
     return out / f"national-mirror-v{MIRROR_VERSION}-s{seed}-{sizes.key}"
 
 
-def write_mirror(sizes: MirrorSizes, seed: int = nd.DEFAULT_SEED, *, out: Path = DEFAULT_OUT) -> Path:
-    """Write (or complete) the mirror folder; returns it."""
+PARTS = ("boundaries", "stocks", "ban")
+
+
+def write_mirror(sizes: MirrorSizes, seed: int = nd.DEFAULT_SEED, *, out: Path = DEFAULT_OUT,
+                 parts: tuple[str, ...] = PARTS) -> Path:
+    """Write (or complete) the mirror folder; returns it. ``parts`` (of :data:`PARTS`) lets two
+    processes write the SIRENE files and the BAN files at the same time (disjoint files)."""
     folder = mirror_dir(sizes, seed, out)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     data = nd.load_or_generate(nd.NATIONAL, seed, out_dir=out, log=log)
-    log("communes: ADMIN EXPRESS 7-Zip")
-    _admin_express(folder, sizes.segment_deg)
-    log("QPV archive")
-    _qpv(folder, data)
-    log("tiers-lieux census, BAN files")
-    places = _census(folder, data)
-    _ban(folder, data, places, sizes.ban_addresses)
-    stocks_done = all((folder / f).is_file() for f in (
-        "StockUniteLegale_utf8.zip", "StockUniteLegale_utf8.parquet", "StockEtablissement_utf8.zip",
-        "StockEtablissement_utf8.parquet", GEOLOCATION))
-    if not stocks_done:
-        log("SIRENE stocks (CSV, then ZIP and Parquet editions)")
-        stock = ss.write_stock(data, ss.StockSizes(sizes.establishments, sizes.ess_active), out_dir=out, log=log)
-        units, establishments = Path(str(stock["unites_legales"])), Path(str(stock["etablissements"]))
-        extra = _extra_units_csv(units.parent, sizes.legal_units - int(stock["unites_legales_rows"]), seed)
-        unit_parts = [units, *([extra] if extra else [])]
-        _zip_stock(folder / "StockUniteLegale_utf8.zip", "StockUniteLegale_utf8.csv", unit_parts)
-        _parquet_stock(folder / "StockUniteLegale_utf8.parquet", unit_parts, UNITE_LEGALE_COLUMNS)
-        _zip_stock(folder / "StockEtablissement_utf8.zip", "StockEtablissement_utf8.csv", [establishments])
-        _parquet_stock(folder / "StockEtablissement_utf8.parquet", [establishments], ss.ETABLISSEMENT_COLUMNS)
-        log("geolocation file")
-        _geolocation(folder / GEOLOCATION, establishments)
+    if "boundaries" in parts:
+        log("communes: ADMIN EXPRESS 7-Zip")
+        _admin_express(folder, sizes.segment_deg)
+        log("QPV archive, tiers-lieux census")
+        _qpv(folder, data)
+        _census(folder, data)
+    if "stocks" in parts:
+        log("SIRENE stocks: ZIP and Parquet editions, geolocation file")
+        _write_stocks(folder, data, sizes, out)
+    if "ban" in parts:
+        log("BAN files")
+        _ban(folder, data, _census(folder, data), sizes.ban_addresses)
     manifest = {"sizes": asdict(sizes), "seed": seed, "version": MIRROR_VERSION,
-                "files": {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()},
+                "files": {p.name: p.stat().st_size for p in sorted(folder.iterdir())
+                          if p.is_file() and not p.name.endswith(".tmp")},
                 "notice": "Fichiers officiels simulés pour les mesures de performance d'essmap : aucune ligne réelle."}
     (folder / "mirror.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    log(f"mirror ready in {folder} ({time.perf_counter() - started:.0f} s this run)")
+    log(f"mirror parts {', '.join(parts)} ready in {folder} ({time.perf_counter() - started:.0f} s this run)")
     return folder
 
 
@@ -539,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     write.add_argument("--small", action="store_true")
     write.add_argument("--seed", type=int, default=nd.DEFAULT_SEED)
     write.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    write.add_argument("--only", choices=PARTS, action="append", help="write only these parts (repeatable)")
     run = sub.add_parser("run", help="time `essmap build --officiel` over the mirror (fresh cache and store)")
     run.add_argument("--small", action="store_true")
     run.add_argument("--seed", type=int, default=nd.DEFAULT_SEED)
@@ -558,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         return _child_build(args)
     sizes = SMALL if args.small else NATIONAL
     if args.command == "write":
-        write_mirror(sizes, args.seed, out=args.out)
+        write_mirror(sizes, args.seed, out=args.out, parts=tuple(args.only or PARTS))
         return 0
     if bool(args.departements) == bool(args.france):
         parser.error("give --departements or --france")
