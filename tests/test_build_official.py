@@ -128,8 +128,8 @@ class Handler(BaseHTTPRequestHandler):
         headers["Content-Length"] = str(len(data) - start)
         cut = served.cut_once.pop(name, served.cut_after.get(name))
         stop = len(data) if cut is None else min(len(data), start + cut)
+        entry["sent"] = stop - start  # before writing: the client may check the log as soon as it has the bytes
         self._answer(int(entry["status"]), headers, data[start:stop])
-        entry["sent"] = stop - start
         self.close_connection = True
 
 
