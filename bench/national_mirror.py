@@ -172,6 +172,12 @@ def _official_table(columns: tuple[str, ...], values: dict[str, object], n: int)
     return pa.Table.from_arrays(arrays, names=list(columns))
 
 
+def _where_or_null(mask: np.ndarray, value: str) -> np.ndarray:
+    out = np.full(len(mask), None, dtype=object)
+    out[mask] = value
+    return out
+
+
 def _filler_chunk(data: nd.NationalData, names: pd.Series, rng: np.random.Generator, n: int,
                   first_unit: int) -> tuple[pa.Table, pa.Table, int]:
     """``n`` non-ESS establishments (35 % closed) of new legal units, positions of national
@@ -193,7 +199,7 @@ def _filler_chunk(data: nd.NationalData, names: pd.Series, rng: np.random.Genera
         "siren": _digits(siren, 9).to_numpy(), "nic": siret.str[9:].to_numpy(), "siret": siret.to_numpy(),
         "statutDiffusionEtablissement": "O", "dateCreationEtablissement": _dates(rng, n, "1950-01-01", "2025-06-30"),
         "trancheEffectifsEtablissement": np.where(employer, _pick(rng, nd.SIZE_BANDS, n), "NN"),
-        "anneeEffectifsEtablissement": np.where(employer, "2023", None),
+        "anneeEffectifsEtablissement": _where_or_null(employer, "2023"),
         "dateDernierTraitementEtablissement": ss.LAST_PROCESSED,
         "etablissementSiege": np.where(rank == 0, "true", "false"),
         "nombrePeriodesEtablissement": rng.integers(1, 5, n).astype(str),
@@ -252,7 +258,8 @@ class _Geolocation:
     def __init__(self, path: Path) -> None:
         from pyproj import Transformer
 
-        self.path, self.writer, self.transformer = path, None, Transformer
+        self.path, self.transformer = path, Transformer
+        self.writer: pq.ParquetWriter | None = None
         self.transformers: dict[int, object] = {}
 
     def write(self, table: pa.Table) -> None:
@@ -318,7 +325,7 @@ def _write_stocks(folder: Path, data: nd.NationalData, sizes: MirrorSizes, out: 
     units_spill = folder / "_filler_units.csv"  # the filler units, for the legal-unit ZIP afterwards
     et_writer = ul_writer = None
     geolocation = _Geolocation(geoloc_path)
-    written_units = int(base["unites_legales_rows"])
+    written_units = int(str(base["unites_legales_rows"]))
     try:
         et_schema = pa.schema([(c, pa.string()) for c in ETABLISSEMENT_COLUMNS])
         ul_schema = pa.schema([(c, pa.string()) for c in UNITE_LEGALE_COLUMNS])
@@ -337,7 +344,7 @@ def _write_stocks(folder: Path, data: nd.NationalData, sizes: MirrorSizes, out: 
             for batch in _stream_csv(base_units, UNITE_LEGALE_COLUMNS):
                 ul_writer.write_table(pa.Table.from_batches([batch]).select(list(UNITE_LEGALE_COLUMNS)).cast(ul_schema))
             log(f"  base stock copied ({time.perf_counter() - started:.0f} s)")
-            remaining, first_unit = sizes.establishments - int(base["etablissements_rows"]), 0
+            remaining, first_unit = sizes.establishments - int(str(base["etablissements_rows"])), 0
             while remaining > 0:
                 n = min(FILLER_CHUNK, remaining)
                 establishments, units, n_units = _filler_chunk(data, names, rng, n, first_unit)
