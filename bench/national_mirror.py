@@ -5,9 +5,10 @@ every file ``essmap build --officiel --france --miroir FOLDER`` fetches, under t
 names (``essmap fetch --liste``) and in the official layouts, all synthetic:
 
 - ``StockUniteLegale_utf8.zip`` / ``StockEtablissement_utf8.zip`` (one CSV each inside, ZIP64) and
-  their Parquet editions: the stock of :mod:`sirene_stock` (default 40 million establishment rows),
-  plus ceased legal units without establishment up to the requested count (default 30 million).
-  The Parquet editions hold every column as text (INSEE's Parquet types are not confirmed here).
+  their Parquet editions (default 40 million establishment rows, 30 million legal units): the 5 M-row
+  stock of :mod:`sirene_stock` (1.5 M active ESS establishments), completed chunk by chunk with non-ESS
+  establishments and their units, then ceased legal units (see the SIRENE section below). The
+  Parquet editions hold every column as text (INSEE's Parquet types are not confirmed here).
 - ``GeolocalisationEtablissement_Sirene_pour_etudes_statistiques_utf8.parquet``: one row per active
   establishment of the stock, current layout (``plg_qp24``...; INSEE's QPV columns left empty),
   projected coordinates and their WGS84 twin computed with pyproj.
