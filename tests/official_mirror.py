@@ -28,6 +28,7 @@ file names of the catalogue (``essmap fetch --liste``), flat in one folder:
   (``plg_qp24``...) with the 6 rows of ``GeolocalisationEtablissement_concordance.csv``, the placement
   rows of ``tests/data/placement/`` and the first two rows of ``GeolocalisationEtablissement_extrait.csv``.
 - ``bdftl-2023-01-fiche-identite.csv``: ``tests/data/placement/recensement_tiers_lieux_2023_extrait.csv``.
+- ``bdftl-2023-04-activites.csv``: ``tests/data/tiers_lieux/bdftl-2023-04-activites_extrait.csv`` (types).
 - ``adresses-06/13/41/83/84.csv.gz``: the BAN files of ``tests/data/placement/``.
 
 ``edition=2`` is the next month's SIRENE stock: every ``dateDernierTraitementEtablissement`` moved to
@@ -208,6 +209,8 @@ def build_mirror(folder: Path, *, edition: int = 1, parquet: bool = True, qpv201
     _geolocation(folder)
     shutil.copyfile(DATA / "placement" / "recensement_tiers_lieux_2023_extrait.csv",
                     folder / "bdftl-2023-01-fiche-identite.csv")
+    shutil.copyfile(DATA / "tiers_lieux" / "bdftl-2023-04-activites_extrait.csv",
+                    folder / "bdftl-2023-04-activites.csv")
     for ban in sorted((DATA / "placement").glob("adresses-*.csv.gz")):
         shutil.copyfile(ban, folder / ban.name)
     return folder

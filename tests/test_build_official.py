@@ -26,6 +26,7 @@ from essmap import store
 from essmap.cli import app
 from essmap.domain import schema
 from essmap.io.sources import SOURCES, OfficialFile
+from essmap.store import queries
 from essmap.store.concordance import concordance_by_departement
 
 #: About 25 s in all on an idle 2-core machine (7 builds and the dashboard), more under load: `make test`
@@ -48,6 +49,10 @@ ETABLISSEMENTS_READ, ETABLISSEMENTS_KEPT = 6, 5
 #: Marseille), placed: 131 by its SIREN's Marseille establishment, 71 and 90002 at their BAN number, 90003
 #: (no address) at its commune.
 PLACEMENTS = {schema.LOCATION_SIRET: 1, schema.LOCATION_BAN_NUMBER: 2, schema.LOCATION_COMMUNE: 1}
+#: Types of the places of the 13, from bdftl-2023-04-activites_extrait.csv (90003 has no row there).
+TYPES_13 = {"71": "Fablab / atelier partagé; Numérique", "131": "Coworking; Tiers-lieu culturel; Numérique",
+            "90002": "Fablab / atelier partagé", "90003": None}
+ACTIVITIES = "bdftl-2023-04-activites.csv"
 #: Concordance (GeolocalisationEtablissement_concordance.csv, 4 Marseille rows, plus 10002917200036 whose
 #: empty plg_qp24 means "no QPV" while its point is in QN01330M): 5 compared, 1 agreeing.
 COMPARED, AGREEING = 5, 1
@@ -123,8 +128,8 @@ class Handler(BaseHTTPRequestHandler):
         headers["Content-Length"] = str(len(data) - start)
         cut = served.cut_once.pop(name, served.cut_after.get(name))
         stop = len(data) if cut is None else min(len(data), start + cut)
+        entry["sent"] = stop - start  # before writing: the client may check the log as soon as it has the bytes
         self._answer(int(entry["status"]), headers, data[start:stop])
-        entry["sent"] = stop - start
         self.close_connection = True
 
 
@@ -210,6 +215,10 @@ def assert_store_of_13(db: Path, *, etablissements: int = ETABLISSEMENTS_KEPT,
         assert counts["tiers_lieux"] == (sum(PLACEMENTS.values()), 0)
         placed = dict(con.execute("SELECT precision_localisation, count(*) FROM tiers_lieux GROUP BY 1").fetchall())
         assert placed == PLACEMENTS
+        assert dict(con.execute("SELECT id_tiers_lieu, types FROM tiers_lieux").fetchall()) == TYPES_13
+        # the dashboard's type filter offers those types
+        assert queries.tiers_lieux_choices(con, "types") == ["Coworking", "Fablab / atelier partagé", "Numérique",
+                                                             "Tiers-lieu culturel"]
         assert con.execute("SELECT DISTINCT code_departement FROM etablissements").fetchall() == [("13",)]
         sources = store.sources(con)
         assert not sources["is_synthetic"].any()
@@ -251,7 +260,7 @@ def test_url_mirror_builds_the_expected_store(url_build, mirrors):
     # the Parquet editions, not the ZIPs; the geolocation file; the BAN file of the 13 only
     assert served.requested() == {ADMIN_EXPRESS, "qpv2024_anct.zip", "StockUniteLegale_utf8.parquet",
                                   "StockEtablissement_utf8.parquet", GEOLOCATION_FILE,
-                                  "bdftl-2023-01-fiche-identite.csv", "adresses-13.csv.gz"}
+                                  "bdftl-2023-01-fiche-identite.csv", ACTIVITIES, "adresses-13.csv.gz"}
     # the cut transfer was resumed with a Range request, and the 7-Zip crossed the wire once in all
     cut = [r for r in served.log if r["name"] == ADMIN_EXPRESS]
     assert [r["status"] for r in cut] == [200, 206] and cut[1]["range"]
@@ -261,7 +270,7 @@ def test_url_mirror_builds_the_expected_store(url_build, mirrors):
     assert "SIRET géolocalisé INSEE 1, adresse BAN (numéro) 2, commune seulement 1" in out
     assert f"ESSMAP_DB={(folder / 'essmap.duckdb').resolve()} .venv/bin/streamlit run app.py" in out
     assert "simulé" not in out
-    assert "Fichiers officiels : 7 téléchargé(s)" in out
+    assert "Fichiers officiels : 8 téléchargé(s)" in out
 
 
 def test_second_run_uses_the_cache_then_force_takes_the_new_stock(url_build, httpd, mirrors, tmp_path, no_proxy):
@@ -275,7 +284,7 @@ def test_second_run_uses_the_cache_then_force_takes_the_new_stock(url_build, htt
     again = build(db, cache, mirror_url(httpd))
     assert again.exit_code == 0, again.output
     assert served.log == []  # complete files are not fetched again, not even asked about
-    assert "0 téléchargé(s) (0,0 Mo), 7 déjà dans le cache" in plain(again.output)
+    assert "0 téléchargé(s) (0,0 Mo), 8 déjà dans le cache" in plain(again.output)
     assert_store_of_13(db)
 
     served = serve(httpd, mirrors["v2"])  # next month's SIRENE stock
@@ -344,7 +353,7 @@ def test_server_error_then_cut_download_then_resume(httpd, mirrors, previous_sto
     served = serve(httpd, mirrors["v1"])
     done = build(previous_store, cache, mirror_url(httpd))
     assert done.exit_code == 0, done.output
-    assert served.requested() == {census, "adresses-13.csv.gz"}
+    assert served.requested() == {census, ACTIVITIES, "adresses-13.csv.gz"}
     (resumed,) = [r for r in served.log if r["name"] == census]
     assert resumed["range"] == "bytes=1500-" and resumed["status"] == 206
     assert_store_of_13(previous_store)
@@ -409,10 +418,12 @@ def test_real_store_shows_no_simulated_data_in_views_exports_and_dashboard(url_b
         data = view_data(con, MapView(Selection(departements=("13",))))
         tables = export_tables(con, data)
         sources = store.sources(con)
+        coworking = view_data(con, MapView(Selection(departements=("13",), tiers_lieu_types=("Coworking",))))
     finally:
         con.close()
     assert not data.synthetic
     assert len(data.etablissements) == ETABLISSEMENTS_KEPT and len(data.tiers_lieux) == sum(PLACEMENTS.values())
+    assert list(coworking.tiers_lieux["id_tiers_lieu"]) == ["131"]  # the type filter, on real types
     for label, (_stem, frame) in tables.items():
         text = " ".join(map(str, frame.columns)) + " " + frame.drop(columns="geometry").astype(str).to_csv()
         assert "simul" not in text.lower(), label

@@ -472,3 +472,57 @@ def test_fetch_source_extracts_7z_archives_like_ign_admin_express(server, tmp_pa
 
     with pytest.raises(FetchError, match="Archive corrompue"):
         extract_7z(tmp_path / "cache" / "communes" / "ade.7z", tmp_path / "out")
+
+
+def _seven_zip(path: Path, members: dict[str, bytes]) -> Path:
+    import py7zr
+
+    with py7zr.SevenZipFile(path, "w") as seven:
+        for name, data in members.items():
+            seven.writestr(data, name)
+    return path
+
+
+def test_7z_is_extracted_once_then_reused_until_a_new_download(tmp_path):
+    import os
+
+    from essmap.io.fetch import EXTRACTION_MARKER, unpack
+
+    archive = _seven_zip(tmp_path / "ade.7z", {"ADE/COMMUNE.gpkg": PAYLOAD[:4000], "ADE/LISEZMOI.txt": b"v1"})
+    first = unpack(archive)
+    assert [p.relative_to(tmp_path / "ade").as_posix() for p in first] == ["ADE/COMMUNE.gpkg", "ADE/LISEZMOI.txt"]
+    stats = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in first]
+    assert (tmp_path / "ade" / EXTRACTION_MARKER).is_file()
+
+    again = unpack(archive)  # same archive: the files of the first extraction, untouched
+    assert again == first and [(p.stat().st_ino, p.stat().st_mtime_ns) for p in again] == stats
+
+    # a new download under the same name (``--force``, next edition): extracted again, old files gone
+    _seven_zip(archive, {"ADE/COMMUNE.gpkg": PAYLOAD[:6000]})
+    os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns + 10**9))
+    fresh = unpack(archive)
+    assert [p.name for p in fresh] == ["COMMUNE.gpkg"] and fresh[0].read_bytes() == PAYLOAD[:6000]
+
+
+def test_interrupted_7z_extraction_is_never_reused(tmp_path):
+    from essmap.io.fetch import EXTRACTION_MARKER, extract_7z, unpack
+
+    archive = _seven_zip(tmp_path / "ade.7z", {"ADE/COMMUNE.gpkg": PAYLOAD[:4000], "ADE/EPCI.gpkg": PAYLOAD[:10]})
+    # what a run killed during the extraction leaves: the temporary folder, half filled
+    half = tmp_path / "ade.extraction-en-cours" / "ADE"
+    half.mkdir(parents=True)
+    (half / "COMMUNE.gpkg").write_bytes(PAYLOAD[:100])
+    paths = unpack(archive)
+    assert [p.name for p in paths] == ["COMMUNE.gpkg", "EPCI.gpkg"] and paths[0].read_bytes() == PAYLOAD[:4000]
+    assert not (tmp_path / "ade.extraction-en-cours").exists()
+
+    # an extraction that fails midway (here: a damaged archive) leaves no folder that looks complete
+    damaged = tmp_path / "autre.7z"
+    damaged.write_bytes(archive.read_bytes()[:-40])
+    with pytest.raises(FetchError, match="Archive corrompue"):
+        extract_7z(damaged)
+    assert not (tmp_path / "autre").exists() and not (tmp_path / "autre.extraction-en-cours").exists()
+    # a folder of the right name but without the marker (an older essmap, a copy by hand) is redone
+    (tmp_path / "ade" / EXTRACTION_MARKER).unlink()
+    (tmp_path / "ade" / "ADE" / "COMMUNE.gpkg").write_bytes(b"abime")
+    assert unpack(archive)[0].read_bytes() == PAYLOAD[:4000]

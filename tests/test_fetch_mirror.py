@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import random
 import re
 import threading
@@ -127,8 +128,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         stop = len(data) if served.cut_after is None else min(len(data), start + served.cut_after)
+        entry["sent"] = stop - start  # before writing: the client may check the log as soon as it has the bytes
         self.wfile.write(data[start:stop])
-        entry["sent"] = stop - start
         self.close_connection = True
 
 
@@ -507,14 +508,15 @@ def test_folder_copy_interrupted_then_resumed(tmp_path):
 
     big = QPV_ZIP + BIG * 2  # over 2 MiB: copied in 1 MiB chunks, so the first one is a partial
     (mirror / "qpv2024_anct.zip").write_bytes(big)
-    with pytest.raises(KeyboardInterrupt):
-        fetch_file("qpv2024", entry, cache, mirror=mirror, progress=stop_after_first_chunk)
+    with pytest.raises(KeyboardInterrupt):  # a byte copy (a share on another file system: no hard link)
+        fetch_file("qpv2024", entry, cache, mirror=mirror, progress=stop_after_first_chunk, hard_link=False)
     partial = cache / "qpv2024" / "qpv2024_anct.zip.part"
     first = partial.stat().st_size
     assert 0 < first < len(big)
 
     seen: list[tuple[int, int | None]] = []
-    path = fetch_file("qpv2024", entry, cache, mirror=mirror, progress=lambda d, t: seen.append((d, t)))
+    path = fetch_file("qpv2024", entry, cache, mirror=mirror, progress=lambda d, t: seen.append((d, t)),
+                      hard_link=False)
     assert seen[0] == (first, len(big))  # started from what was already there
     assert path.read_bytes() == big and not partial.exists()
 
@@ -532,11 +534,38 @@ def test_folder_copy_restarts_when_the_mirror_file_changed(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fetch_file("qpv2024", entry, cache, mirror=mirror, progress=interrupt)
+        fetch_file("qpv2024", entry, cache, mirror=mirror, progress=interrupt, hard_link=False)
     source.write_bytes(QPV_ZIP)  # a new edition dropped on the share in between
     seen: list[int] = []
-    path = fetch_file("qpv2024", entry, cache, mirror=mirror, progress=lambda d, t: seen.append(d))
+    path = fetch_file("qpv2024", entry, cache, mirror=mirror, progress=lambda d, t: seen.append(d), hard_link=False)
     assert seen[0] == 0 and path.read_bytes() == QPV_ZIP
+
+
+def test_folder_mirror_on_the_same_file_system_is_linked_not_copied(tmp_path, monkeypatch):
+    mirror = tmp_path / "miroir"
+    mirror.mkdir()
+    source = mirror / "qpv2024_anct.zip"
+    source.write_bytes(QPV_ZIP)
+    (entry,) = SOURCES["qpv2024"]
+    cache = tmp_path / "cache"
+    path = fetch_file("qpv2024", entry, cache, mirror=mirror)
+    assert path.stat().st_ino == source.stat().st_ino and path.read_bytes() == QPV_ZIP  # no byte copied
+    assert not [name for name in cache_files(cache) if name.endswith((".part", ".validator"))]
+
+    # a linked file is verified like a copied one: refused, and the mirror's file left as it was
+    monkeypatch.setitem(SOURCES, "qpv2024", (OfficialFile(**{**entry.__dict__, "size": len(QPV_ZIP) + 1}),))
+    with pytest.raises(FetchError, match="incorrect"):
+        fetch_file("qpv2024", SOURCES["qpv2024"][0], tmp_path / "autre", mirror=mirror)
+    assert source.read_bytes() == QPV_ZIP and cache_files(tmp_path / "autre") == []
+
+    # a partial file that is a link to the mirror's (a run cut between the link and the rename) is
+    # never appended to nor truncated: a copy starts afresh beside it
+    partial = tmp_path / "trois" / "qpv2024" / "qpv2024_anct.zip.part"
+    partial.parent.mkdir(parents=True)
+    os.link(source, partial)
+    path = fetch_file("qpv2024", entry, tmp_path / "trois", mirror=mirror, hard_link=False)
+    assert path.read_bytes() == QPV_ZIP and source.read_bytes() == QPV_ZIP
+    assert path.stat().st_ino != source.stat().st_ino
 
 
 def test_mirror_locations():

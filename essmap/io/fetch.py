@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -433,12 +434,19 @@ def copy_from_folder(
     chunk_size: int = 1 << 20,
     force: bool = False,
     retry_command: str = "essmap fetch",
+    hard_link: bool = True,
 ) -> Path:
     """Copy a mirror folder's file into the cache with the guarantees of :func:`download`.
 
     The bytes go to ``dest.part`` (resumed if an earlier copy of the same source file was
     interrupted), are verified against the source's size and what the catalogue knows, and only
     then renamed to ``dest``.
+
+    On the same file system the "copy" is a hard link (no byte moved: the national SIRENE files
+    weigh gigabytes), verified the same way. Nothing in the cache is ever written in place (new
+    files are renamed over old ones), and a partial file that is such a link is dropped rather
+    than resumed, so the mirror's file cannot be altered through the cache. ``hard_link=False``
+    always copies.
     """
     source, dest = Path(source), Path(dest)
     expected_sha256 = expected_sha256.lower() if expected_sha256 else None
@@ -454,12 +462,23 @@ def copy_from_folder(
         ) from error
     part, validator = _part_paths(dest)
     tag = f"{_FOLDER_VALIDATOR}{stat.st_size}:{stat.st_mtime_ns}"
+    if part.is_file() and part.stat().st_nlink > 1:
+        part.unlink()  # a link to a mirror file: never append to (or truncate) it
     offset = part.stat().st_size if part.is_file() else 0
     known = validator.read_text(encoding="utf-8") if validator.is_file() else None
     if offset and (known != tag or offset > stat.st_size):
         offset = 0  # another source file (or another edition of it): start again
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if offset == 0 and hard_link and _link(source, part):
+        handle.close()
+        _verify(dest.name, str(source), part, part.stat().st_size, None, expected_size, expected_sha256,
+                retry_command, announced=stat.st_size)
+        if progress is not None:
+            progress(stat.st_size, stat.st_size)
+        os.replace(part, dest)
+        validator.unlink(missing_ok=True)
+        return dest
     with handle:
-        dest.parent.mkdir(parents=True, exist_ok=True)
         validator.write_text(tag, encoding="utf-8")
         handle.seek(offset)
         _stream(handle, part, "ab" if offset else "wb", offset, stat.st_size, url=str(source), dest=dest,
@@ -468,6 +487,17 @@ def copy_from_folder(
     os.replace(part, dest)
     validator.unlink(missing_ok=True)
     return dest
+
+
+def _link(source: Path, part: Path) -> bool:
+    """Hard-link ``source`` as ``part`` (replacing a stale one); False where links are impossible
+    (another file system, a file system without links, no permission): the caller copies."""
+    part.unlink(missing_ok=True)
+    try:
+        os.link(source, part)
+    except OSError:
+        return False
+    return True
 
 
 def is_url(mirror: str | Path) -> bool:
@@ -550,6 +580,7 @@ def fetch_file(
     retries: int = 2,
     retry_delay: float = 1.0,
     retry_command: str | None = None,
+    hard_link: bool = True,
 ) -> Path:
     """One catalogue file, verified, in the cache: ``cache_dir/<source>/<file name>``.
 
@@ -576,6 +607,9 @@ def fetch_file(
     timeout, retries, retry_delay : see :func:`download`.
     retry_command : str, optional
         Command quoted in error messages; by default the matching ``essmap fetch ...``.
+    hard_link : bool
+        From a mirror folder on the cache's file system, link the file instead of copying it
+        (see :func:`copy_from_folder`).
 
     Returns
     -------
@@ -625,7 +659,8 @@ def fetch_file(
         for location in locations:
             if Path(location).is_file():
                 return copy_from_folder(Path(location), dest, expected_size=file.size, expected_sha256=file.sha256,
-                                        progress=progress, force=force, retry_command=retry_command)
+                                        progress=progress, force=force, retry_command=retry_command,
+                                        hard_link=hard_link)
     tried = " ; ".join(locations)
     raise NotFoundError(
         f"Fichier « {file.filename} » absent du miroir {mirror} (cherché : {tried}). Solution : "
@@ -694,8 +729,29 @@ def _is_7z(path: Path) -> bool:
         return fh.read(6) == b"7z\xbc\xaf\x27\x1c"
 
 
+#: Written last into a 7-Zip's extraction folder: which archive (size, modification time) it holds.
+EXTRACTION_MARKER = ".essmap-extraction.json"
+
+
+def _archive_stamp(archive: Path) -> dict[str, object]:
+    """What identifies one download of an archive: its name, size and modification time (a new
+    download, even of the same name, changes the time; hashing gigabytes at every build would not)."""
+    stat = archive.stat()
+    return {"archive": archive.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _extracted_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != EXTRACTION_MARKER)
+
+
 def extract_7z(archive: Path, target: Path | None = None, *, retry_command: str = "essmap fetch") -> list[Path]:
-    """Extract a 7-Zip archive (IGN ships ADMIN EXPRESS so) next to it by default.
+    """Extract a 7-Zip archive (IGN ships ADMIN EXPRESS so) next to it by default, once.
+
+    LZMA is slow (minutes for ADMIN EXPRESS), so the extraction is kept: the folder records the
+    archive it came from (:data:`EXTRACTION_MARKER`: size and modification time) and is reused as
+    long as the archive is the same file; a new download is extracted again. Extraction goes to a
+    temporary folder renamed only once complete, so an interrupted one (power cut, Ctrl-C) is
+    never taken for a finished one: the next run removes it and starts again.
 
     Member paths are checked like ZIP members: nothing may land outside the target folder.
     """
@@ -703,26 +759,42 @@ def extract_7z(archive: Path, target: Path | None = None, *, retry_command: str 
 
     archive = Path(archive)
     root = (target or archive.with_suffix("")).resolve()
+    stamp = _archive_stamp(archive)
+    marker = root / EXTRACTION_MARKER
+    try:
+        if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == stamp:
+            return _extracted_files(root)
+    except (OSError, ValueError):
+        pass  # an unreadable marker: extract again
+    staging = root.with_name(root.name + ".extraction-en-cours")
+    shutil.rmtree(staging, ignore_errors=True)  # what an interrupted extraction left
     try:
         with py7zr.SevenZipFile(archive) as seven:
-            names = [n for n in seven.getnames()]
-            for member in names:
-                out = (root / member).resolve()
-                if not out.is_relative_to(root) or out == root:
+            for member in seven.getnames():
+                out = (staging / member).resolve()
+                if not out.is_relative_to(staging) or out == staging:
                     raise FetchError(
                         f"Archive refusée : {archive} contient un chemin dangereux « {member} » "
                         "(hors du dossier d'extraction). Supprimez-la et téléchargez le fichier "
                         "depuis sa source officielle."
                     )
-            seven.extractall(path=root)
+            seven.extractall(path=staging)
+        (staging / EXTRACTION_MARKER).write_text(json.dumps(stamp), encoding="utf-8")
     except (py7zr.exceptions.ArchiveError, EOFError, OSError) as error:
+        shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, FetchError):
             raise
         raise _CorruptArchive(
             f"Archive corrompue : {archive} ({error}). Supprimez ce fichier puis relancez "
             f"`{retry_command}`."
         ) from error
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if root.exists():
+        shutil.rmtree(root)  # the extraction of an older download
+    os.replace(staging, root)
+    return _extracted_files(root)
 
 
 def unpack(archive: Path, *, retry_command: str = "essmap fetch") -> list[Path]:

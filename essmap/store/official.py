@@ -57,8 +57,10 @@ from essmap.store.write import say
 #: ``progress(bytes_done, total_or_None)`` of one download.
 FetchProgress = Callable[[int, int | None], None]
 
-#: The census file of the ``tiers_lieux`` source that lists the places (the other one lists activities).
+#: The census file of the ``tiers_lieux`` source that lists the places, and the one that gives
+#: their types (``TYPE_ACT_*`` columns, by ``ID_UNIQUE``).
 CENSUS_FILE = "bdftl-2023-fiche-identite"
+ACTIVITIES_FILE = "bdftl-2023-activites"
 
 #: SIRENE stocks: the Parquet edition first (DuckDB projects and filters it without unpacking),
 #: then the CSV in its ZIP.
@@ -232,6 +234,7 @@ class _Inputs:
     etablissements: Path
     geolocalisation: Path
     census: Path
+    activities: Path | None
     ban: list[Path]
 
 
@@ -249,6 +252,12 @@ def _download(fetcher: _Downloader, *, qpv2015: bool, notices: list[str]) -> _In
             stocks[kind] = fetcher.fetch_one(zipped)
     geolocalisation = fetcher.fetch_one("sirene_geolocalisation")
     census = fetcher.fetch_one("tiers_lieux", CENSUS_FILE)
+    activities: Path | None = None
+    try:
+        activities = fetcher.fetch_one("tiers_lieux", ACTIVITIES_FILE)
+    except NotFoundError as exc:
+        notices.append(f"Fichier des activités des tiers-lieux absent ({printable(exc, limit=160)}) : les tiers-lieux "
+                       "sont chargés sans leurs types (filtre par type vide).")
     ban = [fetcher.fetch("ban_adresses", entry, dep) for entry in fetcher.catalogue["ban_adresses"]
            for dep in fetcher.departements]
 
@@ -263,6 +272,7 @@ def _download(fetcher: _Downloader, *, qpv2015: bool, notices: list[str]) -> _In
         etablissements=_stock_file(stocks["etablissements"], unpacked),
         geolocalisation=geolocalisation,
         census=census,
+        activities=activities,
         ban=ban,
     )
 
@@ -331,7 +341,7 @@ def build_official(
     progress("Tiers-lieux : placement (géolocalisation SIRENE, adresses BAN)", 0.7)
     placement = PlacementFiles.of(geolocalisation=inputs.geolocalisation, ban=inputs.ban,
                                   etablissements=inputs.etablissements)
-    census = read_tiers_lieux(inputs.census, departements=deps, placement=placement)
+    census = read_tiers_lieux(inputs.census, departements=deps, placement=placement, activities=inputs.activities)
     tiers_lieux = None if _nothing_in_scope(census, "Tiers-lieux", deps, report.notices) else census
 
     progress("Écriture de la base", 0.8)

@@ -92,6 +92,46 @@ def test_departement_filter_on_edition_4():
     assert len(read.frame) == 151 and read.meta.rows_read == 151
 
 
+@pytest.mark.parametrize("path", [GPKG_4, GPKG_3, SHP_3], ids=["4.0", "3.x gpkg", "3.x shp"])
+def test_departement_filter_gives_what_a_whole_read_gives(path):
+    """Both editions: the filtered read (GDAL attribute filter) keeps exactly the communes, and the
+    arrondissements, that a whole read filtered afterwards keeps."""
+    whole = read_communes(path).frame
+    for deps in (["13"], ["84", "93"], ["2A"]):
+        read = read_communes(path, departements=deps)
+        expected = whole[whole["code_departement"].isin(deps)].sort_values("code_insee").reset_index(drop=True)
+        got = read.frame.sort_values("code_insee").reset_index(drop=True)
+        assert read.meta.rows_read == len(expected), deps
+        pd.testing.assert_frame_equal(pd.DataFrame(got[ATTRIBUTES]), pd.DataFrame(expected[ATTRIBUTES]))
+        assert all(a.equals_exact(b, 0) for a, b in zip(got.geometry, expected.geometry, strict=True))
+    assert read.frame.empty and "aucune commune dans les départements demandés (2A)" in read.meta.warnings[0]
+
+
+def test_filtered_read_keeps_the_row_numbers_of_a_whole_read(tmp_path):
+    layers = _layers(GPKG_4)
+    commune = layers["commune"]
+    # two bad rows of the 84, far apart in the layer: their row numbers must be those of a whole read
+    bad = commune.index[commune["code_insee_du_departement"] == "84"][[3, 140]]
+    commune.loc[bad[0], "code_insee"] = "84ZZZ"
+    commune.loc[bad[1], commune.geometry.name] = None
+    layers["commune"] = commune
+    path = _write_layers(tmp_path / "ae4_sale.gpkg", layers)
+    whole = read_communes(path)
+    read = read_communes(path, departements=["84"])
+    assert sorted(read.quarantine["row_number"]) == sorted(bad + 1)
+    assert sorted(read.quarantine["row_number"]) == sorted(
+        whole.quarantine.loc[whole.quarantine["value"].astype(str).str.startswith("84"), "row_number"])
+    assert (read.meta.rows_read, read.meta.rows_kept, read.meta.rows_quarantined) == (151, 149, 2)
+
+    from essmap.io.readers.vector import read_vector_where, where_in
+
+    frame, _, rows, total = read_vector_where(path, "commune", where_in("code_insee_du_departement", ["13"]))
+    assert total == len(commune) and len(frame) == (commune["code_insee_du_departement"] == "13").sum()
+    positions = np.flatnonzero((commune["code_insee_du_departement"] == "13").to_numpy())
+    assert rows.tolist() == (positions + 1).tolist()
+    assert frame["code_insee"].tolist() == commune["code_insee"].iloc[positions].tolist()
+
+
 def test_edition_4_without_the_name_column_is_refused(tmp_path):
     layers = _layers(GPKG_4)
     layers["commune"] = layers["commune"].drop(columns=["nom_officiel"])

@@ -293,3 +293,58 @@ def test_utf16_list_is_read_and_broken_files_are_refused_in_french(tmp_path):
         read_tiers_lieux(path)
     with pytest.raises(InputFileError, match="c'est un dossier, pas un fichier"):
         read_tiers_lieux(tmp_path)
+
+
+# --- the census's "activités" file: types -----------------------------------------------------------
+
+ACTIVITIES = DATA / "bdftl-2023-04-activites_extrait.csv"
+PLACEMENT_CENSUS = DATA.parent / "placement" / "recensement_tiers_lieux_2023_extrait.csv"
+
+
+def test_activities_file_gives_the_types_of_census_places():
+    from essmap.io.readers.placement import PlacementFiles
+
+    read = read_tiers_lieux(PLACEMENT_CENSUS, placement=PlacementFiles.of(), activities=ACTIVITIES)
+    types = dict(zip(read.frame["id_tiers_lieu"], read.frame["types"], strict=True))
+    assert types["71"] == "Fablab / atelier partagé; Numérique"  # "71.0" in both files
+    assert types["131"] == "Coworking; Tiers-lieu culturel; Numérique"
+    assert types["1164"] == "Coworking; Tiers-lieu nourricier" and types["309"] == "Atelier artisanal partagé"
+    assert types["90002"] == "Fablab / atelier partagé"
+    assert types["90003"] is pd.NA  # no row in the activités file: unknown, and said
+    warnings = " | ".join(read.meta.warnings)
+    # 13 census rows, 7 in the activités file
+    assert "« bdftl-2023-04-activites_extrait.csv » : 6 tiers-lieu(x) de " \
+           "« recensement_tiers_lieux_2023_extrait.csv » sans ligne d'activités" in warnings
+    # the activity columns that are not types (PROD_NUMER, OFFRE_NUM_FABR, EQPT_NUM) give none
+    assert not any("Prod" in str(t) or "Eqpt" in str(t) for t in types.values())
+
+
+def test_activities_values_unknown_types_and_missing_columns(tmp_path):
+    from essmap.io.readers.tiers_lieux import read_census_activities
+
+    path = tmp_path / "activites.csv"
+    path.write_text("ID_UNIQUE;TYPE_ACT_CUISINE;type_act_fablab;TYPE_ACT_TELEPORT;TYPOLOGIE\n"
+                    "8.0;oui;TRUE;0;Friche | Coworking\n9;non;?;1;\n10;;0;0;\n", encoding="utf-8")
+    frame, warnings = read_census_activities(path)
+    types = frame.set_index("id_tiers_lieu")["types"]
+    assert types.dropna().to_dict() == {"8": "Cuisine partagée; Fablab / atelier partagé; Friche; Coworking",
+                                        "9": "Teleport"}
+    assert list(types.index) == ["8", "9", "10"] and pd.isna(types["10"])
+    text = " | ".join(warnings)
+    assert "TYPE_ACT_TELEPORT" in text and "1 valeur(s) de type ni vraie ni fausse" in text
+
+    path.write_text("ID_UNIQUE;PROD_NUMER;EQPT_NUM\n8.0;1;1\n", encoding="utf-8")
+    frame, warnings = read_census_activities(path)
+    assert frame.empty and "colonne « TYPE_ACT_… (types du tiers-lieu) » absente" in warnings[-1]
+    assert "le filtre par type du tableau de bord restera vide" in warnings[-1]
+    path.write_text("NOM;TYPE_ACT_NUMER\nx;1\n", encoding="utf-8")
+    assert "colonne « ID_UNIQUE » absente" in read_census_activities(path)[1][-1]
+
+
+def test_types_of_the_file_itself_win_over_the_activities_file(tmp_path):
+    census = tmp_path / "census.csv"
+    census.write_text("ID_UNIQUE,NOM,LATITUDE,LONGITUDE,TYPES\n71.0,A,43.3,5.4,Coworking\n131.0,B,43.3,5.4,\n",
+                      encoding="utf-8")
+    read = read_tiers_lieux(census, activities=ACTIVITIES)
+    assert read.frame.set_index("id_tiers_lieu")["types"].to_dict() == {
+        "71": "Coworking", "131": "Coworking; Tiers-lieu culturel; Numérique"}

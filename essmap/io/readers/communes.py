@@ -63,14 +63,17 @@ from essmap.io.readers.vector import (
     ensure_wgs84,
     find_column,
     kind_of_columns,
+    layer_fields,
     map_text,
     pick_layer,
     read_vector,
+    read_vector_where,
     repaired_warning,
     require_geographic_file,
     territory_mismatch,
     to_multipolygon,
     vector_layers,
+    where_in,
     wrong_kind_error,
 )
 from essmap.io.text import printable
@@ -205,7 +208,7 @@ def read_communes(path: Path, *, departements: Sequence[str] | None = None,
         frame, row_numbers = _read_geoparquet(path, warnings, departements)
         parts, layer_names = [frame], [path.stem]
     else:
-        parts, layer_names = _read_layers(path, warnings)
+        parts, layer_names, row_numbers = _read_layers(path, warnings, departements)
     first_columns = [c for c in parts[0].columns if c != parts[0].geometry.name]
     if kind_of_columns(first_columns, parts[0]) == "qpv":
         raise wrong_kind_error(path, "qpv", "communes", columns_evidence(first_columns) + ", codes QN… ou QP…")
@@ -281,31 +284,57 @@ def read_communes(path: Path, *, departements: Sequence[str] | None = None,
     return CommunesRead(frame, quarantine.frame(), meta, epci_names=epci_names)
 
 
-def _read_layers(path: Path, warnings: list[str]) -> tuple[list[gpd.GeoDataFrame], list[str]]:
-    """The commune layer and, when the file or its folder has one, the arrondissements' layer."""
+def _read_layers(path: Path, warnings: list[str], departements: Sequence[str] | None = None
+                 ) -> tuple[list[gpd.GeoDataFrame], list[str], np.ndarray]:
+    """The commune layer and, when the file or its folder has one, the arrondissements' layer, with
+    the row number of each feature read (1-based; the arrondissements' continue after the communes').
+
+    With ``departements``, only the communes of those départements are decoded (a GDAL attribute
+    filter on the layout's département column: the national layer holds 35,000 polygons); the
+    arrondissements (45 in France) are read whole and filtered with the rest.
+    """
     layers = vector_layers(path)
+    commune_layer: str | None
+    arm_layer: str | None
+    arm_source: Path | None
     if len(layers) == 1:
-        frame, w = read_vector(path)
-        warnings += w
-        parts, names = [frame], [layers[0]]
+        commune_source, commune_layer = path, None
         arm_path = _sibling_shapefile(path, "ARRONDISSEMENT_MUNICIPAL")
-        if arm_path is not None:
-            frame, w = read_vector(arm_path)
-            warnings += w
-            parts.append(frame)
-            names.append(arm_path.stem)
-        return parts, names
-    layer = pick_layer(path, layers, ("commune",), "la couche COMMUNE d'ADMIN EXPRESS")
-    frame, w = read_vector(path, layer=layer)
-    parts, names = [frame], [layer]
-    warnings += w
-    arm_layer = next((found for found in layers if found.lower() == "arrondissement_municipal"), None)
-    if arm_layer:
-        frame, w = read_vector(path, layer=arm_layer)
-        parts.append(frame)
-        names.append(arm_layer)
+        arm_source, arm_layer = (arm_path, None) if arm_path is not None else (None, None)
+        names = [layers[0]]
+    else:
+        commune_layer = pick_layer(path, layers, ("commune",), "la couche COMMUNE d'ADMIN EXPRESS")
+        commune_source = path
+        arm_layer = next((found for found in layers if found.lower() == "arrondissement_municipal"), None)
+        arm_source = path if arm_layer else None
+        names = [commune_layer]
+    frame, rows, total = _read_commune_layer(commune_source, commune_layer, departements, warnings)
+    parts, numbers = [frame], [rows]
+    if arm_source is not None:
+        arm, w = read_vector(arm_source, layer=arm_layer)
         warnings += w
-    return parts, names
+        parts.append(arm)
+        numbers.append(total + np.arange(1, len(arm) + 1, dtype="int64"))
+        names.append(arm_layer or arm_source.stem)
+    return parts, names, np.concatenate(numbers)
+
+
+def _read_commune_layer(path: Path, layer: str | None, departements: Sequence[str] | None,
+                        warnings: list[str]) -> tuple[gpd.GeoDataFrame, np.ndarray, int]:
+    """One commune layer (only the départements asked when its layout names their column), the row
+    number of each feature read, and the layer's feature count."""
+    fields = layer_fields(path, layer) if departements else []
+    layout = detect_layout(fields, layer or "")
+    column = find_column(fields, layout.columns.get("code_departement", ())) \
+        if layout in (LAYOUTS["admin_express_4"], LAYOUTS["admin_express_3"]) else None
+    if column is not None:
+        wanted = sorted({normalise_departement(d) for d in departements or ()})
+        frame, w, rows, total = read_vector_where(path, layer, where_in(column, wanted))
+        warnings += w
+        return frame, rows, total
+    frame, w = read_vector(path, layer=layer)
+    warnings += w
+    return frame, np.arange(1, len(frame) + 1, dtype="int64"), len(frame)
 
 
 def _sibling_shapefile(path: Path, stem: str) -> Path | None:

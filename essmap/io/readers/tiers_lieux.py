@@ -113,6 +113,28 @@ NO_COORDINATES = "coordonnées absentes : tiers-lieu non localisable sans géoco
 SYNTHETIC_MARKER = "essmap-synthetic.json"
 
 _TRUE = {"oui", "o", "1", "true", "vrai", "x", "yes", "y", "1.0"}
+_FALSE = {"non", "n", "0", "false", "faux", "no", "0.0", ""}
+
+#: Prefix of the type indicators of the census's "activités" file (``bdftl-2023-04-activites.csv``,
+#: ``;``-separated, one row per ``ID_UNIQUE``): one column per type, e.g. ``TYPE_ACT_NUMER``
+#: (numérique), true when the place is of that type. Only ``TYPE_ACT_NUMER`` is confirmed by a
+#: third-party reader of the real file; the other suffixes are read by the words below.
+ACTIVITY_TYPE_PREFIX = "TYPE_ACT_"
+#: Type label of a ``TYPE_ACT_*`` column from a word its suffix contains (first match wins), in the
+#: typology France Tiers-Lieux publishes (and the demo's labels where they coincide).
+ACTIVITY_TYPES: tuple[tuple[str, str], ...] = (
+    ("CUISIN", "Cuisine partagée"),
+    ("COWORK", "Coworking"), ("BUREAU", "Coworking"),
+    ("FAB", "Fablab / atelier partagé"), ("MAKER", "Fablab / atelier partagé"),
+    ("HACK", "Fablab / atelier partagé"),
+    ("ARTISAN", "Atelier artisanal partagé"), ("ATEL", "Atelier artisanal partagé"),
+    ("NOURR", "Tiers-lieu nourricier"), ("AGRI", "Tiers-lieu nourricier"), ("ALIM", "Tiers-lieu nourricier"),
+    ("CULT", "Tiers-lieu culturel"), ("FRICHE", "Tiers-lieu culturel"),
+    ("NUM", "Numérique"),
+    ("LAB", "Laboratoire d'innovation sociale"), ("INNOV", "Laboratoire d'innovation sociale"),
+    ("SERV", "Tiers-lieu de services publics"), ("PUBLIC", "Tiers-lieu de services publics"),
+    ("SOCIAL", "Espace de vie sociale"),
+)
 
 
 class ColumnMappingError(EssmapError, ValueError):
@@ -164,6 +186,7 @@ def read_tiers_lieux(
     is_synthetic: bool | None = None,
     millesime: str | None = None,
     placement: PlacementFiles | None = None,
+    activities: Path | None = None,
 ) -> SourceRead:
     """Read a list of tiers-lieux (CSV or GeoJSON) into ``schema.TIERS_LIEUX`` + WGS84 points.
 
@@ -185,6 +208,9 @@ def read_tiers_lieux(
         Position the rows without coordinates that have a commune code (see
         :mod:`essmap.io.readers.placement`) instead of quarantining them; with no file in it, they
         are all kept at their commune. Rows with coordinates keep them (``coordonnées fournies``).
+    activities : Path, optional
+        The census's "activités" file (:func:`read_census_activities`): the types of each place,
+        by ``ID_UNIQUE``, for rows whose own ``types`` is empty (the "fiche identité" has none).
 
     Quarantined (with a French reason, nothing dropped silently): rows without a name, without
     coordinates ("coordonnées absentes : tiers-lieu non localisable sans géocodage"), with
@@ -267,6 +293,8 @@ def read_tiers_lieux(
 
     ident = map_text(field("id"), _normalise_id)
     data["id_tiers_lieu"] = ident.fillna(_stable_ids(data["nom"], lat_text, lon_text, data["adresse"]))
+    if activities is not None:
+        data["types"] = _types_from_activities(data, ident, Path(activities), name, warnings)
 
     # Département filter (postcode helps for the filter only), before validation.
     if departements:
@@ -366,6 +394,83 @@ def read_tiers_lieux(
         warnings=warnings,
     )
     return SourceRead(frame, quarantine.frame(), meta)
+
+
+# --- The census's "activités" file -----------------------------------------------------------------
+
+
+def read_census_activities(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Types of each place of the census's "activités" file: ``id_tiers_lieu`` and ``types``
+    ("; "-separated labels, <NA> when none), and warnings.
+
+    The types come from the ``TYPE_ACT_*`` indicator columns (``1``/``0``, ``oui``/``non``,
+    ``true``/``false``), labelled by :data:`ACTIVITY_TYPES`, and from a text column of types when the
+    file has one (``TYPES``, ``typologie``). A file without any of them, or without ``ID_UNIQUE``,
+    gives no type and says so (loud warning, not silent nulls); an indicator that is neither true nor
+    false, or a ``TYPE_ACT_*`` column of unknown meaning (kept under its own name), is reported.
+    """
+    path = Path(path)
+    name = path.name
+    raw, warnings = read_csv_text(path, required=[], expected_delimiter=";")
+    columns = [c for c in raw.columns if c != "_row"]
+    empty = pd.DataFrame({"id_tiers_lieu": pd.Series(dtype="string"), "types": pd.Series(dtype="string")})
+    id_col = find_column(columns, _ALIASES["id"])
+    prefix = len(ACTIVITY_TYPE_PREFIX)
+    indicators = [c for c in columns if c.upper().startswith(ACTIVITY_TYPE_PREFIX) and len(c) > prefix]
+    text_col = find_column([c for c in columns if c not in indicators], _ALIASES["types"])
+    if id_col is None or not (indicators or text_col):
+        missing = "ID_UNIQUE" if id_col is None else f"{ACTIVITY_TYPE_PREFIX}… (types du tiers-lieu)"
+        warnings.append(f"Fichier « {name} » : colonne « {missing} » absente (colonnes présentes : "
+                        f"{', '.join(columns[:12])}{'…' if len(columns) > 12 else ''}) — aucun type de tiers-lieu "
+                        "n'a pu être lu : le filtre par type du tableau de bord restera vide.")
+        return empty, warnings
+    labels: dict[str, str] = {}
+    unknown: list[str] = []
+    for column in indicators:
+        suffix = column[prefix:].upper()
+        label = next((lab for word, lab in ACTIVITY_TYPES if word in suffix), None)
+        if label is None:
+            unknown.append(column)
+            label = suffix.replace("_", " ").capitalize()
+        labels[column] = label
+    if unknown:
+        warnings.append(f"Fichier « {name} » : colonne(s) de type inconnue(s) {', '.join(unknown)} — types gardés "
+                        "sous leur nom de colonne.")
+    found: list[list[str]] = [[] for _ in range(len(raw))]
+    odd: int = 0
+    for column in indicators:
+        values = raw[column].fillna("").str.strip().str.lower()
+        is_true = values.isin(_TRUE).to_numpy()
+        odd = odd + int(np.count_nonzero(~is_true & ~values.isin(_FALSE).to_numpy()))
+        for i in np.flatnonzero(is_true):
+            if labels[column] not in found[i]:
+                found[i].append(labels[column])
+    if text_col is not None:
+        for row, value in enumerate(clean_text(raw[text_col])):
+            for item in _split(value):
+                if item not in found[row]:
+                    found[row].append(item)
+    if odd:
+        warnings.append(f"Fichier « {name} » : {odd} valeur(s) de type ni vraie ni fausse (1/0, oui/non attendus), "
+                        "lues comme « non ».")
+    out = pd.DataFrame({"id_tiers_lieu": map_text(as_text(raw[id_col]), _normalise_id),
+                        "types": pd.Series(["; ".join(f) if f else pd.NA for f in found], dtype="string")})
+    out = out[out["id_tiers_lieu"].notna()]
+    return out.drop_duplicates("id_tiers_lieu").reset_index(drop=True), warnings
+
+
+def _types_from_activities(data: pd.DataFrame, ident: pd.Series, activities: Path, census_name: str,
+                           warnings: list[str]) -> pd.Series:
+    """``data["types"]``, filled from the "activités" file where empty (by the census identifier)."""
+    by_id, found = read_census_activities(activities)
+    warnings.extend(found)
+    types = by_id.set_index("id_tiers_lieu")["types"]
+    filled = data["types"].fillna(ident.map(types).astype("string"))
+    unmatched = int((ident.notna() & ~ident.isin(types.index)).sum())
+    if unmatched and len(types):
+        warnings.append(f"Fichier « {activities.name} » : {unmatched} tiers-lieu(x) de « {census_name} » sans ligne "
+                        "d'activités (ID_UNIQUE absent) : leurs types restent inconnus.")
+    return filled
 
 
 # --- Columns -----------------------------------------------------------------------------------

@@ -181,12 +181,17 @@ def pick_layer(path: Path, layers: list[str], wanted: Sequence[str], what: str) 
     )
 
 
-def read_vector(path: Path, *, layer: str | None = None) -> tuple[gpd.GeoDataFrame, list[str]]:
+def read_vector(path: Path, *, layer: str | None = None, where: str | None = None,
+                keep_fids: bool = False) -> tuple[gpd.GeoDataFrame, list[str]]:
     """Read one layer of a GeoJSON/GeoPackage/shapefile and reproject it to WGS84 (lon, lat).
 
     The file's own CRS is trusted. A file without CRS whose coordinates look like degrees is
     read as WGS84 with a warning; one whose coordinates look projected is refused (the user must
     say which projection). Raises :class:`InputFileError` for empty or unreadable files.
+
+    ``where`` is an attribute filter applied by GDAL while reading (see :func:`where_in`): only
+    the matching features are decoded, and a filter that matches nothing gives an empty frame
+    rather than an error. ``keep_fids``: the frame's index holds the features' ids (GDAL FIDs).
     """
     name = path.name
     check_not_empty(path)
@@ -194,9 +199,11 @@ def read_vector(path: Path, *, layer: str | None = None) -> tuple[gpd.GeoDataFra
         if path.suffix.lower() in (".parquet", ".geoparquet"):
             frame = gpd.read_parquet(path)
         else:
-            frame = gpd.read_file(path, layer=layer, engine="pyogrio")
+            frame = gpd.read_file(path, layer=layer, engine="pyogrio", where=where, fid_as_index=keep_fids)
     except Exception as exc:  # GDAL, pyarrow (damaged Parquet) and UnicodeDecodeError raise many types
         raise _unreadable(path, exc) from exc
+    if len(frame) == 0 and where is not None and isinstance(frame, gpd.GeoDataFrame):
+        return (frame if keep_fids else frame.reset_index(drop=True)), []
     if len(frame) == 0:
         raise InputFileError(
             name, "le fichier ne contient aucune entité (collection vide).",
@@ -209,7 +216,48 @@ def read_vector(path: Path, *, layer: str | None = None) -> tuple[gpd.GeoDataFra
             hint="fournissez le fichier géographique tel que publié (GeoJSON, GeoPackage, shapefile).",
         )
     frame, warnings = ensure_wgs84(frame, name)
-    return frame.reset_index(drop=True), warnings
+    return (frame if keep_fids else frame.reset_index(drop=True)), warnings
+
+
+def layer_fields(path: Path, layer: str | None = None) -> list[str]:
+    """Attribute columns of one layer, without reading its features."""
+    check_not_empty(path)
+    try:
+        return [str(f) for f in pyogrio.read_info(path, layer=layer)["fields"]]
+    except Exception as exc:  # GDAL errors, as in vector_layers
+        raise _unreadable(path, exc) from exc
+
+
+def where_in(column: str, values: Iterable[str], *, or_null: bool = True) -> str:
+    """An OGR attribute filter ``"column" IN ('a', 'b')`` (``OR "column" IS NULL`` by default, so
+    that rows whose value is missing still reach the reader's own checks)."""
+    quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+    name = '"' + column.replace('"', '""') + '"'
+    return f"({name} IN ({quoted})" + (f" OR {name} IS NULL)" if or_null else ")")
+
+
+def read_vector_where(path: Path, layer: str | None, where: str
+                      ) -> tuple[gpd.GeoDataFrame, list[str], np.ndarray, int]:
+    """:func:`read_vector` of the features ``where`` keeps, with the row number (1-based position
+    in the whole layer, as a whole read numbers them) of each, and the layer's feature count.
+
+    Readers number rows by position in the layer (quarantine row numbers): the positions come from
+    the feature ids, read alone (no attribute, no geometry: a fraction of a whole read).
+    """
+    frame, warnings = read_vector(path, layer=layer, where=where, keep_fids=True)
+    try:
+        ids = pyogrio.read_dataframe(path, layer=layer, columns=[], read_geometry=False, fid_as_index=True).index
+    except Exception as exc:  # GDAL errors, as in vector_layers
+        raise _unreadable(path, exc) from exc
+    positions = np.flatnonzero(np.isin(ids.to_numpy(), frame.index.to_numpy()))
+    if len(positions) != len(frame) or len(np.unique(ids.to_numpy())) != len(ids):
+        # ids that do not identify features (a driver without stable FIDs): read the whole layer
+        frame, warnings = read_vector(path, layer=layer)
+        return frame, warnings, np.arange(1, len(frame) + 1, dtype="int64"), len(frame)
+    in_file_order = pd.Index(ids.to_numpy()[positions])
+    if not frame.index.equals(in_file_order):
+        frame = frame.loc[in_file_order]
+    return frame.reset_index(drop=True), warnings, positions.astype("int64") + 1, len(ids)
 
 
 def ensure_wgs84(frame: gpd.GeoDataFrame, name: str) -> tuple[gpd.GeoDataFrame, list[str]]:
