@@ -22,9 +22,9 @@ from tricky import ESCALE, SCRIPT
 from essmap import store
 from essmap.domain.formatting import format_date
 from essmap.domain.selection import Selection
+from essmap.present import viewdata
 from essmap.present.classify import NO_DATA_LABEL
 from essmap.present.view import MapView
-from essmap.present import viewdata
 from essmap.present.viewdata import view_data
 from essmap.render import maps, snapshot
 

@@ -99,7 +99,6 @@ def test_exports_of_a_region_view_list_every_establishment(demo_con):
 def test_establishments_of_a_commune_outside_any_epci_form_their_commune_group(demo_db, tmp_path):
     """Île-d'Yeu, Bréhat, Ouessant, Sein belong to no EPCI: their establishments still count in a
     région view, as their commune's circle."""
-    import shutil
 
     copy = tmp_path / "islands.duckdb"
     shutil.copyfile(demo_db, copy)
