@@ -93,3 +93,14 @@ def tricky_db(demo_db, tmp_path_factory) -> Path:
     finally:
         con.close()
     return path
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) the browser tests all go
+    to one worker, as in a serial run: one Streamlit server and one chromium, not one per worker
+    writing the same log, while the other workers take the rest of the suite."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("browser"))
