@@ -92,8 +92,7 @@ class QuietServer(ThreadingHTTPServer):
 def running_server(handler: type[RangeHandler]) -> Iterator[QuietServer]:
     """``handler`` served on 127.0.0.1 at a free port until the block ends (``server.base_url``)."""
     server = QuietServer(("127.0.0.1", 0), handler)
-    host, port = server.server_address[:2]
-    server.base_url = f"http://{host}:{port}"  # type: ignore[attr-defined]
+    server.base_url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
