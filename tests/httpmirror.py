@@ -37,46 +37,48 @@ class RangeHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def send_file(self, data: bytes, *, honour_range: bool = True, length_delta: int = 0,
-                  cut_after: int | None = None, cut_at: int | None = None) -> tuple[int, int]:
-        """Answer ``data`` (200, 206 for a range whose ``If-Range`` matches, 416 past the end);
-        returns (status, body bytes sent).
+    def send_file(self, data: bytes, *, log: dict[str, object] | None = None, honour_range: bool = True,
+                  length_delta: int = 0, cut_after: int | None = None, cut_at: int | None = None) -> None:
+        """Answer ``data`` (200, 206 for a range whose ``If-Range`` matches, 416 past the end).
 
         ``length_delta`` is added to the announced Content-Length (at most the announced length is
         sent); the body stops after ``cut_after`` bytes or at file offset ``cut_at``, and the
-        connection closes: the client sees a transfer cut short."""
+        connection closes: the client sees a transfer cut short. ``log`` (the request's entry in a
+        test's log) gets ``status`` and ``sent`` (body bytes) before the response goes out: a client
+        that has read the whole answer, and the test after it, find them there."""
         etag = etag_of(data)
-        start = 0
+        start, status = 0, 200
         wanted = self.headers.get("Range")
         if wanted and honour_range and self.headers.get("If-Range") in (None, etag):
             match = re.fullmatch(r"bytes=(\d+)-", wanted)
             assert match, f"only open-ended ranges are served, not {wanted!r}"
             start = int(match[1])
             if start >= len(data):
+                if log is not None:
+                    log.update(status=416, sent=0)
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{len(data)}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-                return 416, 0
+                return
             status = 206
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            status = 200
-            self.send_response(200)
         announced = len(data) - start + length_delta
-        self.send_header("Content-Length", str(announced))
-        self.send_header("ETag", etag)
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
         stop = min(len(data), start + announced)
         if cut_after is not None:
             stop = min(stop, start + cut_after)
         if cut_at is not None:
             stop = min(stop, cut_at)
+        if log is not None:
+            log.update(status=status, sent=stop - start)
+        self.send_response(status)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(announced))
+        self.send_header("ETag", etag)
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
         self.wfile.write(data[start:stop])
         self.close_connection = True
-        return status, stop - start
 
 
 class QuietServer(ThreadingHTTPServer):

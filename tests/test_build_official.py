@@ -99,7 +99,7 @@ class Handler(RangeHandler):
             self.send_error(404)
             return
         cut = served.cut_once.pop(name, served.cut_after.get(name))
-        entry["status"], entry["sent"] = self.send_file(data, cut_after=cut)
+        self.send_file(data, log=entry, cut_after=cut)
 
 
 @pytest.fixture(scope="module")

@@ -97,7 +97,7 @@ class Handler(RangeHandler):
             entry["status"] = 404
             self.send_error(404)
             return
-        entry["status"], entry["sent"] = self.send_file(data, cut_after=served.cut_after)
+        self.send_file(data, log=entry, cut_after=served.cut_after)
 
 
 @dataclass
