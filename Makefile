@@ -66,14 +66,19 @@ $(AXE): | system-deps
 
 axe: $(AXE)
 
+# `make test PYTEST_WORKERS=auto` (or a number) runs the tests in parallel with pytest-xdist, the
+# browser tests together in one worker (tests/conftest.py); empty (the default), one process.
+PYTEST_WORKERS ?=
+PYTEST_PARALLEL = $(if $(PYTEST_WORKERS),-n $(PYTEST_WORKERS) --dist loadgroup)
+
 test: $(STAMP) $(DB) system-deps $(AXE)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # The tests that need no Debian package (no chromium, no poppler-utils) and take seconds, not tens of
 # seconds (marker slow): markers in pyproject.toml.
 # `make test-unit PYTEST_ARGS=--durations=15` lists the slowest.
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not browser and not poppler and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not browser and not poppler and not slow" $(PYTEST_ARGS)
 
 # The fault-injection and fuzz suite (tests/fuzz) with many more Hypothesis examples than `make test`
 # runs (profile "fuzz" in tests/fuzz/conftest.py; still derandomized, so a failure reproduces).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,15 @@ PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
 
 #: Scale of the synthetic establishments in the test store (1 = realistic volumes).
 TEST_SCALE = 0.05
+
+# The CLI's rich consoles are created when essmap.cli is imported and keep the COLUMNS found then;
+# the tests choose the width of each invocation (CliRunner(env={"COLUMNS": ...})). An inherited
+# COLUMNS would freeze them at its width instead. GNU readline, which pytest imports, sets
+# COLUMNS=80 and LINES=24 in the C environment of the process (not in os.environ): the processes it
+# starts inherit them, pytest-xdist's workers among them, whose longer temporary paths were then
+# folded mid-name in the CLI's messages (18 failures under `-n 2`).
+for _variable in ("COLUMNS", "LINES"):
+    os.environ.pop(_variable, None)
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +93,14 @@ def tricky_db(demo_db, tmp_path_factory) -> Path:
     finally:
         con.close()
     return path
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) the browser tests all go
+    to one worker, as in a serial run: one Streamlit server and one chromium, not one per worker
+    writing the same log, while the other workers take the rest of the suite."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("browser"))

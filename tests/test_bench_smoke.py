@@ -118,6 +118,9 @@ def test_measured_process_reports_its_own_peak_memory(bench) -> None:
         measure.run_process([sys.executable, "-c", "import sys; sys.exit(3)"])
 
 
+#: Ten whole processes (five commands, each a warm-up and a measured run), each importing essmap's stack:
+#: about 20 s on an idle 2-core machine, 40 s under load. `make test` runs it, `make test-unit` leaves it out.
+@pytest.mark.slow
 def test_cli_and_pip_cases_run_agree_and_reach_the_report(bench, tiny, demo_db, tmp_path) -> None:
     cases, pip_recipes, report = bench["cases"], bench["pip_recipes"], bench["report"]
     db = tmp_path / "store.duckdb"

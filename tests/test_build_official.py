@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from httpmirror import PROXY_VARIABLES, RangeHandler, running_server
 from official_mirror import CLOSED_IN_EDITION_2, GEOLOCATION_FILE, ROOT, build_mirror
 from typer.testing import CliRunner
 
@@ -78,30 +77,19 @@ class Served:
         return {str(r["name"]) for r in self.log if r["status"] in (200, 206)}
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(RangeHandler):
     """``/miroir/<file>`` -> 302 ``/fr/datasets/r/<id>`` -> 302 ``/resources/<id>/<file>`` (the file)."""
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
-        pass
-
-    def _answer(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         served: Served = self.server.served  # type: ignore[attr-defined]
         mirror = re.fullmatch(r"/miroir/(?:[a-z0-9_]+/)?([^/]+)", self.path)
         if mirror and mirror[1] in served.files:
-            ident = hashlib.sha1(mirror[1].encode()).hexdigest()[:12]
-            self._answer(302, {"Location": f"/fr/datasets/r/{ident}", "Content-Length": "0"})
+            self.redirect(f"/fr/datasets/r/{hashlib.sha1(mirror[1].encode()).hexdigest()[:12]}")
             return
         redirect = re.fullmatch(r"/fr/datasets/r/([0-9a-f]+)", self.path)
         if redirect:
             name = next(n for n in served.files if hashlib.sha1(n.encode()).hexdigest()[:12] == redirect[1])
-            self._answer(302, {"Location": f"/resources/{redirect[1]}/{name}", "Content-Length": "0"})
+            self.redirect(f"/resources/{redirect[1]}/{name}")
             return
         resource = re.fullmatch(r"/resources/[0-9a-f]+/([^/]+)", self.path)
         name = resource[1] if resource else (mirror[1] if mirror else self.path)
@@ -115,44 +103,15 @@ class Handler(BaseHTTPRequestHandler):
         if data is None:
             self.send_error(404)
             return
-        etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
-        start = 0
-        wanted = self.headers.get("Range")
-        headers = {"ETag": etag, "Accept-Ranges": "bytes"}
-        if wanted and self.headers.get("If-Range") in (None, etag):
-            start = int(re.fullmatch(r"bytes=(\d+)-", wanted)[1])
-            entry["status"] = 206
-            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        else:
-            entry["status"] = 200
-        headers["Content-Length"] = str(len(data) - start)
         cut = served.cut_once.pop(name, served.cut_after.get(name))
-        stop = len(data) if cut is None else min(len(data), start + cut)
-        entry["sent"] = stop - start  # before writing: the client may check the log as soon as it has the bytes
-        self._answer(int(entry["status"]), headers, data[start:stop])
-        self.close_connection = True
-
-
-class QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        import sys
-
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
+        self.send_file(data, log=entry, cut_after=cut)
 
 
 @pytest.fixture(scope="module")
 def httpd():
-    server = QuietServer(("127.0.0.1", 0), Handler)
-    server.served = Served()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with running_server(Handler) as server:
+        server.served = Served()  # type: ignore[attr-defined]
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -169,9 +128,6 @@ def serve(httpd, folder: Path) -> Served:
     return served
 
 
-PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
-
-
 @pytest.fixture
 def no_proxy(monkeypatch):
     for var in PROXY_VARIABLES:
@@ -179,8 +135,7 @@ def no_proxy(monkeypatch):
 
 
 def mirror_url(httpd) -> str:
-    host, port = httpd.server_address[:2]
-    return f"http://{host}:{port}/miroir"
+    return f"{httpd.base_url}/miroir"
 
 
 def build(db: Path, cache: Path, mirror: str | Path, *extra: str):

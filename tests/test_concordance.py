@@ -65,12 +65,21 @@ def test_older_edition_plg_qp_is_the_current_generation(tmp_path):
     assert any("1 QPV 2024 attribué(s) par l'INSEE de forme inattendue (« 1330M »)" in w for w in read.meta.warnings)
 
 
-@pytest.fixture()
-def loaded(demo_db, demo_settings, tmp_path) -> Path:
-    path = tmp_path / "essmap.duckdb"
+@pytest.fixture(scope="module")
+def loaded_once(demo_db, demo_settings, tmp_path_factory) -> Path:
+    """The demo store with the SIRENE extract and INSEE's geolocation file ingested (13 and 06)."""
+    path = tmp_path_factory.mktemp("concordance") / "essmap.duckdb"
     shutil.copyfile(demo_db, path)
     ingest_files(path, "sirene", [UNITES, ETABLISSEMENTS, GEOLOC], settings=demo_settings,
                  departements=["13", "06"])
+    return path
+
+
+@pytest.fixture()
+def loaded(loaded_once, tmp_path) -> Path:
+    """A copy of :func:`loaded_once` of the test's own (an ingest is seconds, a copy milliseconds)."""
+    path = tmp_path / "essmap.duckdb"
+    shutil.copyfile(loaded_once, path)
     return path
 
 

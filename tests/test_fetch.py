@@ -12,13 +12,12 @@ import io
 import random
 import re
 import socket
-import threading
 import zipfile
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from httpmirror import PROXY_VARIABLES, RangeHandler, running_server
 
 from essmap.domain.errors import FetchError
 from essmap.io.fetch import download, extract_zip, fetch_source
@@ -40,51 +39,21 @@ class ServerState:
     length_delta: int = 0  # announce Content-Length + delta (and send min(real, announced))
 
 
-class RangeHandler(BaseHTTPRequestHandler):
-    """GET with single open-ended ranges (``bytes=N-``), ETag and If-Range."""
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
-        pass
+class MisbehavingHandler(RangeHandler):
+    """``/r/<path>`` redirects to ``<path>`` (like data.gouv.fr's stable /datasets/r/<id> addresses)."""
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         state: ServerState = self.server.state  # type: ignore[attr-defined]
         state.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
-        if self.path.startswith("/r/"):  # like data.gouv.fr's stable /datasets/r/<id> addresses
-            self.send_response(302)
-            self.send_header("Location", self.path[2:])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+        if self.path.startswith("/r/"):
+            self.redirect(self.path[2:])
             return
         data = state.files.get(self.path)
         if data is None:
             self.send_error(404, "Not Found")
             return
-        etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
-        start = 0
-        requested = self.headers.get("Range")
-        if_range = self.headers.get("If-Range")
-        if requested and not state.ignore_range and if_range in (None, etag):
-            start = int(re.fullmatch(r"bytes=(\d+)-", requested)[1])
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        announced = len(data) - start + state.length_delta
-        self.send_header("Content-Length", str(announced))
-        self.send_header("ETag", etag)
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        stop = min(len(data), start + announced)
-        if state.drop_at is not None:
-            stop, state.drop_at = min(stop, state.drop_at), None
-        self.wfile.write(data[start:stop])
-        self.close_connection = True
+        cut_at, state.drop_at = state.drop_at, None
+        self.send_file(data, honour_range=not state.ignore_range, length_delta=state.length_delta, cut_at=cut_at)
 
 
 @dataclass
@@ -96,39 +65,20 @@ class LocalServer:
         return self.base + path
 
 
-class QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address):
-        """Clients that hang up mid-transfer are what the resume tests simulate: not an error."""
-        import sys
-
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
-
-
 @pytest.fixture(scope="module")
 def _http_server():
-    httpd = QuietServer(("127.0.0.1", 0), RangeHandler)
-    httpd.daemon_threads = True
-    httpd.state = ServerState()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running_server(MisbehavingHandler) as httpd:
+        httpd.state = ServerState()  # type: ignore[attr-defined]
         yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture
 def server(_http_server, monkeypatch) -> LocalServer:
-    # A proxy set in the environment would swallow requests to 127.0.0.1.
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    for var in PROXY_VARIABLES:
         monkeypatch.delenv(var, raising=False)
     state = ServerState(files={"/data.bin": PAYLOAD})
     _http_server.state = state
-    host, port = _http_server.server_address[:2]
-    return LocalServer(state=state, base=f"http://{host}:{port}")
+    return LocalServer(state=state, base=_http_server.base_url)
 
 
 def sha256(path: Path) -> str:

@@ -13,13 +13,12 @@ import io
 import os
 import random
 import re
-import threading
 import zipfile
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from httpmirror import PROXY_VARIABLES, RangeHandler, running_server
 from typer.testing import CliRunner
 
 from essmap.cli import app
@@ -81,20 +80,14 @@ class Served:
         return sum(int(r["sent"]) for r in self.log if r["path"] == path)
 
 
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
-        pass
-
+class Handler(RangeHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         served: Served = self.server.served  # type: ignore[attr-defined]
         entry: dict[str, object] = {"path": self.path, "range": self.headers.get("Range"), "status": 0, "sent": 0}
         served.log.append(entry)
         if self.path in served.redirects:
             entry["status"] = 302
-            self.send_response(302)
-            self.send_header("Location", served.redirects[self.path])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.redirect(served.redirects[self.path])
             return
         if self.path in served.status:
             entry["status"] = served.status[self.path]
@@ -105,43 +98,7 @@ class Handler(BaseHTTPRequestHandler):
             entry["status"] = 404
             self.send_error(404)
             return
-        etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
-        start = 0
-        wanted = self.headers.get("Range")
-        if wanted and self.headers.get("If-Range") in (None, etag):
-            start = int(re.fullmatch(r"bytes=(\d+)-", wanted)[1])
-            if start >= len(data):
-                entry["status"] = 416
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            entry["status"] = 206
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            entry["status"] = 200
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.send_header("ETag", etag)
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        stop = len(data) if served.cut_after is None else min(len(data), start + served.cut_after)
-        entry["sent"] = stop - start  # before writing: the client may check the log as soon as it has the bytes
-        self.wfile.write(data[start:stop])
-        self.close_connection = True
-
-
-class QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        """Clients hanging up mid-transfer are what the resume tests make happen."""
-        import sys
-
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
+        self.send_file(data, log=entry, cut_after=served.cut_after)
 
 
 @dataclass
@@ -155,23 +112,17 @@ class Server:
 
 @pytest.fixture(scope="module")
 def _httpd():
-    httpd = QuietServer(("127.0.0.1", 0), Handler)
-    httpd.served = Served()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with running_server(Handler) as httpd:
+        httpd.served = Served()  # type: ignore[attr-defined]
+        yield httpd
 
 
 @pytest.fixture
 def server(_httpd, monkeypatch) -> Server:
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)  # a proxy would swallow requests to 127.0.0.1
+    for var in PROXY_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
     _httpd.served = Served()
-    host, port = _httpd.server_address[:2]
-    return Server(_httpd.served, f"http://{host}:{port}")
+    return Server(_httpd.served, _httpd.base_url)
 
 
 @pytest.fixture

@@ -147,6 +147,7 @@ def test_pdf_has_title_subtitle_legend_sources_date_and_synthetic_notice(data, d
     assert Image.open(png).size[0] > Image.open(png).size[1]
 
 
+@pytest.mark.poppler
 @pytest.mark.parametrize("orientation", ["paysage", "portrait"])
 def test_pdf_texts_never_overprint_and_numbers_stay_whole(data, demo, orientation):
     con, sources = demo

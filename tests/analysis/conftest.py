@@ -7,6 +7,7 @@ Geometries are hand-built in lon/lat around real places; distances between them 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -214,6 +215,10 @@ def canonical(frame: gpd.GeoDataFrame, table: str) -> gpd.GeoDataFrame:
     return out
 
 
+#: The layers :func:`make_store` takes (keyword arguments of the same names).
+STORE_LAYERS = ("communes", "qpv", "establishments", "tiers_lieux")
+
+
 def make_store(path: Path, *, communes: gpd.GeoDataFrame | None = None, qpv: gpd.GeoDataFrame | None = None,
                establishments: gpd.GeoDataFrame | None = None,
                tiers_lieux: gpd.GeoDataFrame | None = None) -> Path:
@@ -240,17 +245,49 @@ def make_store(path: Path, *, communes: gpd.GeoDataFrame | None = None, qpv: gpd
     return path
 
 
+def layers_fingerprint(layers: dict[str, gpd.GeoDataFrame | None]) -> str:
+    """A digest of the layers' content (column names and types, values, geometries as WKB, CRS):
+    equal layers, equal digest."""
+    digest = hashlib.sha256()
+    for table, frame in sorted(layers.items()):
+        digest.update(f"{table}:{frame is None}:{frame.crs if frame is not None else ''}".encode())
+        if frame is None:
+            continue
+        digest.update(pd.util.hash_pandas_object(frame.index).to_numpy().tobytes())
+        for column in frame.columns:
+            values = frame[column]
+            digest.update(f"{column}:{values.dtype}".encode())
+            if isinstance(values.dtype, gpd.array.GeometryDtype):
+                for wkb in shapely.to_wkb(values.to_numpy()):
+                    digest.update(b"-" if wkb is None else len(wkb).to_bytes(8, "little") + wkb)
+            else:
+                digest.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def _built_stores(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """Stores already built this session, by :func:`layers_fingerprint` of their layers."""
+    return tmp_path_factory.mktemp("analysis_stores"), {}
+
+
 @pytest.fixture
-def store_of(tmp_path) -> Iterator[Callable[..., object]]:
+def store_of(_built_stores) -> Iterator[Callable[..., object]]:
     """``store_of(communes=..., qpv=..., establishments=..., tiers_lieux=...)``: a read-only connection
-    to a new store holding those layers."""
+    to a store holding those layers.
+
+    A store costs about a second to build (schema, inserts, joins): the tests that ask for the same
+    layers share one file, built once per session, each with its own read-only connection."""
     from essmap import store
 
+    folder, built = _built_stores
     opened = []
 
     def build(**layers: gpd.GeoDataFrame | None):
-        path = make_store(tmp_path / f"store{len(opened)}.duckdb", **layers)
-        con = store.connect(path)
+        key = layers_fingerprint({table: layers.get(table) for table in STORE_LAYERS})
+        if key not in built:
+            built[key] = make_store(folder / f"store{len(built)}.duckdb", **layers)
+        con = store.connect(built[key])
         opened.append(con)
         return con
 

@@ -104,38 +104,35 @@ def geodesic_distance(lon: float, lat: float, geometry: shapely.Geometry, *, edg
                             for k, ring in enumerate(shapely.get_rings(shapely.get_parts(geometry)))])
     starts = np.flatnonzero(rings[:-1] == rings[1:])  # an edge from each vertex to the next of its ring
 
-    def edge_point(k: int, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Points at fractions ``s`` (0 to 1) of edge ``k``."""
-        (x1, y1), (x2, y2) = coords[k], coords[k + 1]
-        if edges == "lonlat":
-            return x1 + s * (x2 - x1), y1 + s * (y2 - y1)
-        azimuth, _, length = GEOD.inv(x1, y1, x2, y2)
-        x, y, _ = GEOD.fwd(np.full(len(s), x1), np.full(len(s), y1), np.full(len(s), azimuth), s * length)
-        return x, y
+    # azimuth and length of every edge (from its vertex), for the samples along it
+    azimuth_of, length_of = np.full(len(coords), np.nan), np.full(len(coords), np.nan)
+    azimuth_of[starts], _, length_of[starts] = GEOD.inv(*coords[starts].T, *coords[starts + 1].T)
 
-    def distances(k: int, s: np.ndarray) -> np.ndarray:
-        x, y = edge_point(k, s)
+    def distances(k: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Distances to the points at fractions ``s`` (0 to 1) of edges ``k`` (an edge per fraction)."""
+        (x1, y1), (x2, y2) = coords[k].T, coords[k + 1].T
+        if edges == "lonlat":
+            x, y = x1 + s * (x2 - x1), y1 + s * (y2 - y1)
+        else:
+            x, y, _ = GEOD.fwd(x1, y1, azimuth_of[k], s * length_of[k])
         return GEOD.inv(np.full(len(s), lon), np.full(len(s), lat), x, y)[2]
 
-    sampled = []
-    lengths = {}
-    for k in starts.tolist():
-        length = lengths[k] = GEOD.inv(*coords[k], *coords[k + 1])[2]
-        s = np.linspace(0.0, 1.0, max(2, math.ceil(length / SAMPLE_M)) + 1)
-        d = distances(k, s)
-        sampled.append((float(d.min()), k, s, int(np.argmin(d))))
-    best = min(item[0] for item in sampled)
+    # one call to pyproj for the samples of every edge, then for a step of every search at once
+    fractions = [np.linspace(0.0, 1.0, max(2, math.ceil(length_of[k] / SAMPLE_M)) + 1) for k in starts.tolist()]
+    sizes = np.array([len(f) for f in fractions])
+    sampled = np.split(distances(np.repeat(starts, sizes), np.concatenate(fractions)), np.cumsum(sizes)[:-1])
+    best = min(float(d.min()) for d in sampled)
+    searched = [(k, s, int(np.argmin(d))) for k, s, d in zip(starts.tolist(), fractions, sampled, strict=True)
+                if float(d.min()) <= best + SAMPLE_M]
+    edge = np.array([k for k, _, _ in searched])
+    low = np.array([s[max(i - 1, 0)] for _, s, i in searched])
+    high = np.array([s[min(i + 1, len(s) - 1)] for _, s, i in searched])
     ratio = (math.sqrt(5) - 1) / 2
-    for d_min, k, s, i in sampled:
-        if d_min > best + SAMPLE_M:
-            continue
-        low, high = s[max(i - 1, 0)], s[min(i + 1, len(s) - 1)]
-        while (high - low) * lengths[k] > 1e-4:  # a tenth of a millimetre
-            left, right = high - ratio * (high - low), low + ratio * (high - low)
-            d_left, d_right = distances(k, np.array([left, right]))
-            if d_left < d_right:
-                high = right
-            else:
-                low = left
-        best = min(best, float(distances(k, np.array([(low + high) / 2]))[0]))
-    return best
+    while (going := np.flatnonzero((high - low) * length_of[edge] > 1e-4)).size:  # a tenth of a millimetre
+        left = high[going] - ratio * (high[going] - low[going])
+        right = low[going] + ratio * (high[going] - low[going])
+        d_left, d_right = np.split(distances(np.tile(edge[going], 2), np.concatenate([left, right])), 2)
+        closer_left = d_left < d_right
+        high[going] = np.where(closer_left, right, high[going])
+        low[going] = np.where(closer_left, low[going], left)
+    return min(best, float(distances(edge, (low + high) / 2).min()))
