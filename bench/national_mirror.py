@@ -159,20 +159,6 @@ def _digits(values: np.ndarray, width: int) -> pd.Series:
     return pd.Series(values.astype(np.int64).astype(str), dtype="string").str.zfill(width)
 
 
-def _official_table(columns: tuple[str, ...], values: dict[str, object], n: int) -> pa.Table:
-    """Every official column, in order, as text; those not given are empty."""
-    arrays = []
-    for column in columns:
-        value = values.get(column)
-        if value is None:
-            arrays.append(pa.nulls(n, pa.string()))
-        elif isinstance(value, str):
-            arrays.append(pa.array(np.full(n, value, dtype=object), pa.string()))
-        else:
-            arrays.append(pa.array(np.asarray(value, dtype=object), pa.string(), from_pandas=True))
-    return pa.Table.from_arrays(arrays, names=list(columns))
-
-
 def _where_or_null(mask: np.ndarray, value: str) -> np.ndarray:
     out = np.full(len(mask), None, dtype=object)
     out[mask] = value
@@ -196,7 +182,7 @@ def _filler_chunk(data: nd.NationalData, names: pd.Series, rng: np.random.Genera
                                                               commune.str[:3] + commune.str[3:5])
     employer = rng.random(n) < 0.3
     unit_employer = rng.random(n_units) < 0.3
-    establishments = _official_table(ETABLISSEMENT_COLUMNS, {
+    establishments = ss.official_table(ETABLISSEMENT_COLUMNS, {
         "siren": _digits(siren, 9).to_numpy(), "nic": siret.str[9:].to_numpy(), "siret": siret.to_numpy(),
         "statutDiffusionEtablissement": "O", "dateCreationEtablissement": _dates(rng, n, "1950-01-01", "2025-06-30"),
         "trancheEffectifsEtablissement": np.where(employer, _pick(rng, nd.SIZE_BANDS, n), "NN"),
@@ -220,7 +206,7 @@ def _filler_chunk(data: nd.NationalData, names: pd.Series, rng: np.random.Genera
         "caractereEmployeurEtablissement": np.where(employer, "O", "N"),
     }, n)
     unit_text = _digits(unit_siren, 9)
-    units = _official_table(UNITE_LEGALE_COLUMNS, {
+    units = ss.official_table(UNITE_LEGALE_COLUMNS, {
         "siren": unit_text.to_numpy(), "statutDiffusionUniteLegale": "O",
         "dateCreationUniteLegale": _dates(rng, n_units, "1950-01-01", "2025-06-30"),
         "trancheEffectifsUniteLegale": np.where(unit_employer, _pick(rng, nd.SIZE_BANDS, n_units), "NN"),
@@ -241,7 +227,7 @@ def _ceased_units(start: int, count: int, seed: int) -> pa.Table:
     """Legal units ceased long ago (no establishment in the stock)."""
     rng = np.random.default_rng(seed + 23 + start)
     siren = _digits(nd.siren_numbers(CEASED_SIREN_START + start, count, seed), 9)
-    return _official_table(UNITE_LEGALE_COLUMNS, {
+    return ss.official_table(UNITE_LEGALE_COLUMNS, {
         "siren": siren.to_numpy(), "statutDiffusionUniteLegale": "O", "etatAdministratifUniteLegale": "C",
         "dateCreationUniteLegale": _dates(rng, count, "1950-01-01", "2010-12-31"),
         "dateDebut": _dates(rng, count, "1990-01-01", "2020-12-31"),

@@ -105,8 +105,9 @@ def _value_or_null(mask: np.ndarray, value: str) -> np.ndarray:
     return out
 
 
-def _table(columns: tuple[str, ...], values: dict[str, object], n: int) -> pa.Table:
-    """A table with every official column, in order; those not given are empty (null)."""
+def official_table(columns: tuple[str, ...], values: dict[str, object], n: int) -> pa.Table:
+    """A table with every official column, in order, as text; those not given are empty (null).
+    Also used by :mod:`national_mirror`."""
     arrays = []
     for column in columns:
         value = values.get(column)
@@ -258,7 +259,7 @@ def _write_unites_legales(path: Path, units: pd.DataFrame, rng: np.random.Genera
                 "societeMissionUniteLegale": "N",
                 "caractereEmployeurUniteLegale": np.where(employer, "O", "N"),
             }
-            writer.write_table(_table(UNITE_LEGALE_COLUMNS, values, n))
+            writer.write_table(official_table(UNITE_LEGALE_COLUMNS, values, n))
 
 
 def _write_etablissements(path: Path, rows: _Rows, rng: np.random.Generator) -> None:
@@ -298,7 +299,7 @@ def _write_etablissements(path: Path, rows: _Rows, rng: np.random.Generator) -> 
                 "nomenclatureActivitePrincipaleEtablissement": "NAFRev2",
                 "caractereEmployeurEtablissement": np.where(employer, "O", "N"),
             }
-            writer.write_table(_table(ETABLISSEMENT_COLUMNS, values, n))
+            writer.write_table(official_table(ETABLISSEMENT_COLUMNS, values, n))
 
 
 def stock_dir(data: nd.NationalData, sizes: StockSizes, out_dir: Path = nd.OUT_DIR) -> Path:
