@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import html
 import json
+import os
 import re
 
 import geopandas as gpd
@@ -18,7 +20,7 @@ from essmap.domain.selection import Selection
 from essmap.present import viewdata
 from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_HATCH_COLOUR, classify
 from essmap.present.view import MapView
-from essmap.render import maps, st_folium
+from essmap.render import accessibility, maps, st_folium
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -171,6 +173,29 @@ def test_text_from_data_is_escaped_in_popups_and_tooltips():
     assert first == "<b>&lt;script&gt;alert(1)&lt;/script&gt;</b><br>Types : coworking<br>1 rue &lt;b&gt;x&lt;/b&gt;"
     assert second == ("<b>Escale &amp;amp; CO</b><br>Labels ANCT : Fabrique de territoire"
                       "<br><i>données simulées</i>")
+
+
+#: Jinja syntax in names, with what it would print if run: folium renders each element's script a second
+#: time as a Jinja template, where such a name was evaluated (the last one ran Python on the server).
+TEMPLATE_SYNTAX = {
+    "{{ 'essmap' ~ 'injecté' }}": "essmapinjecté",
+    "{% if true %}essmap-si{% endif %}": "essmap-si",
+    "{{ cycler.__init__.__globals__.os.name ~ '-essmap' }}": f"{os.name}-essmap",
+}
+
+
+@pytest.mark.parametrize("name", TEMPLATE_SYNTAX)
+def test_template_syntax_in_data_is_shown_as_typed_never_run(data, name):
+    """Names of the choropleth's units and of QPVs (tooltips), of the territory (frame title), legend."""
+    hostile = dataclasses.replace(data, areas=data.areas.assign(nom=name), qpv=data.qpv.assign(lib_qp=name))
+    m = maps.view_map(hostile)
+    accessibility.FrenchLeaflet(f"Carte : {name}").add_to(m)
+    maps.add_legend(m, name, data.classification, name)
+    page = maps.render_html(maps.finish(m))
+    # as the browser reads them: JSON string escapes in the scripts, then HTML character references
+    shown = html.unescape(re.sub(r"\\u([0-9a-f]{4})", lambda m: chr(int(m.group(1), 16)), page))
+    assert shown.count(name) >= len(data.areas) + len(data.qpv) + 2  # tooltips, frame title, legend
+    assert TEMPLATE_SYNTAX[name] not in shown.replace(name, "")  # never evaluated
 
 
 def test_legend_escapes_its_text():

@@ -19,6 +19,8 @@ import json
 from branca.element import MacroElement
 from folium.template import Template
 
+from essmap.render.maps import script_string
+
 #: Streamlit's interface strings (frontend 1.67) -> French. Exact texts, trimmed; the same table serves
 #: text and the ``aria-label``, ``title`` and ``placeholder`` attributes.
 STREAMLIT_STRINGS_FR: dict[str, str] = {
@@ -224,8 +226,8 @@ class FrenchLeaflet(MacroElement):
         (function (map) {
             var fr = {{ this.strings|tojson }};
             document.documentElement.lang = "fr";
-            document.title = {{ this.title|tojson }};
-            if (window.frameElement) { window.frameElement.title = {{ this.title|tojson }}; }
+            document.title = {{ this.title }};
+            if (window.frameElement) { window.frameElement.title = {{ this.title }}; }
             if (map.zoomControl) {
                 map.zoomControl.remove();
                 L.Util.setOptions(map.zoomControl, {zoomInTitle: fr["Zoom in"], zoomOutTitle: fr["Zoom out"]});
@@ -252,5 +254,5 @@ class FrenchLeaflet(MacroElement):
     def __init__(self, title: str) -> None:
         super().__init__()
         self._name = "FrenchLeaflet"
-        self.title = title
+        self.title = script_string(title)  # names from data: see maps.escape
         self.strings = LEAFLET_STRINGS_FR

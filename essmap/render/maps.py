@@ -68,10 +68,24 @@ HALO_COLOUR = "#ffffff"
 SELECTION_STYLE: dict[str, Any] = {"color": "#000000", "weight": 3.5, "halo": HALO_COLOUR, "halo_weight": 7}
 
 def escape(value: object) -> str:
-    """Text from data, safe to place in HTML (``<script>`` shows as text)."""
+    """Text from data, safe to place in HTML (``<script>`` shows as text).
+
+    "{" is written as a character reference too: folium renders each element's script a second time
+    as a Jinja template, where "{{ ... }}" or "{% ... %}" in a name would run (or break the map).
+    """
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return ""
-    return html.escape(str(value), quote=True)
+    return html.escape(str(value), quote=True).replace("{", "&#123;")
+
+
+def script_string(value: str) -> str:
+    """Text from data as a JavaScript string literal in a map's script (not HTML): JSON, with "{" written
+    ``\\u007b`` so that folium's second Jinja pass (see :func:`escape`) reads no template syntax, and the
+    characters that could end a ``<script>`` escaped as Jinja's ``tojson`` does."""
+    text = json.dumps(str(value), ensure_ascii=False)
+    for char, code in (("{", "\\u007b"), ("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("'", "\\u0027")):
+        text = text.replace(char, code)
+    return text
 
 
 def base_map(bounds: tuple[float, float, float, float], *, tiles: str | None = None) -> folium.Map:
@@ -400,7 +414,7 @@ def _labelled(codes: pa.Array, labels: dict[str, str], *, default: str | None = 
     return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(dictionary, pa.string()))
 
 
-_HTML_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
+_HTML_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"), ("{", "&#123;"))
 
 
 def _escaped(values: pd.Series) -> pd.Series:
