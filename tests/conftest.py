@@ -96,11 +96,18 @@ def tricky_db(demo_db, tmp_path_factory) -> Path:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) the browser tests all go
-    to one worker, as in a serial run: one Streamlit server and one chromium, not one per worker
-    writing the same log, while the other workers take the rest of the suite."""
+    """Under pytest-xdist (``make test PYTEST_WORKERS=2`` runs ``-n 2 --dist loadgroup``) the browser
+    tests on the shared dashboard server go to one worker, as in a serial run: one Streamlit server
+    and one chromium, not one per worker writing the same log. The tests that start servers of their
+    own (:data:`OWN_SERVER_MODULES`, the longest) form a second group, so that the two groups can run
+    side by side while the other tests fill the gaps."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
         if item.get_closest_marker("browser"):
-            item.add_marker(pytest.mark.xdist_group("browser"))
+            own = item.path.name in OWN_SERVER_MODULES
+            item.add_marker(pytest.mark.xdist_group("browser-own-servers" if own else "browser"))
+
+
+#: Browser test modules whose tests start their own Streamlit servers (see pytest_collection_modifyitems).
+OWN_SERVER_MODULES = frozenset({"test_concurrency.py", "test_replicas.py"})

@@ -77,7 +77,9 @@ def sidebar_checkbox(page, label: str):
 
 def table_rows(table) -> list[list[str]]:
     """Cells of every row of a static table (``st.table``: a real HTML table, every row drawn)."""
-    return [[cell.text_content() or "" for cell in row.locator("td").all()] for row in table.locator("tbody tr").all()]
+    # one round trip for the whole table (a locator per cell made the radius test wait a minute)
+    return table.evaluate("t => Array.from(t.querySelectorAll('tbody tr'), "
+                          "r => Array.from(r.querySelectorAll('td'), c => c.textContent || ''))")
 
 
 def table_row(table, cells: dict[int, str]) -> list[str]:
@@ -161,7 +163,7 @@ def test_radius_tab_table_and_coverage(page, app_url, browser_store):
     assert PERCENT.match(small), small
     expect(page.get_by_role("heading", name="Tiers-lieux autour des QPV")).to_be_visible()
     table = visible_table(page)
-    headers = [h.text_content() for h in table.locator("thead th").all()]
+    headers = table.locator("thead th").all_text_contents()
     assert headers[: len(RADIUS_COLUMNS)] == RADIUS_COLUMNS
     assert table.locator("tbody tr").count() == browser_store.qpv_count
     distances = [row[5] for row in table_rows(table)]
