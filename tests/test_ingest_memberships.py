@@ -49,6 +49,13 @@ def db(demo_db, tmp_path) -> Path:
     return path
 
 
+def test_a_full_build_locates_its_points_once_and_right(db):
+    """The build writes the points after the communes and QPVs and skips the second location."""
+    for table, (stored, recomputed) in _stored_and_recomputed(db).items():
+        assert stored == recomputed, table
+        assert any(row[1:] != (None,) * len(schema.MEMBERSHIPS) for row in stored), table  # located at all
+
+
 def test_rows_an_ingest_adds_carry_the_memberships_a_full_recomputation_gives(db, demo_settings):
     ingest_files(db, "sirene", [UNITES, ETABLISSEMENTS], settings=demo_settings)
     with store.connect(db) as con:

@@ -73,7 +73,8 @@ def build_demo(settings: Settings, *, db_path: Path | None = None, scale: float 
               for read in [*real_tiers_lieux, synthetic_tiers_lieux]),
         ]
         progress("Jointures (communes, EPCI, QPV) et géométries d'affichage", 0.9)
-        finish_write(con, changed=list(schema.FILE_LAYERS))
+        # the points were written after the communes and QPVs: located at insert, not again
+        finish_write(con, changed=list(schema.FILE_LAYERS), located=schema.POINT_LAYERS)
         report.sources = [communes.meta, qpv.meta, sirene.meta,
                           *(r.meta for r in real_tiers_lieux), synthetic_tiers_lieux.meta]
     progress("Terminé", 1.0)

@@ -38,15 +38,20 @@ from essmap.store.read import read_layer
 from essmap.store.write import delete_rows
 
 
-def refresh(con: duckdb.DuckDBPyConnection, *, changed: Iterable[str]) -> None:
-    """Recompute what depends on the layers in ``changed`` (table names)."""
-    changed = set(changed)
+def refresh(con: duckdb.DuckDBPyConnection, *, changed: Iterable[str], located: Iterable[str] = ()) -> None:
+    """Recompute what depends on the layers in ``changed`` (table names).
+
+    ``located``: point layers written whole after the communes and QPVs of this same write (full
+    builds), whose rows got their memberships at insert from the final polygons: not located twice.
+    """
+    changed, located = set(changed), set(located)
     if changed & {"communes", "qpv"}:
         refresh_qpv_communes(con)
         # the rows an insert adds come with their memberships (write.insert_rows): only a change of
         # the polygons they are computed from makes every row's memberships stale
         for table in schema.POINT_LAYERS:
-            fill_memberships(con, table)
+            if table not in located:
+                fill_memberships(con, table)
     if changed & {"communes", "qpv", "etablissements"}:
         refresh_concordance(con)
     if changed & {"qpv", "tiers_lieux"}:

@@ -358,7 +358,8 @@ def build_official(
             load.replacements.append(write_tiers_lieux(con, tiers_lieux, communes.frame, keep_departements=deps))
             load.sources.append(tiers_lieux.meta)
         progress("Jointures (communes, EPCI, QPV), concordance INSEE et géométries d'affichage", 0.9)
-        load.forgotten = finish_write(con, changed=list(schema.FILE_LAYERS))
+        # the points were written after the communes and QPVs: located at insert, not again
+        load.forgotten = finish_write(con, changed=list(schema.FILE_LAYERS), located=schema.POINT_LAYERS)
         _count_store(con, report)
     progress("Terminé", 1.0)
     return report
