@@ -7,7 +7,6 @@ the previous one or the complete new one.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from essmap.io.readers.placement import PlacementFiles
 from essmap.io.readers.qpv import read_qpv
 from essmap.io.readers.sirene import read_sirene
 from essmap.io.readers.tiers_lieux import read_tiers_lieux
+from essmap.io.scratch import scratch_folder
 from essmap.io.text import printable
 from essmap.store import joins
 from essmap.store.queries import read_attributes
@@ -133,7 +133,7 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
 
     progress("Écriture de la base", 0.8)
     table = {"qpv": "qpv", "communes": "communes", "sirene": "etablissements"}.get(source, "tiers_lieux")
-    with tempfile.TemporaryDirectory(prefix="essmap-ingest-") as spill, \
+    with scratch_folder("ingest") as spill, \
             store.atomic_update(db_path, notify=notify or say) as con:
         limit_memory(con, spill)
         for read in reads:

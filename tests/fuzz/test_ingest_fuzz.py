@@ -102,9 +102,10 @@ def _places(path: Path, prefix: str, positions: list[tuple[float, float]]) -> Pa
 PACA = [(43.2990, 5.3690), (43.7000, 7.2600), (43.1250, 5.9300), (43.9490, 4.8050), (44.0930, 6.2350)]
 
 
-def _essmap(*args: str) -> subprocess.Popen:
+def _essmap(*args: str, temp: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "essmap.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200", **({"TMPDIR": str(temp)} if temp else {})})
 
 
 def _ids(db: Path) -> set[str]:
@@ -122,7 +123,8 @@ def test_an_ingest_killed_at_any_moment_leaves_a_usable_store(store_copy, tmp_pa
     db = store_copy()
     before = db.read_bytes()
     listing = _places(tmp_path_factory.mktemp("killed") / "liste.csv", "k", PACA)
-    proc = _essmap("ingest", "tiers-lieux", str(listing), "--db", str(db))
+    temp = tmp_path_factory.mktemp("temp")  # the ingests' temporary folder (TMPDIR)
+    proc = _essmap("ingest", "tiers-lieux", str(listing), "--db", str(db), temp=temp)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=120)
@@ -133,9 +135,10 @@ def test_an_ingest_killed_at_any_moment_leaves_a_usable_store(store_copy, tmp_pa
         _sources_account_for_the_store(db)
     left_overs = sorted(p.name for p in db.parent.glob("essmap.duckdb.tmp-*"))
 
-    again = _essmap("ingest", "tiers-lieux", str(listing), "--db", str(db))
+    again = _essmap("ingest", "tiers-lieux", str(listing), "--db", str(db), temp=temp)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
+    assert not list(temp.iterdir())  # its own scratch folder, and the killed one's, are gone
     assert ("Nettoyage" in err) == bool(left_overs), (left_overs, err)
     assert not list(db.parent.glob("essmap.duckdb.tmp-*"))
     assert loaded <= _ids(db)

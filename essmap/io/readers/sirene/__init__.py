@@ -26,7 +26,6 @@ checks and positions), ``output`` (canonical frame). Callers import from this pa
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -73,6 +72,7 @@ from essmap.io.readers.sirene.scan import (
     load_geolocalisation,
     load_unites_legales,
 )
+from essmap.io.scratch import scratch_folder
 
 __all__ = [
     "DUCKDB_MEMORY_LIMIT",
@@ -135,11 +135,11 @@ def read_sirene(
 
     quarantines = Quarantines()
     all_inputs = [*ul_inputs, *etab_inputs, *geo_inputs]
-    with tempfile.TemporaryDirectory(prefix="essmap-sirene-") as spill:
+    with scratch_folder("sirene") as spill:
         for inp in all_inputs:
-            prepare_file(inp, Path(spill), warnings)
+            prepare_file(inp, spill, warnings)
         report("Encodage vérifié, empreintes calculées", 0.15)
-        con = connect_for_scans(spill)
+        con = connect_for_scans(str(spill))
         try:
             scanner = Scanner(con, quarantines, warnings)
             load_unites_legales(scanner, ul_inputs)
