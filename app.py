@@ -502,9 +502,13 @@ with carte:
     st.markdown(f"Sans la carte : la valeur de chaque {level_label} ci-dessous ; les QPV et leurs tiers-lieux "
                 "proches dans l'onglet « Rayon autour des QPV » ; les établissements ESS et les tiers-lieux dans "
                 "l'onglet « Exports » (tableaux et fichiers).")
-    with st.expander(f"{data.legend_title} par {level_label} ({format_number(len(data.areas))} lignes)"):
-        _table(_map_table(data), limit=MAP_TABLE_ROWS,
-               whole=f"le tableau complet : « Indicateurs par {level_label} » dans l'onglet « Exports »")
+    # drawn only while open (its rows cost the browser more than the rest of the page on large départements)
+    map_table = st.expander(f"{data.legend_title} par {level_label} ({format_number(len(data.areas))} lignes)",
+                            key="tableau_carte", on_change="rerun")
+    if map_table.open:
+        with map_table:
+            _table(_map_table(data), limit=MAP_TABLE_ROWS,
+                   whole=f"le tableau complet : « Indicateurs par {level_label} » dans l'onglet « Exports »")
 
 if rayon.open:
     with rayon:

@@ -232,7 +232,11 @@ def test_collapsed_classes_are_announced_and_the_map_has_its_table(demo_db, monk
     at = _app(demo_db, monkeypatch, departements="13", indicateur="n_tiers_lieux", methode="quantiles", classes="5")
     notices = [i.value for i in at.info if i.value.startswith("Carte en ")]
     assert len(notices) == 1 and "au lieu des 5 demandées" in notices[0] and "« Tiers-lieux »" in notices[0], notices
-    # the map's values without the map: one row per commune, the legend title "Tiers-lieux" (no repeated unit)
+    # the map's values without the map: one row per commune, the legend title "Tiers-lieux" (no repeated unit),
+    # drawn once its expander is open
+    assert not [t for t in at.table if "Classe de la légende" in t.value.columns]
+    at.session_state["tableau_carte"] = True
+    at.run()
     values = _table(at, "Classe de la légende")
     assert list(values.columns) == ["Commune", "Code", "Tiers-lieux", "Classe de la légende"]
     assert len(values) == _count(_metrics(at)["Unités cartographiées (commune)"])
