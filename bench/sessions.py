@@ -35,7 +35,8 @@ Cases (``run``), mirroring ``bench/browser.py`` (same départements, same server
   same 4 one at a time on a second fresh server; both servers first serve one other département.
   Target: slowest map message <= 2x the slowest lone one.
 - ``national_8``: 8 sessions on 8 départements of the national store at once, on a server just
-  started and on a server that has served one other département. Target: every map message < 3 s.
+  started and on a server that has served one other département; and, as a baseline, the same 8 one
+  at a time on a server that has served one other département. Target: every map message < 3 s.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ MAP_COMPONENT = "streamlit_folium"
 LOCALE = "fr-FR"
 TIMEZONE = "Europe/Paris"
 SESSION_TIMEOUT_S = 240.0
+ONE_AT_A_TIME_WARM = "one at a time, server warmed by one other département"
 #: A layer payload named in the map's arguments (relative to the component frame: ``../../app/static``).
 LAYER_URL = re.compile(r"app/static/points/[0-9a-f]+\.json\.gz")
 
@@ -239,17 +241,23 @@ def embedded_4(db: Path, *, rounds: int) -> list[dict[str, Round]]:
     return out
 
 
+#: The rounds of ``national_8``: (label, warm-up first, all at once).
+NATIONAL_MODES = (("server just started", False, True), ("server warmed by one other département", True, True),
+                  (ONE_AT_A_TIME_WARM, True, False))
+
+
 def national_8(db: Path, *, rounds: int) -> list[Round]:
+    """8 at once on a fresh server and on a warmed one, and the same 8 one at a time on a warmed server
+    (the lone figure of each view, a baseline the browser case does not have)."""
     out = []
     for i in range(rounds):
-        for warm in (False, True):
-            label = "server warmed by one other département" if warm else "server just started"
+        for label, warm, at_once in NATIONAL_MODES:
             with _server(db, "national-8") as server:
                 if warm:
                     run_round(server, [NATIONAL_WARM_UP], "warm-up")
-                found = run_round(server, NATIONAL_8, label)
+                found = run_round(server, NATIONAL_8, label, at_once=at_once)
             out.append(found)
-            log(f"sessions: national 8 at once, {label} ({i + 1}/{rounds}): {_describe(found)}")
+            log(f"sessions: national 8, {label} ({i + 1}/{rounds}): {_describe(found)}")
     return out
 
 
