@@ -99,13 +99,14 @@ clean:
 # bench/out/), CLI cases, point in polygon against the libraries and PostGIS, the dashboard in chromium;
 # rewrites bench/RESULTS.md. Options through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--skip-postgis
 # --skip-browser"` (`.venv/bin/python bench/run.py --help`). `make bench-small`: smoke run on small data
-# (bench/out/RESULTS-small.md). `make bench-browser`: the browser part alone (the rest keeps its figures).
+# (bench/out/RESULTS-small.md). `make bench-browser`: the browser part alone (the rest keeps its figures);
+# `make bench-sessions`: the same concurrency cases with protocol clients, no browser (the server alone).
 # PostgreSQL + PostGIS come from Debian (bench/install-system-deps.sh, a no-op when present); the
 # harness starts its own throw-away cluster with the /usr/lib/postgresql/<major>/bin binaries.
 BENCH_STAMP := $(VENV)/.bench-stamp
 BENCH_ARGS ?=
 
-.PHONY: bench-small bench-deps bench-browser
+.PHONY: bench-small bench-deps bench-browser bench-sessions
 
 $(BENCH_STAMP): $(STAMP) bench/requirements.txt
 	$(BIN)/pip install --quiet -r bench/requirements.txt
@@ -122,6 +123,9 @@ bench-small: $(STAMP) bench-deps system-deps
 
 bench-browser: $(STAMP) bench-deps system-deps
 	$(BIN)/python bench/run.py --only browser $(BENCH_ARGS)
+
+bench-sessions: $(STAMP) bench-deps
+	$(BIN)/python bench/run.py --only sessions $(BENCH_ARGS)
 
 # --- Several users: `make serve REPLICAS=4` -----------------------------------------------------
 # REPLICAS Streamlit processes (local ports REPLICA_PORT, REPLICA_PORT+1...) on the same read-only

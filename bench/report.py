@@ -231,10 +231,50 @@ def _pip_rows(pip: dict | None) -> list[str]:
     return rows
 
 
+def _slowest(rnd: dict, key: str = "map_message_s") -> float:
+    return max(x[key] for x in rnd["sessions"])
+
+
+def _sessions_rows(p: dict | None) -> list[str]:
+    """The same concurrency targets, timed by protocol clients instead of chromium tabs (the server alone)."""
+    if not p:
+        return [row("8 sessions at once, national store, protocol clients (no browser)", "map message < 3 s in every "
+                    "session", *NOT_MEASURED),
+                row("4 sessions at once vs one at a time, embedded store, protocol clients (no browser)",
+                    "slowest ≤ 2× the lone one", *NOT_MEASURED)]
+    rows = []
+    load_text = load(p.get("load_before"), p.get("load_after"))
+    rounds = p.get("national_8") or []
+    for label in ("server just started", "server warmed by one other département"):
+        mine = [r for r in rounds if r["label"] == label]
+        if mine:
+            slowest = [_slowest(r) for r in mine]
+            lone = [r for r in rounds if r["label"].startswith("one at a time")] if "warmed" in label else []
+            baseline = (f"the same 8 one at a time (warmed server): slowest {spread([_slowest(r) for r in lone])}, "
+                        f"server CPU {spread([r['server_cpu_s'] for r in lone])}" if lone else "–")
+            rows.append(row(f"8 sessions open 8 départements of the national store at once ({label}), protocol "
+                            "clients (no browser)", "slowest map message < 3 s",
+                            f"slowest map message {spread(slowest)}; server CPU per round "
+                            f"{spread([r['server_cpu_s'] for r in mine])}", load_text, baseline,
+                            f"{verdict(max(slowest) < TARGET_8_SESSIONS_S)} (worst round)"))
+    pairs = p.get("embedded_4") or []
+    if pairs:
+        together = [_slowest(x["together"]) for x in pairs]
+        alone = [_slowest(x["alone"]) for x in pairs]
+        ratios = [t / a for t, a in zip(together, alone, strict=True)]
+        rows.append(row("4 sessions open 4 unvisited départements of the embedded store at once, vs one at a time, "
+                        "protocol clients (no browser)", "slowest ≤ 2× the lone one",
+                        f"ratio {spread(ratios, lambda x: f'{x:.2f}×')}; slowest together {spread(together)}",
+                        load_text, f"one at a time (same run): slowest {spread(alone)}",
+                        f"{verdict(med(ratios) <= TARGET_4_SESSIONS_RATIO)} (median ratio)"))
+    return rows
+
+
 def verdict_rows(r: dict) -> list[str]:
     return [row("case", "target", "measured: median [min – max] (n)", "load avg (1 min) before → after",
                 "same-run baseline", "verdict"), "|---|---|---|---|---|---|",
-            *_browser_rows(r.get("browser")), *_cli_rows(r.get("cli")), *_sirene_row(r.get("sirene")),
+            *_browser_rows(r.get("browser")), *_sessions_rows(r.get("sessions")), *_cli_rows(r.get("cli")),
+            *_sirene_row(r.get("sirene")),
             *_pip_rows(r.get("pip"))]
 
 
@@ -437,6 +477,59 @@ def browser_section(r: dict) -> list[str]:
     return lines
 
 
+def sessions_section(r: dict) -> list[str]:
+    p = r.get("sessions")
+    if not p:
+        return []
+    lines = ["## Sessions without browsers (the server alone)", "",
+             f"Measured {p['date']} (load {load(p['load_before'], p['load_after'])}). The browser figures above "
+             "share the 2 cores between the server and every chromium tab (each page load costs chromium about 5 s "
+             "of CPU); here each session is a protocol client (`bench/sessions.py`: Streamlit's websocket protocol "
+             "spoken from Python, as the frontend speaks it, then the map's published layers fetched over HTTP), "
+             "which costs almost no CPU, as if every user's browser ran on their own machine. Times from the "
+             "opening of each session's websocket: map message (the delta carrying the map component), script "
+             "finished, layers fetched. Server CPU: utime + stime of the server process during the round (a "
+             "warm-up département served first is not counted); client CPU: the harness's own, all sessions. "
+             "Same servers, départements and warm-ups as the browser cases.", ""]
+    header = ("| round | server / mode | start spread | {deps} | slowest: map message / finished / layers | "
+              "server CPU (per view; per second of wall) | client CPU | wall | load |")
+
+    def table(rounds: list[tuple[int, dict]]) -> list[str]:
+        deps = [x["query"].split("=", 1)[1] for x in rounds[0][1]["sessions"]]
+        out = [header.format(deps=" | ".join(deps)), "|---|---|---|" + "---|" * len(deps) + "---|---|---|---|---|"]
+        for i, rnd in rounds:
+            n = len(rnd["sessions"])
+            cells = " | ".join(f"{x['map_message_s']:.2f}" for x in rnd["sessions"])
+            out.append(f"| {i} | {rnd['label']} | {s(rnd['start_spread_s'])} | {cells} | "
+                       f"{_slowest(rnd):.2f} / {_slowest(rnd, 'finished_s'):.2f} / {_slowest(rnd, 'layers_s'):.2f} s | "
+                       f"{rnd['server_cpu_s']:.1f} s ({rnd['server_cpu_s'] / n:.2f} s; "
+                       f"{rnd['server_cpu_s'] / rnd['wall_s']:.2f}) | {s(rnd['client_cpu_s'])} | "
+                       f"{s(rnd['wall_s'])} | {load(rnd['load_before'], rnd['load_after'])} |")
+        return out
+
+    pairs = p.get("embedded_4") or []
+    if pairs:
+        lines += ["### 4 sessions at once vs one at a time, embedded store", "",
+                  *table([(i, pair[mode]) for i, pair in enumerate(pairs, 1) for mode in ("alone", "together")]), "",
+                  "Cells: map message, seconds from the session's websocket opening. One at a time: each session "
+                  "opens when the previous one has finished (its wall time is their sum). Server CPU per second "
+                  "of wall: how many cores the server kept busy on average during the round.", ""]
+    rounds = p.get("national_8") or []
+    if rounds:
+        sizes: dict[str, int] = {}
+        for rnd in rounds:
+            for x in rnd["sessions"]:
+                dep = x["query"].split("=", 1)[1]
+                sizes[dep] = max(sizes.get(dep, 0), x["map_message_bytes"] + x["layers_bytes"])
+        modes = len(dict.fromkeys(r["label"] for r in rounds))
+        lines += ["### 8 sessions at once, national store", "",
+                  *table([(i // modes + 1, rnd) for i, rnd in enumerate(rounds)]), "",
+                  "Each line on a server of its own, started for it.", "",
+                  "Map message plus layers per département: "
+                  + ", ".join(f"{d} {v / 1e6:.2f} MB" for d, v in sizes.items()) + ".", ""]
+    return lines
+
+
 def profile_section(r: dict) -> list[str]:
     listings = []
     cli = r.get("cli") or {}
@@ -496,7 +589,8 @@ def render(r: dict) -> str:
              "How to run (from the repository root): `make bench` (everything: about an hour on 2 cores the first "
              "time, when the national store and the SIRENE stocks are generated and cached under `bench/out/`), "
              "`make bench-small` (a smoke run on small data, report in `bench/out/RESULTS-small.md`), "
-             "`make bench-browser` (the browser part alone; the other parts keep their figures). Options: "
+             "`make bench-browser` (the browser part alone; the other parts keep their figures), "
+             "`make bench-sessions` (the server under concurrent sessions without browsers, alone). Options: "
              "`bench/run.py --help` (`--skip-postgis`, `--skip-browser`, `--skip-big-stock`, `--only PART`, "
              "`--rebuild`, `--runs`, `--rounds`).", "",
              "This file is **rewritten by the harness** (`bench/report.py` from `bench/out/results.json`): every "
@@ -518,6 +612,6 @@ def render(r: dict) -> str:
         lines.append("")
     lines += ["## Machine", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in machine.items()] + [""]
     for section in (store_section, sirene_section, cli_section, pip_section, viewpath_section, browser_section,
-                    profile_section):
+                    sessions_section, profile_section):
         lines += section(r)
     return "\n".join(lines) + "\n"

@@ -11,7 +11,9 @@ Parts (``--only`` picks some; every part records its date and the load average a
   same-run baselines (:mod:`cases`);
 - ``pip``: point in polygon, essmap against the library recipes and PostGIS (:mod:`pip_recipes`);
 - ``viewpath``: the server-side split of a first map (:mod:`viewpath`), for the profile of misses;
-- ``browser``: the dashboard in Debian chromium (:mod:`browser`).
+- ``browser``: the dashboard in Debian chromium (:mod:`browser`);
+- ``sessions``: the same concurrency cases with protocol clients instead of browsers, the server alone
+  (:mod:`sessions`).
 
 Results accumulate in ``bench/out/results.json`` (a part run again replaces its previous figures)
 and ``bench/RESULTS.md`` is rendered from it; ``--small`` uses small data and writes
@@ -40,7 +42,7 @@ import report  # noqa: E402
 import sirene_stock  # noqa: E402
 from measure import OUT_DIR, child_env, load_average, log, machine_info, run_process  # noqa: E402
 
-PARTS = ("store", "sirene", "cli", "pip", "viewpath", "browser")
+PARTS = ("store", "sirene", "cli", "pip", "viewpath", "browser", "sessions")
 RESULTS = HERE / "RESULTS.md"
 #: The bigger stock of "memory flat on a 15 M-row stock".
 BIG_STOCK = sirene_stock.StockSizes(establishments=15_000_000, ess_active=1_500_000)
@@ -192,6 +194,15 @@ def part_browser(store: national_store.NationalStore, results: dict, *, rounds: 
     results["browser"] = out
 
 
+def part_sessions(store: national_store.NationalStore, results: dict, *, rounds: int) -> None:
+    import sessions
+
+    started = load_average()
+    out = sessions.run(store.national, store.embedded, rounds=rounds)
+    out.update({"date": _now(), "load_before": started, "load_after": load_average()})
+    results["sessions"] = out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--small", action="store_true", help="small data, quick smoke run (report in bench/out/)")
@@ -203,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="measured runs of each CLI command (default %(default)s)")
     parser.add_argument("--sirene-runs", type=int, default=2, help="runs of the 5 M-row ingest (default %(default)s)")
     parser.add_argument("--pip-repeat", type=int, default=3, help="runs of each point-in-polygon recipe")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each concurrent browser case")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each concurrent case (browser, sessions)")
     parser.add_argument("--no-profiles", action="store_true", help="no profiled run when a target is missed")
     parser.add_argument("--seed", type=int, default=nd.DEFAULT_SEED)
     parser.add_argument("--output", type=Path, help="report path (default bench/RESULTS.md; --small: bench/out/)")
@@ -233,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "pip": lambda: part_pip(store, results, repeat=1 if small else args.pip_repeat, postgis=not args.skip_postgis),
         "viewpath": lambda: part_viewpath(store, results, runs=1 if small else 3),
         "browser": lambda: part_browser(store, results, rounds=1 if small else args.rounds, small=small),
+        "sessions": lambda: part_sessions(store, results, rounds=1 if small else args.rounds),
     }
     for part in parts:
         log(f"part {part}: start (load {load_average()[0]:.2f})")
