@@ -55,6 +55,16 @@ def _payloads(page: str) -> list[dict]:
     return [_decoded(p) for p in _inlined(page) if "dxy" in p]
 
 
+def _styles(page: str) -> dict[str, dict]:
+    """The tooltips, fills, radii and anchors of a page's polygon layers (their styles payloads), merged."""
+    merged: dict[str, dict] = {"info": {}, "fill": {}, "radius": {}, "anchors": {}}
+    for payload in _inlined(page):
+        if "info" in payload:
+            for key in merged:
+                merged[key].update(payload[key])
+    return merged
+
+
 def _polygons(page: str) -> list[dict]:
     """The GeoJSON FeatureCollections of a page's polygon layers."""
     return [p for p in _inlined(page) if p.get("type") == "FeatureCollection"]
@@ -167,7 +177,7 @@ def test_text_from_data_is_escaped_in_popups_and_tooltips():
     maps.add_points_layer(m, points, name="Tiers-lieux", popup=maps.tiers_lieu_popup, color="#1b7837")
     page = maps.render_html(maps.finish(m))
     assert HOSTILE not in page
-    assert "&lt;script&gt;" in page or "\\u0026lt;script\\u0026gt;" in page  # QPV tooltip, as text
+    assert _styles(page)["info"]["QN01301M"].startswith("<b>&lt;script&gt;alert(1)&lt;/script&gt;</b>")
     (payload,) = _payloads(page)
     first, second = _popups(payload)
     assert first == "<b>&lt;script&gt;alert(1)&lt;/script&gt;</b><br>Types : coworking<br>1 rue &lt;b&gt;x&lt;/b&gt;"
@@ -192,8 +202,10 @@ def test_template_syntax_in_data_is_shown_as_typed_never_run(data, name):
     accessibility.FrenchLeaflet(f"Carte : {name}").add_to(m)
     maps.add_legend(m, name, data.classification, name)
     page = maps.render_html(maps.finish(m))
-    # as the browser reads them: JSON string escapes in the scripts, then HTML character references
-    shown = html.unescape(re.sub(r"\\u([0-9a-f]{4})", lambda m: chr(int(m.group(1), 16)), page))
+    # as the browser reads them: JSON string escapes in the scripts, the tooltips of the styles payloads,
+    # then HTML character references
+    tooltips = " ".join(_styles(page)["info"].values())
+    shown = html.unescape(re.sub(r"\\u([0-9a-f]{4})", lambda m: chr(int(m.group(1), 16)), page) + tooltips)
     assert shown.count(name) >= len(data.areas) + len(data.qpv) + 2  # tooltips, frame title, legend
     assert TEMPLATE_SYNTAX[name] not in shown.replace(name, "")  # never evaluated
 
@@ -244,7 +256,7 @@ def test_feature_collection_keeps_text_and_missing_geometry():
 
 def test_tooltips_and_colours_travel_with_the_map_geometry_as_a_file(data, demo_con, tmp_path):
     """Polygons' geometry is published like the points (the same units give the same file, which
-    the browser caches); each unit's colour and escaped tooltip are in the map, keyed by code."""
+    the browser caches); each unit's colour and escaped tooltip in a file of the view, keyed by code."""
     published = {}
 
     def publish(content: bytes) -> str:
@@ -253,11 +265,12 @@ def test_tooltips_and_colours_travel_with_the_map_geometry_as_a_file(data, demo_
         return url
 
     page = maps.render_html(maps.view_map(data, layers=("choropleth",), publish=publish))
-    (geometry,) = [json.loads(gzip.decompress(c)) for c in published.values()]
+    geometry, styles = [json.loads(gzip.decompress(c)) for c in published.values()]
     assert {f["properties"]["code"] for f in geometry["features"]} == set(data.areas["code"].astype(str))
     marseille = data.areas.loc[data.areas["code"] == "13055"].iloc[0]
-    assert f'"13055": "{marseille["classe_couleur"]}"' in page
-    assert "\\u003cb\\u003eMarseille\\u003c/b\\u003e (13055)" in page  # tooltip as htmlsafe JSON
+    assert styles["fill"]["13055"] == marseille["classe_couleur"]
+    assert styles["info"]["13055"].startswith("<b>Marseille</b> (13055)")
+    assert "Marseille" not in page and all(f'("{url}", null,' in page for url in published)
     again = {}
     other = viewdata.view_data(demo_con, data.view.replace(indicator="n_tiers_lieux"))
     maps.view_map(other, layers=("choropleth",),
@@ -303,7 +316,8 @@ def test_point_layers_can_be_published_as_files(data, tmp_path):
 
     page = maps.render_html(maps.view_map(data, publish=publish))
     assert _inlined(page) == []  # nothing inlined
-    assert len(published) == 5 and all(f'("{url}", null,' in page for url in published)  # 3 polygon layers
+    # 2 point layers, 3 polygon layers with their styles
+    assert len(published) == 8 and all(f'("{url}", null,' in page for url in published)
     inline = maps.render_html(maps.view_map(data))
     files = [_decoded(p) for p in (json.loads(gzip.decompress(c)) for c in published.values()) if "dxy" in p]
     assert sorted(files, key=lambda p: len(p["dxy"])) == sorted(_payloads(inline), key=lambda p: len(p["dxy"]))
@@ -465,7 +479,7 @@ def test_units_without_data_are_hatched_on_the_map_and_in_the_legend(demo_con):
     script = re.search(r"var hatched = (\"[^\"]*\"), hatch = null;", page)
     assert script and json.loads(script.group(1)) == NO_DATA_COLOUR
     assert "createPattern" in page and "fillColor = (hatch && c === hatched) ? hatch : c" in page
-    fills = json.loads(re.search(r"var info = .*?, fill = (\{.*?\});", page).group(1))
+    fills = _styles(page)["fill"]
     assert {fills[code] for code in missing} == {NO_DATA_COLOUR}
     legend = page[page.index('class="essmap-legend"'):]
     row = legend[:legend.index("Pas de données")]
@@ -476,9 +490,7 @@ def test_a_small_qpv_dot_lies_inside_its_qpv(data):
     """A QPV too small to see shows as a dot placed inside it (not at the centre of its bounds, which
     can fall outside a QPV in two parts or a crescent)."""
     page = maps.render_html(maps.view_map(data))
-    anchors = {}
-    for found in re.findall(r"anchors = (\{.*?\}), pairs = \[\];", page):
-        anchors.update(json.loads(found))
+    anchors = _styles(page)["anchors"]
     qpv = data.qpv.set_index(data.qpv["code_qp"].astype(str))
     assert set(anchors) == set(qpv.index)
     for code, (lat, lon) in anchors.items():

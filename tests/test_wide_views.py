@@ -82,7 +82,7 @@ def test_region_map_draws_groups_sized_by_count(demo_con):
                 for p in re.findall(r'\(null, "([A-Za-z0-9+/=]+)",', page)]
     (points,) = [p for p in payloads if p.get("features") and p["features"][0]["geometry"]["type"] == "Point"]
     assert {f["properties"]["code"] for f in points["features"]} == set(data.groupes_etablissements["code"])
-    (radius,) = [r for r in map(json.loads, re.findall(r"var radius = (\{.*?\});", page)) if r]
+    (radius,) = [p["radius"] for p in payloads if p.get("radius")]
     groups = data.groupes_etablissements.set_index("code")
     biggest = groups["n"].idxmax()
     assert radius[biggest] == max(radius.values()) == 25.0

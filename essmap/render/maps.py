@@ -583,16 +583,18 @@ class PolygonLayer(Layer):
     ``below_px`` pixels at the current zoom also shows as a dot (at its ``anchors`` position, a point
     inside it, else at the centre of its bounds), with the same code and tooltip. A feature whose fill
     is the colour ``hatched`` is hatched (a canvas pattern): the "no data" of a choropleth.
+    Tooltips, fills, radii and anchors travel as a second packed payload (``styles``), fetched before
+    the geometry is added: the map message stays small (4,000 communes' tooltips of a région weighed
+    most of its megabyte), and folium's second Jinja pass (see :func:`escape`) has little to read.
     ``symbol`` is the SVG shown before the name in the layer list.
     The layer registers in ``window.essmapPolygons``, where the selection outline looks for units."""
 
     _template = Template("""
         {% macro script(this, kwargs) %}
         var {{ this.get_name() }} = (function (map) {
-            var info = {{ this.info|tojson }}, fill = {{ this.fill|tojson }};
+            var info = {}, fill = {}, radius = {}, anchors = {};  // from the styles payload
             var base = {{ this.style|tojson }}, highlight = {{ this.highlight|tojson }};
-            var radius = {{ this.radius|tojson }};
-            var small = {{ this.small_marker|tojson }}, anchors = {{ this.anchors|tojson }}, pairs = [];
+            var small = {{ this.small_marker|tojson }}, pairs = [];
             var hatched = {{ this.hatched|tojson }}, hatch = null;
             if (hatched) {  // the canvas fills with a pattern given as fillColor: "no data" hatched
                 var tile = document.createElement("canvas");
@@ -632,6 +634,9 @@ class PolygonLayer(Layer):
                     else if (!tiny && layer.hasLayer(p[1])) { layer.removeLayer(p[1]); }
                 });
             };
+            ({{ this.unpack }})({{ this.styles.url|tojson }}, {{ this.styles.inline|tojson }}, function (s) {
+                info = s.info; fill = s.fill; radius = s.radius; anchors = s.anchors;
+            });
             ({{ this.unpack }})({{ this.packed.url|tojson }}, {{ this.packed.inline|tojson }}, function (g) {
                 layer.addData(g);
                 if (!small) { return; }
@@ -663,13 +668,15 @@ class PolygonLayer(Layer):
         self._name = "PolygonLayer"
         self.packed = _Packed(geojson, publish)
         self.unpack = _UNPACK_JS
-        self.info = {k: str(v) for k, v in info.items()}
-        self.fill = fill or {}
+        self.styles = _Packed(json.dumps({
+            "info": {k: str(v) for k, v in info.items()},
+            "fill": fill or {},
+            "radius": {k: float(v) for k, v in (radius or {}).items()},  # points: circle radius in pixels
+            "anchors": anchors or {},  # code -> (lat, lon) of its dot, else the centre of its bounds
+        }, ensure_ascii=False, separators=(",", ":")), publish)
         self.style = style
         self.highlight = highlight
-        self.radius = {k: float(v) for k, v in (radius or {}).items()}  # points: circle radius in pixels
         self.small_marker = small_marker
-        self.anchors = anchors or {}  # code -> (lat, lon) of its dot, else the centre of its bounds
         self.symbol = symbol
         self.hatched = hatched  # features of this fill colour are hatched (the "no data" of a choropleth)
         self.hatch_colour = NO_DATA_HATCH_COLOUR
