@@ -478,18 +478,24 @@ def _place_by_address(con: duckdb.DuckDBPyConnection, files: PlacementFiles, res
     for path in files.ban:
         found |= _columns(con, path, ";", BAN_REQUIRED)
     former = _text(found, BAN_FORMER_COMMUNE)
-    con.execute(f"""CREATE TEMP TABLE ban AS
-        SELECT code_insee, {_commune_proper_sql('code_insee')} AS code_com, former, code_postal,
-               {street_key_sql('nom_voie')} AS street_key, try_cast(numero AS INTEGER) AS number,
-               lower(coalesce(rep, '')) AS repetition,
-               try_cast(replace(lon, ',', '.') AS DOUBLE) AS lon, try_cast(replace(lat, ',', '.') AS DOUBLE) AS lat
-        FROM (SELECT {_text(found, 'code_insee')} AS code_insee, {former} AS former,
-                     {_text(found, 'code_postal')} AS code_postal, {_text(found, 'nom_voie')} AS nom_voie,
-                     {_text(found, 'numero')} AS numero, {_text(found, 'rep')} AS rep,
-                     {_text(found, 'lon')} AS lon, {_text(found, 'lat')} AS lat
-              FROM {_source(files.ban, ';')})
+    con.execute(f"""CREATE TEMP TABLE ban_rows AS
+        SELECT * FROM (SELECT {_text(found, 'code_insee')} AS code_insee, {former} AS former,
+                              {_text(found, 'code_postal')} AS code_postal, {_text(found, 'nom_voie')} AS nom_voie,
+                              {_text(found, 'numero')} AS numero, {_text(found, 'rep')} AS rep,
+                              {_text(found, 'lon')} AS lon, {_text(found, 'lat')} AS lat
+                       FROM {_source(files.ban, ';')})
         WHERE ({_commune_proper_sql('code_insee')} IN (SELECT code_com FROM places)
                OR former IN (SELECT code_commune FROM places))""")
+    # the street key once per street name, not once per address (a street has tens of numbers):
+    # folding accents, abbreviations and stop words cost more than reading the files
+    con.execute(f"""CREATE TEMP TABLE ban AS
+        WITH keys AS (SELECT nom_voie, {street_key_sql('nom_voie')} AS street_key
+                      FROM (SELECT DISTINCT nom_voie FROM ban_rows))
+        SELECT code_insee, {_commune_proper_sql('code_insee')} AS code_com, former, code_postal, k.street_key,
+               try_cast(numero AS INTEGER) AS number, lower(coalesce(rep, '')) AS repetition,
+               try_cast(replace(lon, ',', '.') AS DOUBLE) AS lon, try_cast(replace(lat, ',', '.') AS DOUBLE) AS lat
+        FROM ban_rows JOIN keys k USING (nom_voie)""")  # no street name, no key: such rows are dropped below anyway
+    con.execute("DROP TABLE ban_rows")
     con.execute("DELETE FROM ban WHERE lon IS NULL OR lat IS NULL OR street_key = ''")
     con.execute("UPDATE ban SET repetition = CASE repetition " + " ".join(
         f"WHEN '{short}' THEN '{full}'" for short, full in _REPETITIONS.items()) + " ELSE repetition END")
