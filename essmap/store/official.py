@@ -359,6 +359,10 @@ def build_official(
         if tiers_lieux is not None:
             load.replacements.append(write_tiers_lieux(con, tiers_lieux, communes.frame, keep_departements=deps))
             load.sources.append(tiers_lieux.meta)
+        # the joins read what they need from the store: the readers' rows (SIRENE's, the communes at
+        # full resolution: gigabytes for all France) are let go before them
+        del communes, sirene, census, tiers_lieux
+        qpv_reads.clear()
         progress("Jointures (communes, EPCI, QPV), concordance INSEE et géométries d'affichage", 0.9)
         # the points were written after the communes and QPVs: located at insert, not again
         load.forgotten = finish_write(con, changed=list(schema.FILE_LAYERS), located=schema.POINT_LAYERS)
