@@ -10,7 +10,9 @@ Three stages, each resumable or harmless to repeat:
    French refusal of a damaged file); tiers-lieux of the census are placed with INSEE's
    geolocation file, the establishment stock and the BAN files of those départements.
 3. **One write**: everything goes into a new store in one :func:`essmap.store.atomic_update`
-   (``start_empty``), so a failed build, at any stage, leaves the previous store as it was.
+   (``start_empty``), so a failed build, at any stage, leaves the previous store as it was. The
+   SIRENE stock is read inside it, once the communes, QPVs and tiers-lieux are written and let go:
+   the process never holds the SIRENE rows and the full-resolution communes at once.
 
 The store then holds exactly the territories asked: a build replaces the whole store, as
 ``essmap build`` does for the demo (``essmap ingest`` adds or replaces a scope in a store).
@@ -331,38 +333,42 @@ def build_official(
             continue
         qpv_reads.append(read)
 
-    def sirene_progress(label: str, fraction: float) -> None:
-        progress(f"SIRENE : {label}", 0.25 + 0.4 * fraction)
-
-    sirene = read_sirene(inputs.unites_legales, inputs.etablissements, geolocalisation=inputs.geolocalisation,
-                         departements=deps, progress=sirene_progress)
-    check_usable(sirene, deps)
-    report.with_geolocation = True
-
-    progress("Tiers-lieux : placement (géolocalisation SIRENE, adresses BAN)", 0.7)
+    # the tiers-lieux are placed from the files alone (geolocation, stock, BAN): before the SIRENE rows
+    # are in memory, which keeps the two apart
+    progress("Tiers-lieux : placement (géolocalisation SIRENE, adresses BAN)", 0.25)
     placement = PlacementFiles.of(geolocalisation=inputs.geolocalisation, ban=inputs.ban,
                                   etablissements=inputs.etablissements)
     census = read_tiers_lieux(inputs.census, departements=deps, placement=placement, activities=inputs.activities)
     tiers_lieux = None if _nothing_in_scope(census, "Tiers-lieux", deps, report.notices) else census
 
-    progress("Écriture de la base", 0.8)
+    def sirene_progress(label: str, fraction: float) -> None:
+        progress(f"SIRENE : {label}", 0.4 + 0.4 * fraction)
+
     load = report.load
     with scratch_folder("build") as spill, store.atomic_update(db_path, start_empty=True, notify=notify or say) as con:
         limit_memory(con, spill)  # as an ingest: DuckDB spills beyond its share, the readers' rows are in memory
+        progress("Écriture des communes, des QPV et des tiers-lieux", 0.35)
         load.replacements.append(write_admin(con, communes, settings))
         load.sources.append(communes.meta)
         for read in qpv_reads:
             load.replacements.append(write_qpv(con, read))
             load.sources.append(read.meta)
-        load.replacements.append(write_establishments(con, sirene))
-        load.sources.append(sirene.meta)
         if tiers_lieux is not None:
             load.replacements.append(write_tiers_lieux(con, tiers_lieux, communes.frame, keep_departements=deps))
             load.sources.append(tiers_lieux.meta)
-        # the joins read what they need from the store: the readers' rows (SIRENE's, the communes at
-        # full resolution: gigabytes for all France) are let go before them
-        del communes, sirene, census, tiers_lieux
+        # written, they are read from the store from now on: the communes at full resolution (a gigabyte
+        # for all France) are let go before the SIRENE rows come in; a refused SIRENE file still leaves
+        # the previous store untouched (nothing is committed before the end of this block)
+        del communes, census, tiers_lieux
         qpv_reads.clear()
+        sirene = read_sirene(inputs.unites_legales, inputs.etablissements, geolocalisation=inputs.geolocalisation,
+                             departements=deps, progress=sirene_progress)
+        check_usable(sirene, deps)
+        report.with_geolocation = True
+        progress("Écriture des établissements", 0.85)
+        load.replacements.append(write_establishments(con, sirene))
+        load.sources.append(sirene.meta)
+        del sirene
         progress("Jointures (communes, EPCI, QPV), concordance INSEE et géométries d'affichage", 0.9)
         # the points were written after the communes and QPVs: located at insert, not again
         load.forgotten = finish_write(con, changed=list(schema.FILE_LAYERS), located=schema.POINT_LAYERS)
