@@ -48,6 +48,7 @@ import statistics
 import time
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,10 @@ def run_round(server: StreamlitServer, departements: Sequence[str], label: str, 
     assert server.process is not None
     result = Round(label, load_before=load_average())
     cpu_before, client_before, wall_before = server_cpu_s(server.process.pid), time.process_time(), time.perf_counter()
-    result.sessions = asyncio.run(sessions())
+    # an event loop of its own, in a thread of its own: the caller's thread may run one already
+    # (Playwright's sync API does, in a test process that has driven chromium before)
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        result.sessions = thread.submit(asyncio.run, sessions()).result()
     result.wall_s = time.perf_counter() - wall_before
     result.client_cpu_s = time.process_time() - client_before
     result.server_cpu_s = server_cpu_s(server.process.pid) - cpu_before
