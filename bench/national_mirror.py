@@ -144,27 +144,6 @@ CEASED_SIREN_START = 75_000_000
 ETABLISSEMENT_COLUMNS = ss.ETABLISSEMENT_COLUMNS
 
 
-def _dates(rng: np.random.Generator, n: int, start: str, end: str) -> np.ndarray:
-    days = rng.integers(np.datetime64(start, "D").astype(int), np.datetime64(end, "D").astype(int), n)
-    return days.astype("datetime64[D]").astype(str)
-
-
-def _pick(rng: np.random.Generator, table: tuple[tuple[str, float], ...], n: int) -> np.ndarray:
-    labels = np.array([k for k, _ in table], dtype=object)
-    weights = np.array([w for _, w in table], dtype=float)
-    return labels[rng.choice(len(labels), n, p=weights / weights.sum())]
-
-
-def _digits(values: np.ndarray, width: int) -> pd.Series:
-    return pd.Series(values.astype(np.int64).astype(str), dtype="string").str.zfill(width)
-
-
-def _where_or_null(mask: np.ndarray, value: str) -> np.ndarray:
-    out = np.full(len(mask), None, dtype=object)
-    out[mask] = value
-    return out
-
-
 def _filler_chunk(data: nd.NationalData, names: pd.Series, rng: np.random.Generator, n: int,
                   first_unit: int) -> tuple[pa.Table, pa.Table, int]:
     """``n`` non-ESS establishments (35 % closed) of new legal units, positions of national
@@ -173,7 +152,7 @@ def _filler_chunk(data: nd.NationalData, names: pd.Series, rng: np.random.Genera
     n_units = int(unit.max()) + 1
     unit_siren = nd.siren_numbers(FILLER_SIREN_START + first_unit, n_units, data.seed)
     siren = unit_siren[unit]
-    siret = _digits(nd.siret_numbers(siren, rank), 14)
+    siret = ss.digits(nd.siret_numbers(siren, rank), 14)
     est = data.establishments
     src = rng.integers(0, len(est), n)
     jitter = rng.uniform(-ss.POSITION_JITTER_M, ss.POSITION_JITTER_M, (n, 2))
@@ -183,10 +162,10 @@ def _filler_chunk(data: nd.NationalData, names: pd.Series, rng: np.random.Genera
     employer = rng.random(n) < 0.3
     unit_employer = rng.random(n_units) < 0.3
     establishments = ss.official_table(ETABLISSEMENT_COLUMNS, {
-        "siren": _digits(siren, 9).to_numpy(), "nic": siret.str[9:].to_numpy(), "siret": siret.to_numpy(),
-        "statutDiffusionEtablissement": "O", "dateCreationEtablissement": _dates(rng, n, "1950-01-01", "2025-06-30"),
-        "trancheEffectifsEtablissement": np.where(employer, _pick(rng, nd.SIZE_BANDS, n), "NN"),
-        "anneeEffectifsEtablissement": _where_or_null(employer, "2023"),
+        "siren": ss.digits(siren, 9).to_numpy(), "nic": siret.str[9:].to_numpy(), "siret": siret.to_numpy(),
+        "statutDiffusionEtablissement": "O", "dateCreationEtablissement": ss.dates(rng, n, "1950-01-01", "2025-06-30"),
+        "trancheEffectifsEtablissement": np.where(employer, ss.pick(rng, nd.SIZE_BANDS, n), "NN"),
+        "anneeEffectifsEtablissement": ss.value_or_null(employer, "2023"),
         "dateDernierTraitementEtablissement": ss.LAST_PROCESSED,
         "etablissementSiege": np.where(rank == 0, "true", "false"),
         "nombrePeriodesEtablissement": rng.integers(1, 5, n).astype(str),
@@ -199,24 +178,24 @@ def _filler_chunk(data: nd.NationalData, names: pd.Series, rng: np.random.Genera
         .astype(str),
         "coordonneeLambertOrdonneeEtablissement": np.round(est["y"].to_numpy(dtype=float)[src] + jitter[:, 1], 1)
         .astype(str),
-        "dateDebut": _dates(rng, n, "2000-01-01", "2025-06-30"),
+        "dateDebut": ss.dates(rng, n, "2000-01-01", "2025-06-30"),
         "etatAdministratifEtablissement": np.where(rng.random(n) < ss.CLOSED_OTHER_SHARE, "F", "A"),
-        "activitePrincipaleEtablissement": _pick(rng, ss.OTHER_NAF, n),
+        "activitePrincipaleEtablissement": ss.pick(rng, ss.OTHER_NAF, n),
         "nomenclatureActivitePrincipaleEtablissement": "NAFRev2",
         "caractereEmployeurEtablissement": np.where(employer, "O", "N"),
     }, n)
-    unit_text = _digits(unit_siren, 9)
+    unit_text = ss.digits(unit_siren, 9)
     units = ss.official_table(UNITE_LEGALE_COLUMNS, {
         "siren": unit_text.to_numpy(), "statutDiffusionUniteLegale": "O",
-        "dateCreationUniteLegale": _dates(rng, n_units, "1950-01-01", "2025-06-30"),
-        "trancheEffectifsUniteLegale": np.where(unit_employer, _pick(rng, nd.SIZE_BANDS, n_units), "NN"),
+        "dateCreationUniteLegale": ss.dates(rng, n_units, "1950-01-01", "2025-06-30"),
+        "trancheEffectifsUniteLegale": np.where(unit_employer, ss.pick(rng, nd.SIZE_BANDS, n_units), "NN"),
         "dateDernierTraitementUniteLegale": ss.LAST_PROCESSED, "etatAdministratifUniteLegale": "A",
-        "dateDebut": _dates(rng, n_units, "2000-01-01", "2025-06-30"),
+        "dateDebut": ss.dates(rng, n_units, "2000-01-01", "2025-06-30"),
         "denominationUniteLegale": ("SOCIETE SIMULEE " + unit_text).to_numpy(),
-        "categorieJuridiqueUniteLegale": _pick(rng, ss.OTHER_CATEGORIES, n_units),
-        "activitePrincipaleUniteLegale": _pick(rng, ss.OTHER_NAF, n_units),
+        "categorieJuridiqueUniteLegale": ss.pick(rng, ss.OTHER_CATEGORIES, n_units),
+        "activitePrincipaleUniteLegale": ss.pick(rng, ss.OTHER_NAF, n_units),
         "nomenclatureActivitePrincipaleUniteLegale": "NAFRev2",
-        "nicSiegeUniteLegale": _digits(nd.siret_numbers(unit_siren, np.zeros(n_units, dtype=np.int64)) % 100_000, 5)
+        "nicSiegeUniteLegale": ss.digits(nd.siret_numbers(unit_siren, np.zeros(n_units, dtype=np.int64)) % 100_000, 5)
         .to_numpy(),
         "economieSocialeSolidaireUniteLegale": "N", "caractereEmployeurUniteLegale": np.where(unit_employer, "O", "N"),
     }, n_units)
@@ -226,14 +205,14 @@ def _filler_chunk(data: nd.NationalData, names: pd.Series, rng: np.random.Genera
 def _ceased_units(start: int, count: int, seed: int) -> pa.Table:
     """Legal units ceased long ago (no establishment in the stock)."""
     rng = np.random.default_rng(seed + 23 + start)
-    siren = _digits(nd.siren_numbers(CEASED_SIREN_START + start, count, seed), 9)
+    siren = ss.digits(nd.siren_numbers(CEASED_SIREN_START + start, count, seed), 9)
     return ss.official_table(UNITE_LEGALE_COLUMNS, {
         "siren": siren.to_numpy(), "statutDiffusionUniteLegale": "O", "etatAdministratifUniteLegale": "C",
-        "dateCreationUniteLegale": _dates(rng, count, "1950-01-01", "2010-12-31"),
-        "dateDebut": _dates(rng, count, "1990-01-01", "2020-12-31"),
+        "dateCreationUniteLegale": ss.dates(rng, count, "1950-01-01", "2010-12-31"),
+        "dateDebut": ss.dates(rng, count, "1990-01-01", "2020-12-31"),
         "denominationUniteLegale": ("SOCIETE CESSEE SIMULEE " + siren).to_numpy(),
-        "categorieJuridiqueUniteLegale": _pick(rng, ss.OTHER_CATEGORIES, count),
-        "activitePrincipaleUniteLegale": _pick(rng, ss.OTHER_NAF, count),
+        "categorieJuridiqueUniteLegale": ss.pick(rng, ss.OTHER_CATEGORIES, count),
+        "activitePrincipaleUniteLegale": ss.pick(rng, ss.OTHER_NAF, count),
         "nomenclatureActivitePrincipaleUniteLegale": "NAFRev2", "economieSocialeSolidaireUniteLegale": "N",
         "caractereEmployeurUniteLegale": "N", "trancheEffectifsUniteLegale": "NN",
     }, count)

@@ -83,22 +83,22 @@ def stock_sizes_from_env(base: StockSizes, environ: dict[str, str] | None = None
 # --- Writing ---------------------------------------------------------------------------------------
 
 
-def _dates(rng: np.random.Generator, n: int, start: str = "1950-01-01", end: str = "2025-06-30") -> np.ndarray:
+def dates(rng: np.random.Generator, n: int, start: str = "1950-01-01", end: str = "2025-06-30") -> np.ndarray:
     days = rng.integers(np.datetime64(start, "D").astype(int), np.datetime64(end, "D").astype(int), n)
     return days.astype("datetime64[D]").astype(str)
 
 
-def _pick(rng: np.random.Generator, table, n: int) -> np.ndarray:
+def pick(rng: np.random.Generator, table, n: int) -> np.ndarray:
     labels = np.array([k for k, _ in table], dtype=object)
     p = np.array([w for _, w in table], dtype=float)
     return labels[rng.choice(len(labels), n, p=p / p.sum())]
 
 
-def _digits(values: np.ndarray, width: int) -> pd.Series:
+def digits(values: np.ndarray, width: int) -> pd.Series:
     return pd.Series(values.astype(np.int64).astype(str), dtype="string").str.zfill(width)
 
 
-def _value_or_null(mask: np.ndarray, value: str) -> np.ndarray:
+def value_or_null(mask: np.ndarray, value: str) -> np.ndarray:
     """``value`` where ``mask``, an empty (null) field elsewhere."""
     out = np.full(len(mask), None, dtype=object)
     out[np.asarray(mask, dtype=bool)] = value
@@ -181,8 +181,8 @@ def _plan(data: nd.NationalData, sizes: StockSizes, seed: int) -> tuple[_Rows, p
     other_siren = other_siren_u[unit] if n_other else np.zeros(0, dtype=np.int64)
     other_units = pd.DataFrame({
         "siren": other_siren_u,
-        "categorie": _pick(rng, OTHER_CATEGORIES, n_other_units),
-        "naf": _pick(rng, OTHER_NAF, n_other_units),
+        "categorie": pick(rng, OTHER_CATEGORIES, n_other_units),
+        "naf": pick(rng, OTHER_NAF, n_other_units),
         "employer": rng.random(n_other_units) < 0.3,
         "head": True,
         "siret": nd.siret_numbers(other_siren_u, np.zeros(n_other_units, dtype=np.int64)),
@@ -205,11 +205,11 @@ def _plan(data: nd.NationalData, sizes: StockSizes, seed: int) -> tuple[_Rows, p
     n = len(siren)
     state = np.concatenate([np.full(n_ess, "A", dtype=object), np.full(n_closed_ess, "F", dtype=object),
                             np.where(rng.random(n_other) < CLOSED_OTHER_SHARE, "F", "A").astype(object)])
-    naf = np.concatenate([ess["activite_naf"].to_numpy(dtype=object), _pick(rng, nd.NAF_CODES, n_closed_ess),
-                          _pick(rng, OTHER_NAF, n_other)])
+    naf = np.concatenate([ess["activite_naf"].to_numpy(dtype=object), pick(rng, nd.NAF_CODES, n_closed_ess),
+                          pick(rng, OTHER_NAF, n_other)])
     employer = np.concatenate([ess["employeur"].to_numpy(dtype=bool), np.zeros(n_closed_ess, dtype=bool),
                                rng.random(n_other) < 0.3])
-    band = np.where(employer, _pick(rng, nd.SIZE_BANDS, n), "NN")
+    band = np.where(employer, pick(rng, nd.SIZE_BANDS, n), "NN")
     x = np.round(np.concatenate([ess["x"].to_numpy(dtype=float), x_src[src] + jitter[:, 0]]), 1)
     y = np.round(np.concatenate([ess["y"].to_numpy(dtype=float), y_src[src] + jitter[:, 1]]), 1)
     code_commune = np.concatenate([ess["code_commune"].to_numpy(dtype=object), commune_src[src]])
@@ -230,31 +230,31 @@ def _write_unites_legales(path: Path, units: pd.DataFrame, rng: np.random.Genera
         for start in range(0, len(units), CHUNK):
             part = units.iloc[start:start + CHUNK]
             n = len(part)
-            siren = _digits(part["siren"].to_numpy(), 9)
+            siren = digits(part["siren"].to_numpy(), 9)
             ess = part["ess"].to_numpy(dtype=object) == "O"
             is_association = part["categorie"].astype(str).str.startswith("92").to_numpy()
             label = np.where(ess, np.where(is_association, "ASSOCIATION SIMULEE ", "ENTREPRISE ESS SIMULEE "),
                              "SOCIETE SIMULEE ")
-            rna = ("W" + _digits(rng.integers(0, 10**9, n), 9)).where(pd.Series(is_association), pd.NA)
+            rna = ("W" + digits(rng.integers(0, 10**9, n), 9)).where(pd.Series(is_association), pd.NA)
             employer = part["employer"].to_numpy(dtype=bool)
             values = {
                 "siren": siren,
                 "statutDiffusionUniteLegale": "O",
-                "dateCreationUniteLegale": _dates(rng, n),
+                "dateCreationUniteLegale": dates(rng, n),
                 "identifiantAssociationUniteLegale": rna.to_numpy(),
-                "trancheEffectifsUniteLegale": np.where(employer, _pick(rng, nd.SIZE_BANDS, n), "NN"),
-                "anneeEffectifsUniteLegale": _value_or_null(employer, "2023"),
+                "trancheEffectifsUniteLegale": np.where(employer, pick(rng, nd.SIZE_BANDS, n), "NN"),
+                "anneeEffectifsUniteLegale": value_or_null(employer, "2023"),
                 "dateDernierTraitementUniteLegale": LAST_PROCESSED,
                 "nombrePeriodesUniteLegale": rng.integers(1, 6, n).astype(str),
                 "categorieEntreprise": "PME",
                 "anneeCategorieEntreprise": "2022",
-                "dateDebut": _dates(rng, n, "2000-01-01"),
+                "dateDebut": dates(rng, n, "2000-01-01"),
                 "etatAdministratifUniteLegale": "A",
                 "denominationUniteLegale": (pd.Series(label, dtype="string") + siren).to_numpy(),
                 "categorieJuridiqueUniteLegale": part["categorie"].to_numpy(dtype=object),
                 "activitePrincipaleUniteLegale": part["naf"].to_numpy(dtype=object),
                 "nomenclatureActivitePrincipaleUniteLegale": "NAFRev2",
-                "nicSiegeUniteLegale": _digits(part["siret"].to_numpy() % 100_000, 5),
+                "nicSiegeUniteLegale": digits(part["siret"].to_numpy() % 100_000, 5),
                 "economieSocialeSolidaireUniteLegale": part["ess"].to_numpy(dtype=object),
                 "societeMissionUniteLegale": "N",
                 "caractereEmployeurUniteLegale": np.where(employer, "O", "N"),
@@ -269,31 +269,31 @@ def _write_etablissements(path: Path, rows: _Rows, rng: np.random.Generator) -> 
         for start in range(0, len(rows.siren), CHUNK):
             sl = slice(start, start + CHUNK)
             n = len(rows.siren[sl])
-            siret = _digits(rows.siret[sl], 14)
+            siret = digits(rows.siret[sl], 14)
             commune = pd.Series(rows.code_commune[sl], dtype="string")
             postcode = commune.str[:2] + "0" + commune.str[3:5]
             postcode = postcode.where(~commune.str.startswith("97"), commune.str[:3] + commune.str[3:5])
             employer = rows.employer[sl]
             values = {
-                "siren": _digits(rows.siren[sl], 9),
+                "siren": digits(rows.siren[sl], 9),
                 "nic": siret.str[9:],
                 "siret": siret,
                 "statutDiffusionEtablissement": "O",
-                "dateCreationEtablissement": _dates(rng, n),
+                "dateCreationEtablissement": dates(rng, n),
                 "trancheEffectifsEtablissement": rows.band[sl],
-                "anneeEffectifsEtablissement": _value_or_null(employer, "2023"),
+                "anneeEffectifsEtablissement": value_or_null(employer, "2023"),
                 "dateDernierTraitementEtablissement": LAST_PROCESSED,
                 "etablissementSiege": np.where(rows.head_office[sl], "true", "false"),
                 "nombrePeriodesEtablissement": rng.integers(1, 5, n).astype(str),
                 "numeroVoieEtablissement": rng.integers(1, 200, n).astype(str),
-                "typeVoieEtablissement": _pick(rng, tuple((t, 1.0) for t in STREET_TYPES), n),
-                "libelleVoieEtablissement": _pick(rng, tuple((t, 1.0) for t in STREET_NAMES), n),
+                "typeVoieEtablissement": pick(rng, tuple((t, 1.0) for t in STREET_TYPES), n),
+                "libelleVoieEtablissement": pick(rng, tuple((t, 1.0) for t in STREET_NAMES), n),
                 "codePostalEtablissement": postcode.to_numpy(),
                 "libelleCommuneEtablissement": rows.commune_name[sl],
                 "codeCommuneEtablissement": commune.to_numpy(),
                 "coordonneeLambertAbscisseEtablissement": rows.x[sl].astype(str),
                 "coordonneeLambertOrdonneeEtablissement": rows.y[sl].astype(str),
-                "dateDebut": _dates(rng, n, "2000-01-01"),
+                "dateDebut": dates(rng, n, "2000-01-01"),
                 "etatAdministratifEtablissement": rows.state[sl],
                 "activitePrincipaleEtablissement": rows.naf[sl],
                 "nomenclatureActivitePrincipaleEtablissement": "NAFRev2",
