@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import html
 import json
 import os
 import threading
@@ -30,6 +29,7 @@ from branca.element import Element, Figure, MacroElement
 from folium.map import FitBounds, Layer
 from folium.plugins import MarkerCluster
 from folium.template import Template
+from jinja2.utils import htmlsafe_json_dumps
 
 from essmap.domain.formatting import format_number, location_label
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
@@ -67,25 +67,27 @@ HALO_COLOUR = "#ffffff"
 #: The unit selected in the dashboard (``selection`` in the URL): a black outline over a white halo.
 SELECTION_STYLE: dict[str, Any] = {"color": "#000000", "weight": 3.5, "halo": HALO_COLOUR, "halo_weight": 7}
 
-def escape(value: object) -> str:
-    """Text from data, safe to place in HTML (``<script>`` shows as text).
+#: What :func:`escape` and :func:`_escaped` write for each character (``&`` first): html.escape's
+#: entities, and "{" as a character reference too: folium renders each element's script a second time
+#: as a Jinja template, where "{{ ... }}" or "{% ... %}" in a name would run (or break the map).
+_HTML_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"), ("{", "&#123;"))
 
-    "{" is written as a character reference too: folium renders each element's script a second time
-    as a Jinja template, where "{{ ... }}" or "{% ... %}" in a name would run (or break the map).
-    """
+
+def escape(value: object) -> str:
+    """Text from data, safe to place in HTML (``<script>`` shows as text, template syntax too)."""
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return ""
-    return html.escape(str(value), quote=True).replace("{", "&#123;")
+    text = str(value)
+    for char, entity in _HTML_ENTITIES:
+        text = text.replace(char, entity)
+    return text
 
 
 def script_string(value: str) -> str:
-    """Text from data as a JavaScript string literal in a map's script (not HTML): JSON, with "{" written
-    ``\\u007b`` so that folium's second Jinja pass (see :func:`escape`) reads no template syntax, and the
-    characters that could end a ``<script>`` escaped as Jinja's ``tojson`` does."""
-    text = json.dumps(str(value), ensure_ascii=False)
-    for char, code in (("{", "\\u007b"), ("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("'", "\\u0027")):
-        text = text.replace(char, code)
-    return text
+    """Text from data as a JavaScript string literal in a map's script (not HTML): Jinja's own
+    ``tojson`` (characters that could end a ``<script>`` escaped), with "{" written ``\\u007b`` so
+    that folium's second Jinja pass (see :data:`_HTML_ENTITIES`) reads no template syntax."""
+    return str(htmlsafe_json_dumps(str(value))).replace("{", "\\u007b")
 
 
 def base_map(bounds: tuple[float, float, float, float], *, tiles: str | None = None) -> folium.Map:
@@ -412,9 +414,6 @@ def _labelled(codes: pa.Array, labels: dict[str, str], *, default: str | None = 
     encoded = codes.dictionary_encode()
     dictionary = [labels.get(c, c if default is None else default) for c in encoded.dictionary.to_pylist()]
     return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(dictionary, pa.string()))
-
-
-_HTML_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"), ("{", "&#123;"))
 
 
 def _escaped(values: pd.Series) -> pd.Series:
