@@ -44,11 +44,10 @@ from essmap.io.readers.placement import PlacementFiles
 from essmap.io.readers.qpv import read_qpv
 from essmap.io.readers.sirene import read_sirene
 from essmap.io.readers.tiers_lieux import read_tiers_lieux
-from essmap.io.scratch import scratch_folder
 from essmap.io.text import printable
 from essmap.store import joins
 from essmap.store.queries import read_attributes
-from essmap.store.write import limit_memory, say
+from essmap.store.write import bounded_update, say
 
 Progress = Callable[[str, float], None]
 
@@ -133,9 +132,7 @@ def ingest_files(db_path: Path, source: str, files: Sequence[Path], *, settings:
 
     progress("Écriture de la base", 0.8)
     table = {"qpv": "qpv", "communes": "communes", "sirene": "etablissements"}.get(source, "tiers_lieux")
-    with scratch_folder("ingest") as spill, \
-            store.atomic_update(db_path, notify=notify or say) as con:
-        limit_memory(con, spill)
+    with bounded_update(db_path, scratch="ingest", notify=notify or say) as con:
         for read in reads:
             if source == "qpv":
                 done = write_qpv(con, read, departements=deps)

@@ -40,7 +40,6 @@ from essmap.io.readers.placement import PlacementFiles
 from essmap.io.readers.qpv import read_qpv
 from essmap.io.readers.sirene import POSITION_GEOLOC, read_sirene
 from essmap.io.readers.tiers_lieux import read_tiers_lieux
-from essmap.io.scratch import scratch_folder
 from essmap.io.sources import SOURCES, OfficialFile
 from essmap.io.text import printable
 from essmap.store.concordance import concordance_by_departement, concordance_sentences
@@ -55,7 +54,7 @@ from essmap.store.ingest import (
     write_qpv,
     write_tiers_lieux,
 )
-from essmap.store.write import limit_memory, say
+from essmap.store.write import bounded_update, say
 
 #: ``progress(bytes_done, total_or_None)`` of one download.
 FetchProgress = Callable[[int, int | None], None]
@@ -345,8 +344,7 @@ def build_official(
         progress(f"SIRENE : {label}", 0.4 + 0.4 * fraction)
 
     load = report.load
-    with scratch_folder("build") as spill, store.atomic_update(db_path, start_empty=True, notify=notify or say) as con:
-        limit_memory(con, spill)  # as an ingest: DuckDB spills beyond its share, the readers' rows are in memory
+    with bounded_update(db_path, scratch="build", start_empty=True, notify=notify or say) as con:
         progress("Écriture des communes, des QPV et des tiers-lieux", 0.35)
         load.replacements.append(write_admin(con, communes, settings))
         load.sources.append(communes.meta)

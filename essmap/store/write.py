@@ -28,6 +28,7 @@ from essmap.domain import schema
 from essmap.domain.errors import BuildError, EssmapError
 from essmap.domain.formatting import format_number
 from essmap.io.readers.common import SourceMeta
+from essmap.io.scratch import scratch_folder
 from essmap.io.text import printable
 from essmap.store.connection import FORMAT_VERSION
 from essmap.store.lock import filesystem_message, writer_lock
@@ -156,6 +157,17 @@ def limit_memory(con: duckdb.DuckDBPyConnection, spill: Path | str, limit: str =
     folder of the caller: DuckDB's default one would sit next to the store's temporary copy)."""
     con.execute("SET temp_directory = " + "'" + str(spill).replace("'", "''") + "'")
     con.execute("SET memory_limit = " + "'" + limit.replace("'", "''") + "'")
+
+
+@contextmanager
+def bounded_update(target: Path, *, scratch: str, start_empty: bool = False,
+                   notify: Callable[[str], None] = say) -> Iterator[duckdb.DuckDBPyConnection]:
+    """:func:`atomic_update` whose connection has :func:`limit_memory`, spilling into a scratch folder of
+    its own (``scratch``: its kind, see :func:`essmap.io.scratch.scratch_folder`): ingests and builds,
+    whose readers' rows are in memory besides."""
+    with scratch_folder(scratch) as spill, atomic_update(target, start_empty=start_empty, notify=notify) as con:
+        limit_memory(con, spill)
+        yield con
 
 
 def failure_cause(exc: BaseException, folder: Path) -> str:
