@@ -220,7 +220,8 @@ if "departement" not in state:
         "labels_tl": list(sel.tiers_lieu_labels),
         "generation_qpv": sel.qpv_generation or (CATALOGUE["generations"] or [""])[0],
         "indicateur": initial.indicator if initial.indicator in CHOROPLETH_INDICATORS else CHOROPLETH_INDICATORS[0],
-        "niveau": initial.level if initial.level in LEVELS else "commune",
+        # the link's level if it has a valid one; else the territory's own (set below: a région by EPCI)
+        "niveau": initial.level if st.query_params.get("niveau") == initial.level else "",
         "methode": initial.method, "k": initial.k, "fond": initial.tiles or "",
         "rayon": int(initial.radius_m), "selection": initial.selected or "", "onglet": TABS[initial.tab],
     })
@@ -395,9 +396,9 @@ dep_names = dict(zip(departements["code_departement"], departements["nom"], stri
 in_region = departements["code_region"] == state["region"] if state["region"] else departements["code_region"].notna()
 dep_codes = ["", *sorted(departements.loc[in_region, "code_departement"])]  # "": the whole région (or France)
 _choose("departement", dep_codes)
+all_deps = "Toute la région" if state["region"] else "Tous les départements"  # read now, not when formatting
 side.selectbox("Département", dep_codes, key="departement",
-               format_func=lambda c: f"{c} – {dep_names[c]}" if c else
-               ("Toute la région" if state["region"] else "Tous les départements"))
+               format_func=lambda c: f"{c} – {dep_names[c]}" if c else all_deps)
 com_rows = communes[(communes["code_departement"] == state["departement"]) & (communes["type_commune"] == "COM")]
 epci_names = dict(zip(CATALOGUE["epci"]["siren_epci"], CATALOGUE["epci"]["nom"], strict=True))
 epci_codes = ["", *sorted(set(com_rows["siren_epci"].dropna()), key=lambda c: epci_names.get(c, c))]
@@ -448,6 +449,10 @@ selection = Selection(
     qpv_generation=state["generation_qpv"] if state["generation_qpv"] != generations[0] else None,
 )
 levels = [level for level in LEVELS_BY_SCOPE[scope_of(selection)] if level in LEVELS]
+if state.get("_portee") != scope_of(selection):  # another scope opens at its own level (the first of levels)
+    if "_portee" in state:
+        state["niveau"] = ""
+    state["_portee"] = scope_of(selection)
 _choose("niveau", levels)
 controls[1].selectbox("Niveau", levels, key="niveau", format_func=LEVELS.get)
 controls[2].selectbox("Classes", list(METHODS), key="methode", format_func=METHODS.get)
@@ -476,12 +481,13 @@ st.caption(f"{_plain(data.territory_label)} · {_plain(view.selection.without_te
 carte, rayon, onglet_fiche, exports = st.tabs(list(TABS.values()), key="onglet", on_change="rerun")
 
 with carte:
+    level_label = LEVELS[view.level] if LEVELS[view.level].isupper() else LEVELS[view.level].lower()  # "EPCI"
     cols = st.container(key="chiffres_carte").columns(4)  # two by two on a phone (app.css)
     suffix = " (données simulées)" if data.synthetic else ""
     cols[0].metric("Établissements ESS" + suffix, format_number(data.n_etablissements))
     cols[1].metric("Tiers-lieux", format_number(len(data.tiers_lieux)))
     cols[2].metric("QPV", format_number(len(data.qpv)))
-    cols[3].metric(f"Unités cartographiées ({LEVELS[view.level].lower()})", format_number(len(data.areas)))
+    cols[3].metric(f"Unités cartographiées ({level_label})", format_number(len(data.areas)))
     collapsed = data.classification.collapse_notice(data.indicator.label_fr)
     if collapsed:
         st.info(collapsed)
@@ -493,11 +499,12 @@ with carte:
         state["_dernier_clic"] = click[1]
         state["_a_ouvrir"] = click[0]
         st.rerun()
-    st.caption("Cliquez sur une commune ou un QPV pour ouvrir sa fiche. Sources : INSEE (communes, populations "
+    a_unit = {"commune": "une commune", "epci": "un EPCI", "departement": "un département"}.get(view.level,
+                                                                                           "une région")
+    st.caption(f"Cliquez sur {a_unit} ou un QPV pour ouvrir sa fiche. Sources : INSEE (communes, populations "
                "légales, SIRENE), ANCT (QPV), France Tiers-Lieux et Commune Mesure (tiers-lieux)."
                + (" Établissements ESS : données simulées." if data.synthetic else ""))
     # the map's information without the map (RGAA 4.1: a map needs a text alternative)
-    level_label = LEVELS[view.level].lower()
     st.header("Données de la carte en tableau", anchor="donnees-carte")
     st.markdown(f"Sans la carte : la valeur de chaque {level_label} ci-dessous ; les QPV et leurs tiers-lieux "
                 "proches dans l'onglet « Rayon autour des QPV » ; les établissements ESS et les tiers-lieux dans "
@@ -508,7 +515,8 @@ with carte:
     if map_table.open:
         with map_table:
             _table(_map_table(data), limit=MAP_TABLE_ROWS,
-                   whole=f"le tableau complet : « Indicateurs par {level_label} » dans l'onglet « Exports »")
+                   whole=f"le tableau complet : « {viewdata.indicators_table_title(view.level)} » dans l'onglet "
+                         "« Exports »")
 
 if rayon.open:
     with rayon:

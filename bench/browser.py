@@ -30,8 +30,12 @@ Cases (``run``):
   Targets: first map < 2 s from navigation, redraw after a filter < 0.5 s.
 - ``nord_bytes``: the size of the map message for Nord (59) on the national store (< 2 MB).
 - ``national_regions``: one session on a warm server (it has served one département), first map of
-  a whole région (``?region=CODE``: choropleth by commune, QPVs, tiers-lieux, establishments grouped
-  by commune). Target (issue 13): < 3 s.
+  a whole région (``?region=CODE``: choropleth by EPCI, the région's own level, QPVs, tiers-lieux,
+  establishments grouped by EPCI). Target (issue 13): < 3 s. Then, as a same-run comparison, the
+  same région by commune (``&niveau=commune``, a first map too: another computation).
+
+``run(cases=...)`` runs some cases only (``bench/run.py --browser-cases``); ``nord_bytes`` comes with
+``national_8``.
 """
 
 from __future__ import annotations
@@ -326,44 +330,59 @@ def national_first(browser, db: Path, *, departements: Sequence[str]) -> dict[st
 
 
 def national_regions(browser, db: Path, *, regions: Sequence[str]) -> dict[str, Any]:
-    """First map of whole régions, one session at a time, on a server that has served one département."""
+    """First map of whole régions at their own level (EPCI), then by commune, one session at a time,
+    on a server that has served one département."""
     with _server(db, "national-regions") as server:
         open_at_once(browser, server.url, [NATIONAL_WARM_UP], "warm-up")
         load_before = load_average()
-        sessions = []
+        sessions, by_commune = [], []
         for region in regions:
-            sessions.extend(open_at_once(browser, server.url, [region], "first map of a région", parameter="region")
-                            .sessions)
-            log(f"browser: région {region}: message {sessions[-1].map_message_s:.2f} s, "
-                f"drawn {sessions[-1].drawn_s:.2f} s ({sessions[-1].map_message_bytes / 1e6:.2f} MB)")
+            for found, value, level in ((sessions, region, "EPCI"),
+                                        (by_commune, f"{region}&niveau=commune", "commune")):
+                found.extend(open_at_once(browser, server.url, [value], "first map of a région", parameter="region")
+                             .sessions)
+                found[-1].departement = region
+                log(f"browser: région {region} by {level}: message {found[-1].map_message_s:.2f} s, "
+                    f"drawn {found[-1].drawn_s:.2f} s ({found[-1].map_message_bytes / 1e6:.2f} MB)")
         load_after = load_average()
-    return {"first": sessions, "load_before": load_before, "load_after": load_after}
+    return {"first": sessions, "by_commune": by_commune, "load_before": load_before, "load_after": load_after}
 
 
-def run(national_db: Path | None, embedded_db: Path, *, rounds: int, small: bool = False) -> dict[str, Any]:
-    """All browser cases; ``national_db`` None runs only the embedded-store case."""
+#: The cases of :func:`run`, in the order they run.
+CASES = ("embedded_4", "national_8", "national_first", "national_regions")
+
+
+def run(national_db: Path | None, embedded_db: Path, *, rounds: int, small: bool = False,
+        cases: Sequence[str] = CASES) -> dict[str, Any]:
+    """The browser ``cases`` (all by default); ``national_db`` None runs only the embedded-store case."""
     from playwright.sync_api import sync_playwright
 
+    unknown = set(cases) - set(CASES)
+    if unknown:
+        raise ValueError(f"unknown browser cases {sorted(unknown)}; cases: {', '.join(CASES)}")
     out: dict[str, Any] = {}
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         out["chromium"] = browser.version
         try:
-            out["embedded_4"] = [{k: asdict(v) for k, v in pair.items()}
-                                 for pair in embedded_4(browser, embedded_db, rounds=rounds)]
-            if national_db is not None:
+            if "embedded_4" in cases:
+                out["embedded_4"] = [{k: asdict(v) for k, v in pair.items()}
+                                     for pair in embedded_4(browser, embedded_db, rounds=rounds)]
+            if national_db is not None and "national_8" in cases:
                 rounds_8 = national_8(browser, national_db, rounds=rounds)
                 out["national_8"] = [asdict(r) for r in rounds_8]
+                nord = [s for r in rounds_8 for s in r.sessions if s.departement == "59"]
+                out["nord_bytes"] = [s.map_message_bytes for s in nord]
+            if national_db is not None and "national_first" in cases:
                 departements = NATIONAL_FIRST[:2] if small else NATIONAL_FIRST
                 first = national_first(browser, national_db, departements=departements)
                 out["national_first"] = {k: [asdict(x) for x in v] if isinstance(v, list) else v
                                          for k, v in first.items()}
+            if national_db is not None and "national_regions" in cases:
                 regions = national_regions(browser, national_db, regions=NATIONAL_REGIONS[:1] if small
                                            else NATIONAL_REGIONS)
                 out["national_regions"] = {k: [asdict(x) for x in v] if isinstance(v, list) else v
                                            for k, v in regions.items()}
-                nord = [s for r in rounds_8 for s in r.sessions if s.departement == "59"]
-                out["nord_bytes"] = [s.map_message_bytes for s in nord]
         finally:
             browser.close()
     return out

@@ -149,11 +149,16 @@ def _browser_rows(b: dict | None) -> list[str]:
     if regions.get("first"):
         msg = [x["map_message_s"] for x in regions["first"]]
         drawn = [x["drawn_s"] for x in regions["first"]]
+        communes = regions.get("by_commune") or []
+        baseline = (f"by commune (same run): message {spread([x['map_message_s'] for x in communes])}; drawing "
+                    f"{spread([x['drawn_s'] for x in communes])}" if communes else "–")
+        when = (b.get("cases_run") or {}).get("national_regions")
         rows.append(row("one session, first map of a région (" + ", ".join(x["departement"] for x in regions["first"])
-                        + "), national store, warm server", "< 3 s",
+                        + ", by EPCI, its own level), national store, warm server"
+                        + (f" — measured {when['date']}" if when else ""), "< 3 s",
                         f"map message {spread(msg)}; full drawing {spread(drawn)}; "
                         f"message size up to {max(x['map_message_bytes'] for x in regions['first']) / 1e6:.2f} MB",
-                        load(regions.get("load_before"), regions.get("load_after")), "–",
+                        load(regions.get("load_before"), regions.get("load_after")), baseline,
                         f"message {verdict(max(msg) < TARGET_REGION_S)}, "
                         f"drawing {verdict(max(drawn) < TARGET_REGION_S)} (slowest)"))
     return rows
@@ -592,7 +597,7 @@ def render(r: dict) -> str:
              "`make bench-browser` (the browser part alone; the other parts keep their figures), "
              "`make bench-sessions` (the server under concurrent sessions without browsers, alone). Options: "
              "`bench/run.py --help` (`--skip-postgis`, `--skip-browser`, `--skip-big-stock`, `--only PART`, "
-             "`--rebuild`, `--runs`, `--rounds`).", "",
+             "`--browser-cases CASE`, `--rebuild`, `--runs`, `--rounds`).", "",
              "This file is **rewritten by the harness** (`bench/report.py` from `bench/out/results.json`): every "
              "figure below was measured by the run whose date it carries; nothing is carried over from the spatial "
              "engine that preceded the store-holds-the-answers architecture. Data are synthetic and seeded: real "

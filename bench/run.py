@@ -185,13 +185,21 @@ def _viewpath_once(command: list[str]) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def part_browser(store: national_store.NationalStore, results: dict, *, rounds: int, small: bool) -> None:
+def part_browser(store: national_store.NationalStore, results: dict, *, rounds: int, small: bool,
+                 cases: list[str] | None = None) -> None:
+    """The browser cases (``cases``: some of them; the others keep their previous figures)."""
     import browser
 
     started = load_average()
-    out = browser.run(store.national, store.embedded, rounds=rounds, small=small)
-    out.update({"date": _now(), "load_before": started, "load_after": load_average()})
-    results["browser"] = out
+    out = browser.run(store.national, store.embedded, rounds=rounds, small=small, cases=cases or browser.CASES)
+    around = {"date": _now(), "load_before": started, "load_after": load_average()}
+    if not cases:
+        results["browser"] = {**out, **around}
+        return
+    # the part's date and load stay those of the full run; the cases run now say theirs
+    previous = results.get("browser") or around
+    results["browser"] = {**previous, **out, "cases_run": {**previous.get("cases_run", {}),
+                                                           **{case: around for case in cases}}}
 
 
 def part_sessions(store: national_store.NationalStore, results: dict, *, rounds: int) -> None:
@@ -210,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild", action="store_true", help="build the national store again even when cached")
     parser.add_argument("--skip-postgis", action="store_true", help="no PostGIS recipe in the point-in-polygon part")
     parser.add_argument("--skip-browser", action="store_true", help="no browser part")
+    parser.add_argument("--browser-cases", nargs="+", metavar="CASE",
+                        help="browser part: run these cases only (embedded_4, national_8, national_first, "
+                             "national_regions); the others keep their figures")
     parser.add_argument("--skip-big-stock", action="store_true", help="no 15 M-row SIRENE stock")
     parser.add_argument("--runs", type=int, default=5, help="measured runs of each CLI command (default %(default)s)")
     parser.add_argument("--sirene-runs", type=int, default=2, help="runs of the 5 M-row ingest (default %(default)s)")
@@ -243,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         "cli": lambda: part_cli(store, results, runs=2 if small else args.runs, profile_misses=profiles),
         "pip": lambda: part_pip(store, results, repeat=1 if small else args.pip_repeat, postgis=not args.skip_postgis),
         "viewpath": lambda: part_viewpath(store, results, runs=1 if small else 3),
-        "browser": lambda: part_browser(store, results, rounds=1 if small else args.rounds, small=small),
+        "browser": lambda: part_browser(store, results, rounds=1 if small else args.rounds, small=small,
+                                        cases=args.browser_cases),
         "sessions": lambda: part_sessions(store, results, rounds=1 if small else args.rounds),
     }
     for part in parts:

@@ -693,7 +693,7 @@ def _export_view(vue: str | None, *, departement: str | None, epci: str | None, 
     import dataclasses
     from urllib.parse import parse_qsl, urlsplit
 
-    from essmap.present.view import MapView
+    from essmap.present.view import MapView, default_level
 
     try:
         params = dict(parse_qsl(urlsplit(vue).query or vue)) if vue else {}
@@ -702,7 +702,10 @@ def _export_view(vue: str | None, *, departement: str | None, epci: str | None, 
                      "epci": (epci.strip(),) if epci else (), "communes": (commune.strip(),) if commune else ()}
         changes: dict[str, Any] = {k: v for k, v in territory.items() if v}
         if changes:
-            view = view.replace(selection=dataclasses.replace(view.selection, **changes))
+            selection = dataclasses.replace(view.selection, **changes)
+            # a link without "niveau" opens at its territory's own level: so does the territory given here
+            level_of_link = {} if params.get("niveau") else {"level": default_level(selection)}
+            view = view.replace(selection=selection, **level_of_link)
         options = {"level": level, "indicator": indicateur, "method": methode, "k": classes, "radius_m": rayon,
                    "tiles": fond}
         return view.replace(**{k: v for k, v in options.items() if v is not None})

@@ -208,6 +208,34 @@ def test_departement_fiche_compares_with_its_region(demo_db, monkeypatch, fresh_
     assert any("France : " in c for c in cards)
 
 
+def test_a_region_opens_by_epci_and_commune_stays_a_choice(demo_db, monkeypatch, fresh_caches):
+    con = duckdb.connect(str(demo_db), read_only=True)
+    try:
+        n_epci, n_communes = con.execute(
+            "SELECT count(DISTINCT siren_epci), count(*) FROM communes WHERE code_region = '93' "
+            "AND type_commune = 'COM'").fetchone()
+    finally:
+        con.close()
+    at = _app(demo_db, monkeypatch)  # the default view: a département, by commune
+    assert at.selectbox(key="niveau").value == "commune"
+    at.selectbox(key="departement").select_index(0).run()  # "Toute la région"
+    assert not at.exception
+    assert at.selectbox(key="niveau").value == "epci"
+    assert _count(_metrics(at)["Unités cartographiées (EPCI)"]) == n_epci
+    assert dict(at.query_params) == {"region": "93"}  # EPCI is the région's own level: not in the link
+    at.selectbox(key="niveau").set_value("commune").run()
+    assert _count(_metrics(at)["Unités cartographiées (commune)"]) == n_communes
+    assert at.query_params["niveau"] == "commune"
+    at.selectbox(key="departement").set_value("84").run()  # a département opens by commune again
+    assert at.selectbox(key="niveau").value == "commune" and "niveau" not in at.query_params
+
+    at = _app(demo_db, monkeypatch, region="93")
+    assert at.selectbox(key="niveau").value == "epci" and at.selectbox(key="departement").value == ""
+    at = _app(demo_db, monkeypatch, region="93", niveau="commune")  # a shared link keeps its level
+    assert at.selectbox(key="niveau").value == "commune"
+    assert _count(_metrics(at)["Unités cartographiées (commune)"]) == n_communes
+
+
 @pytest.mark.parametrize("params, radius, notice", [
     ({"rayon": "0"}, 100, "hors de ce que propose le tableau de bord"),
     ({"rayon": "5001"}, 5000, "hors de ce que propose le tableau de bord"),

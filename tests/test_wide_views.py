@@ -28,13 +28,30 @@ def test_scope_of_a_selection():
 
 def test_a_france_link_reopens_france_not_the_default_departement():
     params = MapView(Selection(), level="departement").to_query_params()
-    assert params == {"niveau": "departement", "france": "1"}
+    assert params == {"france": "1"}  # France opens by département: no "niveau" needed
     view, notices = view_from_link(params, departements=["13", "84"])
     assert notices == [] and scope_of(view.selection) == "france" and view.level == "departement"
+    assert view_from_link({"france": "1", "niveau": "departement"}, departements=["13"])[0] == view  # older links
     assert "france" not in MapView(Selection(departements=("13",))).to_query_params()
     region = MapView(Selection(region="93")).to_query_params()
     assert region == {"region": "93"}
     assert view_from_link(region, departements=["13"])[0].selection == Selection(region="93")
+
+
+def test_each_scope_opens_at_its_own_level():
+    """A région opens by EPCI (a CRESS reads its région by EPCI; its communes are a megabyte of
+    geometry), a département by commune, France by département; any offered level stays a choice."""
+    assert MapView(Selection(region="93")).level == "epci"
+    assert MapView(Selection(departements=("13",))).level == "commune"
+    assert MapView(Selection(region="93", departements=("13",))).level == "commune"
+    assert MapView(Selection()).level == "departement"
+    by_commune = MapView(Selection(region="93"), level="commune")
+    assert by_commune.to_query_params() == {"region": "93", "niveau": "commune"}
+    assert view_from_link(by_commune.to_query_params(), departements=["13"]) == (by_commune, [])
+    assert view_from_link({"region": "93"}, departements=["13"])[0].level == "epci"
+    # a département view by EPCI keeps its level in the link (commune is the département's default)
+    assert MapView(Selection(departements=("13",)), level="epci").to_query_params()["niveau"] == "epci"
+    assert "niveau" not in MapView(Selection(departements=("13",))).to_query_params()
 
 
 def test_region_view_counts_establishments_by_epci(demo_con):
@@ -49,9 +66,20 @@ def test_region_view_counts_establishments_by_epci(demo_con):
     assert "Marseille" in metropole["nom"]
     assert metropole["n"] == _count(demo_con, "siren_epci = '200054807'")
     assert 43.1 < metropole["latitude"] < 43.8 and 4.9 < metropole["longitude"] < 5.8
-    communes = demo_con.execute("SELECT count(*) FROM communes WHERE code_region = '93' AND type_commune = 'COM'")
-    assert len(data.areas) == communes.fetchone()[0]
+    epci = demo_con.execute("SELECT DISTINCT siren_epci FROM communes WHERE code_region = '93' "
+                            "AND type_commune = 'COM' AND siren_epci IS NOT NULL").fetchall()
+    assert data.view.level == "epci" and set(data.areas["code"].astype(str)) == {r[0] for r in epci}
+    assert data.areas.geometry.notna().all() and len(data.qpv) > 0
     assert len(data.tiers_lieux) > 0 and data.synthetic
+
+
+def test_region_view_by_commune_stays_a_choice(demo_con):
+    data = viewdata.view_data(demo_con, MapView(Selection(region="93"), level="commune"))
+    communes = demo_con.execute("SELECT count(*) FROM communes WHERE code_region = '93' AND type_commune = 'COM'")
+    assert len(data.areas) == communes.fetchone()[0] and data.areas.geometry.notna().all()
+    by_epci = viewdata.view_data(demo_con, MapView(Selection(region="93")))
+    assert data.n_etablissements == by_epci.n_etablissements  # same groups of establishments either way
+    assert int(data.areas["n_etablissements"].sum()) == int(by_epci.areas["n_etablissements"].sum())
 
 
 def test_filters_apply_to_the_groups(demo_con):
@@ -116,3 +144,27 @@ def test_establishments_of_a_commune_outside_any_epci_form_their_commune_group(d
         assert data.n_etablissements == _count(con, "code_region = '93'")
     finally:
         con.close()
+
+
+def test_fiche_radius_and_exports_of_a_region_view_by_epci(demo_con):
+    """The région's default view (by EPCI): an EPCI's fiche compares it with its département, a QPV's
+    with its commune; the radius tables and the indicators export are by EPCI."""
+    data = viewdata.view_data(demo_con, MapView(Selection(region="93"), radius_m=500))
+    units = viewdata.selectable_units(data)
+    assert units["200054807"].startswith("Métropole d'Aix-Marseille-Provence")
+    metropole = viewdata.fiche(demo_con, data, "200054807")
+    assert metropole is not None and metropole.level == "epci" and metropole.level_label == "Intercommunalité (EPCI)"
+    cards = {c.indicator.key: c for c in metropole.comparisons}
+    assert cards["n_etablissements"].value == len(metropole.etablissements) == _count(
+        demo_con, "siren_epci = '200054807'")
+    assert cards["n_etablissements"].parent_name == "Bouches-du-Rhône"
+    qpv = str(data.qpv["code_qp"].iloc[0])
+    assert viewdata.fiche(demo_con, data, qpv).level == "qpv"
+    radius = viewdata.qpv_tiers_lieux_table(data)
+    assert len(radius) == len(data.qpv) > 0
+    around = viewdata.establishments_around(demo_con, data)
+    assert set(around["code_qp"]) == set(data.qpv["code_qp"])
+    tables = viewdata.export_tables(demo_con, data)
+    stem, indicators = tables["Indicateurs par intercommunalité (EPCI)"]
+    assert stem == "indicateurs_epci" and len(indicators) == len(data.areas)
+    assert "Code intercommunalité (EPCI)" in indicators.columns and indicators.geometry.notna().all()

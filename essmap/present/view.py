@@ -37,7 +37,8 @@ class MapView:
     indicator : str
         Column of :func:`essmap.analysis.indicators_by_level` drawn as a choropleth.
     level : str
-        Choropleth level: "commune", "epci", "departement", "region" (or "qpv").
+        Choropleth level: "commune", "epci", "departement", "region" (or "qpv"). Left empty, the level
+        a view of the selection's scope opens at (:func:`default_level`: a région by EPCI).
     radius_m : float
         Radius of the QPV x tiers-lieux query, 100 m to 5 km in the dashboard.
     method, k : str, int
@@ -52,7 +53,7 @@ class MapView:
 
     selection: Selection = field(default_factory=Selection)
     indicator: str = DEFAULT_INDICATOR
-    level: str = "commune"
+    level: str = ""
     radius_m: float = 1000.0
     method: str = "quantiles"
     k: int = 5
@@ -61,6 +62,8 @@ class MapView:
     tab: str = "carte"
 
     def __post_init__(self) -> None:
+        if not self.level:
+            object.__setattr__(self, "level", default_level(self.selection))
         if self.indicator not in INDICATORS_BY_KEY:
             raise ValueError(f"indicateur « {self.indicator} » inconnu")
         if self.level not in LEVELS:
@@ -86,7 +89,7 @@ class MapView:
         default = MapView()
         values = {
             "indicateur": (self.indicator, default.indicator),
-            "niveau": (self.level, default.level),
+            "niveau": (self.level, default_level(self.selection)),
             "rayon": (f"{self.radius_m:g}", f"{default.radius_m:g}"),
             "classes": (str(self.k), str(default.k)),
             "methode": (self.method, default.method),
@@ -134,12 +137,21 @@ def scope_of(selection: Selection) -> str:
     return "region" if selection.region else "france"
 
 
-#: Choropleth levels a view of each scope offers (France by commune would draw 35,000 polygons).
+#: Choropleth levels a view of each scope offers, the one it opens at first (France by commune would
+#: draw 35,000 polygons). A région opens by EPCI: that is how a CRESS or a regional council reads its
+#: région, and its communes are too many for a first map (Auvergne-Rhône-Alpes: 4,020 communes, 1 MB
+#: of geometry to send and draw, against about 160 EPCI); the commune level stays one choice away.
 LEVELS_BY_SCOPE: dict[str, tuple[str, ...]] = {
     "local": ("commune", "epci", "departement"),
-    "region": ("commune", "epci", "departement"),
+    "region": ("epci", "commune", "departement"),
     "france": ("departement", "epci", "region"),
 }
+
+
+def default_level(selection: Selection) -> str:
+    """The choropleth level a view of ``selection`` opens at: commune for a département or smaller,
+    EPCI for a région, département for France (see :data:`LEVELS_BY_SCOPE`)."""
+    return LEVELS_BY_SCOPE[scope_of(selection)][0]
 
 #: Unit the establishments are counted by on the map of a wide view (points would be hundreds of
 #: thousands); None: every establishment is a point. One proportional circle per EPCI reads on a

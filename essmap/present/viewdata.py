@@ -429,8 +429,7 @@ def indicators_table(data: ViewData) -> pd.DataFrame:
     indicator's label), raw values carrying their number formats (see :mod:`essmap.render.tables`); the
     flag of simulated data only when some unit has any."""
     areas = data.areas
-    level = LEVEL_LABELS[data.view.level]
-    code_title = f"Code {level if level.isupper() else level.lower()}"  # "Code commune", "Code EPCI"
+    code_title = f"Code {_in_sentence(LEVEL_LABELS[data.view.level])}"  # "Code commune", "Code intercommunalité (EPCI)"
     columns: dict[str, Any] = {code_title: areas["code"].astype("string").to_numpy(),
                                "Nom": areas["nom"].astype("string").to_numpy()}
     formats: dict[str, NumberFormat] = {}
@@ -449,6 +448,17 @@ def indicators_table(data: ViewData) -> pd.DataFrame:
     return with_number_formats(pd.DataFrame(columns, index=areas.index), formats)
 
 
+def indicators_table_title(level: str) -> str:
+    """"Indicateurs par commune", "Indicateurs par intercommunalité (EPCI)": the table of
+    :func:`indicators_table` in the exports (acronyms kept in capitals)."""
+    return f"Indicateurs par {_in_sentence(LEVEL_LABELS[level])}"
+
+
+def _in_sentence(label: str) -> str:
+    """A level's label inside a sentence: "Intercommunalité (EPCI)" -> "intercommunalité (EPCI)"."""
+    return label[:1].lower() + label[1:]
+
+
 def export_tables(con: duckdb.DuckDBPyConnection, data: ViewData) -> dict[str, tuple[str, gpd.GeoDataFrame]]:
     """What is on screen, as exportable tables: {label: (file stem, frame with geometry)}.
 
@@ -462,11 +472,11 @@ def export_tables(con: duckdb.DuckDBPyConnection, data: ViewData) -> dict[str, t
         read_qpv(con, data.qpv["code_qp"].astype(str).tolist()).set_index("code_qp").geometry
         .reindex(data.qpv["code_qp"].astype(str)).to_numpy())
     around = establishments_around(con, data)
-    level = LEVEL_LABELS[data.view.level].lower()
     establishments = data.etablissements if data.groupes_etablissements is None else read_points(
         con, "etablissements", data.view.selection, columns=ESTABLISHMENT_COLUMNS, geometry=False)
     return {
-        f"Indicateurs par {level}": ("indicateurs_" + data.view.level, geo(indicators_table(data), data.areas)),
+        indicators_table_title(data.view.level): ("indicateurs_" + data.view.level,
+                                                   geo(indicators_table(data), data.areas)),
         "QPV et tiers-lieux dans le rayon": ("qpv_tiers_lieux", geo(qpv_tiers_lieux_table(data), qpv)),
         "QPV et établissements ESS dans le rayon": (
             "qpv_etablissements", geo(qpv_establishments_table(around), around)),

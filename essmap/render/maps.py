@@ -687,10 +687,17 @@ CLUSTER_SIZE_JS = "function (n) { return Math.round(20 + 6 * Math.log10(n)); }"
 
 
 class PackedPoints(MarkerCluster):
-    """A marker layer filled from a compressed payload (see :func:`add_points_layer`)."""
+    """A marker layer filled from a compressed payload (see :func:`add_points_layer`).
+
+    Cluster discs, like the diamonds, are no keyboard tab stops: a département showed dozens before the
+    page's next control, each announcing a bare number, and all they do on Enter is zoom in, which the
+    focused map does with "+" (its arrows pan); the tables under the map and in the tabs hold what they
+    count (RGAA 4.1: the map's information without the map).
+    """
 
     _template = Template("""
         {% macro script(this, kwargs) %}
+        {% if this.cluster %}L.MarkerCluster.mergeOptions({keyboard: false});{% endif %}  // discs: no tab stops
         var {{ this.get_name() }} = {% if this.cluster %}L.markerClusterGroup(Object.assign(
             {{ this.options|tojson }}, {iconCreateFunction: function (cluster) {
                 var n = cluster.getChildCount(), size = ({{ this.cluster_size }})(n);

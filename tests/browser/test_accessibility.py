@@ -179,3 +179,27 @@ def test_the_terminal_shows_only_streamlit_and_essmap_lines(page, app_url):
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     allowed = re.compile(r"You can now view your Streamlit app in your browser\.|URL: http://\S+")
     assert lines and all(allowed.fullmatch(line) for line in lines), lines
+
+
+def test_the_filters_come_first_in_the_tab_order_and_cluster_discs_are_no_tab_stops(page, app_url):
+    """The keyboard meets the filters first, then the skip links, then the map; the map's cluster discs (a
+    bare count each, Enter only zooms in, which "+" does on the focused map) stay out of the tab order:
+    the tables hold what they count."""
+    page.goto(app_url + "/")
+    frame = map_frame(page, timeout_ms=120_000)
+    wait_for_script_idle(page)
+    clusters = frame.locator(".essmap-cluster")
+    expect(clusters.first).to_be_visible()
+    assert clusters.count() > 5
+    assert frame.locator(".essmap-cluster[tabindex], .essmap-cluster[role=button]").count() == 0
+    stops = frame.evaluate("""() => [...document.querySelectorAll('a[href], button, input, select, [tabindex]')]
+        .filter(e => e.tabIndex >= 0 && e.getClientRects().length).length""")
+    assert stops <= 10, stops  # zoom buttons, layer switcher, the map itself, attribution links
+    page.locator("body").focus()
+    order = []
+    while len(order) < 80 and "IFRAME" not in order:
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("() => document.activeElement.getAttribute('aria-label') "
+                                   "|| document.activeElement.textContent.trim() || document.activeElement.tagName"))
+    assert order.index("Région") <= 2, order  # after Streamlit's "Aller au contenu principal"
+    assert order.index("Région") < order.index("Aller aux filtres") < order.index("IFRAME"), order

@@ -40,10 +40,18 @@ def test_a_region_link_shows_the_whole_region(page, app_url, browser_store):
     expected = _count(browser_store.db_path, "SELECT count(*) FROM etablissements WHERE code_region = '93'")
     assert _number(_metric(page, "Établissements ESS")) == expected
     assert "Établissements ESS (regroupés par EPCI)" in _layer_names(frame)
+    epci = _count(browser_store.db_path, "SELECT count(DISTINCT siren_epci) FROM communes "
+                                         "WHERE code_region = '93' AND type_commune = 'COM'")
+    assert _number(_metric(page, "Unités cartographiées (EPCI)")) == epci  # a région opens by EPCI
+    assert "region=93" in page.url and "departements" not in page.url and "niveau" not in page.url
+    page.get_by_label("Niveau").click()  # the commune level stays a choice
+    page.get_by_role("option", name="Commune").click()
+    wait_for_script_idle(page)
+    map_frame(page, timeout_ms=120_000)
     communes = _count(browser_store.db_path,
                       "SELECT count(*) FROM communes WHERE code_region = '93' AND type_commune = 'COM'")
-    assert _number(_metric(page, "Unités cartographiées")) == communes
-    assert "region=93" in page.url and "departements" not in page.url
+    assert _number(_metric(page, "Unités cartographiées (commune)")) == communes
+    assert "niveau=commune" in page.url
 
 
 def test_france_is_chosen_in_the_sidebar_and_kept_in_the_link(page, app_url, browser_store):
