@@ -83,7 +83,7 @@ def _map_component(store_key: StoreKey, params: tuple[tuple[str, str], ...]) -> 
     """
     view = MapView.from_query_params(dict(params))
     data = _data(store_key, view)
-    m = maps.view_map(data, publish=_publish_points)
+    m = maps.view_map(data, publish=_publish_points, asset_urls=_asset_urls())
     accessibility.FrenchLeaflet(f"Carte : {data.indicator.label_fr}, {data.territory_label}").add_to(m)
     return st_folium.with_asset_urls(st_folium.component_args(m, key="carte"), _asset_urls())
 

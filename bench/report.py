@@ -250,7 +250,9 @@ def _sessions_rows(p: dict | None) -> list[str]:
     rows = []
     load_text = load(p.get("load_before"), p.get("load_after"))
     rounds = p.get("national_8") or []
-    for label in ("server just started", "server warmed by one other département"):
+    modes = ("server just started", "server warmed by one other département")
+    replicated = sorted({r.get("replicas", 1) for r in rounds} - {1})
+    for label in (*modes, *(f"{n} replicas, {mode}" for n in replicated for mode in modes)):
         mine = [r for r in rounds if r["label"] == label]
         if mine:
             slowest = [_slowest(r) for r in mine]
@@ -529,7 +531,8 @@ def sessions_section(r: dict) -> list[str]:
         modes = len(dict.fromkeys(r["label"] for r in rounds))
         lines += ["### 8 sessions at once, national store", "",
                   *table([(i // modes + 1, rnd) for i, rnd in enumerate(rounds)]), "",
-                  "Each line on a server of its own, started for it.", "",
+                  "Each line on a server of its own, started for it (\"N replicas\": N servers started for "
+                  "it, session i on server i mod N, their CPU summed).", "",
                   "Map message plus layers per département: "
                   + ", ".join(f"{d} {v / 1e6:.2f} MB" for d, v in sizes.items()) + ".", ""]
     return lines

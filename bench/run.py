@@ -202,11 +202,11 @@ def part_browser(store: national_store.NationalStore, results: dict, *, rounds: 
                                                            **{case: around for case in cases}}}
 
 
-def part_sessions(store: national_store.NationalStore, results: dict, *, rounds: int) -> None:
+def part_sessions(store: national_store.NationalStore, results: dict, *, rounds: int, replicas: int) -> None:
     import sessions
 
     started = load_average()
-    out = sessions.run(store.national, store.embedded, rounds=rounds)
+    out = sessions.run(store.national, store.embedded, rounds=rounds, replicas=replicas)
     out.update({"date": _now(), "load_before": started, "load_after": load_average()})
     results["sessions"] = out
 
@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sirene-runs", type=int, default=2, help="runs of the 5 M-row ingest (default %(default)s)")
     parser.add_argument("--pip-repeat", type=int, default=3, help="runs of each point-in-polygon recipe")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each concurrent case (browser, sessions)")
+    parser.add_argument("--replicas", type=int, default=2,
+                        help="sessions part: also 8 sessions at once over this many servers (1: not measured)")
     parser.add_argument("--no-profiles", action="store_true", help="no profiled run when a target is missed")
     parser.add_argument("--seed", type=int, default=nd.DEFAULT_SEED)
     parser.add_argument("--output", type=Path, help="report path (default bench/RESULTS.md; --small: bench/out/)")
@@ -256,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         "viewpath": lambda: part_viewpath(store, results, runs=1 if small else 3),
         "browser": lambda: part_browser(store, results, rounds=1 if small else args.rounds, small=small,
                                         cases=args.browser_cases),
-        "sessions": lambda: part_sessions(store, results, rounds=1 if small else args.rounds),
+        "sessions": lambda: part_sessions(store, results, rounds=1 if small else args.rounds,
+                                          replicas=args.replicas),
     }
     for part in parts:
         log(f"part {part}: start (load {load_average()[0]:.2f})")

@@ -37,6 +37,11 @@ Cases (``run``), mirroring ``bench/browser.py`` (same départements, same server
 - ``national_8``: 8 sessions on 8 départements of the national store at once, on a server just
   started and on a server that has served one other département; and, as a baseline, the same 8 one
   at a time on a server that has served one other département. Target: every map message < 3 s.
+  With ``replicas`` N > 1, the same 8 at once on N servers of the same store (one process each, as
+  ``make serve REPLICAS=N`` runs them behind nginx), just started and warmed by one other département:
+  session i goes to server i mod N and stays there (websocket and layers), as nginx's sticky cookie
+  keeps a browser on one replica; the servers' CPU is summed. Round-robin, not nginx's hash: every
+  round splits the sessions evenly, so rounds compare (a hash may put 5 of 8 on one replica).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +110,8 @@ class Round:
     start_spread_s: float = 0.0
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: Servers the sessions were spread over (session i on server i mod replicas).
+    replicas: int = 1
 
     @property
     def slowest_message_s(self) -> float:
@@ -195,24 +203,32 @@ def _queries(departements: Sequence[str]) -> list[str]:
     return [f"departements={dep}" for dep in departements]
 
 
-def run_round(server: StreamlitServer, departements: Sequence[str], label: str, *, at_once: bool = True) -> Round:
-    """Open one session per département, all at once (or one after the other) on ``server``."""
+def run_round(server: StreamlitServer | Sequence[StreamlitServer], departements: Sequence[str], label: str, *,
+              at_once: bool = True) -> Round:
+    """Open one session per département, all at once (or one after the other) on ``server``; given
+    several servers (replicas), session i opens on server i mod their number."""
+    servers = [server] if isinstance(server, StreamlitServer) else list(server)
+    urls = [servers[i % len(servers)].url for i in range(len(departements))]
 
     async def sessions() -> list[Session]:
         if at_once:
-            return list(await asyncio.gather(*(open_session(server.url, q) for q in _queries(departements))))
-        return [await open_session(server.url, q) for q in _queries(departements)]
+            return list(await asyncio.gather(*(open_session(u, q) for u, q in zip(urls, _queries(departements),
+                                                                                    strict=True))))
+        return [await open_session(u, q) for u, q in zip(urls, _queries(departements), strict=True)]
 
-    assert server.process is not None
-    result = Round(label, load_before=load_average())
-    cpu_before, client_before, wall_before = server_cpu_s(server.process.pid), time.process_time(), time.perf_counter()
+    pids = []
+    for each in servers:
+        assert each.process is not None
+        pids.append(each.process.pid)
+    result = Round(label, load_before=load_average(), replicas=len(servers))
+    cpu_before, client_before, wall_before = sum(map(server_cpu_s, pids)), time.process_time(), time.perf_counter()
     # an event loop of its own, in a thread of its own: the caller's thread may run one already
     # (Playwright's sync API does, in a test process that has driven chromium before)
     with ThreadPoolExecutor(max_workers=1) as thread:
         result.sessions = thread.submit(asyncio.run, sessions()).result()
     result.wall_s = time.perf_counter() - wall_before
     result.client_cpu_s = time.process_time() - client_before
-    result.server_cpu_s = server_cpu_s(server.process.pid) - cpu_before
+    result.server_cpu_s = sum(map(server_cpu_s, pids)) - cpu_before
     result.load_after = load_average()
     starts = [s.opened_at for s in result.sessions]
     result.start_spread_s = max(starts) - min(starts) if at_once else 0.0
@@ -250,16 +266,28 @@ NATIONAL_MODES = (("server just started", False, True), ("server warmed by one o
                   (ONE_AT_A_TIME_WARM, True, False))
 
 
-def national_8(db: Path, *, rounds: int) -> list[Round]:
+def replica_label(replicas: int, label: str) -> str:
+    """"2 replicas, server just started": a round of :func:`national_8` on several servers."""
+    return f"{replicas} replicas, {label}"
+
+
+def national_8(db: Path, *, rounds: int, replicas: int = 1) -> list[Round]:
     """8 at once on a fresh server and on a warmed one, and the same 8 one at a time on a warmed server
-    (the lone figure of each view, a baseline the browser case does not have)."""
+    (the lone figure of each view, a baseline the browser case does not have); with ``replicas`` > 1,
+    also the 8 at once spread over that many servers, fresh and warmed (each replica warmed)."""
+    modes = [(label, warm, at_once, 1) for label, warm, at_once in NATIONAL_MODES]
+    if replicas > 1:
+        modes += [(replica_label(replicas, label), warm, True, replicas) for label, warm, _ in NATIONAL_MODES[:2]]
     out = []
     for i in range(rounds):
-        for label, warm, at_once in NATIONAL_MODES:
-            with _server(db, "national-8") as server:
+        for label, warm, at_once, count in modes:
+            with ExitStack() as stack:
+                servers = [stack.enter_context(_server(db, f"national-8-{n + 1}" if count > 1 else "national-8"))
+                           for n in range(count)]
                 if warm:
-                    run_round(server, [NATIONAL_WARM_UP], "warm-up")
-                found = run_round(server, NATIONAL_8, label, at_once=at_once)
+                    for server in servers:
+                        run_round(server, [NATIONAL_WARM_UP], "warm-up")
+                found = run_round(servers, NATIONAL_8, label, at_once=at_once)
             out.append(found)
             log(f"sessions: national 8, {label} ({i + 1}/{rounds}): {_describe(found)}")
     return out
@@ -269,12 +297,13 @@ def _as_dict(r: Round) -> dict[str, Any]:
     return {**asdict(r), "slowest_message_s": r.slowest_message_s}
 
 
-def run(national_db: Path | None, embedded_db: Path, *, rounds: int) -> dict[str, Any]:
-    """Both cases; ``national_db`` None runs only the embedded-store case."""
+def run(national_db: Path | None, embedded_db: Path, *, rounds: int, replicas: int = 1) -> dict[str, Any]:
+    """Both cases (the national one also on ``replicas`` servers when more than 1); ``national_db``
+    None runs only the embedded-store case."""
     out: dict[str, Any] = {"embedded_4": [{k: _as_dict(v) for k, v in pair.items()}
                                           for pair in embedded_4(embedded_db, rounds=rounds)]}
     if national_db is not None:
-        out["national_8"] = [_as_dict(r) for r in national_8(national_db, rounds=rounds)]
+        out["national_8"] = [_as_dict(r) for r in national_8(national_db, rounds=rounds, replicas=replicas)]
     return out
 
 
@@ -290,10 +319,14 @@ if __name__ == "__main__":
     parser.add_argument("--db", type=Path, required=True, help="store to serve")
     parser.add_argument("--dep", nargs="+", default=list(EMBEDDED_4), help="départements opened at once")
     parser.add_argument("--warm-up", default=EMBEDDED_WARM_UP, help="département served first ('' for none)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="servers started on the store; session i opens on server i mod N (default 1)")
     args = parser.parse_args()
-    with _server(args.db, "cli") as server:
+    with ExitStack() as stack:
+        servers = [stack.enter_context(_server(args.db, f"cli-{n + 1}")) for n in range(args.replicas)]
         if args.warm_up:
-            log(f"warm-up: {_describe(run_round(server, [args.warm_up], 'warm-up'))}")
-        found = run_round(server, args.dep, "at once")
+            for server in servers:
+                log(f"warm-up: {_describe(run_round(server, [args.warm_up], 'warm-up'))}")
+        found = run_round(servers, args.dep, "at once")
     log(_describe(found))
     print(json.dumps(_as_dict(found), indent=1, ensure_ascii=False))

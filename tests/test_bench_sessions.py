@@ -63,3 +63,18 @@ def test_protocol_sessions_receive_the_map_and_the_figures_of_their_view(session
         assert 0 < found.map_message_s <= found.finished_s, found
     assert alone.server_cpu_s > 0
     assert together.start_spread_s < 1.0
+
+
+def test_sessions_spread_over_replicas_each_receive_their_own_view(sessions, demo_db, tmp_path):
+    """``--replicas``: session i on server i mod N, every one its own page, every server's CPU counted."""
+    with sessions.StreamlitServer(demo_db, tmp_path / "first.log", startup_timeout_s=180) as first, \
+            sessions.StreamlitServer(demo_db, tmp_path / "second.log", startup_timeout_s=180) as second:
+        second_before = sessions.server_cpu_s(second.process.pid)
+        found = sessions.run_round([first, second], ["04", "05"], "2 replicas")
+        second_spent = sessions.server_cpu_s(second.process.pid) - second_before
+    assert found.replicas == 2
+    assert second_spent > 0.05  # the second session's script ran on the second server
+    assert found.server_cpu_s >= second_spent
+    for session in found.sessions:
+        assert session.metrics == expected_figures(demo_db, session.query.removeprefix("departements=")), session.query
+        assert session.layers_bytes > 0

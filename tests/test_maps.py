@@ -326,6 +326,40 @@ def test_point_layers_can_be_published_as_files(data, tmp_path):
     assert sorted(p.name for p in (tmp_path / "points").iterdir()) == sorted(u.rsplit("/", 1)[1] for u in published)
 
 
+def test_map_built_with_asset_urls_equals_the_inlined_map_served_as_files(data, tmp_path):
+    """``view_map(asset_urls=...)`` (the dashboard) loads Leaflet from the published files, as
+    ``with_asset_urls`` makes an inlined map do, and never renders the inlined copies."""
+    urls = maps.publish_assets(tmp_path / "static", "../../app/static")
+    served = st_folium.with_asset_urls(st_folium.component_args(maps.view_map(data), key="carte"), urls)
+    direct = st_folium.component_args(maps.view_map(data, asset_urls=urls), key="carte")
+    assert direct["js_links"] == served["js_links"] and direct["css_links"] == served["css_links"]
+    assert not any(link.startswith("data:") for link in direct["js_links"] + direct["css_links"])
+    assert "data:text/javascript" not in direct["header"] and len(direct["header"]) == len(served["header"])
+
+
+def test_point_payload_is_the_json_that_json_dumps_writes_for_any_text(data):
+    """The payload's texts go from Arrow to JSON bytes without ``json.dumps``: the bytes are exactly
+    what it writes (quotes, backslashes, control characters, the separator, non-ASCII), and read back
+    to the very texts."""
+    texts = ['a"b\\c', "x\x1fy", "tab\there\nnl\r\x00\x08\x0c\x1e", "é ✓ 𝄞 \u2028", None, HOSTILE, "{{ x }}"]
+    points = data.etablissements.head(70).copy()
+    points["denomination"] = pd.array([texts[i % len(texts)] for i in range(70)], dtype="string[pyarrow]")
+    points["siret"] = pd.array([f"{texts[i % len(texts)] or ''}{i}" for i in range(70)], dtype="string[pyarrow]")
+    published: list[bytes] = []
+    m = maps.base_map(maps.FRANCE_BOUNDS)
+    maps.add_points_layer(m, points, name="x", popup=maps.establishment_popup, color="#000000",
+                          publish=lambda content: published.append(content) or "url")
+    raw = gzip.decompress(published[0])
+    payload = json.loads(raw)
+    assert raw == json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    lines = _decoded(payload)["lines"]
+    shown = {line["p"]: line["c"] for line in lines}
+    expected = [f"{texts[i % len(texts)] or ''}{i}".replace("\x1f", " ") for i in range(70)]
+    assert sorted(shown["SIRET "]) == sorted(expected)
+    names = next(line["c"] for line in lines if line["s"] == "b")  # 7 names repeated: dictionary-encoded
+    assert sorted(names["v"][k] for k in names["i"]) == sorted(texts[i % len(texts)] or "" for i in range(70))
+
+
 def test_published_files_are_bounded(tmp_path):
     for k in range(5):
         maps.publish_payload(tmp_path, "static", f"payload {k}".encode(), keep=3)

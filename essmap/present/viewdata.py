@@ -161,7 +161,8 @@ def computation_key(view: MapView) -> MapView:
 
 def view_data(con: duckdb.DuckDBPyConnection, view: MapView) -> ViewData:
     """Read what ``view`` shows from the store (see the module docstring)."""
-    selection = view.selection
+    # the QPV generation looked up once, not by each query (labels keep the view's own selection)
+    selection = dataclasses.replace(view.selection, qpv_generation=generation_of(con, view.selection))
     indicator = INDICATORS_BY_KEY[view.indicator]
     table = indicators_by_level(con, view.level, selection=selection, radius_m=view.radius_m)  # type: ignore[arg-type]
     values = pd.to_numeric(table[view.indicator], errors="coerce").astype("Float64")
@@ -177,7 +178,7 @@ def view_data(con: duckdb.DuckDBPyConnection, view: MapView) -> ViewData:
     etab = (read_points(con, "etablissements", selection, columns=ESTABLISHMENT_COLUMNS, geometry=False)
             if groups is None else pd.DataFrame(columns=[*ESTABLISHMENT_COLUMNS, "code_qp", "longitude", "latitude"]))
     tiers_lieux = read_points(con, "tiers_lieux", selection, geometry=False)
-    known = names(con, _codes_to_name(selection))
+    known = names(con, _codes_to_name(view.selection))
     return ViewData(
         view=view,
         indicator=indicator,
@@ -191,8 +192,8 @@ def view_data(con: duckdb.DuckDBPyConnection, view: MapView) -> ViewData:
             or _any_flag(coverage, "is_synthetic_involved")
             or (groups is not None and _any_flag(groups, "is_synthetic"))
         ),
-        territory_label=territory_label(selection, known),
-        filters_label=selection.describe(known),
+        territory_label=territory_label(view.selection, known),
+        filters_label=view.selection.describe(known),
         groupes_etablissements=groups,
     )
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -285,11 +285,13 @@ def add_legend(m: folium.Map, title: str, classification: Classification, source
     return m
 
 
-def view_map(data: ViewData, *, layers: tuple[str, ...] = MAP_LAYERS, publish: Publisher | None = None) -> folium.Map:
+def view_map(data: ViewData, *, layers: tuple[str, ...] = MAP_LAYERS, publish: Publisher | None = None,
+             asset_urls: Mapping[str, str] | None = None) -> folium.Map:
     """The dashboard map of a :class:`~essmap.present.viewdata.ViewData`, ready to render.
 
     ``layers`` picks among :data:`MAP_LAYERS` (choropleth, QPV, establishments, tiers-lieux);
-    ``publish`` serves the layers' geometry and points as files (see :data:`Publisher`). The view's
+    ``publish`` serves the layers' geometry and points as files (see :data:`Publisher`), ``asset_urls``
+    Leaflet's scripts and styles (:func:`publish_assets`: see :func:`finish`). The view's
     selected unit, if any, is outlined (the dashboard outlines it without redrawing the map: see
     :func:`selection_script`).
     """
@@ -317,7 +319,7 @@ def view_map(data: ViewData, *, layers: tuple[str, ...] = MAP_LAYERS, publish: P
                          popup=establishment_popup, color=ESTABLISHMENT_COLOUR, publish=publish)
     if data.synthetic:
         add_synthetic_notice(m)
-    return finish(m, selected=view.selected)
+    return finish(m, selected=view.selected, asset_urls=asset_urls)
 
 
 def by_fr(level: str) -> str:
@@ -454,8 +456,9 @@ class _Packed:
     """A layer's JSON, gzip-compressed: a URL the page fetches (``publish``), else inlined in base64
     (exported maps stay self-contained). Read in the page by :data:`_UNPACK_JS`."""
 
-    def __init__(self, text: str, publish: Publisher | None) -> None:
-        packed = gzip.compress(text.encode("utf-8"), compresslevel=1, mtime=0)  # level 5: 2x slower, -14 %
+    def __init__(self, text: str | bytes, publish: Publisher | None) -> None:
+        raw = text.encode("utf-8") if isinstance(text, str) else text
+        packed = gzip.compress(raw, compresslevel=1, mtime=0)  # level 5: 2x slower, -14 %
         self.url = publish(packed) if publish is not None else None
         self.inline = None if self.url else base64.b64encode(packed).decode("ascii")
 
@@ -500,14 +503,15 @@ def add_points_layer(m: folium.Map, points: pd.DataFrame, *, name: str, popup, c
     qx, qy = np.round((lon - lon0) * 1e5).astype(np.int64), np.round((lat - lat0) * 1e5).astype(np.int64)
     order = np.argsort(_morton(qx, qy), kind="stable")
     qx, qy = qx[order], qy[order]
-    payload = {
-        "lat0": lat0,
-        "lon0": lon0,
-        "dxy": _packed_ints(np.column_stack([np.diff(qy, prepend=0), np.diff(qx, prepend=0)]).ravel(), "<i4"),
-        "lines": [{"s": style, "p": prefix, "c": _column_payload(values.take(pa.array(order)))}
-                  for style, prefix, values in popup(points)],
-    }
-    packed = _Packed(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), publish)
+    taken = pa.array(order)
+    # the JSON of {"lat0", "lon0", "dxy", "lines": [{"s", "p", "c"}...]} written piece by piece: the
+    # columns' texts (megabytes for a large département) go from Arrow to JSON bytes without Python strings
+    dxy = _packed_ints(np.column_stack([np.diff(qy, prepend=0), np.diff(qx, prepend=0)]).ravel(), "<i4")
+    lines = [b'{"s":' + _json(style) + b',"p":' + _json(prefix) + b',"c":' + _column_json(values.take(taken)) + b"}"
+             for style, prefix, values in popup(points)]
+    text = b"".join([b'{"lat0":', _json(lat0), b',"lon0":', _json(lon0), b',"dxy":', _json(dxy),
+                     b',"lines":[', b",".join(lines), b"]}"])
+    packed = _Packed(text, publish)
     PackedPoints(packed, name=name, color=color, shape=shape, cluster=cluster).add_to(m)
     return m
 
@@ -549,19 +553,40 @@ def publish_payload(folder: Path, url_base: str, content: bytes, *, keep: int = 
 _UNIT_SEPARATOR = "\x1f"
 
 
-def _column_payload(line: pa.Array) -> dict[str, object]:
-    """A column of popup lines: dictionary-encoded when values repeat (the codes as packed
-    little-endian integers: one or two bytes a point, no JSON number per point), else the texts
-    joined in one string (``j``, split on :data:`_UNIT_SEPARATOR` in the page)."""
-    encoded = line if isinstance(line, pa.DictionaryArray) else line.dictionary_encode()
-    uniques = len(encoded.dictionary)
+def _json(value: object) -> bytes:
+    """``value`` as the payload's JSON writes it (UTF-8, no spaces)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+#: How ``json.dumps`` writes the characters it escapes in a string (backslash first: the others add some).
+_JSON_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), *((chr(c), {8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r"}
+                                                       .get(c, f"\\u{c:04x}")) for c in range(0x20)))
+_CONTROL_CHARACTERS = "[\\x00-\\x1f]"
+
+
+def _column_json(line: pa.Array) -> bytes:
+    """The JSON of a column of popup lines: dictionary-encoded when values repeat (the codes as
+    packed little-endian integers: one or two bytes a point, no JSON number per point), else the
+    texts joined in one string (``j``, split on :data:`_UNIT_SEPARATOR` in the page), escaped and
+    joined by Arrow's kernels: the same bytes as ``json.dumps``, without a Python string per column."""
+    if isinstance(line, pa.DictionaryArray):
+        encoded: pa.DictionaryArray | None = line
+        uniques = len(line.dictionary)
+    else:  # counted first: most columns of texts are unique (names, addresses), never dictionary-encoded
+        encoded, uniques = None, len(pc.unique(line)) - (1 if line.null_count else 0)
     if uniques * 2 < len(line):
+        encoded = encoded if encoded is not None else line.dictionary_encode()
         width = "<u1" if uniques <= 0xFF else "<u2" if uniques <= 0xFFFF else "<u4"
-        return {"v": encoded.dictionary.to_pylist(), "i": _packed_ints(encoded.indices.to_numpy(), width),
-                "w": int(width[-1])}
+        return _json({"v": encoded.dictionary.to_pylist(), "i": _packed_ints(encoded.indices.to_numpy(), width),
+                      "w": int(width[-1])})
     text = pc.replace_substring(line.cast(pa.string()), _UNIT_SEPARATOR, " ")
-    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text), _UNIT_SEPARATOR)
-    return {"j": joined[0].as_py()}
+    text = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
+    if pc.any(pc.match_substring_regex(text, _CONTROL_CHARACTERS)).as_py():
+        for char, escaped in _JSON_ESCAPES[2:]:
+            text = pc.replace_substring(text, char, escaped)
+    separator = _JSON_ESCAPES[2 + ord(_UNIT_SEPARATOR)][1]
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text), separator)[0]
+    return b'{"j":"' + joined.as_buffer().to_pybytes() + b'"}' if joined.is_valid else b'{"j":null}'
 
 
 def _packed_ints(values: np.ndarray, dtype: str) -> str:
@@ -996,7 +1021,7 @@ MAP_CSS = f"""
 """
 
 
-def finish(m: folium.Map, *, selected: str | None = None) -> folium.Map:
+def finish(m: folium.Map, *, selected: str | None = None, asset_urls: Mapping[str, str] | None = None) -> folium.Map:
     """Add the panel (legend and layer list, :class:`MapPanel`) and the selection outline
     (:class:`SelectionOutline`, ``selected`` outlined from the start), and make the map
     self-contained (call after the last layer).
@@ -1004,16 +1029,21 @@ def finish(m: folium.Map, *, selected: str | None = None) -> folium.Map:
     Leaflet and its marker-cluster plugin come from pinned PyPI packages and are inlined as
     data URIs, so the map draws without internet, in Streamlit and in exported HTML alike;
     folium's other CDN defaults (jQuery, Bootstrap, icon fonts) are not used and are dropped.
+    With ``asset_urls`` (:func:`publish_assets`: inlined copy -> URL) they load from those URLs
+    instead: the dashboard's map then never renders nor carries 300 kB of inlined Leaflet.
     """
     fits = [child for child in m._children.values() if isinstance(child, FitBounds)]
     MapPanel(bounds=fits[-1].bounds if fits else None).add_to(m)
     SelectionOutline(selected).add_to(m)
     _figure(m).header.add_child(folium.Element(f"<style>{MAP_CSS}</style>"))
+    urls = asset_urls or {}
     for element in walk(m):
         if hasattr(element, "default_js"):
-            element.default_js = [(n, _asset_uri(n)) for n, _url in element.default_js if n not in _UNUSED_ASSETS]
+            element.default_js = [(n, urls.get(_asset_uri(n), _asset_uri(n))) for n, _url in element.default_js
+                                  if n not in _UNUSED_ASSETS]
         if hasattr(element, "default_css"):
-            element.default_css = [(n, _asset_uri(n)) for n, _url in element.default_css if n not in _UNUSED_ASSETS]
+            element.default_css = [(n, urls.get(_asset_uri(n), _asset_uri(n))) for n, _url in element.default_css
+                                   if n not in _UNUSED_ASSETS]
     return m
 
 
