@@ -12,7 +12,9 @@ Three stages, each resumable or harmless to repeat:
 3. **One write**: everything goes into a new store in one :func:`essmap.store.atomic_update`
    (``start_empty``), so a failed build, at any stage, leaves the previous store as it was. The
    SIRENE stock is read inside it, once the communes, QPVs and tiers-lieux are written and let go:
-   the process never holds the SIRENE rows and the full-resolution communes at once.
+   the process never holds the SIRENE rows and the full-resolution communes at once. Its
+   establishments go into the write connection part by part as they are read
+   (:class:`essmap.store.StagedPoints`), so that pandas never holds the national rows at once.
 
 The store then holds exactly the territories asked: a build replaces the whole store, as
 ``essmap build`` does for the demo (``essmap ingest`` adds or replaces a scope in a store).
@@ -359,14 +361,17 @@ def build_official(
         # the previous store untouched (nothing is committed before the end of this block)
         del communes, census, tiers_lieux
         qpv_reads.clear()
+        # the establishments go into the write connection part by part as they are read (DuckDB keeps
+        # them within its memory limit): the 1.5 million national rows are never in pandas at once
+        staged = store.StagedPoints(con, "etablissements")
         sirene = read_sirene(inputs.unites_legales, inputs.etablissements, geolocalisation=inputs.geolocalisation,
-                             departements=deps, progress=sirene_progress)
+                             departements=deps, progress=sirene_progress, parts=staged.add)
         check_usable(sirene, deps)
         report.with_geolocation = True
         progress("Écriture des établissements", 0.85)
-        load.replacements.append(write_establishments(con, sirene))
+        load.replacements.append(write_establishments(con, sirene, staged=staged))
         load.sources.append(sirene.meta)
-        del sirene
+        del sirene, staged
         progress("Jointures (communes, EPCI, QPV), concordance INSEE et géométries d'affichage", 0.9)
         # the points were written after the communes and QPVs: located at insert, not again
         load.forgotten = finish_write(con, changed=list(schema.FILE_LAYERS), located=schema.POINT_LAYERS)
