@@ -314,45 +314,45 @@ def fetch_parts(con: duckdb.DuckDBPyConnection, files: ScannedFiles,
     time: ``(rows, geolocation rows)`` for each part, with file names and lines.
 
     The geolocation rows of a part are the first row of the geolocation files (in file order) of
-    each SIRET of the part that they hold. DuckDB sorts and joins within its memory limit
-    (spilling); only one part at a time is in pandas. At least one part is given, empty when
-    ``etab`` is.
+    each SIRET of the part that they hold. Each part is one small query (a range of the file
+    order, joined to the legal units): DuckDB never sorts or joins the whole national result, and
+    only one part at a time is in pandas. At least one part is given, empty when ``etab`` is.
     """
+    # one row per legal unit, from here on the only use of the units
+    con.execute("CREATE TEMP TABLE unit AS SELECT DISTINCT ON (siren) * FROM ul")
+    con.execute("DROP TABLE ul")
+    keys = con.execute(f"SELECT {_order_key()} AS key FROM etab ORDER BY key").fetchnumpy()["key"]
+    keys = np.asarray(keys, dtype="int64")
+    bounds = [(int(keys[i]), int(keys[min(i + part_rows, len(keys)) - 1])) for i in range(0, len(keys), part_rows)]
     units = ", ".join(f"u.{ident(c)}" for c in UNITE_LEGALE_ATTRIBUTES)
-    with_geo = bool(files.geolocalisation)
-    geo_columns = ("_file", "_k", *_GEOLOCALISATION_KEPT) if with_geo else ()
-    geo_select = "".join(f", g.{ident(c)} AS {ident(_GEO + c)}" for c in geo_columns)
-    geo_join = (" LEFT JOIN (SELECT DISTINCT ON (siret) * FROM geo ORDER BY siret, _file, _k) g "
-                "ON g.siret = e.siret") if with_geo else ""
-    query = (f"SELECT e.*, {units}{geo_select} FROM etab e "
-             f"JOIN (SELECT DISTINCT ON (siren) * FROM ul) u USING (siren){geo_join} ORDER BY e._file, e._k")
-    reader = con.execute(query).to_arrow_reader(part_rows)
-    given = False
-    for batch in reader:
-        if batch.num_rows == 0:
-            continue
-        given = True
-        yield _part(pa.Table.from_batches([batch]), files)
-    if not given:
-        yield _part(reader.schema.empty_table(), files)
+    for first, last in bounds or [(0, -1)]:
+        frame = _to_pandas(con.sql(
+            f"SELECT e.*, {units} FROM etab e JOIN unit u USING (siren) "
+            f"WHERE {_order_key('e')} BETWEEN {first} AND {last} ORDER BY e._file, e._k").to_arrow_table())
+        frame["_file_name"] = frame["_file"].map(
+            {i: inp.name for i, inp in enumerate(files.etablissements)}).astype("string")
+        frame["_line"] = _lines(frame["_file"], frame["_k"], files.etablissements, files.etablissements_rejected)
+        geo = None
+        if files.geolocalisation:
+            geo = _geolocation_part(con.sql(
+                f"SELECT * FROM geo WHERE siret IN (SELECT siret FROM etab WHERE {_order_key()} BETWEEN {first} "
+                f"AND {last}) ORDER BY _file, _k"
+            ).to_arrow_table(), files)
+        yield frame, geo
 
 
-#: Prefix of the geolocation columns in the joined rows.
-_GEO = "geo:"
+def _order_key(table: str = "") -> str:
+    """The file order of ``etab`` rows as one number: file index, then row index (below 2**40)."""
+    prefix = f"{table}." if table else ""
+    return f"(CAST({prefix}_file AS BIGINT) * 1099511627776 + {prefix}_k)"
 
 
-def _part(table: pa.Table, files: ScannedFiles) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    frame = _to_pandas(table)
-    geo_names = [c for c in frame.columns if c.startswith(_GEO)]
-    geo = frame[geo_names].rename(columns=lambda c: c.removeprefix(_GEO)) if geo_names else None
-    frame = frame.drop(columns=geo_names)
-    frame["_file_name"] = frame["_file"].map(
-        {i: inp.name for i, inp in enumerate(files.etablissements)}).astype("string")
-    frame["_line"] = _lines(frame["_file"], frame["_k"], files.etablissements, files.etablissements_rejected)
-    if geo is None:
-        return frame, None
-    # (a SIRET twice in the part, a duplicate the checks will quarantine, has its geolocation row twice)
-    geo = geo[geo["_file"].notna().to_numpy()].drop_duplicates("siret")
+def _geolocation_part(table: pa.Table, files: ScannedFiles) -> pd.DataFrame:
+    """The geolocation rows of a part (in file order): the first of each SIRET, with file names and
+    lines; INSEE's QPV and quality columns "" where the file has the column but the row no value,
+    <NA> where the file lacks the column (so that "INSEE says none" and "INSEE did not say" stay
+    apart)."""
+    geo = _to_pandas(table).drop_duplicates("siret")
     geo["_geo_file"] = geo["_file"].map(
         {i: inp.name for i, inp in enumerate(files.geolocalisation)}).astype("string")
     geo["_geo_line"] = _lines(geo["_file"], geo["_k"], files.geolocalisation, files.geolocalisation_rejected)
@@ -361,7 +361,7 @@ def _part(table: pa.Table, files: ScannedFiles) -> tuple[pd.DataFrame, pd.DataFr
         for column in (*_ASSIGNMENT, *GEOLOCALISATION_QUALITY):
             if column in inp.columns:
                 geo.loc[mask, column] = geo.loc[mask, column].fillna("")
-    return frame, geo.drop(columns=["_file", "_k"]).reset_index(drop=True)
+    return geo.drop(columns=["_file", "_k"]).reset_index(drop=True)
 
 
 def _lines(file_index: pd.Series, k: pd.Series, inputs: Sequence[InputFile],
@@ -380,16 +380,11 @@ def _lines(file_index: pd.Series, k: pd.Series, inputs: Sequence[InputFile],
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
     """Rows as pandas, text columns as ``string`` (kept in Arrow, never turned into a Python
-    object per value), the file indexes and row numbers as integers (nullable: a row without
-    geolocation has none)."""
+    object per value)."""
     string = pd.StringDtype()
     frame = table.to_pandas(
         types_mapper=lambda t: string if pa.types.is_string(t) or pa.types.is_large_string(t) else None)
     for col in frame.columns:
-        if col in ("_file", "_k"):
-            continue
-        if col in (_GEO + "_file", _GEO + "_k"):
-            frame[col] = frame[col].astype("Int64")
-        else:
+        if col not in ("_file", "_k"):
             frame[col] = frame[col].astype("string")
     return frame
