@@ -438,13 +438,13 @@ def write_tiers_lieux(con: duckdb.DuckDBPyConnection, read: SourceRead, communes
 
 
 def finish_write(con: duckdb.DuckDBPyConnection, *, changed: Sequence[str],
-                 located: Sequence[str] = ()) -> list[str]:
+                 located: Sequence[str] = (), displayed: Sequence[str] = ()) -> list[str]:
     """After the layers are written: the stored joins and the ``sources`` table brought up to date
-    (``located``: see :func:`essmap.store.joins.refresh`).
+    (``located``, ``displayed``: see :func:`essmap.store.joins.refresh`).
 
     Returns the files no longer in the store (every row replaced), for the report.
     """
-    joins.refresh(con, changed=changed, located=located)
+    joins.refresh(con, changed=changed, located=located, displayed=displayed)
     return store.refresh_sources(con)
 def commune_centres(communes: gpd.GeoDataFrame) -> gpd.GeoSeries:
     """A point for each commune (indexed by ``code_insee``): its centroid, or a point inside it when
