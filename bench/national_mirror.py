@@ -25,7 +25,8 @@ names (``essmap fetch --liste``) and in the official layouts, all synthetic:
 Each file is written once (kept when present), through a temporary name. ``run`` times one build
 as a whole child process: wall time, peak resident memory (``ru_maxrss`` from ``os.wait4``), the
 load average before and after, and the time of each stage (the build's own progress callbacks,
-logged by the child). Results go to ``<mirror>/runs/`` and are printed as JSON.
+logged by the child with its resident memory and peak so far). Results go to ``<mirror>/runs/``
+(or ``--runs DIR``) and are printed as JSON.
 
 Usage::
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -558,7 +560,11 @@ def _child_build(args: argparse.Namespace) -> int:
     with open(args.log, "w", encoding="utf-8", buffering=1) as journal:
 
         def stamp(text: str) -> None:
-            journal.write(f"@{time.perf_counter() - started:8.1f} s  {text}\n")
+            # resident memory now and the process's peak so far: the stage whose line first shows
+            # the final peak is where it happened
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+            journal.write(f"@{time.perf_counter() - started:8.1f} s  [{_resident_mb():5d} MB, peak {peak:5d} MB]  "
+                          f"{text}\n")
 
         class Downloads:
             def start(self, label: str):
@@ -579,12 +585,21 @@ def _child_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_build(mirror: Path, *, departements: str | None, france: bool, keep_cache: bool = False) -> dict:
+def _resident_mb() -> int:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        return next((int(line.split()[1]) // 1024 for line in fh if line.startswith("VmRSS:")), 0)
+
+
+def run_build(mirror: Path, *, departements: str | None, france: bool, keep_cache: bool = False,
+              runs: Path | None = None) -> dict:
     """Time one build over ``mirror`` as a whole child process (:func:`measure.run_process`: wall
-    time, kernel peak RSS, load average); returns (and saves under ``<mirror>/runs/``) the result."""
+    time, kernel peak RSS, load average); returns (and saves under ``runs``, by default
+    ``<mirror>/runs/``) the result. The cache and store of the build go to ``runs`` too: a folder
+    of one's own lets several checkouts measure over one shared mirror (on the mirror's file
+    system, the mirror's files are hard-linked into the cache, not copied)."""
     label = "france" if france else str(departements).replace(",", "-")
-    runs = mirror / "runs"
-    runs.mkdir(exist_ok=True)
+    runs = runs or mirror / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
     db, cache, journal = runs / f"essmap-{label}.duckdb", runs / f"cache-{label}", runs / f"stages-{label}.log"
     db.unlink(missing_ok=True)
     if not keep_cache:
@@ -624,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--departements")
     run.add_argument("--france", action="store_true")
     run.add_argument("--keep-cache", action="store_true", help="reuse the cache of the previous run")
+    run.add_argument("--runs", type=Path, help="folder of the cache, store and results (default: <mirror>/runs)")
     child = sub.add_parser("_build")
     child.add_argument("--mirror", required=True)
     child.add_argument("--db", required=True)
@@ -641,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.departements) == bool(args.france):
         parser.error("give --departements or --france")
     result = run_build(mirror_dir(sizes, args.seed, args.out), departements=args.departements, france=args.france,
-                       keep_cache=args.keep_cache)
+                       keep_cache=args.keep_cache, runs=args.runs)
     shown = {k: v for k, v in result.items() if k not in ("journal", "rss_samples", "machine")}
     print(json.dumps(shown, indent=2, ensure_ascii=False))
     print("\n".join(result["journal"]))

@@ -398,3 +398,30 @@ def test_real_store_shows_no_simulated_data_in_views_exports_and_dashboard(url_b
     finally:
         st.cache_data.clear()
         st.cache_resource.clear()
+
+
+def test_a_sirene_stock_without_a_usable_row_is_refused_after_its_parts(mirrors, previous_store, tmp_path,
+                                                                        monkeypatch):
+    """The establishments are staged part by part inside the build's write: a stock of which every
+    row is quarantined (here a 15-character SIRET) is refused at the end, the previous store intact."""
+    import functools
+
+    import duckdb
+
+    from essmap.io.readers.sirene import read_sirene
+    from essmap.store import official
+
+    folder = tmp_path / "miroir"
+    shutil.copytree(mirrors["v1"], folder)
+    stock = folder / "StockEtablissement_utf8.parquet"
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT * REPLACE (siret || '0' AS siret) FROM read_parquet('{mirrors['v1'] / stock.name}')) "
+                f"TO '{stock}' (FORMAT parquet)")
+    con.close()
+    monkeypatch.setattr(official, "read_sirene", functools.partial(read_sirene, part_rows=2))
+    before = sha256(previous_store)
+    failed = build(previous_store, tmp_path / "cache", folder)
+    assert failed.exit_code == 1, failed.output
+    assert "aucune ligne utilisable dans les départements demandés (13)" in flat(failed.output)
+    assert "14 chiffres attendus (15 caractères)" in flat(failed.output)
+    assert sha256(previous_store) == before

@@ -84,3 +84,38 @@ def test_an_ingest_of_qpvs_locates_every_row_again(db, demo_settings, tmp_path):
     assert left == 0
     for table, (stored, recomputed) in _stored_and_recomputed(db).items():
         assert stored == recomputed, table
+
+
+def _stored_rows(con, table: str) -> list[tuple]:
+    """Every column of every row, in the order stored (geometry as WKB)."""
+    stored = [r[0] for r in con.execute(f'DESCRIBE "{table}"').fetchall()]
+    columns = ", ".join("ST_AsWKB(geometry)" if c == "geometry" else f'"{c}"' for c in stored)
+    return con.execute(f'SELECT {columns} FROM "{table}" ORDER BY rowid').fetchall()
+
+
+def test_rows_staged_part_by_part_are_stored_as_one_insert_stores_them(db, tmp_path):
+    """StagedPoints (the official build's SIRENE parts) gives the layer of insert_rows: same rows,
+    memberships, source file and order, whatever the parts."""
+    other = tmp_path / "other.duckdb"
+    shutil.copyfile(db, other)
+    found = []
+    for path, parts in ((db, 1), (other, 4)):
+        with store.atomic_update(path) as con:
+            # the rows in an order unlike the stored one: the insert orders them by place
+            frame = store.read_layer(con, "etablissements", departements=["05", "84"]).iloc[::-1]
+            frame = frame.reset_index(drop=True)
+            assert len(frame) > 100 and frame["code_departement"].nunique() == 2
+            store.delete_rows(con, "etablissements")
+            if parts == 1:
+                added = store.insert_rows(con, "etablissements", frame, source_file="stock.csv")
+            else:
+                staged = store.StagedPoints(con, "etablissements")
+                for rows in (frame.iloc[:7], frame.iloc[7:7], frame.iloc[7:3000], frame.iloc[3000:]):
+                    staged.add(rows)
+                assert staged.departements() == ["05", "84"]
+                added = staged.insert("stock.csv")
+            assert added == len(frame)
+            found.append(_stored_rows(con, "etablissements"))
+            located = con.execute("SELECT count(code_com), count(code_qp_2024) FROM etablissements").fetchone()
+            assert located[0] == len(frame) and located[1] > 0
+    assert found[0] == found[1]

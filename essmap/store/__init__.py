@@ -27,6 +27,7 @@ from essmap.store.read import (
 )
 from essmap.store.write import (
     GEOMETRY_TABLES,
+    StagedPoints,
     atomic_update,
     delete_rows,
     insert_rows,
@@ -36,7 +37,7 @@ from essmap.store.write import (
 )
 
 __all__ = [
-    "GEOMETRY_TABLES", "SharedStore", "atomic_update", "copy_quarantine_csv", "catalogue", "connect",
+    "GEOMETRY_TABLES", "SharedStore", "StagedPoints", "atomic_update", "copy_quarantine_csv", "catalogue", "connect",
     "cursor", "file_identity", "delete_rows", "departements_present", "insert_rows", "layer_counts",
     "list_tables", "qpv_generations", "quarantine_batches", "quarantine_count", "quarantine_rows",
     "quarantine_summary", "read_layer", "record_source", "refresh_sources", "replace_rows", "sources",

@@ -371,14 +371,27 @@ def with_commune_names(qpv: gpd.GeoDataFrame, communes: pd.DataFrame) -> gpd.Geo
 
 
 def write_establishments(con: duckdb.DuckDBPyConnection, sirene: SourceRead, *,
-                         departements: Sequence[str] | None = None) -> Replacement:
-    """Replace the establishments of the départements covered (simulated ones included)."""
-    scope, untouched = _scope(sirene.frame, "code_departement", departements)
+                         departements: Sequence[str] | None = None,
+                         staged: store.StagedPoints | None = None) -> Replacement:
+    """Replace the establishments of the départements covered (simulated ones included).
+
+    ``staged``: the rows, staged part by part while SIRENE was read (``read_sirene(parts=...)``),
+    instead of ``sirene.frame``."""
+    if staged is not None:
+        present = staged.departements()
+        asked = set(departements) if departements else None
+        scope = [d for d in present if asked is None or d in asked]
+        untouched = sorted(asked - set(present)) if asked is not None else []
+    else:
+        scope, untouched = _scope(sirene.frame, "code_departement", departements)
     in_scope = "code_departement IN (SELECT unnest(?))"
     synthetic = 0 if sirene.meta.is_synthetic else _count(con, "etablissements", f"{in_scope} AND is_synthetic",
                                                           [scope])
     replaced = store.delete_rows(con, "etablissements", where=in_scope, params=[scope])
-    added = store.insert_rows(con, "etablissements", sirene.frame, source_file=sirene.meta.file_name)
+    if staged is not None:
+        added = staged.insert(sirene.meta.file_name)
+    else:
+        added = store.insert_rows(con, "etablissements", sirene.frame, source_file=sirene.meta.file_name)
     store.record_source(con, sirene.meta, sirene.quarantine, scope=scope)
     kept = _count(con, "etablissements", f"NOT ({in_scope}) OR code_departement IS NULL", [scope])
     return Replacement("Établissements ESS", tuple(scope), added, replaced, kept, synthetic, tuple(untouched))
@@ -425,13 +438,13 @@ def write_tiers_lieux(con: duckdb.DuckDBPyConnection, read: SourceRead, communes
 
 
 def finish_write(con: duckdb.DuckDBPyConnection, *, changed: Sequence[str],
-                 located: Sequence[str] = ()) -> list[str]:
+                 located: Sequence[str] = (), displayed: Sequence[str] = ()) -> list[str]:
     """After the layers are written: the stored joins and the ``sources`` table brought up to date
-    (``located``: see :func:`essmap.store.joins.refresh`).
+    (``located``, ``displayed``: see :func:`essmap.store.joins.refresh`).
 
     Returns the files no longer in the store (every row replaced), for the report.
     """
-    joins.refresh(con, changed=changed, located=located)
+    joins.refresh(con, changed=changed, located=located, displayed=displayed)
     return store.refresh_sources(con)
 def commune_centres(communes: gpd.GeoDataFrame) -> gpd.GeoSeries:
     """A point for each commune (indexed by ``code_insee``): its centroid, or a point inside it when

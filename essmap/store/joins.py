@@ -38,13 +38,16 @@ from essmap.store.read import read_layer
 from essmap.store.write import delete_rows
 
 
-def refresh(con: duckdb.DuckDBPyConnection, *, changed: Iterable[str], located: Iterable[str] = ()) -> None:
+def refresh(con: duckdb.DuckDBPyConnection, *, changed: Iterable[str], located: Iterable[str] = (),
+            displayed: Iterable[str] = ()) -> None:
     """Recompute what depends on the layers in ``changed`` (table names).
 
     ``located``: point layers written whole after the communes and QPVs of this same write (full
     builds), whose rows got their memberships at insert from the final polygons: not located twice.
+    ``displayed``: ``communes`` and/or ``qpv`` when this same write already computed their display
+    geometries (:func:`refresh_display_geometry`) from their final rows: not simplified twice.
     """
-    changed, located = set(changed), set(located)
+    changed, located, displayed = set(changed), set(located), set(displayed)
     if changed & {"communes", "qpv"}:
         refresh_qpv_communes(con)
         # the rows an insert adds come with their memberships (write.insert_rows): only a change of
@@ -56,9 +59,9 @@ def refresh(con: duckdb.DuckDBPyConnection, *, changed: Iterable[str], located: 
         refresh_concordance(con)
     if changed & {"qpv", "tiers_lieux"}:
         refresh_qpv_tiers_lieux(con)
-    if "communes" in changed:
+    if "communes" in changed - displayed:
         refresh_display_geometry(con, levels="communes")
-    if "qpv" in changed:
+    if "qpv" in changed - displayed:
         refresh_display_geometry(con, levels="qpv")
 
 

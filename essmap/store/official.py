@@ -12,7 +12,9 @@ Three stages, each resumable or harmless to repeat:
 3. **One write**: everything goes into a new store in one :func:`essmap.store.atomic_update`
    (``start_empty``), so a failed build, at any stage, leaves the previous store as it was. The
    SIRENE stock is read inside it, once the communes, QPVs and tiers-lieux are written and let go:
-   the process never holds the SIRENE rows and the full-resolution communes at once.
+   the process never holds the SIRENE rows and the full-resolution communes at once. Its
+   establishments go into the write connection part by part as they are read
+   (:class:`essmap.store.StagedPoints`), so that pandas never holds the national rows at once.
 
 The store then holds exactly the territories asked: a build replaces the whole store, as
 ``essmap build`` does for the demo (``essmap ingest`` adds or replaces a scope in a store).
@@ -42,6 +44,7 @@ from essmap.io.readers.sirene import POSITION_GEOLOC, read_sirene
 from essmap.io.readers.tiers_lieux import read_tiers_lieux
 from essmap.io.sources import SOURCES, OfficialFile
 from essmap.io.text import printable
+from essmap.store import joins
 from essmap.store.concordance import concordance_by_departement, concordance_sentences
 from essmap.store.ingest import (
     LoadReport,
@@ -359,17 +362,26 @@ def build_official(
         # the previous store untouched (nothing is committed before the end of this block)
         del communes, census, tiers_lieux
         qpv_reads.clear()
+        # their display geometries now, from the store: the simplification of the national communes
+        # (about 1.6 GB) then comes before the SIRENE stage and the establishments, not on top of them
+        progress("Géométries d'affichage (communes, QPV)", 0.37)
+        for levels in ("communes", "qpv"):
+            joins.refresh_display_geometry(con, levels=levels)
+        # the establishments go into the write connection part by part as they are read (DuckDB keeps
+        # them within its memory limit): the 1.5 million national rows are never in pandas at once
+        staged = store.StagedPoints(con, "etablissements")
         sirene = read_sirene(inputs.unites_legales, inputs.etablissements, geolocalisation=inputs.geolocalisation,
-                             departements=deps, progress=sirene_progress)
+                             departements=deps, progress=sirene_progress, parts=staged.add)
         check_usable(sirene, deps)
         report.with_geolocation = True
         progress("Écriture des établissements", 0.85)
-        load.replacements.append(write_establishments(con, sirene))
+        load.replacements.append(write_establishments(con, sirene, staged=staged))
         load.sources.append(sirene.meta)
-        del sirene
-        progress("Jointures (communes, EPCI, QPV), concordance INSEE et géométries d'affichage", 0.9)
+        del sirene, staged
+        progress("Jointures (communes, EPCI, QPV) et concordance INSEE", 0.9)
         # the points were written after the communes and QPVs: located at insert, not again
-        load.forgotten = finish_write(con, changed=list(schema.FILE_LAYERS), located=schema.POINT_LAYERS)
+        load.forgotten = finish_write(con, changed=list(schema.FILE_LAYERS), located=schema.POINT_LAYERS,
+                                      displayed=("communes", "qpv"))
         _count_store(con, report)
     progress("Terminé", 1.0)
     return report

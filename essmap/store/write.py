@@ -259,47 +259,105 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, frame: gpd.GeoDataFr
     (:func:`~essmap.store.memberships.fill_memberships`: commune proper, EPCI, région, QPV) from
     the layers already in the store, so that an ingest locates the rows it adds and no others.
     """
-    from essmap.store.memberships import fill_memberships
+    if table in schema.POINT_LAYERS:
+        staged = StagedPoints(con, table)
+        staged.add(frame)
+        return staged.insert(source_file)
+    columns = _checked_columns(table, frame)
+    if frame.empty:
+        return 0
+    _insert_arrow(con, table, columns, _arrow_rows(frame, table, columns, source_file))
+    return len(frame)
 
+
+def _checked_columns(table: str, frame: gpd.GeoDataFrame) -> list[str]:
     columns = list(schema.LAYERS[table])
     if frame.crs is None or frame.crs.to_epsg() != 4326:
         raise ValueError(f"{table}: geometry must be in EPSG:4326, got {frame.crs}")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{table}: missing canonical columns {missing}")
-    if frame.empty:
-        return 0
-    incoming = _arrow_rows(frame, table, columns, source_file)
-    if table in schema.FILE_LAYERS:
-        columns.append(schema.SOURCE_FILE_COLUMN)
-    staged = f"_staged_{table}" if table in schema.POINT_LAYERS else None
+    return columns
+
+
+def _insert_arrow(con: duckdb.DuckDBPyConnection, target: str, columns: list[str], incoming: pa.Table,
+                  extra: dict[str, str] | None = None) -> None:
+    """INSERT the Arrow rows of :func:`_arrow_rows` into ``target``; ``extra``: more columns of
+    ``target`` and their SQL values over the Arrow rows."""
+    if schema.SOURCE_FILE_COLUMN in incoming.column_names:
+        columns = [*columns, schema.SOURCE_FILE_COLUMN]
     cols = ", ".join(f'"{c}"' for c in columns)
-    # stored by place: a view of one département then reads a few row groups, skipped by their
-    # min/max (4x faster counts on the national store than rows in file order); rows of one
-    # commune keep the order of the frame (_n)
-    order = (" ORDER BY code_departement ASC NULLS LAST, code_commune ASC NULLS LAST, _n" if staged else "")
+    more_cols = "".join(f', "{c}"' for c in extra or {})
+    more_values = "".join(f", {v}" for v in (extra or {}).values())
     con.register("_incoming", incoming)
     try:
-        if staged:
-            con.execute(f'CREATE OR REPLACE TEMP TABLE "{staged}" AS SELECT * FROM "{table}" LIMIT 0')
         con.execute(
-            f'INSERT INTO "{staged or table}" ({cols}, geometry) '
-            f"SELECT {cols}, CASE WHEN _wkb IS NULL THEN NULL ELSE ST_GeomFromWKB(_wkb) END FROM _incoming{order}"
+            f'INSERT INTO "{target}" ({cols}, geometry{more_cols}) '
+            f"SELECT {cols}, CASE WHEN _wkb IS NULL THEN NULL ELSE ST_GeomFromWKB(_wkb) END{more_values} "
+            "FROM _incoming"
         )
     finally:
         con.unregister("_incoming")
-    del incoming
-    if staged:  # (a failure drops the whole write, temporary table included)
-        fill_memberships(con, staged)
-        con.execute(f'INSERT INTO "{table}" SELECT * FROM "{staged}"')
-        con.execute(f'DROP TABLE "{staged}"')
-    return len(frame)
 
 
-def _arrow_rows(frame: gpd.GeoDataFrame, table: str, columns: list[str], source_file: str | None) -> pa.Table:
+class StagedPoints:
+    """Rows of a point layer gathered part by part before one insert, e.g. the establishments of a
+    national SIRENE read: each part goes into a temporary table of the write connection (DuckDB
+    spills it beyond its memory limit) as soon as it is read, so that the caller can let it go.
+    :meth:`insert` then locates them all at once (memberships, see
+    :func:`~essmap.store.memberships.fill_memberships`) and writes them in the order of a single
+    insert: by département, commune, then position in the parts.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
+        if table not in schema.POINT_LAYERS:
+            raise ValueError(f"{table}: not a point layer")
+        self.con, self.table = con, table
+        self.name = f"_staged_{table}"
+        self.rows = 0
+        # _n: position in the parts; _place: the département as given, the first key of the order
+        con.execute(f'CREATE OR REPLACE TEMP TABLE "{self.name}" AS SELECT *, CAST(0 AS BIGINT) AS _n, '
+                    f'CAST(NULL AS VARCHAR) AS _place FROM "{table}" LIMIT 0')
+
+    def add(self, frame: gpd.GeoDataFrame) -> None:
+        """Stage ``frame`` (the canonical columns of the layer)."""
+        columns = _checked_columns(self.table, frame)
+        if frame.empty:
+            return
+        incoming = _arrow_rows(frame, self.table, columns, None, first=self.rows)
+        _insert_arrow(self.con, self.name, columns, incoming, {"_n": "_n", "_place": "code_departement"})
+        self.rows += len(frame)
+
+    def departements(self) -> list[str]:
+        """The départements of the rows staged (sorted)."""
+        rows = self.con.execute(f'SELECT DISTINCT code_departement FROM "{self.name}" '
+                                "WHERE code_departement IS NOT NULL AND code_departement <> ''").fetchall()
+        return sorted(str(r[0]) for r in rows)
+
+    def insert(self, source_file: str | None = None) -> int:
+        """Insert every staged row into the layer (``source_file``: their file, for file layers);
+        the staging table is dropped. Returns the rows inserted."""
+        from essmap.store.memberships import fill_memberships
+
+        fill_memberships(self.con, self.name)
+        file_layer = self.table in schema.FILE_LAYERS
+        source = f' REPLACE (CAST(? AS VARCHAR) AS "{schema.SOURCE_FILE_COLUMN}")' if file_layer else ""
+        # stored by place: a view of one département then reads a few row groups, skipped by their
+        # min/max (4x faster counts on the national store than rows in file order)
+        self.con.execute(
+            f'INSERT INTO "{self.table}" SELECT * EXCLUDE (_n, _place){source} FROM "{self.name}" '
+            "ORDER BY _place ASC NULLS LAST, code_commune ASC NULLS LAST, _n",
+            [source_file] if file_layer else [],
+        )
+        self.con.execute(f'DROP TABLE "{self.name}"')
+        return self.rows
+
+
+def _arrow_rows(frame: gpd.GeoDataFrame, table: str, columns: list[str], source_file: str | None, *,
+                first: int = 0) -> pa.Table:
     """The rows to insert as an Arrow table (DuckDB scans it without a copy to Python objects):
     the canonical columns, the source file of file layers, the geometry as WKB (``_wkb``) and the
-    row's position in the frame (``_n``)."""
+    row's position (``_n``, from ``first``)."""
     import shapely
 
     data = pa.Table.from_pandas(pd.DataFrame({c: frame[c] for c in columns}), preserve_index=False)
@@ -307,7 +365,7 @@ def _arrow_rows(frame: gpd.GeoDataFrame, table: str, columns: list[str], source_
         data = data.append_column(schema.SOURCE_FILE_COLUMN, pa.array([source_file] * len(frame), pa.string()))
     wkb = shapely.to_wkb(frame.geometry.to_numpy(), output_dimension=2)
     data = data.append_column("_wkb", pa.array(wkb, pa.binary()))
-    return data.append_column("_n", pa.array(np.arange(len(frame), dtype=np.int64)))
+    return data.append_column("_n", pa.array(np.arange(first, first + len(frame), dtype=np.int64)))
 
 
 def replace_rows(

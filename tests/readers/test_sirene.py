@@ -649,3 +649,50 @@ def test_a_folder_and_an_unknown_departement_are_refused_in_french(tmp_path):
         read_sirene(UL, tmp_path)
     with pytest.raises(EssmapError, match="Département inconnu : « 99 »"):
         read_sirene(UL, ETAB, departements=["99"])
+
+
+# --- A read in parts -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def awkward_geolocation(tmp_path_factory) -> Path:
+    """A geolocation file that makes the parts depend on each other: a SIRET given twice (the
+    first row wins), and INSEE QPV values of unexpected form spread over the file (one warning per
+    generation, with the first three distinct values in file order)."""
+    qp24 = ["1330M", "QN01330M", "", "ZZZZ9", "1330M", "QP013001", "", "ABCDEF1"]
+    qp15 = ["", "Q1", "", "", "QP013001", "", "Q1", ""]
+    rows = ["siret;x;y;epsg;plg_qp24;plg_qp15;qualite_xy;x_longitude;y_latitude"]
+    metropole = [(s, v) for s, v in KNOWN.items() if v[3] == "metropole"]
+    for (siret, (lon, lat, _epsg, _t)), a, b in zip(metropole, qp24, qp15, strict=False):
+        rows.append(f"{siret};;;;{a};{b};11;{lon:.6f};{lat:.6f}")
+    first_siret, (lon, lat, _e, _t) = metropole[0]
+    rows.append(f"{first_siret};;;;QN01330M;;22;{lon + 0.01:.6f};{lat:.6f}")  # repeated: ignored
+    path = tmp_path_factory.mktemp("geo") / "GeolocalisationEtablissement_parts.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _same_read(left, right) -> None:
+    _frames_equal(left, right)
+    assert list(left.frame.columns) == list(right.frame.columns)
+    pd.testing.assert_frame_equal(left.quarantine, right.quarantine)
+    assert left.meta == right.meta
+
+
+@pytest.mark.parametrize("part_rows", [1, 2, 7])
+def test_a_read_in_parts_gives_the_same_rows_quarantine_and_warnings(awkward_geolocation, part_rows):
+    whole = read_sirene(UL, ETAB, geolocalisation=awkward_geolocation, part_rows=10_000)
+    assert any("SIRET présents plusieurs fois" in w for w in whole.meta.warnings)
+    odd = [w for w in whole.meta.warnings if "forme inattendue" in w]
+    assert len(odd) == 2 and "« 1330M », « ZZZZ9 », « QP013001 »" in odd[0] and "QPV 2015" in odd[1]
+    assert "SIRET en double" in reason_at(whole, 22)["reason"]  # its first occurrence is line 6
+    _same_read(read_sirene(UL, ETAB, geolocalisation=awkward_geolocation, part_rows=part_rows), whole)
+
+
+def test_parts_are_handed_over_and_not_kept(awkward_geolocation):
+    whole = read_sirene(UL, ETAB, geolocalisation=awkward_geolocation)
+    given: list = []
+    result = read_sirene(UL, ETAB, geolocalisation=awkward_geolocation, part_rows=3, parts=given.append)
+    assert len(given) > 2 and result.frame.empty and list(result.frame.columns) == list(whole.frame.columns)
+    assert result.meta.rows_kept == sum(len(p) for p in given) == len(whole.frame)
+    _same_read(result.__class__(pd.concat(given, ignore_index=True), result.quarantine, result.meta), whole)

@@ -5,7 +5,8 @@ The national stocks (``StockUniteLegale``, ``StockEtablissement``, and optionall
 never loaded into pandas: DuckDB scans them with a memory limit (spilling to a temporary
 folder), keeps the legal units flagged ESS (``economieSocialeSolidaireUniteLegale = 'O'``) and
 their active establishments, and only that result (about 1.5 million rows nationally) is checked
-and projected in pandas.
+and projected in pandas, a part at a time in file order (``part_rows``); a caller that writes
+each part as it comes (``parts``) never holds the whole result.
 
 Stages: headers are checked on a sample (missing column, empty file: refused at once); one
 streaming pass per file computes its SHA-256 and checks that it is entirely UTF-8 (a
@@ -27,8 +28,13 @@ checks and positions), ``output`` (canonical frame). Callers import from this pa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
+import geopandas as gpd
+import pandas as pd
+
+from essmap.domain.formatting import format_number
 from essmap.io.readers.common import SourceMeta, SourceRead, checked_departements
 from essmap.io.readers.sirene.files import (
     SYNTHETIC_MANIFEST,
@@ -59,6 +65,8 @@ from essmap.io.readers.sirene.rows import (
     POSITION_STOCK,
     REASON_NO_COORDINATES,
     REASON_SWAPPED,
+    FirstOccurrences,
+    UnexpectedQpv,
     check_rows,
     place_rows,
 )
@@ -66,13 +74,20 @@ from essmap.io.readers.sirene.scan import (
     DUCKDB_MEMORY_LIMIT,
     DUCKDB_THREADS,
     MAX_MALFORMED_LINES,
+    ScannedFiles,
     Scanner,
     connect_for_scans,
-    load_etablissements,
-    load_geolocalisation,
+    fetch_parts,
     load_unites_legales,
+    repeated_geolocalisation_rows,
+    repeated_sirets,
+    scan_etablissements,
+    scan_geolocalisation,
 )
 from essmap.io.scratch import scratch_folder
+
+#: Rows checked and placed at once: about 150 MB of pandas for a part of the national stock.
+PART_ROWS = 200_000
 
 __all__ = [
     "DUCKDB_MEMORY_LIMIT",
@@ -82,6 +97,7 @@ __all__ = [
     "GEOLOCALISATION_COLUMNS",
     "MAX_MALFORMED_LINES",
     "NOT_DIFFUSED",
+    "PART_ROWS",
     "POSITION_GEOLOC",
     "POSITION_STOCK",
     "REASON_NO_COORDINATES",
@@ -102,6 +118,8 @@ def read_sirene(
     departements: Sequence[str] | None = None,
     is_synthetic: bool | None = None,
     progress: Callable[[str, float], None] | None = None,
+    parts: Callable[[gpd.GeoDataFrame], None] | None = None,
+    part_rows: int = PART_ROWS,
 ) -> SourceRead:
     """Read the ESS active establishments of SIRENE stock files, with WGS84 positions.
 
@@ -111,6 +129,11 @@ def read_sirene(
     ``departements`` restricts the read ("13", "2A", "974"). ``is_synthetic`` None means: look
     for the generator's manifest next to the establishment files. ``progress(label, fraction)``
     is called after each stage.
+
+    The rows are checked and placed ``part_rows`` at a time, in file order (the result does not
+    depend on it). With ``parts``, each part of the output is handed to ``parts`` as soon as it is
+    ready and not kept: the returned frame has the output's columns and no row (``meta`` counts
+    them all), and the process never holds the whole national read in pandas.
 
     Whole-file problems raise :class:`InputFileError` before any heavy scan; bad rows go to the
     quarantine with their file line. ``meta.rows_read`` counts the ESS active establishments
@@ -135,6 +158,10 @@ def read_sirene(
 
     quarantines = Quarantines()
     all_inputs = [*ul_inputs, *etab_inputs, *geo_inputs]
+    kept_parts: list[gpd.GeoDataFrame] = []
+    take = parts or kept_parts.append
+    empty: gpd.GeoDataFrame | None = None  # the columns of the output, without rows
+    rows_found, rows_kept, generation = 0, 0, ""
     with scratch_folder("sirene") as spill:
         for inp in all_inputs:
             prepare_file(inp, spill, warnings)
@@ -144,33 +171,53 @@ def read_sirene(
             scanner = Scanner(con, quarantines, warnings)
             load_unites_legales(scanner, ul_inputs)
             report("Unités légales de l'ESS lues", 0.3)
-            frame = load_etablissements(scanner, etab_inputs, deps)
+            scanned = ScannedFiles(etab_inputs, scan_etablissements(scanner, etab_inputs, deps))
             report("Établissements actifs de l'ESS lus", 0.7)
-            geo = load_geolocalisation(scanner, geo_inputs) if geo_inputs else None
             if geo_inputs:
+                scanned = replace(scanned, geolocalisation=geo_inputs,
+                                  geolocalisation_rejected=scan_geolocalisation(scanner, geo_inputs))
+                repeated = repeated_geolocalisation_rows(con)
+                if repeated:
+                    warnings.append(f"Géolocalisation : {repeated} SIRET présents plusieurs fois ; "
+                                    "seule la première ligne de chacun a été utilisée.")
                 report("Géolocalisation lue", 0.8)
+            first = FirstOccurrences(repeated_sirets(con))
+            unexpected = UnexpectedQpv()
+            # one part at a time in pandas: checked, placed, handed over, let go
+            for frame, geo in fetch_parts(con, scanned, part_rows):
+                rows_found += len(frame)
+                generation = max(generation, generation_of(frame))
+                kept = place_rows(check_rows(frame, quarantines, first), geo, quarantines, warnings, unexpected)
+                del frame, geo
+                out = canonical_etablissements(kept, synthetic)
+                del kept
+                rows_kept += len(out)
+                if empty is None:
+                    empty = out.iloc[:0]
+                take(out)
+                del out
+                report(f"Contrôles et positions : {format_number(rows_found)} établissements", 0.85)
+            warnings.extend(unexpected.warnings())
         finally:
             con.close()
-
-    rows_found = len(frame)
-    kept = check_rows(frame, quarantines)
-    kept = place_rows(kept, geo, quarantines, warnings)
     report("Contrôles et positions terminés", 0.9)
-    out = canonical_etablissements(kept, synthetic)
+    assert empty is not None  # fetch_parts gives at least one part
+    result = empty if parts is not None else (
+        pd.concat(kept_parts, ignore_index=True) if len(kept_parts) > 1 else kept_parts[0])
 
     meta = SourceMeta(
         source=SOURCE,
         file_name=" + ".join(inp.name for inp in all_inputs),
         sha256=combined_sha256(all_inputs),
-        generation=generation_of(frame),
+        generation=generation,
         rows_read=rows_found + scanner.malformed,
-        rows_kept=len(out),
+        rows_kept=rows_kept,
         rows_quarantined=len(quarantines),
         is_synthetic=synthetic,
         warnings=warnings,
     )
     report("Lecture SIRENE terminée", 1.0)
-    return SourceRead(frame=out, quarantine=quarantines.frame(), meta=meta)
+    return SourceRead(frame=result, quarantine=quarantines.frame(), meta=meta)
 
 
 def _checked_departements(departements: Sequence[str] | None) -> list[str] | None:

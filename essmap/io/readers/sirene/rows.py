@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -43,8 +44,20 @@ def _quarantine_rows(
         )
 
 
-def check_rows(frame: pd.DataFrame, quarantines: Quarantines) -> pd.DataFrame:
-    """Identity and place checks; each rejected row is quarantined once, for its first problem."""
+@dataclass
+class FirstOccurrences:
+    """Where the SIRETs that a read holds several times were first seen (file name, line), for a
+    read checked part by part in file order: a later part's row with such a SIRET is a duplicate."""
+
+    #: the SIRETs held more than once (the only ones worth remembering)
+    repeated: set[str] = field(default_factory=set)
+    seen: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+def check_rows(frame: pd.DataFrame, quarantines: Quarantines, first: FirstOccurrences | None = None) -> pd.DataFrame:
+    """Identity and place checks; each rejected row is quarantined once, for its first problem.
+
+    ``first``: the first occurrences of repeated SIRETs in the parts checked before (updated)."""
     frame = frame.copy()
     frame["siret"] = frame["siret"].fillna("")
     frame["siren"] = frame["siren"].fillna("")
@@ -56,15 +69,25 @@ def check_rows(frame: pd.DataFrame, quarantines: Quarantines) -> pd.DataFrame:
     _quarantine_rows(quarantines, frame[bad], "siret", frame["siret"], problems[bad])
     frame = frame[~bad]
 
+    seen = first.seen if first is not None else {}
     duplicated = frame.duplicated("siret", keep="first")
+    if seen:
+        duplicated |= frame["siret"].isin(list(seen)).fillna(False)
     if duplicated.any():
-        first = frame[~duplicated].drop_duplicates("siret").set_index("siret")
-        where = frame.loc[duplicated, "siret"].map(
-            lambda s: f"fichier « {first.at[s, '_file_name']} », ligne {first.at[s, '_line']}"
-        )
-        reasons = "SIRET en double : seule la première occurrence (" + where + ") est conservée"
+        here = frame[~duplicated].drop_duplicates("siret").set_index("siret")
+
+        def where(siret: str) -> str:
+            file_name, line = seen[siret] if siret in seen else (here.at[siret, "_file_name"], here.at[siret, "_line"])
+            return f"fichier « {file_name} », ligne {line}"
+
+        reasons = ("SIRET en double : seule la première occurrence (" + frame.loc[duplicated, "siret"].map(where)
+                   + ") est conservée")
         _quarantine_rows(quarantines, frame[duplicated], "siret", frame["siret"], reasons)
         frame = frame[~duplicated]
+    if first is not None and first.repeated:
+        firsts = frame[frame["siret"].isin(list(first.repeated)).fillna(False).to_numpy(dtype=bool)]
+        seen.update((s, (str(f), int(n))) for s, f, n in zip(firsts["siret"], firsts["_file_name"], firsts["_line"],
+                                                             strict=True))
 
     raw = frame["codeCommuneEtablissement"].fillna("").str.strip().str.upper()
     commune = raw.where(~raw.str.fullmatch(r"\d{4}"), raw.str.zfill(5))
@@ -143,13 +166,18 @@ def _inside(territories: pd.Series, lon: np.ndarray, lat: np.ndarray) -> np.ndar
 
 
 def place_rows(
-    frame: pd.DataFrame, geo: pd.DataFrame | None, quarantines: Quarantines, warnings: list[str]
+    frame: pd.DataFrame, geo: pd.DataFrame | None, quarantines: Quarantines, warnings: list[str],
+    unexpected: UnexpectedQpv | None = None,
 ) -> pd.DataFrame:
     """Positions from the geolocation file when it has the SIRET, else from the stock's Lambert
     coordinates; rows without a position or outside their territory are quarantined.
 
     A problem with a position taken from the geolocation file is reported on that file's line.
+    ``unexpected`` collects INSEE's QPV values of unexpected form over several parts (the caller
+    then adds its warnings); without it, they are warned about here.
     """
+    own = unexpected is None
+    unexpected = UnexpectedQpv() if unexpected is None else unexpected
     frame = frame.copy()
     frame["epsg_metrique"] = _per_distinct_value(frame["territoire"], epsg_of_territory_codes).to_numpy()
     raw_x = frame["coordonneeLambertAbscisseEtablissement"]
@@ -205,10 +233,12 @@ def place_rows(
     frame["code_qp_insee_2015"] = pd.Series(pd.NA, index=frame.index, dtype="string")
     frame["qualite_xy"] = pd.Series(pd.NA, index=frame.index, dtype="string")
     if geo is not None and len(geo):
-        for generation, codes in insee_qpv_codes(g, warnings).items():
+        for generation, codes in insee_qpv_codes(g, unexpected).items():
             frame[schema.insee_qpv_column(generation)] = codes.where(use, pd.NA)
         quality = g["qualite_xy"].astype("string").str.strip() if "qualite_xy" in g else frame["qualite_xy"]
         frame["qualite_xy"] = quality.where(use & quality.notna() & (quality != ""), pd.NA)
+    if own:
+        warnings.extend(unexpected.warnings())
     frame["x"], frame["y"], frame["epsg"] = x, y, epsg
     frame["longitude"], frame["latitude"] = lon, lat
     frame["source_position"] = pd.Series(source, index=frame.index, dtype="string")
@@ -254,7 +284,40 @@ _QPV_CODE = r"Q[NP][0-9A-Z]{6}"
 _QPV_PREFIX = {"2024": "QN", "2015": "QP"}
 
 
-def insee_qpv_codes(geo: pd.DataFrame, warnings: list[str]) -> dict[str, pd.Series]:
+@dataclass
+class UnexpectedQpv:
+    """INSEE QPV values of unexpected form met in a read (by generation): how many, and the first
+    three distinct ones in file order, for one warning per generation."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, generation: str, values: pd.Series) -> None:
+        """Count ``values`` (the unexpected ones of a part, in file order)."""
+        self.counts[generation] = self.counts.get(generation, 0) + len(values)
+        examples = self.examples.setdefault(generation, [])
+        for value in values.drop_duplicates():
+            if len(examples) >= 3:
+                break
+            if value not in examples:
+                examples.append(str(value))
+
+    def warnings(self) -> list[str]:
+        """One French warning per generation with unexpected values."""
+        out = []
+        for generation in _QPV_PREFIX:  # newest generation first, whatever the order met
+            count = self.counts.get(generation, 0)
+            if not count:
+                continue
+            examples = ", ".join(f"« {printable(v, limit=20)} »" for v in self.examples[generation])
+            out.append(
+                f"Géolocalisation : {count} QPV {generation} attribué(s) par l'INSEE de forme inattendue "
+                f"({examples}) : gardés tels quels, ils compteront comme désaccords dans la concordance."
+            )
+        return out
+
+
+def insee_qpv_codes(geo: pd.DataFrame, unexpected: UnexpectedQpv) -> dict[str, pd.Series]:
     """INSEE's QPV of each row of the geolocation file, for each generation.
 
     ``plg_qp24`` and ``plg_qp15`` name their generation; ``plg_qp`` (edition of 2024) is the
@@ -262,7 +325,7 @@ def insee_qpv_codes(geo: pd.DataFrame, warnings: list[str]) -> dict[str, pd.Seri
     a QPV code; :data:`~essmap.domain.schema.INSEE_OUTSIDE_QPV` for an empty value or a short
     marker (INSEE's "not in a QPV"); <NA> where the file has no column for the generation. A
     value that is none of those (or a code of the other generation) is kept as published and
-    counted in a warning: it will show as a disagreement.
+    counted in ``unexpected``: it will show as a disagreement.
     """
     def column(name: str) -> pd.Series:
         return geo[name].astype("string") if name in geo else pd.Series(pd.NA, index=geo.index, dtype="string")
@@ -280,11 +343,7 @@ def insee_qpv_codes(geo: pd.DataFrame, warnings: list[str]) -> dict[str, pd.Seri
         result = values.str.strip().where(~code, text).where(~marker, schema.INSEE_OUTSIDE_QPV)
         odd = text.notna() & ~code & ~marker
         if odd.any():
-            examples = ", ".join(f"« {printable(v, limit=20)} »" for v in values[odd].drop_duplicates().head(3))
-            warnings.append(
-                f"Géolocalisation : {int(odd.sum())} QPV {generation} attribué(s) par l'INSEE de forme inattendue "
-                f"({examples}) : gardés tels quels, ils compteront comme désaccords dans la concordance."
-            )
+            unexpected.add(generation, values[odd])
         out[generation] = result.astype("string")
     return out
 

@@ -1,10 +1,12 @@
-"""The DuckDB scans: ESS legal units, their active establishments, their geolocation rows."""
+"""The DuckDB scans: ESS legal units, their active establishments, their geolocation rows; then the
+rows, fetched part by part."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
@@ -218,10 +220,11 @@ def load_unites_legales(scanner: Scanner, inputs: Sequence[InputFile]) -> None:
         scanner.run(inp, sql)
 
 
-def load_etablissements(
+def scan_etablissements(
     scanner: Scanner, inputs: Sequence[InputFile], deps: list[str] | None
-) -> pd.DataFrame:
-    """Active establishments of ESS legal units (joined to their unit), with file line numbers."""
+) -> dict[int, np.ndarray]:
+    """Table ``etab``: active establishments of ESS legal units, with their file and row index
+    (``_file``, ``_k``). Returns the rejected (malformed) lines of each file, by file index."""
     con = scanner.con
     names = ETABLISSEMENT_KEPT
     con.execute(
@@ -249,33 +252,22 @@ def load_etablissements(
             return f"INSERT INTO etab SELECT {index}, * FROM ({scan})"
 
         rejected[index] = scanner.run(inp, sql)
-
-    frame = _fetch(
-        con,
-        "SELECT e.*, " + ", ".join(f"u.{ident(c)}" for c in UNITE_LEGALE_ATTRIBUTES)
-        + " FROM etab e JOIN (SELECT DISTINCT ON (siren) * FROM ul) u USING (siren) ORDER BY e._file, e._k",
-    )
-    frame["_file_name"] = frame["_file"].map({i: inp.name for i, inp in enumerate(inputs)}).astype("string")
-    frame["_line"] = np.zeros(len(frame), dtype="int64")
-    for index, inp in enumerate(inputs):
-        mask = (frame["_file"] == index).to_numpy()
-        if inp.parquet:
-            frame.loc[mask, "_line"] = frame.loc[mask, "_k"].to_numpy(dtype="int64") + 1
-        else:
-            frame.loc[mask, "_line"] = physical_lines(frame.loc[mask, "_k"], rejected[index])
-    return frame.reset_index(drop=True)
+    return rejected
 
 
-def load_geolocalisation(scanner: Scanner, inputs: Sequence[InputFile]) -> pd.DataFrame:
-    """Rows of the geolocation files for the establishments read, first occurrence per SIRET.
+#: INSEE's QPV columns of the geolocation file (all names of all generations).
+_ASSIGNMENT = tuple(dict.fromkeys(c for names in GEOLOCALISATION_QPV.values() for c in names))
+#: The columns of the geolocation rows a read keeps.
+_GEOLOCALISATION_KEPT = ("siret", *GEOLOCALISATION_PROJECTED, *GEOLOCALISATION_WGS84, *_ASSIGNMENT,
+                         *GEOLOCALISATION_QUALITY)
 
-    INSEE's QPV and quality columns come too: "" where the file has the column but the row no
-    value, <NA> where the file lacks the column (so that "INSEE says none" and "INSEE did not
-    say" stay apart).
-    """
+
+def scan_geolocalisation(scanner: Scanner, inputs: Sequence[InputFile]) -> dict[int, np.ndarray]:
+    """Table ``geo``: rows of the geolocation files for the establishments of ``etab`` (all of
+    them: the first occurrence of a SIRET is chosen when the rows are fetched). Returns the
+    rejected lines of each file, by file index."""
     con = scanner.con
-    assignment = tuple(dict.fromkeys(c for names in GEOLOCALISATION_QPV.values() for c in names))
-    columns = ("siret", *GEOLOCALISATION_PROJECTED, *GEOLOCALISATION_WGS84, *assignment, *GEOLOCALISATION_QUALITY)
+    columns = _GEOLOCALISATION_KEPT
     con.execute(
         "CREATE TEMP TABLE geo (_file INTEGER, _k BIGINT, " + ", ".join(f"{ident(c)} VARCHAR" for c in columns) + ")"
     )
@@ -290,26 +282,107 @@ def load_geolocalisation(scanner: Scanner, inputs: Sequence[InputFile]) -> pd.Da
             return f"INSERT INTO geo SELECT {index}, * FROM ({scan})"
 
         rejected[index] = scanner.run(inp, sql)
-    frame = _fetch(con, "SELECT * FROM geo ORDER BY _file, _k")
-    frame["_geo_file"] = frame["_file"].map({i: inp.name for i, inp in enumerate(inputs)}).astype("string")
-    frame["_geo_line"] = np.zeros(len(frame), dtype="int64")
-    for index, inp in enumerate(inputs):
-        mask = (frame["_file"] == index).to_numpy()
-        if inp.parquet:
-            frame.loc[mask, "_geo_line"] = frame.loc[mask, "_k"].to_numpy(dtype="int64") + 1
-        else:
-            frame.loc[mask, "_geo_line"] = physical_lines(frame.loc[mask, "_k"], rejected[index])
-        for column in (*assignment, *GEOLOCALISATION_QUALITY):
+    return rejected
+
+
+def repeated_sirets(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """SIRETs that ``etab`` holds more than once (a handful: the rows are checked part by part, and
+    only these need to be remembered from one part to the next)."""
+    rows = con.execute("SELECT siret FROM etab WHERE siret IS NOT NULL GROUP BY siret HAVING count(*) > 1").fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def repeated_geolocalisation_rows(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows of ``geo`` beyond the first of their SIRET."""
+    row = con.execute("SELECT count(*) - count(DISTINCT siret) FROM geo").fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class ScannedFiles:
+    """The files of a read, and the malformed lines the scans rejected in each (by file index)."""
+
+    etablissements: Sequence[InputFile]
+    etablissements_rejected: dict[int, np.ndarray]
+    geolocalisation: Sequence[InputFile] = ()
+    geolocalisation_rejected: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def fetch_parts(con: duckdb.DuckDBPyConnection, files: ScannedFiles,
+                part_rows: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None]]:
+    """The establishments of ``etab`` joined to their legal unit, in file order, ``part_rows`` at a
+    time: ``(rows, geolocation rows)`` for each part, with file names and lines.
+
+    The geolocation rows of a part are the first row of the geolocation files (in file order) of
+    each SIRET of the part that they hold. Each part is one small query (a range of the file
+    order, joined to the legal units): DuckDB never sorts or joins the whole national result, and
+    only one part at a time is in pandas. At least one part is given, empty when ``etab`` is.
+    """
+    # one row per legal unit, from here on the only use of the units
+    con.execute("CREATE TEMP TABLE unit AS SELECT DISTINCT ON (siren) * FROM ul")
+    con.execute("DROP TABLE ul")
+    keys = con.execute(f"SELECT {_order_key()} AS key FROM etab ORDER BY key").fetchnumpy()["key"]
+    keys = np.asarray(keys, dtype="int64")
+    bounds = [(int(keys[i]), int(keys[min(i + part_rows, len(keys)) - 1])) for i in range(0, len(keys), part_rows)]
+    units = ", ".join(f"u.{ident(c)}" for c in UNITE_LEGALE_ATTRIBUTES)
+    for first, last in bounds or [(0, -1)]:
+        frame = _to_pandas(con.sql(
+            f"SELECT e.*, {units} FROM etab e JOIN unit u USING (siren) "
+            f"WHERE {_order_key('e')} BETWEEN {first} AND {last} ORDER BY e._file, e._k").to_arrow_table())
+        frame["_file_name"] = frame["_file"].map(
+            {i: inp.name for i, inp in enumerate(files.etablissements)}).astype("string")
+        frame["_line"] = _lines(frame["_file"], frame["_k"], files.etablissements, files.etablissements_rejected)
+        geo = None
+        if files.geolocalisation:
+            geo = _geolocation_part(con.sql(
+                f"SELECT * FROM geo WHERE siret IN (SELECT siret FROM etab WHERE {_order_key()} BETWEEN {first} "
+                f"AND {last}) ORDER BY _file, _k"
+            ).to_arrow_table(), files)
+        yield frame, geo
+
+
+def _order_key(table: str = "") -> str:
+    """The file order of ``etab`` rows as one number: file index, then row index (below 2**40)."""
+    prefix = f"{table}." if table else ""
+    return f"(CAST({prefix}_file AS BIGINT) * 1099511627776 + {prefix}_k)"
+
+
+def _geolocation_part(table: pa.Table, files: ScannedFiles) -> pd.DataFrame:
+    """The geolocation rows of a part (in file order): the first of each SIRET, with file names and
+    lines; INSEE's QPV and quality columns "" where the file has the column but the row no value,
+    <NA> where the file lacks the column (so that "INSEE says none" and "INSEE did not say" stay
+    apart)."""
+    geo = _to_pandas(table).drop_duplicates("siret")
+    geo["_geo_file"] = geo["_file"].map(
+        {i: inp.name for i, inp in enumerate(files.geolocalisation)}).astype("string")
+    geo["_geo_line"] = _lines(geo["_file"], geo["_k"], files.geolocalisation, files.geolocalisation_rejected)
+    for index, inp in enumerate(files.geolocalisation):
+        mask = (geo["_file"] == index).to_numpy()
+        for column in (*_ASSIGNMENT, *GEOLOCALISATION_QUALITY):
             if column in inp.columns:
-                frame.loc[mask, column] = frame.loc[mask, column].fillna("")
-    return frame.drop(columns=["_file", "_k"])
+                geo.loc[mask, column] = geo.loc[mask, column].fillna("")
+    return geo.drop(columns=["_file", "_k"]).reset_index(drop=True)
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
-    """Query result as pandas (through Arrow), text columns as ``string`` (kept in Arrow, never
-    turned into a Python object per value)."""
+def _lines(file_index: pd.Series, k: pd.Series, inputs: Sequence[InputFile],
+           rejected: dict[int, np.ndarray]) -> np.ndarray:
+    """File line of each row (header = line 1): row index + 2 in a Parquet file, the line counted
+    with the rejected lines put back in a CSV file."""
+    lines = np.zeros(len(k), dtype="int64")
+    for index, inp in enumerate(inputs):
+        mask = (file_index == index).to_numpy(dtype=bool)
+        if inp.parquet:
+            lines[mask] = k[mask].to_numpy(dtype="int64") + 1
+        else:
+            lines[mask] = physical_lines(k[mask], rejected.get(index, np.zeros(0, dtype="int64")))
+    return lines
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Rows as pandas, text columns as ``string`` (kept in Arrow, never turned into a Python
+    object per value)."""
     string = pd.StringDtype()
-    frame = con.sql(query).to_arrow_table().to_pandas(
+    frame = table.to_pandas(
         types_mapper=lambda t: string if pa.types.is_string(t) or pa.types.is_large_string(t) else None)
     for col in frame.columns:
         if col not in ("_file", "_k"):
