@@ -70,6 +70,13 @@ def _text(path: Path) -> str:
     return path.read_text(errors="replace") if path.is_file() else ""
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C acts on a launcher started from a terminal: a test run started in the background of a
+    non-interactive shell (``make test &``) passes SIGINT down ignored, and the launcher would then
+    outlive its nginx's Ctrl-C instead of stopping with it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_launcher(db: Path, run_dir: Path, output: Path, *, replicas: int, options: tuple[str, ...] = (),
                    timeout_s: float = 180) -> Served:
     """serve/run.py in its own process group, once it says it is ready (``--replicas-only``: no nginx)."""
@@ -79,7 +86,8 @@ def start_launcher(db: Path, run_dir: Path, output: Path, *, replicas: int, opti
     ready = REPLICAS_ONLY_READY if "--replicas-only" in options else READY
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w") as log:
-        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_as_from_a_terminal)
     served = Served(process, f"http://127.0.0.1:{port}", port, [], run_dir, output)
     deadline = time.monotonic() + timeout_s
     while not ready.search(served.output_text()):
