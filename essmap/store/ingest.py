@@ -7,7 +7,7 @@ the previous one or the complete new one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -300,7 +300,12 @@ def _departements_phrase(scope: Sequence[str]) -> str:
 
 def _scope(frame: pd.DataFrame, column: str, departements: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """The départements the new rows cover (within those asked), and those asked but not covered."""
-    present = set(frame[column].dropna().astype(str)) - {""}
+    return _scope_of(frame[column].dropna().astype(str), departements)
+
+
+def _scope_of(codes: Iterable[str], departements: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """:func:`_scope` from the département codes of the new rows."""
+    present = set(codes) - {""}
     if not departements:
         return sorted(present), []
     asked = set(departements)
@@ -378,10 +383,7 @@ def write_establishments(con: duckdb.DuckDBPyConnection, sirene: SourceRead, *,
     ``staged``: the rows, staged part by part while SIRENE was read (``read_sirene(parts=...)``),
     instead of ``sirene.frame``."""
     if staged is not None:
-        present = staged.departements()
-        asked = set(departements) if departements else None
-        scope = [d for d in present if asked is None or d in asked]
-        untouched = sorted(asked - set(present)) if asked is not None else []
+        scope, untouched = _scope_of(staged.departements(), departements)
     else:
         scope, untouched = _scope(sirene.frame, "code_departement", departements)
     in_scope = "code_departement IN (SELECT unnest(?))"
