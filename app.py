@@ -85,7 +85,7 @@ def _map_component(store_key: StoreKey, params: tuple[tuple[str, str], ...]) -> 
     data = _data(store_key, view)
     m = maps.view_map(data, publish=_publish_points, asset_urls=_asset_urls())
     accessibility.FrenchLeaflet(f"Carte : {data.indicator.label_fr}, {data.territory_label}").add_to(m)
-    return st_folium.with_asset_urls(st_folium.component_args(m, key="carte"), _asset_urls())
+    return st_folium.component_args(m, key="carte")
 
 
 #: ./static, which Streamlit serves at app/static (``enableStaticServing``), as the map component's frame

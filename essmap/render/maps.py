@@ -1082,7 +1082,7 @@ def _asset_uri(name: str) -> str:
 
 def publish_assets(folder: Path, url_base: str) -> dict[str, str]:
     """Write the map's scripts and styles into ``folder``, served at ``url_base``; return the URL
-    that replaces each inlined copy (see :func:`with_asset_urls`).
+    that replaces each inlined copy (``asset_urls`` of :func:`view_map` and :func:`finish`).
 
     The dashboard serves them as files: the browser then caches and compiles Leaflet once, instead of
     decoding and compiling it from every map message (each filter change rebuilds the map's frame).

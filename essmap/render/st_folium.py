@@ -36,14 +36,6 @@ def component_args(m: folium.Map, *, key: str) -> dict[str, object]:
     }
 
 
-def with_asset_urls(args: dict[str, object], urls: dict[str, str]) -> dict[str, object]:
-    """:func:`component_args` loading the inlined scripts and styles from ``urls`` instead
-    (:func:`essmap.render.maps.publish_assets`)."""
-    return {**args,
-            "js_links": [urls.get(link, link) for link in args["js_links"]],  # type: ignore[attr-defined]
-            "css_links": [urls.get(link, link) for link in args["css_links"]]}  # type: ignore[attr-defined]
-
-
 def clicked_code(returned: dict | None, args: dict[str, object]) -> tuple[str, tuple[object, int]] | None:
     """The ``code`` of the feature a click reported, with the click's identity (the map's component key
     and its click count: the count starts again with each map); None when no click on a feature is
