@@ -54,15 +54,7 @@ def points(selection: Selection, table: str, generation: str | None, *, alias: s
     p = f"{alias}." if alias else ""
     where = Where()
     if territory:
-        if selection.region:
-            where.add(f"{p}code_region = ?", selection.region)
-        if selection.departements:
-            where.add(_in(f"{p}code_departement"), list(selection.departements))
-        if selection.epci:
-            where.add(_in(f"{p}siren_epci"), list(selection.epci))
-        if selection.communes:
-            where.add(f"{_in(f'{p}code_com')} OR {_in(f'{p}code_commune')}",
-                      list(selection.communes), list(selection.communes))
+        _add_territory(where, selection, p, "code_com", "code_commune")
         if selection.qpv:
             if generation is None:
                 where.add("FALSE")
@@ -96,16 +88,22 @@ def communes(selection: Selection, *, alias: str = "") -> Where:
     communes (a QPV is a part of its communes)."""
     p = f"{alias}." if alias else ""
     where = Where()
-    if selection.region:
-        where.add(f"{p}code_region = ?", selection.region)
-    if selection.departements:
-        where.add(_in(f"{p}code_departement"), list(selection.departements))
-    if selection.epci:
-        where.add(_in(f"{p}siren_epci"), list(selection.epci))
-    if selection.communes:
-        where.add(f"{_in(f'{p}code_insee')} OR {_in(f'{p}code_commune_parent')}",
-                  list(selection.communes), list(selection.communes))
+    _add_territory(where, selection, p, "code_insee", "code_commune_parent")
     return where
+
+
+def _add_territory(where: Where, selection: Selection, prefix: str, commune: str, other_commune: str) -> None:
+    """Région, départements, EPCI and communes of ``selection``; a commune matches either of its two
+    commune columns (COM code and arrondissement/parent code)."""
+    if selection.region:
+        where.add(f"{prefix}code_region = ?", selection.region)
+    if selection.departements:
+        where.add(_in(f"{prefix}code_departement"), list(selection.departements))
+    if selection.epci:
+        where.add(_in(f"{prefix}siren_epci"), list(selection.epci))
+    if selection.communes:
+        where.add(f"{_in(prefix + commune)} OR {_in(prefix + other_commune)}", list(selection.communes),
+                  list(selection.communes))
 
 
 def qpv(selection: Selection, generation: str | None, *, alias: str = "q") -> Where:

@@ -366,8 +366,8 @@ def _geolocation_part(table: pa.Table, files: ScannedFiles) -> pd.DataFrame:
 
 def _lines(file_index: pd.Series, k: pd.Series, inputs: Sequence[InputFile],
            rejected: dict[int, np.ndarray]) -> np.ndarray:
-    """File line of each row (header = line 1): row index + 2 in a Parquet file, the line counted
-    with the rejected lines put back in a CSV file."""
+    """File line of each row (header = line 1): ``_k`` (the 1-based data row) + 1 in a Parquet file,
+    the line counted with the rejected lines put back in a CSV file."""
     lines = np.zeros(len(k), dtype="int64")
     for index, inp in enumerate(inputs):
         mask = (file_index == index).to_numpy(dtype=bool)
