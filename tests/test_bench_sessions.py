@@ -20,6 +20,10 @@ from essmap.store import queries
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
+#: Each test starts its own Streamlit servers (10-20 s, most of it their start): it checks the process
+#: that serves sessions, so `make test` runs it and `make test-unit` leaves it out.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def sessions():

@@ -104,8 +104,11 @@ def test_national_store_files_are_read_by_essmap(bench, tiny, tmp_path) -> None:
     assert tiers_lieux.meta.is_synthetic  # flagged by the manifest written beside it
 
 
+@pytest.mark.slow
 def test_measured_process_reports_its_own_peak_memory(bench) -> None:
-    """A child allocating ~200 MB, spawned by a parent holding ~400 MB, reports ~200 MB."""
+    """A child allocating ~200 MB, spawned by a parent holding ~400 MB, reports ~200 MB.
+
+    Slow (left out by `make test-unit`): three processes, and 600 MB written, 2-5 s."""
     measure = bench["measure"]
     held = np.ones(400 * 2**20 // 8)  # the parent's memory, which a direct spawn would report
     run = measure.run_process([sys.executable, "-c", "import numpy; a = numpy.ones(200 * 2**20 // 8); a.sum()"])

@@ -76,8 +76,11 @@ def test_natural_breaks_are_the_same_on_every_call_and_any_row_order(n):
     assert classify(shuffled, method="natural_breaks", k=5).edges == first.edges
 
 
+@pytest.mark.slow
 def test_natural_breaks_are_the_same_in_another_process():
-    """The dashboard, the CLI and an export run in different processes (and hash seeds)."""
+    """The dashboard, the CLI and an export run in different processes (and hash seeds).
+
+    Slow (left out by `make test-unit`): a new interpreter imports the classification stack (5 s)."""
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_classify as t; "
             "print(json.dumps([t.classify(t._skewed_units(n), method='natural_breaks', k=5).edges "
             "for n in (5000, 12_000)]))")

@@ -145,8 +145,11 @@ def test_query_indicators_rejects_an_unknown_level(db):
     assert "niveau « canton » inconnu" in result.output
 
 
+@pytest.mark.slow
 def test_queries_do_not_import_the_rendering_stack(demo_db):
-    """`essmap query` needs neither the map nor the classes (mapclassify and scipy cost seconds)."""
+    """`essmap query` needs neither the map nor the classes (mapclassify and scipy cost seconds).
+
+    Slow (left out by `make test-unit`): only a fresh interpreter shows what a command imports (2 s)."""
     script = textwrap.dedent(f"""
         import sys
         from typer.testing import CliRunner

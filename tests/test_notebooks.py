@@ -15,8 +15,11 @@ def test_there_is_a_notebook():
     assert NOTEBOOKS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_top_to_bottom(path, demo_db, monkeypatch, tmp_path):
+    """Slow (left out by `make test-unit`): a Jupyter kernel, a process of its own, imports essmap's
+    whole stack and runs the notebook (7-15 s)."""
     monkeypatch.setenv("ESSMAP_DB", str(demo_db))
     notebook = nbformat.read(path, as_version=4)
     resources = {"metadata": {"path": str(tmp_path)}}

@@ -108,8 +108,11 @@ def test_missing_or_foreign_database_gives_a_french_error(tmp_path):
         store.connect(other)
 
 
+@pytest.mark.slow
 def test_readers_in_other_processes_keep_working_during_a_rebuild(tmp_path):
-    """Two read-only processes hold the store open while a rebuild swaps a new file in."""
+    """Two read-only processes hold the store open while a rebuild swaps a new file in.
+
+    Slow (left out by `make test-unit`): the two processes import essmap's store (3-5 s)."""
     db = tmp_path / "essmap.duckdb"
     _build(db, ["QN02A01M"])
     reader = textwrap.dedent(f"""

@@ -72,9 +72,13 @@ def test_a_filter_that_leaves_out_the_stored_nearest_searches_on_demand(layers, 
     assert isinstance(result.geometry.iloc[0], shapely.Polygon)
 
 
+@pytest.mark.slow
 def test_table_queries_of_the_cli_import_no_geometry_library(layers, build, tmp_path) -> None:
     """`essmap query qpv-radius` (CSV) and `essmap query indicators` are answered by the stored joins:
-    the process never imports geopandas, shapely or pyproj (about half a second of start-up)."""
+    the process never imports geopandas, shapely or pyproj (about half a second of start-up).
+
+    Slow (left out by `make test-unit`): only a fresh interpreter shows what a command imports, and
+    two of them take 3-4 s."""
     qpv, tiers_lieux = layers
     db = build.make_store(tmp_path / "store.duckdb", qpv=qpv, tiers_lieux=tiers_lieux)
     script = (
