@@ -95,7 +95,8 @@ def running_server(handler: type[RangeHandler]) -> Iterator[QuietServer]:
     """``handler`` served on 127.0.0.1 at a free port until the block ends (``server.base_url``)."""
     server = QuietServer(("127.0.0.1", 0), handler)
     server.base_url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop to look again: every 0.05 s, not every 0.5 s (the default)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server

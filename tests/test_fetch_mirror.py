@@ -13,6 +13,7 @@ import io
 import os
 import random
 import re
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,15 @@ def qpv_from_datagouv(server, monkeypatch) -> OfficialFile:
     local = OfficialFile(**{**real.__dict__, "url": server.url(f"/fr/datasets/r/{QPV_ID}")})
     monkeypatch.setitem(SOURCES, "qpv2024", (local,))
     return local
+
+
+@pytest.fixture
+def retry_waits(monkeypatch) -> list[float]:
+    """The waits between the attempts of a download, recorded instead of slept: the tests check the
+    back-off (1 s, then 2 s) without spending 3 s per cut download."""
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)
+    return waits
 
 
 def cache_files(cache: Path) -> list[str]:
@@ -271,7 +281,7 @@ def test_datagouv_redirect_download_extract_then_cache_hit(server, qpv_from_data
     assert server.served.sent("/resources/qpv/20240601/qpv2024.zip") == 2 * len(QPV_ZIP)
 
 
-def test_cut_connection_resumes_without_fetching_twice(server, qpv_from_datagouv, tmp_path):
+def test_cut_connection_resumes_without_fetching_twice(server, qpv_from_datagouv, tmp_path, retry_waits):
     cache = tmp_path / "cache"
     target = "/resources/qpv/20240601/qpv2024.zip"
     server.served.cut_after = 200_000  # every response stops after 200 000 bytes
@@ -281,6 +291,7 @@ def test_cut_connection_resumes_without_fetching_twice(server, qpv_from_datagouv
     assert "interrompu" in result.stderr and "Traceback" not in result.output
     ranges = [r["range"] for r in server.served.log if r["path"] == target]
     assert ranges == [None, "bytes=200000-", "bytes=400000-"]  # resumed twice within the run
+    assert retry_waits == [1.0, 2.0]  # after a pause that doubles
     assert cache_files(cache) == ["qpv2024/qpv2024_anct.zip.part", "qpv2024/qpv2024_anct.zip.part.validator"]
     assert (cache / "qpv2024" / "qpv2024_anct.zip.part").stat().st_size == 600_000
 
@@ -292,7 +303,7 @@ def test_cut_connection_resumes_without_fetching_twice(server, qpv_from_datagouv
     assert (cache / "qpv2024" / "qpv2024_anct.zip").read_bytes() == QPV_ZIP
 
 
-def test_server_error_leaves_only_the_resumable_partial(server, qpv_from_datagouv, tmp_path):
+def test_server_error_leaves_only_the_resumable_partial(server, qpv_from_datagouv, tmp_path, retry_waits):
     cache = tmp_path / "cache"
     target = "/resources/qpv/20240601/qpv2024.zip"
     server.served.status[target] = 500
@@ -300,6 +311,7 @@ def test_server_error_leaves_only_the_resumable_partial(server, qpv_from_datagou
     assert fresh.exit_code == 1
     assert "erreur du serveur (HTTP 500" in fresh.stderr and "Réessayez plus tard" in fresh.stderr
     assert cache_files(cache) == []
+    assert retry_waits == []  # an HTTP error is final: no retry
 
     del server.served.status[target]
     server.served.cut_after = 100_000
@@ -307,6 +319,7 @@ def test_server_error_leaves_only_the_resumable_partial(server, qpv_from_datagou
     partial = cache / "qpv2024" / "qpv2024_anct.zip.part"
     kept = partial.read_bytes()
     assert kept == QPV_ZIP[:300_000]
+    assert retry_waits == [1.0, 2.0]
 
     server.served.cut_after = None
     server.served.status[target] = 500
@@ -393,12 +406,13 @@ def test_url_mirror_missing_file_lists_where_it_looked(server, tmp_path):
     assert server.url("/m/qpv2015/qp-politiquedelaville-shp.zip") in message
 
 
-def test_url_mirror_cut_then_resumed(server, tmp_path):
+def test_url_mirror_cut_then_resumed(server, tmp_path, retry_waits):
     server.served.files["/m/qpv2024_anct.zip"] = QPV_ZIP
     server.served.cut_after = 150_000
     cache = tmp_path / "cache"
     cut = fetch_cli("qpv2024", "--dest", str(cache), "--miroir", server.url("/m"))
     assert cut.exit_code == 1 and f"--miroir {server.url('/m')}" in cut.stderr  # the command to resume
+    assert retry_waits == [1.0, 2.0]
     server.served.cut_after = None
     result = fetch_cli("qpv2024", "--dest", str(cache), "--miroir", server.url("/m"))
     assert result.exit_code == 0, result.output
