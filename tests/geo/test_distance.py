@@ -67,13 +67,14 @@ def test_every_distance_is_within_a_decimetre_of_the_geodesic_reference(place: s
     points = points_frame(lonlat, territoire=territoire, nom=[f"P{k:02d}" for k in range(len(lonlat))])
 
     pairs = geo.distances_to_polygons(points, polygons, 6000.0, "code_qp")
-    geometry = dict(zip(polygons.index, polygons.geometry, strict=True))
-    reference = np.array([geodesic_distance(lonlat[p][0], lonlat[p][1], geometry[g])
-                          for p, g in zip(pairs["point_index"], pairs["polygon_index"], strict=True)])
+    # the reference of every (point, polygon), computed once (the slow part of this test)
+    between = {(p, g): geodesic_distance(*lonlat[p], geometry)
+               for p in range(len(lonlat)) for g, geometry in zip(polygons.index, polygons.geometry, strict=True)}
+    reference = np.array([between[p, g] for p, g in zip(pairs["point_index"], pairs["polygon_index"], strict=True)])
     assert len(pairs) > 60 and (reference == 0).sum() >= 3 and reference.max() > 4000
     assert np.abs(pairs["distance_m"].to_numpy() - reference).max() <= TOLERANCE_M
 
-    expected = np.array([min(geodesic_distance(*p, g) for g in polygons.geometry) for p in lonlat])
+    expected = np.array([min(between[p, g] for g in polygons.index) for p in range(len(lonlat))])
     found = geo.nearest(points, polygons, "code_qp")
     assert np.abs(found["distance_m"].to_numpy(dtype=float) - expected).max() <= TOLERANCE_M
     both = geo.within_and_nearest(points, polygons, 1000.0, "code_qp")
