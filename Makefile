@@ -75,8 +75,8 @@ PYTEST_PARALLEL = $(if $(PYTEST_WORKERS),-n $(PYTEST_WORKERS) --dist loadgroup)
 test: $(STAMP) $(DB) system-deps $(AXE)
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
-# The tests that need no Debian package (no chromium, no poppler-utils), start no server, kernel or
-# interpreter of their own and take seconds, not tens of seconds (marker slow: those run in `make test`
+# The tests that need no Debian package (no chromium, no poppler-utils), start no Streamlit server, kernel or
+# other interpreter and take seconds, not tens of seconds (marker slow: those run in `make test`
 # only); markers in pyproject.toml.
 # `make test-unit PYTEST_ARGS=--durations=15` lists the slowest.
 test-unit: $(STAMP)
