@@ -4,9 +4,10 @@
 answers its health check, writes an nginx configuration from ``serve/nginx.conf.template`` into a run
 folder (pid, logs and temporary files stay there: no root-owned path is needed) and runs nginx in the
 foreground on the public port, with sticky sessions: every request of one browser reaches the replica
-that holds its Streamlit session. Once they answer, ``serve/warm.py`` warms each replica in turn, in
-the background (each process computes the default view once, so its first visitor does not wait for
-it; log in the run folder). Ctrl-C (or SIGTERM) stops nginx and every replica.
+that holds its Streamlit session. Once they answer, ``serve/warm.py`` warms each replica in turn (each
+process imports the dashboard's stack and computes the default view once; log in the run folder), and
+nginx opens only then, so that no user meets a cold replica. Ctrl-C (or SIGTERM) stops nginx and every
+replica.
 
 Several machines: each runs its own replicas (``--replicas-only --replica-address 0.0.0.0``, on its own
 copy of the store), and the machine that runs nginx lists them with ``--upstream HOST:PORT``.
@@ -204,7 +205,8 @@ def start_replicas(ports: list[int], address: str, run_dir: Path, env: dict[str,
 
 def warm_replicas(replicas: list[Child], run_dir: Path, env: dict[str, str]) -> threading.Thread:
     """Run ``serve/warm.py`` on each replica, one after the other (all at once would share the cores and
-    warm none sooner), in a background thread; each run's output goes to ``logs/warm-PORT.log``."""
+    warm none sooner), in a thread (joined before nginx opens; left running with ``--replicas-only``);
+    each run's output goes to ``logs/warm-PORT.log``."""
     def warm_all() -> None:
         for replica in replicas:
             host = replica.url.removeprefix("http://").rsplit(":", 1)[0]
@@ -281,8 +283,11 @@ def serve(args: argparse.Namespace) -> int:
         for replica in replicas:
             wait_healthy(replica, f"{replica.url}/_stcore/health", deadline)
             print(f"{replica.name} prête : {replica.url} (pid {replica.process.pid})", flush=True)
-        warm_replicas(replicas, run_dir, env)
+        warming = warm_replicas(replicas, run_dir, env)
         if nginx:
+            # nginx opens once every replica has computed the default view: no user meets a cold one
+            print(f"Préchauffage des répliques (journaux : {run_dir / 'logs'})…", flush=True)
+            warming.join()
             start_nginx(nginx, args, ports, run_dir, env, launcher)
         else:
             print(f"{len(replicas)} répliques sans nginx ; journaux dans {run_dir / 'logs'}. Ctrl-C pour arrêter.",
