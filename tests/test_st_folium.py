@@ -40,6 +40,10 @@ def test_show_map_sends_the_whole_keyword_set_of_st_folium(folium_map, monkeypat
     # when it changes (st_folium sends None when no feature group is given)
     assert theirs.pop("feature_group") is None
     assert ours.pop("feature_group") == maps.selection_script(None)
+    # the default is the frame's own value before a click (its first report is then not sent: no rerun
+    # when a map has drawn, tests/browser/test_dashboard_browser.py); st_folium's has a count of None
+    assert theirs.pop("default") == {"last_active_drawing": None, "last_object_clicked_count": None}
+    assert ours.pop("default") == st_folium.NO_CLICK == {"last_object_clicked_count": 0, "last_active_drawing": None}
     assert ours == theirs
 
 

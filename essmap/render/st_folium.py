@@ -19,6 +19,11 @@ from essmap.render.maps import selection_script, walk
 #: the number of clicks on the map's layers so far, which tells a new click on the same feature from
 #: the value the component keeps returning on every rerun (the component sends only changed values).
 RETURNED_OBJECTS = ["last_active_drawing", "last_object_clicked_count"]
+#: The value the map's frame computes for :data:`RETURNED_OBJECTS` before any click, in the frame's
+#: key order (it compares the JSON texts). Passed as the component's default, the frame's first
+#: report equals it and is not sent: no rerun of the whole script when the map has just drawn (with
+#: st_folium's own default, whose count is None, every new map triggered one, which redrew the page).
+NO_CLICK = {"last_object_clicked_count": 0, "last_active_drawing": None}
 
 
 def component_args(m: folium.Map, *, key: str) -> dict[str, object]:
@@ -51,7 +56,8 @@ def clicked_code(returned: dict | None, args: dict[str, object]) -> tuple[str, t
 
 def show_map(args: dict[str, object], *, height: int, selected: str | None = None) -> dict | None:
     """``st_folium(m, returned_objects=RETURNED_OBJECTS, use_container_width=True, height=height)``
-    from cached :func:`component_args`: what the user last clicked, or None.
+    from cached :func:`component_args`: what the user last clicked, or None; its default is
+    :data:`NO_CLICK` (the frame's own value before a click), not st_folium's.
 
     ``selected`` (a unit's code) is outlined on the map: it travels as the component's
     ``feature_group`` script (:func:`essmap.render.maps.selection_script`), which the map's frame
@@ -61,7 +67,7 @@ def show_map(args: dict[str, object], *, height: int, selected: str | None = Non
     dashboard does not read (it uses the returned value)."""
     return streamlit_folium._component_func(
         **args, height=height, width=None, returned_objects=RETURNED_OBJECTS,
-        default={name: None for name in RETURNED_OBJECTS}, zoom=None, center=None,
+        default=dict(NO_CLICK), zoom=None, center=None,
         feature_group=selection_script(selected), return_on_hover=False, layer_control=None, pixelated=False,
         wrap_longitude=False, on_change=None,
     )

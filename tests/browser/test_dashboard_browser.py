@@ -156,6 +156,35 @@ def test_filter_change_updates_figures_and_map(page, app_url):
     assert "employer_only=1" in page.url
 
 
+def test_a_drawn_map_sends_nothing_until_a_click(page, app_url, browser_store):
+    """The map's frame reports to the server only on a click: a report reruns the whole script and
+    redraws the page, which once followed every new map (the frame's first value differed from the
+    component's default)."""
+    reports: list[str] = []
+
+    def watch(socket) -> None:
+        def sent(payload) -> None:
+            text = payload.decode("latin-1") if isinstance(payload, bytes) else str(payload)
+            if "last_object_clicked_count" in text:
+                reports.append(text)
+        socket.on("framesent", sent)
+
+    page.on("websocket", watch)
+    frame = open_app(page, app_url)
+    page.wait_for_timeout(1_000)  # the frame reports moves after 250 ms
+    mark_map_stale(frame)
+    sidebar_checkbox(page, "Établissements employeurs uniquement").locator("label").click()
+    wait_for_script_idle(page)
+    frame = map_frame(page)  # the new map
+    page.wait_for_timeout(1_000)
+    assert reports == []
+    hide_point_layers(frame)
+    place = browser_store.script_place
+    click_map_at(page, frame, place.latitude, place.longitude, zoom=16)
+    expect(page.get_by_role("heading", name=f"Fiche : {place.lib_qp}")).to_be_visible()
+    assert len(reports) >= 1  # the click, and only it, reached the server
+
+
 def test_radius_tab_table_and_coverage(page, app_url, browser_store):
     open_app(page, app_url, "rayon=100")
     open_tab(page, "Rayon autour des QPV")
