@@ -6,6 +6,10 @@ département). The dashboard computes the component's map arguments once per vie
 rerun (:func:`show_map`), so the browser keeps the drawn map. ``tests/test_st_folium.py`` checks that
 the whole keyword set sent here equals what ``st_folium`` itself sends, so an upgrade that changes
 it fails there first.
+
+Every map of the dashboard goes to the same component (one key): a new view sends new arguments to
+the frame already open, and the frame replaces its map (:data:`FRAME_SWAP_JS`) instead of being
+re-created (a new frame loads the component, Leaflet and their styles again before it draws).
 """
 
 from __future__ import annotations
@@ -26,25 +30,86 @@ RETURNED_OBJECTS = ["last_active_drawing", "last_object_clicked_count"]
 NO_CLICK = {"last_object_clicked_count": 0, "last_active_drawing": None}
 
 
+#: Run in the map's frame before each map's own script. The first time, it listens to the component's
+#: render events: when the arguments carry another map (``window.essmapMapKey`` in its script), it
+#: removes the drawn map, its legend and the layers' state (``window.essmap*``), loads the scripts
+#: and styles the new map needs and the frame does not have yet, runs the new map's script and
+#: hands the map to streamlit-folium (``window.initComponent``: click handlers, same click count),
+#: then outlines the selection (the ``feature_group`` script). streamlit-folium's own handler runs
+#: first and does nothing for a new script once a map exists.
+FRAME_SWAP_JS = """
+if (!window.essmapSwap) {
+    window.essmapSwap = {legend: document.currentScript && document.currentScript.previousElementSibling};
+    window.Streamlit.events.addEventListener(window.Streamlit.RENDER_EVENT, function (event) {
+        var args = event.detail.args, swap = window.essmapSwap;
+        var key = (/window\\.essmapMapKey = "(\\w+)"/.exec(args.script) || [])[1];
+        if (!window.map || !key || key === window.essmapMapKey || key === swap.wanted) { return; }
+        swap.wanted = key;
+        var loaded = function (tag, attribute) {
+            return Array.prototype.map.call(document.querySelectorAll(tag), function (e) { return e[attribute]; });
+        };
+        var scripts = loaded("script[src]", "src"), styles = loaded("link[rel=stylesheet]", "href");
+        var absolute = function (url) { return new URL(url, document.baseURI).href; };
+        (args.css_links || []).forEach(function (url) {
+            if (styles.indexOf(absolute(url)) < 0) {
+                var link = document.createElement("link");
+                link.rel = "stylesheet"; link.href = url; document.head.appendChild(link);
+            }
+        });
+        var missing = (args.js_links || []).filter(function (url) { return scripts.indexOf(absolute(url)) < 0; });
+        var ready = missing.reduce(function (previous, url) {
+            return previous.then(function () {
+                return new Promise(function (resolve, reject) {
+                    var tag = document.createElement("script");
+                    tag.src = url; tag.async = false; tag.onload = resolve; tag.onerror = reject;
+                    document.body.appendChild(tag);
+                });
+            });
+        }, Promise.resolve());
+        ready.then(function () {
+            if (swap.wanted !== key) { return; }  // a newer map arrived meanwhile
+            window.map.remove();
+            ["essmapPolygons", "essmapAdded", "essmapLoading", "essmapSelected", "essmapSelectionWanted",
+             "essmapSelect"].forEach(function (name) { delete window[name]; });
+            var legend = document.createElement("div");
+            legend.innerHTML = args.html;
+            if (swap.legend && swap.legend.parentNode) { swap.legend.replaceWith(legend); }
+            else { document.body.appendChild(legend); }
+            swap.legend = legend;
+            var run = document.createElement("script");
+            run.innerHTML = args.script + "window.map = map_div; window.initComponent(map_div, false);";
+            document.body.appendChild(run);
+            if (args.feature_group) { eval(args.feature_group); }  // eslint-disable-line no-eval
+        });
+    });
+}
+"""
+
+
 def component_args(m: folium.Map, *, key: str) -> dict[str, object]:
-    """The map-dependent arguments ``st_folium(m, key=key)`` sends to its component."""
+    """The map-dependent arguments ``st_folium(m, key=key)`` sends to its component, except that
+    every map has the same component key (``key``): the open frame replaces its map
+    (:data:`FRAME_SWAP_JS`, prepended to the map's script with the map's own key)."""
     m.get_root().render()
     html = streamlit_folium._get_html(m)  # same order as st_folium: rendering alters the map
     header = streamlit_folium._get_header(m)
     script = streamlit_folium._get_map_string(m)
     elements = list(walk(m))
+    map_key = streamlit_folium.generate_js_hash(script, key, False)
     return {
-        "script": script, "header": header, "html": html, "id": streamlit_folium.get_full_id(m),
+        "script": f'window.essmapMapKey = "{map_key}";\n{FRAME_SWAP_JS}{script}', "header": header, "html": html,
+        "id": streamlit_folium.get_full_id(m),
         "css_links": list(dict.fromkeys(url for e in elements for _n, url in getattr(e, "default_css", []))),
         "js_links": list(dict.fromkeys(url for e in elements for _n, url in getattr(e, "default_js", []))),
-        "key": streamlit_folium.generate_js_hash(script, key, False),
+        "key": key,
     }
 
 
 def clicked_code(returned: dict | None, args: dict[str, object]) -> tuple[str, tuple[object, int]] | None:
-    """The ``code`` of the feature a click reported, with the click's identity (the map's component key
-    and its click count: the count starts again with each map); None when no click on a feature is
-    reported. A click is new when its identity differs from the last one handled."""
+    """The ``code`` of the feature a click reported, with the click's identity (the component key and
+    its click count: the count goes on across the maps a frame shows, and starts again at 0 in a new
+    frame, which reports nothing before its first click); None when no click on a feature is reported.
+    A click is new when its identity differs from the last one handled."""
     returned = returned or {}
     count = returned.get("last_object_clicked_count")
     feature = returned.get("last_active_drawing") or {}

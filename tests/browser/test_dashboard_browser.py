@@ -146,14 +146,19 @@ def test_filter_change_updates_figures_and_map(page, app_url):
     frame = open_app(page, app_url)
     label = "Établissements ESS (données simulées)"
     before = french_number(metric_value(page, label))
+    frame.evaluate("() => { window.essmapTestMark = 'same frame'; }")
     mark_map_stale(frame)
     sidebar_checkbox(page, "Établissements employeurs uniquement").locator("label").click()
     wait_for_script_idle(page)
-    map_frame(page)  # a new map is drawn
+    frame = map_frame(page)  # a new map is drawn
     after = french_number(metric_value(page, label))
     shot(page, "filter-employeurs")
     assert 0 < after < before
     assert "employer_only=1" in page.url
+    # in the frame already open (not a new one), one map with its own legend
+    assert frame.evaluate("() => window.essmapTestMark") == "same frame"
+    assert frame.locator(".leaflet-container").count() == 1
+    assert frame.locator(".essmap-legend").count() == 1
 
 
 def test_a_drawn_map_sends_nothing_until_a_click(page, app_url, browser_store):
