@@ -30,21 +30,31 @@ RETURNED_OBJECTS = ["last_active_drawing", "last_object_clicked_count"]
 NO_CLICK = {"last_object_clicked_count": 0, "last_active_drawing": None}
 
 
+#: Maps a frame keeps hidden after showing them, for going back to them (the employer filter off again).
+KEPT_MAPS = 2
+
 #: Run in the map's frame before each map's own script. The first time, it listens to the component's
 #: render events: when the arguments carry another map (``window.essmapMapKey`` in its script), it
-#: removes the drawn map, its legend and the layers' state (``window.essmap*``), loads the scripts
-#: and styles the new map needs and the frame does not have yet, runs the new map's script and
-#: hands the map to streamlit-folium (``window.initComponent``: click handlers, same click count),
-#: then outlines the selection (the ``feature_group`` script). streamlit-folium's own handler runs
-#: first and does nothing for a new script once a map exists.
+#: takes the drawn map out of the document (its ids and legend then never mix with the new map's) and
+#: keeps it with its layers' state ``window.essmap*`` (the :data:`KEPT_MAPS` last complete ones; a map
+#: still adding layers is removed), then shows the new map: a kept one again as it was (back to a view
+#: already seen: nothing to fetch nor build), else it loads the scripts and styles the frame does not
+#: have yet, runs the new map's script in a new container and hands the map to streamlit-folium
+#: (``window.initComponent``: click handlers, the same click count). Then it outlines the selection
+#: (the ``feature_group`` script). streamlit-folium's own handler runs first and does nothing for a
+#: new script once a map exists. ``window.essmapShown`` counts the maps shown (a map shown again is a
+#: new showing: tests and benchmarks tell them apart).
 FRAME_SWAP_JS = """
 if (!window.essmapSwap) {
-    window.essmapSwap = {legend: document.currentScript && document.currentScript.previousElementSibling};
+    window.essmapShown = 1;
+    window.essmapSwap = {legend: document.currentScript && document.currentScript.previousElementSibling, kept: []};
     window.Streamlit.events.addEventListener(window.Streamlit.RENDER_EVENT, function (event) {
         var args = event.detail.args, swap = window.essmapSwap;
         var key = (/window\\.essmapMapKey = "(\\w+)"/.exec(args.script) || [])[1];
         if (!window.map || !key || key === window.essmapMapKey || key === swap.wanted) { return; }
         swap.wanted = key;
+        var state = ["essmapPolygons", "essmapAdded", "essmapLoading", "essmapSelected", "essmapSelectionWanted",
+                     "essmapSelect"];
         var loaded = function (tag, attribute) {
             return Array.prototype.map.call(document.querySelectorAll(tag), function (e) { return e[attribute]; });
         };
@@ -68,22 +78,51 @@ if (!window.essmapSwap) {
         }, Promise.resolve());
         ready.then(function () {
             if (swap.wanted !== key) { return; }  // a newer map arrived meanwhile
-            window.map.remove();
-            ["essmapPolygons", "essmapAdded", "essmapLoading", "essmapSelected", "essmapSelectionWanted",
-             "essmapSelect"].forEach(function (name) { delete window[name]; });
-            var legend = document.createElement("div");
-            legend.innerHTML = args.html;
-            if (swap.legend && swap.legend.parentNode) { swap.legend.replaceWith(legend); }
-            else { document.body.appendChild(legend); }
-            swap.legend = legend;
-            var run = document.createElement("script");
-            run.innerHTML = args.script + "window.map = map_div; window.initComponent(map_div, false);";
-            document.body.appendChild(run);
+            swap.wanted = null;
+            var old = window.map, box = old.getContainer(), slot = document.createElement("div");
+            slot.style.cssText = box.style.cssText;
+            box.parentNode.insertBefore(slot, box);
+            box.remove();  // out of the document: its ids and legend are not the new map's
+            box.removeAttribute("id");
+            if (!window.essmapLoading) {  // complete: kept
+                var saved = {};
+                state.forEach(function (name) { saved[name] = window[name]; });
+                swap.kept.push({key: window.essmapMapKey, map: old, state: saved});
+                while (swap.kept.length > KEPT_MAPS) { swap.kept.shift().map.remove(); }
+            } else {  // still adding layers
+                old.remove();
+            }
+            if (swap.legend) { swap.legend.remove(); }  // the legend's holder (the map took the legend)
+            swap.legend = null;
+            state.forEach(function (name) { delete window[name]; });
+            window.essmapShown += 1;  // before the new map's layers count in window.essmapLoading
+            var again = swap.kept.filter(function (k) { return k.key === key; })[0];
+            if (again) {
+                swap.kept.splice(swap.kept.indexOf(again), 1);
+                state.forEach(function (name) {
+                    if (again.state[name] !== undefined) { window[name] = again.state[name]; }
+                });
+                var shown = again.map.getContainer();
+                slot.replaceWith(shown);
+                shown.id = "map_div";
+                window.essmapMapKey = key;
+                window.map = again.map;
+                again.map.invalidateSize({pan: false});
+            } else {
+                slot.id = "map_div";
+                var legend = document.createElement("div");
+                legend.innerHTML = args.html;
+                document.body.appendChild(legend);
+                swap.legend = legend;
+                var run = document.createElement("script");
+                run.innerHTML = args.script + "window.map = map_div; window.initComponent(map_div, false);";
+                document.body.appendChild(run);
+            }
             if (args.feature_group) { eval(args.feature_group); }  // eslint-disable-line no-eval
         });
     });
 }
-"""
+""".replace("KEPT_MAPS", str(KEPT_MAPS))
 
 
 def component_args(m: folium.Map, *, key: str) -> dict[str, object]:

@@ -142,11 +142,11 @@ def test_map_legend_and_synthetic_notice(page, app_url):
     assert switcher["width"] <= 300, switcher
 
 
-def test_filter_change_updates_figures_and_map(page, app_url):
+def test_filter_change_updates_figures_and_map(page, app_url, browser_store):
     frame = open_app(page, app_url)
     label = "Établissements ESS (données simulées)"
     before = french_number(metric_value(page, label))
-    frame.evaluate("() => { window.essmapTestMark = 'same frame'; }")
+    frame.evaluate("() => { window.essmapTestMark = 'same frame'; window.map.essmapTestFirst = true; }")
     mark_map_stale(frame)
     sidebar_checkbox(page, "Établissements employeurs uniquement").locator("label").click()
     wait_for_script_idle(page)
@@ -159,6 +159,22 @@ def test_filter_change_updates_figures_and_map(page, app_url):
     assert frame.evaluate("() => window.essmapTestMark") == "same frame"
     assert frame.locator(".leaflet-container").count() == 1
     assert frame.locator(".essmap-legend").count() == 1
+    assert frame.evaluate("() => window.map.essmapTestFirst") is None
+    # the filter off again: the first map, kept by the frame, is shown again, and answers clicks
+    mark_map_stale(frame)
+    sidebar_checkbox(page, "Établissements employeurs uniquement").locator("label").click()
+    wait_for_script_idle(page)
+    frame = map_frame(page)
+    assert french_number(metric_value(page, label)) == before
+    assert frame.evaluate("() => window.essmapTestMark") == "same frame"
+    assert frame.evaluate("() => window.map.essmapTestFirst") is True
+    assert frame.locator(".leaflet-container").count() == 1
+    assert frame.locator(".essmap-legend").count() == 1
+    assert frame.locator(".leaflet-container").bounding_box()["height"] > 500
+    hide_point_layers(frame)
+    place = browser_store.script_place
+    click_map_at(page, frame, place.latitude, place.longitude, zoom=16)
+    expect(page.get_by_role("heading", name=f"Fiche : {place.lib_qp}")).to_be_visible()
 
 
 def test_a_drawn_map_sends_nothing_until_a_click(page, app_url, browser_store):
