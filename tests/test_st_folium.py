@@ -68,5 +68,5 @@ def test_another_view_goes_to_the_same_component_with_its_own_map_key(demo_con, 
                                              height=620), monkeypatch)
     second = _sent(lambda: st_folium.show_map(st_folium.component_args(other, key="carte"), height=620), monkeypatch)
     assert first["key"] == second["key"] == "carte"  # the same frame
-    keys = [re.match(r'window\.essmapMapKey = "(\w+)";\n', sent["script"]) for sent in (first, second)]
-    assert all(keys) and keys[0].group(1) != keys[1].group(1)  # which tells the frame its map is another
+    keys = [re.findall(r'^window\.essmapMapKey = "(\w+)";\n', str(sent["script"])) for sent in (first, second)]
+    assert len(keys[0]) == len(keys[1]) == 1 and keys[0] != keys[1]  # which tells the frame its map is another
