@@ -432,8 +432,11 @@ st.markdown(accessibility.skip_links({"Aller aux filtres": '[data-testid="stSide
                                       "Aller aux données de la carte en tableau": "#donnees-carte"}),
             unsafe_allow_html=True)
 st.title("essmap : l'économie sociale et solidaire, les QPV et les tiers-lieux")
+# the elements above the map keep their place in every run, notices or not: the map's frame stays open
+# from view to view (a map at another place in the page is a new frame, which loads everything again)
+link_notices = st.container()
 for notice in state.pop("_avis_lien", []):  # once, on opening the link
-    st.error(notice)
+    link_notices.error(notice)
 controls_box = st.container(key="commandes_carte")  # below the map on a phone (app.css)
 controls = controls_box.columns([3, 1.3, 1.6, 1.3, 1.5])
 controls[0].selectbox("Indicateur", CHOROPLETH_INDICATORS, key="indicateur",
@@ -471,9 +474,11 @@ units = viewdata.selectable_units(data)
 _choose("selection", ["", *units])
 view = view.replace(selected=state["selection"] or None)
 
+synthetic_notice = st.empty()
 if data.synthetic:
-    st.warning("Cette vue contient des **données simulées** (démonstration) : les établissements ESS et la "
-               "plupart des tiers-lieux sont générés par essmap ; aucun chiffre ne décrit la réalité.")
+    synthetic_notice.warning("Cette vue contient des **données simulées** (démonstration) : les établissements ESS "
+                             "et la plupart des tiers-lieux sont générés par essmap ; aucun chiffre ne décrit la "
+                             "réalité.")
 st.caption(f"{_plain(data.territory_label)} · {_plain(view.selection.without_territory().describe())}")
 
 # Only the open tab runs (the map tab always does, so coming back to it is instant): the first map is not
@@ -488,9 +493,9 @@ with carte:
     cols[1].metric("Tiers-lieux", format_number(len(data.tiers_lieux)))
     cols[2].metric("QPV", format_number(len(data.qpv)))
     cols[3].metric(f"Unités cartographiées ({level_label})", format_number(len(data.areas)))
-    collapsed = data.classification.collapse_notice(data.indicator.label_fr)
+    collapsed, collapsed_notice = data.classification.collapse_notice(data.indicator.label_fr), st.empty()
     if collapsed:
-        st.info(collapsed)
+        collapsed_notice.info(collapsed)
     map_args = _map_component(STORE_KEY, _key(view.replace(selected=None, tab=MapView().tab)))
     click = st_folium.clicked_code(st_folium.show_map(map_args, height=620, selected=view.selected), map_args)
     # the component returns its last value on every rerun: a click is new when its identity is (the same

@@ -54,6 +54,8 @@ sys.path.insert(0, str(REPO / "tests" / "browser"))
 from appdriver import (  # type: ignore[import-not-found]  # noqa: E402
     MAP_COMPLETE_JS,
     MAP_IFRAME,
+    MAP_MARK_STALE_JS,
+    MAP_STALE_JS,
     StreamlitServer,
     launch_chromium,
     new_page,
@@ -109,14 +111,18 @@ TIMING_JS = """(() => {
     window.WebSocket = Stamped;
   }
   const complete = """ + MAP_COMPLETE_JS + """;
-  setInterval(() => {
-    const map = window.map;
-    if (map && !map.__essmapDrawnAt && complete()) map.__essmapDrawnAt = now();
+  setInterval(() => {  // stamped once per showing of a map (the frame counts them: window.essmapShown)
+    const map = window.map, shown = window.essmapShown || 0;
+    if (map && map.__essmapDrawnShown !== shown && complete()) {
+      map.__essmapDrawnAt = now();
+      map.__essmapDrawnShown = shown;
+    }
   }, 50);
 })();"""
 
 #: The drawing time of the current (not stale) map of a frame, or null.
-_DRAWN_AT_JS = "() => (window.map && !window.map.__essmapStale && window.map.__essmapDrawnAt) || null"
+_DRAWN_AT_JS = ("() => (window.map && !(" + MAP_STALE_JS + ")(window.map) && window.map.__essmapDrawnShown === "
+                "(window.essmapShown || 0) && window.map.__essmapDrawnAt) || null")
 
 
 @dataclass
@@ -254,7 +260,7 @@ def toggle_filter(page, departement: str, *, cached: bool) -> Redraw:
     for handle in page.query_selector_all(MAP_IFRAME):
         frame = handle.content_frame()
         if frame is not None:
-            frame.evaluate("() => { if (window.map) window.map.__essmapStale = true; }")
+            frame.evaluate(f"() => {{ if (window.map) ({MAP_MARK_STALE_JS})(window.map); }}")
     clicked_ms = time.time() * 1000
     _filter_checkbox(page).locator("label").click()
     drawn_at = _wait_drawn([page])[0]

@@ -466,8 +466,10 @@ class _Packed:
 #: ``unpack(url, inline, add)``: calls ``add`` with the JSON of a :class:`_Packed` payload. Payloads
 #: load in parallel but are added in the order the script asked for them: the canvas draws (and
 #: hit-tests) layers in the order they were added, so QPVs stay above the choropleth. The counter
-#: ``window.essmapLoading`` says how many are not added yet (0: the map shows all its data).
+#: ``window.essmapLoading`` says how many are not added yet (0: the map shows all its data); in the
+#: dashboard's frame, a map replaced meanwhile (another ``window.essmapShown``) no longer counts.
 _UNPACK_JS = """function (url, inline, add) {
+    var shown = window.essmapShown;
     window.essmapLoading = (window.essmapLoading || 0) + 1;
     var bytes = url ? fetch(url).then(function (r) {
         if (!r.ok) { throw new Error(url + " " + r.status); }
@@ -478,7 +480,7 @@ _UNPACK_JS = """function (url, inline, add) {
     });
     var previous = window.essmapAdded || Promise.resolve();
     window.essmapAdded = previous.catch(function () {}).then(function () { return json; }).then(add)
-        .finally(function () { window.essmapLoading -= 1; });
+        .finally(function () { if (window.essmapShown === shown) { window.essmapLoading -= 1; } });
     return window.essmapAdded;
 }"""
 

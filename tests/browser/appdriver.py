@@ -33,12 +33,18 @@ VIEWPORT = {"width": 1400, "height": 1000}
 #: The streamlit-folium component frame (by its page: the map names the frame in French once drawn).
 MAP_IFRAME = 'iframe[src*="/component/streamlit_folium.st_folium/"]'
 
+#: ``mark(map)`` marks the map on screen as stale, ``stale(map)`` tells whether it still is: the frame
+#: counts the maps it shows (``window.essmapShown``), and a map it shows again (back to a view already
+#: seen) is a new showing, no longer stale. Without the counter, a marked map stays stale.
+MAP_MARK_STALE_JS = "(map) => { map.__essmapStale = window.essmapShown || true; }"
+MAP_STALE_JS = "(map) => Boolean(map.__essmapStale) && map.__essmapStale === (window.essmapShown || true)"
+
 #: True once the Leaflet map of the frame has drawn its vector layers (SVG paths, or pixels on
 #: the canvas renderer used with ``prefer_canvas``), has added its packed point layers, and is
-#: not a map marked stale by :func:`mark_map_stale`.
+#: not a map marked stale by :func:`mark_map_stale` (:data:`MAP_STALE_JS`).
 MAP_COMPLETE_JS = """() => {
   const map = window.map;
-  if (!map || map.__essmapStale || !document.querySelector('.leaflet-container')) return false;
+  if (!map || (""" + MAP_STALE_JS + """)(map) || !document.querySelector('.leaflet-container')) return false;
   if (window.essmapLoading) return false;  // layers still being fetched and unpacked
   let paths = 0;
   map.eachLayer(l => { if (window.L && l instanceof L.Path) paths += 1; });
@@ -186,7 +192,7 @@ def map_frame(page, *, timeout_ms: float = 60_000):
 
 def mark_map_stale(frame) -> None:
     """Mark the current map, so :func:`map_frame` waits for the one drawn after a change."""
-    frame.evaluate("() => { if (window.map) window.map.__essmapStale = true; }")
+    frame.evaluate(f"() => {{ if (window.map) ({MAP_MARK_STALE_JS})(window.map); }}")
 
 
 def map_html_text(frame) -> str:

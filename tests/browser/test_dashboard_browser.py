@@ -142,18 +142,68 @@ def test_map_legend_and_synthetic_notice(page, app_url):
     assert switcher["width"] <= 300, switcher
 
 
-def test_filter_change_updates_figures_and_map(page, app_url):
+def test_filter_change_updates_figures_and_map(page, app_url, browser_store):
     frame = open_app(page, app_url)
     label = "Établissements ESS (données simulées)"
     before = french_number(metric_value(page, label))
+    frame.evaluate("() => { window.essmapTestMark = 'same frame'; window.map.essmapTestFirst = true; }")
     mark_map_stale(frame)
     sidebar_checkbox(page, "Établissements employeurs uniquement").locator("label").click()
     wait_for_script_idle(page)
-    map_frame(page)  # a new map is drawn
+    frame = map_frame(page)  # a new map is drawn
     after = french_number(metric_value(page, label))
     shot(page, "filter-employeurs")
     assert 0 < after < before
     assert "employer_only=1" in page.url
+    # in the frame already open (not a new one), one map with its own legend
+    assert frame.evaluate("() => window.essmapTestMark") == "same frame"
+    assert frame.locator(".leaflet-container").count() == 1
+    assert frame.locator(".essmap-legend").count() == 1
+    assert frame.evaluate("() => window.map.essmapTestFirst") is None
+    # the filter off again: the first map, kept by the frame, is shown again, and answers clicks
+    mark_map_stale(frame)
+    sidebar_checkbox(page, "Établissements employeurs uniquement").locator("label").click()
+    wait_for_script_idle(page)
+    frame = map_frame(page)
+    assert french_number(metric_value(page, label)) == before
+    assert frame.evaluate("() => window.essmapTestMark") == "same frame"
+    assert frame.evaluate("() => window.map.essmapTestFirst") is True
+    assert frame.locator(".leaflet-container").count() == 1
+    assert frame.locator(".essmap-legend").count() == 1
+    assert frame.locator(".leaflet-container").bounding_box()["height"] > 500
+    hide_point_layers(frame)
+    place = browser_store.script_place
+    click_map_at(page, frame, place.latitude, place.longitude, zoom=16)
+    expect(page.get_by_role("heading", name=f"Fiche : {place.lib_qp}")).to_be_visible()
+
+
+def test_a_drawn_map_sends_nothing_until_a_click(page, app_url, browser_store):
+    """The map's frame reports to the server only on a click: a report reruns the whole script and
+    redraws the page, which once followed every new map (the frame's first value differed from the
+    component's default)."""
+    reports: list[str] = []
+
+    def watch(socket) -> None:
+        def sent(payload) -> None:
+            text = payload.decode("latin-1") if isinstance(payload, bytes) else str(payload)
+            if "last_object_clicked_count" in text:
+                reports.append(text)
+        socket.on("framesent", sent)
+
+    page.on("websocket", watch)
+    frame = open_app(page, app_url)
+    page.wait_for_timeout(1_000)  # the frame reports moves after 250 ms
+    mark_map_stale(frame)
+    sidebar_checkbox(page, "Établissements employeurs uniquement").locator("label").click()
+    wait_for_script_idle(page)
+    frame = map_frame(page)  # the new map
+    page.wait_for_timeout(1_000)
+    assert reports == []
+    hide_point_layers(frame)
+    place = browser_store.script_place
+    click_map_at(page, frame, place.latitude, place.longitude, zoom=16)
+    expect(page.get_by_role("heading", name=f"Fiche : {place.lib_qp}")).to_be_visible()
+    assert len(reports) >= 1  # the click, and only it, reached the server
 
 
 def test_radius_tab_table_and_coverage(page, app_url, browser_store):
