@@ -356,6 +356,21 @@ def test_published_files_are_bounded(tmp_path):
     assert len(list(tmp_path.glob("*.json.gz"))) == 3
 
 
+def test_pruning_keeps_the_newest_payloads(tmp_path):
+    """Past ``keep`` files the oldest go, down to three quarters of ``keep``; a file published again is
+    renewed, so it stays."""
+    names = []
+    for k in range(8):
+        names.append(maps.publish_payload(tmp_path, "static", f"payload {k}".encode(), keep=8).rsplit("/", 1)[1])
+        os.utime(tmp_path / names[-1], (1_000_000 + k, 1_000_000 + k))  # distinct ages, oldest first
+    assert len(list(tmp_path.glob("*.json.gz"))) == 8
+    maps.publish_payload(tmp_path, "static", b"payload 0", keep=8)  # the oldest, renewed
+    os.utime(tmp_path / names[0], (2_000_000, 2_000_000))
+    newest = maps.publish_payload(tmp_path, "static", b"payload 8", keep=8).rsplit("/", 1)[1]
+    left = {f.name for f in tmp_path.glob("*.json.gz")}
+    assert left == {newest, names[0], *names[4:8]}
+
+
 # --- Panel, layer names, symbology, selection ----------------------------------------------------
 
 

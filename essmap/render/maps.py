@@ -531,8 +531,9 @@ def publish_payload(folder: Path, url_base: str, content: bytes, *, keep: int = 
     """Write a packed layer into ``folder`` (a static folder the web server serves at ``url_base``)
     under the name of its hash, and return its URL.
 
-    Written under a temporary name and renamed, so several servers may publish into one folder;
-    the newest ``keep`` files stay (a view's file is rewritten, hence renewed, when it is drawn).
+    Written under a temporary name and renamed, so several servers may publish into one folder; at
+    most ``keep`` files stay, the newest (a view's file is rewritten, hence renewed, when it is drawn):
+    past ``keep``, the oldest go down to three quarters of ``keep`` (see :func:`_prune`).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -543,10 +544,29 @@ def publish_payload(folder: Path, url_base: str, content: bytes, *, keep: int = 
         partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
         partial.write_bytes(content)
         partial.replace(target)
-    files = sorted(folder.glob("*.json.gz"), key=lambda f: f.stat().st_mtime, reverse=True)
-    for old in files[keep:]:
-        old.unlink(missing_ok=True)
+    _prune(folder, keep)
     return f"{url_base.rstrip('/')}/{target.name}"
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Past ``keep`` payloads in ``folder``, delete the oldest down to three quarters of ``keep``.
+
+    Reading the ages of all the files for each new one cost 15 µs a file, 30 ms of CPU for the eight
+    payloads of a view in a folder of 256; pruning a quarter at once reads them once every ``keep / 4``
+    new files. Names are counted without reading ages."""
+    with os.scandir(folder) as entries:
+        payloads = [e for e in entries if e.name.endswith(".json.gz") and not e.name.startswith(".")]
+    if len(payloads) <= keep:
+        return
+    ages = []
+    for entry in payloads:
+        try:
+            ages.append((entry.stat().st_mtime, entry.path))
+        except FileNotFoundError:  # pruned meanwhile by another server
+            continue
+    ages.sort(reverse=True)
+    for _mtime, path in ages[max(keep - keep // 4, 1):]:
+        Path(path).unlink(missing_ok=True)
 
 
 #: Separates the texts of a column sent as one string (removed from the texts themselves).
