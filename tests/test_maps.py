@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from folium.template import Template
 
 from essmap.domain.selection import Selection
 from essmap.present import viewdata
@@ -348,6 +349,26 @@ def test_point_payload_is_the_json_that_json_dumps_writes_for_any_text(data):
     assert sorted(shown["SIRET "]) == sorted(expected)
     names = next(line["c"] for line in lines if line["s"] == "b")  # 7 names repeated: dictionary-encoded
     assert sorted(names["v"][k] for k in names["i"]) == sorted(texts[i % len(texts)] or "" for i in range(70))
+
+
+class _Probe(maps.OnePass):
+    _template = Template("{% macro script(this, kwargs) %}var probe = {{ this.text|tojson }};{% endmacro %}")
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+def test_the_maps_own_elements_are_rendered_once():
+    """The map's elements (:class:`maps.OnePass`) and texts (:class:`maps.Verbatim`) reach the page as
+    their macros wrote them: no second Jinja pass, which would compute what looks like a template."""
+    m = maps.base_map(maps.FRANCE_BOUNDS)
+    _Probe("{{ 6 * 7 }}").add_to(m)
+    maps.Verbatim("<p>{{ 6 * 7 }} {% if true %}</p>").add_to(m.get_root().html)  # type: ignore[attr-defined]
+    page = maps.render_html(m)
+    assert 'var probe = "{{ 6 * 7 }}";' in page
+    assert "<p>{{ 6 * 7 }} {% if true %}</p>" in page
+    assert "42" not in page
 
 
 def test_published_files_are_bounded(tmp_path):

@@ -68,8 +68,9 @@ HALO_COLOUR = "#ffffff"
 SELECTION_STYLE: dict[str, Any] = {"color": "#000000", "weight": 3.5, "halo": HALO_COLOUR, "halo_weight": 7}
 
 #: What :func:`escape` and :func:`_escaped` write for each character (``&`` first): html.escape's
-#: entities, and "{" as a character reference too: folium renders each element's script a second time
-#: as a Jinja template, where "{{ ... }}" or "{% ... %}" in a name would run (or break the map).
+#: entities, and "{" as a character reference too: folium's own elements render their script a second
+#: time as a Jinja template (the map's own do not: :class:`OnePass`), where "{{ ... }}" or "{% ... %}"
+#: in a name would run (or break the map) should a text from data ever reach one.
 _HTML_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"), ("{", "&#123;"))
 
 
@@ -107,7 +108,38 @@ def base_map(bounds: tuple[float, float, float, float], *, tiles: str | None = N
     return m
 
 
-class MetricScale(MacroElement):
+class Verbatim(Element):
+    """Text placed in the page as it is. branca compiles the text of an ``Element(text)`` as a Jinja
+    template and renders it again; for the map's long scripts, styles and legend that second pass
+    cost more CPU than drawing up the rest of the map (22 templates compiled per view)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._name = "Verbatim"
+        self.text = text
+
+    def render(self, **kwargs) -> str:
+        return self.text
+
+
+class OnePass(MacroElement):
+    """An element whose macros (``header``, ``html``, ``script``) are rendered once: their output goes
+    into the page as :class:`Verbatim` text, where ``MacroElement`` compiles and renders it a second
+    time. The base of the map's own elements; folium's keep their second pass."""
+
+    def render(self, **kwargs) -> None:
+        figure = self.get_root()
+        if not isinstance(figure, Figure):
+            raise TypeError("an element is rendered inside a Figure")
+        macros = self._template.module.__dict__
+        for part, target in (("header", figure.header), ("html", figure.html), ("script", figure.script)):
+            if part in macros:
+                target.add_child(Verbatim(str(macros[part](self, kwargs))), name=self.get_name())
+        for child in self._children.values():
+            child.render(**kwargs)
+
+
+class MetricScale(OnePass):
     """Leaflet's scale bar in metres and kilometres only (French users; folium's default adds
     miles and feet)."""
 
@@ -281,7 +313,7 @@ def _figure(m: folium.Map) -> Figure:
 
 
 def add_legend(m: folium.Map, title: str, classification: Classification, source: str) -> folium.Map:
-    _figure(m).html.add_child(folium.Element(legend_html(title, classification, source)))
+    _figure(m).html.add_child(Verbatim(legend_html(title, classification, source)))
     return m
 
 
@@ -614,7 +646,7 @@ def _packed_ints(values: np.ndarray, dtype: str) -> str:
     return base64.b64encode(np.asarray(values).astype(dtype).tobytes()).decode("ascii")
 
 
-class PolygonLayer(Layer):
+class PolygonLayer(Layer, OnePass):
     """Polygons (or points drawn as circles of ``radius`` pixels) from GeoJSON text
     (:func:`feature_collection`), each styled and labelled by its ``code``: ``fill`` colours (else
     ``style``'s), an HTML ``info`` tooltip (escaped by the caller), a ``highlight`` style under the
@@ -629,7 +661,7 @@ class PolygonLayer(Layer):
     is the colour ``hatched`` is hatched (a canvas pattern): the "no data" of a choropleth.
     Tooltips, fills, radii and anchors travel as a second packed payload (``styles``), fetched before
     the geometry is added: the map message stays small (4,000 communes' tooltips of a région weighed
-    most of its megabyte), and folium's second Jinja pass (see :func:`escape`) has little to read.
+    most of its megabyte).
     ``symbol`` is the SVG shown before the name in the layer list.
     The layer registers in ``window.essmapPolygons``, where the selection outline looks for units."""
 
@@ -731,7 +763,7 @@ class PolygonLayer(Layer):
 CLUSTER_SIZE_JS = "function (n) { return Math.round(20 + 6 * Math.log10(n)); }"
 
 
-class PackedPoints(MarkerCluster):
+class PackedPoints(MarkerCluster, OnePass):
     """A marker layer filled from a compressed payload (see :func:`add_points_layer`).
 
     Cluster discs, like the diamonds, are no keyboard tab stops: a département showed dozens before the
@@ -829,7 +861,7 @@ def add_synthetic_notice(m: folium.Map) -> folium.Map:
     """A visible caption on the map itself: synthetic rows are shown. :class:`MapPanel` places it
     in the bottom-left corner, above the scale bar (Leaflet stacks controls, they never overlap)."""
     caption = f'<div class="essmap-notice">Carte contenant des {SYNTHETIC_NOTICE} (démonstration)</div>'
-    _figure(m).html.add_child(folium.Element(caption))
+    _figure(m).html.add_child(Verbatim(caption))
     return m
 
 
@@ -839,7 +871,7 @@ PANEL_LABEL = "Légende et couches"
 PANEL_OPEN_MIN_WIDTH_PX = 641
 
 
-class MapPanel(MacroElement):
+class MapPanel(OnePass):
     """The map's one control panel, top right: a button (``aria-expanded``) that opens and closes
     the legend (``.essmap-legend``, moved in from the page) and the layer list, where every layer
     of the map has a checkbox, its symbol and its name. Open on a wide map, closed on a phone.
@@ -953,7 +985,7 @@ class MapPanel(MacroElement):
         super().render(**kwargs)
 
 
-class SelectionOutline(MacroElement):
+class SelectionOutline(OnePass):
     """Defines ``window.essmapSelect(code)``, which outlines the unit ``code`` (a commune, an EPCI,
     a QPV... any feature of the map's polygon layers) in :data:`SELECTION_STYLE`, above the other
     layers and never in the way of a click; ``null`` removes the outline. It waits until the layers
@@ -1055,7 +1087,7 @@ def finish(m: folium.Map, *, selected: str | None = None, asset_urls: Mapping[st
     fits = [child for child in m._children.values() if isinstance(child, FitBounds)]
     MapPanel(bounds=fits[-1].bounds if fits else None).add_to(m)
     SelectionOutline(selected).add_to(m)
-    _figure(m).header.add_child(folium.Element(f"<style>{MAP_CSS}</style>"))
+    _figure(m).header.add_child(Verbatim(f"<style>{MAP_CSS}</style>"))
     urls = asset_urls or {}
     for element in walk(m):
         if hasattr(element, "default_js"):
