@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyproj
 import shapely
 from branca.element import Element, Figure, MacroElement
 from folium.map import FitBounds, Layer
@@ -193,7 +194,7 @@ def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, l
     """Outlines (communes, départements) as context on the plain offline background."""
     if areas.empty:
         return m
-    data = areas.to_crs(4326)
+    data = _wgs84(areas)
     keys = pd.Series(np.arange(len(data)).astype(str))
     PolygonLayer(feature_collection(data.geometry.to_numpy(), keys), name=name, publish=publish,
                  info=dict(zip(keys, _escaped(data[label_column]), strict=True)),
@@ -213,16 +214,16 @@ def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
     """
     if qpv.empty:
         return m
-    data = qpv.to_crs(4326)
-    info = "<b>" + _escaped(data["lib_qp"]) + "</b><br>" + _escaped(data["code_qp"])
+    data = _wgs84(qpv)
+    info = [f"<b>{n}</b><br>{c}" for n, c in zip(_escaped(data["lib_qp"]), _escaped(data["code_qp"]), strict=True)]
     if "generation" in data:
-        generation = _escaped(data["generation"])
-        info += np.where(generation != "", " · QPV " + generation, "")
+        info = [f"{i} · QPV {g}" if g else i for i, g in zip(info, _escaped(data["generation"]), strict=True)]
     if "n_tiers_lieux" in data:
-        distance = data["nearest_distance_m"].map(lambda d: format_number(d) if pd.notna(d) else "–")
-        info += ("<br>Tiers-lieux dans le rayon : " + data["n_tiers_lieux"].astype(str)
-                 + "<br>Le plus proche : " + _escaped(data["nearest_nom"]) + " (" + distance + " m)")
-    codes = data["code_qp"].astype(str)
+        distances = [format_number(d) if pd.notna(d) else "–" for d in data["nearest_distance_m"]]
+        info = [f"{i}<br>Tiers-lieux dans le rayon : {n}<br>Le plus proche : {nearest} ({d} m)"
+                for i, n, nearest, d in zip(info, data["n_tiers_lieux"].astype(str), _escaped(data["nearest_nom"]),
+                                            distances, strict=True)]
+    codes = data["code_qp"].astype(str).tolist()
     leaflet_style = {"color": style["color"], "weight": style["weight"], "fillColor": style["fill"],
                      "fillOpacity": style["fill_opacity"], "dashArray": style["dash"]}
     symbol = symbol_svg("rect", fill=style["fill"], fill_opacity=style["fill_opacity"], stroke=style["color"],
@@ -270,14 +271,14 @@ def add_choropleth_layer(m: folium.Map, areas: gpd.GeoDataFrame, classification:
     """
     if areas.empty:
         return m
-    values = areas["valeur"].map(
-        lambda v: format_number(float(v), decimals, unit=classification.unit) if pd.notna(v) else NO_DATA_LABEL
-    )
-    info = ("<b>" + _escaped(areas["nom"]) + "</b> (" + _escaped(areas["code"]) + ")<br>"
-            + escape(value_label) + " : " + _escaped(values))
-    codes = areas["code"].astype(str)
+    values = [escape(format_number(float(v), decimals, unit=classification.unit) if pd.notna(v) else NO_DATA_LABEL)
+              for v in areas["valeur"]]
+    label = escape(value_label)
+    info = [f"<b>{n}</b> ({c})<br>{label} : {v}"
+            for n, c, v in zip(_escaped(areas["nom"]), _escaped(areas["code"]), values, strict=True)]
+    codes = areas["code"].astype(str).tolist()
     colours = classification.colours or (NO_DATA_COLOUR,)
-    PolygonLayer(feature_collection(areas.to_crs(4326).geometry.to_numpy(), codes), name=name, publish=publish,
+    PolygonLayer(feature_collection(_wgs84(areas).geometry.to_numpy(), codes), name=name, publish=publish,
                  info=dict(zip(codes, info, strict=True)),
                  fill=dict(zip(codes, areas["classe_couleur"].astype(str), strict=True)),
                  style={"color": "#525252", "weight": 0.6, "fillOpacity": 0.75},
@@ -365,12 +366,11 @@ def add_point_groups_layer(m: folium.Map, groups: pd.DataFrame, *, name: str,
     their mean position, its area proportional to the count, tooltip "Nom : N établissements"."""
     if groups.empty:
         return m
-    codes = groups["code"].astype(str)
+    codes = groups["code"].astype(str).tolist()
     counts = groups["n"].to_numpy(dtype=float)
     radius = 3 + 22 * np.sqrt(counts / counts.max())  # area ~ count; the largest 25 px
-    label = np.where(counts > 1, " établissements", " établissement")
-    info = ("<b>" + _escaped(groups["nom"]) + "</b><br>"
-            + pd.Series([format_number(c) for c in counts], index=groups.index) + label)
+    info = [f"<b>{n}</b><br>{format_number(c)} {'établissements' if c > 1 else 'établissement'}"
+            for n, c in zip(_escaped(groups["nom"]), counts, strict=True)]
     points = shapely.points(groups["longitude"].to_numpy(dtype=float), groups["latitude"].to_numpy(dtype=float))
     PolygonLayer(feature_collection(points, codes), name=name, publish=publish,
                  info=dict(zip(codes, info, strict=True)), radius=dict(zip(codes, radius.round(1), strict=True)),
@@ -382,7 +382,7 @@ def add_point_groups_layer(m: folium.Map, groups: pd.DataFrame, *, name: str,
 def _bounds(frames: list[gpd.GeoDataFrame]) -> tuple[float, float, float, float]:
     if not frames:
         return FRANCE_BOUNDS
-    boxes = np.array([f.to_crs(4326).total_bounds for f in frames])
+    boxes = np.array([_wgs84(f).total_bounds for f in frames])
     return (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
 
 
@@ -450,12 +450,22 @@ def _labelled(codes: pa.Array, labels: dict[str, str], *, default: str | None = 
     return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(dictionary, pa.string()))
 
 
-def _escaped(values: pd.Series) -> pd.Series:
-    """:func:`escape` over a column, vectorised (missing values become ""): tooltips are HTML."""
-    text = values.astype("string[pyarrow]").fillna("")
+def _escaped(values: pd.Series) -> list[str]:
+    """:func:`escape` over a column, in Arrow's kernels (missing values become ""): tooltips are HTML.
+    A list: tooltips are put together in plain Python, where pandas' string operations on a few hundred
+    units cost milliseconds each."""
+    text = _text(values)
     for char, entity in _HTML_ENTITIES:
-        text = text.str.replace(char, entity, regex=False)
-    return text
+        text = pc.replace_substring(text, char, entity)
+    return text.to_pylist()
+
+
+_WGS84 = pyproj.CRS.from_epsg(4326)
+
+
+def _wgs84(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """``frame`` in WGS84 (it mostly is already: a same-CRS ``to_crs`` still copies and transforms)."""
+    return frame if frame.crs is not None and frame.crs.equals(_WGS84) else frame.to_crs(4326)
 
 
 def feature_collection(geometries: np.ndarray, codes: pd.Series) -> str:
