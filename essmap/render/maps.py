@@ -624,6 +624,8 @@ def _json(value: object) -> bytes:
 _JSON_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), *((chr(c), {8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r"}
                                                        .get(c, f"\\u{c:04x}")) for c in range(0x20)))
 _CONTROL_CHARACTERS = "[\\x00-\\x1f]"
+#: Any character a JSON string escapes (the separator among them): most columns (SIRET, addresses) have none.
+_TO_ESCAPE = '[\\x00-\\x1f"\\\\]'
 
 
 def _column_json(line: pa.Array) -> bytes:
@@ -641,11 +643,13 @@ def _column_json(line: pa.Array) -> bytes:
         width = "<u1" if uniques <= 0xFF else "<u2" if uniques <= 0xFFFF else "<u4"
         return _json({"v": encoded.dictionary.to_pylist(), "i": _packed_ints(encoded.indices.to_numpy(), width),
                       "w": int(width[-1])})
-    text = pc.replace_substring(line.cast(pa.string()), _UNIT_SEPARATOR, " ")
-    text = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
-    if pc.any(pc.match_substring_regex(text, _CONTROL_CHARACTERS)).as_py():
-        for char, escaped in _JSON_ESCAPES[2:]:
-            text = pc.replace_substring(text, char, escaped)
+    text = line.cast(pa.string())
+    if pc.any(pc.match_substring_regex(text, _TO_ESCAPE)).as_py():  # one pass when nothing is to escape
+        text = pc.replace_substring(text, _UNIT_SEPARATOR, " ")
+        text = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
+        if pc.any(pc.match_substring_regex(text, _CONTROL_CHARACTERS)).as_py():
+            for char, escaped in _JSON_ESCAPES[2:]:
+                text = pc.replace_substring(text, char, escaped)
     separator = _JSON_ESCAPES[2 + ord(_UNIT_SEPARATOR)][1]
     joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text), separator)[0]
     return b'{"j":"' + joined.as_buffer().to_pybytes() + b'"}' if joined.is_valid else b'{"j":null}'
