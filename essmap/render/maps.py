@@ -128,7 +128,7 @@ class OnePass(MacroElement):
     into the page as :class:`Verbatim` text, where ``MacroElement`` compiles and renders it a second
     time. The base of the map's own elements; folium's keep their second pass."""
 
-    def render(self, **kwargs) -> None:
+    def render(self, **kwargs) -> None:  # type: ignore[override]  # as MacroElement.render
         figure = self.get_root()
         if not isinstance(figure, Figure):
             raise TypeError("an element is rendered inside a Figure")
