@@ -148,13 +148,14 @@ def unit_counts(con: duckdb.DuckDBPyConnection, level: str, selection: Selection
         SELECT t.{unit} AS code, count(*) AS n_tiers_lieux, bool_or(coalesce(t.is_synthetic, FALSE)) AS synthetic
         FROM tiers_lieux t WHERE {tl.sql} AND t.{unit} IN (SELECT code FROM units) GROUP BY 1),
     sq AS (SELECT q.* FROM qpv q WHERE {sq.sql}),
+    -- the QPVs of the units only, and their pairs only: every QPV of the country cost most of the query
+    qu AS (SELECT * FROM ({_qpv_unit_sql(level)}) WHERE unit IN (SELECT code FROM units)),
     reached AS (
         SELECT p.code_qp, count(*) FILTER (WHERE p.distance_m <= ?) > 0 AS covered,
                coalesce(bool_or(coalesce(t.is_synthetic, FALSE)) FILTER (WHERE p.distance_m <= ?), FALSE)
                  OR arg_min(coalesce(t.is_synthetic, FALSE), (p.distance_m, p.id_tiers_lieu)) AS synthetic
         FROM qpv_tiers_lieux p JOIN tiers_lieux t ON t.id_tiers_lieu = p.id_tiers_lieu
-        WHERE p.generation = ? AND p.code_qp IN (SELECT code_qp FROM sq) AND {reach.sql} GROUP BY 1),
-    qu AS ({_qpv_unit_sql(level)}),
+        WHERE p.generation = ? AND p.code_qp IN (SELECT code_qp FROM qu) AND {reach.sql} GROUP BY 1),
     qp AS (
         SELECT qu.unit AS code, count(DISTINCT qu.code_qp) AS n_qpv,
                count(DISTINCT qu.code_qp) FILTER (WHERE r.covered) AS n_qpv_avec_tiers_lieu,
