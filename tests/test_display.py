@@ -63,6 +63,21 @@ def test_units_are_whole_unions_of_their_simplified_communes(demo_con, bdr_layer
     assert dep.areas.geometry.iloc[0].symmetric_difference(bdr_communes).area < 1e-9
     assert dep.areas.geometry.iloc[0].difference(shapely.union_all(epci.areas.geometry.to_numpy())).area < 1e-9
 
+def test_qpv_in_view_carry_their_stored_display_boundary(communes_view, demo_con):
+    """The QPVs of a view are the radius results with the boundary stored for display (the map's), as
+    the analysis gives them, in the same order."""
+    from geopandas.testing import assert_geodataframe_equal
+
+    from essmap.analysis.coverage import qpv_coverage
+
+    selection = Selection(departements=("13",), qpv_generation=queries.generation_of(demo_con, BDR))
+    assert_geodataframe_equal(communes_view.qpv, qpv_coverage(demo_con, selection, radius_m=1000.0))
+    shown = shapely.get_num_coordinates(communes_view.qpv.geometry.to_numpy()).sum()
+    exact = shapely.get_num_coordinates(queries.read_qpv(demo_con, list(communes_view.qpv["code_qp"])).geometry
+                                        .to_numpy()).sum()
+    assert 0 < shown < exact
+
+
 def test_share_indicators_are_shown_in_percent(demo_con):
     data = viewdata.view_data(demo_con, MapView(BDR, indicator="part_employeurs_en_qpv"))
     marseille = data.areas.set_index("code").loc["13055"]

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from folium.template import Template
 
 from essmap.domain.selection import Selection
 from essmap.present import viewdata
@@ -350,10 +351,45 @@ def test_point_payload_is_the_json_that_json_dumps_writes_for_any_text(data):
     assert sorted(names["v"][k] for k in names["i"]) == sorted(texts[i % len(texts)] or "" for i in range(70))
 
 
+class _Probe(maps.OnePass):
+    _template = Template("{% macro script(this, kwargs) %}var probe = {{ this.text|tojson }};{% endmacro %}")
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+def test_the_maps_own_elements_are_rendered_once():
+    """The map's elements (:class:`maps.OnePass`) and texts (:class:`maps.Verbatim`) reach the page as
+    their macros wrote them: no second Jinja pass, which would compute what looks like a template."""
+    m = maps.base_map(maps.FRANCE_BOUNDS)
+    _Probe("{{ 6 * 7 }}").add_to(m)
+    maps.Verbatim("<p>{{ 6 * 7 }} {% if true %}</p>").add_to(m.get_root().html)  # type: ignore[attr-defined]
+    page = maps.render_html(m)
+    assert 'var probe = "{{ 6 * 7 }}";' in page
+    assert "<p>{{ 6 * 7 }} {% if true %}</p>" in page
+    assert "42" not in page
+
+
 def test_published_files_are_bounded(tmp_path):
     for k in range(5):
         maps.publish_payload(tmp_path, "static", f"payload {k}".encode(), keep=3)
     assert len(list(tmp_path.glob("*.json.gz"))) == 3
+
+
+def test_pruning_keeps_the_newest_payloads(tmp_path):
+    """Past ``keep`` files the oldest go, down to three quarters of ``keep``; a file published again is
+    renewed, so it stays."""
+    names = []
+    for k in range(8):
+        names.append(maps.publish_payload(tmp_path, "static", f"payload {k}".encode(), keep=8).rsplit("/", 1)[1])
+        os.utime(tmp_path / names[-1], (1_000_000 + k, 1_000_000 + k))  # distinct ages, oldest first
+    assert len(list(tmp_path.glob("*.json.gz"))) == 8
+    maps.publish_payload(tmp_path, "static", b"payload 0", keep=8)  # the oldest, renewed
+    os.utime(tmp_path / names[0], (2_000_000, 2_000_000))
+    newest = maps.publish_payload(tmp_path, "static", b"payload 8", keep=8).rsplit("/", 1)[1]
+    left = {f.name for f in tmp_path.glob("*.json.gz")}
+    assert left == {newest, names[0], *names[4:8]}
 
 
 # --- Panel, layer names, symbology, selection ----------------------------------------------------

@@ -167,12 +167,12 @@ def view_data(con: duckdb.DuckDBPyConnection, view: MapView) -> ViewData:
     table = indicators_by_level(con, view.level, selection=selection, radius_m=view.radius_m)  # type: ignore[arg-type]
     values = pd.to_numeric(table[view.indicator], errors="coerce").astype("Float64")
     table["valeur"] = values * 100 if indicator.unit_fr == "%" else values
-    shapes = display_geometry(con, view.level, table["code"].astype(str).tolist())
-    areas = gpd.GeoDataFrame(table, geometry=shapes.reindex(table["code"].astype(str)).to_numpy(), crs=4326)
+    areas = _with_display_geometry(con, view.level, table, "code")
     classification = _classify(areas["valeur"], indicator, view)
     areas["classe_couleur"] = classification.colour_of(areas["valeur"])
 
-    coverage = qpv_coverage(con, selection, radius_m=view.radius_m)
+    coverage = _with_display_geometry(con, "qpv", qpv_coverage(con, selection, radius_m=view.radius_m, geometry=None),
+                                      "code_qp")
     group_by = POINT_GROUPS_BY_SCOPE[scope_of(selection)]
     groups = point_groups(con, "etablissements", selection, group_by) if group_by else None
     etab = (read_points(con, "etablissements", selection, columns=ESTABLISHMENT_COLUMNS, geometry=False)
@@ -197,6 +197,17 @@ def view_data(con: duckdb.DuckDBPyConnection, view: MapView) -> ViewData:
         groupes_etablissements=groups,
     )
 
+
+
+def _with_display_geometry(con: duckdb.DuckDBPyConnection, level: str, frame: pd.DataFrame,
+                           code_column: str) -> gpd.GeoDataFrame:
+    """``frame`` with the display geometry stored for its units of ``level`` (none where missing).
+
+    QPVs too: the stored boundary alone, not a second read of their attributes (read_qpv's display
+    geometry cost twice as much CPU)."""
+    codes = frame[code_column].astype(str)
+    shapes = display_geometry(con, level, codes.tolist())
+    return gpd.GeoDataFrame(frame.reset_index(drop=True), geometry=shapes.reindex(codes).to_numpy(), crs=4326)
 
 
 def establishments_around(con: duckdb.DuckDBPyConnection, data: ViewData) -> gpd.GeoDataFrame:

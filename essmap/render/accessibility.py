@@ -16,10 +16,9 @@ from __future__ import annotations
 import html
 import json
 
-from branca.element import MacroElement
 from folium.template import Template
 
-from essmap.render.maps import script_string
+from essmap.render.maps import OnePass, script_string
 
 #: Streamlit's interface strings (frontend 1.67) -> French. Exact texts, trimmed; the same table serves
 #: text and the ``aria-label``, ``title`` and ``placeholder`` attributes.
@@ -216,7 +215,7 @@ LEAFLET_STRINGS_FR: dict[str, str] = {
 }
 
 
-class FrenchLeaflet(MacroElement):
+class FrenchLeaflet(OnePass):
     """Leaflet in French, in the map's own frame: ``lang="fr"``, the frame's title, zoom buttons,
     popup close button, layer switcher, and the attribution prefix (Leaflet's options, set after the
     map is built); add it after the last control."""

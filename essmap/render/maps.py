@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyproj
 import shapely
 from branca.element import Element, Figure, MacroElement
 from folium.map import FitBounds, Layer
@@ -68,8 +69,9 @@ HALO_COLOUR = "#ffffff"
 SELECTION_STYLE: dict[str, Any] = {"color": "#000000", "weight": 3.5, "halo": HALO_COLOUR, "halo_weight": 7}
 
 #: What :func:`escape` and :func:`_escaped` write for each character (``&`` first): html.escape's
-#: entities, and "{" as a character reference too: folium renders each element's script a second time
-#: as a Jinja template, where "{{ ... }}" or "{% ... %}" in a name would run (or break the map).
+#: entities, and "{" as a character reference too: folium's own elements render their script a second
+#: time as a Jinja template (the map's own do not: :class:`OnePass`), where "{{ ... }}" or "{% ... %}"
+#: in a name would run (or break the map) should a text from data ever reach one.
 _HTML_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"), ("{", "&#123;"))
 
 
@@ -107,7 +109,38 @@ def base_map(bounds: tuple[float, float, float, float], *, tiles: str | None = N
     return m
 
 
-class MetricScale(MacroElement):
+class Verbatim(Element):
+    """Text placed in the page as it is. branca compiles the text of an ``Element(text)`` as a Jinja
+    template and renders it again; for the map's long scripts, styles and legend that second pass
+    cost more CPU than drawing up the rest of the map (22 templates compiled per view)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._name = "Verbatim"
+        self.text = text
+
+    def render(self, **kwargs) -> str:
+        return self.text
+
+
+class OnePass(MacroElement):
+    """An element whose macros (``header``, ``html``, ``script``) are rendered once: their output goes
+    into the page as :class:`Verbatim` text, where ``MacroElement`` compiles and renders it a second
+    time. The base of the map's own elements; folium's keep their second pass."""
+
+    def render(self, **kwargs) -> None:  # type: ignore[override]  # as MacroElement.render
+        figure = self.get_root()
+        if not isinstance(figure, Figure):
+            raise TypeError("an element is rendered inside a Figure")
+        macros = self._template.module.__dict__
+        for part, target in (("header", figure.header), ("html", figure.html), ("script", figure.script)):
+            if part in macros:
+                target.add_child(Verbatim(str(macros[part](self, kwargs))), name=self.get_name())
+        for child in self._children.values():
+            child.render(**kwargs)
+
+
+class MetricScale(OnePass):
     """Leaflet's scale bar in metres and kilometres only (French users; folium's default adds
     miles and feet)."""
 
@@ -161,7 +194,7 @@ def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, l
     """Outlines (communes, départements) as context on the plain offline background."""
     if areas.empty:
         return m
-    data = areas.to_crs(4326)
+    data = _wgs84(areas)
     keys = pd.Series(np.arange(len(data)).astype(str))
     PolygonLayer(feature_collection(data.geometry.to_numpy(), keys), name=name, publish=publish,
                  info=dict(zip(keys, _escaped(data[label_column]), strict=True)),
@@ -181,16 +214,16 @@ def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
     """
     if qpv.empty:
         return m
-    data = qpv.to_crs(4326)
-    info = "<b>" + _escaped(data["lib_qp"]) + "</b><br>" + _escaped(data["code_qp"])
+    data = _wgs84(qpv)
+    info = [f"<b>{n}</b><br>{c}" for n, c in zip(_escaped(data["lib_qp"]), _escaped(data["code_qp"]), strict=True)]
     if "generation" in data:
-        generation = _escaped(data["generation"])
-        info += np.where(generation != "", " · QPV " + generation, "")
+        info = [f"{i} · QPV {g}" if g else i for i, g in zip(info, _escaped(data["generation"]), strict=True)]
     if "n_tiers_lieux" in data:
-        distance = data["nearest_distance_m"].map(lambda d: format_number(d) if pd.notna(d) else "–")
-        info += ("<br>Tiers-lieux dans le rayon : " + data["n_tiers_lieux"].astype(str)
-                 + "<br>Le plus proche : " + _escaped(data["nearest_nom"]) + " (" + distance + " m)")
-    codes = data["code_qp"].astype(str)
+        distances = [format_number(d) if pd.notna(d) else "–" for d in data["nearest_distance_m"]]
+        info = [f"{i}<br>Tiers-lieux dans le rayon : {n}<br>Le plus proche : {nearest} ({d} m)"
+                for i, n, nearest, d in zip(info, data["n_tiers_lieux"].astype(str), _escaped(data["nearest_nom"]),
+                                            distances, strict=True)]
+    codes = data["code_qp"].astype(str).tolist()
     leaflet_style = {"color": style["color"], "weight": style["weight"], "fillColor": style["fill"],
                      "fillOpacity": style["fill_opacity"], "dashArray": style["dash"]}
     symbol = symbol_svg("rect", fill=style["fill"], fill_opacity=style["fill_opacity"], stroke=style["color"],
@@ -238,14 +271,14 @@ def add_choropleth_layer(m: folium.Map, areas: gpd.GeoDataFrame, classification:
     """
     if areas.empty:
         return m
-    values = areas["valeur"].map(
-        lambda v: format_number(float(v), decimals, unit=classification.unit) if pd.notna(v) else NO_DATA_LABEL
-    )
-    info = ("<b>" + _escaped(areas["nom"]) + "</b> (" + _escaped(areas["code"]) + ")<br>"
-            + escape(value_label) + " : " + _escaped(values))
-    codes = areas["code"].astype(str)
+    values = [escape(format_number(float(v), decimals, unit=classification.unit) if pd.notna(v) else NO_DATA_LABEL)
+              for v in areas["valeur"]]
+    label = escape(value_label)
+    info = [f"<b>{n}</b> ({c})<br>{label} : {v}"
+            for n, c, v in zip(_escaped(areas["nom"]), _escaped(areas["code"]), values, strict=True)]
+    codes = areas["code"].astype(str).tolist()
     colours = classification.colours or (NO_DATA_COLOUR,)
-    PolygonLayer(feature_collection(areas.to_crs(4326).geometry.to_numpy(), codes), name=name, publish=publish,
+    PolygonLayer(feature_collection(_wgs84(areas).geometry.to_numpy(), codes), name=name, publish=publish,
                  info=dict(zip(codes, info, strict=True)),
                  fill=dict(zip(codes, areas["classe_couleur"].astype(str), strict=True)),
                  style={"color": "#525252", "weight": 0.6, "fillOpacity": 0.75},
@@ -281,7 +314,7 @@ def _figure(m: folium.Map) -> Figure:
 
 
 def add_legend(m: folium.Map, title: str, classification: Classification, source: str) -> folium.Map:
-    _figure(m).html.add_child(folium.Element(legend_html(title, classification, source)))
+    _figure(m).html.add_child(Verbatim(legend_html(title, classification, source)))
     return m
 
 
@@ -333,12 +366,11 @@ def add_point_groups_layer(m: folium.Map, groups: pd.DataFrame, *, name: str,
     their mean position, its area proportional to the count, tooltip "Nom : N établissements"."""
     if groups.empty:
         return m
-    codes = groups["code"].astype(str)
+    codes = groups["code"].astype(str).tolist()
     counts = groups["n"].to_numpy(dtype=float)
     radius = 3 + 22 * np.sqrt(counts / counts.max())  # area ~ count; the largest 25 px
-    label = np.where(counts > 1, " établissements", " établissement")
-    info = ("<b>" + _escaped(groups["nom"]) + "</b><br>"
-            + pd.Series([format_number(c) for c in counts], index=groups.index) + label)
+    info = [f"<b>{n}</b><br>{format_number(c)} {'établissements' if c > 1 else 'établissement'}"
+            for n, c in zip(_escaped(groups["nom"]), counts, strict=True)]
     points = shapely.points(groups["longitude"].to_numpy(dtype=float), groups["latitude"].to_numpy(dtype=float))
     PolygonLayer(feature_collection(points, codes), name=name, publish=publish,
                  info=dict(zip(codes, info, strict=True)), radius=dict(zip(codes, radius.round(1), strict=True)),
@@ -350,7 +382,7 @@ def add_point_groups_layer(m: folium.Map, groups: pd.DataFrame, *, name: str,
 def _bounds(frames: list[gpd.GeoDataFrame]) -> tuple[float, float, float, float]:
     if not frames:
         return FRANCE_BOUNDS
-    boxes = np.array([f.to_crs(4326).total_bounds for f in frames])
+    boxes = np.array([_wgs84(f).total_bounds for f in frames])
     return (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
 
 
@@ -418,12 +450,22 @@ def _labelled(codes: pa.Array, labels: dict[str, str], *, default: str | None = 
     return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(dictionary, pa.string()))
 
 
-def _escaped(values: pd.Series) -> pd.Series:
-    """:func:`escape` over a column, vectorised (missing values become ""): tooltips are HTML."""
-    text = values.astype("string[pyarrow]").fillna("")
+def _escaped(values: pd.Series) -> list[str]:
+    """:func:`escape` over a column, in Arrow's kernels (missing values become ""): tooltips are HTML.
+    A list: tooltips are put together in plain Python, where pandas' string operations on a few hundred
+    units cost milliseconds each."""
+    text = _text(values)
     for char, entity in _HTML_ENTITIES:
-        text = text.str.replace(char, entity, regex=False)
-    return text
+        text = pc.replace_substring(text, char, entity)
+    return text.to_pylist()
+
+
+_WGS84 = pyproj.CRS.from_epsg(4326)
+
+
+def _wgs84(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """``frame`` in WGS84 (it mostly is already: a same-CRS ``to_crs`` still copies and transforms)."""
+    return frame if frame.crs is not None and frame.crs.equals(_WGS84) else frame.to_crs(4326)
 
 
 def feature_collection(geometries: np.ndarray, codes: pd.Series) -> str:
@@ -533,8 +575,9 @@ def publish_payload(folder: Path, url_base: str, content: bytes, *, keep: int = 
     """Write a packed layer into ``folder`` (a static folder the web server serves at ``url_base``)
     under the name of its hash, and return its URL.
 
-    Written under a temporary name and renamed, so several servers may publish into one folder;
-    the newest ``keep`` files stay (a view's file is rewritten, hence renewed, when it is drawn).
+    Written under a temporary name and renamed, so several servers may publish into one folder; at
+    most ``keep`` files stay, the newest (a view's file is rewritten, hence renewed, when it is drawn):
+    past ``keep``, the oldest go down to three quarters of ``keep`` (see :func:`_prune`).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -545,10 +588,29 @@ def publish_payload(folder: Path, url_base: str, content: bytes, *, keep: int = 
         partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
         partial.write_bytes(content)
         partial.replace(target)
-    files = sorted(folder.glob("*.json.gz"), key=lambda f: f.stat().st_mtime, reverse=True)
-    for old in files[keep:]:
-        old.unlink(missing_ok=True)
+    _prune(folder, keep)
     return f"{url_base.rstrip('/')}/{target.name}"
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Past ``keep`` payloads in ``folder``, delete the oldest down to three quarters of ``keep``.
+
+    Reading the ages of all the files for each new one cost 15 µs a file, 30 ms of CPU for the eight
+    payloads of a view in a folder of 256; pruning a quarter at once reads them once every ``keep / 4``
+    new files. Names are counted without reading ages."""
+    with os.scandir(folder) as entries:
+        payloads = [e for e in entries if e.name.endswith(".json.gz") and not e.name.startswith(".")]
+    if len(payloads) <= keep:
+        return
+    ages = []
+    for entry in payloads:
+        try:
+            ages.append((entry.stat().st_mtime, entry.path))
+        except FileNotFoundError:  # pruned meanwhile by another server
+            continue
+    ages.sort(reverse=True)
+    for _mtime, path in ages[max(keep - keep // 4, 1):]:
+        Path(path).unlink(missing_ok=True)
 
 
 #: Separates the texts of a column sent as one string (removed from the texts themselves).
@@ -564,6 +626,8 @@ def _json(value: object) -> bytes:
 _JSON_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), *((chr(c), {8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r"}
                                                        .get(c, f"\\u{c:04x}")) for c in range(0x20)))
 _CONTROL_CHARACTERS = "[\\x00-\\x1f]"
+#: Any character a JSON string escapes (the separator among them): most columns (SIRET, addresses) have none.
+_TO_ESCAPE = '[\\x00-\\x1f"\\\\]'
 
 
 def _column_json(line: pa.Array) -> bytes:
@@ -581,11 +645,13 @@ def _column_json(line: pa.Array) -> bytes:
         width = "<u1" if uniques <= 0xFF else "<u2" if uniques <= 0xFFFF else "<u4"
         return _json({"v": encoded.dictionary.to_pylist(), "i": _packed_ints(encoded.indices.to_numpy(), width),
                       "w": int(width[-1])})
-    text = pc.replace_substring(line.cast(pa.string()), _UNIT_SEPARATOR, " ")
-    text = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
-    if pc.any(pc.match_substring_regex(text, _CONTROL_CHARACTERS)).as_py():
-        for char, escaped in _JSON_ESCAPES[2:]:
-            text = pc.replace_substring(text, char, escaped)
+    text = line.cast(pa.string())
+    if pc.any(pc.match_substring_regex(text, _TO_ESCAPE)).as_py():  # one pass when nothing is to escape
+        text = pc.replace_substring(text, _UNIT_SEPARATOR, " ")
+        text = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
+        if pc.any(pc.match_substring_regex(text, _CONTROL_CHARACTERS)).as_py():
+            for char, escaped in _JSON_ESCAPES[2:]:
+                text = pc.replace_substring(text, char, escaped)
     separator = _JSON_ESCAPES[2 + ord(_UNIT_SEPARATOR)][1]
     joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text), separator)[0]
     return b'{"j":"' + joined.as_buffer().to_pybytes() + b'"}' if joined.is_valid else b'{"j":null}'
@@ -596,7 +662,7 @@ def _packed_ints(values: np.ndarray, dtype: str) -> str:
     return base64.b64encode(np.asarray(values).astype(dtype).tobytes()).decode("ascii")
 
 
-class PolygonLayer(Layer):
+class PolygonLayer(Layer, OnePass):
     """Polygons (or points drawn as circles of ``radius`` pixels) from GeoJSON text
     (:func:`feature_collection`), each styled and labelled by its ``code``: ``fill`` colours (else
     ``style``'s), an HTML ``info`` tooltip (escaped by the caller), a ``highlight`` style under the
@@ -611,7 +677,7 @@ class PolygonLayer(Layer):
     is the colour ``hatched`` is hatched (a canvas pattern): the "no data" of a choropleth.
     Tooltips, fills, radii and anchors travel as a second packed payload (``styles``), fetched before
     the geometry is added: the map message stays small (4,000 communes' tooltips of a région weighed
-    most of its megabyte), and folium's second Jinja pass (see :func:`escape`) has little to read.
+    most of its megabyte).
     ``symbol`` is the SVG shown before the name in the layer list.
     The layer registers in ``window.essmapPolygons``, where the selection outline looks for units."""
 
@@ -713,7 +779,7 @@ class PolygonLayer(Layer):
 CLUSTER_SIZE_JS = "function (n) { return Math.round(20 + 6 * Math.log10(n)); }"
 
 
-class PackedPoints(MarkerCluster):
+class PackedPoints(MarkerCluster, OnePass):
     """A marker layer filled from a compressed payload (see :func:`add_points_layer`).
 
     Cluster discs, like the diamonds, are no keyboard tab stops: a département showed dozens before the
@@ -811,7 +877,7 @@ def add_synthetic_notice(m: folium.Map) -> folium.Map:
     """A visible caption on the map itself: synthetic rows are shown. :class:`MapPanel` places it
     in the bottom-left corner, above the scale bar (Leaflet stacks controls, they never overlap)."""
     caption = f'<div class="essmap-notice">Carte contenant des {SYNTHETIC_NOTICE} (démonstration)</div>'
-    _figure(m).html.add_child(folium.Element(caption))
+    _figure(m).html.add_child(Verbatim(caption))
     return m
 
 
@@ -821,7 +887,7 @@ PANEL_LABEL = "Légende et couches"
 PANEL_OPEN_MIN_WIDTH_PX = 641
 
 
-class MapPanel(MacroElement):
+class MapPanel(OnePass):
     """The map's one control panel, top right: a button (``aria-expanded``) that opens and closes
     the legend (``.essmap-legend``, moved in from the page) and the layer list, where every layer
     of the map has a checkbox, its symbol and its name. Open on a wide map, closed on a phone.
@@ -935,7 +1001,7 @@ class MapPanel(MacroElement):
         super().render(**kwargs)
 
 
-class SelectionOutline(MacroElement):
+class SelectionOutline(OnePass):
     """Defines ``window.essmapSelect(code)``, which outlines the unit ``code`` (a commune, an EPCI,
     a QPV... any feature of the map's polygon layers) in :data:`SELECTION_STYLE`, above the other
     layers and never in the way of a click; ``null`` removes the outline. It waits until the layers
@@ -1037,7 +1103,7 @@ def finish(m: folium.Map, *, selected: str | None = None, asset_urls: Mapping[st
     fits = [child for child in m._children.values() if isinstance(child, FitBounds)]
     MapPanel(bounds=fits[-1].bounds if fits else None).add_to(m)
     SelectionOutline(selected).add_to(m)
-    _figure(m).header.add_child(folium.Element(f"<style>{MAP_CSS}</style>"))
+    _figure(m).header.add_child(Verbatim(f"<style>{MAP_CSS}</style>"))
     urls = asset_urls or {}
     for element in walk(m):
         if hasattr(element, "default_js"):

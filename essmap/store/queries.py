@@ -148,13 +148,14 @@ def unit_counts(con: duckdb.DuckDBPyConnection, level: str, selection: Selection
         SELECT t.{unit} AS code, count(*) AS n_tiers_lieux, bool_or(coalesce(t.is_synthetic, FALSE)) AS synthetic
         FROM tiers_lieux t WHERE {tl.sql} AND t.{unit} IN (SELECT code FROM units) GROUP BY 1),
     sq AS (SELECT q.* FROM qpv q WHERE {sq.sql}),
+    -- the QPVs of the units only, and their pairs only: every QPV of the country cost most of the query
+    qu AS (SELECT * FROM ({_qpv_unit_sql(level)}) WHERE unit IN (SELECT code FROM units)),
     reached AS (
         SELECT p.code_qp, count(*) FILTER (WHERE p.distance_m <= ?) > 0 AS covered,
                coalesce(bool_or(coalesce(t.is_synthetic, FALSE)) FILTER (WHERE p.distance_m <= ?), FALSE)
                  OR arg_min(coalesce(t.is_synthetic, FALSE), (p.distance_m, p.id_tiers_lieu)) AS synthetic
         FROM qpv_tiers_lieux p JOIN tiers_lieux t ON t.id_tiers_lieu = p.id_tiers_lieu
-        WHERE p.generation = ? AND {reach.sql} GROUP BY 1),
-    qu AS ({_qpv_unit_sql(level)}),
+        WHERE p.generation = ? AND p.code_qp IN (SELECT code_qp FROM qu) AND {reach.sql} GROUP BY 1),
     qp AS (
         SELECT qu.unit AS code, count(DISTINCT qu.code_qp) AS n_qpv,
                count(DISTINCT qu.code_qp) FILTER (WHERE r.covered) AS n_qpv_avec_tiers_lieu,
@@ -278,12 +279,14 @@ def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius
     generation = generation_of(con, selection)
     sq = filters.qpv(selection, generation)
     reach = filters.points(selection.without_territory(), "tiers_lieux", generation, alias="t")
+    # the pairs of the selected QPVs only: aggregating every stored pair cost more than the rest of the query
     sql = f"""
-    WITH p AS (
+    WITH q AS (SELECT q.code_qp, q.lib_qp, q.insee_com, q.lib_com FROM qpv q WHERE {sq.sql}),
+    p AS (
         SELECT p.code_qp, p.distance_m, t.id_tiers_lieu, t.nom, t.precision_localisation,
                coalesce(t.is_synthetic, FALSE) AS synthetic
         FROM qpv_tiers_lieux p JOIN tiers_lieux t ON t.id_tiers_lieu = p.id_tiers_lieu
-        WHERE p.generation = ? AND {reach.sql})
+        WHERE p.generation = ? AND p.code_qp IN (SELECT code_qp FROM q) AND {reach.sql})
     SELECT q.code_qp, q.lib_qp, q.insee_com, q.lib_com,
            count(p.code_qp) FILTER (WHERE p.distance_m <= ?) AS n_tiers_lieux,
            arg_min(p.id_tiers_lieu, (p.distance_m, p.id_tiers_lieu)) AS nearest_id,
@@ -293,11 +296,10 @@ def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius
            count(p.code_qp) FILTER (WHERE p.distance_m <= ?) > 0 AS covered,
            coalesce(bool_or(p.synthetic) FILTER (WHERE p.distance_m <= ?), FALSE)
              OR coalesce(arg_min(p.synthetic, (p.distance_m, p.id_tiers_lieu)), FALSE) AS is_synthetic_involved
-    FROM qpv q LEFT JOIN p ON p.code_qp = q.code_qp
-    WHERE {sq.sql}
+    FROM q LEFT JOIN p ON p.code_qp = q.code_qp
     GROUP BY q.code_qp, q.lib_qp, q.insee_com, q.lib_com ORDER BY q.code_qp"""
     r = float(radius_m)
-    return arrow_frame(con.execute(sql, [generation, *reach.params, r, r, r, *sq.params]).arrow())
+    return arrow_frame(con.execute(sql, [*sq.params, generation, *reach.params, r, r, r]).arrow())
 
 
 def tiers_lieux_by_precision(con: duckdb.DuckDBPyConnection, selection: Selection) -> dict[str, int]:
