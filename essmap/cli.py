@@ -491,20 +491,38 @@ DepartementOption = Annotated[str | None, typer.Option("--departement", help="Re
                                                                              "départements, ex. 13 ou 13,84.")]
 
 
-def _write_query_result(frame, stem: str, territory: str, fmt: str, out: str | None, separator: str,
-                        crs: str | int | None = None, *, force: bool, db: Path) -> None:
-    from essmap.render.tables import TABLE_FORMATS, TableFormat, export_file_name, write_table
+def _check_table_options(fmt: str, separator: str) -> None:
+    from essmap.render.tables import TABLE_FORMATS
 
     if fmt not in TABLE_FORMATS:
         raise EssmapError(f"Format « {fmt} » inconnu. Formats possibles : {', '.join(TABLE_FORMATS)}.")
     if separator not in (",", ";"):
         raise EssmapError(f"Séparateur « {separator} » non pris en charge : utilisez « , » ou « ; ».")
+
+
+def _write_query_result(frame, stem: str, territory: str, fmt: str, out: str | None, separator: str,
+                        crs: str | int | None = None, *, force: bool, db: Path) -> None:
+    from essmap.render.tables import TableFormat, export_file_name, write_table
+
+    _check_table_options(fmt, separator)
     target = out or export_file_name(stem, territory, fmt)
     try:
         write_table(frame, target, cast(TableFormat, fmt), separator=separator, layer=stem, crs=crs, force=force,
                     protect=db)
     except ValueError as exc:
         raise EssmapError(str(exc)) from exc
+    if target != "-":
+        err_console.print(f"Écrit : {target}", highlight=False)
+
+
+def _write_query_rows(columns: list[str], rows: list[tuple], stem: str, territory: str, out: str | None,
+                      separator: str, *, force: bool, db: Path) -> None:
+    """A query's rows as CSV straight from DuckDB: the bytes of :func:`_write_query_result`, without pandas."""
+    from essmap.render.tables import export_file_name, write_csv_rows
+
+    _check_table_options("csv", separator)
+    target = out or export_file_name(stem, territory, "csv")
+    write_csv_rows(columns, rows, target, separator=separator, force=force, protect=db)
     if target != "-":
         err_console.print(f"Écrit : {target}", highlight=False)
 
@@ -541,7 +559,7 @@ def query_qpv_radius(
     Les tiers-lieux placés à leur commune seulement (localisation approximative) sont laissés hors du calcul.
     """
     from essmap import store
-    from essmap.analysis.coverage import approximate_tiers_lieux, coverage_share, qpv_coverage
+    from essmap.analysis.coverage import approximate_tiers_lieux, qpv_coverage, stored_coverage_rows
     from essmap.domain.formatting import format_number, format_percent
     from essmap.render.tables import GEOGRAPHIC_FORMATS
 
@@ -550,20 +568,32 @@ def query_qpv_radius(
     with _user_errors():
         if france and deps:
             raise EssmapError("--france et --departement s'excluent : --france porte sur toute la base.")
+        _check_table_options(fmt, separateur)
         con = store.connect(settings.db_path)
         try:
             _check_departements(con, deps)
             selection = _selection(departements=deps, qpv_generation=generation)
-            result = qpv_coverage(con, selection, radius_m=radius,
-                                  geometry="exact" if fmt in GEOGRAPHIC_FORMATS else None)
+            # a CSV answered by the stored pairs is written from DuckDB's rows; else the frame (geometry)
+            found = stored_coverage_rows(con, selection, radius_m=radius) if fmt == "csv" else None
+            result = None if found else qpv_coverage(con, selection, radius_m=radius,
+                                                     geometry="exact" if fmt in GEOGRAPHIC_FORMATS else None)
             approximate = approximate_tiers_lieux(con, selection)
             shares = _france_shares(con, selection, radius) if france else None
         finally:
             con.close()
-        covered = int(result["covered"].sum())
+        if found:
+            columns, rows = found
+            flags = [(row[columns.index("covered")], row[columns.index("is_synthetic_involved")]) for row in rows]
+            covered, total = sum(bool(c) for c, _ in flags), len(rows)
+            synthetic = any(bool(s) for _, s in flags)
+        else:
+            assert result is not None
+            covered, total = int(result["covered"].sum()), len(result)
+            synthetic = bool(result["is_synthetic_involved"].any())
         err_console.print(
             f"QPV avec au moins un tiers-lieu à moins de {format_number(radius)} m : {covered} sur "
-            f"{len(result)} ({format_percent(coverage_share(result))}) ; zones blanches : {len(result) - covered}.",
+            f"{total} ({format_percent(covered / total if total else float('nan'))}) ; zones blanches : "
+            f"{total - covered}.",
             highlight=False,
         )
         if approximate:
@@ -573,17 +603,22 @@ def query_qpv_radius(
                 "inventée.", highlight=False, markup=False,
             )
         if shares is not None:
-            for line in shares(result):
+            for line in shares(covered, total):
                 console.print(line, highlight=False, markup=False)
-        _synthetic_note(bool(result["is_synthetic_involved"].any()))
-        _write_query_result(result, f"qpv_tiers_lieux_{int(radius)}m", _territory_label(deps), fmt, out, separateur,
-                            force=force, db=settings.db_path)
+        _synthetic_note(synthetic)
+        stem = f"qpv_tiers_lieux_{int(radius)}m"
+        if found:
+            _write_query_rows(columns, rows, stem, _territory_label(deps), out, separateur, force=force,
+                              db=settings.db_path)
+        else:
+            _write_query_result(result, stem, _territory_label(deps), fmt, out, separateur, force=force,
+                                db=settings.db_path)
 
 
 def _france_shares(con, selection, radius: float):
     """The two France-wide shares of France Tiers-Lieux / ANCT, computed on the store, with the
-    published figures: a function of the QPV result giving the lines to print."""
-    from essmap.analysis.coverage import coverage_share, tiers_lieux_near_qpv_share
+    published figures: a function of the QPVs covered and counted giving the lines to print."""
+    from essmap.analysis.coverage import tiers_lieux_near_qpv_share
     from essmap.analysis.references import REFERENCES_BY_KEY
     from essmap.domain.formatting import format_number, format_percent
 
@@ -591,14 +626,14 @@ def _france_shares(con, selection, radius: float):
     published_tl = REFERENCES_BY_KEY["tiers_lieux_part_en_qpv_1km"]
     published_qpv = REFERENCES_BY_KEY["qpv_part_avec_tiers_lieu_1km"]
 
-    def lines(result) -> list[str]:
-        covered = int(result["covered"].sum())
+    def lines(covered: int, qpv_total: int) -> list[str]:
         out = [
             f"Tiers-lieux dans un QPV ou à moins de {format_number(radius)} m : {format_percent(share)} "
             f"({format_number(near)} sur {format_number(total)} localisés précisément) ; publié : "
             f"{format_percent(published_tl.value)} ({published_tl.source_fr}).",
-            f"QPV ayant un tiers-lieu à moins de {format_number(radius)} m : {format_percent(coverage_share(result))} "
-            f"({format_number(covered)} sur {format_number(len(result))}) ; publié : "
+            f"QPV ayant un tiers-lieu à moins de {format_number(radius)} m : "
+            f"{format_percent(covered / qpv_total if qpv_total else float('nan'))} "
+            f"({format_number(covered)} sur {format_number(qpv_total)}) ; publié : "
             f"{format_percent(published_qpv.value)} ({published_qpv.source_fr}).",
         ]
         if radius != 1000:
@@ -646,7 +681,7 @@ def query_indicators(
 ) -> None:
     """Indicateurs ESS par territoire (établissements, pour 10 000 habitants, part en QPV, tiers-lieux)."""
     from essmap import store
-    from essmap.analysis.indicators import LEVELS, indicators_by_level
+    from essmap.analysis.indicators import LEVELS, indicator_rows, indicators_by_level
 
     if level not in LEVELS:
         err_console.print(f"[bold red]Erreur :[/] niveau « {level} » inconnu. Niveaux possibles : {', '.join(LEVELS)}.")
@@ -654,16 +689,28 @@ def query_indicators(
     settings = _settings(db)
     deps = _parse_departements(departement)
     with _user_errors():
+        _check_table_options(fmt, separateur)
         con = store.connect(settings.db_path)
         try:
             _check_departements(con, deps)
-            table = indicators_by_level(con, level, selection=_selection(departements=deps),  # type: ignore[arg-type]
-                                        radius_m=radius)
+            selection = _selection(departements=deps)
+            # CSV: the rows as DuckDB computes them, without pandas; other formats: the frame
+            if fmt == "csv":
+                columns, rows = indicator_rows(con, level, selection=selection, radius_m=radius)  # type: ignore[arg-type]
+            else:
+                table = indicators_by_level(con, level, selection=selection, radius_m=radius)  # type: ignore[arg-type]
         finally:
             con.close()
-        _synthetic_note(bool(table["inclut_donnees_simulees"].any()))
-        _write_query_result(table, f"indicateurs_{level}", _territory_label(deps), fmt, out, separateur,
-                            force=force, db=settings.db_path)
+        stem = f"indicateurs_{level}"
+        if fmt == "csv":
+            synthetic = columns.index("inclut_donnees_simulees")
+            _synthetic_note(any(bool(row[synthetic]) for row in rows))
+            _write_query_rows(columns, rows, stem, _territory_label(deps), out, separateur, force=force,
+                              db=settings.db_path)
+        else:
+            _synthetic_note(bool(table["inclut_donnees_simulees"].any()))
+            _write_query_result(table, stem, _territory_label(deps), fmt, out, separateur, force=force,
+                                db=settings.db_path)
 
 
 export_app = typer.Typer(help="Exports pour les rapports : carte (PNG 300 dpi, PDF, SVG), portrait de "

@@ -13,8 +13,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import duckdb
-import numpy as np
-import pandas as pd
 
 from essmap.domain import schema
 from essmap.domain.selection import Selection
@@ -22,6 +20,8 @@ from essmap.store import queries
 
 if TYPE_CHECKING:
     import geopandas as gpd
+    import numpy as np
+    import pandas as pd
 
 
 def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius_m: float,
@@ -35,6 +35,7 @@ def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius
     the exact one (exports), or none (a plain table: no geometry library is imported). Same columns
     as :func:`~essmap.analysis.proximity.qpv_points_within` (count: ``n_tiers_lieux``).
     """
+    import pandas as pd
     if radius_m > schema.STORED_RADIUS_M:
         from essmap.analysis.proximity import qpv_tiers_lieux
 
@@ -48,8 +49,24 @@ def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius
     far = found["nearest_id"].isna().to_numpy()
     if far.any():
         _nearest_on_demand(con, selection, found, far)
-    found["radius_m"] = float(radius_m)
     return _with_geometry(con, found, display=geometry == "display") if geometry else found
+
+
+def stored_coverage_rows(con: duckdb.DuckDBPyConnection, selection: Selection, *,
+                         radius_m: float) -> tuple[list[str], list[tuple]] | None:
+    """:func:`qpv_coverage` without geometry as the column names and the rows DuckDB gives (None where
+    <NA>), without pandas, when the stored pairs answer for every QPV: None when ``radius_m`` is beyond
+    the stored radius or a QPV's nearest tiers-lieu is to be searched on demand (then ask
+    :func:`qpv_coverage`)."""
+    if radius_m > schema.STORED_RADIUS_M:
+        return None
+    found = queries.qpv_coverage_rows(con, selection, radius_m=radius_m)
+    columns = [d[0] for d in found.description]
+    rows = found.fetchall()
+    nearest = columns.index("nearest_id")
+    if any(row[nearest] is None for row in rows):
+        return None
+    return columns, rows
 
 
 def _reachable_tiers_lieux(con: duckdb.DuckDBPyConnection, selection: Selection) -> gpd.GeoDataFrame:
@@ -79,6 +96,7 @@ def _nearest_on_demand(con: duckdb.DuckDBPyConnection, selection: Selection, fou
 
 def _with_geometry(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, *, display: bool) -> gpd.GeoDataFrame:
     import geopandas as gpd
+    import pandas as pd
 
     codes = frame["code_qp"].astype(str).tolist()
     shapes = queries.read_qpv(con, codes, display=display).set_index("code_qp").geometry
@@ -93,6 +111,8 @@ def establishments_around_qpv(con: duckdb.DuckDBPyConnection, selection: Selecti
     kept by its attribute filters (any territory: a QPV at a border counts its neighbours) within
     ``radius_m``, computed on demand (geodesic metres) on the establishments of the QPVs' surroundings
     only."""
+    import numpy as np
+
     from essmap.analysis.proximity import qpv_establishments
 
     codes = queries.qpv_coverage(con, selection, radius_m=0.0)["code_qp"].astype(str).tolist()
@@ -123,6 +143,7 @@ def tiers_lieux_near_qpv_share(con: duckdb.DuckDBPyConnection, selection: Select
     Tiers-lieux positioned at their commune only are in neither count. Beyond the stored radius the
     distances are computed on demand (to the QPVs of any territory).
     """
+    import pandas as pd
     if radius_m <= schema.STORED_RADIUS_M:
         near, total, synthetic = queries.tiers_lieux_near_qpv(con, selection, radius_m=radius_m)
     else:

@@ -19,13 +19,12 @@ with :func:`essmap.domain.formatting.format_percent`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import duckdb
-import numpy as np
-import pandas as pd
 
 from essmap.analysis.references import (
     FRANCE_POPULATION,
@@ -38,12 +37,18 @@ from essmap.analysis.references import (
 from essmap.domain import nomenclature
 from essmap.domain.selection import Selection
 from essmap.store import queries
+from essmap.store.read import arrow_frame
+
+# numpy and pandas are imported where frames are built: the command line writes the rows without them
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 __all__ = [  # references are re-exported: cards need indicators and references together
     "FRANCE_POPULATION", "FRANCE_POPULATION_LABEL", "INDICATORS", "INDICATORS_BY_KEY",
     "INDICATOR_COLUMNS", "LEVELS", "LEVEL_LABELS", "PARENT_LEVEL", "REFERENCES_BY_KEY",
     "REFERENCE_FIGURES", "Comparison", "Indicator", "ReferenceFigure", "breakdown", "compare",
-    "indicator_table", "indicators_by_level", "pivot_breakdown", "reference_figures",
+    "indicator_rows", "indicators_by_level", "pivot_breakdown", "reference_figures",
 ]
 
 Level = Literal["commune", "epci", "departement", "region", "qpv"]
@@ -150,7 +155,9 @@ INDICATORS: tuple[Indicator, ...] = (
 INDICATORS_BY_KEY: dict[str, Indicator] = {i.key: i for i in INDICATORS}
 
 #: Columns of :func:`indicators_by_level`, in order.
-INDICATOR_COLUMNS: tuple[str, ...] = ("code", "nom", *(i.key for i in INDICATORS))
+INDICATOR_COLUMNS: tuple[str, ...] = queries.INDICATOR_COLUMNS
+if INDICATOR_COLUMNS != ("code", "nom", *(i.key for i in INDICATORS)):  # the query and the catalogue agree
+    raise RuntimeError("essmap.store.queries.INDICATOR_COLUMNS and INDICATORS disagree")
 
 #: Indicator column -> reference figure that a card may show as "France".
 _FRANCE_REFERENCE_OF: dict[str, str] = {
@@ -211,17 +218,21 @@ def compare(
 
 
 def _number(value: object) -> float | None:
+    import pandas as pd
+
     if value is None or value is pd.NA:
         return None
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-    return None if np.isnan(number) else number
+    return None if math.isnan(number) else number
 
 
 def _text(value: object) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+    import pandas as pd
+
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
     return str(value)
 
@@ -236,61 +247,44 @@ def _check_level(level: str) -> None:
 
 def _float_na(values: np.ndarray, valid: np.ndarray) -> pd.arrays.FloatingArray:
     """Float64 array with <NA> where ``valid`` is False (a share over 0, an unknown population)."""
+    import numpy as np
+    import pandas as pd
+
     return pd.arrays.FloatingArray(np.where(valid, values, 0.0).astype(float), ~np.asarray(valid, dtype=bool))
 
 
-def indicator_table(counts: pd.DataFrame, *, radius_m: float) -> pd.DataFrame:
-    """The indicators of :data:`INDICATORS` from the counts of
-    :func:`essmap.store.queries.unit_counts`, one row per unit, columns :data:`INDICATOR_COLUMNS`.
-
-    Counts are integers, rates per 10,000 inhabitants and shares fractions in [0, 1], <NA> when the
-    denominator is 0 or unknown.
-    """
-    def ints(column: str) -> np.ndarray:
-        return counts[column].astype("Int64").fillna(0).to_numpy(dtype=np.int64)
-
-    n, n_employers = ints("n_etablissements"), ints("n_etablissements_employeurs")
-    n_in_qpv, n_employers_in_qpv = ints("n_etablissements_en_qpv"), ints("n_employeurs_en_qpv")
-    n_qpv, n_covered = ints("n_qpv"), ints("n_qpv_avec_tiers_lieu")
-    population = counts["population"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-    has_population = np.isfinite(population) & (population > 0)
-    per_10k = np.where(has_population, population, 1.0)
-    out = pd.DataFrame({
-        "code": counts["code"].astype("string").to_numpy(),
-        "nom": counts["nom"].astype("string").to_numpy(),
-        "population": counts["population"].astype("Int64").array,  # <NA> stays, integers stay integers
-        "n_etablissements": n,
-        "n_etablissements_employeurs": n_employers,
-        "n_organisations": ints("n_organisations"),
-        "etablissements_pour_10k_hab": _float_na(n / per_10k * 10_000, has_population),
-        "etablissements_employeurs_pour_10k_hab": _float_na(n_employers / per_10k * 10_000, has_population),
-        "n_etablissements_en_qpv": n_in_qpv,
-        "part_etablissements_en_qpv": _float_na(n_in_qpv / np.maximum(n, 1), n > 0),
-        "part_etablissements_hors_qpv": _float_na(1.0 - n_in_qpv / np.maximum(n, 1), n > 0),
-        "n_employeurs_en_qpv": n_employers_in_qpv,
-        "part_employeurs_en_qpv": _float_na(n_employers_in_qpv / np.maximum(n_employers, 1), n_employers > 0),
-        "n_tiers_lieux": ints("n_tiers_lieux"),
-        "n_qpv": n_qpv,
-        "n_qpv_avec_tiers_lieu": n_covered,
-        "part_qpv_avec_tiers_lieu": _float_na(n_covered / np.maximum(n_qpv, 1), n_qpv > 0),
-        "rayon_m": float(radius_m),
-        "inclut_donnees_simulees": counts["inclut_donnees_simulees"].astype("boolean").fillna(False)
-        .to_numpy(dtype=bool),
-    })
-    return out[list(INDICATOR_COLUMNS)]
+#: pandas types of the columns of :func:`indicators_by_level` (integers without <NA> but the population,
+#: rates and shares with <NA>).
+_FRAME_TYPES: dict[str, str] = {
+    "population": "Int64", "rayon_m": "float64", "inclut_donnees_simulees": "bool",
+    **{c: "int64" for c in INDICATOR_COLUMNS if c.startswith("n_")},
+    **{c: "Float64" for c in INDICATOR_COLUMNS if c.startswith("part_") or c.endswith("_pour_10k_hab")},
+}
 
 
 def indicators_by_level(con: duckdb.DuckDBPyConnection, level: Level, *, selection: Selection | None = None,
                         radius_m: float = 1000.0) -> pd.DataFrame:
-    """One row per unit of ``level`` in the selection with every indicator (see :func:`indicator_table`).
+    """One row per unit of ``level`` in the selection with every indicator, columns :data:`INDICATOR_COLUMNS`.
 
     EPCI, département and région units are those of the selected communes, their population the
     sum of those communes. QPV coverage counts the tiers-lieux kept by the selection's tiers-lieu
-    filters within ``radius_m`` (geodesic metres), from any territory.
+    filters within ``radius_m`` (geodesic metres), from any territory. Counts are integers, rates per
+    10,000 inhabitants and shares fractions in [0, 1], <NA> when the denominator is 0 or unknown: all
+    computed in DuckDB (:func:`essmap.store.queries.unit_indicators`), the query :func:`indicator_rows`
+    gives as plain rows.
     """
     _check_level(level)
-    counts = queries.unit_counts(con, level, selection or Selection(), radius_m=radius_m)
-    return indicator_table(counts, radius_m=radius_m)
+    found = arrow_frame(queries.unit_indicators(con, level, selection or Selection(), radius_m=radius_m).arrow())
+    return found.astype({**_FRAME_TYPES, "code": "str", "nom": "str"})
+
+
+def indicator_rows(con: duckdb.DuckDBPyConnection, level: Level, *, selection: Selection | None = None,
+                   radius_m: float = 1000.0) -> tuple[list[str], list[tuple]]:
+    """:func:`indicators_by_level` as the column names and the rows DuckDB gives (None where <NA>),
+    without pandas: what the command line writes."""
+    _check_level(level)
+    found = queries.unit_indicators(con, level, selection or Selection(), radius_m=radius_m)
+    return [d[0] for d in found.description], found.fetchall()
 
 
 # --- Breakdowns (long format) ------------------------------------------------------------------
@@ -316,6 +310,8 @@ def breakdown(con: duckdb.DuckDBPyConnection, level: Level, by: Literal["famille
     pandas.DataFrame
         Columns ``code``, ``nom``, ``dimension`` (``by``), ``categorie``, ``libelle``, ``n``, ``part``.
     """
+    import numpy as np
+    import pandas as pd
     _check_level(level)
     if by not in _CATEGORIES:
         raise ValueError(f"by : « {by} » inconnu ; attendu 'famille' ou 'secteur'.")
@@ -343,6 +339,7 @@ def breakdown(con: duckdb.DuckDBPyConnection, level: Level, by: Literal["famille
 def pivot_breakdown(long: pd.DataFrame) -> pd.DataFrame:
     """Widen a :func:`breakdown` table: one row per unit, columns ``n_<dimension>_<categorie>``
     (e.g. ``n_famille_association``, ``n_secteur_action_sociale``), for exports."""
+    import numpy as np
     column = "n_" + long["dimension"].astype(str) + "_" + long["categorie"].astype(str)
     wide = long.assign(column=column).pivot_table(
         index="code", columns="column", values="n", aggfunc="sum", sort=False, observed=True

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
+if TYPE_CHECKING:  # frames only pass through: importing this module stays light
+    import pandas as pd
 
 NARROW_NBSP = "\u202f"  # the thousands separator of French typography
 

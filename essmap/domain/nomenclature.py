@@ -6,7 +6,10 @@ analysis and the UI use the labels.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas where a Series is built: importing the labels stays light
+    import pandas as pd
 
 # --- Families (catégorie juridique, niveau III) -------------------------------------------------
 
@@ -120,6 +123,7 @@ def sector_of_naf(naf: pd.Series, nomenclature: pd.Series | None = None) -> pd.S
     silently: they get :data:`OLD_NOMENCLATURE`. Missing or unknown codes get
     :data:`UNKNOWN_SECTOR`. ``94.99Z`` is its own sector ("non classés").
     """
+    import pandas as pd
     codes = naf.fillna("").astype(str).str.strip().str.upper()
     division = pd.to_numeric(codes.str[:2], errors="coerce")
     sector = division.map(_SECTOR_OF_DIVISION).fillna(UNKNOWN_SECTOR)

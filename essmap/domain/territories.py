@@ -6,10 +6,14 @@ carries the code of its territory and that territory's metric CRS (see ``docs/do
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+# numpy and pandas only where arrays are handled: importing this module (any essmap command) stays light
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def territory_of_departement(code_departement: str) -> Territory:
 
 def normalise_departement(code: object) -> str:
     """Canonical département code: "1" -> "01", "2a" -> "2A", "974" stays; blanks give ""."""
-    text = "" if code is None or (isinstance(code, float) and np.isnan(code)) else str(code).strip()
+    text = "" if code is None or (isinstance(code, float) and math.isnan(code)) else str(code).strip()
     text = text.upper()
     if text.endswith(".0"):
         text = text[:-2]
@@ -95,7 +99,7 @@ def departements_of_communes(codes: pd.Series) -> pd.Series:
 
 def normalise_commune_code(code: object) -> str:
     """Canonical 5-character commune code ("1004" -> "01004", "13055.0" -> "13055")."""
-    text = "" if code is None or (isinstance(code, float) and np.isnan(code)) else str(code).strip()
+    text = "" if code is None or (isinstance(code, float) and math.isnan(code)) else str(code).strip()
     text = text.upper()
     if text.endswith(".0"):
         text = text[:-2]
@@ -121,6 +125,7 @@ def epsg_of_territory_codes(territories: pd.Series) -> pd.Series:
 
 def territory_of_lonlat(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Territory code of each WGS84 point by bounding box ("" when in none)."""
+    import numpy as np
     out = np.full(len(lon), "", dtype=object)
     for t in TERRITORIES.values():
         out[(out == "") & t.contains_lonlat(lon, lat)] = t.code

@@ -22,23 +22,25 @@ Map snapshots are in :mod:`essmap.render.snapshot`, portraits de territoire in :
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import os
 import re
 import sys
 import tempfile
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
-
 from essmap.domain.errors import OutputFileError
 from essmap.domain.formatting import NumberFormat, format_cell, number_formats
 
+# pandas is imported where frames are written: a CLI query writing rows as CSV starts without it
 if TYPE_CHECKING:
     import geopandas as gpd
+    import pandas as pd
 
 TableFormat = Literal["csv", "xlsx", "geojson", "gpkg"]
 TABLE_FORMATS: tuple[str, ...] = ("csv", "xlsx", "geojson", "gpkg")
@@ -60,6 +62,7 @@ def is_geographic(frame: pd.DataFrame) -> bool:
 def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` without geometry, its formatted number columns as French text and every other
     missing value as "–": what ``st.table`` shows (it has no English toolbar, unlike ``st.dataframe``)."""
+    import pandas as pd
     table = pd.DataFrame(frame.drop(columns=frame.geometry.name)) if is_geographic(frame) else frame
     formats = number_formats(frame)
     shown = {}
@@ -78,6 +81,7 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _csv_numbers(table: pd.DataFrame, formats: dict[str, NumberFormat]) -> pd.DataFrame:
     """Formatted number columns rounded as shown; shares in percent, their title ending in "(%)"."""
+    import pandas as pd
     if not formats:
         return table
     table = table.copy()
@@ -140,10 +144,53 @@ def write_table(frame: pd.DataFrame, out: Path | str, fmt: TableFormat, *, separ
     """
     if fmt not in TABLE_FORMATS:
         raise ValueError(f"format {fmt!r} inconnu ; formats possibles : {', '.join(TABLE_FORMATS)}")
+    if str(out) == "-" and fmt in ("xlsx", "gpkg"):
+        raise ValueError(f"le format {fmt} ne peut pas être écrit sur la sortie standard ; utilisez --out FICHIER")
+    _write_whole(out, lambda path: _write(frame, path, fmt, separator=separator, layer=layer, crs=crs),
+                 force=force, protect=protect)
+
+
+def write_csv_rows(columns: Sequence[str], rows: Iterable[Sequence[object]], out: Path | str, *,
+                   separator: str = ",", force: bool = False, protect: Path | None = None) -> None:
+    """Write rows as they come from DuckDB (``None`` where missing) as the CSV :func:`write_table` writes
+    for the same table as a frame, byte for byte, without pandas (the command line's query tables).
+
+    The same rules: UTF-8 with a BOM, CRLF, text cells and headers made inert, the decimal comma with
+    ``;``; a float reads as Python writes it (``647.2526721906364``, ``1e-07``), a boolean ``True`` or
+    ``False``, a missing value as an empty cell; ``out``, ``force`` and ``protect`` as :func:`write_table`.
+    """
+    if separator not in (",", ";"):
+        raise ValueError(f"séparateur {separator!r} non pris en charge : « , » ou « ; »")
+    comma = separator == ";"
+
+    def text(value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return _csv_cell(value)
+        if isinstance(value, float):
+            if value != value:  # NaN: missing
+                return ""
+            return repr(value).replace(".", ",") if comma else repr(value)
+        return str(value)  # integers, booleans
+
+    def write(path: Path | None) -> None:
+        # as pandas writes a frame: the csv module, minimal quoting, CRLF (see _write)
+        with (open(path, "w", encoding="utf-8-sig", newline="") if path is not None
+              else contextlib.nullcontext(sys.stdout)) as handle:
+            writer = csv.writer(handle, delimiter=separator, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+            writer.writerow([_csv_cell(name) for name in columns])
+            writer.writerows([text(value) for value in row] for row in rows)
+
+    _write_whole(out, write, force=force, protect=protect)
+
+
+def _write_whole(out: Path | str, write: Callable[[Path | None], None], *, force: bool,
+                 protect: Path | None) -> None:
+    """``write(None)`` for standard output (``out`` is ``"-"``), else ``write(path)`` of a temporary file
+    renamed to ``out`` at the end, once :func:`checked_output_path` allows it."""
     if str(out) == "-":
-        if fmt in ("xlsx", "gpkg"):
-            raise ValueError(f"le format {fmt} ne peut pas être écrit sur la sortie standard ; utilisez --out FICHIER")
-        _write(frame, None, fmt, separator=separator, layer=layer, crs=crs)
+        write(None)
         return
     target = checked_output_path(Path(out), force=force, protect=protect)
     try:
@@ -153,13 +200,14 @@ def write_table(frame: pd.DataFrame, out: Path | str, fmt: TableFormat, *, separ
                               "Solution : choisissez un autre dossier avec --out.") from None
     with staging as folder:
         partial = Path(folder) / target.name
-        _write(frame, partial, fmt, separator=separator, layer=layer, crs=crs)
+        write(partial)
         os.replace(partial, target)
 
 
 def _write(frame: pd.DataFrame, path: Path | None, fmt: str, *, separator: str, layer: str,
            crs: str | int | None) -> None:
     """Write ``frame`` as ``fmt`` to ``path``, or to standard output when ``path`` is None."""
+    import pandas as pd
     if fmt in ("csv", "xlsx"):
         formats = number_formats(frame)
         table = _plain_table(frame)
@@ -262,6 +310,7 @@ def _xlsx_substitute(control: re.Match[str]) -> str:
 def _map_text(table: pd.DataFrame, change: Callable[[str], str], changes_only: str) -> pd.DataFrame:
     """``table`` with ``change`` applied to every text cell and header; ``change`` must leave a text
     alone unless it matches the regular expression ``changes_only`` (which filters cells fast)."""
+    import pandas as pd
     def changed(value: object) -> object:
         return change(value) if isinstance(value, str) else value
 
@@ -282,6 +331,7 @@ def _map_text(table: pd.DataFrame, change: Callable[[str], str], changes_only: s
 
 
 def _plain_table(frame: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
     if not is_geographic(frame):
         return frame
     table = pd.DataFrame(frame.drop(columns=frame.geometry.name))

@@ -14,17 +14,19 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from essmap.domain import schema
 from essmap.domain.schema import WGS84
 from essmap.domain.selection import Selection
 from essmap.store import filters
+from essmap.store.connection import execute_literal
 from essmap.store.read import arrow_frame, frame_from_arrow
 
-# geopandas and shapely are imported where geometry is built: table queries (the CLI's) start without them
+# pandas is imported where frames are built (:mod:`essmap.store.read`), geopandas and shapely where geometry
+# is: a CLI query that prints rows starts without them
 if TYPE_CHECKING:
     import geopandas as gpd
+    import pandas as pd
 
 #: Column of the point layers holding each row's unit, by level (QPV: the generation's column).
 POINT_UNIT_COLUMN: dict[str, str] = {
@@ -113,7 +115,14 @@ def _qpv_unit_sql(level: str) -> str:
 
 def unit_counts(con: duckdb.DuckDBPyConnection, level: str, selection: Selection, *,
                 radius_m: float) -> pd.DataFrame:
-    """Counts per unit of ``level`` in the selection: the inputs of every indicator.
+    """Counts per unit of ``level`` in the selection: the inputs of every indicator (see :func:`unit_counts_sql`)."""
+    sql, params = unit_counts_sql(con, level, selection, radius_m=radius_m)
+    return arrow_frame(con.execute(sql, params).arrow())
+
+
+def unit_counts_sql(con: duckdb.DuckDBPyConnection, level: str, selection: Selection, *,
+                    radius_m: float) -> tuple[str, list[object]]:
+    """The query of the counts per unit of ``level`` in the selection, and its parameters.
 
     Units are those touching the selection's territory, each counted whole (see :func:`_units_sql`);
     establishments and tiers-lieux of a unit are those the selection's other filters keep; QPVs those
@@ -176,8 +185,54 @@ def unit_counts(con: duckdb.DuckDBPyConnection, level: str, selection: Selection
     LEFT JOIN qp ON qp.code = units.code
     ORDER BY units.code"""
     r = float(radius_m)
-    all_params = [*params, *est.params, *tl.params, *sq.params, r, r, generation, *reach.params]
-    return arrow_frame(con.execute(sql, all_params).arrow())
+    return sql, [*params, *est.params, *tl.params, *sq.params, r, r, generation, *reach.params]
+
+
+#: Columns of :func:`unit_indicators`, in order (the catalogue of :mod:`essmap.analysis.indicators`).
+INDICATOR_COLUMNS: tuple[str, ...] = (
+    "code", "nom", "population", "n_etablissements", "n_etablissements_employeurs", "n_organisations",
+    "etablissements_pour_10k_hab", "etablissements_employeurs_pour_10k_hab", "n_etablissements_en_qpv",
+    "part_etablissements_en_qpv", "part_etablissements_hors_qpv", "n_employeurs_en_qpv", "part_employeurs_en_qpv",
+    "n_tiers_lieux", "n_qpv", "n_qpv_avec_tiers_lieu", "part_qpv_avec_tiers_lieu", "rayon_m",
+    "inclut_donnees_simulees",
+)
+
+
+def unit_indicators(con: duckdb.DuckDBPyConnection, level: str, selection: Selection, *,
+                    radius_m: float) -> duckdb.DuckDBPyConnection:
+    """Every indicator per unit of ``level``, columns :data:`INDICATOR_COLUMNS`, one row per unit sorted by
+    code: the counts of :func:`unit_counts_sql` with their rates per 10,000 inhabitants and shares (fractions
+    in [0, 1]) derived in the same query, NULL where the denominator is 0 or unknown.
+
+    Returns the executed query: the dashboard makes a frame of it (Arrow), the CLI writes its rows as
+    they come, without pandas. The rates are the same IEEE operations in the same order as
+    ``n / population * 10000`` on float64 arrays.
+    """
+    counts_sql, params = unit_counts_sql(con, level, selection, radius_m=radius_m)
+
+    def share(part: str, whole: str) -> str:
+        return f"CASE WHEN {whole} > 0 THEN {part}::DOUBLE / {whole}::DOUBLE END"
+
+    def per_10k(count: str) -> str:
+        return f"CASE WHEN population > 0 THEN {count}::DOUBLE / population::DOUBLE * 10000.0 END"
+
+    sql = f"""
+    WITH counts AS ({counts_sql})
+    SELECT code, nom, population, n_etablissements, n_etablissements_employeurs, n_organisations,
+           {per_10k("n_etablissements")} AS etablissements_pour_10k_hab,
+           {per_10k("n_etablissements_employeurs")} AS etablissements_employeurs_pour_10k_hab,
+           n_etablissements_en_qpv,
+           {share("n_etablissements_en_qpv", "n_etablissements")} AS part_etablissements_en_qpv,
+           CASE WHEN n_etablissements > 0
+                THEN 1.0::DOUBLE - n_etablissements_en_qpv::DOUBLE / n_etablissements::DOUBLE END
+               AS part_etablissements_hors_qpv,
+           n_employeurs_en_qpv,
+           {share("n_employeurs_en_qpv", "n_etablissements_employeurs")} AS part_employeurs_en_qpv,
+           n_tiers_lieux, n_qpv, n_qpv_avec_tiers_lieu,
+           {share("n_qpv_avec_tiers_lieu", "n_qpv")} AS part_qpv_avec_tiers_lieu,
+           ?::DOUBLE AS rayon_m, inclut_donnees_simulees
+    FROM counts ORDER BY code"""
+    return execute_literal(con, sql, [*params, float(radius_m)])
 
 
 def breakdown_counts(con: duckdb.DuckDBPyConnection, level: str, by: str, selection: Selection, *,
@@ -267,14 +322,22 @@ def point_groups(con: duckdb.DuckDBPyConnection, table: str, selection: Selectio
 
 
 def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius_m: float) -> pd.DataFrame:
+    """:func:`qpv_coverage_rows` as a frame."""
+    return arrow_frame(qpv_coverage_rows(con, selection, radius_m=radius_m).arrow())
+
+
+def qpv_coverage_rows(con: duckdb.DuckDBPyConnection, selection: Selection, *,
+                      radius_m: float) -> duckdb.DuckDBPyConnection:
     """Per QPV of the selection: tiers-lieux within ``radius_m`` and the nearest one within the stored
     radius, from the stored pairs; the tiers-lieu filters of the selection apply (any territory).
 
     Columns ``code_qp``, ``lib_qp``, ``insee_com``, ``lib_com``, ``n_tiers_lieux``, ``nearest_id``,
     ``nearest_nom``, ``nearest_distance_m`` (<NA> when no tiers-lieu lies within
     :data:`~essmap.domain.schema.STORED_RADIUS_M`), ``nearest_localisation`` (how the nearest one was
-    positioned), ``covered``, ``is_synthetic_involved``, sorted by code. Tiers-lieux known by their
-    commune only are not in the stored pairs: they never count.
+    positioned), ``covered``, ``is_synthetic_involved``, ``radius_m``, sorted by code. Tiers-lieux known
+    by their commune only are not in the stored pairs: they never count.
+
+    Returns the executed query (a frame with :func:`qpv_coverage`; the CLI writes its rows as they come).
     """
     generation = generation_of(con, selection)
     sq = filters.qpv(selection, generation)
@@ -295,18 +358,19 @@ def qpv_coverage(con: duckdb.DuckDBPyConnection, selection: Selection, *, radius
            arg_min(p.precision_localisation, (p.distance_m, p.id_tiers_lieu)) AS nearest_localisation,
            count(p.code_qp) FILTER (WHERE p.distance_m <= ?) > 0 AS covered,
            coalesce(bool_or(p.synthetic) FILTER (WHERE p.distance_m <= ?), FALSE)
-             OR coalesce(arg_min(p.synthetic, (p.distance_m, p.id_tiers_lieu)), FALSE) AS is_synthetic_involved
+             OR coalesce(arg_min(p.synthetic, (p.distance_m, p.id_tiers_lieu)), FALSE) AS is_synthetic_involved,
+           ?::DOUBLE AS radius_m
     FROM q LEFT JOIN p ON p.code_qp = q.code_qp
     GROUP BY q.code_qp, q.lib_qp, q.insee_com, q.lib_com ORDER BY q.code_qp"""
     r = float(radius_m)
-    return arrow_frame(con.execute(sql, [*sq.params, generation, *reach.params, r, r, r]).arrow())
+    return execute_literal(con, sql, [*sq.params, generation, *reach.params, r, r, r, r])
 
 
 def tiers_lieux_by_precision(con: duckdb.DuckDBPyConnection, selection: Selection) -> dict[str, int]:
     """How many tiers-lieux of the selection were positioned each way (``precision_localisation``)."""
     where = filters.points(selection, "tiers_lieux", generation_of(con, selection))
-    rows = con.execute(
-        f"SELECT coalesce(precision_localisation, ?), count(*) FROM tiers_lieux WHERE {where.sql} GROUP BY 1",
+    rows = execute_literal(
+        con, f"SELECT coalesce(precision_localisation, ?), count(*) FROM tiers_lieux WHERE {where.sql} GROUP BY 1",
         [schema.LOCATION_PROVIDED, *where.params],
     ).fetchall()
     return {str(k): int(n) for k, n in rows}
@@ -321,7 +385,7 @@ def tiers_lieux_near_qpv(con: duckdb.DuckDBPyConnection, selection: Selection, *
         raise ValueError(f"radius {radius_m} beyond the stored pairs ({schema.STORED_RADIUS_M} m)")
     generation = generation_of(con, selection)
     where = filters.points(selection, "tiers_lieux", generation, alias="t")
-    row = con.execute(f"""
+    row = execute_literal(con, f"""
         SELECT count(*),
                count(*) FILTER (WHERE EXISTS (SELECT 1 FROM qpv_tiers_lieux p WHERE p.id_tiers_lieu = t.id_tiers_lieu
                                               AND p.generation = ? AND p.distance_m <= ?)),

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-import numpy as np
-import pandas as pd
 
 from essmap.domain import schema
 from essmap.domain.schema import WGS84
 
-# geopandas and shapely are imported where geometry is built: table queries (the CLI's) start without them
+# numpy and pandas are imported where frames are built, geopandas and shapely where geometry is: a CLI
+# query that prints rows starts without them
 if TYPE_CHECKING:
     import geopandas as gpd
+    import pandas as pd
 
 
 def read_layer(
@@ -58,6 +58,7 @@ def arrow_frame(table) -> pd.DataFrame:
 def frame_from_arrow(table) -> gpd.GeoDataFrame:
     """The one place where WKB from DuckDB becomes shapely geometry."""
     import geopandas as gpd
+    import numpy as np
     import shapely
 
     if hasattr(table, "read_all"):
@@ -69,6 +70,7 @@ def frame_from_arrow(table) -> gpd.GeoDataFrame:
 
 
 def arrow_types(arrow_type):
+    import pandas as pd
     import pyarrow as pa
 
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
@@ -97,6 +99,7 @@ def quarantine_rows(con: duckdb.DuckDBPyConnection, *, source: str | None = None
                     limit: int | None = None) -> pd.DataFrame:
     """Quarantined rows in file order (all of them unless ``limit``: see :func:`quarantine_batches`
     for large quarantines)."""
+    import pandas as pd
     parts = list(quarantine_batches(con, source=source, limit=limit))
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in schema.QUARANTINE})
@@ -183,6 +186,7 @@ def copy_quarantine_csv(con: duckdb.DuckDBPyConnection, target: Path, *, spill: 
 
 def layer_counts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Rows per layer, with how many are synthetic where the layer has that flag."""
+    import pandas as pd
     rows = []
     for table, columns in schema.LAYERS.items():
         synth = "count(*) FILTER (WHERE is_synthetic)" if "is_synthetic" in columns else "0"

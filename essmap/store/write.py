@@ -20,23 +20,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from essmap.domain import schema
 from essmap.domain.errors import BuildError, EssmapError
 from essmap.domain.formatting import format_number
-from essmap.io.readers.common import SourceMeta
 from essmap.io.scratch import scratch_folder
 from essmap.io.text import printable
 from essmap.store.connection import FORMAT_VERSION
 from essmap.store.lock import filesystem_message, writer_lock
 
-# geopandas, shapely and the memberships (geometry) are imported where rows are written: table queries
-# (the CLI's) start without them
+# numpy, pandas, pyarrow, geopandas, shapely and the memberships (geometry) are imported where rows are
+# written: table queries (the CLI's) start without them
 if TYPE_CHECKING:
     import geopandas as gpd
+    import pandas as pd
+    import pyarrow as pa
+
+    from essmap.io.readers.common import SourceMeta
 
 #: Tables holding a layer with a geometry column, in dependency order.
 GEOMETRY_TABLES: tuple[str, ...] = (
@@ -358,6 +358,9 @@ def _arrow_rows(frame: gpd.GeoDataFrame, table: str, columns: list[str], source_
     """The rows to insert as an Arrow table (DuckDB scans it without a copy to Python objects):
     the canonical columns, the source file of file layers, the geometry as WKB (``_wkb``) and the
     row's position (``_n``, from ``first``)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
     import shapely
 
     data = pa.Table.from_pandas(pd.DataFrame({c: frame[c] for c in columns}), preserve_index=False)
