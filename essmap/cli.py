@@ -520,8 +520,7 @@ def _write_query_rows(columns: list[str], rows: list[tuple], stem: str, territor
     """A query's rows as CSV straight from DuckDB: the bytes of :func:`_write_query_result`, without pandas."""
     from essmap.render.tables import export_file_name, write_csv_rows
 
-    _check_table_options("csv", separator)
-    target = out or export_file_name(stem, territory, "csv")
+    target = out or export_file_name(stem, territory, "csv")  # options checked before the query
     write_csv_rows(columns, rows, target, separator=separator, force=force, protect=db)
     if target != "-":
         err_console.print(f"Écrit : {target}", highlight=False)
@@ -559,7 +558,7 @@ def query_qpv_radius(
     Les tiers-lieux placés à leur commune seulement (localisation approximative) sont laissés hors du calcul.
     """
     from essmap import store
-    from essmap.analysis.coverage import approximate_tiers_lieux, qpv_coverage, stored_coverage_rows
+    from essmap.analysis.coverage import approximate_tiers_lieux, covered_share, qpv_coverage, stored_coverage_rows
     from essmap.domain.formatting import format_number, format_percent
     from essmap.render.tables import GEOGRAPHIC_FORMATS
 
@@ -583,16 +582,16 @@ def query_qpv_radius(
             con.close()
         if found:
             columns, rows = found
-            flags = [(row[columns.index("covered")], row[columns.index("is_synthetic_involved")]) for row in rows]
-            covered, total = sum(bool(c) for c, _ in flags), len(rows)
-            synthetic = any(bool(s) for _, s in flags)
+            covered_at, synthetic_at = columns.index("covered"), columns.index("is_synthetic_involved")
+            covered, total = sum(bool(row[covered_at]) for row in rows), len(rows)
+            synthetic = any(bool(row[synthetic_at]) for row in rows)
         else:
             assert result is not None
             covered, total = int(result["covered"].sum()), len(result)
             synthetic = bool(result["is_synthetic_involved"].any())
         err_console.print(
             f"QPV avec au moins un tiers-lieu à moins de {format_number(radius)} m : {covered} sur "
-            f"{total} ({format_percent(covered / total if total else float('nan'))}) ; zones blanches : "
+            f"{total} ({format_percent(covered_share(covered, total))}) ; zones blanches : "
             f"{total - covered}.",
             highlight=False,
         )
@@ -618,7 +617,7 @@ def query_qpv_radius(
 def _france_shares(con, selection, radius: float):
     """The two France-wide shares of France Tiers-Lieux / ANCT, computed on the store, with the
     published figures: a function of the QPVs covered and counted giving the lines to print."""
-    from essmap.analysis.coverage import tiers_lieux_near_qpv_share
+    from essmap.analysis.coverage import covered_share, tiers_lieux_near_qpv_share
     from essmap.analysis.references import REFERENCES_BY_KEY
     from essmap.domain.formatting import format_number, format_percent
 
@@ -632,7 +631,7 @@ def _france_shares(con, selection, radius: float):
             f"({format_number(near)} sur {format_number(total)} localisés précisément) ; publié : "
             f"{format_percent(published_tl.value)} ({published_tl.source_fr}).",
             f"QPV ayant un tiers-lieu à moins de {format_number(radius)} m : "
-            f"{format_percent(covered / qpv_total if qpv_total else float('nan'))} "
+            f"{format_percent(covered_share(covered, qpv_total))} "
             f"({format_number(covered)} sur {format_number(qpv_total)}) ; publié : "
             f"{format_percent(published_qpv.value)} ({published_qpv.source_fr}).",
         ]

@@ -162,6 +162,9 @@ def tiers_lieux_near_qpv_share(con: duckdb.DuckDBPyConnection, selection: Select
 
 def coverage_share(result: pd.DataFrame) -> float:
     """Share (0-1) of QPVs covered in a radius result (``covered`` column); NaN when empty."""
-    if len(result) == 0:
-        return float("nan")
-    return float(result["covered"].to_numpy(dtype=bool).mean())
+    return covered_share(int(result["covered"].to_numpy(dtype=bool).sum()), len(result))
+
+
+def covered_share(covered: int, total: int) -> float:
+    """Share (0-1) of ``total`` QPVs that the ``covered`` ones are; NaN when there is none."""
+    return covered / total if total else float("nan")
