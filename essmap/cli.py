@@ -10,9 +10,9 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
-import typer
+import click
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -29,21 +29,28 @@ from rich.text import Text
 from essmap.domain.config import Settings, load_settings
 from essmap.domain.errors import EssmapError
 
-app = typer.Typer(
-    name="essmap",
-    help="essmap : l'économie sociale et solidaire (ESS), les QPV et les tiers-lieux sur une carte.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+#: Help on ``-h`` as on ``--help``, defaults shown: the options of a command read as a form.
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+
+@click.group(name="essmap", context_settings=CONTEXT)
+def app() -> None:
+    """essmap : l'économie sociale et solidaire (ESS), les QPV et les tiers-lieux sur une carte."""
+
+
 console = Console()
 err_console = Console(stderr=True)
 
-DbOption = Annotated[
-    Path | None,
-    typer.Option("--db", help="Fichier DuckDB (défaut : data/essmap.duckdb, ou $ESSMAP_DB).",
-                 dir_okay=False),
-]
+#: Ends a command with this exit status (click prints nothing more).
+Exit = click.exceptions.Exit
+
+
+def _path(**kwargs: bool) -> click.Path:
+    return click.Path(path_type=Path, **kwargs)
+
+
+db_option = click.option("--db", type=_path(dir_okay=False), default=None, show_default=False,
+                         help="Fichier DuckDB (défaut : data/essmap.duckdb, ou $ESSMAP_DB).")
 
 
 def _settings(db: Path | None) -> Settings:
@@ -60,7 +67,7 @@ def _user_errors() -> Iterator[None]:
         yield
     except EssmapError as exc:
         err_console.print(f"[bold red]Erreur :[/] {exc}", highlight=False, markup=True)
-        raise typer.Exit(1) from None
+        raise Exit(1) from None
 
 
 @contextmanager
@@ -85,11 +92,11 @@ def _safe_errors(*, store_path: Path | None = None) -> Iterator[None]:
     except EssmapError as exc:
         text = printable(exc, keep_newlines=True)
         err_console.print(Text.assemble(("Erreur :", "bold red"), f" {text}{untouched(text)}"))
-        raise typer.Exit(1) from None
+        raise Exit(1) from None
     except KeyboardInterrupt:
         err_console.print(f"Interrompu.{untouched()}", markup=False, highlight=False)
-        raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort, SystemExit):
+        raise Exit(130) from None
+    except (Exit, click.Abort, SystemExit):
         raise
     except Exception as exc:
         if os.environ.get("ESSMAP_DEBUG"):
@@ -102,7 +109,7 @@ def _safe_errors(*, store_path: Path | None = None) -> Iterator[None]:
             f" {printable(cause, keep_newlines=True)}{untouched(cause)} Si le problème persiste, relancez avec "
             "ESSMAP_DEBUG=1 pour obtenir le détail technique et signalez-le.",
         ))
-        raise typer.Exit(1) from None
+        raise Exit(1) from None
 
 
 def _notice(message: str) -> None:
@@ -177,29 +184,24 @@ def _fmt(n: int | float) -> str:
 
 
 @app.command()
-def build(
-    db: DbOption = None,
-    scale: Annotated[float | None, typer.Option(help="Démonstration : volume des données simulées (1 = réaliste).",
-                                                min=0.001)] = None,
-    officiel: Annotated[bool, typer.Option(
-        "--officiel", help="Construire une base de données réelles (fichiers officiels téléchargés) pour "
-        "--departements, --region ou --france.")] = False,
-    departements: Annotated[str | None, typer.Option("--departements", help="Avec --officiel : départements, ex. "
-                                                     "38 ou 13,84,2A.")] = None,
-    region: Annotated[str | None, typer.Option("--region", help="Avec --officiel : tous les départements d'une "
-                                               "région (code INSEE, ex. 84).")] = None,
-    france: Annotated[bool, typer.Option("--france", help="Avec --officiel : toute la France.")] = False,
-    qpv2015: Annotated[bool, typer.Option("--qpv2015", help="Avec --officiel : charger aussi les QPV de la "
-                                          "génération 2015.")] = False,
-    miroir: Annotated[str | None, typer.Option("--miroir", help="Avec --officiel : prendre les fichiers dans ce "
-                                               "dossier, ou sous cette adresse de base http(s)://, sous les noms de "
-                                               "`essmap fetch --liste`.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Avec --officiel : retélécharger les fichiers même complets "
-                                        "dans le cache (nouveau stock mensuel SIRENE).")] = False,
-    cache: Annotated[Path | None, typer.Option("--cache", file_okay=False, help="Avec --officiel : dossier du cache "
-                                               "des téléchargements (défaut : data/cache, ou $ESSMAP_CACHE_DIR).")]
-    = None,
-) -> None:
+@db_option
+@click.option("--scale", type=click.FloatRange(min=0.001), default=None,
+              help="Démonstration : volume des données simulées (1 = réaliste).")
+@click.option("--officiel", is_flag=True, help="Construire une base de données réelles (fichiers officiels "
+              "téléchargés) pour --departements, --region ou --france.")
+@click.option("--departements", default=None, help="Avec --officiel : départements, ex. 38 ou 13,84,2A.")
+@click.option("--region", default=None, help="Avec --officiel : tous les départements d'une région (code INSEE, "
+              "ex. 84).")
+@click.option("--france", is_flag=True, help="Avec --officiel : toute la France.")
+@click.option("--qpv2015", is_flag=True, help="Avec --officiel : charger aussi les QPV de la génération 2015.")
+@click.option("--miroir", default=None, help="Avec --officiel : prendre les fichiers dans ce dossier, ou sous cette "
+              "adresse de base http(s)://, sous les noms de `essmap fetch --liste`.")
+@click.option("--force", is_flag=True, help="Avec --officiel : retélécharger les fichiers même complets dans le "
+              "cache (nouveau stock mensuel SIRENE).")
+@click.option("--cache", type=_path(file_okay=False), default=None, help="Avec --officiel : dossier du cache des "
+              "téléchargements (défaut : data/cache, ou $ESSMAP_CACHE_DIR).", show_default=False)
+def build(db: Path | None, scale: float | None, officiel: bool, departements: str | None, region: str | None,
+          france: bool, qpv2015: bool, miroir: str | None, force: bool, cache: Path | None) -> None:
     """Construire la base : la démonstration (région PACA, établissements ESS simulés), ou avec --officiel
     une base de données réelles pour des départements, une région ou la France."""
     settings = _settings(db)
@@ -302,30 +304,28 @@ def _build_official(settings: Settings, *, departements: str | None, region: str
 
 
 @app.command()
-def ingest(
-    source: Annotated[str, typer.Argument(help="qpv, communes, sirene ou tiers-lieux.")],
-    files: Annotated[list[Path], typer.Argument(help="Fichiers officiels tels que publiés.")],
-    departements: Annotated[str | None, typer.Option(help="Restreindre à ces départements, ex. 13,93,2A.")] = None,
-    generation: Annotated[str | None, typer.Option(help="Génération des QPV (2024 ou 2015), ou millésime des "
-                                                   "communes / tiers-lieux, si le fichier ne le dit pas.")] = None,
-    colonnes: Annotated[str | None, typer.Option(help="Correspondance des colonnes (tiers-lieux), ex. "
-                                                 "nom=NOM,latitude=LAT.")] = None,
-    geoloc: Annotated[list[Path] | None, typer.Option(
-        "--geoloc", dir_okay=False,
-        help="Tiers-lieux sans coordonnées : fichier de géolocalisation SIRENE de l'INSEE "
-        "(GeolocalisationEtablissement_Sirene_pour_etudes_statistiques), pour les placer à l'établissement de "
-        "leur structure (SIREN) dans leur commune.")] = None,
-    ban: Annotated[list[Path] | None, typer.Option(
-        "--ban", dir_okay=False,
-        help="Tiers-lieux sans coordonnées : fichier adresses-<DEP>.csv.gz de la Base Adresse Nationale, pour "
-        "les placer à leur adresse (répétez l'option pour plusieurs départements).")] = None,
-    etablissements_sirene: Annotated[list[Path] | None, typer.Option(
-        "--etablissements-sirene", dir_okay=False,
-        help="Avec --geoloc (facultatif) : fichier StockEtablissement, pour ne garder que les établissements "
-        "actifs et choisir d'après l'adresse quand la structure en a plusieurs dans la commune.")] = None,
-    db: DbOption = None,
-) -> None:
-    """Charger des fichiers officiels dans la base (la base précédente reste intacte en cas d'erreur).
+@click.argument("source")
+@click.argument("files", nargs=-1, required=True, type=_path())
+@click.option("--departements", default=None, help="Restreindre à ces départements, ex. 13,93,2A.")
+@click.option("--generation", default=None, help="Génération des QPV (2024 ou 2015), ou millésime des communes / "
+              "tiers-lieux, si le fichier ne le dit pas.")
+@click.option("--colonnes", default=None, help="Correspondance des colonnes (tiers-lieux), ex. nom=NOM,latitude=LAT.")
+@click.option("--geoloc", multiple=True, type=_path(dir_okay=False),
+              help="Tiers-lieux sans coordonnées : fichier de géolocalisation SIRENE de l'INSEE "
+              "(GeolocalisationEtablissement_Sirene_pour_etudes_statistiques), pour les placer à l'établissement de "
+              "leur structure (SIREN) dans leur commune.")
+@click.option("--ban", multiple=True, type=_path(dir_okay=False),
+              help="Tiers-lieux sans coordonnées : fichier adresses-<DEP>.csv.gz de la Base Adresse Nationale, pour "
+              "les placer à leur adresse (répétez l'option pour plusieurs départements).")
+@click.option("--etablissements-sirene", multiple=True, type=_path(dir_okay=False),
+              help="Avec --geoloc (facultatif) : fichier StockEtablissement, pour ne garder que les établissements "
+              "actifs et choisir d'après l'adresse quand la structure en a plusieurs dans la commune.")
+@db_option
+def ingest(source: str, files: tuple[Path, ...], departements: str | None, generation: str | None,
+           colonnes: str | None, geoloc: tuple[Path, ...], ban: tuple[Path, ...],
+           etablissements_sirene: tuple[Path, ...], db: Path | None) -> None:
+    """Charger des fichiers officiels dans la base (la base précédente reste intacte en cas d'erreur) :
+    SOURCE (qpv, communes, sirene ou tiers-lieux) et ses FILES, fichiers officiels tels que publiés.
 
     Tiers-lieux sans coordonnées (recensement France Tiers-Lieux) : placés hors ligne avec --geoloc et
     --ban ; ceux qui ne peuvent l'être qu'à leur commune sont montrés (localisation approximative) mais
@@ -343,7 +343,7 @@ def ingest(
             raise EssmapError("--etablissements-sirene ne sert qu'avec --geoloc (fichier de géolocalisation SIRENE).")
         deps = _ingest_departements(departements, source, settings.db_path)
         with _progress_bar() as progress:
-            report = ingest_files(settings.db_path, source, files, settings=settings, departements=deps,
+            report = ingest_files(settings.db_path, source, list(files), settings=settings, departements=deps,
                                   generation=generation, columns=columns, placement=placement, progress=progress,
                                   notify=_notice)
         _print_loaded(report)
@@ -414,24 +414,21 @@ def _sources_addresses(catalogue) -> list[str]:
 
 
 @app.command()
-def fetch(
-    sources: Annotated[list[str] | None, typer.Argument(
-        help="Sources officielles à télécharger, une ou plusieurs (voir `essmap fetch --liste`).",
-        show_default=False)] = None,
-    dest: Annotated[Path | None, typer.Option(help="Dossier du cache (défaut : data/cache, ou "
-                                              "$ESSMAP_CACHE_DIR).")] = None,
-    liste: Annotated[bool, typer.Option("--liste", help="Lister les sources téléchargeables.")] = False,
-    markdown: Annotated[bool, typer.Option("--markdown", help="Lister les sources en tableau Markdown (celui du "
-                                           "README).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Retélécharger même si le fichier est déjà complet dans le "
-                                        "cache (nouveau stock mensuel SIRENE).")] = False,
-    miroir: Annotated[str | None, typer.Option("--miroir", help="Prendre les fichiers dans ce dossier, ou sous cette "
-                                               "adresse de base http(s)://, sous les noms de fichier de "
-                                               "`essmap fetch --liste` (proxy, réseau interne).")] = None,
-    departements: Annotated[str | None, typer.Option("--departements", help="Départements des sources à un fichier "
-                                                     "par département (ban_adresses), ex. 13,84,2A.")] = None,
-) -> None:
-    """Télécharger les fichiers officiels (reprise des téléchargements interrompus, vérification)."""
+@click.argument("sources", nargs=-1)
+@click.option("--dest", type=_path(), default=None, show_default=False,
+              help="Dossier du cache (défaut : data/cache, ou $ESSMAP_CACHE_DIR).")
+@click.option("--liste", is_flag=True, help="Lister les sources téléchargeables.")
+@click.option("--markdown", is_flag=True, help="Lister les sources en tableau Markdown (celui du README).")
+@click.option("--force", is_flag=True, help="Retélécharger même si le fichier est déjà complet dans le cache "
+              "(nouveau stock mensuel SIRENE).")
+@click.option("--miroir", default=None, help="Prendre les fichiers dans ce dossier, ou sous cette adresse de base "
+              "http(s)://, sous les noms de fichier de `essmap fetch --liste` (proxy, réseau interne).")
+@click.option("--departements", default=None, help="Départements des sources à un fichier par département "
+              "(ban_adresses), ex. 13,84,2A.")
+def fetch(sources: tuple[str, ...], dest: Path | None, liste: bool, markdown: bool, force: bool, miroir: str | None,
+          departements: str | None) -> None:
+    """Télécharger les fichiers officiels (reprise des téléchargements interrompus, vérification) : SOURCES,
+    une ou plusieurs (voir `essmap fetch --liste`)."""
     from essmap.io.fetch import fetch_command, fetch_file, files_of_source, unpack
     from essmap.io.sources import SOURCES, describe_sources
     from essmap.io.text import printable
@@ -476,19 +473,21 @@ def fetch(
         console.print(str(p), markup=False, highlight=False)
 
 
-query_app = typer.Typer(help="Analyses : QPV et tiers-lieux dans un rayon, indicateurs par territoire.",
-                        no_args_is_help=True)
-app.add_typer(query_app, name="query")
+@app.group("query")
+def query_app() -> None:
+    """Analyses : QPV et tiers-lieux dans un rayon, indicateurs par territoire."""
 
-FormatOption = Annotated[str, typer.Option("--format", help="csv, xlsx, geojson ou gpkg.")]
-OutOption = Annotated[str | None, typer.Option("--out", help="Fichier de sortie ; « - » pour la sortie standard. "
-                                                "Défaut : un fichier nommé d'après la requête, le territoire et "
-                                                "la date.")]
-SeparatorOption = Annotated[str, typer.Option("--separateur", help="Séparateur CSV : « , » ou « ; » (tableurs "
-                                                                   "français, virgule décimale).")]
-ForceOption = Annotated[bool, typer.Option("--force", help="Remplacer le fichier de sortie s'il existe déjà.")]
-DepartementOption = Annotated[str | None, typer.Option("--departement", help="Restreindre à un ou plusieurs "
-                                                                             "départements, ex. 13 ou 13,84.")]
+
+format_option = click.option("--format", "fmt", default="csv", help="csv, xlsx, geojson ou gpkg.")
+out_option = click.option("--out", default=None, show_default=False, help="Fichier de sortie ; « - » pour la sortie "
+                          "standard. Défaut : un fichier nommé d'après la requête, le territoire et la date.")
+separator_option = click.option("--separateur", default=",", help="Séparateur CSV : « , » ou « ; » (tableurs "
+                                "français, virgule décimale).")
+force_option = click.option("--force", is_flag=True, help="Remplacer le fichier de sortie s'il existe déjà.")
+departement_option = click.option("--departement", default=None, help="Restreindre à un ou plusieurs départements, "
+                                  "ex. 13 ou 13,84.")
+#: A radius in metres, from 0 (inside the QPV) to 50 km.
+RADIUS = click.FloatRange(0, 50_000)
 
 
 def _check_table_options(fmt: str, separator: str) -> None:
@@ -536,23 +535,20 @@ def _synthetic_note(flag: bool) -> None:
 
 
 @query_app.command("qpv-radius")
-def query_qpv_radius(
-    radius: Annotated[float, typer.Option("--radius", min=0, max=50_000, help="Rayon en mètres (distance au "
-                                                                              "polygone du QPV, 0 à "
-                                                                              "l'intérieur).")] = 1000.0,
-    departement: DepartementOption = None,
-    generation: Annotated[str | None, typer.Option(help="Génération des QPV (défaut : la plus récente "
-                                                        "chargée).")] = None,
-    france: Annotated[bool, typer.Option("--france", help="Toute la base, sans restriction de département, avec "
-                                         "les deux parts publiées par France Tiers-Lieux et l'ANCT (31 % des "
-                                         "tiers-lieux à moins d'1 km d'un QPV, 36 % des QPV avec un tiers-lieu à "
-                                         "moins d'1 km) pour comparaison.")] = False,
-    fmt: FormatOption = "csv",
-    out: OutOption = None,
-    separateur: SeparatorOption = ",",
-    force: ForceOption = False,
-    db: DbOption = None,
-) -> None:
+@click.option("--radius", type=RADIUS, default=1000.0, help="Rayon en mètres (distance au polygone du QPV, 0 à "
+              "l'intérieur).")
+@departement_option
+@click.option("--generation", default=None, help="Génération des QPV (défaut : la plus récente chargée).")
+@click.option("--france", is_flag=True, help="Toute la base, sans restriction de département, avec les deux parts "
+              "publiées par France Tiers-Lieux et l'ANCT (31 % des tiers-lieux à moins d'1 km d'un QPV, 36 % des QPV "
+              "avec un tiers-lieu à moins d'1 km) pour comparaison.")
+@format_option
+@out_option
+@separator_option
+@force_option
+@db_option
+def query_qpv_radius(radius: float, departement: str | None, generation: str | None, france: bool, fmt: str,
+                     out: str | None, separateur: str, force: bool, db: Path | None) -> None:
     """Pour chaque QPV : tiers-lieux à moins de RADIUS mètres, le plus proche et sa distance.
 
     Les tiers-lieux placés à leur commune seulement (localisation approximative) sont laissés hors du calcul.
@@ -667,24 +663,24 @@ def _check_departements(con, departements: list[str] | None) -> None:
 
 
 @query_app.command("indicators")
-def query_indicators(
-    level: Annotated[str, typer.Option("--level", help="commune, epci, departement, region ou qpv.")] = "commune",
-    departement: DepartementOption = None,
-    radius: Annotated[float, typer.Option("--radius", min=0, max=50_000, help="Rayon de couverture des QPV par "
-                                                                              "les tiers-lieux, en mètres.")] = 1000.0,
-    fmt: FormatOption = "csv",
-    out: OutOption = None,
-    separateur: SeparatorOption = ",",
-    force: ForceOption = False,
-    db: DbOption = None,
-) -> None:
+@click.option("--level", default="commune", help="commune, epci, departement, region ou qpv.")
+@departement_option
+@click.option("--radius", type=RADIUS, default=1000.0, help="Rayon de couverture des QPV par les tiers-lieux, en "
+              "mètres.")
+@format_option
+@out_option
+@separator_option
+@force_option
+@db_option
+def query_indicators(level: str, departement: str | None, radius: float, fmt: str, out: str | None,
+                     separateur: str, force: bool, db: Path | None) -> None:
     """Indicateurs ESS par territoire (établissements, pour 10 000 habitants, part en QPV, tiers-lieux)."""
     from essmap import store
     from essmap.analysis.indicators import LEVELS, indicator_rows, indicators_by_level
 
     if level not in LEVELS:
         err_console.print(f"[bold red]Erreur :[/] niveau « {level} » inconnu. Niveaux possibles : {', '.join(LEVELS)}.")
-        raise typer.Exit(1)
+        raise Exit(1)
     settings = _settings(db)
     deps = _parse_departements(departement)
     with _user_errors():
@@ -712,24 +708,23 @@ def query_indicators(
                                 db=settings.db_path)
 
 
-export_app = typer.Typer(help="Exports pour les rapports : carte (PNG 300 dpi, PDF, SVG), portrait de "
-                              "territoire (PDF), "
-                         "tableaux de la vue.", no_args_is_help=True)
-app.add_typer(export_app, name="export")
+@app.group("export")
+def export_app() -> None:
+    """Exports pour les rapports : carte (PNG 300 dpi, PDF, SVG), portrait de territoire (PDF), tableaux de la vue."""
 
-VueOption = Annotated[str | None, typer.Option("--vue", help="Lien du tableau de bord (ou sa partie après « ? ») : "
-                                               "reproduit ses filtres, indicateur, niveau, rayon et classes.")]
-EpciOption = Annotated[str | None, typer.Option("--epci", help="SIREN d'un EPCI, ex. 200054807.")]
-CommuneOption = Annotated[str | None, typer.Option("--commune", help="Code INSEE d'une commune, ex. 13055.")]
-LevelOption = Annotated[str | None, typer.Option("--level", help="Niveau de la carte : commune, epci, "
-                                                                 "departement, region ou qpv.")]
-IndicatorOption = Annotated[str | None, typer.Option("--indicateur", help="Indicateur de la carte (voir essmap "
-                                                                          "query indicators).")]
-MethodOption = Annotated[str | None, typer.Option("--methode", help="Classes : quantiles, natural_breaks ou "
-                                                                    "equal_interval.")]
-ClassesOption = Annotated[int | None, typer.Option("--classes", min=3, max=7, help="Nombre de classes (3 à 7).")]
-RadiusOption = Annotated[float | None, typer.Option("--rayon", min=0, max=50_000, help="Rayon QPV – tiers-lieux "
-                                                                                       "en mètres.")]
+
+vue_option = click.option("--vue", default=None, help="Lien du tableau de bord (ou sa partie après « ? ») : "
+                          "reproduit ses filtres, indicateur, niveau, rayon et classes.")
+epci_option = click.option("--epci", default=None, help="SIREN d'un EPCI, ex. 200054807.")
+commune_option = click.option("--commune", default=None, help="Code INSEE d'une commune, ex. 13055.")
+level_option = click.option("--level", default=None, help="Niveau de la carte : commune, epci, departement, region "
+                            "ou qpv.")
+indicator_option = click.option("--indicateur", default=None, help="Indicateur de la carte (voir essmap query "
+                                "indicators).")
+method_option = click.option("--methode", default=None, help="Classes : quantiles, natural_breaks ou "
+                             "equal_interval.")
+classes_option = click.option("--classes", type=click.IntRange(3, 7), default=None, help="Nombre de classes (3 à 7).")
+rayon_option = click.option("--rayon", type=RADIUS, default=None, help="Rayon QPV – tiers-lieux en mètres.")
 
 
 def _export_view(vue: str | None, *, departement: str | None, epci: str | None, commune: str | None,
@@ -780,27 +775,28 @@ def _view_data_from_store(db: Path | None, view, *, tables: bool = False):
 
 
 @export_app.command("map")
-def export_map(
-    vue: VueOption = None,
-    departement: DepartementOption = None,
-    epci: EpciOption = None,
-    commune: CommuneOption = None,
-    level: LevelOption = None,
-    indicateur: IndicatorOption = None,
-    methode: MethodOption = None,
-    classes: ClassesOption = None,
-    rayon: RadiusOption = None,
-    fond: Annotated[str | None, typer.Option("--fond", help="Fond de carte si ses tuiles sont accessibles : "
-                                             "« OpenStreetMap » ou « Plan IGN » (défaut : aucun, hors ligne).")] = None,
-    titre: Annotated[str | None, typer.Option("--titre", help="Titre de la carte (défaut : indicateur et "
-                                                              "territoire).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="png (300 dpi), pdf ou svg.")] = "png",
-    orientation: Annotated[str, typer.Option("--orientation", help="A4 paysage ou portrait.")] = "paysage",
-    out: Annotated[Path | None, typer.Option("--out", help="Fichier de sortie (défaut : nommé d'après le "
-                                                           "territoire et la date).")] = None,
-    force: ForceOption = False,
-    db: DbOption = None,
-) -> None:
+@vue_option
+@departement_option
+@epci_option
+@commune_option
+@level_option
+@indicator_option
+@method_option
+@classes_option
+@rayon_option
+@click.option("--fond", default=None, help="Fond de carte si ses tuiles sont accessibles : « OpenStreetMap » ou "
+              "« Plan IGN » (défaut : aucun, hors ligne).")
+@click.option("--titre", default=None, help="Titre de la carte (défaut : indicateur et territoire).")
+@click.option("--format", "fmt", default="png", help="png (300 dpi), pdf ou svg.")
+@click.option("--orientation", default="paysage", help="A4 paysage ou portrait.")
+@click.option("--out", type=_path(), default=None, show_default=False,
+              help="Fichier de sortie (défaut : nommé d'après le territoire et la date).")
+@force_option
+@db_option
+def export_map(vue: str | None, departement: str | None, epci: str | None, commune: str | None, level: str | None,
+               indicateur: str | None, methode: str | None, classes: int | None, rayon: float | None,
+               fond: str | None, titre: str | None, fmt: str, orientation: str, out: Path | None, force: bool,
+               db: Path | None) -> None:
     """Carte de la vue pour un rapport : A4, titre, légende, sources et millésimes, échelle, flèche du nord."""
     from essmap.render.snapshot import A4_PIXELS, SNAPSHOT_FORMATS, render_snapshot
     from essmap.render.tables import checked_output_path, export_file_name
@@ -823,23 +819,24 @@ def export_map(
 
 
 @export_app.command("table")
-def export_table(
-    couche: Annotated[str, typer.Option("--couche", help="indicateurs, qpv_tiers_lieux, qpv_etablissements, "
-                                        "etablissements_ess ou tiers_lieux.")] = "indicateurs",
-    vue: VueOption = None,
-    departement: DepartementOption = None,
-    epci: EpciOption = None,
-    commune: CommuneOption = None,
-    level: LevelOption = None,
-    rayon: RadiusOption = None,
-    fmt: FormatOption = "csv",
-    separateur: SeparatorOption = ",",
-    crs: Annotated[str, typer.Option("--crs", help="GeoPackage : 4326 (WGS84, défaut) ou metrique (Lambert-93 "
-                                                   "en métropole).")] = "4326",
-    out: OutOption = None,
-    force: ForceOption = False,
-    db: DbOption = None,
-) -> None:
+@click.option("--couche", default="indicateurs", help="indicateurs, qpv_tiers_lieux, qpv_etablissements, "
+              "etablissements_ess ou tiers_lieux.")
+@vue_option
+@departement_option
+@epci_option
+@commune_option
+@level_option
+@rayon_option
+@format_option
+@separator_option
+@click.option("--crs", default="4326", help="GeoPackage : 4326 (WGS84, défaut) ou metrique (Lambert-93 en "
+              "métropole).")
+@out_option
+@force_option
+@db_option
+def export_table(couche: str, vue: str | None, departement: str | None, epci: str | None, commune: str | None,
+                 level: str | None, rayon: float | None, fmt: str, separateur: str, crs: str, out: str | None,
+                 force: bool, db: Path | None) -> None:
     """Un tableau de la vue, comme l'onglet Exports du tableau de bord : CSV, XLSX, GeoJSON ou GeoPackage."""
     with _user_errors():
         if crs not in ("4326", "metrique"):
@@ -858,18 +855,16 @@ def export_table(
 
 
 @export_app.command("portrait")
-def export_portrait(
-    level: Annotated[str, typer.Option("--level", help="commune, epci, departement ou qpv.")] = "commune",
-    departement: Annotated[str | None, typer.Option("--departement", help="Un portrait par territoire de ce "
-                                                                          "département, ex. 13.")] = None,
-    code: Annotated[str | None, typer.Option("--code", help="Un seul territoire : code INSEE, SIREN d'EPCI, "
-                                                            "code de département ou de QPV.")] = None,
-    rayon: Annotated[float, typer.Option("--rayon", min=0, max=50_000, help="Rayon QPV – tiers-lieux en "
-                                                                            "mètres.")] = 1000.0,
-    out: Annotated[Path, typer.Option("--out", help="Dossier des PDF (créé au besoin).", file_okay=False)] = Path("."),
-    force: ForceOption = False,
-    db: DbOption = None,
-) -> None:
+@click.option("--level", default="commune", help="commune, epci, departement ou qpv.")
+@click.option("--departement", default=None, help="Un portrait par territoire de ce département, ex. 13.")
+@click.option("--code", default=None, help="Un seul territoire : code INSEE, SIREN d'EPCI, code de département ou "
+              "de QPV.")
+@click.option("--rayon", type=RADIUS, default=1000.0, help="Rayon QPV – tiers-lieux en mètres.")
+@click.option("--out", type=_path(file_okay=False), default=Path("."), help="Dossier des PDF (créé au besoin).")
+@force_option
+@db_option
+def export_portrait(level: str, departement: str | None, code: str | None, rayon: float, out: Path, force: bool,
+                    db: Path | None) -> None:
     """Portrait de territoire (PDF de 4 pages) : un territoire (--code) ou tous ceux d'un département."""
     from essmap import store
     from essmap.render.portrait import resolve_scope, write_portraits
@@ -891,18 +886,14 @@ def export_portrait(
 
 
 @app.command()
-def info(
-    db: DbOption = None,
-    quarantaine: Annotated[bool, typer.Option("--quarantaine", help="Lister les lignes en quarantaine (les premières : "
-                                              "voir --limite).")] = False,
-    limite: Annotated[int, typer.Option("--limite", min=0, help="Lignes en quarantaine affichées au plus avec "
-                                        "--quarantaine.")] = 1000,
-    quarantaine_csv: Annotated[Path | None, typer.Option("--quarantaine-csv", dir_okay=False,
-                                                         help="Écrire toutes les lignes en quarantaine dans ce "
-                                                         "fichier CSV (lu par morceaux, quelle que soit sa taille).")]
-    = None,
-    force: ForceOption = False,
-) -> None:
+@db_option
+@click.option("--quarantaine", is_flag=True, help="Lister les lignes en quarantaine (les premières : voir --limite).")
+@click.option("--limite", type=click.IntRange(min=0), default=1000, help="Lignes en quarantaine affichées au plus "
+              "avec --quarantaine.")
+@click.option("--quarantaine-csv", type=_path(dir_okay=False), default=None, help="Écrire toutes les lignes en "
+              "quarantaine dans ce fichier CSV (lu par morceaux, quelle que soit sa taille).")
+@force_option
+def info(db: Path | None, quarantaine: bool, limite: int, quarantaine_csv: Path | None, force: bool) -> None:
     """Ce que contient la base : sources, millésimes, effectifs, quarantaine."""
     from essmap import store
     from essmap.io.text import printable

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from httpmirror import PROXY_VARIABLES, RangeHandler, running_server
 from official_mirror import CLOSED_IN_EDITION_2, GEOLOCATION_FILE, ROOT, build_mirror
-from typer.testing import CliRunner
 
 from essmap import store
 from essmap.cli import app

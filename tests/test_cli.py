@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from essmap import store
 from essmap.cli import app
@@ -152,7 +152,7 @@ def test_queries_do_not_import_the_rendering_stack(demo_db):
     Slow (left out by `make test-unit`): only a fresh interpreter shows what a command imports (2 s)."""
     script = textwrap.dedent(f"""
         import sys
-        from typer.testing import CliRunner
+        from click.testing import CliRunner
         from essmap.cli import app
         for args in (["query", "indicators", "--level", "commune", "--departement", "84"],
                      ["query", "qpv-radius", "--departement", "84"]):

@@ -15,7 +15,7 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 import shapely
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from essmap.cli import app
 from essmap.domain import schema

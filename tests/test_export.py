@@ -15,11 +15,11 @@ import pandas as pd
 import pyogrio
 import pytest
 import streamlit as st
+from click.testing import CliRunner
 from PIL import Image
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 from test_snapshot import SCRIPT, pdf_text
-from typer.testing import CliRunner
 
 from essmap.cli import app
 from essmap.domain.selection import Selection

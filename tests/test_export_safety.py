@@ -15,7 +15,7 @@ import openpyxl
 import pandas as pd
 import pyogrio
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from essmap.cli import app
 from essmap.domain.errors import OutputFileError

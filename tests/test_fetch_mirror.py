@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from httpmirror import PROXY_VARIABLES, RangeHandler, running_server
-from typer.testing import CliRunner
 
 from essmap.cli import app
 from essmap.domain.errors import FetchError

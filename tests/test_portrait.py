@@ -9,8 +9,8 @@ from datetime import date
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from test_snapshot import ESCALE, SCRIPT, broken_numbers, overprinted_characters, pdf_text, poppler, save_page_png
-from typer.testing import CliRunner
 
 from essmap import store
 from essmap.cli import app

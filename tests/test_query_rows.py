@@ -50,7 +50,7 @@ def test_csv_queries_of_the_cli_run_without_pandas(demo_db, tmp_path):
         ["query", "qpv-radius", "--departement", "13", "--separateur", ";", "--out", "-"],
     ]
     code = textwrap.dedent(f"""
-        from typer.testing import CliRunner
+        from click.testing import CliRunner
         from essmap.cli import app
         for args in {runs!r}:
             result = CliRunner().invoke(app, [*args, "--db", {str(demo_db)!r}])

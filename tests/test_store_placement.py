@@ -11,7 +11,7 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 import shapely
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from essmap import geo, store
 from essmap.analysis import coverage, proximity
