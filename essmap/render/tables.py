@@ -161,18 +161,6 @@ def write_csv_rows(columns: Sequence[str], rows: Iterable[Sequence[object]], out
     """
     if separator not in (",", ";"):
         raise ValueError(f"séparateur {separator!r} non pris en charge : « , » ou « ; »")
-    comma = separator == ";"
-
-    def text(value: object) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, str):
-            return _csv_cell(value)
-        if isinstance(value, float):
-            if value != value:  # NaN: missing
-                return ""
-            return repr(value).replace(".", ",") if comma else repr(value)
-        return str(value)  # integers, booleans
 
     def write(path: Path | None) -> None:
         # as pandas writes a frame: the csv module, minimal quoting, CRLF (see _write)
@@ -180,9 +168,26 @@ def write_csv_rows(columns: Sequence[str], rows: Iterable[Sequence[object]], out
               else contextlib.nullcontext(sys.stdout)) as handle:
             writer = csv.writer(handle, delimiter=separator, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
             writer.writerow([_csv_cell(name) for name in columns])
-            writer.writerows([text(value) for value in row] for row in rows)
+            cells = [_csv_column(values, separator) for values in zip(*rows, strict=True)]  # column-wise
+            writer.writerows(zip(*cells, strict=True))
 
     _write_whole(out, write, force=force, protect=protect)
+
+
+def _csv_column(values: Sequence[object], separator: str) -> Sequence[object]:
+    """One column of :func:`write_csv_rows` ready for the csv module, which writes ``None`` as an empty
+    cell, a float as its ``repr`` and an integer or a boolean as ``str``: only text cells (made inert),
+    NaN (missing) and, with ``;``, the decimal comma need Python, a whole column at a time."""
+    kinds = set(map(type, values))
+    if str in kinds:
+        return [_csv_cell(v) if isinstance(v, str) else v for v in values]
+    if float in kinds:
+        if separator == ";":
+            return [None if v is None or v != v else repr(v).replace(".", ",") if isinstance(v, float) else v
+                    for v in values]
+        if any(v != v for v in values):  # NaN: missing
+            return [None if v != v else v for v in values]
+    return values
 
 
 def _write_whole(out: Path | str, write: Callable[[Path | None], None], *, force: bool,
