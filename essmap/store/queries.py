@@ -143,6 +143,10 @@ def unit_counts_sql(con: duckdb.DuckDBPyConnection, level: str, selection: Selec
     tl = filters.points(_within_units(selection), "tiers_lieux", generation, alias="t")
     sq = filters.qpv(_within_units(selection), generation)
     reach = filters.points(selection.without_territory(), "tiers_lieux", generation, alias="t")
+    # without a territory the units are all those of the level: the final join keeps them alone, and
+    # restricting the points to them first cost a fifth of the national query
+    whole = _within_units(selection) == selection
+    in_units = {alias: "" if whole else f" AND {alias}.{unit} IN (SELECT code FROM units)" for alias in "et"}
     sql = f"""
     WITH units AS ({units_sql}),
     est AS (
@@ -152,10 +156,10 @@ def unit_counts_sql(con: duckdb.DuckDBPyConnection, level: str, selection: Selec
                count(*) FILTER (WHERE e.{qpv_col} IS NOT NULL) AS n_etablissements_en_qpv,
                count(*) FILTER (WHERE e.employeur AND e.{qpv_col} IS NOT NULL) AS n_employeurs_en_qpv,
                bool_or(coalesce(e.is_synthetic, FALSE)) AS synthetic
-        FROM etablissements e WHERE {est.sql} AND e.{unit} IN (SELECT code FROM units) GROUP BY 1),
+        FROM etablissements e WHERE {est.sql}{in_units['e']} GROUP BY 1),
     tl AS (
         SELECT t.{unit} AS code, count(*) AS n_tiers_lieux, bool_or(coalesce(t.is_synthetic, FALSE)) AS synthetic
-        FROM tiers_lieux t WHERE {tl.sql} AND t.{unit} IN (SELECT code FROM units) GROUP BY 1),
+        FROM tiers_lieux t WHERE {tl.sql}{in_units['t']} GROUP BY 1),
     sq AS (SELECT q.* FROM qpv q WHERE {sq.sql}),
     -- the QPVs of the units only, and their pairs only: every QPV of the country cost most of the query
     qu AS (SELECT * FROM ({_qpv_unit_sql(level)}) WHERE unit IN (SELECT code FROM units)),
