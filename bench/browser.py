@@ -34,6 +34,12 @@ Cases (``run``):
   establishments grouped by EPCI). Target (issue 13): < 3 s. Then, as a same-run comparison, the
   same région by commune (``&niveau=commune``, a first map too: another computation).
 
+Beside ``national_first`` and ``national_regions`` runs their fairest peer, the **Streamlit floor**: a
+page with a title and a line (``bench/floor_app.py``) served by its own ``streamlit run``, opened
+in fresh browser contexts like the dashboard (times from navigation: first websocket message, title
+shown). No map can reach a session before Streamlit's own start in the page; the report gives it as
+the same-run baseline of the first-map rows.
+
 ``run(cases=...)`` runs some cases only (``bench/run.py --browser-cases``); ``nord_bytes`` comes with
 ``national_8``.
 """
@@ -354,6 +360,58 @@ def national_regions(browser, db: Path, *, regions: Sequence[str]) -> dict[str, 
     return {"first": sessions, "by_commune": by_commune, "load_before": load_before, "load_after": load_after}
 
 
+FLOOR_APP = Path(__file__).resolve().parent / "floor_app.py"
+FLOOR_RUNS = 5
+
+
+def streamlit_floor(browser, *, runs: int = FLOOR_RUNS) -> dict[str, Any]:
+    """Seconds from navigation to the first websocket message and to the title of
+    :data:`FLOOR_APP`, each in a fresh browser context, after one unmeasured page."""
+    import subprocess
+    import urllib.request
+
+    from appdriver import STREAMLIT, free_port  # type: ignore[import-not-found]
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([str(STREAMLIT), "run", str(FLOOR_APP), "--server.port", str(port),
+                                "--server.address", "127.0.0.1", "--server.headless", "true",
+                                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"the Streamlit floor page did not start on {url}") from None
+                time.sleep(0.2)
+        first_message, title = [], []
+        load_before = load_average()
+        for run in range(runs + 1):
+            page = _open(browser, url + "/")
+            try:
+                page.wait_for_function("() => (document.querySelector('h1') || {}).textContent === 'Page témoin'",
+                                       polling=20, timeout=60_000)
+                shown_ms = float(page.evaluate("() => performance.now()"))
+                origin = float(page.evaluate("() => performance.timeOrigin"))
+                messages = _messages(page)
+            finally:
+                page.context.close()
+            if run == 0:  # the server's first script run: not what a visitor meets
+                continue
+            first_message.append((messages[0]["at"] - origin) / 1000 if messages else float("nan"))
+            title.append(shown_ms / 1000)
+        log(f"browser: Streamlit floor page: first message {median(first_message):.2f} s, title {median(title):.2f} s")
+        return {"first_message_s": first_message, "title_s": title, "load_before": load_before,
+                "load_after": load_average()}
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
 #: The cases of :func:`run`, in the order they run.
 CASES = ("embedded_4", "national_8", "national_first", "national_regions")
 
@@ -384,11 +442,13 @@ def run(national_db: Path | None, embedded_db: Path, *, rounds: int, small: bool
                 first = national_first(browser, national_db, departements=departements)
                 out["national_first"] = {k: [asdict(x) for x in v] if isinstance(v, list) else v
                                          for k, v in first.items()}
+                out["national_first"]["floor"] = streamlit_floor(browser)
             if national_db is not None and "national_regions" in cases:
                 regions = national_regions(browser, national_db, regions=NATIONAL_REGIONS[:1] if small
                                            else NATIONAL_REGIONS)
                 out["national_regions"] = {k: [asdict(x) for x in v] if isinstance(v, list) else v
                                            for k, v in regions.items()}
+                out["national_regions"]["floor"] = streamlit_floor(browser)
         finally:
             browser.close()
     return out

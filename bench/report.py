@@ -130,7 +130,7 @@ def _browser_rows(b: dict | None) -> list[str]:
         rows.append(row("one session, first map of an unvisited département, national store, warm server",
                         "< 2 s from navigation", f"map message {spread(msg)}; full drawing {spread(drawn)}", first_load,
                         f"same département again (cached view): message {spread(cached)}, drawing "
-                        f"{spread(cached_drawn)}",
+                        f"{spread(cached_drawn)}{_floor(first.get('floor'))}",
                         f"message {verdict(med(msg) < TARGET_FIRST_MAP_S)}, "
                         f"drawing {verdict(med(drawn) < TARGET_FIRST_MAP_S)}"))
         new = [r["drawn_s"] for r in first["redraws"] if not r["cached"]]
@@ -151,7 +151,7 @@ def _browser_rows(b: dict | None) -> list[str]:
         drawn = [x["drawn_s"] for x in regions["first"]]
         communes = regions.get("by_commune") or []
         baseline = (f"by commune (same run): message {spread([x['map_message_s'] for x in communes])}; drawing "
-                    f"{spread([x['drawn_s'] for x in communes])}" if communes else "–")
+                    f"{spread([x['drawn_s'] for x in communes])}" if communes else "–") + _floor(regions.get("floor"))
         when = (b.get("cases_run") or {}).get("national_regions")
         rows.append(row("one session, first map of a région (" + ", ".join(x["departement"] for x in regions["first"])
                         + ", by EPCI, its own level), national store, warm server"
@@ -162,6 +162,14 @@ def _browser_rows(b: dict | None) -> list[str]:
                         f"message {verdict(max(msg) < TARGET_REGION_S)}, "
                         f"drawing {verdict(max(drawn) < TARGET_REGION_S)} (slowest)"))
     return rows
+
+
+def _floor(floor: dict | None) -> str:
+    """The Streamlit floor page of the same run (``browser.streamlit_floor``), as a baseline phrase."""
+    if not floor:
+        return ""
+    return (f"; Streamlit floor (a page with a title, same run, fresh contexts): first message "
+            f"{spread(floor['first_message_s'])}, title shown {spread(floor['title_s'])}")
 
 
 def _cli_rows(cli: dict | None) -> list[str]:
