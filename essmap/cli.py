@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from essmap.click_fr import FrenchGroup
 from essmap.domain.config import Settings, load_settings
 from essmap.domain.errors import EssmapError
 
@@ -33,7 +34,7 @@ from essmap.domain.errors import EssmapError
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
-@click.group(name="essmap", context_settings=CONTEXT)
+@click.group(name="essmap", cls=FrenchGroup, context_settings=CONTEXT)
 def app() -> None:
     """essmap : l'économie sociale et solidaire (ESS), les QPV et les tiers-lieux sur une carte."""
 

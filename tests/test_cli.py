@@ -145,6 +145,48 @@ def test_query_indicators_rejects_an_unknown_level(db):
     assert "niveau « canton » inconnu" in result.output
 
 
+#: click's own English, which must never reach a user of the French command line.
+CLICK_ENGLISH = ("Usage:", "Error:", "Options:", "Commands:", "Show this message", "No such", "Missing",
+                 "Invalid value", "is not", "Did you mean", "Try '", "default:", "Aborted")
+
+
+@pytest.mark.parametrize("args", [["-h"], ["--help"], ["query"], ["query", "indicators", "-h"], ["ingest", "--help"],
+                                  ["export", "map", "-h"]])
+def test_help_pages_are_french(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code in (0, 2), result.output  # a group without its command shows its help (status 2)
+    assert result.output.startswith("Utilisation : essmap"), result.output
+    assert "Afficher cette aide et quitter." in result.output and "\nOptions :\n" in result.output
+    assert not [english for english in CLICK_ENGLISH if english in result.output], result.output
+
+
+@pytest.mark.parametrize(("args", "french", "command"), [
+    (["query", "indicators", "--radius", "60000"],
+     "Erreur : valeur invalide pour --radius : 60000.0 n'est pas dans l'intervalle 0<=x<=50000.", "query indicators"),
+    (["query", "indicators", "--radius", "abc"],
+     "Erreur : valeur invalide pour --radius : « abc » n'est pas un nombre.", "query indicators"),
+    (["query", "indicators", "--radiu", "5"], "Erreur : option inconnue : --radiu. Vouliez-vous dire --radius ?",
+     "query indicators"),
+    (["query", "indicatorz"], "Erreur : commande inconnue : « indicatorz ». Vouliez-vous dire « indicators » ?",
+     "query"),
+    (["ingest", "qpv"], "Erreur : argument manquant : « FILES... ».", "ingest"),
+    (["export", "map", "--classes", "9"], "Erreur : valeur invalide pour --classes : 9 n'est pas dans l'intervalle "
+                                          "3<=x<=7.", "export map"),
+    (["info", "--db"], "Erreur : l'option --db attend une valeur.", None),  # no command context yet
+    (["ingest", "qpv", "a.geojson", "--geoloc", "."], "Erreur : valeur invalide pour --geoloc : « . » est un dossier, "
+                                                      "pas un fichier.", "ingest"),
+    (["fetch", "sirene", "--liste", "--bogus"], "Erreur : option inconnue : --bogus.", "fetch"),
+])
+def test_usage_errors_are_french_with_the_way_to_help(args, french, command):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert french in result.output, result.output
+    assert not [english for english in CLICK_ENGLISH if english in result.output], result.output
+    if command:
+        assert f"Utilisation : essmap {command} [OPTIONS]" in result.output
+        assert f"Aide : « essmap {command} -h »." in result.output
+
+
 @pytest.mark.slow
 def test_queries_do_not_import_the_rendering_stack(demo_db):
     """`essmap query` needs neither the map nor the classes (mapclassify and scipy cost seconds).

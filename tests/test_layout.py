@@ -18,9 +18,13 @@ LAYERS = ("domain", "geo", "io", "store", "analysis", "present", "render", "cli"
 SIDE = {"demo": {"domain", "geo", "io", "store"}, "cli": {*LAYERS, "demo"}}
 
 
+#: Modules of a layer that are not in its folder: click's French classes beside cli.py.
+LAYER_OF_MODULE = {"click_fr": "cli"}
+
+
 def _layer(module: str) -> str:
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else ""
+    return LAYER_OF_MODULE.get(parts[1], parts[1]) if len(parts) > 1 else ""
 
 
 def _imports(path: Path) -> list[tuple[str, list[str]]]:
