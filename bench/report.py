@@ -609,7 +609,7 @@ def render(r: dict) -> str:
              "`make bench-sessions` (the server under concurrent sessions without browsers, alone). Options: "
              "`bench/run.py --help` (`--skip-postgis`, `--skip-browser`, `--skip-big-stock`, `--only PART`, "
              "`--browser-cases CASE`, `--rebuild`, `--runs`, `--rounds`).", "",
-             "This file is **rewritten by the harness** (`bench/report.py` from `bench/out/results.json`): every "
+             "This file is **rewritten by the harness** (`bench/report.py` from `bench/results.json`): every "
              "figure below was measured by the run whose date it carries; nothing is carried over from the spatial "
              "engine that preceded the store-holds-the-answers architecture. Data are synthetic and seeded: real "
              "commune boundaries of all France, QPV-like polygons, establishments and tiers-lieux placed by population "

@@ -15,8 +15,9 @@ Parts (``--only`` picks some; every part records its date and the load average a
 - ``sessions``: the same concurrency cases with protocol clients instead of browsers, the server alone
   (:mod:`sessions`).
 
-Results accumulate in ``bench/out/results.json`` (a part run again replaces its previous figures)
-and ``bench/RESULTS.md`` is rendered from it; ``--small`` uses small data and writes
+Results accumulate in ``bench/results.json`` (versioned with the report, so that a new machine or
+checkout keeps the figures of the parts it does not run again; a part run again replaces its previous
+figures) and ``bench/RESULTS.md`` is rendered from it; ``--small`` uses small data and writes
 ``bench/out/results-small.json`` and ``bench/out/RESULTS-small.md`` instead.
 """
 
@@ -44,6 +45,7 @@ from measure import OUT_DIR, child_env, load_average, log, machine_info, run_pro
 
 PARTS = ("store", "sirene", "cli", "pip", "viewpath", "browser", "sessions")
 RESULTS = HERE / "RESULTS.md"
+RESULTS_JSON = HERE / "results.json"
 #: The bigger stock of "memory flat on a 15 M-row stock".
 BIG_STOCK = sirene_stock.StockSizes(establishments=15_000_000, ess_active=1_500_000)
 SMALL_BIG_STOCK = sirene_stock.StockSizes(establishments=750_000, ess_active=75_000)
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     small = args.small
-    json_path = OUT_DIR / ("results-small.json" if small else "results.json")
+    json_path = OUT_DIR / "results-small.json" if small else RESULTS_JSON
     output = args.output or (OUT_DIR / "RESULTS-small.md" if small else RESULTS)
     results: dict = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else {}
     parts = list(args.only or PARTS)
