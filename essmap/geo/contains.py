@@ -38,11 +38,14 @@ def pairs_intersect(a: np.ndarray, a_bounds: np.ndarray, b: np.ndarray, ia: np.n
     prepared = np.full(len(b), None, dtype=object)
     prepared[rows] = shapely.transform(b[rows], lambda xy: xy)  # copies
     shapely.prepare(prepared[rows])
-    box = a_bounds[ia]
-    point = np.flatnonzero((box[:, 0] == box[:, 2]) & (box[:, 1] == box[:, 3]))
-    other = np.flatnonzero(~((box[:, 0] == box[:, 2]) & (box[:, 1] == box[:, 3])))
+    # a point's bounds are its coordinates twice (missing and empty geometries: NaN, not points)
+    is_point = (a_bounds[:, 0] == a_bounds[:, 2]) & (a_bounds[:, 1] == a_bounds[:, 3])
+    if is_point.all():  # the ingest's case: every pair tested on its point's coordinates, no split
+        return shapely.intersects_xy(prepared[ib], a_bounds[ia, 0], a_bounds[ia, 1])
+    point = is_point[ia]
+    other = ~point
     hit = np.empty(len(ia), dtype=bool)
-    hit[point] = shapely.intersects_xy(prepared[ib[point]], box[point, 0], box[point, 1])
+    hit[point] = shapely.intersects_xy(prepared[ib[point]], a_bounds[ia[point], 0], a_bounds[ia[point], 1])
     hit[other] = shapely.intersects(prepared[ib[other]], a[ia[other]])
     return hit
 
