@@ -45,11 +45,12 @@ $(DB): $(STAMP) $(DEMO_INPUTS)
 
 build: $(DB)
 
-# serve/warm.py runs the app once on the default view as soon as the server answers: the first visitor
-# finds the caches warm (the map in about as long as for the next visitors, not 15-20 s).
+# serve/launch.py imports the dashboard's stack, then runs `streamlit run app.py`: the port opens (and the
+# URL shows) only then, so no visitor waits for the imports. serve/warm.py runs the app once on the
+# default view as soon as the server answers: its data and map are then in the caches too.
 run: $(DB)
 	$(BIN)/python serve/warm.py --port $(PORT) & \
-	exec $(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	exec $(BIN)/python serve/launch.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 # PNG screenshots of the dashboard (map, radius tab, fiche, phone) and of a portrait page for the README,
 # from the embedded data, in docs/screenshots/ (chromium and pdftoppm from system-deps).

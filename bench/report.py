@@ -455,8 +455,10 @@ def browser_section(r: dict) -> list[str]:
              f"Measured {b['date']} (load {load(b['load_before'], b['load_after'])}), chromium "
              f"{b.get('chromium', '?')} headless. Times from each page's navigation start (map message: the "
              "largest WebSocket message carrying the map component, stamped in the page on arrival; drawing: the "
-             "Leaflet map complete, stamped in its frame). Each server is started by the harness (headless, file "
-             "watcher off).", ""]
+             "Leaflet map complete, stamped in its frame). Each server starts as `make run` starts it "
+             "(`serve/launch.py`: the port opens once the app's stack is imported; headless, file watcher off). "
+             "\"Server just started\": the tabs open as soon as the port answers, while `serve/warm.py` computes the "
+             "default view (13, one of the 8) beside them, as with `make run`.", ""]
     rounds = b.get("national_8") or []
     if rounds:
         lines += ["### 8 sessions at once, national store", "",
@@ -515,7 +517,8 @@ def sessions_section(r: dict) -> list[str]:
              "opening of each session's websocket: map message (the delta carrying the map component), script "
              "finished, layers fetched. Server CPU: utime + stime of the server process during the round (a "
              "warm-up département served first is not counted); client CPU: the harness's own, all sessions. "
-             "Same servers, départements and warm-ups as the browser cases.", ""]
+             "Same servers, départements and warm-ups as the browser cases; just-started replicas receive their "
+             "sessions once each has run `serve/warm.py`, as `make serve` opens nginx only then.", ""]
     header = ("| round | server / mode | start spread | {deps} | slowest: map message / finished / layers | "
               "server CPU (per view; per second of wall) | client CPU | wall | load |")
 

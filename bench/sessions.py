@@ -42,6 +42,13 @@ Cases (``run``), mirroring ``bench/browser.py`` (same départements, same server
   session i goes to server i mod N and stays there (websocket and layers), as nginx's sticky cookie
   keeps a browser on one replica; the servers' CPU is summed. Round-robin, not nginx's hash: every
   round splits the sessions evenly, so rounds compare (a hash may put 5 of 8 on one replica).
+
+Every server starts as ``make run`` starts it (``serve/launch.py``: its port opens once the app's
+stack is imported). "Server just started" is what a user meets: on one server, as ``make run``, the
+sessions open as soon as the port answers while ``serve/warm.py`` computes the default view (13,
+one of the 8) in the background; on N replicas, as ``make serve``, once every replica has run
+``serve/warm.py`` (nginx opens only then). "Warmed by one other département" servers run no
+``serve/warm.py``: they serve the warm-up département only, and the 8 views are all cold.
 """
 
 from __future__ import annotations
@@ -238,8 +245,9 @@ def run_round(server: StreamlitServer | Sequence[StreamlitServer], departements:
     return result
 
 
-def _server(db: Path, name: str) -> StreamlitServer:
-    return StreamlitServer(db, OUT_DIR / f"sessions-{name}.log", startup_timeout_s=180)
+def _server(db: Path, name: str, *, warm_default_view: bool = False) -> StreamlitServer:
+    return StreamlitServer(db, OUT_DIR / f"sessions-{name}.log", startup_timeout_s=180,
+                           warm_default_view=warm_default_view)
 
 
 def _describe(r: Round) -> str:
@@ -282,14 +290,21 @@ def national_8(db: Path, *, rounds: int, replicas: int = 1) -> list[Round]:
     for i in range(rounds):
         for label, warm, at_once, count in modes:
             with ExitStack() as stack:
-                servers = [stack.enter_context(_server(db, f"national-8-{n + 1}" if count > 1 else "national-8"))
+                # just started: as make run (one server) or make serve (replicas) start it (module docstring)
+                servers = [stack.enter_context(_server(db, f"national-8-{n + 1}" if count > 1 else "national-8",
+                                                       warm_default_view=not warm))
                            for n in range(count)]
                 if warm:
                     for server in servers:
                         run_round(server, [NATIONAL_WARM_UP], "warm-up")
+                elif count > 1:
+                    for server in servers:
+                        server.wait_warm()
                 found = run_round(servers, NATIONAL_8, label, at_once=at_once)
             out.append(found)
-            log(f"sessions: national 8, {label} ({i + 1}/{rounds}): {_describe(found)}")
+            started = ", ".join(f"{server.started_s:.1f}" for server in servers)
+            log(f"sessions: national 8, {label} ({i + 1}/{rounds}): {_describe(found)}; port open {started} s "
+                "after start")
     return out
 
 

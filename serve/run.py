@@ -1,13 +1,13 @@
 """Serve the dashboard to many users: N Streamlit replicas on one read-only store behind nginx.
 
-``make serve REPLICAS=4`` runs this script. It starts the replicas on local ports, waits until each
+``make serve REPLICAS=4`` runs this script. It starts the replicas on local ports (``serve/launch.py``,
+as ``make run``: a replica's port opens once it has imported the app's stack), waits until each
 answers its health check, writes an nginx configuration from ``serve/nginx.conf.template`` into a run
 folder (pid, logs and temporary files stay there: no root-owned path is needed) and runs nginx in the
 foreground on the public port, with sticky sessions: every request of one browser reaches the replica
 that holds its Streamlit session. Once they answer, ``serve/warm.py`` warms each replica in turn (each
-process imports the dashboard's stack and computes the default view once; log in the run folder), and
-nginx opens only then, so that no user meets a cold replica. Ctrl-C (or SIGTERM) stops nginx and every
-replica.
+computes the default view once, filling its caches; log in the run folder), and nginx opens only
+then, so that no user meets a cold replica. Ctrl-C (or SIGTERM) stops nginx and every replica.
 
 Several machines: each runs its own replicas (``--replicas-only --replica-address 0.0.0.0``, on its own
 copy of the store), and the machine that runs nginx lists them with ``--upstream HOST:PORT``.
@@ -35,7 +35,7 @@ from pathlib import Path
 from types import FrameType
 
 REPO = Path(__file__).resolve().parents[1]
-APP = REPO / "app.py"
+LAUNCH = Path(__file__).resolve().with_name("launch.py")
 WARM = Path(__file__).resolve().with_name("warm.py")
 TEMPLATE = Path(__file__).resolve().with_name("nginx.conf.template")
 PLACEHOLDERS = ("@RUN_DIR@", "@LISTEN@", "@UPSTREAM_SERVERS@")
@@ -189,7 +189,7 @@ def start_replicas(ports: list[int], address: str, run_dir: Path, env: dict[str,
     local = "127.0.0.1" if address in ("", "0.0.0.0") else address
     for number, port in enumerate(ports, start=1):
         command = [
-            sys.executable, "-m", "streamlit", "run", str(APP),
+            sys.executable, str(LAUNCH),  # `streamlit run app.py` once the app's stack is imported
             "--server.port", str(port), "--server.address", address,
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             # a served dashboard never reruns because a file of the checkout changed

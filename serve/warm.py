@@ -1,10 +1,11 @@
 """Warm a freshly started dashboard, so its first visitor waits no longer than the next ones.
 
-Streamlit runs ``app.py`` only when a browser opens a session: the first visitor after a start paid
-for the imports, the store's catalogue, the default view's data and its map (the caches are then
-shared by every session of the process). ``make run`` starts this script beside the server: it waits
-for the health check, opens one session over Streamlit's websocket as a browser does, runs the
-script once on the default view (or ``--query``) and leaves.
+Streamlit runs ``app.py`` only when a browser opens a session: the server's port opens with the app's
+stack imported (``serve/launch.py``), but the store, its catalogue and the default view's data and
+map are computed by the first script run (then cached for every session of the process). ``make run``
+starts this script beside the server: it waits for the health check, opens one session over
+Streamlit's websocket as a browser does, runs the script once on the default view (or ``--query``)
+and leaves.
 """
 
 from __future__ import annotations

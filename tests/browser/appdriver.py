@@ -1,6 +1,7 @@
 """Drive the Streamlit dashboard in Debian's chromium: shared by the browser tests and bench/browser.py.
 
-The app runs as a real ``streamlit run app.py`` subprocess on a free local port; the browser is
+The app runs as ``make run`` starts it (``serve/launch.py``: ``streamlit run app.py`` once the app's
+stack is imported) in a subprocess on a free local port; the browser is
 ``/usr/bin/chromium`` driven by Playwright (never a downloaded browser). The map is the
 streamlit-folium component: an iframe whose page holds the Leaflet map as ``window.map``.
 """
@@ -17,9 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-APP = REPO / "app.py"
+LAUNCHER = REPO / "serve" / "launch.py"
+WARM = REPO / "serve" / "warm.py"
 #: Screenshots and server logs for inspection (ignored by git).
 ARTIFACTS = REPO / "tests" / "artifacts" / "browser"
+#: A bare ``streamlit run`` (bench/browser.py's floor page; the dashboard starts through :data:`LAUNCHER`).
 STREAMLIT = Path(sys.executable).parent / "streamlit"
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -91,21 +94,29 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    """``streamlit run app.py`` on a free local port against the database ``db_path``.
+    """The dashboard started by ``make run``'s launcher, on a free local port against the database ``db_path``.
 
-    Use as a context manager: entering waits until the server answers its health check,
-    leaving stops it. The server output goes to ``log_path`` (shown when start-up fails).
+    Use as a context manager: entering waits until the server answers its health check (its port
+    opens once the app's stack is imported: what a visitor waits for), leaving stops it. The server
+    output goes to ``log_path`` (shown when start-up fails); ``started_s`` is the time from the start
+    of the process to the first health check answered. ``warm_default_view`` also starts
+    ``serve/warm.py`` beside it, as ``make run`` does: it runs the default view as soon as the port
+    answers, while visitors may already arrive; :meth:`wait_warm` waits for it, as ``make serve``
+    does before nginx opens.
     """
 
     def __init__(self, db_path: Path, log_path: Path, *, env: Mapping[str, str] | None = None,
-                 startup_timeout_s: float = 90.0) -> None:
+                 startup_timeout_s: float = 90.0, warm_default_view: bool = False) -> None:
         self.db_path = Path(db_path)
         self.log_path = Path(log_path)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_env = dict(env or {})
         self.startup_timeout_s = startup_timeout_s
+        self.warm_default_view = warm_default_view
         self.process: subprocess.Popen | None = None
+        self.warm_process: subprocess.Popen | None = None
+        self.started_s = float("nan")
 
     def __enter__(self) -> StreamlitServer:
         self.start()
@@ -114,42 +125,58 @@ class StreamlitServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "ESSMAP_DB": str(self.db_path), **self.extra_env}
+
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "ESSMAP_DB": str(self.db_path), **self.extra_env}
         command = [
-            str(STREAMLIT), "run", str(APP),
+            sys.executable, str(LAUNCHER),
             "--server.port", str(self.port), "--server.address", "127.0.0.1",
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             # other people edit app.py while tests run: never rerun on a file change
             "--server.fileWatcherType", "none", "--server.runOnSave", "false",
         ]
+        started = time.perf_counter()
         with self.log_path.open("w") as log:
-            self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, cwd=REPO, env=self._env(), stdout=log, stderr=subprocess.STDOUT)
+            if self.warm_default_view:  # it waits for the health check itself
+                self.warm_process = subprocess.Popen(
+                    [sys.executable, str(WARM), "--host", "127.0.0.1", "--port", str(self.port)],
+                    cwd=REPO, env=self._env(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 status = self.process.returncode
+                self.stop()  # serve/warm.py, if started
                 raise RuntimeError(f"streamlit stopped at start-up (status {status}):\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
                     if response.status == 200:
+                        self.started_s = time.perf_counter() - started
                         return
             except OSError:
-                time.sleep(0.2)
+                time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"streamlit did not answer on {self.url} within {self.startup_timeout_s:.0f} s:\n"
                            f"{self.log_tail()}")
 
+    def wait_warm(self, timeout_s: float = 300.0) -> None:
+        """Until ``serve/warm.py`` has run the default view (RuntimeError if it failed)."""
+        assert self.warm_process is not None, "started without warm_default_view"
+        if self.warm_process.wait(timeout=timeout_s) != 0:
+            raise RuntimeError(f"serve/warm.py failed (status {self.warm_process.returncode}):\n{self.log_tail()}")
+
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=15)
+        for process in (self.warm_process, self.process):
+            if process is None or process.poll() is not None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
 
     def log_tail(self, lines: int = 60) -> str:
         if not self.log_path.exists():
