@@ -34,6 +34,7 @@ from jinja2.utils import htmlsafe_json_dumps
 
 from essmap.domain.formatting import format_number, location_label
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
+from essmap.geo.simplify import geojson_texts
 from essmap.present.basemaps import TILES
 from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_HATCH_COLOUR, NO_DATA_LABEL, Classification
 from essmap.present.view import POINT_GROUPS_BY_SCOPE, scope_of
@@ -196,7 +197,7 @@ def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, l
         return m
     data = _wgs84(areas)
     keys = pd.Series(np.arange(len(data)).astype(str))
-    PolygonLayer(feature_collection(data.geometry.to_numpy(), keys), name=name, publish=publish,
+    PolygonLayer(feature_collection(_geojson(data), keys), name=name, publish=publish,
                  info=dict(zip(keys, _escaped(data[label_column]), strict=True)),
                  style={"color": "#636363", "weight": 0.8, "fillColor": "#f7f7f7", "fillOpacity": 0.6},
                  symbol=symbol_svg("rect", fill="#f7f7f7", stroke="#636363", stroke_width=1)).add_to(m)
@@ -214,7 +215,7 @@ def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
     """
     if qpv.empty:
         return m
-    data = _wgs84(qpv)
+    data = qpv if "geojson" in qpv else _wgs84(qpv)
     info = [f"<b>{n}</b><br>{c}" for n, c in zip(_escaped(data["lib_qp"]), _escaped(data["code_qp"]), strict=True)]
     if "generation" in data:
         info = [f"{i} · QPV {g}" if g else i for i, g in zip(info, _escaped(data["generation"]), strict=True)]
@@ -229,11 +230,10 @@ def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
     symbol = symbol_svg("rect", fill=style["fill"], fill_opacity=style["fill_opacity"], stroke=style["color"],
                         stroke_width=2, dash="3 2" if style["dash"] else None)
     # a small QPV's dot sits inside it (the centre of its bounds can fall outside a crescent or two parts)
-    inside = shapely.point_on_surface(data.geometry.to_numpy())
-    anchors = {code: (round(float(y), 6), round(float(x), 6))
-               for code, x, y in zip(codes, shapely.get_x(inside), shapely.get_y(inside), strict=True)
-               if np.isfinite(x)}
-    PolygonLayer(feature_collection(data.geometry.to_numpy(), codes), name=name, show=show, publish=publish,
+    x, y = _anchors(data)
+    anchors = {code: (round(float(lat), 6), round(float(lon), 6))
+               for code, lon, lat in zip(codes, x, y, strict=True) if np.isfinite(lon)}
+    PolygonLayer(feature_collection(_geojson(data), codes), name=name, show=show, publish=publish,
                  info=dict(zip(codes, info, strict=True)), style=leaflet_style,
                  highlight={"weight": style["weight"] + 1.5}, symbol=symbol,
                  small_marker={**style["marker"], "below_px": QPV_MARKER_BELOW_PX}, anchors=anchors).add_to(m)
@@ -278,7 +278,7 @@ def add_choropleth_layer(m: folium.Map, areas: gpd.GeoDataFrame, classification:
             for n, c, v in zip(_escaped(areas["nom"]), _escaped(areas["code"]), values, strict=True)]
     codes = areas["code"].astype(str).tolist()
     colours = classification.colours or (NO_DATA_COLOUR,)
-    PolygonLayer(feature_collection(_wgs84(areas).geometry.to_numpy(), codes), name=name, publish=publish,
+    PolygonLayer(feature_collection(_geojson(areas), codes), name=name, publish=publish,
                  info=dict(zip(codes, info, strict=True)),
                  fill=dict(zip(codes, areas["classe_couleur"].astype(str), strict=True)),
                  style={"color": "#525252", "weight": 0.6, "fillOpacity": 0.75},
@@ -372,7 +372,7 @@ def add_point_groups_layer(m: folium.Map, groups: pd.DataFrame, *, name: str,
     info = [f"<b>{n}</b><br>{format_number(c)} {'établissements' if c > 1 else 'établissement'}"
             for n, c in zip(_escaped(groups["nom"]), counts, strict=True)]
     points = shapely.points(groups["longitude"].to_numpy(dtype=float), groups["latitude"].to_numpy(dtype=float))
-    PolygonLayer(feature_collection(points, codes), name=name, publish=publish,
+    PolygonLayer(feature_collection(geojson_texts(points).tolist(), codes), name=name, publish=publish,
                  info=dict(zip(codes, info, strict=True)), radius=dict(zip(codes, radius.round(1), strict=True)),
                  style={"color": "#ffffff", "weight": 1, "fillColor": ESTABLISHMENT_COLOUR, "fillOpacity": 0.7},
                  symbol=symbol_svg("circle", fill=ESTABLISHMENT_COLOUR, stroke="#ffffff", fill_opacity=0.7)).add_to(m)
@@ -468,25 +468,37 @@ def _wgs84(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return frame if frame.crs is not None and frame.crs.equals(_WGS84) else frame.to_crs(4326)
 
 
-def feature_collection(geometries: np.ndarray, codes: pd.Series) -> str:
-    """GeoJSON text of a FeatureCollection of WGS84 ``geometries``, each with its ``code`` property.
+def feature_collection(geometries: Sequence[str | None], codes: Sequence[str]) -> str:
+    """GeoJSON text of a FeatureCollection of WGS84 geometries given as GeoJSON texts
+    (:func:`~essmap.geo.simplify.geojson_texts`; None: no geometry), each with its ``code`` property.
 
-    Coordinates are rounded to 1e-5 degree (about 1 m) and written by GEOS in one vectorised call.
     The text depends on the geometry alone (tooltips and colours travel apart, per view), so the
     same units give the same file, which browsers cache. Feature ``id`` is the row position.
     """
-    shapes = shapely.to_geojson(_rounded(np.asarray(geometries, dtype=object)))
     features = ",".join(
         f'{{"type":"Feature","id":"{i}","properties":{{"code":{json.dumps(str(code), ensure_ascii=False)}}},'
         f'"geometry":{"null" if shape is None else shape}}}'
-        for i, (code, shape) in enumerate(zip(codes, shapes, strict=True))
+        for i, (code, shape) in enumerate(zip(codes, geometries, strict=True))
     )
     return '{"type":"FeatureCollection","features":[' + features + "]}"
 
 
-def _rounded(geometries: np.ndarray) -> np.ndarray:
-    """Coordinates rounded to 1e-5 degree (about 1 m): shorter GeoJSON, nothing visible lost."""
-    return shapely.transform(geometries, lambda xy: np.round(xy, 5))
+def _geojson(frame: gpd.GeoDataFrame) -> list[str | None]:
+    """The GeoJSON text of each row's geometry (WGS84): a view's units carry the text stored with their
+    display geometry at ingest (``geojson``); other shapes are written here."""
+    if "geojson" in frame:
+        return frame["geojson"].astype("string").to_numpy(dtype=object, na_value=None).tolist()
+    return geojson_texts(_wgs84(frame).geometry.to_numpy()).tolist()
+
+
+def _anchors(frame: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude of a point inside each row's geometry (NaN where none): stored with a view's
+    units (``anchor_lon``, ``anchor_lat``), else computed."""
+    if "anchor_lon" in frame:
+        return (frame["anchor_lon"].to_numpy(dtype=float, na_value=np.nan),
+                frame["anchor_lat"].to_numpy(dtype=float, na_value=np.nan))
+    inside = shapely.point_on_surface(frame.geometry.to_numpy())
+    return shapely.get_x(inside), shapely.get_y(inside)
 
 
 #: Publishes the compressed bytes of a layer (points, or polygons' GeoJSON) where the browser can
