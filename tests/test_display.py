@@ -71,11 +71,30 @@ def test_qpv_in_view_carry_their_stored_display_boundary(communes_view, demo_con
     from essmap.analysis.coverage import qpv_coverage
 
     selection = Selection(departements=("13",), qpv_generation=queries.generation_of(demo_con, BDR))
-    assert_geodataframe_equal(communes_view.qpv, qpv_coverage(demo_con, selection, radius_m=1000.0))
+    assert_geodataframe_equal(communes_view.qpv.drop(columns=list(SENT)),
+                              qpv_coverage(demo_con, selection, radius_m=1000.0))
     shown = shapely.get_num_coordinates(communes_view.qpv.geometry.to_numpy()).sum()
     exact = shapely.get_num_coordinates(queries.read_qpv(demo_con, list(communes_view.qpv["code_qp"])).geometry
                                         .to_numpy()).sum()
     assert 0 < shown < exact
+
+
+#: What the map sends of a unit's display geometry, stored with it at ingest.
+SENT = ("geojson", "anchor_lon", "anchor_lat")
+
+
+@pytest.mark.parametrize("level", ["commune", "epci", "qpv"])
+def test_stored_geojson_and_anchor_are_those_of_the_display_geometry(demo_con, level):
+    """The GeoJSON text and the inner point stored at ingest are what the map would write from the
+    display geometry itself (coordinates rounded to 1e-5 degree; a point inside the unit)."""
+    from essmap.geo.simplify import geojson_texts
+
+    data = viewdata.view_data(demo_con, MapView(BDR, level="commune" if level == "qpv" else level))
+    frame = data.qpv if level == "qpv" else data.areas
+    assert len(frame) > 1 and frame["geojson"].notna().all()
+    assert list(frame["geojson"]) == list(geojson_texts(frame.geometry.to_numpy()))
+    anchors = shapely.points(frame["anchor_lon"].to_numpy(), frame["anchor_lat"].to_numpy())
+    assert shapely.within(anchors, frame.geometry.to_numpy()).all()
 
 
 def test_share_indicators_are_shown_in_percent(demo_con):

@@ -18,6 +18,7 @@ import shapely
 from folium.template import Template
 
 from essmap.domain.selection import Selection
+from essmap.geo.simplify import geojson_texts
 from essmap.present import viewdata
 from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_HATCH_COLOUR, classify
 from essmap.present.view import MapView
@@ -230,7 +231,7 @@ def test_department_map_stays_small(data):
 def test_feature_collection_matches_geopandas_with_rounded_coordinates(data):
     """The direct GeoJSON builder gives geopandas' features (same code, geometry rounded to 1e-5°)."""
     areas = data.areas.to_crs(4326)
-    built = json.loads(maps.feature_collection(areas.geometry.to_numpy(), areas["code"].astype(str)))
+    built = json.loads(maps.feature_collection(geojson_texts(areas.geometry.to_numpy()), areas["code"].astype(str)))
     rounded = shapely.transform(areas.geometry.to_numpy(), lambda xy: xy.round(5))
     expected = json.loads(json.dumps(
         gpd.GeoDataFrame({"code": areas["code"].astype(str).to_numpy()}, geometry=rounded, crs=4326).__geo_interface__
@@ -248,7 +249,8 @@ def test_feature_collection_matches_geopandas_with_rounded_coordinates(data):
 
 def test_feature_collection_keeps_text_and_missing_geometry():
     built = json.loads(maps.feature_collection(
-        np.array([shapely.Point(5.123456789, 43.1), None], dtype=object), pd.Series(["Escale « é »", HOSTILE])))
+        geojson_texts(np.array([shapely.Point(5.123456789, 43.1), None], dtype=object)),
+        pd.Series(["Escale « é »", HOSTILE])))
     first, second = built["features"]
     assert first["geometry"] == {"type": "Point", "coordinates": [5.12346, 43.1]}
     assert first["properties"] == {"code": "Escale « é »"}

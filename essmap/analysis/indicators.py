@@ -274,8 +274,8 @@ def indicators_by_level(con: duckdb.DuckDBPyConnection, level: Level, *, selecti
     gives as plain rows.
     """
     _check_level(level)
-    found = arrow_frame(queries.unit_indicators(con, level, selection or Selection(), radius_m=radius_m).arrow())
-    return found.astype({**_FRAME_TYPES, "code": "str", "nom": "str"})
+    return arrow_frame(queries.unit_indicators(con, level, selection or Selection(), radius_m=radius_m).arrow(),
+                       types={**_FRAME_TYPES, "code": "str", "nom": "str"})
 
 
 def indicator_rows(con: duckdb.DuckDBPyConnection, level: Level, *, selection: Selection | None = None,

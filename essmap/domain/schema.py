@@ -225,8 +225,10 @@ DERIVED: dict[str, dict[str, str]] = {
         "generation": "VARCHAR", "siret": "VARCHAR", "code_departement": "VARCHAR", "code_qp_essmap": "VARCHAR",
         "code_qp_insee": "VARCHAR", "distance_limite_m": "DOUBLE", "qualite_xy": "VARCHAR",
     },
-    # boundaries simplified for display, one row per unit of each level (borders shared exactly)
-    "display_geometry": {"level": "VARCHAR", "code": "VARCHAR", "geometry": "GEOMETRY"},
+    # boundaries simplified for display, one row per unit of each level (borders shared exactly), with
+    # what a map sends of them, ready at ingest: the GeoJSON text and a point inside the unit
+    "display_geometry": {"level": "VARCHAR", "code": "VARCHAR", "geometry": "GEOMETRY", "geojson": "VARCHAR",
+                         "anchor_lon": "DOUBLE", "anchor_lat": "DOUBLE"},
 }
 
 #: Largest radius of the stored QPV x tiers-lieux pairs: the dashboard offers 100 m to 5 km.

@@ -88,12 +88,15 @@ class ViewData:
     areas : GeoDataFrame
         One row per unit of ``view.level`` in the selected territory: every column of
         :func:`~essmap.analysis.indicators.indicators_by_level`, plus ``valeur`` (the indicator in
-        its display unit: shares in percent) and ``classe_couleur``; display geometry.
+        its display unit: shares in percent) and ``classe_couleur``; display geometry, with its
+        GeoJSON text and a point inside it as stored at ingest (``geojson``, ``anchor_lon``,
+        ``anchor_lat``: what the map sends).
     classification : Classification
         Classes of ``valeur`` (edges, colours, French labels).
     qpv : GeoDataFrame
         QPVs in view with the radius results of :func:`~essmap.analysis.coverage.qpv_coverage`
-        (``n_tiers_lieux``, ``nearest_nom``, ``nearest_distance_m``, ``covered``...), display geometry.
+        (``n_tiers_lieux``, ``nearest_nom``, ``nearest_distance_m``, ``covered``...), display geometry
+        (with ``geojson``, ``anchor_lon``, ``anchor_lat`` as ``areas``).
     etablissements, tiers_lieux : DataFrame
         Filtered establishments and tiers-lieux in view, with ``code_qp`` (the QPV holding each
         one, <NA> outside) and their position (``longitude``, ``latitude``; no geometry objects:
@@ -201,13 +204,16 @@ def view_data(con: duckdb.DuckDBPyConnection, view: MapView) -> ViewData:
 
 def _with_display_geometry(con: duckdb.DuckDBPyConnection, level: str, frame: pd.DataFrame,
                            code_column: str) -> gpd.GeoDataFrame:
-    """``frame`` with the display geometry stored for its units of ``level`` (none where missing).
+    """``frame`` with the display geometry stored for its units of ``level`` (none where missing),
+    and its GeoJSON text and inner point (``geojson``, ``anchor_lon``, ``anchor_lat``: the map sends them).
 
     QPVs too: the stored boundary alone, not a second read of their attributes (read_qpv's display
     geometry cost twice as much CPU)."""
-    codes = frame[code_column].astype(str)
-    shapes = display_geometry(con, level, codes.tolist())
-    return gpd.GeoDataFrame(frame.reset_index(drop=True), geometry=shapes.reindex(codes).to_numpy(), crs=4326)
+    shapes = display_geometry(con, level, frame[code_column].astype(str).tolist())
+    rows = frame.reset_index(drop=True)
+    for column in ("geojson", "anchor_lon", "anchor_lat"):
+        rows[column] = shapes[column].array
+    return gpd.GeoDataFrame(rows, geometry=shapes.geometry.array)
 
 
 def establishments_around(con: duckdb.DuckDBPyConnection, data: ViewData) -> gpd.GeoDataFrame:

@@ -7,11 +7,11 @@ which renders popups and tooltips as HTML.
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import json
 import os
 import threading
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -34,6 +34,7 @@ from jinja2.utils import htmlsafe_json_dumps
 
 from essmap.domain.formatting import format_number, location_label
 from essmap.domain.nomenclature import FAMILY_LABELS, SECTOR_LABELS, SIZE_BAND_LABELS
+from essmap.geo.simplify import geojson_texts
 from essmap.present.basemaps import TILES
 from essmap.present.classify import NO_DATA_COLOUR, NO_DATA_HATCH_COLOUR, NO_DATA_LABEL, Classification
 from essmap.present.view import POINT_GROUPS_BY_SCOPE, scope_of
@@ -196,7 +197,7 @@ def add_boundaries_layer(m: folium.Map, areas: gpd.GeoDataFrame, *, name: str, l
         return m
     data = _wgs84(areas)
     keys = pd.Series(np.arange(len(data)).astype(str))
-    PolygonLayer(feature_collection(data.geometry.to_numpy(), keys), name=name, publish=publish,
+    PolygonLayer(feature_collection(_geojson(data), keys), name=name, publish=publish,
                  info=dict(zip(keys, _escaped(data[label_column]), strict=True)),
                  style={"color": "#636363", "weight": 0.8, "fillColor": "#f7f7f7", "fillOpacity": 0.6},
                  symbol=symbol_svg("rect", fill="#f7f7f7", stroke="#636363", stroke_width=1)).add_to(m)
@@ -214,7 +215,7 @@ def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
     """
     if qpv.empty:
         return m
-    data = _wgs84(qpv)
+    data = qpv if "geojson" in qpv else _wgs84(qpv)
     info = [f"<b>{n}</b><br>{c}" for n, c in zip(_escaped(data["lib_qp"]), _escaped(data["code_qp"]), strict=True)]
     if "generation" in data:
         info = [f"{i} · QPV {g}" if g else i for i, g in zip(info, _escaped(data["generation"]), strict=True)]
@@ -229,11 +230,10 @@ def add_qpv_layer(m: folium.Map, qpv: gpd.GeoDataFrame, *, name: str = "QPV",
     symbol = symbol_svg("rect", fill=style["fill"], fill_opacity=style["fill_opacity"], stroke=style["color"],
                         stroke_width=2, dash="3 2" if style["dash"] else None)
     # a small QPV's dot sits inside it (the centre of its bounds can fall outside a crescent or two parts)
-    inside = shapely.point_on_surface(data.geometry.to_numpy())
-    anchors = {code: (round(float(y), 6), round(float(x), 6))
-               for code, x, y in zip(codes, shapely.get_x(inside), shapely.get_y(inside), strict=True)
-               if np.isfinite(x)}
-    PolygonLayer(feature_collection(data.geometry.to_numpy(), codes), name=name, show=show, publish=publish,
+    x, y = _anchors(data)
+    anchors = {code: (round(float(lat), 6), round(float(lon), 6))
+               for code, lon, lat in zip(codes, x, y, strict=True) if np.isfinite(lon)}
+    PolygonLayer(feature_collection(_geojson(data), codes), name=name, show=show, publish=publish,
                  info=dict(zip(codes, info, strict=True)), style=leaflet_style,
                  highlight={"weight": style["weight"] + 1.5}, symbol=symbol,
                  small_marker={**style["marker"], "below_px": QPV_MARKER_BELOW_PX}, anchors=anchors).add_to(m)
@@ -278,7 +278,7 @@ def add_choropleth_layer(m: folium.Map, areas: gpd.GeoDataFrame, classification:
             for n, c, v in zip(_escaped(areas["nom"]), _escaped(areas["code"]), values, strict=True)]
     codes = areas["code"].astype(str).tolist()
     colours = classification.colours or (NO_DATA_COLOUR,)
-    PolygonLayer(feature_collection(_wgs84(areas).geometry.to_numpy(), codes), name=name, publish=publish,
+    PolygonLayer(feature_collection(_geojson(areas), codes), name=name, publish=publish,
                  info=dict(zip(codes, info, strict=True)),
                  fill=dict(zip(codes, areas["classe_couleur"].astype(str), strict=True)),
                  style={"color": "#525252", "weight": 0.6, "fillOpacity": 0.75},
@@ -372,7 +372,7 @@ def add_point_groups_layer(m: folium.Map, groups: pd.DataFrame, *, name: str,
     info = [f"<b>{n}</b><br>{format_number(c)} {'établissements' if c > 1 else 'établissement'}"
             for n, c in zip(_escaped(groups["nom"]), counts, strict=True)]
     points = shapely.points(groups["longitude"].to_numpy(dtype=float), groups["latitude"].to_numpy(dtype=float))
-    PolygonLayer(feature_collection(points, codes), name=name, publish=publish,
+    PolygonLayer(feature_collection(geojson_texts(points).tolist(), codes), name=name, publish=publish,
                  info=dict(zip(codes, info, strict=True)), radius=dict(zip(codes, radius.round(1), strict=True)),
                  style={"color": "#ffffff", "weight": 1, "fillColor": ESTABLISHMENT_COLOUR, "fillOpacity": 0.7},
                  symbol=symbol_svg("circle", fill=ESTABLISHMENT_COLOUR, stroke="#ffffff", fill_opacity=0.7)).add_to(m)
@@ -468,25 +468,37 @@ def _wgs84(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return frame if frame.crs is not None and frame.crs.equals(_WGS84) else frame.to_crs(4326)
 
 
-def feature_collection(geometries: np.ndarray, codes: pd.Series) -> str:
-    """GeoJSON text of a FeatureCollection of WGS84 ``geometries``, each with its ``code`` property.
+def feature_collection(geometries: Sequence[str | None], codes: Sequence[str]) -> str:
+    """GeoJSON text of a FeatureCollection of WGS84 geometries given as GeoJSON texts
+    (:func:`~essmap.geo.simplify.geojson_texts`; None: no geometry), each with its ``code`` property.
 
-    Coordinates are rounded to 1e-5 degree (about 1 m) and written by GEOS in one vectorised call.
     The text depends on the geometry alone (tooltips and colours travel apart, per view), so the
     same units give the same file, which browsers cache. Feature ``id`` is the row position.
     """
-    shapes = shapely.to_geojson(_rounded(np.asarray(geometries, dtype=object)))
     features = ",".join(
         f'{{"type":"Feature","id":"{i}","properties":{{"code":{json.dumps(str(code), ensure_ascii=False)}}},'
         f'"geometry":{"null" if shape is None else shape}}}'
-        for i, (code, shape) in enumerate(zip(codes, shapes, strict=True))
+        for i, (code, shape) in enumerate(zip(codes, geometries, strict=True))
     )
     return '{"type":"FeatureCollection","features":[' + features + "]}"
 
 
-def _rounded(geometries: np.ndarray) -> np.ndarray:
-    """Coordinates rounded to 1e-5 degree (about 1 m): shorter GeoJSON, nothing visible lost."""
-    return shapely.transform(geometries, lambda xy: np.round(xy, 5))
+def _geojson(frame: gpd.GeoDataFrame) -> list[str | None]:
+    """The GeoJSON text of each row's geometry (WGS84): a view's units carry the text stored with their
+    display geometry at ingest (``geojson``); other shapes are written here."""
+    if "geojson" in frame:
+        return frame["geojson"].astype("string").to_numpy(dtype=object, na_value=None).tolist()
+    return geojson_texts(_wgs84(frame).geometry.to_numpy()).tolist()
+
+
+def _anchors(frame: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude of a point inside each row's geometry (NaN where none): stored with a view's
+    units (``anchor_lon``, ``anchor_lat``), else computed."""
+    if "anchor_lon" in frame:
+        return (frame["anchor_lon"].to_numpy(dtype=float, na_value=np.nan),
+                frame["anchor_lat"].to_numpy(dtype=float, na_value=np.nan))
+    inside = shapely.point_on_surface(frame.geometry.to_numpy())
+    return shapely.get_x(inside), shapely.get_y(inside)
 
 
 #: Publishes the compressed bytes of a layer (points, or polygons' GeoJSON) where the browser can
@@ -498,9 +510,12 @@ class _Packed:
     """A layer's JSON, gzip-compressed: a URL the page fetches (``publish``), else inlined in base64
     (exported maps stay self-contained). Read in the page by :data:`_UNPACK_JS`."""
 
-    def __init__(self, text: str | bytes, publish: Publisher | None) -> None:
-        raw = text.encode("utf-8") if isinstance(text, str) else text
-        packed = gzip.compress(raw, compresslevel=1, mtime=0)  # level 5: 2x slower, -14 %
+    def __init__(self, text: str | Sequence[bytes | pa.Buffer], publish: Publisher | None) -> None:
+        # one gzip stream (level 1: level 5 was 2x slower for -14 %), the same bytes as gzip.compress(text,
+        # 1, mtime=0); given in parts, they go to zlib as they are: megabytes never joined first
+        compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+        parts: Sequence[bytes | pa.Buffer] = (text.encode("utf-8"),) if isinstance(text, str) else text
+        packed = b"".join([*(compressor.compress(part) for part in parts), compressor.flush()])
         self.url = publish(packed) if publish is not None else None
         self.inline = None if self.url else base64.b64encode(packed).decode("ascii")
 
@@ -549,13 +564,16 @@ def add_points_layer(m: folium.Map, points: pd.DataFrame, *, name: str, popup, c
     qx, qy = qx[order], qy[order]
     taken = pa.array(order)
     # the JSON of {"lat0", "lon0", "dxy", "lines": [{"s", "p", "c"}...]} written piece by piece: the
-    # columns' texts (megabytes for a large département) go from Arrow to JSON bytes without Python strings
+    # columns' texts (megabytes for a large département) go from Arrow buffers to the compressor, without
+    # Python strings nor copies (base64 needs no JSON escape)
     dxy = _packed_ints(np.column_stack([np.diff(qy, prepend=0), np.diff(qx, prepend=0)]).ravel(), "<i4")
-    lines = [b'{"s":' + _json(style) + b',"p":' + _json(prefix) + b',"c":' + _column_json(values.take(taken)) + b"}"
-             for style, prefix, values in popup(points)]
-    text = b"".join([b'{"lat0":', _json(lat0), b',"lon0":', _json(lon0), b',"dxy":', _json(dxy),
-                     b',"lines":[', b",".join(lines), b"]}"])
-    packed = _Packed(text, publish)
+    parts: list[bytes | pa.Buffer] = [b'{"lat0":', _json(lat0), b',"lon0":', _json(lon0), b',"dxy":"',
+                                      dxy.encode("ascii"), b'","lines":[']
+    for k, (style, prefix, values) in enumerate(popup(points)):
+        parts += [b',{"s":' if k else b'{"s":', _json(style), b',"p":', _json(prefix), b',"c":',
+                  *_column_json(values.take(taken)), b"}"]
+    parts.append(b"]}")
+    packed = _Packed(parts, publish)
     PackedPoints(packed, name=name, color=color, shape=shape, cluster=cluster).add_to(m)
     return m
 
@@ -625,16 +643,35 @@ def _json(value: object) -> bytes:
 #: How ``json.dumps`` writes the characters it escapes in a string (backslash first: the others add some).
 _JSON_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), *((chr(c), {8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r"}
                                                        .get(c, f"\\u{c:04x}")) for c in range(0x20)))
-_CONTROL_CHARACTERS = "[\\x00-\\x1f]"
-#: Any character a JSON string escapes (the separator among them): most columns (SIRET, addresses) have none.
-_TO_ESCAPE = '[\\x00-\\x1f"\\\\]'
+#: The bytes of the characters a JSON string escapes (the separator among them): control characters, then
+#: the quote and the backslash. Most columns (SIRET, addresses) have none.
+_CONTROL_BYTES, _QUOTE_BYTES = 0x20, (ord('"'), ord("\\"))
 
 
-def _column_json(line: pa.Array) -> bytes:
-    """The JSON of a column of popup lines: dictionary-encoded when values repeat (the codes as
-    packed little-endian integers: one or two bytes a point, no JSON number per point), else the
+def _has_bytes_to_escape(text: pa.StringArray, *, quotes: bool = True) -> bool:
+    """Whether a text of ``text`` has a control character (or, with ``quotes``, a quote or a backslash).
+
+    One NumPy pass over Arrow's UTF-8 data (the bytes of a multi-byte character are never below 0x80):
+    a regular expression per text cost 5 to 15 ms a column of a large département."""
+    if text.null_count:  # the bytes of a missing text are not defined
+        text = pc.fill_null(text, "")
+    _validity, offsets, data = text.buffers()
+    if data is None:
+        return False
+    bounds = np.frombuffer(offsets, dtype=np.int32)[[text.offset, text.offset + len(text)]]
+    found = np.frombuffer(data, dtype=np.uint8)[bounds[0]:bounds[1]]
+    mask = found < _CONTROL_BYTES
+    if quotes:
+        mask |= (found == _QUOTE_BYTES[0]) | (found == _QUOTE_BYTES[1])
+    return bool(mask.any())
+
+
+def _column_json(line: pa.Array) -> list[bytes | pa.Buffer]:
+    """The JSON of a column of popup lines, in parts: dictionary-encoded when values repeat (the codes
+    as packed little-endian integers: one or two bytes a point, no JSON number per point), else the
     texts joined in one string (``j``, split on :data:`_UNIT_SEPARATOR` in the page), escaped and
-    joined by Arrow's kernels: the same bytes as ``json.dumps``, without a Python string per column."""
+    joined by Arrow's kernels: the same bytes as ``json.dumps``, without a Python string per column
+    (the joined texts stay an Arrow buffer)."""
     if isinstance(line, pa.DictionaryArray):
         encoded: pa.DictionaryArray | None = line
         uniques = len(line.dictionary)
@@ -643,18 +680,18 @@ def _column_json(line: pa.Array) -> bytes:
     if uniques * 2 < len(line):
         encoded = encoded if encoded is not None else line.dictionary_encode()
         width = "<u1" if uniques <= 0xFF else "<u2" if uniques <= 0xFFFF else "<u4"
-        return _json({"v": encoded.dictionary.to_pylist(), "i": _packed_ints(encoded.indices.to_numpy(), width),
-                      "w": int(width[-1])})
+        return [_json({"v": encoded.dictionary.to_pylist(), "i": _packed_ints(encoded.indices.to_numpy(), width),
+                       "w": int(width[-1])})]
     text = line.cast(pa.string())
-    if pc.any(pc.match_substring_regex(text, _TO_ESCAPE)).as_py():  # one pass when nothing is to escape
+    if _has_bytes_to_escape(text):  # one pass when nothing is to escape
         text = pc.replace_substring(text, _UNIT_SEPARATOR, " ")
         text = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
-        if pc.any(pc.match_substring_regex(text, _CONTROL_CHARACTERS)).as_py():
+        if _has_bytes_to_escape(text, quotes=False):
             for char, escaped in _JSON_ESCAPES[2:]:
                 text = pc.replace_substring(text, char, escaped)
     separator = _JSON_ESCAPES[2 + ord(_UNIT_SEPARATOR)][1]
     joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text), separator)[0]
-    return b'{"j":"' + joined.as_buffer().to_pybytes() + b'"}' if joined.is_valid else b'{"j":null}'
+    return [b'{"j":"', joined.as_buffer(), b'"}'] if joined.is_valid else [b'{"j":null}']
 
 
 def _packed_ints(values: np.ndarray, dtype: str) -> str:

@@ -25,7 +25,7 @@ from essmap.domain.errors import StoreError
 #: Catalog name of the attached store in a reader's connection.
 CATALOG = "store"
 #: Version of the table layout; a store of another version is rebuilt, not read.
-FORMAT_VERSION = "3"
+FORMAT_VERSION = "4"
 
 
 def spatial_extension_path() -> Path:

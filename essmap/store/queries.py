@@ -414,16 +414,17 @@ def read_qpv(con: duckdb.DuckDBPyConnection, codes: Sequence[str], *, display: b
     return frame_from_arrow(found)
 
 
-def display_geometry(con: duckdb.DuckDBPyConnection, level: str, codes: Sequence[str]) -> gpd.GeoSeries:
-    """Simplified boundaries of units (stored at ingest), indexed by code; missing units absent."""
-    import geopandas as gpd
-
+def display_geometry(con: duckdb.DuckDBPyConnection, level: str, codes: Sequence[str]) -> gpd.GeoDataFrame:
+    """The display geometry of units (stored at ingest) row by row in the order of ``codes`` (missing
+    units: empty row), with what a map sends of it, also stored: ``geojson`` (its GeoJSON text) and
+    a point inside it (``anchor_lon``, ``anchor_lat``)."""
     found = con.execute(
-        "SELECT code, ST_AsWKB(geometry) AS _wkb FROM display_geometry WHERE level = ? AND code IN (SELECT unnest(?))",
-        [level, list(codes)],
+        "SELECT d.geojson, d.anchor_lon, d.anchor_lat, ST_AsWKB(d.geometry) AS _wkb "
+        "FROM unnest(?) WITH ORDINALITY AS w(code, position) "
+        "LEFT JOIN display_geometry d ON d.level = ? AND d.code = w.code ORDER BY w.position",
+        [list(codes), level],
     ).arrow()
-    frame = frame_from_arrow(found)
-    return gpd.GeoSeries(frame.geometry.to_numpy(), index=frame["code"].astype(str).to_numpy(), crs=WGS84)
+    return frame_from_arrow(found)
 
 
 def names(con: duckdb.DuckDBPyConnection, codes: Mapping[str, Sequence[str]]) -> dict[str, dict[str, str]]:
