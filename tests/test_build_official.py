@@ -223,7 +223,7 @@ def test_url_mirror_builds_the_expected_store(url_build, mirrors):
     out = plain(result.output)
     assert "Concordance avec l'INSEE, QPV 2024 : 20,0 %" in out
     assert "SIRET géolocalisé INSEE 1, adresse BAN (numéro) 2, commune seulement 1" in out
-    assert f"ESSMAP_DB={(folder / 'essmap.duckdb').resolve()} .venv/bin/streamlit run app.py" in out
+    assert f"ESSMAP_DB={(folder / 'essmap.duckdb').resolve()} .venv/bin/python serve/launch.py" in out
     assert "simulé" not in out
     assert "Fichiers officiels : 8 téléchargé(s)" in out
 

@@ -481,9 +481,10 @@ def dashboard_command(db_path: Path) -> str:
     """The command that opens the dashboard on ``db_path`` (from the project folder).
 
     Not ``make run``: it rebuilds the embedded demo into ``data/essmap.duckdb`` whenever the code
-    changed, and opens that store.
+    changed, and opens that store. ``serve/launch.py``, as ``make run``: the port opens once the
+    dashboard's modules are imported, so the first visitor does not wait for them.
     """
-    return f"ESSMAP_DB={printable(Path(db_path).resolve())} .venv/bin/streamlit run app.py"
+    return f"ESSMAP_DB={printable(Path(db_path).resolve())} .venv/bin/python serve/launch.py"
 
 
 RESUME_HINT = ("Relancez la même commande `essmap build --officiel ...` : les fichiers déjà complets dans le cache ne "
