@@ -100,7 +100,8 @@ def test_coverage_beyond_the_stored_radius_is_left_to_the_frame(demo_con):
 
 texts = st.one_of(st.none(), st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
                                      max_size=12),
-                  st.sampled_from(["=1+1", "a;=2", "x,y", 'q"', "l1\nl2", "cr\r", "-3", " @x", "'=1"]))
+                  st.sampled_from(["=1+1", "a;=2", "x,y", 'q"', "l1\nl2", "cr\r", "-3", " @x", "'=1", "\tx", "\rx",
+                                   "Saint-Étienne", "plain"]))
 floats = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
                    st.sampled_from([0.1 + 0.2, 1e16, 1e-7, 1234.5, -0.0, 647.2526721906364]))
 

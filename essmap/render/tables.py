@@ -180,6 +180,11 @@ def _csv_column(values: Sequence[object], separator: str) -> Sequence[object]:
     NaN (missing) and, with ``;``, the decimal comma need Python, a whole column at a time."""
     kinds = set(map(type, values))
     if str in kinds:
+        # one search over the column's texts joined by line breaks (a break before each cell, as
+        # _csv_cell sees inside one): most columns have nothing to neutralise and stay as they are
+        joined = "\n".join(v for v in values if isinstance(v, str))
+        if _FORMULA_AT_CELL_BREAK.search(joined) is None and _CONTROL_AT_CELL_START.search(joined) is None:
+            return values
         return [_csv_cell(v) if isinstance(v, str) else v for v in values]
     if float in kinds:
         if separator == ";":
@@ -293,6 +298,8 @@ def _same_file(path: Path, other: Path) -> bool:
 _FORMULA_AT_START = re.compile(r"^(?=[\t\r\0]|[\s\"]*[=+\-@])")
 #: The same, or after a character that a reader with other settings takes for a cell or row break.
 _FORMULA_AT_CELL_BREAK = re.compile(r"^(?=[\t\r\0])|(?:^|(?<=[,;\t\r\n]))(?=[\s\"]*[=+\-@])")
+#: A cell of a column joined by line breaks (:func:`_csv_column`) that starts with a control character.
+_CONTROL_AT_CELL_START = re.compile(r"(?:^|\n)[\t\r\x00]")
 #: Every text where either pattern can match holds one of these.
 _FORMULA_CHARACTER = r"[=+\-@\t\r\x00]"
 #: Control characters that XML, hence XLSX, cannot hold (openpyxl refuses the whole workbook).
