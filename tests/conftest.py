@@ -96,17 +96,25 @@ def tricky_db(demo_db, tmp_path_factory) -> Path:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Under pytest-xdist (``make test PYTEST_WORKERS=2`` runs ``-n 2 --dist loadgroup``) the browser
-    tests on the shared dashboard server go to one worker, as in a serial run: one Streamlit server
-    and one chromium, not one per worker writing the same log. The tests that start servers of their
-    own (:data:`OWN_SERVER_MODULES`, the longest) form a second group, so that the two groups can run
-    side by side while the other tests fill the gaps."""
+    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) the tests of a module run
+    on one worker: a module-scoped fixture (a real layer read, a store built, synthetic files written)
+    is built once, not once per worker, nor again each time the worker comes back to the module (the
+    tests were handed out one by one, modules interleaved: 3 builds of one fixture in one run).
+
+    The browser tests on the shared dashboard server go to one worker, as in a serial run: one
+    Streamlit server and one chromium, not one per worker writing the same log. The tests that start
+    servers of their own (:data:`OWN_SERVER_MODULES`, the longest) form a second group, so that the
+    two groups can run side by side while the other tests fill the gaps."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
         if item.get_closest_marker("browser"):
             own = item.path.name in OWN_SERVER_MODULES
             item.add_marker(pytest.mark.xdist_group("browser-own-servers" if own else "browser"))
+        else:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 #: Browser test modules whose tests start their own Streamlit servers (see pytest_collection_modifyitems).
