@@ -26,18 +26,36 @@ for _variable in ("COLUMNS", "LINES"):
     os.environ.pop(_variable, None)
 
 
+def _run_folder(tmp_path_factory) -> Path:
+    """The temporary folder of the whole run: shared by its pytest-xdist workers (each has its own
+    folder inside it), the session's own folder without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def demo_settings(tmp_path_factory) -> Settings:
-    folder = tmp_path_factory.mktemp("demo")
-    return Settings(data_dir=PROJECT_DATA, db_path=folder / "essmap.duckdb", cache_dir=folder / "cache")
+    folder = _run_folder(tmp_path_factory) / "demo"
+    folder.mkdir(exist_ok=True)
+    return Settings(data_dir=PROJECT_DATA, db_path=folder / "essmap.duckdb", cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="session")
 def demo_db(demo_settings) -> Path:
-    """The embedded demo (PACA) at a small synthetic scale, built through the real pipeline."""
+    """The embedded demo (PACA) at a small synthetic scale, built through the real pipeline.
+
+    Built once per run (4 to 7 s): the first pytest-xdist worker to need it builds it, the others wait
+    for it. Read only: a test that writes works on a copy."""
+    import fcntl
+
     from essmap.demo.build import build_demo
 
-    build_demo(demo_settings, scale=TEST_SCALE)
+    folder = demo_settings.db_path.parent
+    with open(folder / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "built").exists():
+            build_demo(demo_settings, scale=TEST_SCALE)
+            (folder / "built").touch()
     return demo_settings.db_path
 
 
