@@ -113,27 +113,39 @@ def tricky_db(demo_db, tmp_path_factory) -> Path:
     return path
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) the tests of a module run
-    on one worker: a module-scoped fixture (a real layer read, a store built, synthetic files written)
-    is built once, not once per worker, nor again each time the worker comes back to the module (the
-    tests were handed out one by one, modules interleaved: 3 builds of one fixture in one run).
+@pytest.hookimpl(tryfirst=True)  # pytest-xdist's own scheduler for loadgroup is never asked
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist with ``--dist loadgroup`` (``make test`` and ``make test-unit``) the tests
+    are handed out by :func:`xdist_scope`, not by ``xdist_group`` markers: with pytest 9 the suffix
+    pytest-xdist 3.8 writes into node ids to group them no longer takes, so the markers were
+    silently ignored and every test was handed out alone."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
 
-    The browser tests on the shared dashboard server go to one worker, as in a serial run: one
-    Streamlit server and one chromium, not one per worker writing the same log. The tests that start
-    servers of their own (:data:`OWN_SERVER_MODULES`, the longest) form a second group, so that the
-    two groups can run side by side while the other tests fill the gaps."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        if item.get_closest_marker("browser"):
-            own = item.path.name in OWN_SERVER_MODULES
-            item.add_marker(pytest.mark.xdist_group("browser-own-servers" if own else "browser"))
-        else:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    class ByScope(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return ByScope(config, log)
 
 
-#: Browser test modules whose tests start their own Streamlit servers (see pytest_collection_modifyitems).
+def xdist_scope(nodeid: str) -> str:
+    """The tests of one scope run on one worker, one after the other.
+
+    A module is a scope: its module-scoped fixtures (a real layer read, a store built, synthetic
+    files written) are built once, not on both workers and again each time a worker came back to the
+    module (tests handed out one by one: 3 builds of one fixture in one run). The browser tests on the
+    shared dashboard server form one scope, as in a serial run: one Streamlit server and one
+    chromium, not one per worker writing the same log. The tests that start servers of their own
+    (:data:`OWN_SERVER_MODULES`, the longest) form another, so that the two can run side by side
+    while the other modules fill the gaps."""
+    module = nodeid.split("::", 1)[0]
+    folder, _, name = module.rpartition("/")
+    if folder.endswith("tests/browser"):
+        return "browser-own-servers" if name in OWN_SERVER_MODULES else "browser"
+    return module
+
+
+#: Browser test modules whose tests start their own Streamlit servers (see xdist_scope).
 OWN_SERVER_MODULES = frozenset({"test_concurrency.py", "test_replicas.py"})
