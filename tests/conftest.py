@@ -26,18 +26,36 @@ for _variable in ("COLUMNS", "LINES"):
     os.environ.pop(_variable, None)
 
 
+def _run_folder(tmp_path_factory) -> Path:
+    """The temporary folder of the whole run: shared by its pytest-xdist workers (each has its own
+    folder inside it), the session's own folder without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def demo_settings(tmp_path_factory) -> Settings:
-    folder = tmp_path_factory.mktemp("demo")
-    return Settings(data_dir=PROJECT_DATA, db_path=folder / "essmap.duckdb", cache_dir=folder / "cache")
+    folder = _run_folder(tmp_path_factory) / "demo"
+    folder.mkdir(exist_ok=True)
+    return Settings(data_dir=PROJECT_DATA, db_path=folder / "essmap.duckdb", cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="session")
 def demo_db(demo_settings) -> Path:
-    """The embedded demo (PACA) at a small synthetic scale, built through the real pipeline."""
+    """The embedded demo (PACA) at a small synthetic scale, built through the real pipeline.
+
+    Built once per run (4 to 7 s): the first pytest-xdist worker to need it builds it, the others wait
+    for it. Read only: a test that writes works on a copy."""
+    import fcntl
+
     from essmap.demo.build import build_demo
 
-    build_demo(demo_settings, scale=TEST_SCALE)
+    folder = demo_settings.db_path.parent
+    with open(folder / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "built").exists():
+            build_demo(demo_settings, scale=TEST_SCALE)
+            (folder / "built").touch()
     return demo_settings.db_path
 
 
@@ -95,19 +113,39 @@ def tricky_db(demo_db, tmp_path_factory) -> Path:
     return path
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """Under pytest-xdist (``make test PYTEST_WORKERS=2`` runs ``-n 2 --dist loadgroup``) the browser
-    tests on the shared dashboard server go to one worker, as in a serial run: one Streamlit server
-    and one chromium, not one per worker writing the same log. The tests that start servers of their
-    own (:data:`OWN_SERVER_MODULES`, the longest) form a second group, so that the two groups can run
-    side by side while the other tests fill the gaps."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        if item.get_closest_marker("browser"):
-            own = item.path.name in OWN_SERVER_MODULES
-            item.add_marker(pytest.mark.xdist_group("browser-own-servers" if own else "browser"))
+@pytest.hookimpl(tryfirst=True)  # pytest-xdist's own scheduler for loadgroup is never asked
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist with ``--dist loadgroup`` (``make test`` and ``make test-unit``) the tests
+    are handed out by :func:`xdist_scope`, not by ``xdist_group`` markers: with pytest 9 the suffix
+    pytest-xdist 3.8 writes into node ids to group them no longer takes, so the markers were
+    silently ignored and every test was handed out alone."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByScope(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return ByScope(config, log)
 
 
-#: Browser test modules whose tests start their own Streamlit servers (see pytest_collection_modifyitems).
+def xdist_scope(nodeid: str) -> str:
+    """The tests of one scope run on one worker, one after the other.
+
+    A module is a scope: its module-scoped fixtures (a real layer read, a store built, synthetic
+    files written) are built once, not on both workers and again each time a worker came back to the
+    module (tests handed out one by one: 3 builds of one fixture in one run). The browser tests on the
+    shared dashboard server form one scope, as in a serial run: one Streamlit server and one
+    chromium, not one per worker writing the same log. The tests that start servers of their own
+    (:data:`OWN_SERVER_MODULES`, the longest) form another, so that the two can run side by side
+    while the other modules fill the gaps."""
+    module = nodeid.split("::", 1)[0]
+    folder, _, name = module.rpartition("/")
+    if folder.endswith("tests/browser"):
+        return "browser-own-servers" if name in OWN_SERVER_MODULES else "browser"
+    return module
+
+
+#: Browser test modules whose tests start their own Streamlit servers (see xdist_scope).
 OWN_SERVER_MODULES = frozenset({"test_concurrency.py", "test_replicas.py"})

@@ -48,17 +48,31 @@ def _count(value: str) -> int:
     return int(value.replace("\u202f", ""))
 
 
+def _clear_caches() -> None:
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def demo_caches():
+    """The tests on the demo store share the app's caches, as the visitors of one server do: each view
+    is computed once per module, not once per test (the first test still runs them cold). Clean at
+    the start and the end, for the other modules that run the app."""
+    _clear_caches()
+    yield
+    _clear_caches()
+
+
 @pytest.fixture()
 def fresh_caches():
-    """The app caches by argument, not by database file: start and end clean."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    """For a test on another store: the store connection is cached without argument (one store per
+    server), so start and end clean."""
+    _clear_caches()
     yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    _clear_caches()
 
 
-def test_default_view_labels_synthetic_data_and_filters_change_counts(demo_db, monkeypatch, fresh_caches):
+def test_default_view_labels_synthetic_data_and_filters_change_counts(demo_db, monkeypatch):
     at = _app(demo_db, monkeypatch)
     assert at.title[0].value == "essmap : l'économie sociale et solidaire, les QPV et les tiers-lieux"
     assert any("données simulées" in w.value for w in at.warning)
@@ -90,7 +104,7 @@ def test_default_view_labels_synthetic_data_and_filters_change_counts(demo_db, m
     assert at.query_params["departements"] == "05"
 
 
-def test_radius_change_changes_the_radius_table(demo_db, monkeypatch, fresh_caches):
+def test_radius_change_changes_the_radius_table(demo_db, monkeypatch):
     at = _app(demo_db, monkeypatch)
     assert not any("Tiers-lieux dans le rayon" in t.value.columns for t in at.table)  # closed tab: not run
     assert not at.dataframe  # static tables only: st.dataframe's toolbar is in English
@@ -113,7 +127,7 @@ def test_radius_change_changes_the_radius_table(demo_db, monkeypatch, fresh_cach
     assert at.query_params["rayon"] == "4000"
 
 
-def test_url_restores_the_view_and_opens_the_fiche(demo_db, monkeypatch, fresh_caches):
+def test_url_restores_the_view_and_opens_the_fiche(demo_db, monkeypatch):
     at = _app(demo_db, monkeypatch, departements="13", indicateur="part_employeurs_en_qpv", niveau="epci",
               rayon="2500", classes="4", methode="equal_interval", selection="13055", families="association")
     _open_tab(at, "Fiche")
@@ -155,7 +169,7 @@ def test_url_restores_the_view_and_opens_the_fiche(demo_db, monkeypatch, fresh_c
         assert axis["labelLimit"] == 0 and "split" in axis["labelExpr"]
 
 
-def test_a_shared_link_reopens_the_tab_and_the_unit(demo_db, monkeypatch, fresh_caches):
+def test_a_shared_link_reopens_the_tab_and_the_unit(demo_db, monkeypatch):
     at = _app(demo_db, monkeypatch, departements="13", selection="13055", onglet="fiche")
     assert any(h.value == "Fiche : Marseille" for h in at.header)  # no click needed: the link opened the fiche
     assert at.selectbox(key="selection").value == "13055"
@@ -167,7 +181,7 @@ def test_a_shared_link_reopens_the_tab_and_the_unit(demo_db, monkeypatch, fresh_
     assert at.query_params["selection"] == "13055"
 
 
-def test_choosing_a_qpv_shows_its_fiche(demo_db, monkeypatch, fresh_caches):
+def test_choosing_a_qpv_shows_its_fiche(demo_db, monkeypatch):
     at = _open_tab(_app(demo_db, monkeypatch), "Fiche")
     box = at.selectbox(key="selection")
     qpv_code = next(o for o in box.options if o.startswith("QPV "))
@@ -199,7 +213,7 @@ def test_names_from_data_are_shown_as_text(demo_db, monkeypatch, tmp_path, fresh
     assert any(HOSTILE in option for option in at.selectbox(key="commune").options)  # a plain-text widget
 
 
-def test_departement_fiche_compares_with_its_region(demo_db, monkeypatch, fresh_caches):
+def test_departement_fiche_compares_with_its_region(demo_db, monkeypatch):
     at = _open_tab(_app(demo_db, monkeypatch, departements="84", niveau="departement", selection="84"), "Fiche")
     assert any(h.value == "Fiche : Vaucluse" for h in at.header)
     cards = [c.value for c in at.caption if "Source : " in c.value]  # one caption under each key figure
@@ -208,7 +222,7 @@ def test_departement_fiche_compares_with_its_region(demo_db, monkeypatch, fresh_
     assert any("France : " in c for c in cards)
 
 
-def test_a_region_opens_by_epci_and_commune_stays_a_choice(demo_db, monkeypatch, fresh_caches):
+def test_a_region_opens_by_epci_and_commune_stays_a_choice(demo_db, monkeypatch):
     con = duckdb.connect(str(demo_db), read_only=True)
     try:
         n_epci, n_communes = con.execute(
@@ -245,7 +259,7 @@ def test_a_region_opens_by_epci_and_commune_stays_a_choice(demo_db, monkeypatch,
     ({"departements": "13,84"}, 1000, "un département à la fois : le 13 est affiché"),
     ({"onglet": "Fiche"}, 1000, "onglet « Fiche » inconnu"),
 ])
-def test_invalid_links_open_a_valid_view_with_a_french_notice(demo_db, monkeypatch, fresh_caches, params, radius,
+def test_invalid_links_open_a_valid_view_with_a_french_notice(demo_db, monkeypatch, params, radius,
                                                               notice):
     at = _app(demo_db, monkeypatch, **params)
     errors = " ".join(e.value for e in at.error)
@@ -256,7 +270,7 @@ def test_invalid_links_open_a_valid_view_with_a_french_notice(demo_db, monkeypat
     assert _count(_metrics(at)["QPV"]) > 0  # a map of a real département
 
 
-def test_collapsed_classes_are_announced_and_the_map_has_its_table(demo_db, monkeypatch, fresh_caches):
+def test_collapsed_classes_are_announced_and_the_map_has_its_table(demo_db, monkeypatch):
     at = _app(demo_db, monkeypatch, departements="13", indicateur="n_tiers_lieux", methode="quantiles", classes="5")
     notices = [i.value for i in at.info if i.value.startswith("Carte en ")]
     assert len(notices) == 1 and "au lieu des 5 demandées" in notices[0] and "« Tiers-lieux »" in notices[0], notices

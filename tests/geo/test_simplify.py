@@ -54,15 +54,28 @@ def original(communes) -> gpd.GeoDataFrame:
     return communes[communes["type_commune"] == "COM"].set_index("code_insee")
 
 
+@pytest.fixture(scope="module")
+def outputs(communes) -> dict[float, gpd.GeoDataFrame]:
+    """Outputs by tolerance, each computed once per module (read only)."""
+    return {}
+
+
+def _output(outputs: dict[float, gpd.GeoDataFrame], communes: gpd.GeoDataFrame, tolerance: float) -> gpd.GeoDataFrame:
+    if tolerance not in outputs:
+        outputs[tolerance] = commune_level_geometries(communes, tolerance=tolerance)
+    return outputs[tolerance]
+
+
 @pytest.fixture(scope="module", params=[DISPLAY_TOLERANCE_DEG, STRONG_TOLERANCE_DEG], ids=["display", "strong"])
-def output(request, communes) -> gpd.GeoDataFrame:
+def output(request, communes, outputs) -> gpd.GeoDataFrame:
     """Output at the display tolerance, and at a tolerance that moves borders a lot."""
-    return commune_level_geometries(communes, tolerance=request.param)
+    return _output(outputs, communes, request.param)
 
 
 @pytest.fixture(scope="module")
-def display_output(communes) -> gpd.GeoDataFrame:
-    return commune_level_geometries(communes)
+def display_output(communes, outputs) -> gpd.GeoDataFrame:
+    """Output at the default tolerance, the display one (the same frame as ``output[display]``)."""
+    return _output(outputs, communes, DISPLAY_TOLERANCE_DEG)
 
 
 @pytest.fixture(scope="module")
