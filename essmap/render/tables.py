@@ -161,15 +161,21 @@ def write_csv_rows(columns: Sequence[str], rows: Iterable[Sequence[object]], out
     """
     if separator not in (",", ";"):
         raise ValueError(f"séparateur {separator!r} non pris en charge : « , » ou « ; »")
+    rows = list(rows)
 
     def write(path: Path | None) -> None:
-        # as pandas writes a frame: the csv module, minimal quoting, CRLF (see _write)
-        with (open(path, "w", encoding="utf-8-sig", newline="") if path is not None
+        # as pandas writes a frame: the csv module, minimal quoting, CRLF (see _write); the BOM of
+        # utf-8-sig written once, the rows through the C UTF-8 encoder (utf-8-sig's is Python, per row)
+        with (open(path, "w", encoding="utf-8", newline="") if path is not None
               else contextlib.nullcontext(sys.stdout)) as handle:
+            if path is not None:
+                handle.write("\ufeff")
             writer = csv.writer(handle, delimiter=separator, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
             writer.writerow([_csv_cell(name) for name in columns])
-            cells = [_csv_column(values, separator) for values in zip(*rows, strict=True)]  # column-wise
-            writer.writerows(zip(*cells, strict=True))
+            given = list(zip(*rows, strict=True))  # column-wise
+            cells = [_csv_column(values, separator) for values in given]
+            unchanged = all(new is old for new, old in zip(cells, given, strict=True))
+            writer.writerows(rows if unchanged else zip(*cells, strict=True))
 
     _write_whole(out, write, force=force, protect=protect)
 
@@ -183,7 +189,7 @@ def _csv_column(values: Sequence[object], separator: str) -> Sequence[object]:
         # one search over the column's texts joined by line breaks (a break before each cell, as
         # _csv_cell sees inside one): most columns have nothing to neutralise and stay as they are
         joined = "\n".join(v for v in values if isinstance(v, str))
-        if _FORMULA_AT_CELL_BREAK.search(joined) is None and _CONTROL_AT_CELL_START.search(joined) is None:
+        if not any(pattern.search(joined) for pattern in _CELL_TO_NEUTRALISE):
             return values
         return [_csv_cell(v) if isinstance(v, str) else v for v in values]
     if float in kinds:
@@ -298,8 +304,10 @@ def _same_file(path: Path, other: Path) -> bool:
 _FORMULA_AT_START = re.compile(r"^(?=[\t\r\0]|[\s\"]*[=+\-@])")
 #: The same, or after a character that a reader with other settings takes for a cell or row break.
 _FORMULA_AT_CELL_BREAK = re.compile(r"^(?=[\t\r\0])|(?:^|(?<=[,;\t\r\n]))(?=[\s\"]*[=+\-@])")
-#: A cell of a column joined by line breaks (:func:`_csv_column`) that starts with a control character.
-_CONTROL_AT_CELL_START = re.compile(r"(?:^|\n)[\t\r\x00]")
+#: Where _FORMULA_AT_CELL_BREAK can match in a column's texts joined by line breaks (:func:`_csv_column`):
+#: patterns that begin with their characters, which the regex engine scans for fast.
+_CELL_TO_NEUTRALISE = (re.compile(r"\A[\s\"]*[=+\-@]"), re.compile(r"[,;\t\r\n][\s\"]*[=+\-@]"),
+                       re.compile(r"(?:\A|\n)[\t\r\x00]"))
 #: Every text where either pattern can match holds one of these.
 _FORMULA_CHARACTER = r"[=+\-@\t\r\x00]"
 #: Control characters that XML, hence XLSX, cannot hold (openpyxl refuses the whole workbook).
