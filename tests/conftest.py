@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,20 @@ def _run_folder(tmp_path_factory) -> Path:
     folder inside it), the session's own folder without xdist."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    """bench/sessions.py (the protocol client of the benchmarks and of the serving tests), imported as
+    bench/run.py imports it."""
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    sys.path.insert(0, str(bench))
+    try:
+        import sessions as module
+
+        yield module
+    finally:
+        sys.path.remove(str(bench))
 
 
 @pytest.fixture(scope="session")

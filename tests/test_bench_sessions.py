@@ -8,7 +8,6 @@ two at once, so that the benchmark cannot silently time an empty or failed page.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,9 @@ from essmap.domain.formatting import format_number
 from essmap.domain.selection import Selection
 from essmap.store import queries
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
 #: Each test starts its own Streamlit servers (10-20 s, most of it their start): it checks the process
 #: that serves sessions, so `make test` runs it and `make test-unit` leaves it out.
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def sessions():
-    """bench/sessions.py, imported as bench/run.py imports it."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import sessions as module
-
-        yield module
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def expected_figures(db_path: Path, departement: str) -> dict[str, str]:

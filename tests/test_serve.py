@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "bench"
 #: Shared libraries of the stack (DuckDB, shapely's GEOS, pyproj's PROJ) that app.py's imports load.
 STACK_LIBRARIES = ("_duckdb", "libgeos", "libproj")
 MAP_FRAME = "/component/streamlit_folium.st_folium/index.html"
@@ -33,18 +32,6 @@ MAP_FRAME = "/component/streamlit_folium.st_folium/index.html"
 #: Starts make, the launcher and serve/warm.py (10-20 s, most of it the import of the stack): it checks
 #: the processes `make run` starts, so `make test` runs it and `make test-unit` leaves it out.
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def sessions():
-    """bench/sessions.py (its protocol client), imported as bench/run.py imports it."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import sessions as module
-
-        yield module
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def free_port() -> int:
