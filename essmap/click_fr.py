@@ -86,6 +86,8 @@ class FrenchContext(click.Context):
 
 
 class FrenchCommand(click.Command):
+    """A command whose help pages and help option read in French (groups too: :class:`FrenchGroup`)."""
+
     context_class = FrenchContext
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
@@ -95,19 +97,12 @@ class FrenchCommand(click.Command):
         return option
 
 
-class FrenchGroup(click.Group):
+class FrenchGroup(FrenchCommand, click.Group):
     """The ``essmap`` group: its commands and sub-groups French too, usage errors in French on stderr
     with the command to get help, exit status 2 as click's."""
 
-    context_class = FrenchContext
     command_class = FrenchCommand
     group_class = type  # sub-groups of the same class
-
-    def get_help_option(self, ctx: click.Context) -> click.Option | None:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.help = HELP_TEXT
-        return option
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
